@@ -1,0 +1,125 @@
+"""Post-training int8 quantization with ONNX Runtime's quantization tool.
+
+We do not re-implement calibration or QDQ insertion: ``onnxruntime.quantization``
+does both.  This module only turns the user's calibration data into a
+``CalibrationDataReader``, picks the TFLite-compatible scheme (int8 weights,
+symmetric, per output channel; int8 activations, asymmetric, per tensor; int32
+bias with scale s_in*s_w) and reports progress.
+"""
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import onnx
+
+from ..errors import ModelError
+
+METHODS = ("minmax", "entropy", "percentile")
+
+
+def load_calibration(calib: Any, input_name: str, input_shape: tuple[int, ...] | None = None) -> list[np.ndarray]:
+    """Calibration samples as a list of float32 batches of one sample each.
+
+    ``calib`` may be a path to ``.npy`` (an array whose first axis is the sample
+    axis) or ``.npz`` (the array named like the input, or ``x``, or the only one),
+    a numpy array, or any iterable of arrays.
+    """
+    if isinstance(calib, (str, Path)):
+        p = Path(calib)
+        if not p.is_file():
+            raise ModelError(f"calibration file {p} does not exist", fix="Pass a .npy or .npz file of input samples")
+        try:
+            data = np.load(p, allow_pickle=False)
+        except Exception as e:  # numpy raises several types for a bad file
+            raise ModelError(f"cannot read calibration data: {e}", where=str(p),
+                             fix="Save the samples with numpy.save / numpy.savez") from None
+        if isinstance(data, np.lib.npyio.NpzFile):
+            keys = list(data.keys())
+            key = input_name if input_name in keys else "x" if "x" in keys else keys[0] if len(keys) == 1 else None
+            if key is None:
+                raise ModelError(f"calibration archive has arrays {keys} but none named {input_name!r} or 'x'",
+                                 where=str(p), fix=f"Name the array {input_name!r} or 'x'")
+            data = data[key]
+        calib = data
+    if isinstance(calib, np.ndarray):
+        samples = [calib[i:i + 1] for i in range(calib.shape[0])]
+    else:
+        try:
+            samples = [np.asarray(s) for s in calib]
+        except TypeError:
+            raise ModelError(f"calibration data of type {type(calib).__name__} is not usable",
+                             fix="Give a .npy/.npz path, a numpy array or an iterable of arrays") from None
+    if not samples:
+        raise ModelError("calibration data is empty", fix="Give at least one input sample (a few hundred is typical)")
+    out = []
+    for s in samples:
+        s = s.astype(np.float32)
+        if input_shape is not None and len(s.shape) == len(input_shape) - 1:
+            s = s[None]
+        if input_shape is not None and tuple(s.shape[1:]) != tuple(input_shape[1:]):
+            raise ModelError(f"calibration sample has shape {tuple(s.shape)}, the model input {input_name!r} "
+                             f"expects {tuple(input_shape)}", fix="Give samples with the model's input shape")
+        out.append(s)
+    return out
+
+
+def _input_info(model: onnx.ModelProto) -> tuple[str, tuple[int, ...]]:
+    inits = {i.name for i in model.graph.initializer}
+    ins = [i for i in model.graph.input if i.name not in inits]
+    if len(ins) != 1:
+        raise ModelError(f"model has {len(ins)} inputs; quantization supports exactly one",
+                         fix="Export the model with a single input tensor")
+    dims = tuple(d.dim_value if d.dim_value > 0 else 1 for d in ins[0].type.tensor_type.shape.dim)
+    return ins[0].name, dims
+
+
+def quantize_onnx(float_onnx_path: str | Path, calib: Any, out_path: str | Path, *,
+                  method: str = "minmax", per_channel: bool = True, progress: bool = True,
+                  percentile: float = 99.999) -> Path:
+    """Quantize a float ONNX model to int8 QDQ (S8S8) with ORT's ``quantize_static``."""
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
+                                          QuantType, quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    method = method.lower().replace("-", "")
+    if method not in METHODS:
+        raise ModelError(f"unknown calibration method {method!r}", fix=f"Use one of {', '.join(METHODS)}")
+    float_onnx_path, out_path = Path(float_onnx_path), Path(out_path)
+    model = onnx.load(str(float_onnx_path))
+    name, shape = _input_info(model)
+    samples = load_calibration(calib, name, shape)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.i = 0
+
+        def get_next(self):
+            if self.i >= len(samples):
+                return None
+            if progress and (self.i % max(1, len(samples) // 10) == 0 or self.i == len(samples) - 1):
+                print(f"\rcalibrating ({method}): {self.i + 1}/{len(samples)}", end="", file=sys.stderr, flush=True)
+            s = samples[self.i]
+            self.i += 1
+            return {name: s}
+
+        def rewind(self):
+            self.i = 0
+
+    cm = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+          "percentile": CalibrationMethod.Percentile}[method]
+    extra: dict[str, Any] = {"ActivationSymmetric": False, "WeightSymmetric": True}
+    if method == "percentile":
+        extra["CalibPercentile"] = percentile
+    with tempfile.TemporaryDirectory() as td:
+        pre = Path(td) / "pre.onnx"
+        quant_pre_process(str(float_onnx_path), str(pre), skip_symbolic_shape=True)
+        quantize_static(str(pre), str(out_path), Reader(), quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        per_channel=per_channel, calibrate_method=cm, extra_options=extra)
+    if progress:
+        print(file=sys.stderr)
+    return out_path
