@@ -1,0 +1,231 @@
+"""The `edgecomp` command line.
+
+Every user mistake ends in one message (what, where, what to do) and a non-zero
+exit code: 2 for bad input, 1 for a failed tool; 130 on Ctrl-C.  Set
+EDGECOMP_DEBUG=1 to see a traceback for unexpected errors.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from . import __version__
+from .errors import EdgecompError
+
+
+def _size(text: str) -> int:
+    """'32KiB' / '64k' / '1M' / '4096' -> bytes."""
+    t = text.strip().lower().replace("ib", "").replace("b", "")
+    mult = 1
+    if t and t[-1] in "km":
+        mult = 1024 if t[-1] == "k" else 1024 * 1024
+        t = t[:-1]
+    try:
+        return int(float(t) * mult)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (use e.g. 32KiB, 512k, 1M)") from None
+
+
+def cmd_compile(a) -> int:
+    from .api import compile_model
+    from .report import print_compile_report
+
+    model = Path(a.model)
+    if not model.exists():
+        raise EdgecompError(f"model file {model} does not exist", fix="Check the path")
+    man = compile_model(model, a.target, a.output, calib=a.calib, precision=a.precision,
+                        calibrate_method=a.calibrate_method, per_channel=not a.per_tensor)
+    if a.json:
+        print(json.dumps(man, indent=2, sort_keys=True))
+    else:
+        print_compile_report(man, a.output)
+    return 0
+
+
+def cmd_run(a) -> int:
+    import numpy as np
+
+    from .api import run_bundle
+    from .bundle import read_manifest
+    from .probe import layer_table
+
+    bundle = Path(a.bundle)
+    if not (bundle / "manifest.json").is_file():
+        raise EdgecompError(f"{bundle} is not an edgecomp bundle (no manifest.json)",
+                            fix="Pass the folder written by `edgecomp compile`")
+    man = read_manifest(bundle)
+    if man.get("target", "").startswith("rpi"):
+        raise EdgecompError("a Raspberry Pi bundle runs on the Pi", fix="Use `edgecomp deploy BUNDLE --host user@pi`")
+    io = man["inputs"][0]
+    if a.input:
+        try:
+            x = np.load(a.input, allow_pickle=False)
+        except Exception as e:
+            raise EdgecompError(f"cannot read input file: {e}", where=a.input, fix="Give a .npy array") from None
+        if hasattr(x, "files"):
+            x = x[x.files[0]]
+    else:
+        rng = np.random.default_rng(0)
+        shape = [a.count] + list(io["shape"][1:])
+        if io.get("source_layout") == "NCHW" and len(shape) == 4:
+            shape = [shape[0], shape[3], shape[1], shape[2]]
+        x = rng.integers(-128, 128, size=shape).astype(io["dtype"]) if io["dtype"] != "float32" \
+            else rng.standard_normal(shape).astype(np.float32)
+    if a.host:
+        a.emulate = False
+    pred = run_bundle(bundle, x, emulate=a.emulate)
+    table = layer_table(man, pred.result, clock_hz=a.clock_hz)
+    if a.output:
+        np.save(a.output, pred.outputs)
+    if a.json:
+        print(json.dumps(table.to_json() if hasattr(table, "to_json") else table, indent=2))
+    else:
+        print(table if isinstance(table, str) else table.render())
+    if a.plot:
+        table.plot(a.plot)
+    return 0
+
+
+def cmd_report(a) -> int:
+    from .bundle import read_manifest
+    from .report import print_compile_report
+    man = read_manifest(Path(a.bundle))
+    if a.json:
+        print(json.dumps(man, indent=2, sort_keys=True))
+    else:
+        print_compile_report(man, a.bundle)
+    return 0
+
+
+def cmd_probe(a) -> int:
+    from .probe import probe_serial
+    return probe_serial(a.port, baud=a.baud, timeout=a.timeout, bundle=a.bundle, clock_hz=a.clock_hz,
+                        as_json=a.json, plot=a.plot)
+
+
+def cmd_flash(a) -> int:
+    from .flash import flash_bundle
+    return flash_bundle(Path(a.bundle), probe_id=a.probe)
+
+
+def cmd_deploy(a) -> int:
+    from .deploy import deploy_cli
+    return deploy_cli(a)
+
+
+def cmd_compress(a) -> int:
+    from .compress.search import compress_cli
+    return compress_cli(a)
+
+
+def cmd_demo(a) -> int:
+    from .demo import main as demo_main
+    return demo_main(target=a.target, out=a.output, quick=a.quick)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgecomp", description="Shrink a trained network and compile it for a small device.")
+    p.add_argument("--version", action="version", version=f"edgecomp {__version__}")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    c = sub.add_parser("compile", help="compile a .onnx or .tflite model into a bundle for a target")
+    c.add_argument("model", help=".onnx (float or QDQ int8) or .tflite (int8 or float32)")
+    c.add_argument("--target", "-t", default="cortex-m4", help="target name (see targets/*.toml); default cortex-m4")
+    c.add_argument("--output", "-o", default="bundle", help="bundle folder to write (replaced atomically)")
+    c.add_argument("--calib", help="calibration samples (.npy / .npz) for int8 quantization of a float model")
+    c.add_argument("--precision", choices=["int8", "float32"], default="int8")
+    c.add_argument("--calibrate-method", choices=["minmax", "entropy", "percentile"], default="minmax")
+    c.add_argument("--per-tensor", action="store_true", help="per-tensor instead of per-channel weights")
+    c.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    c.set_defaults(func=cmd_compile)
+
+    r = sub.add_parser("run", help="run a bundle (QEMU with --emulate, or natively for a host bundle) and print the probe")
+    r.add_argument("bundle")
+    r.add_argument("--emulate", action="store_true", default=True, help="run under QEMU (default)")
+    r.add_argument("--host", action="store_true", help="build with the machine's gcc and run natively")
+    r.add_argument("--input", help="input samples .npy (float in the model's layout, or already int8)")
+    r.add_argument("--count", type=int, default=1, help="random inputs when no --input is given")
+    r.add_argument("--output", help="write the raw outputs to this .npy")
+    r.add_argument("--clock-hz", type=float, help="convert cycles to milliseconds at this clock")
+    r.add_argument("--json", action="store_true")
+    r.add_argument("--plot", help="write a PNG bar chart of per-layer time")
+    r.set_defaults(func=cmd_run)
+
+    rep = sub.add_parser("report", help="print a bundle's sizes and layers")
+    rep.add_argument("bundle")
+    rep.add_argument("--json", action="store_true")
+    rep.set_defaults(func=cmd_report)
+
+    pr = sub.add_parser("probe", help="read probe lines from a board over serial")
+    pr.add_argument("--port", required=True)
+    pr.add_argument("--baud", type=int, default=115200)
+    pr.add_argument("--timeout", type=float, default=10.0)
+    pr.add_argument("--bundle", help="bundle folder, to name the layers")
+    pr.add_argument("--clock-hz", type=float)
+    pr.add_argument("--json", action="store_true")
+    pr.add_argument("--plot")
+    pr.set_defaults(func=cmd_probe)
+
+    f = sub.add_parser("flash", help="build and flash a bundle to a board through pyOCD")
+    f.add_argument("bundle")
+    f.add_argument("--probe", help="debug probe unique id")
+    f.set_defaults(func=cmd_flash)
+
+    d = sub.add_parser("deploy", help="copy a Raspberry Pi bundle over ssh, run its probe, fetch the results")
+    d.add_argument("bundle")
+    d.add_argument("--host", required=True, help="user@host")
+    d.add_argument("--port", type=int, default=22)
+    d.add_argument("--identity", help="ssh private key")
+    d.add_argument("--known-hosts", help="known_hosts file (host-key checking stays on)")
+    d.add_argument("--no-venv", action="store_true", help="use the remote python3 as is")
+    d.add_argument("--runs", type=int, default=100)
+    d.add_argument("--threads", default="1,2,4")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=cmd_deploy)
+
+    cp = sub.add_parser("compress", help="search compression methods under flash/RAM/latency/accuracy budgets")
+    cp.add_argument("--example", default="mnist", help="built-in example model and data (mnist or digits)")
+    cp.add_argument("--flash", type=_size, help="flash budget, e.g. 32KiB")
+    cp.add_argument("--ram", type=_size, help="RAM budget, e.g. 8KiB")
+    cp.add_argument("--latency", type=float, help="latency budget in instructions per inference")
+    cp.add_argument("--max-accuracy-drop", type=float, default=1.0, help="points of accuracy you accept to lose")
+    cp.add_argument("--target", default="cortex-m4")
+    cp.add_argument("--output", "-o", default="compress-out")
+    cp.add_argument("--executor", choices=["local", "ray"], default="local")
+    cp.add_argument("--workers", type=int, default=2)
+    cp.add_argument("--quick", action="store_true", help="fewer epochs and candidates")
+    cp.set_defaults(func=cmd_compress)
+
+    dm = sub.add_parser("demo", help="the built-in example: digits CNN -> int8 -> Cortex-M4 firmware in QEMU")
+    dm.add_argument("--target", default="cortex-m4")
+    dm.add_argument("--output", "-o", default="out/digits")
+    dm.add_argument("--quick", action="store_true", help="fewer epochs")
+    dm.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    try:
+        return int(a.func(a) or 0)
+    except EdgecompError as e:
+        print(f"edgecomp: error: {e.message()}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("edgecomp: interrupted; earlier outputs are left as they were", file=sys.stderr)
+        return 130
+    except Exception as e:  # an internal error is still one clear message
+        if os.environ.get("EDGECOMP_DEBUG"):
+            traceback.print_exc()
+        print(f"edgecomp: internal error: {type(e).__name__}: {e}. This is a bug in edgecomp; "
+              "rerun with EDGECOMP_DEBUG=1 and report the traceback.", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
