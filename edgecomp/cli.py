@@ -51,7 +51,6 @@ def cmd_run(a) -> int:
 
     from .api import run_bundle
     from .bundle import read_manifest
-    from .probe import layer_table
 
     bundle = Path(a.bundle)
     if not (bundle / "manifest.json").is_file():
@@ -78,6 +77,7 @@ def cmd_run(a) -> int:
     if a.host:
         a.emulate = False
     pred = run_bundle(bundle, x, emulate=a.emulate)
+    from .probe import layer_table
     table = layer_table(man, pred.result, clock_hz=a.clock_hz)
     if a.output:
         np.save(a.output, pred.outputs)
