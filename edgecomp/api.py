@@ -35,6 +35,22 @@ def _onnx_is_quantized(path: Path) -> bool:
     return any(n.op_type in ("QuantizeLinear", "DequantizeLinear", "QLinearConv") for n in m.graph.node)
 
 
+def _check_model_file(path: Path) -> None:
+    """Fail early, with a clear message, on a missing or unreadable model file."""
+    if not path.is_file():
+        raise ModelError(f"model file {path} does not exist", fix="Check the path")
+    suffix = path.suffix.lower()
+    if suffix == ".tflite":
+        from .frontends.tflite import load_tflite
+        load_tflite(path)
+    elif suffix == ".onnx":
+        from .frontends.onnx import load_onnx
+        load_onnx(path)
+    else:
+        raise ModelError(f"unknown model format {suffix!r}", where=str(path),
+                         fix="Give a .onnx or .tflite file (or a torch.nn.Module from Python)")
+
+
 def prepare_onnx(model: Any, workdir: Path, *, example_input=None, calib=None, precision: str = "int8",
                  calibrate_method: str = "minmax", per_channel: bool = True) -> Path:
     """Return the ONNX file to lower: exported from torch and/or quantized with ORT as asked."""
@@ -78,6 +94,8 @@ def compile_model(model: Any, target: str, out_dir: str | Path, *, example_input
 
     opts = {"precision": precision, "calibrate_method": calibrate_method, "per_channel": per_channel,
             **(options or {})}
+    if not _is_torch_module(model):
+        _check_model_file(Path(model))
     tgt = load_target(target)
     with tempfile.TemporaryDirectory(prefix="edgecomp-") as td:
         work = Path(td)
