@@ -90,12 +90,11 @@ def compile_model(model: Any, target: str, out_dir: str | Path, *, example_input
                   precision: str = "int8", calibrate_method: str = "minmax", per_channel: bool = True,
                   options: dict | None = None, keep_onnx: str | Path | None = None) -> dict:
     """Compile ``model`` (nn.Module, .onnx or .tflite) for ``target`` into ``out_dir``; return the manifest."""
-    from .targets import load_target
-
     opts = {"precision": precision, "calibrate_method": calibrate_method, "per_channel": per_channel,
             **(options or {})}
     if not _is_torch_module(model):
         _check_model_file(Path(model))
+    from .targets import load_target
     tgt = load_target(target)
     with tempfile.TemporaryDirectory(prefix="edgecomp-") as td:
         work = Path(td)
