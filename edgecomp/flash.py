@@ -1,0 +1,54 @@
+"""`edgecomp flash BUNDLE`: build the bundle's firmware for its board and flash it through pyOCD."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .bundle import read_manifest, verify_manifest
+from .errors import EdgecompError, ToolError
+
+
+def connected_probes() -> list:
+    """Debug probes pyOCD can see (CMSIS-DAP, ST-Link, J-Link); [] when none is attached."""
+    try:
+        from pyocd.core.helpers import ConnectHelper
+    except ImportError:
+        raise ToolError("pyOCD is not installed", fix="pip install pyocd") from None
+    try:
+        return list(ConnectHelper.get_all_connected_probes(blocking=False))
+    except Exception as e:  # USB back-ends raise many types when libusb is missing
+        raise ToolError(f"pyOCD cannot list debug probes: {e}", fix="Check USB permissions and libusb") from None
+
+
+def flash_bundle(bundle: Path, probe_id: str | None = None) -> int:
+    from .backends.cortex_m import build
+    from .targets import load_target
+
+    if not (bundle / "manifest.json").is_file():
+        raise EdgecompError(f"{bundle} is not an edgecomp bundle (no manifest.json)",
+                            fix="Pass the folder written by `edgecomp compile`")
+    bad = verify_manifest(bundle)
+    if bad:
+        raise EdgecompError(f"bundle files differ from the manifest: {', '.join(bad[:5])}", where=str(bundle),
+                            fix="Compile the bundle again; do not edit generated files in place")
+    man = read_manifest(bundle)
+    target = load_target(man["target"])
+    pyocd_target = getattr(target, "pyocd_target", None) or (getattr(target, "raw", {}) or {}).get("pyocd_target")
+    if not pyocd_target:
+        raise EdgecompError(f"target {target.name!r} has no flasher (it runs under QEMU or on the host)",
+                            fix="Compile for a board target such as nucleo-l4r5zi, or use `edgecomp run --emulate`")
+    probes = connected_probes()
+    if probe_id:
+        probes = [p for p in probes if p.unique_id == probe_id]
+    if not probes:
+        raise ToolError("no debug probe attached" + (f" with id {probe_id}" if probe_id else ""),
+                        fix="Connect the board's ST-Link/CMSIS-DAP USB port (and check `pyocd list`)")
+    res = build(bundle, target)
+    from pyocd.core.helpers import ConnectHelper
+    from pyocd.flash.file_programmer import FileProgrammer
+
+    with ConnectHelper.session_with_chosen_probe(unique_id=probes[0].unique_id, target_override=pyocd_target,
+                                                 options={"frequency": 4000000}) as session:
+        FileProgrammer(session).program(str(res.elf))
+        session.target.reset()
+    print(f"flashed {res.elf} to {pyocd_target} through probe {probes[0].unique_id}")
+    return 0
