@@ -67,6 +67,8 @@ def cmd_run(a) -> int:
             raise EdgecompError(f"cannot read input file: {e}", where=a.input, fix="Give a .npy array") from None
         if hasattr(x, "files"):
             x = x[x.files[0]]
+        if x.ndim == len(io["shape"]) - 1:  # one sample without its batch axis
+            x = x[None]
     else:
         rng = np.random.default_rng(0)
         shape = [a.count] + list(io["shape"][1:])
@@ -88,6 +90,11 @@ def cmd_run(a) -> int:
     if a.plot:
         table.plot(a.plot)
     return 0
+
+
+def cmd_info(a) -> int:
+    from .info import model_info
+    return model_info(Path(a.model), as_json=a.json)
 
 
 def cmd_report(a) -> int:
@@ -138,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--output", "-o", default="bundle", help="bundle folder to write (replaced atomically)")
     c.add_argument("--calib", help="calibration samples (.npy / .npz) for int8 quantization of a float model")
     c.add_argument("--precision", choices=["int8", "float32"], default="int8")
+    c.add_argument("--no-quantize", dest="precision", action="store_const", const="float32",
+                   help="keep float32 (same as --precision float32)")
     c.add_argument("--calibrate-method", choices=["minmax", "entropy", "percentile"], default="minmax")
     c.add_argument("--per-tensor", action="store_true", help="per-tensor instead of per-channel weights")
     c.add_argument("--json", action="store_true", help="print the manifest as JSON")
@@ -154,6 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true")
     r.add_argument("--plot", help="write a PNG bar chart of per-layer time")
     r.set_defaults(func=cmd_run)
+
+    inf = sub.add_parser("info", help="show a model's ops, shapes, MACs and whether edgecomp supports it")
+    inf.add_argument("model", help=".onnx or .tflite")
+    inf.add_argument("--json", action="store_true")
+    inf.set_defaults(func=cmd_info)
 
     rep = sub.add_parser("report", help="print a bundle's sizes and layers")
     rep.add_argument("bundle")

@@ -166,10 +166,13 @@ def _value_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
 
 def lower(model: onnx.ModelProto, name: str | None = None) -> ir.Graph:
     """Translate an ONNX graph (float or QDQ) into a float-op IR graph in NHWC."""
-    unsupported = sorted({n.op_type for n in model.graph.node if n.op_type not in SUPPORTED or n.domain not in ("", "ai.onnx")})
-    if unsupported:
-        raise UnsupportedError(f"unsupported ONNX ops: {', '.join(unsupported)}",
-                               fix="Replace them in the model, or open an issue naming the op")
+    bad = [n for n in model.graph.node if n.op_type not in SUPPORTED or n.domain not in ("", "ai.onnx")]
+    if bad:
+        ops = sorted({n.op_type for n in bad})
+        nodes = ", ".join(f"{n.name or '(unnamed)'} ({n.op_type})" for n in bad[:5]) + (" ..." if len(bad) > 5 else "")
+        raise UnsupportedError(f"unsupported ONNX ops: {', '.join(ops)}", where=f"nodes {nodes}",
+                               fix=f"Supported ops are {', '.join(sorted(SUPPORTED))}; replace the others "
+                                   "in the model before export")
     try:
         model = onnx.shape_inference.infer_shapes(model, strict_mode=False)
     except Exception as e:

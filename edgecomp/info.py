@@ -1,0 +1,54 @@
+"""`edgecomp info MODEL`: what is inside a model and whether edgecomp can compile it."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from . import ir
+from .errors import EdgecompError, ModelError
+from .report import format_table
+
+
+def _load(path: Path) -> ir.Graph:
+    if not path.is_file():
+        raise ModelError(f"model file {path} does not exist", fix="Check the path")
+    if path.suffix.lower() == ".tflite":
+        from .frontends.tflite import load_tflite
+        return load_tflite(path)
+    if path.suffix.lower() == ".onnx":
+        from .frontends.onnx import from_onnx
+        return from_onnx(path)
+    raise ModelError(f"unknown model format {path.suffix!r}", where=str(path), fix="Give a .onnx or .tflite file")
+
+
+def model_info(path: Path, as_json: bool = False) -> int:
+    try:
+        g = _load(path)
+    except EdgecompError as e:
+        if as_json:
+            print(json.dumps({"model": str(path), "supported": False, "reason": e.message()}, indent=2))
+            return e.exit_code
+        raise
+    layers = [{"name": n.name, "op": n.op, "out_shape": list(g.tensors[n.outputs[0]].shape),
+               "dtype": g.tensors[n.outputs[0]].dtype, "macs": ir.macs(g, n)} for n in g.nodes]
+    info = {
+        "model": str(path), "supported": True, "source": g.meta.get("source"),
+        "precision": "int8" if g.quantized else "float32",
+        "inputs": [{"name": i, "shape": list(g.tensors[i].shape), "dtype": g.tensors[i].dtype} for i in g.inputs],
+        "outputs": [{"name": o, "shape": list(g.tensors[o].shape), "dtype": g.tensors[o].dtype} for o in g.outputs],
+        "params": ir.param_count(g), "weight_bytes": sum(t.nbytes for t in g.constants()),
+        "macs": ir.total_macs(g), "layers": layers,
+    }
+    if as_json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"{path}: {info['source']} model, {info['precision']}, supported by edgecomp")
+    for k in ("inputs", "outputs"):
+        for io in info[k]:
+            print(f"  {k[:-1]:6s} {io['name']}: {io['dtype']} {io['shape']} (NHWC)")
+    print(f"  parameters {info['params']:,}  weight bytes {info['weight_bytes']:,}  MACs {info['macs']:,}")
+    rows = [[i, l["name"], l["op"], "x".join(map(str, l["out_shape"])), l["dtype"], l["macs"]]
+            for i, l in enumerate(layers)]
+    print()
+    print(format_table(["#", "layer", "op", "output", "dtype", "MACs"], rows, "rlllrr"))
+    return 0
