@@ -32,7 +32,7 @@ def flash_bundle(bundle: Path, probe_id: str | None = None) -> int:
                             fix="Compile the bundle again; do not edit generated files in place")
     man = read_manifest(bundle)
     target = load_target(man["target"])
-    pyocd_target = getattr(target, "pyocd_target", None) or (getattr(target, "raw", {}) or {}).get("pyocd_target")
+    pyocd_target = target.flasher.get("target") if target.flasher.get("tool", "pyocd") == "pyocd" else None
     if not pyocd_target:
         raise EdgecompError(f"target {target.name!r} has no flasher (it runs under QEMU or on the host)",
                             fix="Compile for a board target such as nucleo-l4r5zi, or use `edgecomp run --emulate`")
