@@ -117,7 +117,7 @@ def compile_model(model: Any, target: str, out_dir: str | Path, *, example_input
 # --------------------------------------------------------------------------- running
 @dataclass
 class Prediction:
-    outputs: np.ndarray  # raw outputs as the device produced them (int8 or float32), batch first
+    outputs: np.ndarray  # raw outputs (int8 or float32), batch first, in the source model's layout
     outputs_float: np.ndarray  # dequantized
     result: Any  # backends.run.RunResult (ticks, unit, stack peak, ...)
 
@@ -163,4 +163,6 @@ def run_bundle(bundle: str | Path, x: np.ndarray, *, emulate: bool = True, progr
                             fix="Give samples of the model's input shape with the batch axis first")
     res = _run(bundle, xin, emulate=emulate)
     out = np.asarray(res.outputs).reshape((len(xin),) + tuple(io_out["shape"][1:]))
+    if io_out.get("source_layout") == "NCHW" and out.ndim == 4:  # give ONNX users their layout back
+        out = out.transpose(0, 3, 1, 2)
     return Prediction(out, dequantize_output(out, io_out), res)
