@@ -1,0 +1,199 @@
+"""Run a Cortex-M bundle: under QEMU (``emulate=True``) or natively with gcc.
+
+The firmware reads ``ec_input.bin`` and writes ``ec_output.bin`` through
+semihosting in the folder QEMU runs in, and prints the probe lines.  QEMU runs
+with ``-icount shift=0``: one instruction is one virtual nanosecond, so SysTick
+counts are deterministic instruction counts (``insns_per_systick`` in the
+target file; 40 on the 25 MHz mps2 boards).
+"""
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..bundle import read_manifest
+from ..errors import EdgecompError, ToolError
+from ..probe import ProbeReport, parse_probe_blocks
+from ..targets import Target, load_target
+
+INPUT_FILE = "ec_input.bin"
+OUTPUT_FILE = "ec_output.bin"
+
+
+@dataclass
+class RunResult:
+    outputs: np.ndarray  # [N, ...] raw outputs as the firmware produced them
+    layer_ticks: list[int]  # first inference, per layer, in `unit`
+    total_ticks: int | None
+    unit: str | None  # "systick" (QEMU, Cortex-M0), "cycles" (DWT), "ns" (host)
+    stack_peak: int | None  # bytes of stack used by one ec_invoke
+    instructions_per_inference: int | None  # QEMU only: total_ticks * insns_per_systick
+    emulated: bool = False
+    machine: str | None = None
+    log: str = field(default="", repr=False)
+
+
+@dataclass
+class FirmwareRun:
+    stdout: str
+    returncode: int
+    report: ProbeReport
+
+
+def qemu_command(target: Target, elf: Path) -> list[str]:
+    return ["qemu-system-arm", "-M", target.qemu_machine, "-nographic", "-monitor", "none", "-serial", "none",
+            "-semihosting-config", "enable=on,target=native", "-icount", "shift=0", "-kernel", str(elf)]
+
+
+def run_firmware(exe: Path, emu: Target | None, workdir: Path, *, timeout: float = 120.0,
+                 progress_total: int | None = None, output_bytes: int | None = None) -> FirmwareRun:
+    """Run a built firmware (QEMU when ``emu`` is given, else a native executable) in ``workdir``.
+
+    The input file must already be in ``workdir``.  Raises ToolError when the
+    emulator is missing, the firmware faults, hangs past ``timeout`` seconds,
+    or prints no complete probe block.
+    """
+    if emu is not None:
+        if shutil.which("qemu-system-arm") is None:
+            raise ToolError("qemu-system-arm was not found on PATH", None,
+                            "install it (Debian/Ubuntu: apt-get install qemu-system-arm), or run the bundle "
+                            "natively with emulate=False (edgecomp run --host)")
+        cmd = qemu_command(emu, exe)
+        what = f"QEMU {emu.qemu_machine}"
+    else:
+        cmd = [str(exe), INPUT_FILE, OUTPUT_FILE]
+        what = "the host build"
+    start = time.monotonic()
+    out_path = Path(workdir) / OUTPUT_FILE
+    with tempfile.TemporaryFile() as so:
+        proc = subprocess.Popen(cmd, cwd=workdir, stdin=subprocess.DEVNULL, stdout=so, stderr=subprocess.STDOUT)
+        next_note = start + 5.0
+        try:
+            while True:
+                try:
+                    proc.wait(timeout=0.25)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                now = time.monotonic()
+                if now - start > timeout:
+                    proc.kill()
+                    proc.wait()
+                    raise ToolError(f"the firmware did not finish within {timeout:g} s under {what}", str(exe),
+                                    "it may hang (a fault loop, a stuck peripheral) - or give a longer timeout "
+                                    "for many inputs")
+                if progress_total and output_bytes and now >= next_note:
+                    done = out_path.stat().st_size // output_bytes if out_path.exists() else 0
+                    print(f"  {what}: {done}/{progress_total} inferences, {now - start:.0f} s", file=sys.stderr,
+                          flush=True)
+                    next_note = now + 5.0
+        except BaseException:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            raise
+        so.seek(0)
+        text = so.read().decode("utf-8", errors="replace")
+    blocks = parse_probe_blocks(text)
+    faults = [f for b in blocks for f in b.faults]
+    tail = "\n".join(text.strip().splitlines()[-10:])
+    if faults:
+        raise ToolError(f"the firmware stopped under {what}: {'; '.join(faults)}", str(exe),
+                        "a fault usually means the stack or the arena overflowed RAM; check the model's RAM "
+                        f"use against the target (output:\n{tail})")
+    if proc.returncode != 0:
+        raise ToolError(f"the firmware exited with status {proc.returncode} under {what}", str(exe),
+                        f"see its output:\n{tail}")
+    complete = [b for b in blocks if b.complete]
+    if not complete:
+        raise ToolError(f"the firmware printed no complete probe block under {what}", str(exe),
+                        f"see its output:\n{tail}")
+    return FirmwareRun(text, proc.returncode, complete[-1])
+
+
+def run_bundle(bundle_dir: str | Path, inputs: np.ndarray, *, target: str | Target | None = None,
+               emulate: bool = True, timeout: float | None = None, progress: bool = True) -> RunResult:
+    """Build the bundle if needed and run ``inputs`` [N, ...] through it.
+
+    ``emulate=True`` runs the Cortex-M firmware under QEMU (a board without an
+    emulator runs on its ``emulate_with`` target); ``emulate=False`` or target
+    ``host`` builds the same sources with the host's gcc and runs them natively.
+    """
+    from .cortex_m import build, write_firmware
+
+    bundle_dir = Path(bundle_dir).resolve()
+    if not (bundle_dir / "manifest.json").is_file():
+        raise EdgecompError(f"{bundle_dir} is not an edgecomp bundle (no manifest.json)", None,
+                            "pass the folder written by `edgecomp compile`")
+    man = read_manifest(bundle_dir)
+    tgt = load_target(target or man["target"])
+    if tgt.kind not in ("cortex-m", "host"):
+        raise EdgecompError(f"target {tgt.name!r} does not run C firmware", str(bundle_dir),
+                            "run a Raspberry Pi bundle on the Pi (edgecomp deploy)")
+    io_in, io_out = man["inputs"][0], man["outputs"][0]
+    in_dtype, out_dtype = np.dtype(io_in["dtype"]), np.dtype(io_out["dtype"])
+    in_elems = math.prod(io_in["shape"][1:]) if len(io_in["shape"]) > 1 else math.prod(io_in["shape"])
+    out_shape = tuple(io_out["shape"][1:]) if len(io_out["shape"]) > 1 else tuple(io_out["shape"])
+    out_elems = math.prod(out_shape)
+    x = np.asarray(inputs)
+    if x.ndim == 0 or x.shape[0] == 0 or x.size != x.shape[0] * in_elems:
+        raise EdgecompError(f"inputs of shape {x.shape} do not hold whole samples of {in_elems} elements",
+                            str(bundle_dir), f"pass an array [N, {', '.join(map(str, io_in['shape'][1:]))}]")
+    if x.dtype != in_dtype:
+        if in_dtype.kind == "i" and x.dtype.kind == "f":
+            raise EdgecompError(f"float inputs given to an {in_dtype} model", str(bundle_dir),
+                                "quantize them first (edgecomp.api.run_bundle does it from the manifest)")
+        x = x.astype(in_dtype)
+    n = x.shape[0]
+
+    host = tgt.is_host or not emulate
+    emu: Target | None = None
+    src, build_dir, tmp_src = bundle_dir, None, None
+    if not host:
+        if tgt.emulated:
+            emu = tgt
+        elif tgt.emulate_with:
+            # Same core, emulated machine's memory map: build a copy of the sources for it.
+            import dataclasses
+            emu = dataclasses.replace(load_target(tgt.emulate_with), cpu_flags=tgt.cpu_flags)
+            tmp_src = bundle_dir / "build" / f"emulate-{emu.name}" / "src"
+            if tmp_src.exists():
+                shutil.rmtree(tmp_src)
+            shutil.copytree(bundle_dir, tmp_src, ignore=shutil.ignore_patterns("build", "manifest.json"))
+            write_firmware(tmp_src, emu, man.get("name", "model"), probe=True)
+            src, build_dir = tmp_src, tmp_src.parent / "build"
+        else:
+            raise EdgecompError(f"target {tgt.name!r} has no emulator", str(bundle_dir),
+                                "flash it to the board (edgecomp flash) or run natively with emulate=False")
+    built = build(src, emu or tgt, build_dir=build_dir, host=host)
+    if timeout is None:
+        timeout = 60.0 + 2.0 * n
+    with tempfile.TemporaryDirectory(prefix="edgecomp-run-") as td:
+        np.ascontiguousarray(x).tofile(Path(td) / INPUT_FILE)
+        if progress and n > 1 and emu is not None:
+            print(f"running {n} input(s) under QEMU {emu.qemu_machine} (-icount shift=0)...", file=sys.stderr,
+                  flush=True)
+        fr = run_firmware(built.elf, emu, Path(td), timeout=timeout, progress_total=n if progress else None,
+                          output_bytes=out_elems * out_dtype.itemsize)
+        raw = (Path(td) / OUTPUT_FILE).read_bytes() if (Path(td) / OUTPUT_FILE).exists() else b""
+    want = n * out_elems * out_dtype.itemsize
+    if len(raw) != want:
+        raise ToolError(f"the firmware wrote {len(raw)} output bytes, expected {want}", str(bundle_dir),
+                        "the bundle's manifest and its model.h disagree; compile the bundle again")
+    outputs = np.frombuffer(raw, dtype=out_dtype).reshape((n,) + out_shape).copy()
+    rep = fr.report
+    insns = None
+    if emu is not None and rep.unit == "systick" and rep.total is not None and emu.insns_per_systick:
+        insns = int(round(rep.total * emu.insns_per_systick))
+    return RunResult(outputs=outputs, layer_ticks=[t if t is not None else 0 for t in rep.ticks_list()],
+                     total_ticks=rep.total, unit=rep.unit, stack_peak=rep.stack,
+                     instructions_per_inference=insns, emulated=emu is not None,
+                     machine=emu.qemu_machine if emu else None, log=fr.stdout)
