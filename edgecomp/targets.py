@@ -67,6 +67,13 @@ class Target:
         """True when the firmware can run under QEMU as it is."""
         return self.qemu_machine is not None
 
+    @property
+    def pyocd_target(self) -> str | None:
+        """pyOCD's name for the part, when the board is flashed with pyOCD."""
+        if self.flasher.get("tool", "pyocd") == "pyocd":
+            return self.flasher.get("target")
+        return None
+
     def to_json(self) -> dict[str, Any]:
         """The target as recorded in a manifest (no file paths)."""
         d: dict[str, Any] = {"name": self.name, "kind": self.kind, "cpu": self.cpu,

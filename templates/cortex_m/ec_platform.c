@@ -111,9 +111,18 @@ void ec_timer_init(void)
     if (use_dwt)
         return;
 #endif
-    systick_wraps = 0;
+    /*
+     * Start counting without the interrupt and wait for the first reload, so
+     * that the write of 0 to the current value cannot be taken for a wrap.
+     */
+    SYST_CSR = 0;
     SYST_RVR = SYST_MAX;
     SYST_CVR = 0;
+    SYST_CSR = SYST_CSR_ENABLE | SYST_CSR_CLKSOURCE;
+    while (SYST_CVR == 0) {
+    }
+    (void)SYST_CSR; /* reading clears COUNTFLAG */
+    systick_wraps = 0;
     SYST_CSR = SYST_CSR_ENABLE | SYST_CSR_TICKINT | SYST_CSR_CLKSOURCE;
 }
 

@@ -1,0 +1,142 @@
+"""Target files: loading, memory maps, errors, and the SysTick factor under QEMU."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from edgecomp.errors import EdgecompError
+from edgecomp.targets import list_targets, load_target
+
+MCU_TARGETS = ["cortex-m0", "cortex-m3", "cortex-m4", "cortex-m7", "nucleo-l4r5zi", "stm32f746g-disco"]
+QEMU_TARGETS = ["cortex-m0", "cortex-m3", "cortex-m4", "cortex-m7"]
+
+
+def test_shipped_targets_load():
+    names = list_targets()
+    for name in MCU_TARGETS + ["host"]:
+        assert name in names
+        t = load_target(name)
+        assert t.name == name
+    for name in MCU_TARGETS:
+        t = load_target(name)
+        assert t.kind == "cortex-m"
+        assert f"-mcpu={t.cpu}" in t.cpu_flags and "-mthumb" in t.cpu_flags
+        assert t.flash_size > 0 and t.ram_size > t.stack_min_bytes > 0
+        assert t.ram_origin == 0x20000000
+
+
+def test_memory_maps_and_clocks():
+    m0 = load_target("cortex-m0")
+    assert (m0.qemu_machine, m0.ram_size, m0.flash_size, m0.timer) == ("microbit", 16 * 1024, 256 * 1024, "systick")
+    assert not m0.dsp and m0.fpu == "none"
+    m4 = load_target("cortex-m4")
+    assert (m4.qemu_machine, m4.dsp, m4.fpu) == ("mps2-an386", True, "fpv4-sp-d16")
+    assert load_target("cortex-m7").qemu_machine == "mps2-an500"
+    assert load_target("cortex-m3").qemu_machine == "mps2-an385"
+    l4 = load_target("nucleo-l4r5zi")
+    assert (l4.flash_origin, l4.flash_size, l4.ram_size, l4.clock_hz) == (0x08000000, 2 << 20, 640 << 10, 120_000_000)
+    assert l4.pyocd_target == "stm32l4r5zitx" and not l4.emulated and l4.emulate_with == "cortex-m4"
+    f7 = load_target("stm32f746g-disco")
+    assert (f7.flash_origin, f7.flash_size, f7.ram_size, f7.clock_hz) == (0x08000000, 1 << 20, 320 << 10, 216_000_000)
+    assert f7.cpu == "cortex-m7" and f7.pyocd_target == "stm32f746xg"
+    assert load_target("host").is_host
+
+
+def test_unknown_target_lists_known_ones():
+    with pytest.raises(EdgecompError) as e:
+        load_target("cortex-m99")
+    msg = str(e.value)
+    assert "cortex-m99" in msg and "cortex-m4" in msg and "nucleo-l4r5zi" in msg
+
+
+def test_user_board_file(tmp_path):
+    src = (Path(load_target("cortex-m4").path)).read_text()
+    board = tmp_path / "myboard.toml"
+    board.write_text(src.replace('name = "cortex-m4"', 'name = "myboard"').replace("0x00400000\nram_origin", "0x00100000\nram_origin"))
+    t = load_target(str(board))
+    assert t.name == "myboard" and t.flash_size == 0x100000
+
+
+@pytest.mark.parametrize("edit,needle", [
+    (lambda s: s.replace("cpu_flags", "cpu_flagz"), "cpu_flags"),
+    (lambda s: s.replace('timer = "dwt"', 'timer = "rtc"'), "timer"),
+    (lambda s: s + "\n[[[", "TOML"),
+    (lambda s: s.replace("clock_hz = 25_000_000", 'clock_hz = "fast"'), "clock_hz"),
+])
+def test_bad_board_file_says_what_and_where(tmp_path, edit, needle):
+    board = tmp_path / "bad.toml"
+    board.write_text(edit(Path(load_target("cortex-m4").path).read_text()))
+    with pytest.raises(EdgecompError) as e:
+        load_target(str(board))
+    assert needle in str(e.value) and "bad.toml" in str(e.value)
+
+
+# --------------------------------------------------------------------------- SysTick factor
+# A loop of exactly 2 instructions per iteration (subs + bne), timed with the
+# firmware's own timer.  Under -icount shift=0 an instruction is 1 ns of virtual
+# time, so ticks * insns_per_systick must equal the instructions executed.
+LOOP_MAIN = r"""
+#include <stdint.h>
+#include "ec_platform.h"
+
+static __attribute__((noinline)) void spin(uint32_t n)
+{
+#if defined(__ARM_ARCH_6M__) /* gcc's Thumb-1 inline assembly uses the divided syntax */
+    __asm__ volatile("1: sub %0, #1\n\tbne 1b" : "+l"(n) : : "cc");
+#else
+    __asm__ volatile("1: subs %0, %0, #1\n\tbne 1b" : "+l"(n) : : "cc");
+#endif
+}
+
+static uint32_t timed(uint32_t n)
+{
+    uint32_t start = ec_timer_now();
+    spin(n);
+    return ec_timer_now() - start;
+}
+
+int main(void)
+{
+    ec_timer_init();
+    uint32_t small = timed(1000u);
+    uint32_t big = timed(1000000u + 1000u);
+    ec_puts("unit ");
+    ec_puts(ec_timer_unit());
+    ec_puts("\ndelta ");
+    ec_put_u32(big - small);
+    ec_putc('\n');
+    return 0;
+}
+"""
+
+
+def _need_arm_tools():
+    for tool in ("arm-none-eabi-gcc", "qemu-system-arm", "make"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is required for this test (apt-get install gcc-arm-none-eabi qemu-system-arm)")
+
+
+@pytest.mark.parametrize("name", QEMU_TARGETS)
+def test_systick_factor_matches_a_loop_of_known_length(name, tmp_path):
+    _need_arm_tools()
+    from edgecomp.backends.cortex_m import build, write_firmware
+    from edgecomp.backends.run import qemu_command
+
+    target = load_target(name)
+    write_firmware(tmp_path, target, "loop")
+    (tmp_path / "main.c").write_text(LOOP_MAIN)
+    (tmp_path / "model.h").write_text("/* no model */\n")
+    elf = build(tmp_path, target).elf
+    # QEMU 7.2 writes the semihosting console to stderr.
+    p = subprocess.run(qemu_command(target, elf), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                       timeout=60, cwd=tmp_path)
+    assert p.returncode == 0, p.stdout
+    fields = dict(line.split() for line in p.stdout.splitlines() if line.startswith(("unit ", "delta ")))
+    assert fields["unit"] == "systick"  # QEMU does not model the DWT cycle counter
+    measured = int(fields["delta"]) * target.insns_per_systick
+    # 1,000,000 extra iterations of 2 instructions; +-2 ticks of quantization.
+    assert abs(measured - 2_000_000) <= 2 * target.insns_per_systick, (measured, target.insns_per_systick)
