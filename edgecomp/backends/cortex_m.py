@@ -101,7 +101,8 @@ def _need_tool(tool: str, package: str) -> str:
     return path
 
 
-def _run_make(bundle_dir: Path, build_dir: Path, goal: str | None, env_cross: str = "arm-none-eabi-") -> str:
+def _run_make(bundle_dir: Path, build_dir: Path, goal: str | None, target: Target | None = None,
+              env_cross: str = "arm-none-eabi-") -> str:
     cmd = ["make", "--no-print-directory", "-C", str(bundle_dir), f"BUILD={build_dir}", f"CROSS={env_cross}"]
     if goal:
         cmd.append(goal)
@@ -111,15 +112,23 @@ def _run_make(bundle_dir: Path, build_dir: Path, goal: str | None, env_cross: st
         raise ToolError("the build took more than 10 minutes", str(bundle_dir), "check the Makefile") from None
     log = p.stdout + p.stderr
     if p.returncode != 0:
-        raise _build_error(log, bundle_dir)
+        raise _build_error(log, bundle_dir, target)
     return log
 
 
-def _build_error(log: str, bundle_dir: Path) -> EdgecompError:
+def _build_error(log: str, bundle_dir: Path, target: Target | None = None) -> EdgecompError:
     over = re.findall(r"region `(\w+)' overflowed by (\d+) bytes", log)
     if over:
-        parts = ", ".join(f"{region} by {int(n):,} bytes" for region, n in over)
-        return DoesNotFitError(f"the model does not fit the target's memory: {parts}", str(bundle_dir),
+        parts = []
+        for region, n in over:
+            have = ""
+            if target is not None and region == "RAM":
+                have = (f" ({target.name} has {target.ram_size:,} bytes of RAM, {target.stack_min_bytes:,} of them "
+                        "kept for the stack)")
+            elif target is not None and region == "FLASH":
+                have = f" ({target.name} has {target.flash_size:,} bytes of flash)"
+            parts.append(f"{region} overflowed by {int(n):,} bytes{have}")
+        return DoesNotFitError("the model does not fit the target: " + "; ".join(parts), str(bundle_dir),
                                "compress the model more (int8, pruning, fewer channels) or pick a target "
                                "with more memory")
     if "will not fit in region" in log:
@@ -193,7 +202,7 @@ def build(bundle_dir: str | Path, target: str | Target | None = None, *, build_d
                            model_ram_bytes=mram, log=log)
     for tool in ("arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-nm"):
         _need_tool(tool, "gcc-arm-none-eabi libnewlib-arm-none-eabi")
-    log = _run_make(bundle_dir, build_dir, "all")
+    log = _run_make(bundle_dir, build_dir, "all", target)
     elf = build_dir / "fw.elf"
     p = subprocess.run(["arm-none-eabi-size", "-A", str(elf)], capture_output=True, text=True)
     if p.returncode != 0:

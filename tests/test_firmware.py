@@ -1,0 +1,268 @@
+"""The Cortex-M firmware shell: build with -Werror, run under QEMU, compare with
+the host build and a numpy reference, sizes from the linker, clear errors.
+
+Most tests use a tiny hand-written model (two int8 fully connected layers)
+implementing the C API of docs/internals.md, so the shell is tested on its own;
+the last tests go through ``write_bundle`` with the real code generator.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgecomp.backends.cortex_m import build, write_firmware
+from edgecomp.backends.run import run_bundle
+from edgecomp.bundle import write_manifest
+from edgecomp.errors import DoesNotFitError, EdgecompError, ToolError
+from edgecomp.targets import load_target
+
+W1 = np.array([[1, -2, 3, -4, 5, -6, 7, -8], [2, 2, 2, 2, -2, -2, -2, -2],
+               [-1, 0, 1, 0, -1, 0, 1, 0], [3, 1, 4, 1, 5, 9, 2, 6]], dtype=np.int32)
+B1 = np.array([10, -20, 30, -40], dtype=np.int32)
+W2 = np.array([[1, 2, 3, 4], [-4, -3, -2, -1], [5, -5, 5, -5]], dtype=np.int32)
+B2 = np.array([0, 100, -100], dtype=np.int32)
+
+
+def c_array(a: np.ndarray) -> str:
+    return "{" + ", ".join(str(int(v)) for v in a.ravel()) + "}"
+
+
+MODEL_H = """\
+/* model.h - tiny hand-written test model: int8 fully connected 8 -> 4 (ReLU) -> 3 */
+#ifndef MODEL_H
+#define MODEL_H
+#include <stdint.h>
+#define EC_INPUT_SIZE 8
+#define EC_OUTPUT_SIZE 3
+#define EC_ARENA_BYTES {arena}
+#define EC_NUM_LAYERS 2
+typedef int8_t ec_in_t;
+typedef int8_t ec_out_t;
+ec_in_t *ec_input(void);
+const ec_out_t *ec_output(void);
+int ec_invoke(void);
+int ec_run(const ec_in_t *in, ec_out_t *out);
+extern const char *const ec_layer_name[EC_NUM_LAYERS];
+extern const char *const ec_layer_op[EC_NUM_LAYERS];
+extern uint32_t ec_layer_ticks[EC_NUM_LAYERS];
+#endif
+"""
+
+MODEL_C = """\
+#include <string.h>
+
+#include "ec_platform.h"
+#include "model.h"
+
+static int8_t arena[EC_ARENA_BYTES];
+static const int8_t w1[32] = %(w1)s;
+static const int32_t b1[4] = %(b1)s;
+static const int8_t w2[12] = %(w2)s;
+static const int32_t b2[3] = %(b2)s;
+
+const char *const ec_layer_name[EC_NUM_LAYERS] = {"fc1", "fc2"};
+const char *const ec_layer_op[EC_NUM_LAYERS] = {"fully_connected", "fully_connected"};
+uint32_t ec_layer_ticks[EC_NUM_LAYERS];
+
+ec_in_t *ec_input(void)
+{
+    return arena;
+}
+
+const ec_out_t *ec_output(void)
+{
+    return arena + 12;
+}
+
+static void fully_connected(const int8_t *x, int n_in, const int8_t *w, const int32_t *b, int n_out,
+                            int8_t *y, int relu)
+{
+    for (int o = 0; o < n_out; o++) {
+        int32_t acc = b[o];
+        for (int i = 0; i < n_in; i++)
+            acc += (int32_t)x[i] * w[o * n_in + i];
+        acc >>= 3;
+        if (relu && acc < 0)
+            acc = 0;
+        y[o] = (int8_t)(acc < -128 ? -128 : acc > 127 ? 127 : acc);
+    }
+}
+
+int ec_invoke(void)
+{
+    %(extra)s
+    uint32_t t0 = ec_timer_now();
+    fully_connected(arena, 8, w1, b1, 4, arena + 8, 1);
+    uint32_t t1 = ec_timer_now();
+    fully_connected(arena + 8, 4, w2, b2, 3, arena + 12, 0);
+    uint32_t t2 = ec_timer_now();
+    ec_layer_ticks[0] = t1 - t0;
+    ec_layer_ticks[1] = t2 - t1;
+    return 0;
+}
+
+int ec_run(const ec_in_t *in, ec_out_t *out)
+{
+    memcpy(ec_input(), in, EC_INPUT_SIZE);
+    int status = ec_invoke();
+    memcpy(out, ec_output(), EC_OUTPUT_SIZE);
+    return status;
+}
+"""
+
+LAYERS = [{"name": "fc1", "op": "fully_connected", "out_shape": [1, 4], "macs": 32},
+          {"name": "fc2", "op": "fully_connected", "out_shape": [1, 3], "macs": 12}]
+
+
+def reference(x: np.ndarray) -> np.ndarray:
+    h = np.clip(np.maximum((x.astype(np.int32) @ W1.T + B1) >> 3, 0), -128, 127)
+    return np.clip((h @ W2.T + B2) >> 3, -128, 127).astype(np.int8)
+
+
+def tiny_bundle(root: Path, target: str, *, arena: int = 16, extra: str = "") -> Path:
+    """A bundle folder with the hand-written model and the firmware shell."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "model.h").write_text(MODEL_H.replace("{arena}", str(arena)))
+    (root / "model.c").write_text(MODEL_C % dict(w1=c_array(W1), b1=c_array(B1), w2=c_array(W2),
+                                                 b2=c_array(B2), extra=extra))
+    write_firmware(root, load_target(target), "tiny")
+    write_manifest(root, {"name": "tiny", "target": target, "layers": LAYERS,
+                          "inputs": [{"name": "x", "shape": [1, 8], "dtype": "int8"}],
+                          "outputs": [{"name": "y", "shape": [1, 3], "dtype": "int8"}]})
+    return root
+
+
+def need(*tools):
+    for tool in tools:
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is required (apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm)")
+
+
+X = np.random.default_rng(7).integers(-128, 128, size=(6, 8)).astype(np.int8)
+
+
+def test_cortex_m4_under_qemu_matches_host_build_and_numpy(tmp_path):
+    need("arm-none-eabi-gcc", "qemu-system-arm", "gcc")
+    b = tiny_bundle(tmp_path / "m4", "cortex-m4")
+    files_before = sorted(p.name for p in b.iterdir())
+    emu = run_bundle(b, X, progress=False)
+    host = run_bundle(b, X, emulate=False)
+    want = reference(X)
+    np.testing.assert_array_equal(emu.outputs, want)
+    np.testing.assert_array_equal(host.outputs, want)
+    # probe: per-layer SysTick counts under -icount are deterministic instruction counts
+    assert emu.unit == "systick" and host.unit == "ns"
+    assert len(emu.layer_ticks) == 2 and all(t > 0 for t in emu.layer_ticks)
+    assert emu.total_ticks >= sum(emu.layer_ticks) - 2
+    assert emu.instructions_per_inference == emu.total_ticks * 40
+    assert 16 <= emu.stack_peak < 512  # painted-stack high-water mark of one ec_invoke
+    again = run_bundle(b, X[:1], progress=False)
+    assert (again.layer_ticks, again.total_ticks, again.stack_peak) == (emu.layer_ticks, emu.total_ticks, emu.stack_peak)
+    # -Werror on both compilers; built outside the bundle's hashed files
+    arm_log = build(b, "cortex-m4").log + (b / "Makefile").read_text()
+    assert "-Wall -Wextra -Werror" in arm_log
+    assert sorted(p.name for p in b.iterdir()) == sorted(files_before + ["build"])
+
+
+def test_cortex_m0_microbit_runs_in_16k(tmp_path):
+    need("arm-none-eabi-gcc", "qemu-system-arm")
+    b = tiny_bundle(tmp_path / "m0", "cortex-m0")
+    res = run_bundle(b, X, progress=False)
+    np.testing.assert_array_equal(res.outputs, reference(X))
+    assert res.unit == "systick" and res.machine == "microbit"
+    built = build(b)
+    assert built.static_ram_bytes + res.stack_peak < 16 * 1024
+    assert built.stack_available_bytes == 16 * 1024 - ((built.static_ram_bytes + 7) & ~7)
+
+
+def test_sizes_come_from_the_linker(tmp_path):
+    need("arm-none-eabi-gcc", "arm-none-eabi-objcopy")
+    b = tiny_bundle(tmp_path / "m4", "cortex-m4")
+    res = build(b)
+    s = res.sections
+    assert res.flash_bytes == s[".text"] + s[".rodata"] + s.get(".ARM.exidx", 0) + s[".data"]
+    assert res.static_ram_bytes == s[".data"] + s[".bss"]
+    # the flash image that would be programmed has exactly that size (up to alignment)
+    binary = tmp_path / "fw.bin"
+    subprocess.run(["arm-none-eabi-objcopy", "-O", "binary", str(res.elf), str(binary)], check=True)
+    assert 0 <= binary.stat().st_size - res.flash_bytes <= 8
+    # model objects only: 32 + 12 weight bytes, 16 + 12 bias bytes, arena 16 + ticks 8
+    assert res.model_ram_bytes == 16 + 8
+    assert res.model_flash_bytes >= 32 + 12 + 16 + 12
+    assert res.model_flash_bytes < res.flash_bytes  # harness and libc are not counted as model
+
+
+def test_board_targets_build_at_their_memory_map_and_run_on_the_same_core(tmp_path):
+    need("arm-none-eabi-gcc", "arm-none-eabi-nm", "qemu-system-arm")
+    for name, ram_end in (("nucleo-l4r5zi", 0x20000000 + 640 * 1024), ("stm32f746g-disco", 0x20000000 + 320 * 1024)):
+        b = tiny_bundle(tmp_path / name, name)
+        res = build(b)
+        syms = subprocess.run(["arm-none-eabi-nm", str(res.elf)], capture_output=True, text=True, check=True).stdout
+        addr = {line.split()[2]: int(line.split()[0], 16) for line in syms.splitlines() if len(line.split()) == 3}
+        assert addr["ec_vectors"] == 0x08000000 and addr["__stack_top"] == ram_end
+        # no emulator for the board: it runs on the emulated machine with the same core and flags
+        out = run_bundle(b, X[:2], progress=False)
+        np.testing.assert_array_equal(out.outputs, reference(X[:2]))
+
+
+def test_model_too_big_for_ram_does_not_fit(tmp_path):
+    need("arm-none-eabi-gcc")
+    b = tiny_bundle(tmp_path / "big", "cortex-m0", arena=20000)
+    with pytest.raises(DoesNotFitError) as e:
+        build(b)
+    msg = str(e.value)
+    assert "RAM" in msg and "overflowed by" in msg and "bytes" in msg
+
+
+def test_missing_qemu_is_a_clear_tool_error(tmp_path, monkeypatch):
+    need("arm-none-eabi-gcc", "make")
+    b = tiny_bundle(tmp_path / "m4", "cortex-m4")
+    build(b)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for tool in ("make", "arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-nm", "sh"):
+        os.symlink(shutil.which(tool), bindir / tool)
+    monkeypatch.setenv("PATH", str(bindir))
+    with pytest.raises(ToolError) as e:
+        run_bundle(b, X, progress=False)
+    assert "qemu-system-arm was not found" in str(e.value) and "apt-get install qemu-system-arm" in str(e.value)
+
+
+def test_missing_cross_compiler_is_a_clear_tool_error(tmp_path, monkeypatch):
+    b = tiny_bundle(tmp_path / "m4", "cortex-m4")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ToolError, match="make was not found|arm-none-eabi-gcc was not found"):
+        build(b)
+
+
+def test_firmware_fault_is_reported(tmp_path):
+    need("arm-none-eabi-gcc", "qemu-system-arm")
+    # read from an address with nothing behind it: a bus fault, escalated to HardFault
+    b = tiny_bundle(tmp_path / "fault", "cortex-m4",
+                    extra="if (arena[0] == 42) { arena[1] = *(volatile int8_t *)0x90000000u; }")
+    x = X.copy()
+    x[0, 0] = 42
+    with pytest.raises(ToolError, match="hardfault|busfault"):
+        run_bundle(b, x, progress=False)
+
+
+def test_hanging_firmware_times_out(tmp_path):
+    need("arm-none-eabi-gcc", "qemu-system-arm")
+    b = tiny_bundle(tmp_path / "hang", "cortex-m4", extra="for (volatile int spin = 1; spin;) { }")
+    with pytest.raises(ToolError, match="did not finish within 2 s"):
+        run_bundle(b, X[:1], timeout=2, progress=False)
+
+
+def test_bad_inputs_are_user_errors(tmp_path):
+    b = tiny_bundle(tmp_path / "m4", "cortex-m4")
+    with pytest.raises(EdgecompError, match="whole samples of 8 elements"):
+        run_bundle(b, np.zeros((2, 5), np.int8))
+    with pytest.raises(EdgecompError, match="float inputs"):
+        run_bundle(b, np.zeros((2, 8), np.float32))
+    with pytest.raises(EdgecompError, match="not an edgecomp bundle"):
+        run_bundle(tmp_path, np.zeros((2, 8), np.int8))
