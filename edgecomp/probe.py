@@ -141,12 +141,13 @@ def _as_report(result: Any) -> tuple[list[int | None], int | None, str | None, i
     return ticks, total, getattr(result, "unit", None), getattr(result, "stack_peak", None), per_tick
 
 
-def _ms_per_tick(unit: str | None, clock_hz: float | None) -> float | None:
+def _ms_per_tick(unit: str | None, clock_hz: float | None, insns_per_tick: float | None = None) -> float | None:
     if unit == "ns":
         return 1e-6
     if unit in ("cycles", "systick", "instructions") and clock_hz:
-        # SysTick is clocked from the core clock; an instruction is taken as one cycle.
-        return 1e3 / float(clock_hz)
+        # On silicon SysTick counts core cycles.  Under QEMU a tick is
+        # `insns_per_tick` instructions, each taken as one cycle.
+        return (insns_per_tick or 1.0) * 1e3 / float(clock_hz)
     return None
 
 
@@ -175,6 +176,9 @@ class LayerTable:
 
         ms = self.clock_hz is not None or self.unit == "ns"
         headers = ["#", "layer", "op", "output", "MACs", f"ticks ({self.unit or '?'})", "share %", "MACs/tick"]
+        insns = bool(self.insns_per_tick)
+        if insns:
+            headers.append("instructions")
         if ms:
             headers.append("ms")
         rows = []
@@ -183,10 +187,12 @@ class LayerTable:
                    r["macs"], "-" if r["ticks"] is None else r["ticks"],
                    "-" if r["share_pct"] is None else f"{r['share_pct']:.1f}",
                    "-" if r["macs_per_tick"] is None else f"{r['macs_per_tick']:.2f}"]
+            if insns:
+                row.append("-" if r.get("instructions") is None else r["instructions"])
             if ms:
                 row.append("-" if r.get("ms") is None else f"{r['ms']:.4g}")
             rows.append(row)
-        text = format_table(headers, rows, "rlllrrrr" + ("r" if ms else ""))
+        text = format_table(headers, rows, "rlllrrrr" + "r" * (insns + ms))
         lines = [text, ""]
         total = f"total: {self.total_ticks if self.total_ticks is not None else '?'} {self.unit or 'ticks'}"
         if self.insns_per_tick and self.total_ticks:
@@ -231,7 +237,7 @@ def layer_table(manifest: dict | None, result: Any, clock_hz: float | None = Non
                             "probe output", "read the probe of the firmware built from this bundle")
     if clock_hz is None and unit == "cycles":
         clock_hz = ((manifest or {}).get("target_info") or {}).get("clock_hz")
-    msk = _ms_per_tick(unit, clock_hz)
+    msk = _ms_per_tick(unit, clock_hz, per_tick)
     known = [t for t in ticks if t is not None]
     denom = total if total else sum(known) or None
     rows = []
@@ -246,6 +252,8 @@ def layer_table(manifest: dict | None, result: Any, clock_hz: float | None = Non
             "macs_per_tick": (macs / t) if (t and macs) else None,
             "ms": (t * msk) if (t is not None and msk) else None,
         })
+        if per_tick:
+            rows[-1]["instructions"] = round(t * per_tick) if t is not None else None
     return LayerTable(rows=rows, unit=unit, total_ticks=total, stack_bytes=stack, clock_hz=clock_hz,
                       total_ms=(total * msk) if (total is not None and msk) else None,
                       insns_per_tick=per_tick, model=(manifest or {}).get("name"))
