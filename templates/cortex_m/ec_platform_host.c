@@ -22,6 +22,8 @@ void ec_board_init(void)
 void ec_timer_init(void)
 {
     stack_base = ec_stack_pointer();
+    /* Resolve clock_gettime now: lazy binding would add its stack to the first inference. */
+    (void)ec_timer_now();
 }
 
 uint32_t ec_timer_now(void)
