@@ -266,3 +266,76 @@ def test_bad_inputs_are_user_errors(tmp_path):
         run_bundle(b, np.zeros((2, 8), np.float32))
     with pytest.raises(EdgecompError, match="not an edgecomp bundle"):
         run_bundle(tmp_path, np.zeros((2, 8), np.int8))
+
+
+# --------------------------------------------------------------------------- write_bundle
+def _float_mlp():
+    from edgecomp import ir
+
+    rng = np.random.default_rng(3)
+    w1 = rng.standard_normal((16, 8)).astype(np.float32)
+    b1 = rng.standard_normal(16).astype(np.float32)
+    w2 = rng.standard_normal((3, 16)).astype(np.float32)
+    b2 = rng.standard_normal(3).astype(np.float32)
+    t = {
+        "x": ir.Tensor("x", (1, 8), "float32"),
+        "w1": ir.Tensor("w1", (16, 8), "float32", data=w1), "b1": ir.Tensor("b1", (16,), "float32", data=b1),
+        "h": ir.Tensor("h", (1, 16), "float32"),
+        "w2": ir.Tensor("w2", (3, 16), "float32", data=w2), "b2": ir.Tensor("b2", (3,), "float32", data=b2),
+        "y": ir.Tensor("y", (1, 3), "float32"),
+    }
+    nodes = [ir.Node("fc1", "fully_connected", ["x", "w1", "b1"], ["h"], {"act": (0.0, float("inf"))}),
+             ir.Node("fc2", "fully_connected", ["h", "w2", "b2"], ["y"], {"act": (-float("inf"), float("inf"))})]
+    g = ir.Graph("mlp", t, nodes, ["x"], ["y"], {"source": "test", "input_layout": "NHWC"})
+
+    def ref(x):
+        return np.maximum(x @ w1.T + b1, 0) @ w2.T + b2
+
+    return g, ref
+
+
+def test_write_bundle_is_reproducible_and_runs(tmp_path):
+    pytest.importorskip("edgecomp.backends.c_codegen")
+    need("arm-none-eabi-gcc", "qemu-system-arm", "gcc")
+    from edgecomp.backends.cortex_m import write_bundle
+    from edgecomp.bundle import verify_manifest
+
+    g, ref = _float_mlp()
+    m1 = write_bundle(g, "cortex-m4", tmp_path / "a", {"precision": "float32"})
+    m2 = write_bundle(g, "cortex-m4", tmp_path / "b", {"precision": "float32"})
+    for rel in m1["files"]:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+    assert (tmp_path / "a" / "manifest.json").read_bytes() == (tmp_path / "b" / "manifest.json").read_bytes()
+    assert str(tmp_path) not in (tmp_path / "a" / "manifest.json").read_text()
+    assert not any(p.suffix in (".o", ".elf") for p in (tmp_path / "a").rglob("*"))
+    assert m1["target"] == "cortex-m4" and m1["macs"] == 16 * 8 + 3 * 16
+    assert m1["ram"]["arena_bytes"] > 0 and m1["ram"]["stack_peak_bytes"] > 0
+    assert m1["ram_bytes"] == sum(m1["ram"].values())
+    assert m1["flash_bytes"] == sum(m1["sections"][k] for k in (".text", ".rodata", ".data") ) + \
+        m1["sections"].get(".ARM.exidx", 0)
+    assert [l["name"] for l in m1["layers"]] == ["fc1", "fc2"]
+    x = np.random.default_rng(1).standard_normal((4, 8)).astype(np.float32)
+    emu = run_bundle(tmp_path / "a", x, progress=False)
+    host = run_bundle(tmp_path / "a", x, emulate=False)
+    np.testing.assert_allclose(emu.outputs, ref(x), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(host.outputs, ref(x), rtol=1e-4, atol=1e-4)
+    assert emu.stack_peak == m1["ram"]["stack_peak_bytes"]
+    assert verify_manifest(tmp_path / "a") == []  # running did not touch the hashed files
+
+
+def test_write_bundle_that_does_not_fit_leaves_nothing(tmp_path):
+    pytest.importorskip("edgecomp.backends.c_codegen")
+    need("arm-none-eabi-gcc")
+    from edgecomp import ir
+    from edgecomp.backends.cortex_m import write_bundle
+
+    # 24 KB of float activations on a 16 KB micro:bit
+    w = np.ones((1536, 4096), np.float32)
+    t = {"x": ir.Tensor("x", (1, 4096), "float32"), "w": ir.Tensor("w", (1536, 4096), "float32", data=w),
+         "y": ir.Tensor("y", (1, 1536), "float32")}
+    g = ir.Graph("big", t, [ir.Node("fc", "fully_connected", ["x", "w"], ["y"], {"act": (-np.inf, np.inf)})],
+                 ["x"], ["y"], {})
+    with pytest.raises(DoesNotFitError) as e:
+        write_bundle(g, "cortex-m0", tmp_path / "big", {})
+    assert "cortex-m0" in str(e.value) and "bytes" in str(e.value)
+    assert not (tmp_path / "big").exists() and list(tmp_path.iterdir()) == []

@@ -208,7 +208,7 @@ def build(bundle_dir: str | Path, target: str | Target | None = None, *, build_d
     if p.returncode != 0:
         raise ToolError(f"arm-none-eabi-size failed: {p.stderr.strip()}", str(elf), "check the binutils installation")
     allsec = parse_size_a(p.stdout)
-    sections = {k: v for k, v in allsec.items() if k in (".text", ".rodata", ".ARM.exidx", ".data", ".bss", ".stack")}
+    sections = {k: v for k, v in allsec.items() if k in (".text", ".rodata", ".ARM.exidx", ".data", ".bss")}
     flash = sum(sections.get(k, 0) for k in (".text", ".rodata", ".ARM.exidx", ".data"))
     static = sections.get(".data", 0) + sections.get(".bss", 0)
     mflash, mram = _nm_sizes("arm-none-eabi-nm", [build_dir / "arm" / o for o in models])
@@ -336,8 +336,8 @@ def write_bundle(graph: ir.Graph, target: str | Target, out_dir: str | Path, opt
             "inputs": [_io_entry(graph, n) for n in graph.inputs],
             "outputs": [_io_entry(graph, n) for n in graph.outputs],
             "layers": layers,
-            "probe": {"unit": "ns" if target.is_host else ("cycles or systick" if target.timer == "dwt" else "systick"),
-                      "qemu_insns_per_systick": target.insns_per_systick},
+            # The probe's unit: "cycles" (DWT on silicon), "systick" (Cortex-M0, QEMU), "ns" (host).
+            "probe": {"timer": target.timer, "qemu_insns_per_systick": target.insns_per_systick},
         }
         if not target.is_host:
             manifest["fits"] = {
