@@ -43,6 +43,8 @@
 #define DEMCR      REG32(0xE000EDFCu)  /* debug exception and monitor control */
 #define DWT_CTRL   REG32(0xE0001000u)
 #define DWT_CYCCNT REG32(0xE0001004u)
+#define DWT_LAR    REG32(0xE0001FB0u)  /* lock access (Cortex-M7 ships it locked) */
+#define DWT_LAR_KEY         0xC5ACCE55u
 #define DEMCR_TRCENA        (1u << 24)
 #define DWT_CTRL_CYCCNTENA  (1u << 0)
 #define DWT_CTRL_NOCYCCNT   (1u << 25)
@@ -92,9 +94,12 @@ void SysTick_Handler(void)
 #if EC_TIMER_DWT
 static int dwt_counts(void)
 {
+    DEMCR |= DEMCR_TRCENA; /* the DWT is only accessible with trace enabled */
+#if defined(__ARM_ARCH_7EM__)
+    DWT_LAR = DWT_LAR_KEY;
+#endif
     if (DWT_CTRL & DWT_CTRL_NOCYCCNT)
         return 0;
-    DEMCR |= DEMCR_TRCENA;
     DWT_CYCCNT = 0;
     DWT_CTRL |= DWT_CTRL_CYCCNTENA;
     uint32_t first = DWT_CYCCNT;
