@@ -169,6 +169,14 @@ def test_cortex_m4_under_qemu_matches_host_build_and_numpy(tmp_path):
     assert sorted(p.name for p in b.iterdir()) == sorted(files_before + ["build"])
 
 
+@pytest.mark.parametrize("name,machine", [("cortex-m3", "mps2-an385"), ("cortex-m7", "mps2-an500")])
+def test_cortex_m3_and_m7_under_qemu(tmp_path, name, machine):
+    need("arm-none-eabi-gcc", "qemu-system-arm")
+    res = run_bundle(tiny_bundle(tmp_path / name, name), X, progress=False)
+    np.testing.assert_array_equal(res.outputs, reference(X))
+    assert res.machine == machine and res.unit == "systick" and res.total_ticks > 0
+
+
 def test_cortex_m0_microbit_runs_in_16k(tmp_path):
     need("arm-none-eabi-gcc", "qemu-system-arm")
     b = tiny_bundle(tmp_path / "m0", "cortex-m0")

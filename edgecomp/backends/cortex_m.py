@@ -175,7 +175,16 @@ def _model_sources(bundle_dir: Path) -> list[str]:
 
 
 def default_build_dir(bundle_dir: Path, target: Target, host: bool) -> Path:
-    return Path(bundle_dir).resolve() / "build" / ("host" if host or target.is_host else target.name)
+    """``<bundle>/build/<target>`` (not a hashed file), or a temporary cache for a read-only bundle."""
+    import hashlib
+    import os
+
+    bundle_dir = Path(bundle_dir).resolve()
+    leaf = "host" if host or target.is_host else target.name
+    if os.access(bundle_dir, os.W_OK):
+        return bundle_dir / "build" / leaf
+    key = hashlib.sha256(str(bundle_dir).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / "edgecomp-build" / key / leaf
 
 
 def build(bundle_dir: str | Path, target: str | Target | None = None, *, build_dir: str | Path | None = None,
