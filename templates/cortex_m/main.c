@@ -21,8 +21,8 @@
 #include "ec_platform.h"
 #include "model.h"
 
-#ifndef EC_MODEL_NAME
-#define EC_MODEL_NAME "model"
+#ifndef EC_HARNESS_NAME
+#define EC_HARNESS_NAME "model"
 #endif
 
 #define INPUT_FILE "ec_input.bin"
@@ -75,7 +75,7 @@ static int measured_invoke(void)
 
 static void report(void)
 {
-    ec_puts("@ec begin model=" EC_MODEL_NAME " layers=");
+    ec_puts("@ec begin model=" EC_HARNESS_NAME " layers=");
     ec_put_u32(EC_NUM_LAYERS);
     ec_puts(" unit=");
     ec_puts(ec_timer_unit());
