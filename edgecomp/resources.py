@@ -7,10 +7,20 @@ folders; in an installed wheel they are the packages ``edgecomp._data.targets`` 
 from __future__ import annotations
 
 import importlib.resources
+import importlib.util
 from pathlib import Path
 
 
 def _data_dir(name: str) -> Path:
+    # The data folders have no __init__.py: they are namespace packages, for which
+    # importlib.resources.files() returns a MultiplexedPath (str() is not a path).
+    try:
+        spec = importlib.util.find_spec(f"edgecomp._data.{name}")
+    except (ModuleNotFoundError, ValueError):
+        spec = None
+    for loc in (spec.submodule_search_locations or []) if spec is not None else []:
+        if Path(loc).is_dir():
+            return Path(loc)
     try:
         p = Path(str(importlib.resources.files(f"edgecomp._data.{name}")))
         if p.is_dir():
