@@ -347,3 +347,14 @@ def test_write_bundle_that_does_not_fit_leaves_nothing(tmp_path):
         write_bundle(g, "cortex-m0", tmp_path / "big", {})
     assert "cortex-m0" in str(e.value) and "bytes" in str(e.value)
     assert not (tmp_path / "big").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_stack_peak_sees_a_known_local_buffer(tmp_path):
+    need("arm-none-eabi-gcc", "qemu-system-arm")
+    base = run_bundle(tiny_bundle(tmp_path / "base", "cortex-m4"), X[:1], progress=False).stack_peak
+    deep = tiny_bundle(tmp_path / "deep", "cortex-m4",
+                       extra="volatile uint8_t scratch[1000]; for (int i = 0; i < 1000; i++) scratch[i] = (uint8_t)i; "
+                             "if (scratch[999] != (uint8_t)999) return 1;")
+    res = run_bundle(deep, X[:1], progress=False)
+    np.testing.assert_array_equal(res.outputs, reference(X[:1]))
+    assert 1000 <= res.stack_peak - base + 64 and res.stack_peak <= base + 1000 + 64, (base, res.stack_peak)
