@@ -358,3 +358,21 @@ def test_stack_peak_sees_a_known_local_buffer(tmp_path):
     res = run_bundle(deep, X[:1], progress=False)
     np.testing.assert_array_equal(res.outputs, reference(X[:1]))
     assert 1000 <= res.stack_peak - base + 64 and res.stack_peak <= base + 1000 + 64, (base, res.stack_peak)
+
+
+def test_stack_of_a_board_without_emulator_is_measured_on_the_same_core(tmp_path):
+    need("arm-none-eabi-gcc", "qemu-system-arm")
+    from edgecomp.backends.cortex_m import measure_stack
+
+    board = load_target("nucleo-l4r5zi")
+    b = tiny_bundle(tmp_path / "l4", board.name)
+    built = build(b, board, build_dir=tmp_path / "out")
+    on_board_flags = measure_stack(b, board, built, input_bytes=8)
+    on_m4 = run_bundle(tiny_bundle(tmp_path / "m4", "cortex-m4"), X[:1], progress=False).stack_peak
+    assert on_board_flags == on_m4 and on_m4 > 0  # same core, same flags, same code
+    assert measure_stack(b, load_target("stm32f746g-disco"), built, input_bytes=8) > 0
+
+
+def test_model_names_that_cannot_go_into_c_are_refused(tmp_path):
+    with pytest.raises(EdgecompError, match="cannot be used in the firmware"):
+        write_firmware(tmp_path, load_target("cortex-m4"), 'my "model"; rm -rf')
