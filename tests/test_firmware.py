@@ -376,3 +376,20 @@ def test_stack_of_a_board_without_emulator_is_measured_on_the_same_core(tmp_path
 def test_model_names_that_cannot_go_into_c_are_refused(tmp_path):
     with pytest.raises(EdgecompError, match="cannot be used in the firmware"):
         write_firmware(tmp_path, load_target("cortex-m4"), 'my "model"; rm -rf')
+
+
+def test_firmware_errors_and_exit_status_reach_the_host(tmp_path):
+    need("arm-none-eabi-gcc", "qemu-system-arm")
+    from edgecomp.backends.run import qemu_command, run_firmware
+
+    target = load_target("cortex-m4")
+    elf = build(tiny_bundle(tmp_path / "m4", "cortex-m4"), target).elf
+    work = tmp_path / "empty"
+    work.mkdir()
+    p = subprocess.run(qemu_command(target, elf), cwd=work, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "@ec error cannot open ec_input.bin" in p.stdout + p.stderr
+    with pytest.raises(ToolError, match="cannot open ec_input.bin"):
+        run_firmware(elf, target, work)
+    (work / "ec_input.bin").write_bytes(bytes(13))  # not a whole number of 8-byte inputs
+    with pytest.raises(ToolError, match="not a multiple of the model input"):
+        run_firmware(elf, target, work)
