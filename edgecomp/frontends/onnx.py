@@ -71,17 +71,64 @@ def _load_external_data(model: onnx.ModelProto, base: Path) -> None:
         if not uses_external_data(t):
             continue
         loc = next((e.value for e in t.external_data if e.key == "location"), "")
-        target = (base / loc).resolve()
-        if os.path.isabs(loc) or base not in target.parents:
+        try:
+            target = (base / loc).resolve()
+            inside = not os.path.isabs(loc) and base in target.parents and target.is_file()
+        except (OSError, ValueError):  # NUL bytes, names too long, symlink loops
+            target, inside = None, False
+        if target is None or os.path.isabs(loc) or base not in target.parents:
             raise ModelError(f"tensor {t.name!r} points to external data outside the model's folder ({loc!r})",
                              fix="Keep external data files beside the model")
-        if not target.is_file():
+        if not inside:
             raise ModelError(f"external data file {loc!r} for tensor {t.name!r} is missing",
                              fix="Copy the .data file beside the model")
+        _check_external_range(t, target)
         try:
             load_external_data_for_tensor(t, str(base))
         except Exception as e:
             raise ModelError(f"cannot read external data for {t.name!r}: {e}") from None
+
+
+def _check_external_range(t: onnx.TensorProto, target: Path) -> None:
+    """Refuse an offset/length outside the data file before anything is read (no huge buffers)."""
+    info = {e.key: e.value for e in t.external_data}
+    size = target.stat().st_size
+    try:
+        offset = int(info.get("offset") or 0)
+        length = int(info["length"]) if info.get("length") else size - offset
+    except ValueError:
+        raise ModelError(f"tensor {t.name!r} has a malformed external data offset/length",
+                         fix="Re-export the model") from None
+    if offset < 0 or length < 0 or offset + length > size:
+        raise ModelError(f"external data of tensor {t.name!r} (offset {offset}, length {length}) lies outside "
+                         f"its {size}-byte file", fix="Re-export the model; the .data file does not match it")
+
+
+def _dtype_name(elem: int) -> str:
+    try:
+        return onnx.TensorProto.DataType.Name(elem)
+    except ValueError:
+        return f"<unknown {elem}>"
+
+
+def _to_array(t: onnx.TensorProto, where: str | None = None) -> np.ndarray:
+    """A constant tensor as numpy, refusing absurd sizes and damaged data with a ModelError."""
+    dims = list(t.dims)
+    if any(d < 0 for d in dims):
+        raise ModelError(f"constant {t.name!r} has a negative dimension {dims}", where=where,
+                         fix="Re-export the model")
+    if math.prod(dims) > MAX_ELEMENTS:
+        raise ModelError(f"constant {t.name!r} declares {math.prod(dims):,} elements, more than edgecomp accepts",
+                         where=where, fix="Check the model; microcontroller models have far smaller tensors")
+    if t.data_type in (onnx.TensorProto.STRING, onnx.TensorProto.UNDEFINED):
+        raise UnsupportedError(f"constant {t.name!r} of element type "
+                               f"{onnx.TensorProto.DataType.Name(t.data_type)}", where=where,
+                               fix="Use numeric constants")
+    try:
+        return numpy_helper.to_array(t)
+    except Exception as e:  # numpy/onnx raise several types for inconsistent data
+        raise ModelError(f"constant {t.name!r} cannot be read ({type(e).__name__}: {str(e)[:120]})", where=where,
+                         fix="Re-export the model; its stored data does not match its shape or type") from None
 
 
 def _all_initializers(model: onnx.ModelProto):
@@ -182,7 +229,7 @@ def lower(model: onnx.ModelProto, name: str | None = None) -> ir.Graph:
                                                                       "source_layout": "NCHW"})
     c = _Ctx(g)
     for t in model.graph.initializer:
-        c.consts[t.name] = numpy_helper.to_array(t)
+        c.consts[t.name] = _to_array(t)
     c.shapes = _value_shapes(model)
     inits = set(c.consts)
     for vi in model.graph.input:
@@ -192,7 +239,7 @@ def lower(model: onnx.ModelProto, name: str | None = None) -> ir.Graph:
             raise ModelError(f"input {vi.name!r} has no static shape", fix="Export with a fixed input shape")
         elem = vi.type.tensor_type.elem_type
         if elem != onnx.TensorProto.FLOAT:
-            raise UnsupportedError(f"input {vi.name!r} has element type {onnx.TensorProto.DataType.Name(elem)}",
+            raise UnsupportedError(f"input {vi.name!r} has element type {_dtype_name(elem)}",
                                    fix="Use a float32 model input")
         c.add_tensor(vi.name, _nhwc(c.shapes[vi.name]))
         g.inputs.append(vi.name)
@@ -201,7 +248,13 @@ def lower(model: onnx.ModelProto, name: str | None = None) -> ir.Graph:
     except ValueError as e:
         raise ModelError(str(e), fix="Check the model graph") from None
     for w in nodes:
-        _lower_node(c, w.n)
+        try:
+            _check_attrs(w.n)
+            _lower_node(c, w.n)
+        except (ModelError, UnsupportedError):
+            raise
+        except Exception as e:  # a malformed node the checks above did not name: still one clear error
+            raise _malformed(f"node {w.n.name or w.n.op_type!r} ({w.n.op_type})", e) from None
     for o in model.graph.output:
         nm = c.name(o.name)
         if nm not in g.tensors:
@@ -209,9 +262,36 @@ def lower(model: onnx.ModelProto, name: str | None = None) -> ir.Graph:
         g.outputs.append(nm)
     g.meta["onnx_inputs"] = [i for i in g.inputs]
     g.meta["onnx_outputs"] = [o.name for o in model.graph.output]
-    _fuse_activations(g)
-    g.validate()
+    try:
+        _fuse_activations(g)
+        g.validate()
+    except Exception as e:
+        raise _malformed("graph", e) from None
     return g
+
+
+def _malformed(where: str, e: Exception) -> ModelError:
+    return ModelError(f"malformed ONNX model ({type(e).__name__}: {str(e)[:160]})", where=where,
+                      fix="Check the model with onnx.checker and onnxruntime; if both accept it, please report "
+                          "this as an edgecomp bug")
+
+
+#: Attributes that must be small positive (or, for pads, non-negative) integers.
+_POSITIVE_INTS = ("strides", "dilations", "kernel_shape", "group")
+_LIMIT = 1 << 16
+
+
+def _check_attrs(n) -> None:
+    """Refuse absurd spatial attributes with a clear message before any arithmetic uses them."""
+    for a in n.attribute:
+        if a.name not in _POSITIVE_INTS + ("pads",):
+            continue
+        vals = list(a.ints) if a.type == onnx.AttributeProto.INTS else [a.i]
+        lo = 0 if a.name == "pads" else 1
+        if a.type not in (onnx.AttributeProto.INTS, onnx.AttributeProto.INT) or \
+                any(v < lo or v > _LIMIT for v in vals):
+            raise ModelError(f"attribute {a.name}={vals} is out of range [{lo}, {_LIMIT}]",
+                             where=f"node {n.name or n.op_type!r} ({n.op_type})", fix="Re-export the model")
 
 
 class _Wrap:
@@ -248,7 +328,7 @@ def _lower_node(c: _Ctx, n) -> None:
     ins = [i for i in n.input]
 
     if op == "Constant":
-        c.consts[n.output[0]] = numpy_helper.to_array(a["value"]) if "value" in a else np.array(
+        c.consts[n.output[0]] = _to_array(a["value"], where) if "value" in a else np.array(
             a.get("value_float", a.get("value_int", 0)))
         return
     if op in ("Identity", "Dropout"):
@@ -340,6 +420,15 @@ def _lower_node(c: _Ctx, n) -> None:
         oshape = c.shapes.get(n.output[0])
         if oshape is None:
             raise ModelError(f"{op} output has no static shape", where=where)
+        if op == "Reshape" and len(ins) > 1 and ins[1] in c.consts and c.consts[ins[1]].size <= 8:
+            tgt = [int(v) for v in np.asarray(c.consts[ins[1]]).reshape(-1)]  # the target shape, as ONNX reads it
+            tgt = [xs[i] if v == 0 and i < len(xs) else v for i, v in enumerate(tgt)]
+            if -1 not in tgt and math.prod(tgt) != math.prod(xs):
+                raise ModelError(f"Reshape from {tuple(xs)} to {tuple(tgt)} changes the number of elements",
+                                 where=where, fix="Check the model's shapes")
+        if math.prod(oshape) != math.prod(xs):
+            raise ModelError(f"{op} from {tuple(xs)} to {tuple(oshape)} changes the number of elements",
+                             where=where, fix="Check the model's shapes")
         o = n.output[0]
         c.shapes[o] = oshape
         c.add_tensor(o, oshape)  # keep ONNX shape (2-D etc.); 4-D outputs are rare here
@@ -739,5 +828,10 @@ def from_onnx(path: str | Path, name: str | None = None) -> ir.Graph:
     model = load_onnx(path)
     g = lower(model, name or Path(path).stem)
     if any(n.op in ("quantize", "dequantize") for n in g.nodes):
-        fold_qdq(g)
+        try:
+            fold_qdq(g)
+        except (ModelError, UnsupportedError):
+            raise
+        except Exception as e:
+            raise _malformed("quantized graph", e) from None
     return g
