@@ -85,7 +85,9 @@ def write_firmware(out_dir: Path, target: Target, model_name: str, probe: bool =
     env = _env()
     (out_dir / "Makefile").write_text(env.get_template("Makefile.j2").render(
         target=target, model_name=model_name, probe=probe))
-    written = list(files) + ["Makefile"]
+    (out_dir / "README.md").write_text(env.get_template("README.md.j2").render(
+        target=target, model_name=model_name))
+    written = list(files) + ["Makefile", "README.md"]
     if not target.is_host:
         (out_dir / "linker.ld").write_text(env.get_template("linker.ld.j2").render(target=target))
         written.append("linker.ld")
