@@ -29,6 +29,9 @@ from .errors import EdgecompError, ToolError
 UNITS = ("cycles", "systick", "instructions", "ns")
 _LINE = re.compile(r"@ec (begin|layer|total|stack|end|fault|error)\b(.*)$")
 _UINT = re.compile(r"[0-9]{1,20}")
+#: More layers than any bundle has: a larger count or index in a probe line is noise, not a reason
+#: to build a table of billions of rows.
+MAX_LAYERS = 1 << 16
 
 
 @dataclass
@@ -87,7 +90,7 @@ def parse_probe_blocks(text: str | bytes | Iterable[str]) -> list[ProbeReport]:
             kv = dict(tok.split("=", 1) for tok in rest if "=" in tok)
             layers = kv.get("layers", "")
             cur = ProbeReport(model=kv.get("model") or None,
-                              layers=int(layers) if _UINT.fullmatch(layers) else None,
+                              layers=int(layers) if _UINT.fullmatch(layers) and int(layers) <= MAX_LAYERS else None,
                               unit=kv.get("unit") if kv.get("unit") in UNITS else None)
             blocks.append(cur)
             continue
@@ -104,7 +107,7 @@ def parse_probe_blocks(text: str | bytes | Iterable[str]) -> list[ProbeReport]:
         elif kind == "layer":
             if len(rest) == 2 and all(_UINT.fullmatch(t) for t in rest):
                 idx, ticks = int(rest[0]), int(rest[1])
-                if cur.layers is None or idx < cur.layers:
+                if idx < (MAX_LAYERS if cur.layers is None else cur.layers):
                     cur.layer_ticks[idx] = ticks
         elif len(rest) == 1 and _UINT.fullmatch(rest[0]):
             if kind == "total":

@@ -535,6 +535,11 @@ def check_probe(text, seconds: float = 5.0) -> bool:
     assert rep.layers is None or all(0 <= i < rep.layers for i in rep.layer_ticks)
     assert rep.unit is None or rep.unit in ("cycles", "systick", "instructions", "ns")
     rep.to_json()
+    from edgecomp.probe import layer_table
+    with time_limit(seconds):
+        table = layer_table(None, rep)  # what `edgecomp run/probe` prints from it
+        table.render()
+        table.to_json()
     STATS.add("probe", True)
     return True
 
@@ -582,7 +587,34 @@ _probe_token = st.sampled_from(["@ec ", "@ec begin", "@ec layer", "@ec total", "
                                 "@ec error", " model=", " layers=", " unit=", "cycles", "ns", "systick", " ", "\n",
                                 "\r", "\r\n", "=", "-1", "0", "7", "99999999999999999999999", "1e9", "\x00", "\xff",
                                 "layers=-3", "layers=1" + "0" * 30, "@", "ec", "\t"])
+
+
+@st.composite
+def _probe_blocks(draw):
+    """Mostly well-formed probe output, then cut, spliced with noise or with hostile numbers."""
+    n = draw(st.integers(0, 6))
+    num = st.one_of(st.integers(0, 300).map(str), st.sampled_from(["-1", "1" + "0" * 40, "0x10", "", "1.5", "65537",
+                                                                      "\u0661", "\x00"]))
+    lines = [f"boot noise {draw(st.text(max_size=8))}",
+             f"@ec begin model={draw(st.text(max_size=8))} layers={draw(num)} unit="
+             f"{draw(st.sampled_from(['cycles', 'ns', 'systick', 'instructions', 'furlongs', '']))}"]
+    lines += [f"@ec layer {draw(num)} {draw(num)}" for _ in range(n)]
+    lines += [f"@ec total {draw(num)}", f"@ec stack {draw(num)}", "@ec end"]
+    text = draw(st.sampled_from(["\n", "\r\n", "\r"])).join(lines) + "\n"
+    for _ in range(draw(st.integers(0, 3))):
+        k = draw(st.integers(0, 2))
+        i = draw(st.integers(0, len(text)))
+        if k == 0:
+            text = text[:i]
+        elif k == 1:
+            text = text[:i] + draw(st.text(max_size=6)) + text[i:]
+        else:
+            text = text + text[:i]
+    return text.encode("utf-8", "surrogatepass") if draw(st.booleans()) else text
+
+
 probe_texts = st.one_of(
+    _probe_blocks(),
     st.lists(_probe_token | st.text(max_size=10), max_size=60).map("".join),
     st.binary(max_size=400),
     st.text(max_size=300),
