@@ -55,11 +55,9 @@ def _conv_q(graph: ir.Graph, node: ir.Node) -> dict:
     shift = np.zeros(n_out, dtype=np.int32)
     in_s, out_s = _f32(qi.scale[0]), _f32(qo.scale[0])
     for c in range(n_out):
-        if node.op == "fully_connected" and qw.scale.size == 1:
-            # TFLM GetQuantizedConvolutionMultipler: the product is taken in float32
-            eff = float(np.float32(in_s) * np.float32(scales[c])) / out_s
-        else:
-            eff = in_s * _f32(scales[c]) / out_s
+        # double(input_scale) * double(filter_scale) / double(output_scale), as TFLM's conv and
+        # (verified against the PyPI build) fully-connected Prepare do it
+        eff = in_s * _f32(scales[c]) / out_s
         mult[c], shift[c] = quantize_multiplier(eff)
     return {"input_offset": -int(qi.zero_point[0]), "filter_offset": -int(qw.zero_point.flat[0]),
             "output_offset": int(qo.zero_point[0]), "multiplier": mult, "shift": shift}
