@@ -402,6 +402,7 @@ def run_compress(model=None, data=None, *, example: str = "mnist", target: str =
     if data is None:
         data, make, ex_epochs, ex_lr = _example(example, seed)
         if model is None:
+            torch.manual_seed(seed)
             model = make()
     elif model is None:
         raise ModelError("data given without a model", "run_compress", "Pass model=<nn.Module> too")
