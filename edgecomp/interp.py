@@ -93,6 +93,8 @@ def _conv(graph: ir.Graph, node: ir.Node, x: np.ndarray, out: ir.Tensor) -> np.n
         q = _q(graph, node)
         xo = x.astype(np.float64) + q["input_offset"]
         wf = w.astype(np.float64) + q["filter_offset"]
+    elif "hybrid" in a:
+        return _hybrid_conv(graph, node, x, out)
     else:
         xo, wf = x.astype(np.float64), w.astype(np.float64)
     cols = _windows(_pad(xo, a["pad"], 0.0), (w.shape[1], w.shape[2]), a["stride"], a.get("dilation", (1, 1)), (oh, ow))
@@ -105,6 +107,37 @@ def _conv(graph: ir.Graph, node: ir.Node, x: np.ndarray, out: ir.Tensor) -> np.n
             cols = np.repeat(cols, m, axis=3)
         acc = np.einsum("nhwckl,klc->nhwc", cols, wf[0], optimize=True)
     return _finish_acc(graph, node, acc, out, quant)
+
+
+def symmetric_quantize_floats(x: np.ndarray) -> tuple[np.ndarray, np.float32]:
+    """TFLite SymmetricQuantizeFloats of one sample: int8 values in [-127, 127] and the float scale."""
+    rng = np.float32(np.abs(x).max()) if x.size else np.float32(0)
+    if rng == 0:
+        return np.zeros(x.shape, np.int8), np.float32(1)
+    inv = np.float32(127) / rng
+    q = np.clip(nx.round_half_away(x.astype(np.float32) * inv), -127, 127).astype(np.int8)
+    return q, np.float32(rng / np.float32(127))
+
+
+def _hybrid_conv(graph: ir.Graph, node: ir.Node, x: np.ndarray, out: ir.Tensor) -> np.ndarray:
+    """LiteRT's hybrid conv: input quantized per sample, int8 GEMM, rescaled to float."""
+    a = node.attrs
+    w = graph.tensors[node.inputs[1]].data
+    ws = np.float32(a["hybrid"]["weight_scale"])
+    wq = np.rint(w.astype(np.float64) / float(ws)).reshape(w.shape[0], -1)
+    b = _bias(graph, node)
+    n, oh, ow = x.shape[0], out.shape[1], out.shape[2]
+    ys = []
+    for s in range(n):
+        q, sf = symmetric_quantize_floats(x[s])
+        cols = _windows(_pad(q[None].astype(np.float64), a["pad"], 0.0), (w.shape[1], w.shape[2]), a["stride"],
+                        a.get("dilation", (1, 1)), (oh, ow))
+        cols = cols.transpose(0, 1, 2, 4, 5, 3).reshape(oh * ow, -1)
+        acc = (cols @ wq.T).astype(np.float32) * np.float32(sf * ws)
+        if b is not None:
+            acc = acc + b.astype(np.float32)
+        ys.append(_fclamp(acc, a.get("act")).reshape(oh, ow, -1))
+    return np.stack(ys)
 
 
 def _finish_acc(graph: ir.Graph, node: ir.Node, acc: np.ndarray, out: ir.Tensor, quant: bool) -> np.ndarray:

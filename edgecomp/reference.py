@@ -110,13 +110,20 @@ def tflm_arena_bytes(model_path) -> int:
     return tflm_arena_usage(model_path)["total"]
 
 
-def litert_run(model_path, inputs: np.ndarray) -> np.ndarray:
-    """Run each sample of ``inputs`` [N, ...] through LiteRT (TFLite); return outputs [N, ...]."""
+def litert_run(model_path, inputs: np.ndarray, *, xnnpack: bool = False) -> np.ndarray:
+    """Run each sample of ``inputs`` [N, ...] through LiteRT (TFLite); return outputs [N, ...].
+
+    By default LiteRT's builtin kernels run without the XNNPACK delegate: those are the kernels
+    the TFLite numerics are defined by (XNNPACK quantizes the activations of dynamic-range
+    "hybrid" layers differently).  ``xnnpack=True`` uses LiteRT's default delegates.
+    """
     try:
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
     except ImportError as e:  # pragma: no cover
         raise ToolError("LiteRT is not installed", fix="pip install ai-edge-litert") from e
-    interp = Interpreter(model_path=str(_check_path(model_path)), num_threads=1)
+    resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    interp = Interpreter(model_path=str(_check_path(model_path)), num_threads=1,
+                         experimental_op_resolver_type=resolver)
     interp.allocate_tensors()
     di, do = interp.get_input_details()[0], interp.get_output_details()[0]
     x = _batch(inputs, di["shape"], di["dtype"])

@@ -132,7 +132,7 @@ class _Importer:
         t = sg.Tensors(i)
         raw_name = t.Name()
         tname = raw_name.decode("utf-8", "replace") if raw_name else f"tensor_{i}"
-        if tname in self.tensors:
+        while tname in self._raw:  # TFLite names need not be unique
             tname = f"{tname}_{i}"
         r.count(t.ShapeLength(), f"shape of tensor {tname!r}")
         if t.ShapeLength() > MAX_RANK:
@@ -302,6 +302,7 @@ class _Importer:
         if code == DEQUANTIZE and self._raw[ins[0]][3] is not None:
             self._fold_dequantize(ins[0], outs[0])
             return
+        hybrid = self._hybrid(code, ins, outs, where)
         self._check_dtypes([i for i in ins if i], outs, where)
         if code in (CONV_2D, DEPTHWISE_CONV_2D):
             x, w = ins[0], ins[1]
@@ -323,6 +324,8 @@ class _Importer:
             pad = self._pad(int(o.Padding()), xs, kh, kw, sh, sw, dh, dw)
             attrs = {"stride": (sh, sw), "dilation": (dh, dw), "pad": pad,
                      "act": self._act(int(o.FusedActivationFunction()), outs[0], where)}
+            if hybrid:
+                attrs["hybrid"] = hybrid
             if code == CONV_2D:
                 if ws[3] != xs[3]:
                     raise UnsupportedError(f"grouped convolution (input {xs[3]} channels, filter {ws[3]})",
@@ -395,6 +398,27 @@ class _Importer:
             self._add("quantize", ins[:1], outs[:1], k)
         elif code == DEQUANTIZE:
             self._add("dequantize", ins[:1], outs[:1], k)
+
+    def _hybrid(self, code: int, ins: list[str], outs: list[str], where: str) -> dict | None:
+        """A float op with int8 constant weights (dynamic-range "hybrid" model): dequantize the weights.
+
+        LiteRT runs such a CONV_2D by quantizing its input per sample on the fly; the returned
+        ``{"weight_scale": s}`` lets interp.py reproduce that (other backends may ignore it and run
+        plain float32 with the dequantized weights).
+        """
+        if code not in (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED) or len(ins) < 2:
+            return None
+        w = ins[1]
+        dtype, shape, quant, arr = self._raw[w]
+        if self._raw[outs[0]][0] != "float32" or dtype != "int8" or arr is None:
+            return None
+        if code != CONV_2D or quant is None or quant.scale.size != 1 or int(quant.zero_point[0]) != 0:
+            raise UnsupportedError(f"hybrid (dynamic-range quantized) {SUPPORTED[code]} with int8 weights "
+                                   "and float activations", where=where,
+                                   fix="Convert the model fully to int8, or keep it fully float32")
+        scale = float(quant.scale[0])
+        self._raw[w] = ("float32", shape, None, (np.float32(scale) * arr.astype(np.float32)).astype(np.float32))
+        return {"weight_scale": scale}
 
     def _check_same_quant(self, a: str, b: str, where: str) -> None:
         qa, qb = self._raw[a][2], self._raw[b][2]
