@@ -288,8 +288,9 @@ def results_markdown(rows: list[dict], budgets: dict, base_acc: float, target: s
                      f"{'yes' if id(r) in front else ''} | {'yes' if not v else 'no: ' + ', '.join(v)} |")
     lines.append("")
     if est:
-        lines.append("`*` estimated from params and MACs (the target compiler/QEMU run was not available: "
-                     + next((r.get("estimate_reason") or "" for r in rows if r.get("estimated")), "") + ").")
+        why = next((r.get("estimate_reason") for r in rows if r.get("estimate_reason")), None)
+        lines.append("`*` estimated from params and MACs, not measured on the target ("
+                     + (f"the compiler/QEMU run failed: {why}" if why else "estimates requested") + ").")
     if sel["fits"]:
         c = sel["chosen"]
         lines.append(f"**Chosen:** {c['label']}: {c['accuracy'] * 100:.2f} % "

@@ -1,0 +1,278 @@
+"""Compression suite: pruning, low-rank, distillation, QAT, search (digits data, small models)."""
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+torch.set_num_threads(1)
+
+from edgecomp.compress import distill as D  # noqa: E402
+from edgecomp.compress import lowrank as L  # noqa: E402
+from edgecomp.compress import prune as P  # noqa: E402
+from edgecomp.compress.report import compare_table, layer_stats, onnx_predict, totals, SPARSITY_NOTE  # noqa: E402
+from edgecomp.datasets import load_digits_split  # noqa: E402
+from edgecomp.errors import EdgecompError, ModelError  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits_split(0)
+
+
+class ResNetish(nn.Module):
+    """conv -> BN -> relu, a residual block (two producers added), depthwise, flatten -> linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 12, 3, padding=1), nn.BatchNorm2d(12), nn.ReLU())
+        self.b1 = nn.Sequential(nn.Conv2d(12, 12, 3, padding=1), nn.BatchNorm2d(12), nn.ReLU())
+        self.b2 = nn.Sequential(nn.Conv2d(12, 12, 3, padding=1), nn.BatchNorm2d(12))
+        self.dw = nn.Sequential(nn.Conv2d(12, 12, 3, padding=1, groups=12), nn.BatchNorm2d(12), nn.ReLU())
+        self.down = nn.Conv2d(12, 16, 3, stride=2, padding=1)
+        self.fc1 = nn.Linear(16 * 4 * 4, 24)
+        self.fc2 = nn.Linear(24, 10)
+
+    def forward(self, x):
+        s = self.stem(x)
+        x = torch.relu(s + self.b2(self.b1(s)))
+        x = torch.relu(self.down(self.dw(x)))
+        return self.fc2(torch.relu(self.fc1(torch.flatten(x, 1))))
+
+
+def _trained(digits, epochs=6, seed=0):
+    torch.manual_seed(seed)
+    m = ResNetish()
+    D.fit(m, digits[0], digits[1], epochs=epochs, lr=3e-3, verbose=False)
+    return m
+
+
+@pytest.fixture(scope="module")
+def trained(digits):
+    return _trained(digits)
+
+
+def _params(m):
+    return sum(p.numel() for p in m.parameters())
+
+
+# --------------------------------------------------------------------------- structured pruning
+def test_channel_groups_residual_shared_and_output_locked(trained):
+    groups = {g.name: g for g in P.channel_groups(trained, torch.zeros(1, 1, 8, 8))}
+    res = next(g for g in groups.values() if "stem.0" in g.producers)
+    assert set(res.producers) == {"stem.0", "b2.0"}  # residual: one shared channel set
+    assert ("dw.0", "dw") in res.carriers and ("stem.1", "bn") in res.carriers
+    assert groups["down"].consumers == [("fc1", 16)]  # flatten -> linear: 4x4 features per channel
+    assert groups["fc2"].locked  # the model output is never pruned
+
+
+def test_structured_pruning_shrinks_and_onnx_matches(trained, digits, tmp_path):
+    from edgecomp.frontends.torch import export_onnx
+    x = digits[2]
+    pruned = P.structured_prune(trained, torch.zeros(1, 1, 8, 8), 0.5)
+    assert pruned.b1[0].out_channels == 6 and pruned.b1[1].num_features == 6
+    assert pruned.stem[0].out_channels == pruned.b2[0].out_channels == pruned.dw[0].groups == 6
+    assert pruned.down.out_channels == 8 and pruned.fc1.in_features == 8 * 16 and pruned.fc1.out_features == 12
+    assert trained.stem[0].out_channels == 12  # original untouched
+    assert _params(pruned) < 0.4 * _params(trained)
+    f0 = export_onnx(trained, torch.from_numpy(x[:1]), tmp_path / "orig.onnx")
+    f1 = export_onnx(pruned, torch.from_numpy(x[:1]), tmp_path / "pruned.onnx")
+    assert f1.stat().st_size < 0.5 * f0.stat().st_size
+    ort_out = onnx_predict(f1, x[:64])
+    np.testing.assert_allclose(ort_out, D.predict(pruned, x[:64]), rtol=1e-4, atol=1e-4)
+    # MACs really go down (what the C backend executes)
+    assert totals(layer_stats(pruned, x[:1]))["macs"] < 0.4 * totals(layer_stats(trained, x[:1]))["macs"]
+
+
+def test_structured_prune_keeps_the_most_salient_channels(trained):
+    m = copy.deepcopy(trained)
+    with torch.no_grad():
+        m.fc1.weight[:5].mul_(1e-4)  # make 5 hidden units tiny: L1 pruning must drop exactly those
+    pruned = P.structured_prune(m, torch.zeros(1, 1, 8, 8), {"fc1": 5 / 24})
+    kept = pruned.fc1.weight.detach()
+    np.testing.assert_allclose(kept.numpy(), m.fc1.weight.detach()[5:].numpy())
+    assert pruned.fc2.in_features == 19 and pruned.stem[0].out_channels == 12
+
+
+def test_structured_prune_finetune_recovers_accuracy(trained, digits):
+    xtr, ytr, xte, yte = digits
+    base = D.accuracy(trained, xte, yte)
+    assert base > 0.9
+    pruned = P.iterative_prune(trained, xtr, ytr, final_amount=0.4, steps=2, epochs_per_step=2,
+                               example_input=torch.zeros(1, 1, 8, 8), saliency="taylor", verbose=False)
+    assert _params(pruned) < 0.55 * _params(trained)
+    assert D.accuracy(pruned, xte, yte) > base - 0.06
+
+
+def test_unsupported_pattern_is_locked_not_broken(digits):
+    class Cat(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(1, 4, 3, padding=1)
+            self.b = nn.Conv2d(1, 4, 3, padding=1)
+            self.c = nn.Conv2d(8, 4, 1)
+            self.fc = nn.Linear(4 * 64, 10)
+
+        def forward(self, x):
+            return self.fc(self.c(torch.cat([self.a(x), self.b(x)], 1)).flatten(1))
+
+    m = Cat()
+    groups = {g.name: g for g in P.channel_groups(m, torch.zeros(1, 1, 8, 8))}
+    assert groups["a"].locked and groups["b"].locked and not groups["c"].locked
+    p = P.structured_prune(m, torch.zeros(1, 1, 8, 8), 0.5)
+    assert p.a.out_channels == 4 and p.c.out_channels == 2
+    assert p(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_bad_amount_is_a_user_error(trained):
+    with pytest.raises(ModelError, match="fraction"):
+        P.structured_prune(trained, torch.zeros(1, 1, 8, 8), 1.5)
+    with pytest.raises(ModelError):
+        P.magnitude_prune(copy.deepcopy(trained), 0.3, scope="everything")
+
+
+# --------------------------------------------------------------------------- unstructured
+def test_unstructured_sparsity_and_report_says_no_flash_gain(trained, digits):
+    m = P.magnitude_prune(copy.deepcopy(trained), 0.6, scope="global")
+    P.make_permanent(m)
+    assert abs(P.sparsity(m) - 0.6) < 0.01
+    m2 = P.magnitude_prune(copy.deepcopy(trained), 0.5, scope="layer")
+    assert all(abs(float((mod.weight == 0).float().mean()) - 0.5) < 0.05 for _, mod in P.prunable_layers(m2))
+    m3 = P.taylor_prune(copy.deepcopy(trained), 0.5, digits[0], digits[1])
+    P.make_permanent(m3)
+    assert abs(P.sparsity(m3) - 0.5) < 0.02
+    before, after = layer_stats(trained, digits[2][:1]), layer_stats(m, digits[2][:1])
+    assert totals(after)["bytes"] == totals(before)["bytes"]  # dense storage: no flash saved
+    assert SPARSITY_NOTE in compare_table(before, after)
+
+
+# --------------------------------------------------------------------------- low-rank
+def test_svd_full_rank_is_exact():
+    torch.manual_seed(0)
+    lin, conv = nn.Linear(20, 30), nn.Conv2d(4, 6, 3, stride=2, padding=1)
+    x, xc = torch.randn(5, 20), torch.randn(2, 4, 9, 9)
+    torch.testing.assert_close(L.svd_factor(lin, 20)(x), lin(x), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(L.svd_factor(conv, 6)(xc), conv(xc), rtol=1e-5, atol=1e-5)
+    two = L.svd_factor(conv, 3)
+    assert two[0].out_channels == 3 and two[1].kernel_size == (1, 1) and two(xc).shape == conv(xc).shape
+
+
+def test_lowrank_energy_budget_and_finetune(trained, digits):
+    xtr, ytr, xte, yte = digits
+    f, done = L.factorize(trained, ratio=0.5)
+    assert done and all(r < full for r, full in done.values())
+    assert _params(f) < _params(trained)
+    assert L.choose_rank(trained.fc1, energy=1.0) == min(trained.fc1.weight.shape)
+    assert L.choose_rank(trained.fc1, energy=0.5) < L.choose_rank(trained.fc1, energy=0.95)
+    D.fit(f, xtr, ytr, epochs=2, lr=1e-3, verbose=False)
+    assert D.accuracy(f, xte, yte) > D.accuracy(trained, xte, yte) - 0.05
+
+
+# --------------------------------------------------------------------------- distillation
+def test_kd_loss_and_distillation_beats_hard_labels(trained, digits):
+    xtr, ytr, xte, yte = digits
+    s = torch.randn(4, 10)
+    assert float(D.kd_loss(s, s.clone(), temperature=3.0, alpha=1.0)) == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ModelError):
+        D.kd_loss(torch.randn(4, 10), torch.randn(4, 5))
+    # a small student on few labelled samples: the teacher's soft targets on all inputs help
+    few = np.concatenate([np.where(ytr == c)[0][:3] for c in range(10)])
+
+    def student():
+        torch.manual_seed(1)
+        return nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
+
+    base = D.fit(student(), xtr[few], ytr[few], epochs=30, lr=3e-3, verbose=False)
+    kd = student()
+    teacher_labels = D.predict(trained, xtr).argmax(1)
+    D.distill(kd, trained, xtr, teacher_labels, epochs=8, temperature=4.0, alpha=0.9, verbose=False)
+    assert D.accuracy(kd, xte, yte) > D.accuracy(base, xte, yte) + 0.05
+    assert _params(kd) < _params(trained) / 4
+
+
+def test_feature_distillation_with_adapter_reduces_loss(trained, digits):
+    xtr, ytr = digits[0][:256], digits[1][:256]
+    torch.manual_seed(0)
+    st = ResNetish()
+    st.stem = nn.Sequential(nn.Conv2d(1, 12, 3, padding=1), nn.BatchNorm2d(12), nn.ReLU())
+    losses = []
+    import io
+    import contextlib
+    buf = io.StringIO()
+    with contextlib.redirect_stderr(buf):
+        D.distill(st, trained, xtr, ytr, epochs=4, features=[("down", "down")], verbose=True)
+    for line in buf.getvalue().splitlines():
+        losses.append(float(line.split("loss ")[1].split(",")[0]))
+    assert losses[-1] < losses[0]
+    with pytest.raises(ModelError, match="names no module"):
+        D.distill(st, trained, xtr, ytr, epochs=1, features=[("nope", "down")], verbose=False)
+
+
+# --------------------------------------------------------------------------- QAT
+def test_qat_exports_qdq_that_ort_runs_accurately(trained, digits, tmp_path):
+    import onnx
+    from edgecomp.compress.qat import export_qdq, fold_batchnorm, qat
+    xtr, ytr, xte, yte = digits
+    folded = fold_batchnorm(trained)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    np.testing.assert_allclose(D.predict(folded, xte[:32]), D.predict(trained, xte[:32]), rtol=1e-4, atol=1e-4)
+    q = qat(trained, xtr, ytr, epochs=1, verbose=False)
+    w = q.b1[0].weight.detach()
+    scale = w.abs().amax(dim=(1, 2, 3), keepdim=True) / 127
+    np.testing.assert_allclose((w / scale).numpy(), np.round((w / scale).numpy()), atol=1e-3)  # on the int8 grid
+    path = export_qdq(q, xte[:1], xtr[:200], tmp_path / "qat.int8.onnx")
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    acc = float((onnx_predict(path, xte).argmax(1) == yte).mean())
+    assert acc > D.accuracy(trained, xte, yte) - 0.02
+
+
+# --------------------------------------------------------------------------- search
+def test_search_writes_pareto_and_respects_budgets(digits, tmp_path):
+    from edgecomp.compress.search import mnist_cnn, run_compress
+    xtr, ytr, xte, yte = digits
+    torch.manual_seed(0)
+    model = mnist_cnn(0.5, 32, in_hw=8)
+    D.fit(model, xtr, ytr, epochs=10, lr=3e-3, verbose=False)
+    cands = [{"method": "ptq"}, {"method": "prune", "amount": 0.3, "steps": 1}, {"method": "fp32"}]
+    s = run_compress(model, (xtr, ytr, xte, yte), out_dir=tmp_path / "o", flash=16 * 1024, max_accuracy_drop=3.0,
+                     candidates=cands, executor="inline", epochs=3, measure="estimate", verbose=False)
+    rows = [json.loads(line) for line in (tmp_path / "o" / "trials.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and s["trials"] == 3
+    md = (tmp_path / "o" / "pareto.md").read_text()
+    assert "| candidate |" in md and "ptq" in md and "estimated" in md
+    assert (tmp_path / "o" / "pareto.png").stat().st_size > 1000
+    by = {r["label"]: r for r in rows}
+    assert by["fp32"]["flash_bytes"] > 16 * 1024  # fp32 is too big: it must not be chosen
+    assert s["fits"] and s["chosen"] != "fp32"
+    chosen = by[s["chosen"]]
+    assert chosen["flash_bytes"] <= 16 * 1024 and (s["baseline_accuracy"] - chosen["accuracy"]) * 100 <= 3.0
+    assert (tmp_path / "o" / "chosen.int8.onnx").is_file()
+    # an impossible budget: says which one fails and what came closest
+    s2 = run_compress(model, (xtr, ytr, xte, yte), out_dir=tmp_path / "o2", flash=100, max_accuracy_drop=3.0,
+                      candidates=[{"method": "ptq"}], executor="inline", epochs=1, measure="estimate", verbose=False)
+    assert not s2["fits"] and "flash" in s2["failing_budgets"] and s2["chosen"] == "ptq"
+    assert "No candidate meets every budget" in (tmp_path / "o2" / "pareto.md").read_text()
+    assert not (tmp_path / "o2" / "chosen.int8.onnx").exists()
+
+
+def test_search_rejects_bad_arguments(tmp_path):
+    from edgecomp.compress.search import run_compress
+    with pytest.raises(EdgecompError):
+        run_compress(out_dir=tmp_path, executor="slurm")
+    with pytest.raises(EdgecompError):
+        run_compress(out_dir=tmp_path, flash=-1)
+    with pytest.raises(EdgecompError):
+        run_compress(example="cifar", out_dir=tmp_path)
+
+
+def test_datasets_shapes_and_seeded():
+    a = load_digits_split(3)
+    b = load_digits_split(3)
+    assert a[0].shape[1:] == (1, 8, 8) and a[0].dtype == np.float32 and 0 <= a[0].min() and a[0].max() <= 1
+    assert all(np.array_equal(p, q) for p, q in zip(a, b))
+    assert set(np.unique(a[3])) == set(range(10))
