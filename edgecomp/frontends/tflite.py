@@ -123,6 +123,21 @@ class _Importer:
         data = b.DataAsNumpy()
         return bytes(data.tobytes())
 
+    def _check_buffer(self, index: int) -> None:
+        """Every buffer must lie inside the file (catches truncated files early, copies nothing)."""
+        b = self.model.Buffers(index)
+        if b is None:
+            raise self.r.bad(f"buffer {index} is missing")
+        off, size = int(b.Offset()), int(b.Size())
+        if off > 1 and off + size > len(self.buf):
+            raise self.r.bad(f"buffer {index} lies outside the file (the file may be truncated)")
+        n = b.DataLength()
+        if n:
+            o = b._tab.Offset(4)
+            start = b._tab.Vector(o)
+            if n < 0 or start + n > len(self.buf):
+                raise self.r.bad(f"buffer {index} lies outside the file (the file may be truncated)")
+
     def _tensor(self, sg, i: int) -> str:
         if i in self.names:
             return self.names[i]
@@ -204,6 +219,8 @@ class _Importer:
         self._n_buffers = r.count(m.BuffersLength(), "buffer table")
         if r.count(m.SubgraphsLength(), "subgraph table") < 1:
             raise r.bad("no subgraph")
+        for i in range(self._n_buffers):
+            self._check_buffer(i)
         sg = m.Subgraphs(0)
         self._n_tensors = r.count(sg.TensorsLength(), "tensor table")
         n_ops = r.count(sg.OperatorsLength(), "operator list")
