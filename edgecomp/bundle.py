@@ -7,15 +7,20 @@ new one, never a mix.  ``manifest.json`` lists the sha256 of every file.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
 from . import __version__
+from .errors import EdgecompError
 
 MANIFEST = "manifest.json"
 
@@ -60,25 +65,93 @@ def verify_manifest(root: Path) -> list[str]:
     return bad
 
 
+RENAME_EXCHANGE = 2  # linux/fs.h
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``).
+
+    Returns False where the call is not available (other systems, old kernels,
+    file systems without support); the caller then falls back to two renames.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    if fn(_AT_FDCWD, os.fsencode(str(a)), _AT_FDCWD, os.fsencode(str(b)), RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale(dest: Path) -> None:
+    """Remove temporary folders of ``dest`` left by a process that was killed (SIGKILL, power loss)."""
+    for p in dest.parent.glob(f".{glob.escape(dest.name)}.*-*"):
+        m = re.fullmatch(re.escape(f".{dest.name}.") + r"(tmp|old)-(\d+)(-.*)?", p.name)
+        if m and int(m.group(2)) != os.getpid() and not _pid_alive(int(m.group(2))):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _check_replaceable(dest: Path) -> None:
+    """Never replace what cannot be a bundle: a file, the working folder, home, a root or their parents.
+
+    ``edgecomp compile m.onnx -o .`` (or ``-o ~``) must not swap the user's folder away and delete it.
+    """
+    if not (dest.exists() or dest.is_symlink()):
+        return
+    precious = {Path.cwd().resolve(), Path.home().resolve()}
+    if (not dest.is_dir() or dest.is_symlink() or dest.parent == dest or os.path.ismount(dest)
+            or any(p == dest or dest in p.parents for p in precious)):
+        raise EdgecompError(f"{dest} exists and is not an edgecomp bundle folder; refusing to replace it",
+                            fix="Choose a new output folder, e.g. -o bundle (edgecomp replaces the whole folder)")
+
+
 @contextlib.contextmanager
 def atomic_dir(dest: Path) -> Iterator[Path]:
     """Yield a fresh temporary folder beside ``dest``; on success it replaces ``dest``.
 
     On any exception (KeyboardInterrupt included) the temporary folder is removed
-    and ``dest`` is left as it was.
+    and ``dest`` is left as it was.  The replacement is one atomic exchange where
+    the system offers it (Linux ``renameat2``), so there is no moment at which
+    ``dest`` is missing or half written, even if the process is killed; elsewhere
+    it is two renames.  Temporary folders of killed runs are removed next time.
     """
     dest = Path(dest).resolve()
+    _check_replaceable(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    _remove_stale(dest)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-{os.getpid()}-", dir=dest.parent))
     try:
         yield tmp
+        if dest.exists() and not dest.is_symlink() and dest.is_dir() and _exchange(tmp, dest):
+            shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the previous bundle
+            return
         old = None
-        if dest.exists():
+        if dest.exists() or dest.is_symlink():
             old = dest.parent / f".{dest.name}.old-{os.getpid()}"
             os.replace(dest, old)
         os.replace(tmp, dest)
         if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink()
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
