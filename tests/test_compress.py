@@ -276,3 +276,42 @@ def test_datasets_shapes_and_seeded():
     assert a[0].shape[1:] == (1, 8, 8) and a[0].dtype == np.float32 and 0 <= a[0].min() and a[0].max() <= 1
     assert all(np.array_equal(p, q) for p, q in zip(a, b))
     assert set(np.unique(a[3])) == set(range(10))
+
+
+# --------------------------------------------------------------------------- fixed point, mixed precision
+def test_power_of_two_rewrite_keeps_accuracy(trained, digits, tmp_path):
+    import onnx
+    from onnx import numpy_helper as nh
+    from edgecomp.compress.fixedpoint import fixedpoint_report, to_power_of_two
+    from edgecomp.compress.qat import export_qdq
+    xtr, ytr, xte, yte = digits
+    q = export_qdq(trained, xte[:1], xtr[:200], tmp_path / "m.int8.onnx")
+    info = to_power_of_two(q, tmp_path / "p.onnx")
+    assert info["all_power_of_two"] and info["weights_requantized"] >= 5 and info["biases_requantized"] >= 5
+    m = onnx.load(str(tmp_path / "p.onnx"))
+    for init in m.graph.initializer:
+        if init.name.endswith("_scale"):
+            e = np.log2(nh.to_array(init).astype(np.float64))
+            assert np.allclose(e, np.round(e)), init.name
+    rows = fixedpoint_report(q, xte, yte, tmp_path)
+    assert rows[1]["accuracy"] > rows[0]["accuracy"] - 0.03
+    with pytest.raises(ModelError, match="QuantizeLinear"):
+        to_power_of_two(_float_onnx(trained, xte, tmp_path),
+                        tmp_path / "x.onnx")
+
+
+def _float_onnx(m, x, tmp_path):
+    from edgecomp.frontends.torch import export_onnx
+    return export_onnx(m, torch.from_numpy(x[:1]), tmp_path / "f.onnx")
+
+
+def test_mixed_precision_promotes_sensitive_layers(trained, digits):
+    from edgecomp.compress.mixed import choose_precision, layer_sensitivity, precision_table
+    xtr, ytr, xte, yte = digits
+    sens = layer_sensitivity(trained, xtr[:200], xte, yte, bits=2)
+    assert len(sens) == 7 and sens[0]["drop"] >= sens[-1]["drop"]
+    assert sens[0]["drop"] > 1.0  # 2-bit on the worst layer hurts
+    r = choose_precision(trained, xtr[:200], xte, yte, max_drop=0.5, options=(2, 8, 32))
+    assert r["drop"] <= 0.5 and any(b > 2 for b in r["bits"].values())
+    assert r["bytes"] < 4 * sum(s["params"] for s in sens)  # smaller than float32
+    assert "Report only" in precision_table(r)

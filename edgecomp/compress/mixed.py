@@ -1,0 +1,96 @@
+"""Mixed precision: per-layer sensitivity and a per-layer int8 / int16 / float32 choice.
+
+Sensitivity: fake-quantize ONE Conv/Linear layer at a time (weights per-channel
+symmetric, its output per-tensor asymmetric, ranges from calibration data; batch
+norm folded first) and measure the accuracy drop on validation data.
+
+Choice: start with every layer at the lowest precision, then promote the most
+sensitive layers (int8 -> int16 -> float32) until the whole fake-quantized model is
+within the accuracy-drop budget, or every layer is float.
+
+This is REPORT-ONLY today: the Cortex-M and Raspberry Pi backends run a model in
+uniform int8 or float32, so the chosen mix tells which layers need the extra bits
+and what it would cost in bytes; it is not compiled.
+"""
+from __future__ import annotations
+
+import sys
+
+from ..errors import ModelError
+
+__all__ = ["layer_sensitivity", "choose_precision", "precision_table"]
+
+
+def _layers(model):
+    import torch.nn as nn
+    return [n for n, m in model.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))]
+
+
+def _fq_accuracy(model, bits: dict[str, int], x_cal, x, y) -> float:
+    from .distill import accuracy
+    from .qat import attach_fake_quant, calibrate_observers
+    h = attach_fake_quant(model, weight_bits=bits, act_bits=bits, quantize_input=False)
+    try:
+        calibrate_observers(model, h, x_cal)
+        return accuracy(model, x, y)
+    finally:
+        h.remove(bake=False)
+
+
+def layer_sensitivity(model, x_cal, x_val, y_val, *, bits: int = 8, verbose: bool = False) -> list[dict]:
+    """[{layer, params, accuracy, drop (points)}] quantizing one layer at a time, most sensitive first."""
+    from .distill import accuracy
+    from .qat import fold_batchnorm
+    m = fold_batchnorm(model)
+    base = accuracy(m, x_val, y_val)
+    rows = []
+    for name in _layers(m):
+        acc = _fq_accuracy(m, {name: bits}, x_cal, x_val, y_val)
+        p = sum(q.numel() for q in m.get_submodule(name).parameters())
+        rows.append({"layer": name, "params": p, "accuracy": acc, "drop": (base - acc) * 100})
+        if verbose:
+            print(f"  [sensitivity int{bits}] {name}: {acc * 100:.2f} % ({(base - acc) * 100:+.2f} pts)",
+                  file=sys.stderr)
+    return sorted(rows, key=lambda r: -r["drop"])
+
+
+def choose_precision(model, x_cal, x_val, y_val, *, max_drop: float = 0.5, options=(8, 16, 32),
+                     verbose: bool = False) -> dict:
+    """Per-layer bits within ``max_drop`` accuracy points of float; returns
+    {bits: {layer: b}, accuracy, drop, baseline, bytes, bytes_int8, sensitivity}."""
+    from .distill import accuracy
+    from .qat import fold_batchnorm
+    if max_drop < 0:
+        raise ModelError(f"max_drop must be >= 0, got {max_drop}", "choose_precision", "Use e.g. 0.5 (points)")
+    opts = sorted(options)
+    m = fold_batchnorm(model)
+    base = accuracy(m, x_val, y_val)
+    sens = layer_sensitivity(m, x_cal, x_val, y_val, bits=opts[0], verbose=verbose)
+    bits = {r["layer"]: opts[0] for r in sens}
+    acc = _fq_accuracy(m, bits, x_cal, x_val, y_val)
+    order = [r["layer"] for r in sens]
+    while (base - acc) * 100 > max_drop:
+        cand = next((l for lvl in opts[:-1] for l in order if bits[l] == lvl), None)
+        if cand is None:
+            break
+        bits[cand] = opts[opts.index(bits[cand]) + 1]
+        acc = _fq_accuracy(m, bits, x_cal, x_val, y_val)
+        if verbose:
+            print(f"  [mixed] {cand} -> {'float32' if bits[cand] >= 32 else f'int{bits[cand]}'}: "
+                  f"{acc * 100:.2f} %", file=sys.stderr)
+    params = {r["layer"]: r["params"] for r in sens}
+    nbytes = sum(params[l] * b // 8 for l, b in bits.items())
+    return {"bits": bits, "accuracy": acc, "drop": (base - acc) * 100, "baseline": base, "bytes": nbytes,
+            "bytes_int8": sum(params.values()), "sensitivity": sens, "compiled": False}
+
+
+def precision_table(result: dict) -> str:
+    lines = ["| layer | params | drop alone at the lowest bits (pts) | chosen | bytes |", "|---|---:|---:|---|---:|"]
+    for r in result["sensitivity"]:
+        b = result["bits"][r["layer"]]
+        lines.append(f"| {r['layer']} | {r['params']:,} | {r['drop']:+.2f} | {'float32' if b >= 32 else f'int{b}'} | "
+                     f"{r['params'] * b // 8:,} |")
+    lines.append(f"\nMixed: {result['accuracy'] * 100:.2f} % ({result['drop']:+.2f} pts vs float "
+                 f"{result['baseline'] * 100:.2f} %), weights {result['bytes']:,} B (all-int8 {result['bytes_int8']:,} B). "
+                 "Report only: the backends compile uniform int8 or float32.")
+    return "\n".join(lines)
