@@ -72,7 +72,7 @@ def build_tflite(tensors: list[dict], ops: list[dict], inputs: list[int], output
             b.StartVector(1, len(data), 16)
             b.head = b.head - len(data)
             b.Bytes[b.head:b.head + len(data)] = data
-            vec = b.EndVector(len(data))
+            vec = b.EndVector()
         _m("Buffer").Start(b)
         if vec is not None:
             _m("Buffer").AddData(b, vec)
