@@ -15,7 +15,8 @@ and, for int8, ``attrs["conv_out_quant"]`` = the conv's own output QuantParams (
 {"scale", "zero_point"} dict).  The conv result is computed with the node's own ``act``
 and ``q`` (which targets ``conv_out_quant``), rounded to int8, then added to ``skip``
 exactly like an ``add`` node with ``residual["q"]`` and clamped to ``residual["act"]``;
-the node's output tensor holds the sum.
+the node's output tensor holds the sum.  The skip tensor may also be listed in
+``node.inputs`` after the weights/bias (so lifetimes and ``Graph.validate`` see it).
 """
 from __future__ import annotations
 
@@ -80,7 +81,10 @@ def _requant_out(acc: np.ndarray, q: dict, act, dtype: str) -> np.ndarray:
 
 
 def _bias(graph: ir.Graph, node: ir.Node):
-    return graph.tensors[node.inputs[2]].data if len(node.inputs) > 2 else None
+    """The constant third input, if any (a fused residual's skip tensor may follow the inputs)."""
+    if len(node.inputs) > 2 and node.inputs[2] and graph.tensors[node.inputs[2]].is_const:
+        return graph.tensors[node.inputs[2]].data
+    return None
 
 
 def _conv(graph: ir.Graph, node: ir.Node, x: np.ndarray, out: ir.Tensor) -> np.ndarray:
