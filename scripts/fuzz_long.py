@@ -545,19 +545,28 @@ def check_probe(text, seconds: float = 5.0) -> bool:
 
 
 # --------------------------------------------------------------------------- TFLite mutations
-def seed_tflite_bytes() -> bytes | None:
-    """A small int8 .tflite from the shared benchmarks or the repository, if one is found."""
+def seed_tflite_files() -> list[Path]:
+    """Small real .tflite models (int8 and float) from the repository or the shared benchmarks."""
+    out: list[Path] = []
     for base in (ROOT / "tests" / "data", ROOT / "examples", ROOT.parent / "shared" / "benchmarks"):
         if base.is_dir():
-            files = sorted(base.rglob("*.tflite"), key=lambda p: p.stat().st_size)
-            for f in files:
-                if f.stat().st_size < 400_000:
-                    return f.read_bytes()
-    return None
+            out += [f for f in base.rglob("*.tflite") if f.stat().st_size < 120_000]
+    return sorted(out, key=lambda p: (p.stat().st_size, p.name))[:3]
+
+
+_TFLITE_CACHE: dict[str, bytes] = {}
+
+
+def seed_tflite_bytes() -> list[bytes]:
+    if "seeds" not in _TFLITE_CACHE:
+        _TFLITE_CACHE.update({str(p): p.read_bytes() for p in seed_tflite_files()})
+        _TFLITE_CACHE["seeds"] = b""
+    return [v for k, v in sorted(_TFLITE_CACHE.items()) if k != "seeds"]
 
 
 @st.composite
-def tflite_cases(draw, seed: bytes | None):
+def tflite_cases(draw, seeds: list[bytes]):
+    seed = draw(st.sampled_from(seeds)) if seeds else None
     if seed is None or draw(st.integers(0, 4)) == 0:
         head = draw(st.sampled_from([b"", b"\x00\x00\x00\x00TFL3", b"\x1c\x00\x00\x00TFL3", b"\x10\x00\x00\x00XXXX",
                                      b"\xff\xff\xff\x7fTFL3", b"\x04\x00\x00\x00TFL3"]))
@@ -653,6 +662,7 @@ def run_onnx(examples: int, workdir: Path, seed: int | None, derandomize: bool, 
 
 def run_tflite(examples: int, workdir: Path, seed: int | None, derandomize: bool, seconds: float = 20.0) -> None:
     seed_data = seed_tflite_bytes()
+    workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "model.tflite"
 
     @settings(max_examples=examples, deadline=None, derandomize=derandomize, database=None,
