@@ -1,0 +1,529 @@
+"""C code generator: ir.Graph -> model.h, model.c, weights.c, ec_kernels.{h,c}.
+
+The generated C is the "C bundle API" of docs/internals.md.  ``model.c`` holds
+one readable call per layer (with a comment giving op, shapes and
+quantization), the const parameter block of every layer and the arena with
+tensor offsets from :mod:`edgecomp.passes.memory_plan`; ``weights.c`` holds the
+weights, biases and requantization multipliers/shifts as const arrays (flash);
+``ec_kernels.{h,c}`` are the reference kernels, copied from
+``templates/cortex_m/kernels``.
+
+Every name from the model goes through :mod:`edgecomp.sanitize` (identifiers,
+comments, string literals), so hostile names compile and mean the same.
+"""
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+
+from .. import ir
+from ..errors import ModelError, UnsupportedError
+from ..passes.fuse import fuse_residual_adds
+from ..passes.memory_plan import MemoryPlan, plan_memory, reads
+from ..resources import templates_dir
+from ..sanitize import c_comment, c_comment_text, c_identifier, c_string
+
+KERNEL_FILES = ("ec_kernels.h", "ec_kernels.c")
+GENERATED_FILES = ("model.h", "model.c", "weights.c") + KERNEL_FILES
+
+
+@dataclass
+class CodegenInfo:
+    arena_bytes: int  # the static activation arena (inputs, outputs, scratch rows included)
+    scratch_bytes: int  # largest row scratch buffer (inside the arena)
+    static_bytes: int  # other RAM of the generated code (the probe's tick array)
+    weight_bytes: int  # const data in weights.c (flash)
+    layers: list[dict[str, Any]]  # [{name, op, out_shape, macs}]
+    offsets: dict[str, int]  # tensor name -> arena offset
+    files: list[str] = field(default_factory=list)
+    plan: MemoryPlan | None = None
+
+
+# --------------------------------------------------------------------------- C literals
+def c_float(v: float) -> str:
+    v = float(np.float32(v))
+    if math.isnan(v):
+        raise ModelError("a NaN constant", fix="Check the model's weights and quantization")
+    if math.isinf(v):
+        return "INFINITY" if v > 0 else "-INFINITY"
+    s = f"{v:.9g}"
+    if "e" not in s and "." not in s:
+        s += ".0"
+    return s + "f"
+
+
+def c_double(v: float) -> str:
+    s = repr(float(v))
+    if "e" not in s and "." not in s:
+        s += ".0"
+    return s
+
+
+def c_int(v: int) -> str:
+    v = int(v)
+    if v == -(1 << 31):
+        return "INT32_MIN"
+    return str(v)
+
+
+def _array_body(values: np.ndarray, fmt, per_line: int) -> str:
+    flat = [fmt(x) for x in values.reshape(-1).tolist()]
+    lines = [", ".join(flat[i:i + per_line]) for i in range(0, len(flat), per_line)]
+    return "\n".join("    " + ln + "," for ln in lines)
+
+
+_MATH = """acos asin atan atan2 cos sin tan cosh sinh tanh exp log log10 pow sqrt ceil fabs floor fmod frexp
+ldexp modf acosh asinh atanh cbrt copysign erf erfc exp2 expm1 fdim fma fmax fmin hypot ilogb lgamma llrint
+llround log1p log2 logb lrint lround nan nearbyint nextafter nexttoward remainder remquo rint round scalbln
+scalbn tgamma trunc""".split()
+#: Names the generated C uses or that <math.h>, <stdint.h>, <string.h>, <stddef.h> may define as
+#: functions or macros: a model name equal to one of them gets a suffix.
+RESERVED = frozenset(_MATH + [m + "f" for m in _MATH] + [m + "l" for m in _MATH] + """
+INFINITY NAN HUGE_VAL HUGE_VALF HUGE_VALL FP_INFINITE FP_NAN FP_NORMAL FP_SUBNORMAL FP_ZERO FP_FAST_FMA
+FP_ILOGB0 FP_ILOGBNAN MATH_ERRNO MATH_ERREXCEPT math_errhandling fpclassify isfinite isinf isnan isnormal
+signbit isgreater isgreaterequal isless islessequal islessgreater isunordered float_t double_t
+M_E M_LOG2E M_LOG10E M_LN2 M_LN10 M_PI M_PI_2 M_PI_4 M_1_PI M_2_PI M_2_SQRTPI M_SQRT2 M_SQRT1_2
+INT8_MIN INT8_MAX INT16_MIN INT16_MAX INT32_MIN INT32_MAX INT64_MIN INT64_MAX UINT8_MAX UINT16_MAX UINT32_MAX
+UINT64_MAX INTPTR_MIN INTPTR_MAX UINTPTR_MAX SIZE_MAX PTRDIFF_MIN PTRDIFF_MAX INTMAX_MIN INTMAX_MAX UINTMAX_MAX
+INT8_C INT16_C INT32_C INT64_C UINT8_C UINT16_C UINT32_C UINT64_C INTMAX_C UINTMAX_C intmax_t uintmax_t
+wchar_t wint_t max_align_t memcmp memchr strcpy strncpy strcat strncat strcmp strncmp strchr strrchr strstr
+strtok strerror strspn strcspn strpbrk strcoll strxfrm
+arena LAYER_START LAYER_DONE layer_start layer_end x q y in out status
+EC_MODEL_H EC_KERNELS_H EC_PLATFORM_H EC_PROBE EC_DEBUG EC_HOST
+""".split())
+
+CTYPE = {"int8": "int8_t", "int32": "int32_t", "float32": "float"}
+
+
+def _fmt_q(t: ir.Tensor) -> str:
+    if t.quant is None:
+        return t.dtype
+    q = t.quant
+    if q.scale.size > 1:
+        return f"{t.dtype} per-channel ({q.scale.size} scales)"
+    return f"{t.dtype} scale {float(q.scale[0]):.6g} zp {int(q.zero_point[0])}"
+
+
+def _shape(s) -> str:
+    return "[" + ",".join(str(d) for d in s) + "]"
+
+
+# --------------------------------------------------------------------------- generator
+class _Gen:
+    def __init__(self, graph: ir.Graph, plan: MemoryPlan, name: str):
+        self.g = graph
+        self.plan = plan
+        self.name = name
+        self.taken: set[str] = set(RESERVED)
+        self.arrays: list[str] = []  # definitions for weights.c
+        self.externs: list[str] = []  # declarations for model.c
+        self.params: list[str] = []
+        self.code: list[str] = []
+        self.tensor_id: dict[str, str] = {}
+        self.tensor_macros: list[str] = []
+        self.weight_bytes = 0
+        self.layers: list[dict[str, Any]] = []
+
+    # -- names
+    def ident(self, text: str) -> str:
+        # TFLite joins fused names with ';': the first part is the readable one
+        return c_identifier(str(text).split(";")[0] or str(text), self.taken)
+
+    def tensor(self, name: str) -> str:
+        if name not in self.tensor_id:
+            t = self.g.tensors[name]
+            if t.dtype not in ("int8", "float32"):
+                raise UnsupportedError(f"{t.dtype} activation {name!r}", where=f"tensor {name!r}",
+                                       fix="Use an int8 or float32 model")
+            ident = self.ident(name)
+            self.tensor_id[name] = ident
+            off = self.plan.offsets[name]
+            self.tensor_macros.append(
+                f"#define {ident} (({CTYPE[t.dtype]} *)(arena.bytes + {off})) "
+                f"{c_comment(f'{name}: {_shape(t.shape)} {_fmt_q(t)}, {t.nbytes} bytes at {off}')}")
+        return self.tensor_id[name]
+
+    def const_array(self, base: str, suffix: str, data: np.ndarray, ctype: str, note: str) -> str:
+        ident = self.ident(f"{base}_{suffix}")
+        data = np.asarray(data)
+        n = max(int(data.size), 1)
+        if ctype == "float":
+            body = _array_body(data.astype(np.float32), c_float, 8)
+            nbytes = 4 * n
+        else:
+            body = _array_body(data.astype(np.int64), c_int, 16 if ctype == "int8_t" else 8)
+            nbytes = {"int8_t": 1, "int32_t": 4}[ctype] * n
+        if data.size == 0:
+            body = "    0,"
+        self.arrays.append(f"{c_comment(note)}\nconst {ctype} {ident}[{n}] = {{\n{body}\n}};")
+        self.externs.append(f"extern const {ctype} {ident}[{n}];")
+        self.weight_bytes += nbytes
+        return ident
+
+    # -- helpers
+    def _const(self, node: ir.Node, idx: int, suffix: str, want: str) -> str | None:
+        if len(node.inputs) <= idx:
+            return None
+        t = self.g.tensors[node.inputs[idx]]
+        if not t.is_const:
+            raise UnsupportedError(f"non-constant {suffix} {t.name!r}", where=f"node {node.name!r}",
+                                   fix="Freeze the weights into the model")
+        if want == "float" and t.dtype != "float32" or want == "int8_t" and t.dtype != "int8" \
+                or want == "int32_t" and t.dtype != "int32":
+            raise UnsupportedError(f"{suffix} {t.name!r} is {t.dtype}", where=f"node {node.name!r}",
+                                   fix="Quantize the model fully to int8 (int32 biases) or keep it float32")
+        return self.const_array(self.ident_base, suffix, t.data, want,
+                                f"{node.name}: {suffix} {t.name} {_shape(t.shape)} {_fmt_q(t)}")
+
+    def _act(self, node: ir.Node, out: ir.Tensor, act=None) -> tuple[str, str, str, str]:
+        act = node.attrs.get("act") if act is None else act
+        if out.dtype == "float32":
+            lo, hi = act if act is not None else (-math.inf, math.inf)
+            return "0", "0", c_float(lo), c_float(hi)
+        lo, hi = act if act is not None else (-128, 127)
+        lo = -128 if lo is None else max(int(lo), -128)
+        hi = 127 if hi is None else min(int(hi), 127)
+        return str(lo), str(hi), "0.0f", "0.0f"
+
+    def _struct(self, ctype: str, ident: str, fields: list[tuple[str, str]], comment: str) -> None:
+        body = "\n".join(f"    .{k} = {v}," for k, v in fields)
+        self.params.append(f"{comment}\nstatic const {ctype} {ident} = {{\n{body}\n}};")
+
+    def _q(self, node: ir.Node) -> dict:
+        q = node.attrs.get("q")
+        if q is None:
+            raise ModelError("int8 node without requantization parameters", where=f"node {node.name!r}",
+                             fix="Run edgecomp.passes.requantize first")
+        return q
+
+    def _mult_shift(self, node: ir.Node, n: int) -> tuple[str, str]:
+        q = self._q(node)
+        m = np.broadcast_to(np.asarray(q["multiplier"], dtype=np.int64), (n,))
+        s = np.broadcast_to(np.asarray(q["shift"], dtype=np.int64), (n,))
+        mi = self.const_array(self.ident_base, "multiplier", m, "int32_t",
+                              f"{node.name}: Q31 requantization multipliers")
+        si = self.const_array(self.ident_base, "shift", s, "int32_t",
+                              f"{node.name}: requantization shifts (> 0 is left)")
+        return mi, si
+
+    def _add_fields(self, q: dict | None, node: ir.Node, out: ir.Tensor, act) -> list[tuple[str, str]]:
+        lo, hi, flo, fhi = self._act(node, out, act)
+        f: list[tuple[str, str]] = []
+        if q is not None:
+            for k in ("left_shift", "input1_offset", "input2_offset", "output_offset", "input1_multiplier",
+                      "input1_shift", "input2_multiplier", "input2_shift", "output_multiplier", "output_shift"):
+                f.append((k, c_int(q[k])))
+        return f + [("act_min", lo), ("act_max", hi), ("act_min_f", flo), ("act_max_f", fhi)]
+
+    # -- layers
+    def layer(self, index: int, node: ir.Node) -> None:
+        g = self.g
+        out = g.tensors[node.outputs[0]]
+        x = g.tensors[node.inputs[0]] if node.inputs else None
+        base = self.ident(node.name)
+        self.ident_base = base
+        ins = [t for t in reads(node) if not g.tensors[t].is_const]
+        head = [f"{index} {node.name}: {node.op}"]
+        head.append("  " + ", ".join(f"{t} {_shape(g.tensors[t].shape)} {_fmt_q(g.tensors[t])}" for t in ins)
+                    + f" -> {out.name} {_shape(out.shape)} {_fmt_q(out)}")
+        s8 = out.dtype == "int8"
+        if s8 and x is not None and x.dtype not in ("int8", "float32"):
+            raise UnsupportedError(f"{x.dtype} input", where=f"node {node.name!r}", fix="Use an int8 model")
+        macs = ir.macs(g, node)
+        scratch = self.plan.scratch.get(node.name)
+        row = "NULL"
+        if scratch is not None:
+            row = f"({CTYPE[out.dtype]} *)(arena.bytes + {scratch[0]})"
+            head.append(f"  in place: output at input {self.plan.offsets[out.name] - self.plan.offsets[x.name]:+d} "
+                        f"bytes, rows through the {scratch[1]}-byte scratch row at {scratch[0]}")
+        call: str
+        op = node.op
+        if op in ("conv2d", "depthwise_conv2d"):
+            call = self._conv(node, x, out, head, row)
+        elif op == "fully_connected":
+            call = self._fc(node, x, out, head, row)
+        elif op == "add":
+            b = g.tensors[node.inputs[1]]
+            if b.shape != x.shape or x.size != out.size:
+                raise UnsupportedError("add with broadcasting", where=f"node {node.name!r}",
+                                       fix="Give both inputs the same shape")
+            q = self._q(node) if s8 else None
+            self._struct("ec_add_params_t", base, self._add_fields(q, node, out, None), c_comment(f"{node.name}: add"))
+            k = "ec_add_s8" if s8 else "ec_add_f32"
+            call = f"{k}(&{base}, {self.tensor(x.name)}, {self.tensor(b.name)}, {self.tensor(out.name)}, {out.size});"
+        elif op in ("max_pool2d", "avg_pool2d"):
+            call = self._pool(node, x, out, head, row)
+        elif op == "softmax":
+            depth = out.shape[-1]
+            if s8:
+                q = self._q(node)
+                if x.dtype != "int8":
+                    raise UnsupportedError("softmax other than int8 -> int8", where=f"node {node.name!r}")
+                fields = [("rows", str(out.size // depth)), ("depth", str(depth)),
+                          ("input_multiplier", c_int(q["input_multiplier"])),
+                          ("input_left_shift", c_int(q["input_left_shift"])), ("diff_min", c_int(q["diff_min"])),
+                          ("beta", "0.0f")]
+            else:
+                fields = [("rows", str(out.size // depth)), ("depth", str(depth)),
+                          ("beta", c_float(node.attrs.get("beta", 1.0)))]
+            head.append(f"  beta {node.attrs.get('beta', 1.0)}")
+            self._struct("ec_softmax_params_t", base, fields, c_comment(f"{node.name}: softmax"))
+            k = "ec_softmax_s8" if s8 else "ec_softmax_f32"
+            call = f"{k}(&{base}, {self.tensor(x.name)}, {self.tensor(out.name)});"
+        elif op == "reshape":
+            if self.plan.offsets[x.name] != self.plan.offsets[out.name]:
+                raise AssertionError("reshape is planned as an alias")
+            head.append("  an alias of its input: no code")
+            call = f"/* {self.tensor(out.name)} is {self.tensor(x.name)} */"
+        elif op == "concat":
+            call = self._concat(node, out)
+        elif op == "quantize":
+            if x.dtype == "float32" and s8:
+                qo = out.quant
+                call = (f"ec_quantize_f32_s8({self.tensor(x.name)}, {self.tensor(out.name)}, {out.size}, "
+                        f"{c_float(qo.scale[0])}, {int(qo.zero_point[0])});")
+            elif x.dtype == "int8" and s8:
+                q = self._q(node)
+                call = (f"ec_requantize_s8({self.tensor(x.name)}, {self.tensor(out.name)}, {out.size}, "
+                        f"{c_int(q['input_offset'])}, {c_int(q['multiplier'])}, {c_int(q['shift'])}, "
+                        f"{c_int(q['output_offset'])});")
+            else:
+                raise UnsupportedError(f"quantize {x.dtype} -> {out.dtype}", where=f"node {node.name!r}",
+                                       fix="Quantize float32 to int8 or requantize int8 to int8")
+        elif op == "dequantize":
+            if x.dtype != "int8" or out.dtype != "float32":
+                raise UnsupportedError(f"dequantize {x.dtype} -> {out.dtype}", where=f"node {node.name!r}")
+            qi = x.quant
+            call = (f"ec_dequantize_s8_f32({self.tensor(x.name)}, {self.tensor(out.name)}, {out.size}, "
+                    f"{c_double(float(np.float32(qi.scale[0])))}, {int(qi.zero_point[0])});")
+        elif op == "clamp":
+            lo, hi, flo, fhi = self._act(node, out)
+            call = (f"ec_clamp_s8({self.tensor(x.name)}, {self.tensor(out.name)}, {out.size}, {lo}, {hi});" if s8
+                    else f"ec_clamp_f32({self.tensor(x.name)}, {self.tensor(out.name)}, {out.size}, {flo}, {fhi});")
+        else:
+            raise UnsupportedError(f"op {op!r} in the C backend", where=f"node {node.name!r}")
+        if macs:
+            head.append(f"  {macs} MACs")
+        comment = "\n".join(f"    {c_comment(h.strip() if i else h)}" for i, h in enumerate(head))
+        self.code.append(f"{comment}\n    {call}\n    LAYER_DONE({index});")
+        self.layers.append({"name": node.name, "op": node.op, "out_shape": list(out.shape), "macs": int(macs)})
+
+    def _conv(self, node, x, out, head, row) -> str:
+        a = node.attrs
+        if "hybrid" in a:
+            raise UnsupportedError("hybrid (float activations, int8 weights) convolution", where=f"node {node.name!r}",
+                                   fix="Quantize the model fully to int8 or keep it float32")
+        w = self.g.tensors[node.inputs[1]]
+        if len(x.shape) != 4 or len(out.shape) != 4 or len(w.shape) != 4:
+            raise ModelError("convolution tensors must be 4-D NHWC", where=f"node {node.name!r}")
+        s8 = out.dtype == "int8"
+        dw = node.op == "depthwise_conv2d"
+        kh, kw = w.shape[1], w.shape[2]
+        mult = int(a.get("depth_multiplier", 1)) if dw else 1
+        if (dw and w.shape[3] != x.shape[3] * mult) or (not dw and w.shape[3] != x.shape[3]) \
+                or (w.shape[0 if not dw else 3] != out.shape[3]):
+            raise ModelError(f"weights {_shape(w.shape)} do not match input {_shape(x.shape)} and output "
+                             f"{_shape(out.shape)}", where=f"node {node.name!r}")
+        sh, sw = a.get("stride", (1, 1))
+        dh, dwl = a.get("dilation", (1, 1))
+        pt, pl, pb, pr = a.get("pad", (0, 0, 0, 0))
+        filt = self._const(node, 1, "filter", "int8_t" if s8 else "float")
+        bias = self._const(node, 2, "bias", "int32_t" if s8 else "float") or "NULL"
+        res = a.get("residual")
+        lo, hi, flo, fhi = self._act(node, out)  # the conv's own clamp (before a fused residual add)
+        fields = [("batches", x.shape[0]), ("in_h", x.shape[1]), ("in_w", x.shape[2]), ("in_c", x.shape[3]),
+                  ("out_h", out.shape[1]), ("out_w", out.shape[2]), ("out_c", out.shape[3]),
+                  ("kernel_h", kh), ("kernel_w", kw), ("stride_h", sh), ("stride_w", sw),
+                  ("dilation_h", dh), ("dilation_w", dwl), ("pad_top", pt), ("pad_left", pl),
+                  ("depth_multiplier", mult)]
+        head.append(f"  kernel {kh}x{kw}, stride {sh}x{sw}, dilation {dh}x{dwl}, pad t{pt} l{pl} b{pb} r{pr}"
+                    + (f", depth multiplier {mult}" if dw else "") + f", act [{lo if s8 else flo}, {hi if s8 else fhi}]")
+        if s8:
+            q = self._q(node)
+            mi, si = self._mult_shift(node, out.shape[3])
+            fields += [("input_offset", c_int(q["input_offset"])), ("filter_offset", c_int(q["filter_offset"])),
+                       ("output_offset", c_int(q["output_offset"]))]
+        fields += [("act_min", lo), ("act_max", hi), ("act_min_f", flo), ("act_max_f", fhi)]
+        if s8:
+            fields += [("multiplier", mi), ("shift", si)]
+        skip = "NULL"
+        if res:
+            rq = res.get("q") if s8 else None
+            if s8 and rq is None:
+                raise ModelError("fused residual add without parameters", where=f"node {node.name!r}")
+            rid = self.ident(f"{node.name}_residual")
+            self._struct("ec_add_params_t", rid, self._add_fields(rq, node, out, res.get("act")),
+                         c_comment(f"{node.name}: fused residual add of {res['tensor']}"))
+            fields.append(("residual", f"&{rid}"))
+            skip = self.tensor(res["tensor"])
+            head.append(f"  + residual add of {res['tensor']} (fused{', from ' + res['add'] if res.get('add') else ''})")
+        self._struct("ec_conv_params_t", node_ident := self.ident_base, [(k, str(v)) for k, v in fields],
+                     c_comment(f"{node.name}: {node.op}"))
+        k = ("ec_depthwise_conv2d_" if dw else "ec_conv2d_") + ("s8" if s8 else "f32")
+        return (f"{k}(&{node_ident}, {self.tensor(x.name)}, {filt}, {bias}, {self.tensor(out.name)}, {row}, "
+                f"{skip});")
+
+    def _fc(self, node, x, out, head, row) -> str:
+        w = self.g.tensors[node.inputs[1]]
+        s8 = out.dtype == "int8"
+        if len(w.shape) != 2 or x.size % w.shape[1] or out.size != (x.size // w.shape[1]) * w.shape[0]:
+            raise ModelError(f"weights {_shape(w.shape)} do not match input {_shape(x.shape)} and output "
+                             f"{_shape(out.shape)}", where=f"node {node.name!r}")
+        if node.attrs.get("residual"):
+            raise UnsupportedError("residual add fused into fully_connected", where=f"node {node.name!r}")
+        filt = self._const(node, 1, "filter", "int8_t" if s8 else "float")
+        bias = self._const(node, 2, "bias", "int32_t" if s8 else "float") or "NULL"
+        lo, hi, flo, fhi = self._act(node, out)
+        fields = [("batches", x.size // w.shape[1]), ("in_features", w.shape[1]), ("out_features", w.shape[0])]
+        if s8:
+            q = self._q(node)
+            mi, si = self._mult_shift(node, w.shape[0])
+            fields += [("input_offset", c_int(q["input_offset"])), ("filter_offset", c_int(q["filter_offset"])),
+                       ("output_offset", c_int(q["output_offset"]))]
+        fields += [("act_min", lo), ("act_max", hi), ("act_min_f", flo), ("act_max_f", fhi)]
+        if s8:
+            fields += [("multiplier", mi), ("shift", si)]
+        head.append(f"  act [{lo if s8 else flo}, {hi if s8 else fhi}]")
+        self._struct("ec_fc_params_t", self.ident_base, [(k, str(v)) for k, v in fields],
+                     c_comment(f"{node.name}: fully_connected"))
+        k = "ec_fully_connected_" + ("s8" if s8 else "f32")
+        return f"{k}(&{self.ident_base}, {self.tensor(x.name)}, {filt}, {bias}, {self.tensor(out.name)}, {row});"
+
+    def _pool(self, node, x, out, head, row) -> str:
+        a = node.attrs
+        s8 = out.dtype == "int8"
+        if len(x.shape) != 4 or len(out.shape) != 4 or x.shape[3] != out.shape[3]:
+            raise ModelError("pooling tensors must be 4-D NHWC with equal channels", where=f"node {node.name!r}")
+        kh, kw = a["kernel"]
+        sh, sw = a.get("stride", (1, 1))
+        pt, pl, pb, pr = a.get("pad", (0, 0, 0, 0))
+        lo, hi, flo, fhi = self._act(node, out)
+        fields = [("batches", x.shape[0]), ("in_h", x.shape[1]), ("in_w", x.shape[2]), ("channels", x.shape[3]),
+                  ("out_h", out.shape[1]), ("out_w", out.shape[2]), ("kernel_h", kh), ("kernel_w", kw),
+                  ("stride_h", sh), ("stride_w", sw), ("pad_top", pt), ("pad_left", pl),
+                  ("act_min", lo), ("act_max", hi), ("act_min_f", flo), ("act_max_f", fhi)]
+        head.append(f"  window {kh}x{kw}, stride {sh}x{sw}, pad t{pt} l{pl} b{pb} r{pr}")
+        self._struct("ec_pool_params_t", self.ident_base, [(k, str(v)) for k, v in fields],
+                     c_comment(f"{node.name}: {node.op}"))
+        k = ("ec_max_pool2d_" if node.op == "max_pool2d" else "ec_avg_pool2d_") + ("s8" if s8 else "f32")
+        return f"{k}(&{self.ident_base}, {self.tensor(x.name)}, {self.tensor(out.name)}, {row});"
+
+    def _concat(self, node, out) -> str:
+        axis = int(node.attrs["axis"])
+        eb = ir.dtype_bytes(out.dtype)
+        outer = int(math.prod(out.shape[:axis]))
+        out_bytes = int(math.prod(out.shape[axis:])) * eb
+        calls, off = [], 0
+        for name in node.inputs:
+            t = self.g.tensors[name]
+            if t.is_const:
+                raise UnsupportedError("concat of a constant", where=f"node {node.name!r}")
+            if t.dtype != out.dtype:
+                raise UnsupportedError("concat of different types", where=f"node {node.name!r}")
+            in_bytes = int(math.prod(t.shape[axis:])) * eb
+            calls.append(f"ec_concat_part({self.tensor(out.name)}, {self.tensor(name)}, {outer}, {in_bytes}, "
+                         f"{out_bytes}, {off});")
+            off += in_bytes
+        return "\n    ".join(calls)
+
+
+def _prepare(graph: ir.Graph) -> ir.Graph:
+    """Fuse residual adds and fill missing requantization parameters (on a copy)."""
+    from ..passes.requantize import add_q, conv_out_quant, node_q
+
+    g = fuse_residual_adds(graph)
+    for node in g.nodes:
+        if "q" not in node.attrs:
+            q = node_q(g, node)
+            if q is not None:
+                node.attrs["q"] = q
+        res = node.attrs.get("residual")
+        if res and "q" not in res and g.tensors[node.outputs[0]].dtype == "int8":
+            res["q"] = add_q(conv_out_quant(node), g.tensors[res["tensor"]].quant, g.tensors[node.outputs[0]].quant)
+    return g
+
+
+def _check_graph(graph: ir.Graph) -> None:
+    try:
+        graph.validate()
+    except ValueError as e:
+        raise ModelError(str(e), where=f"graph {graph.name!r}", fix="Re-export the model") from None
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        raise UnsupportedError(f"{len(graph.inputs)} inputs and {len(graph.outputs)} outputs",
+                               where=f"graph {graph.name!r}", fix="The C backend takes one input and one output")
+    if not graph.nodes:
+        raise ModelError("the graph has no layers", where=f"graph {graph.name!r}")
+    for name in graph.inputs + graph.outputs:
+        t = graph.tensors[name]
+        if t.dtype not in ("int8", "float32"):
+            raise UnsupportedError(f"{t.dtype} model input/output {name!r}", where=f"graph {graph.name!r}",
+                                   fix="Use int8 or float32 inputs and outputs")
+        if t.dtype == "int8" and t.quant is None:
+            raise ModelError(f"int8 tensor {name!r} has no quantization", where=f"graph {graph.name!r}")
+    for node in graph.nodes:
+        if len(node.outputs) != 1:
+            raise UnsupportedError(f"{node.op} with {len(node.outputs)} outputs", where=f"node {node.name!r}")
+
+
+def generate(graph: ir.Graph, out_dir: Path, *, name: str = "model", probe: bool = True) -> CodegenInfo:
+    """Write model.h, model.c, weights.c, ec_kernels.h, ec_kernels.c into ``out_dir``."""
+    _check_graph(graph)
+    g = _prepare(graph)
+    plan = plan_memory(g)
+    gen = _Gen(g, plan, name)
+    for i, node in enumerate(g.nodes):
+        gen.layer(i, node)
+    # the reserved runtime identifiers are not used by sanitize (no ec_ prefix)
+    in_t, out_t = g.tensors[g.inputs[0]], g.tensors[g.outputs[0]]
+    in_id, out_id = gen.tensor(in_t.name), gen.tensor(out_t.name)
+    if in_t.dtype == "int8":
+        qi = in_t.quant
+        qin = (f"    ec_quantize_f32_s8(x, q, EC_INPUT_SIZE, {c_float(qi.scale[0])}, {int(qi.zero_point[0])});")
+    else:
+        qin = "    memcpy(q, x, EC_INPUT_SIZE * sizeof(float));"
+    if out_t.dtype == "int8":
+        qo = out_t.quant
+        dqo = (f"    ec_dequantize_s8_f32(q, y, EC_OUTPUT_SIZE, {c_double(float(np.float32(qo.scale[0])))}, "
+               f"{int(qo.zero_point[0])});")
+    else:
+        dqo = "    memcpy(y, q, EC_OUTPUT_SIZE * sizeof(float));"
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir() / "cortex_m")),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    model_comment = c_comment_text(repr(name) if name else "model")
+    dtype_note = "int8" if g.quantized else "float32"
+    ctx = dict(
+        model_comment=model_comment, model_string=c_string(name),
+        input_comment=c_comment_text(f"{in_t.name} {_shape(in_t.shape)} {_fmt_q(in_t)}"),
+        output_comment=c_comment_text(f"{out_t.name} {_shape(out_t.shape)} {_fmt_q(out_t)}"),
+        input_size=in_t.size, output_size=out_t.size, arena_bytes=plan.arena_bytes,
+        num_layers=len(g.nodes), in_ctype=CTYPE[in_t.dtype], out_ctype=CTYPE[out_t.dtype],
+        macs=ir.total_macs(g), dtype_note=dtype_note, extern_decls=gen.externs, plan_end=plan.end(),
+        tensor_macros=gen.tensor_macros, params=gen.params,
+        layer_names=[c_string(n.name) for n in g.nodes], layer_ops=[c_string(n.op) for n in g.nodes],
+        input_tensor=in_id, output_tensor=out_id, layer_code=gen.code,
+        quantize_input_body=qin, dequantize_output_body=dqo,
+        weight_bytes=gen.weight_bytes, arrays=gen.arrays,
+    )
+    texts = {f: env.get_template(f + ".j2").render(**ctx) for f in ("model.h", "model.c", "weights.c")}
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for f, text in texts.items():
+        (out_dir / f).write_text(text)
+    for f in KERNEL_FILES:
+        shutil.copyfile(templates_dir() / "cortex_m" / "kernels" / f, out_dir / f)
+    return CodegenInfo(
+        arena_bytes=plan.arena_bytes,
+        scratch_bytes=max((n for _, n in plan.scratch.values()), default=0),
+        static_bytes=4 * len(g.nodes) if probe else 0,
+        weight_bytes=gen.weight_bytes,
+        layers=gen.layers,
+        offsets=dict(plan.offsets),
+        files=list(GENERATED_FILES),
+        plan=plan,
+    )

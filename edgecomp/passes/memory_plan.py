@@ -1,0 +1,287 @@
+"""Memory planner: offsets of every activation in one static arena.
+
+Tensors get offsets from their lifetimes (op indices from producer to last
+reader; graph inputs live from the start, graph outputs to the end), placed
+greedily like TFLite Micro's greedy planner: one tensor after another, each at
+the lowest candidate offset that overlaps no tensor alive at the same time.
+Several placement orders are tried and the smallest arena is kept.
+
+Beyond plain lifetimes three in-place rules let an op's output share bytes
+with an input that dies at that op:
+
+* ``reshape`` is an alias: its output *is* its input (same offset).
+* Row ops (conv2d, depthwise_conv2d, pools, fully_connected) compute each
+  output row into a small row scratch buffer and then copy it to the output,
+  so the output may start at ``offset(in) + d`` for any ``d <= d*`` where
+  ``d* = min over output rows yo in [0, Ho-2] of first_in_row(yo+1) * in_row_bytes
+  - (yo+1) * out_row_bytes`` and ``first_in_row(y) = max(0, y*stride - pad_top)``:
+  when row ``yo`` is copied out, the input rows still needed are intact.  The
+  scratch is a planned tensor alive only during its op; it is dropped (and the
+  kernel writes directly) when the output does not overlap the input.
+* Elementwise ops (add, softmax, requantize, clamp, quantize) and a residual add
+  fused into a conv (output over the skip tensor) allow ``d <= 0``.
+
+:func:`plan_memory` returns a :class:`MemoryPlan`; ``tests/test_memory_plan.py``
+checks plans with an independent byte-level simulation of the kernels' accesses.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .. import ir
+
+ROW_OPS = ("conv2d", "depthwise_conv2d", "max_pool2d", "avg_pool2d", "fully_connected")
+ELEMENTWISE_OPS = ("add", "softmax", "quantize", "clamp")
+INF = math.inf
+
+
+def reads(node: ir.Node) -> list[str]:
+    """Every activation or constant a node reads, including a fused residual's skip tensor."""
+    res = node.attrs.get("residual")
+    return list(node.inputs) + ([res["tensor"]] if res else [])
+
+
+@dataclass
+class MemoryPlan:
+    arena_bytes: int
+    offsets: dict[str, int]  # tensor name -> byte offset in the arena (aliases share one)
+    sizes: dict[str, int]  # tensor name -> bytes
+    scratch: dict[str, tuple[int, int]] = field(default_factory=dict)  # node name -> (offset, bytes)
+    lifetimes: dict[str, tuple[int, int]] = field(default_factory=dict)  # tensor -> (first, last) op index
+    inplace: dict[str, float] = field(default_factory=dict)  # node name -> d* allowed for its main input
+    order: str = ""  # the placement order that won
+
+    def end(self) -> int:
+        ends = [self.offsets[t] + self.sizes[t] for t in self.offsets]
+        ends += [o + n for o, n in self.scratch.values()]
+        return max(ends, default=0)
+
+
+def _align(x: int, a: int) -> int:
+    return -(-x // a) * a
+
+
+def _align_down(x: float, a: int) -> int:
+    return int(math.floor(x / a)) * a
+
+
+def row_geometry(graph: ir.Graph, node: ir.Node) -> tuple[int, int, int, int, int] | None:
+    """(rows, in_row_bytes, out_row_bytes, stride, pad_top) of a row op, or None."""
+    x = graph.tensors[node.inputs[0]]
+    y = graph.tensors[node.outputs[0]]
+    eb_in, eb_out = ir.dtype_bytes(x.dtype), ir.dtype_bytes(y.dtype)
+    if node.op == "fully_connected":
+        w = graph.tensors[node.inputs[1]]
+        features = w.shape[1]
+        rows = x.size // features
+        return rows, features * eb_in, w.shape[0] * eb_out, 1, 0
+    if node.op in ROW_OPS:
+        if len(x.shape) != 4 or x.shape[0] != 1:
+            return None
+        stride = int(node.attrs.get("stride", (1, 1))[0])
+        pad_top = int(node.attrs.get("pad", (0, 0, 0, 0))[0])
+        return y.shape[1], x.shape[2] * x.shape[3] * eb_in, y.shape[2] * y.shape[3] * eb_out, stride, pad_top
+    return None
+
+
+def row_shift_limit(rows: int, in_row: int, out_row: int, stride: int, pad_top: int) -> float:
+    """d*: the largest shift offset(out) - offset(in) a row-by-row op tolerates (inf: any)."""
+    d = INF
+    for yo in range(rows - 1):
+        first = max(0, (yo + 1) * stride - pad_top)
+        d = min(d, first * in_row - (yo + 1) * out_row)
+    return d
+
+
+def _scratch_bytes(graph: ir.Graph, node: ir.Node) -> int:
+    geo = row_geometry(graph, node)
+    return geo[2] if geo else 0
+
+
+def _lifetimes(graph: ir.Graph):
+    """Alias groups (reshape) and their lifetimes."""
+    n = len(graph.nodes)
+    group: dict[str, str] = {}
+
+    def root(t: str) -> str:
+        while group.get(t, t) != t:
+            t = group[t]
+        return t
+
+    for node in graph.nodes:
+        if node.op == "reshape":
+            group[node.outputs[0]] = root(node.inputs[0])
+    acts = [t.name for t in graph.activations()]
+    for node in graph.nodes:  # fused residual tensors are read but not in node.inputs
+        res = node.attrs.get("residual")
+        if res and res["tensor"] not in acts:
+            acts.append(res["tensor"])
+    first: dict[str, int] = {}
+    last: dict[str, int] = {}
+    for name in acts:
+        r = root(name)
+        first.setdefault(r, INF)
+        last.setdefault(r, -INF)
+    for name in graph.inputs:
+        first[root(name)] = -1
+    for i, node in enumerate(graph.nodes):
+        for t in node.outputs:
+            r = root(t)
+            first[r] = min(first[r], i)
+            last[r] = max(last[r], i)
+        for t in reads(node):
+            if t in group or not graph.tensors[t].is_const:
+                r = root(t)
+                last[r] = max(last[r], i)
+                first[r] = min(first[r], i)
+    for name in graph.outputs:
+        last[root(name)] = n
+    return acts, root, first, last
+
+
+def plan_memory(graph: ir.Graph, *, align: int = 4, inplace: bool = True) -> MemoryPlan:
+    """Plan the arena of ``graph`` (see the module docstring)."""
+    acts, root, first, last = _lifetimes(graph)
+    size: dict[str, int] = {}
+    for name in acts:
+        r = root(name)
+        size[r] = max(size.get(r, 0), graph.tensors[name].nbytes)
+
+    # In-place candidates: (in_group, out_group) -> d*, per op where the input dies.
+    pairs: dict[tuple[str, str], float] = {}
+    row_ops: dict[str, tuple[str, str]] = {}  # node -> (in group, out group) of a row op in place
+    for i, node in enumerate(graph.nodes):
+        if not inplace or node.op == "reshape":
+            continue
+        out = root(node.outputs[0])
+        if first[out] != i:
+            continue
+
+        def allow(t: str, d: float) -> None:
+            if t in graph.tensors and graph.tensors[t].is_const:
+                return
+            r = root(t)
+            if r == out or last[r] != i:
+                return
+            pairs[(r, out)] = min(pairs.get((r, out), INF), d)
+
+        x = graph.tensors[node.inputs[0]]
+        y = graph.tensors[node.outputs[0]]
+        geo = row_geometry(graph, node)
+        if geo is not None:
+            allow(node.inputs[0], row_shift_limit(*geo))
+            if (root(node.inputs[0]), out) in pairs:
+                row_ops[node.name] = (root(node.inputs[0]), out)
+        elif node.op in ELEMENTWISE_OPS and ir.dtype_bytes(y.dtype) <= ir.dtype_bytes(x.dtype) \
+                and y.size == x.size:
+            for t in node.inputs:
+                allow(t, 0)
+        res = node.attrs.get("residual")
+        if res:
+            allow(res["tensor"], 0)
+
+    best: MemoryPlan | None = None
+    if row_ops:  # the plain lifetime plan competes too: a row scratch is not always worth it
+        best = plan_memory(graph, align=align, inplace=False)
+    active = dict(row_ops)
+    for _ in range(len(row_ops) + 1):
+        use_pairs = {k: v for k, v in pairs.items()
+                     if not any(k == io for io in row_ops.values()) or k in active.values()}
+        bufs = dict(size)
+        life = {r: (first[r], last[r]) for r in size}
+        scratch_of: dict[str, str] = {}
+        for i, node in enumerate(graph.nodes):
+            if node.name in active:
+                key = f"\0scratch:{node.name}"
+                bufs[key] = _scratch_bytes(graph, node)
+                life[key] = (i, i)
+                scratch_of[node.name] = key
+        plan = None
+        for order in ("size", "size_late_first", "chrono", "reverse_chrono"):
+            offs = _greedy(bufs, life, use_pairs, align, order)
+            end = max((offs[b] + bufs[b] for b in bufs), default=0)
+            if plan is None or end < plan[0]:
+                plan = (end, offs, order)
+        end, offs, order = plan
+        result = MemoryPlan(
+            arena_bytes=_align(max(end, 1), align),
+            offsets={name: offs[root(name)] for name in acts},
+            sizes={name: graph.tensors[name].nbytes for name in acts},
+            scratch={n: (offs[k], bufs[k]) for n, k in scratch_of.items()},
+            lifetimes={name: (first[root(name)], last[root(name)]) for name in acts},
+            inplace={n: use_pairs[active[n]] for n in active},
+            order=order,
+        )
+        if best is None or result.arena_bytes < best.arena_bytes:
+            best = result
+        # Row ops whose output ended up apart from their input need no scratch: drop them and re-plan.
+        unused = [n for n, (a, b) in active.items()
+                  if offs[a] + bufs[a] <= offs[b] or offs[b] + bufs[b] <= offs[a]]
+        if not unused:
+            break
+        for n in unused:
+            del active[n]
+    # Keep only the scratch rows that are needed in the winning plan.
+    return _drop_unneeded_scratch(best, graph, row_ops, root)
+
+
+def _drop_unneeded_scratch(plan: MemoryPlan, graph: ir.Graph, row_ops, root) -> MemoryPlan:
+    by_group: dict[str, int] = {}
+    for name, off in plan.offsets.items():
+        by_group[root(name)] = off
+    gsize = {}
+    for name, n in plan.sizes.items():
+        gsize[root(name)] = max(gsize.get(root(name), 0), n)
+    for n in list(plan.scratch):
+        a, b = row_ops[n]
+        if by_group[a] + gsize[a] <= by_group[b] or by_group[b] + gsize[b] <= by_group[a]:
+            del plan.scratch[n]
+            plan.inplace.pop(n, None)
+    return plan
+
+
+def _overlap_ok(a: str, oa: int, b: str, ob: int, bufs, pairs) -> bool:
+    if oa + bufs[a] <= ob or ob + bufs[b] <= oa:
+        return True
+    d = pairs.get((a, b))
+    if d is not None and ob - oa <= d:
+        return True
+    d = pairs.get((b, a))
+    if d is not None and oa - ob <= d:
+        return True
+    return False
+
+
+def _greedy(bufs: dict[str, int], life: dict[str, tuple], pairs: dict, align: int, order: str) -> dict[str, int]:
+    names = list(bufs)
+    if order == "size":
+        names.sort(key=lambda b: (-bufs[b], life[b][0], b))
+    elif order == "size_late_first":
+        names.sort(key=lambda b: (-bufs[b], -life[b][0], b))
+    elif order == "chrono":
+        names.sort(key=lambda b: (life[b][0], -bufs[b], b))
+    else:
+        names.sort(key=lambda b: (-life[b][0], -bufs[b], b))
+    placed: dict[str, int] = {}
+    for b in names:
+        fb, lb = life[b]
+        live = [p for p in placed if life[p][0] <= lb and fb <= life[p][1]]
+        cands = {0}
+        for p in live:
+            cands.add(_align(placed[p] + bufs[p], align))
+            d = pairs.get((p, b))
+            if d is not None and d != INF:
+                cands.add(_align_down(placed[p] + d, align))
+            elif d == INF:
+                cands.add(placed[p])
+            d = pairs.get((b, p))
+            if d is not None and d != INF:
+                cands.add(_align(placed[p] - d, align))
+            elif d == INF:
+                cands.add(placed[p])
+        for c in sorted(x for x in cands if x >= 0):
+            if all(_overlap_ok(p, placed[p], b, c, bufs, pairs) for p in live):
+                placed[b] = c
+                break
+    return placed
