@@ -315,3 +315,41 @@ def test_mixed_precision_promotes_sensitive_layers(trained, digits):
     assert r["drop"] <= 0.5 and any(b > 2 for b in r["bits"].values())
     assert r["bytes"] < 4 * sum(s["params"] for s in sens)  # smaller than float32
     assert "Report only" in precision_table(r)
+
+
+def test_search_interrupt_keeps_finished_trials(digits, tmp_path, monkeypatch):
+    from edgecomp.compress import search as S
+    xtr, ytr, xte, yte = digits
+    torch.manual_seed(0)
+    model = S.mnist_cnn(0.5, 32, in_hw=8)
+    D.fit(model, xtr, ytr, epochs=6, lr=3e-3, verbose=False)
+    real, calls = S.run_trial, []
+
+    def trial(*a, **k):
+        calls.append(a[0])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(S, "run_trial", trial)
+    with pytest.raises(KeyboardInterrupt):
+        S.run_compress(model, (xtr, ytr, xte, yte), out_dir=tmp_path, candidates=[{"method": "ptq"}, {"method": "qat"}],
+                       executor="inline", epochs=1, measure="estimate", verbose=False)
+    rows = (tmp_path / "trials.jsonl").read_text().splitlines()
+    assert len(rows) == 1 and json.loads(rows[0])["label"] == "ptq"
+    assert "| ptq |" in (tmp_path / "pareto.md").read_text()
+    assert not list(tmp_path.glob(".*tmp*"))  # no half-written files
+
+
+@pytest.mark.slow
+def test_compress_cli_process_pool(tmp_path, capsys):
+    from edgecomp.cli import main
+    rc = main(["compress", "--example", "digits", "--quick", "--flash", "64KiB", "--ram", "8KiB",
+               "--max-accuracy-drop", "3", "--workers", "2", "--output", str(tmp_path / "c")])
+    summary = json.loads((tmp_path / "c" / "summary.json").read_text())
+    assert summary["trials"] == 8  # every default quick candidate ran in the pool
+    assert rc == 0 and summary["fits"] and (tmp_path / "c" / "chosen.int8.onnx").is_file()
+    rc = main(["compress", "--example", "digits", "--quick", "--flash", "1KiB", "--workers", "2",
+               "--output", str(tmp_path / "d")])
+    assert rc != 0
+    assert "flash" in capsys.readouterr().err
