@@ -4,6 +4,14 @@
 docs/internals.md for the field names, which the C backend reads).  Effective
 scales are formed with the same float/double casts as TFLM's Prepare functions,
 so the integers are identical to the ones TFLM computes at init time.
+
+Fields beyond docs/internals.md:
+* conv2d / depthwise_conv2d / fully_connected with a fused residual add
+  (``attrs["residual"]``, see interp.py): ``q`` targets ``attrs["conv_out_quant"]`` (the
+  conv's own result), and ``attrs["residual"]["q"]`` holds the add's fields (as for ``add``:
+  input1 = the conv result, input2 = the skip tensor).
+* Fully-connected multipliers use double(s_in) * double(s_w) / double(s_out), like conv:
+  verified bit-exact against the PyPI tflite-micro build (a float32 product differs).
 """
 from __future__ import annotations
 
