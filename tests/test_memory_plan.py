@@ -1,0 +1,262 @@
+"""Memory planner: plans checked by an independent byte-level simulation of the kernels.
+
+The simulator labels every arena byte with the tensor that last wrote it and
+replays each op the way the C kernels access memory (row ops: read the input
+rows an output row needs, write the row through the scratch row; elementwise
+ops: element by element).  Every read must find its tensor's bytes intact, so
+any overlap the planner allows wrongly shows up as a corrupted read.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from edgecomp import ir
+from edgecomp.frontends.tflite import load_tflite
+from edgecomp.passes.fuse import fuse_residual_adds
+from edgecomp.passes.memory_plan import MemoryPlan, plan_memory
+
+TFLM_ARENA = {"ad01_int8": 3984, "kws_ref_model": 24272, "pretrainedResnet_quant": 55984, "vww_96_int8": 103680}
+# Plain lifetime planning (no in-place) of the same graphs: what in-place must beat.
+PLAIN = {"ad01_int8": 768, "kws_ref_model": 16000, "pretrainedResnet_quant": 49152, "vww_96_int8": 55296}
+
+
+class Corrupted(AssertionError):
+    pass
+
+
+def simulate(graph: ir.Graph, plan: MemoryPlan) -> None:
+    """Replay the graph's memory accesses on a labelled arena; raise Corrupted on a clobbered read."""
+    names = [t.name for t in graph.activations()]
+    for n in graph.nodes:
+        res = n.attrs.get("residual")
+        if res and res["tensor"] not in names:
+            names.append(res["tensor"])
+    label = {name: i for i, name in enumerate(names)}
+    alias = {name: {name} for name in names}  # reshape chains share bytes
+    for n in graph.nodes:
+        if n.op == "reshape":
+            merged = alias[n.inputs[0]] | alias[n.outputs[0]]
+            for m in merged:
+                alias[m] = merged
+    for name in names:
+        off, size = plan.offsets[name], graph.tensors[name].nbytes
+        assert off >= 0 and off + size <= plan.arena_bytes, f"{name} outside the arena"
+        assert off % 4 == 0, f"{name} misaligned"
+    for off, size in plan.scratch.values():
+        assert off >= 0 and off + size <= plan.arena_bytes and off % 4 == 0
+    arena = np.full(plan.arena_bytes, -1, dtype=np.int64)
+    SCRATCH = -2
+
+    def check(name: str, lo: int, hi: int, where: str) -> None:  # bytes [lo, hi) of tensor `name`
+        off = plan.offsets[name]
+        got = set(np.unique(arena[off + lo:off + hi]).tolist())
+        if not got <= {label[a] for a in alias[name]}:
+            raise Corrupted(f"{where}: bytes {lo}..{hi} of {name!r} were overwritten")
+
+    def write(name: str, lo: int, hi: int) -> None:
+        off = plan.offsets[name]
+        arena[off + lo:off + hi] = label[name]
+
+    for name in graph.inputs:
+        write(name, 0, graph.tensors[name].nbytes)
+    for node in graph.nodes:
+        where = f"node {node.name}"
+        out = graph.tensors[node.outputs[0]]
+        acts = [i for i in node.inputs if not graph.tensors[i].is_const]
+        res = node.attrs.get("residual")
+        x = graph.tensors[acts[0]] if acts else None
+        scratch = plan.scratch.get(node.name)
+        if node.op in ("conv2d", "depthwise_conv2d", "max_pool2d", "avg_pool2d", "fully_connected"):
+            if node.op == "fully_connected":
+                feat = graph.tensors[node.inputs[1]].shape[1]
+                rows, out_row = x.size // feat, out.nbytes // (x.size // feat)
+                in_rows = lambda yo: (yo, yo)  # noqa: E731
+                in_row = feat * ir.dtype_bytes(x.dtype)
+            else:
+                rows = out.shape[0] * out.shape[1]
+                out_row = out.nbytes // rows
+                in_row = x.nbytes // (x.shape[0] * x.shape[1])
+                s, pt = node.attrs["stride"][0], node.attrs["pad"][0]
+                kh = node.attrs["kernel"][0] if "pool" in node.op else graph.tensors[node.inputs[1]].shape[1]
+                dh = node.attrs.get("dilation", (1, 1))[0]
+                H = x.shape[1]
+
+                def in_rows(yo, s=s, pt=pt, kh=kh, dh=dh, H=H):
+                    b, y = divmod(yo, out.shape[1])
+                    taps = [y * s - pt + k * dh for k in range(kh)]
+                    taps = [t for t in taps if 0 <= t < H]
+                    if not taps:  # a row of padding only reads nothing
+                        return 0, -1
+                    return b * H + min(taps), b * H + max(taps)
+            for yo in range(rows):
+                a, b = in_rows(yo)
+                check(x.name, a * in_row, (b + 1) * in_row, where)
+                if res:
+                    check(res["tensor"], yo * out_row, (yo + 1) * out_row, where)
+                if scratch is not None:
+                    arena[scratch[0]:scratch[0] + scratch[1]] = SCRATCH
+                    check(x.name, a * in_row, (b + 1) * in_row, where + " (scratch row)")
+                write(out.name, yo * out_row, (yo + 1) * out_row)
+        elif node.op in ("add", "quantize", "dequantize", "clamp", "softmax"):
+            n = out.size
+            depth = out.shape[-1] if node.op == "softmax" else n
+            for i in range(n):
+                if i % depth == 0 and node.op == "softmax":
+                    eb = ir.dtype_bytes(x.dtype)
+                    check(x.name, i * eb, (i + depth) * eb, where)
+                for t in acts:
+                    eb = ir.dtype_bytes(graph.tensors[t].dtype)
+                    check(t, i * eb, (i + 1) * eb, where)
+                eo = ir.dtype_bytes(out.dtype)
+                write(out.name, i * eo, (i + 1) * eo)
+        elif node.op == "reshape":
+            assert plan.offsets[node.inputs[0]] == plan.offsets[node.outputs[0]], "reshape is an alias"
+            check(node.inputs[0], 0, x.nbytes, where)
+        elif node.op == "concat":
+            for t in acts:
+                check(t, 0, graph.tensors[t].nbytes, where)
+            write(out.name, 0, out.nbytes)
+        else:
+            raise AssertionError(node.op)
+    for name in graph.outputs:
+        check(name, 0, graph.tensors[name].nbytes, "graph output")
+
+
+# --------------------------------------------------------------------------- graphs
+def _t(name, shape, dtype="int8"):
+    q = ir.QuantParams([0.05], [0]) if dtype == "int8" else None
+    return ir.Tensor(name, shape, dtype, q)
+
+
+def _w(name, shape):
+    return ir.Tensor(name, shape, "int8", ir.QuantParams([0.01], [0]),
+                     data=np.ones(shape, np.int8))
+
+
+def chain(specs, h=8, w=8, c=4):
+    """A chain of ops given as (op, kernel, stride, pad, out_channels)."""
+    tensors = {"x0": _t("x0", (1, h, w, c))}
+    nodes = []
+    cur = "x0"
+    for i, (op, k, s, pad, oc) in enumerate(specs):
+        H, W, C = tensors[cur].shape[1:]
+        if op != "conv2d":
+            oc = C
+        ho = ir.conv_output_size(H, k, s, 1, pad, pad)
+        wo = ir.conv_output_size(W, k, s, 1, pad, pad)
+        out = f"x{i + 1}"
+        tensors[out] = _t(out, (1, ho, wo, oc))
+        attrs = {"stride": (s, s), "pad": (pad, pad, pad, pad), "act": (-128, 127)}
+        if op in ("max_pool2d", "avg_pool2d"):
+            attrs["kernel"] = (k, k)
+            nodes.append(ir.Node(f"n{i}", op, [cur], [out], attrs))
+        else:
+            wname = f"w{i}"
+            tensors[wname] = _w(wname, (oc, k, k, C) if op == "conv2d" else (1, k, k, oc))
+            attrs["dilation"] = (1, 1)
+            if op == "depthwise_conv2d":
+                attrs["depth_multiplier"] = 1
+            nodes.append(ir.Node(f"n{i}", op, [cur, wname], [out], attrs))
+        cur = out
+    return ir.Graph("chain", tensors, nodes, ["x0"], [cur])
+
+
+def test_depthwise_3x3_runs_in_place_one_row_ahead():
+    g = chain([("conv2d", 1, 1, 0, 16), ("depthwise_conv2d", 3, 1, 1, 0), ("conv2d", 1, 1, 0, 16)], h=10, w=10, c=16)
+    plan = plan_memory(g)
+    simulate(g, plan)
+    row = 10 * 16
+    assert plan.offsets["x2"] - plan.offsets["x1"] == -row  # the output starts one row before its input
+    assert plan.offsets["x3"] == plan.offsets["x2"]  # pointwise exactly in place
+    # two 1600-byte tensors + one row of shift + one scratch row, instead of 2 x 1600 + the input
+    assert plan.arena_bytes == 1600 + row + row
+    assert plan_memory(g, inplace=False).arena_bytes == 3200
+
+
+def _overlap(plan, a, b):
+    return plan.offsets[a] < plan.offsets[b] + plan.sizes[b] and plan.offsets[b] < plan.offsets[a] + plan.sizes[a]
+
+
+def test_stride2_conv_in_place():
+    g = chain([("conv2d", 1, 1, 0, 8), ("conv2d", 3, 2, 1, 8)], h=16, w=16, c=8)
+    plan = plan_memory(g)
+    simulate(g, plan)
+    assert _overlap(plan, "x1", "x2")
+    assert plan.arena_bytes == 2048 + 128  # the output inside its input, plus the larger scratch row
+
+
+def test_expanding_pointwise_in_place():
+    g = chain([("conv2d", 1, 1, 0, 8), ("conv2d", 1, 1, 0, 32)], h=8, w=8, c=8)
+    plan = plan_memory(g)
+    simulate(g, plan)
+    assert _overlap(plan, "x1", "x2")
+    assert plan.offsets["x1"] - plan.offsets["x2"] >= 7 * (256 - 64)  # d* = -(Ho-1) rows of growth
+    assert plan.arena_bytes == 2048 + 256 < 512 + 2048
+
+
+def test_residual_add_fused_and_written_over_the_skip_tensor():
+    g = chain([("conv2d", 3, 1, 1, 8), ("conv2d", 3, 1, 1, 8)], h=8, w=8, c=8)
+    g.tensors["y"] = _t("y", (1, 8, 8, 8))
+    g.nodes.append(ir.Node("add", "add", ["x0", "x2"], ["y"], {"act": (-128, 127)}))
+    g.outputs = ["y"]
+    f = fuse_residual_adds(g)
+    assert [n.op for n in f.nodes] == ["conv2d", "conv2d"] and f.nodes[1].attrs["residual"]["tensor"] == "x0"
+    plan = plan_memory(f)
+    simulate(f, plan)
+    assert plan.offsets["y"] == plan.offsets["x0"]
+    assert plan.arena_bytes == 2 * 512  # x0 and conv1's output, nothing else
+
+
+def test_a_wrong_plan_is_caught():
+    g = chain([("depthwise_conv2d", 3, 1, 1, 0)], h=6, w=6, c=4)
+    plan = plan_memory(g)
+    simulate(g, plan)
+    bad = MemoryPlan(arena_bytes=plan.arena_bytes + 64, offsets=dict(plan.offsets), sizes=plan.sizes,
+                     scratch=dict(plan.scratch))
+    bad.offsets["x1"] = plan.offsets["x0"]  # in place at d = 0 > d* = -one row: row 1 needs input row 0
+    bad.scratch = {"n0": (plan.arena_bytes, 24)}
+    with pytest.raises(Corrupted):
+        simulate(g, bad)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["conv2d", "depthwise_conv2d", "max_pool2d", "avg_pool2d"]),
+                          st.integers(1, 3), st.integers(1, 2), st.integers(0, 1), st.integers(1, 12)),
+                min_size=1, max_size=5),
+       st.integers(3, 9), st.integers(3, 9), st.integers(1, 6))
+def test_random_chains_never_clobber_a_live_tensor(specs, h, w, c):
+    # keep shapes valid: a kernel larger than its (padded) input is skipped
+    fixed, H, W, C = [], h, w, c
+    for op, k, s, pad, oc in specs:
+        if H + 2 * pad < k or W + 2 * pad < k:
+            continue
+        fixed.append((op, k, s, pad, oc))
+        H, W = ir.conv_output_size(H, k, s, 1, pad, pad), ir.conv_output_size(W, k, s, 1, pad, pad)
+        C = oc if op == "conv2d" else C
+    if not fixed:
+        return
+    g = chain(fixed, h, w, c)
+    plan = plan_memory(g)
+    simulate(g, plan)
+    assert plan.arena_bytes <= plan_memory(g, inplace=False).arena_bytes
+
+
+@pytest.mark.parametrize("model", sorted(TFLM_ARENA))
+def test_mlperf_plans_are_safe_and_beat_tflm(mlperf_dir, model):
+    g = fuse_residual_adds(load_tflite(mlperf_dir / f"{model}.tflite"))
+    plan = plan_memory(g)
+    simulate(g, plan)
+    print(f"{model}: arena {plan.arena_bytes} bytes (TFLM {TFLM_ARENA[model]}, plain lifetimes {PLAIN[model]}, "
+          f"{plan.arena_bytes / TFLM_ARENA[model]:.3f}x)")
+    assert plan_memory(g, inplace=False).arena_bytes == PLAIN[model]
+    assert plan.arena_bytes <= PLAIN[model]
+    assert plan.arena_bytes <= 0.6 * TFLM_ARENA[model] - 512  # room left for stack and static RAM
+    if model == "kws_ref_model":
+        assert plan.arena_bytes <= 8000 + 4 * 320  # one 8000-byte tensor + the depthwise row shifts
+    if model == "pretrainedResnet_quant":
+        assert plan.arena_bytes == 32768  # x and conv1(x) of the first block, nothing more
+
