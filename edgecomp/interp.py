@@ -260,7 +260,11 @@ def _node(graph: ir.Graph, node: ir.Node, env: dict[str, np.ndarray]) -> np.ndar
     if res:
         skip = env[res["tensor"]]
         if _is_int(out):
-            y = add_int8(y, skip, res["q"], res.get("act"), out.dtype)
+            q = res.get("q")
+            if q is None:
+                from .passes.requantize import add_q, conv_out_quant
+                q = add_q(conv_out_quant(node), graph.tensors[res["tensor"]].quant, out.quant)
+            y = add_int8(y, skip, q, res.get("act"), out.dtype)
         else:
             y = _fclamp(y.astype(np.float64) + skip, res.get("act"))
     return y.reshape((n,) + out.shape[1:])
