@@ -95,3 +95,13 @@ def test_input_errors_are_model_errors(resnet):
         interp.run(resnet, np.zeros((1, 3, 32, 32), np.int8))
     with pytest.raises(ModelError, match="missing input"):
         interp.run(resnet, {"nope": np.zeros((1, 32, 32, 3), np.int8)})
+
+
+def test_fuse_pass_output_runs_bit_exact(resnet, mlperf_dir):
+    """The graph passes.fuse hands the C backend runs here too, equal to TFLM."""
+    from edgecomp.passes.fuse import fuse_residual_adds as fuse_pass
+    fused = requantize(fuse_pass(resnet))
+    assert sum("residual" in n.attrs for n in fused.nodes) == 3
+    x = _x(6, seed=4)
+    want = tflm_run(mlperf_dir / "pretrainedResnet_quant.tflite", x)
+    np.testing.assert_array_equal(interp.run(fused, x)[fused.outputs[0]], want)
