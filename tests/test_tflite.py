@@ -363,3 +363,27 @@ def test_random_corruption_never_crashes_or_hangs(mlperf_dir):
         except EdgecompError:
             pass
         assert time.perf_counter() - t < 2.0
+
+
+@pytest.mark.parametrize("wtype", ["float16", "int8"])
+def test_dequantized_constant_weights_are_folded(tflite_builder, tmp_path, wtype):
+    """float16 or int8 weights behind a DEQUANTIZE op become float32 constants (same result as LiteRT)."""
+    rng = np.random.default_rng(14)
+    if wtype == "float16":
+        w = dict(name="w16", shape=[6, 10], dtype="float16", data=rng.standard_normal((6, 10)).astype(np.float16))
+    else:
+        w = dict(name="w8", shape=[6, 10], dtype="int8", data=rng.integers(-127, 128, (6, 10)).astype(np.int8),
+                 scale=list(rng.uniform(0.01, 0.02, 6)), zero_point=[0] * 6, axis=0)
+    tensors = [dict(name="x", shape=[1, 10], dtype="float32"), w,
+               dict(name="w", shape=[6, 10], dtype="float32"), dict(name="y", shape=[1, 6], dtype="float32")]
+    ops = [dict(op="DEQUANTIZE", inputs=[1], outputs=[2]),
+           dict(op="FULLY_CONNECTED", inputs=[0, 2, -1], outputs=[3],
+                options=("FullyConnectedOptions", {"FusedActivationFunction": 1}))]
+    path = tmp_path / "m.tflite"
+    path.write_bytes(tflite_builder(tensors, ops, [0], [3]))
+    g = load_tflite(path)
+    assert [n.op for n in g.nodes] == ["fully_connected"] and g.t(g.nodes[0].inputs[1]).dtype == "float32"
+    x = rng.standard_normal((5, 1, 10)).astype(np.float32)
+    got = interp.run(g, x)[g.outputs[0]]
+    np.testing.assert_allclose(got, litert_run(path, x), atol=1e-5)
+    assert (got == 0).any() and (got > 0).any()  # the fused RELU is applied

@@ -205,7 +205,7 @@ class _Importer:
         dtype, shape, quant, arr = self._raw[name]
         if name in self.tensors:
             return
-        if dtype in ("uint8", "int64", "float16") and arr is None:
+        if dtype not in ir.DTYPES:
             raise UnsupportedError(f"tensor {name!r} is {dtype}", where=self.where,
                                    fix="Use a fully int8 (or float32) model: TFLiteConverter with "
                                        "inference_input_type/inference_output_type = tf.int8")
