@@ -387,3 +387,40 @@ def test_dequantized_constant_weights_are_folded(tflite_builder, tmp_path, wtype
     got = interp.run(g, x)[g.outputs[0]]
     np.testing.assert_allclose(got, litert_run(path, x), atol=1e-5)
     assert (got == 0).any() and (got > 0).any()  # the fused RELU is applied
+
+
+def test_random_conv_and_pool_configurations(tflite_builder):
+    """A seeded sweep of kernel/stride/dilation/padding/activation/channel choices, each vs TFLM."""
+    from edgecomp import ir
+    rng = np.random.default_rng(15)
+    for case in range(80):
+        op = ["CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D"][case % 4]
+        h, w, c = (int(v) for v in rng.integers(3, 10, 3))
+        kh, kw = (int(v) for v in rng.integers(1, 5, 2))
+        sh, sw = (int(v) for v in rng.integers(1, 4, 2))
+        dh, dw = (int(v) for v in rng.integers(1, 3, 2)) if op in ("CONV_2D", "DEPTHWISE_CONV_2D") else (1, 1)
+        padding = int(rng.integers(0, 2))
+        act = int(rng.choice([0, 1, 2, 3]))
+        if padding == 1 and ((kh - 1) * dh + 1 > h or (kw - 1) * dw + 1 > w):
+            padding = 0
+        pads = ((0, 0), (0, 0)) if padding else (ir.same_padding(h, kh, sh, dh), ir.same_padding(w, kw, sw, dw))
+        oh = ir.conv_output_size(h, kh, sh, dh, *pads[0])
+        ow = ir.conv_output_size(w, kw, sw, dw, *pads[1])
+        x = _rand_int8((1, h, w, c), 3, seed=100 + case)
+        if op in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
+            m = tflite_builder([_q("x", (1, h, w, c), 0.04, -7), _q("y", (1, oh, ow, c), 0.04, -7)],
+                               [dict(op=op, inputs=[0], outputs=[1], options=_pool_opts(padding, (sh, sw), (kh, kw), act))],
+                               [0], [1])
+        elif op == "CONV_2D":
+            o = int(rng.integers(1, 9))
+            opts = ("Conv2DOptions", {"Padding": padding, "StrideH": sh, "StrideW": sw, "DilationHFactor": dh,
+                                      "DilationWFactor": dw, "FusedActivationFunction": act})
+            m = _conv_model(tflite_builder, op, (1, h, w, c), (o, kh, kw, c), (1, oh, ow, o), opts, 0, seed=case)
+        else:
+            mult = int(rng.integers(1, 3))
+            opts = ("DepthwiseConv2DOptions", {"Padding": padding, "StrideH": sh, "StrideW": sw,
+                                               "DepthMultiplier": mult, "DilationHFactor": dh,
+                                               "DilationWFactor": dw, "FusedActivationFunction": act})
+            m = _conv_model(tflite_builder, op, (1, h, w, c), (1, kh, kw, c * mult), (1, oh, ow, c * mult), opts, 3,
+                            seed=case)
+        _check_vs_tflm(m, [x])
