@@ -27,9 +27,16 @@ def _tflm():
 
 
 def _check_path(model_path) -> Path:
+    """The model file, checked by edgecomp's importer first: the C++ runtimes may crash on a corrupt file."""
+    from .errors import UnsupportedError
+    from .frontends.tflite import load_tflite
     p = Path(model_path)
     if not p.is_file():
         raise ModelError(f"model file {p} does not exist", fix="Check the path")
+    try:
+        load_tflite(p)  # ModelError on a corrupt file
+    except UnsupportedError:
+        pass  # valid for the runtimes even if edgecomp cannot compile it
     return p
 
 

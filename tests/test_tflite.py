@@ -424,3 +424,14 @@ def test_random_conv_and_pool_configurations(tflite_builder):
             m = _conv_model(tflite_builder, op, (1, h, w, c), (1, kh, kw, c * mult), (1, oh, ow, c * mult), opts, 3,
                             seed=case)
         _check_vs_tflm(m, [x])
+
+
+def test_reference_runners_refuse_corrupt_files(tmp_path, mlperf_dir):
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes((mlperf_dir / "ad01_int8.tflite").read_bytes()[:5000])
+    for fn in (lambda: tflm_run(bad, np.zeros((1, 640), np.int8)), lambda: tflm_arena_bytes(bad),
+               lambda: litert_run(bad, np.zeros((1, 640), np.float32))):
+        with pytest.raises(ModelError):
+            fn()
+    with pytest.raises(ModelError, match="shape"):
+        tflm_run(mlperf_dir / "ad01_int8.tflite", np.zeros((2, 64), np.int8))
