@@ -426,12 +426,14 @@ def structured_prune(model, example_input, amount: float | dict[str, float], *, 
 
 def iterative_prune(model, x, y, *, final_amount: float, steps: int = 3, epochs_per_step: int = 2,
                     method: str = "structured", saliency: str = "l1", example_input=None, lr: float = 1e-3,
-                    x_val=None, y_val=None, seed: int = 0, verbose: bool = True,
+                    x_val=None, y_val=None, seed: int = 0, verbose: bool = True, teacher=None,
+                    temperature: float = 4.0, alpha: float = 0.7,
                     callback: Callable[[int, Any], None] | None = None):
     """Prune in ``steps`` equal geometric steps to ``final_amount``, fine-tuning after each.
 
     ``method``: ``"structured"`` (channels removed), ``"magnitude"`` / ``"magnitude-global"``
     or ``"taylor"`` (unstructured masks, made permanent at the end).  Progress goes to stderr.
+    ``teacher`` (e.g. the unpruned model) turns each fine-tune into distillation.
     """
     from .distill import accuracy, fit
     _check_amount(final_amount, "iterative_prune")
@@ -455,7 +457,8 @@ def iterative_prune(model, x, y, *, final_amount: float, steps: int = 3, epochs_
         else:
             raise ModelError(f"unknown pruning method {method!r}", "iterative_prune",
                              "Use structured, magnitude, magnitude-global or taylor")
-        fit(model, x, y, epochs=epochs_per_step, lr=lr, seed=seed + s, verbose=False)
+        fit(model, x, y, epochs=epochs_per_step, lr=lr, seed=seed + s, verbose=False, teacher=teacher,
+            temperature=temperature, alpha=alpha)
         if verbose:
             n = sum(p.numel() for p in model.parameters())
             msg = f"  [prune {method}] step {s}/{steps}: {cum * 100:.0f} % pruned, {n:,} params"

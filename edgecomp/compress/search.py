@@ -143,18 +143,18 @@ def _apply(spec: dict, base, data, example_input, epochs: int, lr: float, seed: 
     if m in ("fp32", "ptq"):
         return copy.deepcopy(base), ("float32" if m == "fp32" else "ptq")
     if m == "qat":
-        return qat(base, xtr, ytr, epochs=max(1, ft // 2), lr=lr / 10, seed=seed, verbose=False), "qat"
+        return qat(base, xtr, ytr, epochs=max(1, ft), lr=lr / 30, seed=seed, verbose=False), "qat"
     if m in ("prune", "prune+qat"):
         p = iterative_prune(base, xtr, ytr, final_amount=spec["amount"], steps=spec.get("steps", 3),
                             epochs_per_step=max(1, ft // 2), example_input=example_input, lr=lr / 3,
-                            saliency=spec.get("saliency", "l1"), seed=seed, verbose=False)
-        fit(p, xtr, ytr, epochs=ft, lr=lr / 3, seed=seed, verbose=False)
+                            saliency=spec.get("saliency", "l1"), seed=seed, verbose=False, teacher=base)
+        fit(p, xtr, ytr, epochs=ft, lr=lr / 3, seed=seed, verbose=False, teacher=base)
         if m == "prune+qat":
-            return qat(p, xtr, ytr, epochs=max(1, ft // 2), lr=lr / 10, seed=seed, verbose=False), "qat"
+            return qat(p, xtr, ytr, epochs=max(1, ft), lr=lr / 30, seed=seed, verbose=False), "qat"
         return p, "ptq"
     if m == "lowrank":
         f, _ = factorize(base, energy=spec["energy"])
-        fit(f, xtr, ytr, epochs=ft, lr=lr / 3, seed=seed, verbose=False)
+        fit(f, xtr, ytr, epochs=ft, lr=lr / 3, seed=seed, verbose=False, teacher=base)
         return f, "ptq"
     if m == "distill":
         student = spec["make_student"]() if "make_student" in spec else _scaled_student(base, spec["width"])
