@@ -470,5 +470,5 @@ class _Importer:
             val = (s * (arr.astype(np.float64) - z)).astype(np.float32)
         else:
             val = arr.astype(np.float32)
-        d_dtype, d_shape, _, _ = self._raw[dst]
+        d_shape = self._raw[dst][1]
         self._raw[dst] = ("float32", d_shape, None, val.reshape(d_shape))
