@@ -435,3 +435,14 @@ def test_reference_runners_refuse_corrupt_files(tmp_path, mlperf_dir):
             fn()
     with pytest.raises(ModelError, match="shape"):
         tflm_run(mlperf_dir / "ad01_int8.tflite", np.zeros((2, 64), np.int8))
+
+
+@pytest.mark.parametrize("scale", [0.1, 0.037, 1 / 3])
+def test_quantize_rounding_at_exact_halves_matches_tflm(tflite_builder, scale):
+    """QUANTIZE divides in float32 and rounds half away from zero, as TFLM does (a double division differs)."""
+    n = 256
+    m = tflite_builder([dict(name="x", shape=[1, n], dtype="float32"), _q("y", (1, n), scale, 0)],
+                       [dict(op="QUANTIZE", inputs=[0], outputs=[1])], [0], [1])
+    half = ((np.arange(-128, 128) + 0.5) * np.float64(np.float32(scale))).astype(np.float32)
+    x = np.stack([half, np.nextafter(half, np.float32(np.inf)), np.nextafter(half, np.float32(-np.inf))])
+    _check_vs_tflm(m, [x])
