@@ -699,6 +699,15 @@ def _have(module: str) -> bool:
         return False
 
 
+def _peak_rss_mib() -> int:
+    """This process's peak resident set (VmHWM; ru_maxrss would include the parent's before exec)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(l.split()[1]) for l in f if l.startswith("VmHWM:")) // 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("minutes", type=float, help="how long to fuzz (all targets share the time)")
@@ -755,8 +764,7 @@ def main(argv=None) -> int:
         print("interrupted", file=sys.stderr)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    print(f"cases tried: {STATS.line()}; total {sum(STATS.cases.values())}; peak RSS {ru.ru_maxrss // 1024} MiB")
+    print(f"cases tried: {STATS.line()}; total {sum(STATS.cases.values())}; peak RSS {_peak_rss_mib()} MiB")
     return 0
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import resource
 import subprocess
 import sys
 import textwrap
@@ -29,8 +28,8 @@ fz = importlib.util.module_from_spec(_spec)
 sys.modules["fuzz_long"] = fz
 _spec.loader.exec_module(fz)
 
-ONNX_CASES = int(os.environ.get("EDGECOMP_FUZZ_ONNX_CASES", "1500"))
-CLI_CASES = int(os.environ.get("EDGECOMP_FUZZ_CLI_CASES", "120"))
+ONNX_CASES = int(os.environ.get("EDGECOMP_FUZZ_ONNX_CASES", "1000"))
+CLI_CASES = int(os.environ.get("EDGECOMP_FUZZ_CLI_CASES", "80"))
 
 
 def _report(capsys, what):
@@ -213,7 +212,8 @@ def test_huge_declarations_refused_before_allocating(tmp_path):
                 print("ACCEPTED", p)
             except EdgecompError as e:
                 print("refused", p)
-        print("peak_kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+        # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork+exec
+        print("peak_kb", next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM:")))
     """)
     r = subprocess.run([sys.executable, "-c", script, *map(str, cases)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -225,7 +225,7 @@ def test_huge_declarations_refused_before_allocating(tmp_path):
 
 def test_fuzz_under_address_space_limit(tmp_path, capsys):
     """The fuzz script itself, in a child with RLIMIT_AS = 1.5 GiB, for a few seconds: no MemoryError."""
-    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "fuzz_long.py"), "0.15", "--target", "onnx",
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "fuzz_long.py"), "0.1", "--target", "onnx",
                         "--seed", "12345", "--batch", "150", "--rlimit-as-mb", "1536", "--crash-dir",
                         str(tmp_path / "crashes")], capture_output=True, text=True, timeout=240)
     last = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""
@@ -233,5 +233,5 @@ def test_fuzz_under_address_space_limit(tmp_path, capsys):
         print(f"\n[fuzz] subprocess: {last}")
     assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-4000:])
     assert "cases tried: onnx:" in last
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    assert usage.ru_maxrss < 1536 * 1024
+    peak = int(last.rsplit("peak RSS ", 1)[1].split()[0])
+    assert peak < 1536

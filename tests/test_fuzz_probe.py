@@ -18,7 +18,7 @@ if "fuzz_long" not in sys.modules:
     _spec.loader.exec_module(sys.modules["fuzz_long"])
 fz = sys.modules["fuzz_long"]
 
-PROBE_CASES = int(os.environ.get("EDGECOMP_FUZZ_PROBE_CASES", "1500"))
+PROBE_CASES = int(os.environ.get("EDGECOMP_FUZZ_PROBE_CASES", "1000"))
 
 
 def test_fuzz_probe_parser(capsys):

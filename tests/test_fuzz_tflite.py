@@ -20,7 +20,7 @@ if "fuzz_long" not in sys.modules:
     _spec.loader.exec_module(sys.modules["fuzz_long"])
 fz = sys.modules["fuzz_long"]
 
-TFLITE_CASES = int(os.environ.get("EDGECOMP_FUZZ_TFLITE_CASES", "1000"))
+TFLITE_CASES = int(os.environ.get("EDGECOMP_FUZZ_TFLITE_CASES", "700"))
 SEEDS = fz.seed_tflite_files()
 needs_seed = pytest.mark.skipif(not SEEDS, reason="no small .tflite model to mutate (../shared/benchmarks)")
 
@@ -87,7 +87,7 @@ def test_tiny_or_empty(tmp_path, data):
 
 @needs_seed
 def test_fuzz_under_address_space_limit(tmp_path, capsys):
-    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "fuzz_long.py"), "0.12", "--target", "tflite",
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "fuzz_long.py"), "0.08", "--target", "tflite",
                         "--seed", "4242", "--batch", "200", "--rlimit-as-mb", "1536", "--crash-dir",
                         str(tmp_path / "crashes")], capture_output=True, text=True, timeout=240)
     last = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""
