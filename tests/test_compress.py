@@ -353,3 +353,26 @@ def test_compress_cli_process_pool(tmp_path, capsys):
                "--output", str(tmp_path / "d")])
     assert rc != 0
     assert "flash" in capsys.readouterr().err
+
+
+def _have_qemu():
+    import shutil
+    return shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _have_qemu(), reason="needs arm-none-eabi-gcc and qemu-system-arm")
+def test_structured_pruning_is_faster_and_smaller_on_cortex_m4(trained, digits, tmp_path):
+    from edgecomp.compress.qat import export_qdq
+    from edgecomp.compress.search import measure_on_target
+    xtr, ytr, xte, yte = digits
+    pruned = P.structured_prune(trained, torch.zeros(1, 1, 8, 8), 0.5)
+    res = {}
+    for name, m in (("orig", trained), ("pruned", pruned)):
+        q = export_qdq(m, xte[:1], xtr[:100], tmp_path / f"{name}.int8.onnx")
+        (tmp_path / name).mkdir()
+        res[name] = measure_on_target(q, "cortex-m4", xte, tmp_path / name, measure="target")
+    assert not res["orig"]["estimated"] and res["orig"]["instructions"] > 0
+    assert res["pruned"]["instructions"] < res["orig"]["instructions"] / 1.6
+    assert res["pruned"]["flash_bytes"] < res["orig"]["flash_bytes"]
+    assert res["pruned"]["ram_bytes"] <= res["orig"]["ram_bytes"]
