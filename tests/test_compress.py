@@ -376,3 +376,17 @@ def test_structured_pruning_is_faster_and_smaller_on_cortex_m4(trained, digits, 
     assert res["pruned"]["instructions"] < res["orig"]["instructions"] / 1.6
     assert res["pruned"]["flash_bytes"] < res["orig"]["flash_bytes"]
     assert res["pruned"]["ram_bytes"] <= res["orig"]["ram_bytes"]
+
+
+@pytest.mark.slow
+def test_search_on_a_local_ray_instance(digits, tmp_path):
+    pytest.importorskip("ray")
+    from edgecomp.compress.search import mnist_cnn, run_compress
+    xtr, ytr, xte, yte = digits
+    torch.manual_seed(0)
+    model = mnist_cnn(0.5, 32, in_hw=8)
+    D.fit(model, xtr, ytr, epochs=6, lr=3e-3, verbose=False)
+    s = run_compress(model, (xtr, ytr, xte, yte), out_dir=tmp_path, candidates=[{"method": "ptq"}, {"method": "fp32"}],
+                     executor="ray", workers=1, epochs=1, measure="estimate", verbose=False, flash=64 * 1024)
+    assert s["trials"] == 2 and s["fits"]
+    assert len((tmp_path / "trials.jsonl").read_text().splitlines()) == 2
