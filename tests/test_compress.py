@@ -268,6 +268,11 @@ def test_search_rejects_bad_arguments(tmp_path):
         run_compress(out_dir=tmp_path, flash=-1)
     with pytest.raises(EdgecompError):
         run_compress(example="cifar", out_dir=tmp_path)
+    x = np.zeros((4, 1, 8, 8), np.float32)
+    with pytest.raises(ModelError, match="cannot run on the data"):
+        run_compress(nn.Linear(3, 2), (x, np.zeros(4, np.int64), x, np.zeros(4, np.int64)), out_dir=tmp_path)
+    with pytest.raises(ModelError, match="labels"):
+        run_compress(nn.Linear(3, 2), (x, np.zeros(3, np.int64), x, np.zeros(4, np.int64)), out_dir=tmp_path)
 
 
 def test_datasets_shapes_and_seeded():

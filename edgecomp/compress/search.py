@@ -412,6 +412,16 @@ def run_compress(model=None, data=None, *, example: str = "mnist", target: str =
     epochs = epochs if epochs is not None else (max(3, ex_epochs // 2) if quick else ex_epochs)
     lr = lr if lr is not None else ex_lr
     xtr, ytr, xva, yva = [np.asarray(a) for a in data]
+    if len(xtr) != len(ytr) or len(xva) != len(yva) or len(xtr) == 0 or len(xva) == 0:
+        raise ModelError(f"data has {len(xtr)} train samples / {len(ytr)} labels and {len(xva)} validation "
+                         f"samples / {len(yva)} labels", "run_compress", "Give one label per sample, none empty")
+    xtr, xva = xtr.astype(np.float32), xva.astype(np.float32)
+    try:
+        with torch.no_grad():
+            model.eval()(torch.from_numpy(xva[:1]))
+    except Exception as e:
+        raise ModelError(f"the model cannot run on the data: {str(e).splitlines()[0]}", "run_compress",
+                         f"Give samples shaped like the model's input (got {tuple(xva.shape[1:])} per sample)") from None
     torch.manual_seed(seed)
     if _needs_training(model, xva, yva):
         if verbose:
