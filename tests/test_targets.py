@@ -140,3 +140,22 @@ def test_systick_factor_matches_a_loop_of_known_length(name, tmp_path):
     measured = int(fields["delta"]) * target.insns_per_systick
     # 1,000,000 extra iterations of 2 instructions; +-2 ticks of quantization.
     assert abs(measured - 2_000_000) <= 2 * target.insns_per_systick, (measured, target.insns_per_systick)
+
+
+def test_timer_is_extended_past_the_24_bit_systick(tmp_path):
+    """An inference longer than 2^24 SysTick ticks (671M instructions on mps2) still times right."""
+    _need_arm_tools()
+    from edgecomp.backends.cortex_m import build, write_firmware
+    from edgecomp.backends.run import qemu_command
+
+    target = load_target("cortex-m4")
+    write_firmware(tmp_path, target, "loop")
+    (tmp_path / "main.c").write_text(LOOP_MAIN.replace("1000000u + 1000u", "360000000u + 1000u"))
+    (tmp_path / "model.h").write_text("/* no model */\n")
+    elf = build(tmp_path, target).elf
+    p = subprocess.run(qemu_command(target, elf), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                       timeout=120, cwd=tmp_path)
+    assert p.returncode == 0, p.stdout
+    delta = int(dict(line.split() for line in p.stdout.splitlines() if line.startswith("delta "))["delta"])
+    assert delta > 1 << 24
+    assert abs(delta * target.insns_per_systick - 720_000_000) <= 2 * target.insns_per_systick
