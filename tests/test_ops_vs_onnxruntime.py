@@ -16,7 +16,7 @@ pytest.importorskip("edgecomp.backends.cortex_m")
 pytest.importorskip("edgecomp.backends.run")
 
 from edgecomp import api  # noqa: E402
-from edgecomp.compress.quantize import quantize_onnx  # noqa: E402
+from edgecomp.compress.quantize import quantize_onnx, reference_session  # noqa: E402
 from edgecomp.frontends.torch import export_onnx  # noqa: E402
 
 torch.set_num_threads(1)
@@ -53,11 +53,11 @@ class Op(nn.Module):
         if k == "clip":
             return torch.clamp(self.pw(x), -0.5, 0.75)
         if k == "maxpool":
-            return F.max_pool2d(x, 3, 2, padding=1)
+            return F.max_pool2d(self.pw(x), 3, 2, padding=1)
         if k == "avgpool":
-            return F.avg_pool2d(x, 2)
+            return F.avg_pool2d(self.pw(x), 2)
         if k == "global_avgpool":
-            return F.adaptive_avg_pool2d(x, 1)
+            return F.adaptive_avg_pool2d(self.pw(x), 1)
         if k == "add":
             return self.pw(x) + x
         if k == "concat":
@@ -72,7 +72,7 @@ KINDS = ["conv", "conv_stride2_asym_pad", "conv_dilated", "depthwise", "depthwis
 
 
 def _ort(path, x):
-    s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    s = reference_session(path)  # the QDQ graph as written (see reference_session's docstring)
     return np.concatenate([s.run(None, {s.get_inputs()[0].name: x[i:i + 1]})[0] for i in range(len(x))])
 
 

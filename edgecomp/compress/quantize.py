@@ -123,3 +123,22 @@ def quantize_onnx(float_onnx_path: str | Path, calib: Any, out_path: str | Path,
     if progress:
         print(file=sys.stderr)
     return out_path
+
+
+def reference_session(onnx_path: str | Path, *, fused: bool = False):
+    """An ONNX Runtime session that executes a QDQ model exactly as written.
+
+    With ``fused=False`` (the default) graph optimizations are off, so every
+    DequantizeLinear -> op -> QuantizeLinear runs as specified (float op on the
+    dequantized values, then round-half-even quantization): the reference the
+    integer kernels are held to (within 1 LSB).  ORT's fused int8 kernels
+    (``fused=True``) are faster but on x86 CPUs without VNNI they compute S8S8
+    convolutions with ``VPMADDUBSW``, whose int16 pair sums saturate, so their
+    outputs can be tens of LSB away from the QDQ semantics.
+    """
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    if not fused:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])

@@ -688,9 +688,18 @@ def fold_qdq(g: ir.Graph) -> ir.Graph:
         yquant = g.tensors[yq].quant
         if n.op == "softmax" and not (abs(float(yquant.scale[0]) - 1 / 256) < 1e-9 and int(yquant.zero_point[0]) == -128):
             continue  # TFLM's int8 softmax needs scale 1/256, zp -128: keep it in float
-        if n.op in ("max_pool2d", "avg_pool2d", "reshape", "clamp", "concat"):
-            if not all(_same_quant(g.tensors[s].quant, yquant) for s in srcs if not g.tensors[s].is_const):
-                continue  # different scales: stays float (dequantize/op/quantize), still correct
+        requant_after = None
+        if n.op == "concat":
+            # concat moves int8 values without rescaling (TFLite's rule): requantize any input
+            # whose parameters differ from the output's first (an int8 -> int8 quantize node)
+            srcs = [s if _same_quant(g.tensors[s].quant, yquant) else _requantize_before(g, n, s, yquant)
+                    for s in srcs]
+        elif n.op == "avg_pool2d" and not _same_quant(g.tensors[srcs[0]].quant, yquant):
+            continue  # an average rounded at the input's scale then rescaled loses precision: stays float
+        elif n.op in ("max_pool2d", "reshape", "clamp") and not _same_quant(g.tensors[srcs[0]].quant, yquant):
+            # single-input ops work in their input's quantization, then one requantize to the
+            # output's (before pooling it would clip values that the average still needs)
+            requant_after = yquant
         new_inputs = []
         for k, (orig, s) in enumerate(zip(n.inputs, srcs)):
             t = g.tensors[orig]
@@ -700,10 +709,20 @@ def fold_qdq(g: ir.Graph) -> ir.Graph:
             new_inputs.append(_int_const(g, n, k, orig, qconst, srcs))
         n.inputs = new_inputs
         old_out = n.outputs[0]
-        n.outputs = [yq]
-        if "act" in n.attrs:
-            n.attrs["act"] = _int_act(n.attrs["act"], yquant)
-        g.nodes.remove(qnode)
+        if requant_after is not None:
+            xquant = g.tensors[srcs[0]].quant
+            mid = f"{yq}_before_requant"
+            g.tensors[mid] = ir.Tensor(mid, g.tensors[yq].shape, "int8",
+                                       ir.QuantParams(xquant.scale.copy(), xquant.zero_point.copy()))
+            n.outputs = [mid]
+            if "act" in n.attrs:
+                n.attrs["act"] = _int_act(n.attrs["act"], xquant)
+            qnode.inputs = [mid]  # the quantize node stays: int8 -> int8 requantize
+        else:
+            n.outputs = [yq]
+            if "act" in n.attrs:
+                n.attrs["act"] = _int_act(n.attrs["act"], yquant)
+            g.nodes.remove(qnode)
         del g.tensors[old_out]
     _remove_dead(g)
     _cancel_qdq(g)
@@ -712,6 +731,15 @@ def fold_qdq(g: ir.Graph) -> ir.Graph:
     g.meta.pop("qconst", None)
     g.validate()
     return g
+
+
+def _requantize_before(g: ir.Graph, n: ir.Node, src: str, quant: ir.QuantParams) -> str:
+    """Insert ``quantize`` (int8 -> int8, TFLite's requantize) of ``src`` to ``quant`` before node ``n``."""
+    name = f"{src}_requant_{n.name}"
+    t = g.tensors[src]
+    g.tensors[name] = ir.Tensor(name, t.shape, "int8", ir.QuantParams(quant.scale.copy(), quant.zero_point.copy()))
+    g.nodes.insert(g.nodes.index(n), ir.Node(f"{n.name}_requant_{len(g.nodes)}", "quantize", [src], [name]))
+    return name
 
 
 def _int_const(g: ir.Graph, n: ir.Node, k: int, name: str, qconst: dict, srcs: list[str]) -> str:
