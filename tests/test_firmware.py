@@ -346,6 +346,7 @@ def test_write_bundle_that_does_not_fit_leaves_nothing(tmp_path):
     with pytest.raises(DoesNotFitError) as e:
         write_bundle(g, "cortex-m0", tmp_path / "big", {})
     assert "cortex-m0" in str(e.value) and "bytes" in str(e.value)
+    assert f"(in {tmp_path / 'big'})" in str(e.value)  # the bundle asked for, not a temporary folder
     assert not (tmp_path / "big").exists() and list(tmp_path.iterdir()) == []
 
 

@@ -321,9 +321,14 @@ def write_bundle(graph: ir.Graph, target: str | Target, out_dir: str | Path, opt
         info = c_codegen.generate(graph, tmp, name=name, probe=probe)
         write_firmware(tmp, target, name, probe)
         with tempfile.TemporaryDirectory(prefix="edgecomp-build-") as bd:
-            built = build(tmp, target, build_dir=Path(bd))
-            in_t = graph.t(graph.inputs[0])
-            stack = measure_stack(tmp, target, built, in_t.nbytes)
+            try:
+                built = build(tmp, target, build_dir=Path(bd))
+                in_t = graph.t(graph.inputs[0])
+                stack = measure_stack(tmp, target, built, in_t.nbytes)
+            except EdgecompError as e:
+                # name the bundle the user asked for, not the temporary folder it was built in
+                where = str(out_dir) if e.where in (None, str(tmp)) else e.where.replace(str(tmp), str(out_dir))
+                raise type(e)(e.what, where, e.fix) from None
         arena = int(_get(info, "arena_bytes", 0) or 0)
         static = max(built.model_ram_bytes - arena, 0)
         if stack is not None and built.stack_available_bytes is not None and stack >= built.stack_available_bytes:
