@@ -138,9 +138,14 @@ def check_bundle(bundle_dir: str | Path) -> dict:
 def deploy(bundle_dir: str | Path, host: str, *, port: int = 22, identity: str | Path | None = None,
            venv: bool = True, runs: int = 100, threads: Sequence[int] = (1, 2, 4),
            known_hosts: str | Path | None = None, python: str = "python3", warmup: int = 10,
-           profile: bool = False, remote_dir: str | None = None, progress: bool = True,
+           profile: bool = False, remote_root: str = REMOTE_ROOT, progress: bool = True,
            timeout: float = 1800) -> dict[str, Any]:
-    """Copy a Raspberry Pi bundle to ``host`` over ssh, run its probe there, return the probe JSON."""
+    """Copy a Raspberry Pi bundle to ``host`` over ssh, run its probe there, return the probe JSON.
+
+    The bundle goes to ``<remote_root>/<name>-<hash>/`` and the venv (when ``venv``) to
+    ``<remote_root>/.venv-<hash of requirements.txt>/``, reused while requirements.txt is the same;
+    a relative ``remote_root`` is under the remote user's home.
+    """
     bundle_dir = Path(bundle_dir)
     manifest = check_bundle(bundle_dir)
     threads = [int(t) for t in threads]
@@ -151,9 +156,15 @@ def deploy(bundle_dir: str | Path, host: str, *, port: int = 22, identity: str |
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
     remote = Remote(host, port, identity, known_hosts)
     digest = hashlib.sha256(json.dumps(manifest["files"], sort_keys=True).encode()).hexdigest()[:12]
-    rdir = remote_dir or f"{REMOTE_ROOT}/{_safe(manifest.get('name', 'model'))}-{digest}"
+    if not remote_root or any(c.isspace() for c in remote_root) or ".." in remote_root.split("/"):
+        raise EdgecompError(f"bad remote folder {remote_root!r}", fix="Give a plain path without spaces or '..'")
+    remote_root = remote_root.rstrip("/") or "/"
+    rdir = f"{remote_root}/{_safe(manifest.get('name', 'model'))}-{digest}"
     q = shlex.quote
     rq = q(rdir)
+
+    def absq(path: str) -> str:  # a remote path that still works after `cd`
+        return q(path) if path.startswith("/") else '"$HOME"/' + q(path)
 
     # 1. reach the device and find its python
     say(f"connecting to {host}:{port} ...")
@@ -180,7 +191,7 @@ def deploy(bundle_dir: str | Path, host: str, *, port: int = 22, identity: str |
     py = python
     if venv:
         req_hash = manifest["files"].get("requirements.txt", "none")[:16]
-        vdir = f"{REMOTE_ROOT}/.venv-{req_hash}"
+        vdir = f"{remote_root}/.venv-{req_hash}"
         vq = q(vdir)
         say(f"preparing the venv {vdir} (pip install -r requirements.txt; the first time takes a while) ...")
         r = remote.ssh(f"set -e; test -x {vq}/bin/python && test -f {vq}/.edgecomp-ok && exit 0; "
@@ -198,7 +209,7 @@ def deploy(bundle_dir: str | Path, host: str, *, port: int = 22, identity: str |
     args = ["probe.py", "--runs", str(runs), "--warmup", str(warmup), "--threads", ",".join(map(str, threads)),
             "--json", "probe.json"] + (["--profile"] if profile else [])
     say(f"running the probe ({runs} runs x threads {','.join(map(str, threads))}) ...")
-    pyq = q(py) if not venv else f"\"$HOME\"/{q(py)}"
+    pyq = absq(py) if venv else q(py)
     r = remote.ssh(f"cd {rq} && {pyq} " + " ".join(q(a) for a in args), check=False, step="probe", timeout=timeout)
     if r.returncode != 0:
         missing = re.search(r"No module named '([^']+)'", r.stderr or "")

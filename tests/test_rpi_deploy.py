@@ -133,7 +133,7 @@ def bundle(tmp_path_factory):
 
 def _deploy(sshd, bundle, **kw):
     args = dict(port=sshd.port, identity=sshd.user_key, known_hosts=sshd.known_hosts, venv=False,
-                runs=5, threads=(1, 2), progress=False, remote_dir=str(sshd.tmp / "remote" / "b"))
+                runs=5, threads=(1, 2), progress=False, remote_root=str(sshd.tmp / "remote"))
     args.update(kw)
     return deploy(bundle, sshd.target, **args)
 
@@ -141,7 +141,8 @@ def _deploy(sshd, bundle, **kw):
 def test_deploy_runs_the_probe_over_real_ssh_and_brings_the_json_back(sshd, bundle):
     result = _deploy(sshd, bundle)
     # the copy on the "device" is the bundle, byte for byte
-    remote = sshd.tmp / "remote" / "b"
+    remote = Path(result["deploy"]["remote_dir"])
+    assert remote.parent == sshd.tmp / "remote" and remote.name.startswith("tiny-")
     for name in ("model.onnx", "run.py", "probe.py", "requirements.txt", "README.md", "manifest.json"):
         assert (remote / name).read_bytes() == (bundle / name).read_bytes()
     assert result["schema"] == "edgecomp.rpi.probe/1"
@@ -157,7 +158,7 @@ def test_deploy_runs_the_probe_over_real_ssh_and_brings_the_json_back(sshd, bund
 
 
 def test_default_remote_dir_is_in_the_home_folder(sshd, bundle):
-    result = _deploy(sshd, bundle, remote_dir=None, threads=(1,), runs=2)
+    result = _deploy(sshd, bundle, remote_root="edgecomp-bundles", threads=(1,), runs=2)
     rdir = result["deploy"]["remote_dir"]
     assert rdir.startswith("edgecomp-bundles/tiny-")
     assert (Path.home() / rdir / "probe.json").is_file()
@@ -219,3 +220,17 @@ def test_cli_deploy_prints_the_table_and_saves_json(sshd, bundle, tmp_path, caps
                str(sshd.other_key), "--known-hosts", str(sshd.known_hosts), "--no-venv"])
     err = capsys.readouterr().err
     assert rc == 1 and "refused the key" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_deploy_with_a_venv_installs_the_pinned_runtime(sshd, bundle):
+    """The default path: python3 -m venv + pip install -r requirements.txt on the device (real PyPI)."""
+    from edgecomp.backends.rpi import ORT_PIN
+    root = sshd.tmp / "remote-venv"
+    result = _deploy(sshd, bundle, venv=True, remote_root=str(root), threads=(1,), runs=3)
+    assert result["runtime_version"] == ORT_PIN.split("==")[1]  # not this process's onnxruntime
+    venvs = list(root.glob(".venv-*"))
+    assert len(venvs) == 1 and (venvs[0] / ".edgecomp-ok").is_file()
+    stamp = (venvs[0] / ".edgecomp-ok").stat().st_mtime_ns
+    _deploy(sshd, bundle, venv=True, remote_root=str(root), threads=(1,), runs=2)  # reuses the venv
+    assert (venvs[0] / ".edgecomp-ok").stat().st_mtime_ns == stamp
