@@ -395,3 +395,32 @@ def test_search_on_a_local_ray_instance(digits, tmp_path):
                      executor="ray", workers=1, epochs=1, measure="estimate", verbose=False, flash=64 * 1024)
     assert s["trials"] == 2 and s["fits"]
     assert len((tmp_path / "trials.jsonl").read_text().splitlines()) == 2
+
+
+def test_taylor_structured_scores_every_group_from_gradients(trained, digits):
+    # chained groups (stem -> b1 -> down -> fc1): each must be scored by its own gradients
+    pruned = P.structured_prune(trained, torch.zeros(1, 1, 8, 8), 0.5, saliency="taylor", x=digits[0], y=digits[1])
+    ref = copy.deepcopy(trained)
+    P._grads(ref, digits[0], digits[1])
+    for name in ("b1.0", "down", "fc1"):
+        m = ref.get_submodule(name)
+        s = (m.weight.detach() * m.weight.grad).reshape(m.weight.shape[0], -1).sum(1).abs()
+        if m.bias is not None:
+            s = s + (m.bias.detach() * m.bias.grad).abs()
+        want = torch.sort(torch.argsort(s, descending=True)[:m.weight.shape[0] // 2]).values
+        got = pruned.get_submodule(name).bias.detach()
+        torch.testing.assert_close(got, m.bias.detach()[want])
+
+
+def test_global_average_pool_head_is_prunable():
+    class GAP(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1, self.c2, self.fc = nn.Conv2d(1, 8, 3), nn.Conv2d(8, 16, 3), nn.Linear(16, 10)
+
+        def forward(self, x):
+            return self.fc(torch.relu(self.c2(torch.relu(self.c1(x)))).mean((2, 3)))
+
+    m = GAP()
+    p = P.structured_prune(m, torch.zeros(1, 1, 8, 8), 0.5)
+    assert p.c2.out_channels == 8 and p.fc.in_features == 8 and p(torch.zeros(2, 1, 8, 8)).shape == (2, 10)

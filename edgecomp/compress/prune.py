@@ -295,6 +295,10 @@ def channel_groups(model, example_input) -> list[ChannelGroup]:
                     if t_in is not None and not (so is not None and s is not None and so == s):
                         lock(t_in, f"reshaped by {n.name}")
                     tag[n] = t_in if (so is not None and so == s) else None
+            elif name == "mean" and shape(n) is not None and shape(ins[0]) is not None and t_in is not None \
+                    and len(shape(n)) == 2 and len(shape(ins[0])) == 4 and t_in[1] == 1 \
+                    and shape(n)[1] == shape(ins[0])[1]:
+                tag[n] = t_in  # global average pooling: [N, C, H, W] -> [N, C]
             elif name in ("size", "dim", "getattr"):
                 tag[n] = None
             else:
@@ -398,6 +402,7 @@ def structured_prune(model, example_input, amount: float | dict[str, float], *, 
             raise ModelError("Taylor saliency needs data", "structured_prune", "Pass x=..., y=... (a few batches)")
         _grads(model, x, y)
     changed = 0
+    plans = []
     for g in groups:
         a = amount if isinstance(amount, (int, float)) else next(
             (amount[p] for p in g.producers if p in amount), 0.0)
@@ -412,12 +417,15 @@ def structured_prune(model, example_input, amount: float | dict[str, float], *, 
         n_keep = min(n_keep, g.channels)
         if n_keep == g.channels:
             continue
+        # score every group on the unpruned weights (and gradients) before slicing anything:
+        # slicing a consumer's input replaces its parameter and drops its gradient
         score = _channel_scores(model, g, saliency, True)
-        keep = torch.sort(torch.argsort(score, descending=True)[:n_keep]).values
+        plans.append((g, torch.sort(torch.argsort(score, descending=True)[:n_keep]).values))
+    for g, keep in plans:
         _apply_keep(model, g, keep)
         changed += 1
         if verbose:
-            print(f"  {g.name}: {g.channels} -> {n_keep} channels", file=sys.stderr)
+            print(f"  {g.name}: {g.channels} -> {len(keep)} channels", file=sys.stderr)
     model.zero_grad(set_to_none=True)
     if changed == 0 and verbose:
         print("  structured_prune: nothing pruned (all groups locked or amount 0)", file=sys.stderr)
