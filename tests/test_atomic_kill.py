@@ -251,8 +251,7 @@ def _compile(model: Path, out: Path, target="host") -> subprocess.Popen:
 
 
 @pytest.mark.skipif(not _codegen_ready(), reason="edgecomp.backends.c_codegen not landed yet")
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
-def test_killing_edgecomp_compile_keeps_previous_bundle(tmp_path, sig):
+def test_killing_edgecomp_compile_keeps_previous_bundle(tmp_path):
     model = _small_onnx(tmp_path / "small.onnx")
     dest = tmp_path / "bundle"
     t0 = time.monotonic()
@@ -263,7 +262,7 @@ def test_killing_edgecomp_compile_keeps_previous_bundle(tmp_path, sig):
     assert verify_manifest(dest) == []
     first = json.loads((dest / "manifest.json").read_text())
     snapshot = {q.relative_to(dest).as_posix(): q.read_bytes() for q in dest.rglob("*") if q.is_file()}
-    for frac in (0.1, 0.3, 0.5, 0.7, 0.9):
+    for sig, frac in ((signal.SIGKILL, 0.3), (signal.SIGINT, 0.6), (signal.SIGKILL, 0.9)):
         p = _compile(model, dest)
         time.sleep(full * frac)
         p.send_signal(sig)
@@ -275,7 +274,11 @@ def test_killing_edgecomp_compile_keeps_previous_bundle(tmp_path, sig):
         else:
             assert now == snapshot, "an interrupted compile changed the previous bundle"
             if sig == signal.SIGINT:
-                assert p.returncode == 130 and "interrupted" in err
+                # 130 and one message once the CLI runs; a Ctrl-C while Python is still importing
+                # ends the process by the signal itself (-SIGINT)
+                assert p.returncode in (130, -signal.SIGINT), (p.returncode, err)
+                if p.returncode == 130:
+                    assert "interrupted" in err and "Traceback" not in err
                 assert _leftovers(dest) == []
         assert json.loads((dest / "manifest.json").read_text()) == first
     shutil.rmtree(dest)
