@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from . import __version__
-from .errors import EdgecompError
+from .errors import EdgecompError, ToolError
 
 MANIFEST = "manifest.json"
 
@@ -64,6 +64,9 @@ def verify_manifest(root: Path) -> list[str]:
             bad.append(rel)
     return bad
 
+
+#: Write failures that are the disk's, not edgecomp's: reported as one clear message.
+_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EACCES, errno.EPERM}
 
 RENAME_EXCHANGE = 2  # linux/fs.h
 _AT_FDCWD = -100
@@ -152,6 +155,9 @@ def atomic_dir(dest: Path) -> Iterator[Path]:
                 shutil.rmtree(old, ignore_errors=True)
             else:
                 old.unlink()
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError) and e.errno in _DISK_ERRORS:
+            raise ToolError(f"cannot write the bundle: {os.strerror(e.errno)}", str(dest.parent),
+                            f"free space or choose another output folder; {dest.name} was left as it was") from e
         raise
