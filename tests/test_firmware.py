@@ -394,3 +394,75 @@ def test_firmware_errors_and_exit_status_reach_the_host(tmp_path):
     (work / "ec_input.bin").write_bytes(bytes(13))  # not a whole number of 8-byte inputs
     with pytest.raises(ToolError, match="not a multiple of the model input"):
         run_firmware(elf, target, work)
+
+
+# A user's own console for a board without semihosting: the CMSDK APB UART0 of
+# the MPS2 boards (what ec_putc would be on a real board's UART).
+UART_C = """\
+#include <stdint.h>
+
+#include "ec_platform.h"
+
+#define UART0_DATA (*(volatile uint32_t *)0x40004000u)
+#define UART0_STATE (*(volatile uint32_t *)0x40004004u)
+#define UART0_CTRL (*(volatile uint32_t *)0x40004008u)
+#define UART0_BAUDDIV (*(volatile uint32_t *)0x40004010u)
+
+void ec_board_init(void)
+{
+    UART0_BAUDDIV = 16;
+    UART0_CTRL = 1; /* transmit enable */
+}
+
+void ec_putc(char c)
+{
+    while (UART0_STATE & 1u) { /* transmit buffer full */
+    }
+    UART0_DATA = (uint8_t)c;
+}
+"""
+
+
+def test_board_without_semihosting_prints_the_probe_on_its_uart(tmp_path):
+    """The flow of a real board: user's ec_putc on a UART, probe read from a serial port (QEMU's pty)."""
+    need("arm-none-eabi-gcc", "qemu-system-arm")
+    import re
+    import time
+
+    from edgecomp.probe import layer_table, parse_probe, read_serial
+
+    board = tmp_path / "mps2-uart.toml"
+    board.write_text(Path(load_target("cortex-m4").path).read_text()
+                     .replace('name = "cortex-m4"', 'name = "mps2-uart"').replace("semihosting = true", "semihosting = false"))
+    b = tiny_bundle(tmp_path / "b", "cortex-m4")
+    write_firmware(b, load_target(str(board)), "tiny")  # the same bundle, built as for a board on its own
+    (b / "uart.c").write_text(UART_C)
+    elf = build(b, load_target(str(board)), build_dir=tmp_path / "out").elf
+    cmd = ["qemu-system-arm", "-M", "mps2-an386", "-nographic", "-monitor", "none", "-serial", "pty",
+           "-icount", "shift=0", "-S", "-qmp", "stdio", "-kernel", str(elf)]
+    # -S: start stopped, so the reader is attached before the first byte; QMP "cont" starts the core
+    qemu = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        pty = None
+        deadline = time.monotonic() + 20
+        while pty is None and time.monotonic() < deadline:
+            line = qemu.stdout.readline()
+            m = re.search(r"char device redirected to (/dev/pts/\d+)", line)
+            pty = m.group(1) if m else None
+        assert pty, "QEMU did not report its serial pty"
+        import threading
+        text: list[str] = []
+        reader = threading.Thread(target=lambda: text.append(read_serial(pty, 115200, timeout=20)))
+        reader.start()
+        time.sleep(0.3)
+        qemu.stdin.write('{"execute": "qmp_capabilities"}\n{"execute": "cont"}\n')
+        qemu.stdin.flush()
+        reader.join()
+    finally:
+        qemu.kill()
+        qemu.wait()
+    report = parse_probe(text[0])
+    assert report.complete and report.model == "tiny" and report.unit == "systick"
+    assert len(report.layer_ticks) == 2 and report.total > 0 and report.stack > 0
+    table = layer_table({"layers": LAYERS}, report)
+    assert [r["name"] for r in table.rows] == ["fc1", "fc2"]
