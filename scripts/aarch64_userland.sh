@@ -8,7 +8,8 @@
 # DEST/site    aarch64 manylinux wheels for CPython 3.11, unzipped (use it as PYTHONPATH)
 # DEST/env.sh  prints how to run:  qemu-aarch64-static -L DEST/rootfs DEST/rootfs/usr/bin/python3.11 ...
 #
-# REQUIREMENTS is a pip requirements file (default: numpy and the onnxruntime the Pi bundles pin);
+# REQUIREMENTS is a pip requirements file (default: the numpy, onnxruntime and ai-edge-litert pins
+# of edgecomp's Raspberry Pi bundles);
 # the wheels are fetched with `pip download --platform manylinux_2_28_aarch64 --python-version 3.11
 # --only-binary=:all:` (dependencies included, so the site matches `pip install -r` on a Pi).
 #
@@ -89,7 +90,8 @@ fi
 # 3. aarch64 wheels for CPython 3.11, unzipped into DEST/site
 if [ -z "$REQ" ]; then
   REQ="$DEST/requirements.default.txt"
-  printf '%s\n' "numpy==2.2.6" "onnxruntime==1.22.1" > "$REQ.new"
+  # the pins of edgecomp's Raspberry Pi bundles (edgecomp/backends/rpi.py: NUMPY_PIN, ORT_PIN, LITERT_PIN)
+  printf '%s\n' "numpy==2.2.6" "onnxruntime==1.27.0" "ai-edge-litert==2.3.0" > "$REQ.new"
   cmp -s "$REQ.new" "$REQ" 2>/dev/null && rm "$REQ.new" || mv "$REQ.new" "$REQ"
 fi
 REQ_HASH=$(sha256sum "$REQ" | cut -c1-16)
