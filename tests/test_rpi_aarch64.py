@@ -151,3 +151,43 @@ def test_tflite_bundle_on_aarch64_matches_x86(userland, mlperf_dir, tmp_path):
     a, b = np.load(tmp_path / "out-arm" / outs[0].name), np.load(outs[0])
     assert a.dtype == np.int8 and a.shape == (4, 640)
     np.testing.assert_array_equal(a, b)
+
+
+def _ort_site(userland: Path, version: str) -> Path:
+    """onnxruntime==version (aarch64, cp311) unzipped beside the userland, cached."""
+    site = userland / "ort-versions" / version
+    if not (site / "onnxruntime" / "__init__.py").is_file():
+        wheels = userland / "ort-versions" / f"{version}.whl"
+        r = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--no-deps",
+                            "--only-binary=:all:", "--platform", "manylinux_2_28_aarch64", "--platform",
+                            "manylinux_2_27_aarch64", "--python-version", "3.11", f"onnxruntime=={version}",
+                            "-d", str(wheels)], capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr
+        tmp = site.with_suffix(".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        for w in wheels.glob("*.whl"):
+            subprocess.run([sys.executable, "-m", "zipfile", "-e", str(w), str(tmp)], check=True)
+        tmp.rename(site)
+    return site
+
+
+def _import_ort(userland: Path, version: str, cwd: Path, cpu: str, arm_cpuinfo: bool) -> subprocess.CompletedProcess:
+    site = _ort_site(userland, version)
+    code = f"import sys; sys.path.insert(0, {str(site)!r}); import onnxruntime; print(onnxruntime.__version__)"
+    return aarch64(userland, ["-c", code], cwd, cpu=cpu, arm_cpuinfo=arm_cpuinfo)
+
+
+def test_why_the_onnxruntime_pin(userland, tmp_path):
+    """The evidence behind ORT_PIN (see edgecomp/backends/rpi.py and the bundle README):
+    1.32 dies under QEMU 7.2 only because the guest sees the host's x86 /proc/cpuinfo (with a
+    Pi 4's /proc/cpuinfo it imports); 1.21.0 uses instructions a Cortex-A72 lacks (SIGILL)."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root for unshare -m / mount --bind")
+    r = _import_ort(userland, "1.32.0", tmp_path, "cortex-a72", arm_cpuinfo=False)
+    assert r.returncode == -11, (r.returncode, r.stderr)  # SIGSEGV (NULL dereference inside cpuinfo)
+    r = _import_ort(userland, "1.32.0", tmp_path, "cortex-a72", arm_cpuinfo=True)
+    assert r.returncode == 0 and r.stdout.strip() == "1.32.0", r.stderr
+    r = _import_ort(userland, "1.21.0", tmp_path, "cortex-a72", arm_cpuinfo=True)
+    assert r.returncode == -4, (r.returncode, r.stderr)  # SIGILL on the Pi 4's core
+    r = _import_ort(userland, "1.21.0", tmp_path, "cortex-a76", arm_cpuinfo=True)
+    assert r.returncode == 0, r.stderr  # fine on a Pi 5's core

@@ -53,7 +53,9 @@ PIN_NOTE = (
     " NULL pointer while reading the cache topology; on a real Pi /proc/cpuinfo lists Arm"
     " cores and they import fine, but they are not what edgecomp tested.  Avoid 1.21.0:"
     " its aarch64 wheel uses instructions the Pi 4's Cortex-A72 lacks (Illegal instruction"
-    " on import, onnxruntime issues #23957 and #24112; fixed in 1.22).")
+    " on import, onnxruntime issues #23957 and #24112; fixed in 1.22).  LiteRT (ai-edge-litert) carries the"
+    " same cpuinfo library: under QEMU 7.2 it needs an Arm /proc/cpuinfo too, which edgecomp's tests"
+    " provide (a Pi 4's, bind-mounted); on a Pi nothing is needed.")
 
 QDQ_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger",
            "DynamicQuantizeLinear"}
