@@ -195,7 +195,7 @@ def test_tflite_bundle_runs_through_litert(mlperf_dir, tmp_path):
         x = rng.integers(-128, 128, size=shape).astype(np.int8) if prec == "int8" else \
             rng.standard_normal(shape).astype(np.float32)
         if prec == "int8":
-            assert io["quantization"]["scale"] > 0
+            assert io["quantization"]["scale"][0] > 0 and len(io["quantization"]["zero_point"]) == 1
         np.save(tmp_path / "x.npy", x)
         r = run_py(d, tmp_path / "x.npy", tmp_path / f"out-{name}")
         assert r.returncode == 0, r.stderr
@@ -246,3 +246,19 @@ def test_user_mistakes_are_clear_errors(cnn, tmp_path):
     with pytest.raises(ModelError, match="does not exist"):
         write_rpi_bundle(tmp_path / "missing.onnx", "rpi4", tmp_path / "x")
     assert not (tmp_path / "x").exists()  # nothing half-written
+
+
+def test_int8_tflite_bundle_quantizes_float_input(mlperf_dir, tmp_path):
+    man = write_rpi_bundle(mlperf_dir / "ad01_int8.tflite", "rpi5", tmp_path / "b")
+    q = man["inputs"][0]["quantization"]
+    s, z = q["scale"][0], q["zero_point"][0]
+    xf = np.random.default_rng(4).standard_normal((2, 640)).astype(np.float32) * 3 * s * 40
+    xq = np.clip(np.round(xf.astype(np.float64) / s) + z, -128, 127).astype(np.int8)
+    np.save(tmp_path / "xf.npy", xf)
+    np.save(tmp_path / "xq.npy", xq)
+    assert run_py(tmp_path / "b", tmp_path / "xf.npy", tmp_path / "of").returncode == 0
+    assert run_py(tmp_path / "b", tmp_path / "xq.npy", tmp_path / "oq").returncode == 0
+    (a,), (b,) = list((tmp_path / "of").glob("*.npy")), list((tmp_path / "oq").glob("*.npy"))
+    np.testing.assert_array_equal(np.load(a), np.load(b))
+    readme = (tmp_path / "b" / "README.md").read_text()
+    assert f"int8 scale {s}" in readme

@@ -144,7 +144,8 @@ def _tflite_io(path: Path) -> tuple[list[dict], list[dict], dict]:
 
     def one(d) -> dict:
         scale, zp = d.get("quantization", (0.0, 0))
-        q = {"scale": float(scale), "zero_point": int(zp)} if scale else None
+        # same shape as ir.Quant.to_json() in Cortex-M manifests: per-tensor lists
+        q = {"scale": [float(scale)], "zero_point": [int(zp)]} if scale else None
         return {"name": d["name"], "shape": [int(x) for x in d["shape"]], "dtype": str(d["dtype"].__name__),
                 "quantization": q}
     ops: Counter = Counter()
@@ -154,6 +155,25 @@ def _tflite_io(path: Path) -> tuple[list[dict], list[dict], dict]:
     except Exception:  # private API; the op census is informative only
         pass
     return [one(d) for d in interp.get_input_details()], [one(d) for d in interp.get_output_details()], dict(ops)
+
+
+def _tflite_params(path: Path) -> int | None:
+    """Elements of the constant tensors (weights, biases) of a .tflite model."""
+    try:
+        import tflite
+        import numpy as np
+        m = tflite.Model.GetRootAsModel(path.read_bytes(), 0)
+        total = 0
+        for si in range(m.SubgraphsLength()):
+            g = m.Subgraphs(si)
+            for ti in range(g.TensorsLength()):
+                t = g.Tensors(ti)
+                b = m.Buffers(t.Buffer()) if t.Buffer() < m.BuffersLength() else None
+                if b is not None and (b.DataLength() > 0 or b.Size() > 0):
+                    total += int(np.prod(t.ShapeAsNumpy())) if t.ShapeLength() else 1
+        return total
+    except Exception:  # informative only; LiteRT has already accepted the file
+        return None
 
 
 def _quantize(src: Path, calib: Any, out: Path, method: str, per_channel: bool) -> Path:
@@ -225,7 +245,7 @@ def write_rpi_bundle(model_path: str | Path, target_name: str, out_dir: str | Pa
             runtime_title, runtime_package = "ONNX Runtime", "onnxruntime"
         else:
             inputs, outputs, ops = _tflite_io(src)
-            params = None
+            params = _tflite_params(src)
             runtime = {"name": "litert", "model_file": "model.tflite",
                        "session": {"intra_op_num_threads": int(tgt.raw.get("cores", 4))}}
             reqs = [NUMPY_PIN, LITERT_PIN]
@@ -251,10 +271,13 @@ def write_rpi_bundle(model_path: str | Path, target_name: str, out_dir: str | Pa
                 precision_note=precision_note, inputs=inputs, outputs=outputs, pin_note=PIN_NOTE))
             info.pop("cpu_title")
             info.pop("dotprod_note")
-            options.setdefault("precision", precision)
+            # a .tflite keeps its own precision (it is not re-quantized): record what the bundle holds
+            options["precision"] = eff_precision if suffix == ".tflite" else precision
             data = {"name": name, "target": tgt.name, "target_info": info, "kind": "rpi", "runtime": runtime,
                     "precision": eff_precision, "options": _jsonable(options), "inputs": inputs,
-                    "outputs": outputs, "ops": ops, "params": params, "layers": []}
+                    "outputs": outputs, "ops": ops, "layers": []}
+            if params is not None:
+                data["params"] = params
             manifest = write_manifest(tmp, data)
     return manifest
 

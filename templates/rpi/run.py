@@ -96,8 +96,9 @@ class Model:
 def quantize(x: np.ndarray, io: dict) -> np.ndarray:
     """Float samples -> the integer input of an int8 model (its scale and zero point)."""
     q = io.get("quantization") or {}
+    scale, zp = np.ravel(q["scale"])[0], np.ravel(q["zero_point"])[0]  # per-tensor: lists of one
     info = np.iinfo(np.dtype(io["dtype"]))
-    y = np.round(x.astype(np.float64) / q["scale"]) + q["zero_point"]
+    y = np.round(x.astype(np.float64) / scale) + zp
     return np.clip(y, info.min, info.max).astype(io["dtype"])
 
 
