@@ -228,6 +228,13 @@ def test_compile_through_the_api_and_cli(cnn, calib, tmp_path, capsys):
     assert json.loads((tmp_path / "cli" / "manifest.json").read_text())["precision"] == "float32"
 
 
+def test_cli_compile_report_for_a_tflite_bundle(mlperf_dir, tmp_path, capsys):
+    from edgecomp.cli import main
+    rc = main(["compile", str(mlperf_dir / "kws_ref_model.tflite"), "--target", "rpi4", "-o", str(tmp_path / "k")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "edgecomp bundle for rpi4" in out and "scale=0.584703" in out and "parameters:" in out
+
+
 def test_user_mistakes_are_clear_errors(cnn, tmp_path):
     with pytest.raises(ModelError, match="needs calibration data"):
         write_rpi_bundle(cnn, "rpi4", tmp_path / "x")
