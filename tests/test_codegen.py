@@ -91,14 +91,14 @@ def run_c(graph: ir.Graph, x: np.ndarray, tmp: Path, name: str = "model") -> np.
     return np.frombuffer(r.stdout, dtype=ir.np_dtype(o.dtype)).reshape((len(x),) + o.shape[1:])
 
 
-def check(graph: ir.Graph, tmp: Path, n: int = 4, seed: int = 0) -> np.ndarray:
+def check(graph: ir.Graph, tmp: Path, n: int = 4, seed: int = 0, name: str = "model") -> np.ndarray:
     t = graph.tensors[graph.inputs[0]]
     rng = np.random.default_rng(seed)
     if t.dtype == "int8":
         x = rng.integers(-128, 128, size=(n,) + t.shape[1:], dtype=np.int8)
     else:
         x = (rng.standard_normal((n,) + t.shape[1:]) * 2).astype(np.float32)
-    got = run_c(graph, x, tmp)
+    got = run_c(graph, x, tmp, name)
     want = interp.run(graph, x)[graph.outputs[0]]
     if want.dtype == np.int8:
         np.testing.assert_array_equal(got, want)
@@ -381,8 +381,9 @@ def test_hostile_names_compile_and_mean_the_same(tmp_path):
         cur = y.name
     g = ir.Graph("*/ hostile \"graph\"", {t.name: t for t in ts}, nodes, [x.name], [cur])
     g.validate()
-    got = check(g, tmp_path)
+    got = check(g, tmp_path, name=g.name)
     assert got.shape == (4, 6)
+    assert '#define EC_MODEL_NAME "*/ hostile \\"graph\\""' in (tmp_path / "model.h").read_text()
     exe = tmp_path / "fw"
     raw = subprocess.run([str(exe), "names"], capture_output=True, check=True).stdout.split(b"\0")[:-1]
     assert [s.decode() for s in raw[0::2]] == [n.name for n in nodes]
