@@ -1,6 +1,6 @@
 """Raspberry Pi bundle latency, measured with each bundle's own probe.py.
 
-    python bench/rpi.py [--runs 100] [--threads 1,2] [--out bench/results/rpi.md]
+    python bench/rpi.py [--runs 100] [--threads 1,2] [--out bench/results/rpi.md] [--aarch64 DIR]
 
 Without a Pi at hand this runs on the machine it is started on (an x86 stand-in: the
 numbers compare runtimes and precisions, they are not Pi latencies; run the same bundles
@@ -12,6 +12,10 @@ on a Pi with `edgecomp deploy`).  Two tables:
    int8.  ORT vs LiteRT on these needs them as ONNX; tf2onnx (the usual converter) imports
    TensorFlow at module import (`import tensorflow as tf` in tf2onnx/__init__, convert.py,
    tflite_utils.py), so it does not work without TensorFlow, which edgecomp does not ship.
+3. With an aarch64 userland (scripts/aarch64_userland.sh DIR; default ~/.cache/edgecomp/aarch64
+   when present): the CNN bundles' probe.py under qemu-aarch64-static -cpu cortex-a72 / cortex-a76,
+   i.e. ONNX Runtime's Arm kernels (no SDOT on A72, SDOT on A76).  Emulated time is not Pi time;
+   the float32/int8 ratio there only hints at the Arm kernels' relative work.
 """
 from __future__ import annotations
 
@@ -56,6 +60,20 @@ def probe(bundle: Path, runs: int, threads: str) -> dict:
     return json.loads(out.read_text())
 
 
+def probe_aarch64(userland: Path, bundle: Path, cpu: str, runs: int) -> dict:
+    import shutil
+    out = bundle / f"bench-probe-{cpu}.json"
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(userland / "site"), "PYTHONNOUSERSITE": "1",
+           "LC_ALL": "C.UTF-8"}
+    cmd = [shutil.which("qemu-aarch64-static") or "qemu-aarch64-static", "-cpu", cpu, "-L", str(userland / "rootfs"),
+           str(userland / "rootfs/usr/bin/python3.11"), str(bundle / "probe.py"), "--runs", str(runs),
+           "--warmup", "3", "--threads", "1", "--json", str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=env)
+    if r.returncode != 0:
+        raise SystemExit(f"aarch64 probe failed for {bundle} ({cpu}):\n{r.stderr}")
+    return json.loads(out.read_text())
+
+
 def p50(res: dict, t: int) -> float:
     return next(r["p50_ms"] for r in res["results"] if r["threads"] == t)
 
@@ -65,6 +83,8 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "rpi.md"))
+    ap.add_argument("--aarch64", default=str(Path.home() / ".cache" / "edgecomp" / "aarch64"),
+                    help="aarch64 userland from scripts/aarch64_userland.sh ('none' to skip)")
     a = ap.parse_args(argv)
     from edgecomp.backends.rpi import write_rpi_bundle
     import onnxruntime as ort
@@ -99,6 +119,21 @@ def main(argv=None) -> int:
                          f"{res['f']['p50_ms'] / res['q']['p50_ms']:.2f}x | {res['f']['p99_ms']:.3f} | "
                          f"{res['q']['p99_ms']:.3f} |")
         litert_version = probe(td / "ad01_int8", 1, "1")["runtime_version"]
+        ul = Path(a.aarch64)
+        if a.aarch64 != "none" and (ul / "rootfs" / "usr" / "bin" / "python3.11").is_file():
+            runs = max(5, a.runs // 10)
+            lines += ["", f"## Emulated aarch64: ONNX Runtime Arm kernels under qemu-aarch64-static (CNN, threads=1, "
+                      f"{runs} runs)", "",
+                      "| QEMU -cpu | float32 p50 ms | int8 p50 ms | float32 / int8 | onnxruntime |",
+                      "|---|---:|---:|---:|---|"]
+            for cpu in ("cortex-a72", "cortex-a76"):
+                f, q = (probe_aarch64(ul, td / b, cpu, runs) for b in ("cnn-fp32", "cnn-int8"))
+                lines.append(f"| {cpu} | {p50(f, 1):.2f} | {p50(q, 1):.2f} | {p50(f, 1) / p50(q, 1):.2f}x | "
+                             f"{f['runtime_version']} |")
+            lines += ["", "Emulated milliseconds are QEMU's, not a Pi's (TCG translation, no cache or pipeline "
+                      "model), and QEMU runs floating-point instructions through software helpers while integer NEON is "
+                      "translated inline, so float32 is penalized: the ratio says the Arm int8 path is taken (and "
+                      "that SDOT on A76 helps), not how much faster int8 is on a real Pi."]
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), platform.processor())
     head = ["# Raspberry Pi bundles: latency (x86 stand-in)", "",
