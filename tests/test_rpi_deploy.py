@@ -192,6 +192,16 @@ def test_device_without_python3(sshd, bundle):
     assert "/nonexistent/python3.11 was not found" in str(e.value)
 
 
+def test_device_python_without_the_runtime_and_no_venv(sshd, bundle):
+    bare = next((p for p in ("/usr/bin/python3", "/bin/python3") if os.path.exists(p)), None)
+    if bare is None or subprocess.run([bare, "-c", "import onnxruntime"], capture_output=True).returncode == 0:
+        pytest.skip("needs a python3 without onnxruntime (Debian's /usr/bin/python3)")
+    with pytest.raises(ToolError) as e:
+        _deploy(sshd, bundle, python=bare)
+    msg = str(e.value)
+    assert "the probe failed on the device" in msg and "Python lacks '" in msg and "--no-venv" in msg
+
+
 def test_tampered_bundle_is_refused_before_connecting(sshd, bundle, tmp_path):
     copy = tmp_path / "b"
     shutil.copytree(bundle, copy)
