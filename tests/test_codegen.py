@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from edgecomp import interp, ir
 from edgecomp.backends.c_codegen import generate
@@ -438,3 +439,51 @@ def test_mlperf_tiny_bit_exact_with_tflm(tmp_path, mlperf_dir, model):
     want = tflm_run(path, x)
     np.testing.assert_array_equal(got, want.reshape(got.shape))
     assert len(np.unique(want)) > 1
+
+
+def random_chain(specs, h, w, c, dtype="int8"):
+    """A chain of (op, kernel, stride, pad, dilation, out_channels) layers, skipping ones that do not fit."""
+    x = act_t("x", (1, h, w, c), dtype)
+    ts, nodes, cur, shape = [x], [], "x", (h, w, c)
+    for i, (op, k, s, p, d, oc) in enumerate(specs):
+        eff = (k - 1) * d + 1
+        if shape[0] + 2 * p < eff or shape[1] + 2 * p < eff or (op.endswith("pool") and p >= k):
+            continue
+        ho, wo = ir.conv_output_size(shape[0], k, s, d, p, p), ir.conv_output_size(shape[1], k, s, d, p, p)
+        oc = oc if op == "conv2d" else shape[2]
+        y = act_t(f"t{i}", (1, ho, wo, oc), dtype, 0.05 + 0.02 * (i % 3), (i % 5) - 2)
+        attrs = {"stride": (s, s), "pad": (p, p, p, p), "act": act("relu" if i % 2 else None, y)}
+        if op.endswith("pool"):
+            y = act_t(f"t{i}", (1, ho, wo, oc), dtype, ts[-1].quant.scale[0] if dtype == "int8" else 0,
+                      int(ts[-1].quant.zero_point[0]) if dtype == "int8" else 0)
+            attrs.update(kernel=(k, k), act=act(None, y))
+            nodes.append(ir.Node(f"l{i}", op + "2d", [cur], [y.name], attrs))
+            ts.append(y)
+        else:
+            w_ = weights(f"w{i}", (oc, k, k, shape[2]) if op == "conv2d" else (1, k, k, oc), dtype,
+                         0 if op == "conv2d" else 3)
+            attrs["dilation"] = (d, d)
+            if op != "conv2d":
+                attrs["depth_multiplier"] = 1
+            ts += [w_, bias(f"b{i}", oc, dtype), y]
+            nodes.append(ir.Node(f"l{i}", op, [cur, w_.name, f"b{i}"], [y.name], attrs))
+        cur, shape = y.name, (ho, wo, oc)
+    if not nodes:
+        return None
+    return graph(ts, nodes, ["x"], [cur])
+
+
+@needs_gcc
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(["conv2d", "depthwise_conv2d", "max_pool", "avg_pool"]),
+                          st.integers(1, 3), st.integers(1, 2), st.integers(0, 1), st.integers(1, 2),
+                          st.integers(1, 8)), min_size=2, max_size=5),
+       st.integers(4, 10), st.integers(4, 10), st.integers(1, 5))
+def test_random_in_place_chains_match_reference(tmp_path_factory, specs, h, w, c):
+    g = random_chain(specs, h, w, c)
+    if g is None:
+        return
+    tmp = tmp_path_factory.mktemp("chain")
+    t = g.tensors["x"]
+    x = np.random.default_rng(1).integers(-128, 128, size=(2,) + t.shape[1:], dtype=np.int8)
+    np.testing.assert_array_equal(run_c(g, x, tmp), interp.run(g, x)[g.outputs[0]])
