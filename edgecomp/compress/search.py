@@ -333,7 +333,8 @@ def _plot(rows: list[dict], base_acc: float, budgets: dict, path: Path) -> None:
         ax.axvline(budgets["flash"] / 1024, ls="--", c="tab:blue", label="flash budget")
     if budgets.get("max_accuracy_drop") is not None:
         ax.axhline(base_acc * 100 - budgets["max_accuracy_drop"], ls=":", c="tab:green", label="accuracy floor")
-    ax.set_xlabel("flash (KiB)")
+    ax.set_xscale("log")
+    ax.set_xlabel("flash (KiB, log scale)")
     ax.set_ylabel("accuracy (%)")
     ax.set_title("compression candidates (red: Pareto set, x: estimated)")
     ax.legend(fontsize=8)
