@@ -282,3 +282,28 @@ def test_total_ram_of_one_inference_beats_tflm_arena(tmp_path, mlperf_dir):
     geomean = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
     print(f"geomean {geomean:.3f}x")
     assert geomean <= 0.45
+
+
+def test_branches_and_a_skip_that_stays_alive():
+    """x feeds two branches; a (a branch) is read again after the residual add, so nothing overwrites it."""
+    conv = {"stride": (1, 1), "pad": (0, 0, 0, 0), "dilation": (1, 1), "act": (-128, 127)}
+    dw = {"stride": (1, 1), "pad": (1, 1, 1, 1), "dilation": (1, 1), "act": (-128, 127), "depth_multiplier": 1}
+    ts = [_t("x", (1, 8, 8, 8)), _t("a", (1, 8, 8, 8)), _t("b", (1, 8, 8, 8)), _t("c", (1, 8, 8, 16)),
+          _t("d", (1, 8, 8, 8)), _t("e", (1, 8, 8, 8)), _t("f", (1, 8, 8, 8)),
+          _w("w1", (8, 1, 1, 8)), _w("w2", (1, 3, 3, 8)), _w("w3", (8, 1, 1, 16)), _w("w4", (8, 1, 1, 8))]
+    nodes = [ir.Node("pa", "conv2d", ["x", "w1"], ["a"], conv),
+             ir.Node("pb", "depthwise_conv2d", ["x", "w2"], ["b"], dw),
+             ir.Node("cat", "concat", ["a", "b"], ["c"], {"axis": 3}),
+             ir.Node("pd", "conv2d", ["c", "w3"], ["d"], conv),
+             ir.Node("res", "add", ["d", "a"], ["e"], {"act": (-128, 127)}),
+             ir.Node("pf", "conv2d", ["e", "w4"], ["f"], conv),
+             ir.Node("res2", "add", ["f", "a"], ["g"], {"act": (-128, 127)})]
+    ts.append(_t("g", (1, 8, 8, 8)))
+    g = ir.Graph("dag", {t.name: t for t in ts}, nodes, ["x"], ["g"])
+    g.validate()
+    f = fuse_residual_adds(g)
+    assert [n.op for n in f.nodes] == ["conv2d", "depthwise_conv2d", "concat", "conv2d", "conv2d"]
+    plan = plan_memory(f)
+    simulate(f, plan)
+    assert not _overlap(plan, "e", "a")  # a is read again by the second residual
+    assert plan.offsets["g"] == plan.offsets["a"] or not _overlap(plan, "g", "a")
