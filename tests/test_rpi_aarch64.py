@@ -191,3 +191,20 @@ def test_why_the_onnxruntime_pin(userland, tmp_path):
     assert r.returncode == -4, (r.returncode, r.stderr)  # SIGILL on the Pi 4's core
     r = _import_ort(userland, "1.21.0", tmp_path, "cortex-a76", arm_cpuinfo=True)
     assert r.returncode == 0, r.stderr  # fine on a Pi 5's core
+
+
+@pytest.mark.parametrize("pyver", ["3.11", "3.13"])  # Raspberry Pi OS Bookworm, Trixie
+def test_pins_have_aarch64_wheels(pyver, tmp_path):
+    """Every pin (and its dependencies) installs from wheels on a 64-bit Pi OS: nothing compiles there."""
+    (tmp_path / "req.txt").write_text(f"{NUMPY_PIN}\n{ORT_PIN}\n{LITERT_PIN}\n")
+    r = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
+                        "--only-binary=:all:", "--platform", "manylinux_2_28_aarch64", "--platform",
+                        "manylinux_2_27_aarch64", "--platform", "manylinux_2_17_aarch64", "--platform",
+                        "manylinux2014_aarch64", "--python-version", pyver, "-r", str(tmp_path / "req.txt"),
+                        "-d", str(tmp_path / "w")], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr
+    names = sorted(p.name for p in (tmp_path / "w").glob("*.whl"))
+    tag = "cp" + pyver.replace(".", "")
+    for pin in (NUMPY_PIN, ORT_PIN, LITERT_PIN):
+        dist, ver = pin.replace("-", "_").split("==")
+        assert any(n.startswith(f"{dist}-{ver}-{tag}-") and "aarch64" in n for n in names), (pin, names)
