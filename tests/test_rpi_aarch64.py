@@ -31,7 +31,8 @@ pytestmark = [pytest.mark.slow,
 @pytest.fixture(scope="module")
 def userland(tmp_path_factory) -> Path:
     cache = Path(os.environ.get("EDGECOMP_AARCH64_CACHE", Path.home() / ".cache" / "edgecomp" / "aarch64"))
-    r = subprocess.run(["bash", str(SCRIPT), str(cache)], capture_output=True, text=True, timeout=900)
+    r = subprocess.run(["bash", str(SCRIPT), str(cache)], capture_output=True, text=True, timeout=900,
+                       env={**os.environ, "PYTHON": sys.executable})  # its pip downloads the wheels
     assert r.returncode == 0, f"aarch64_userland.sh failed:\n{r.stdout}\n{r.stderr}"
     # its default wheels are the pins every bundle's requirements.txt carries (ORT and LiteRT bundles)
     assert (cache / "requirements.default.txt").read_text().split() == [NUMPY_PIN, ORT_PIN, LITERT_PIN]
