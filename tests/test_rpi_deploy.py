@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import shutil
 import socket
@@ -9,6 +10,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgecomp.backends.rpi import render_probe_table, write_rpi_bundle
+from edgecomp.deploy import deploy
+from edgecomp.errors import ModelError, ToolError
 
 SSHD = "/usr/sbin/sshd"
 
@@ -25,6 +33,14 @@ def keygen(path: Path, comment: str) -> Path:
 
 
 class SshServer:
+    """``/usr/sbin/sshd -D -e -f <tmp>/sshd_config`` on 127.0.0.1, two free ports, throw-away keys.
+
+    ``port``: sessions get PATH=<dir of this Python>:..., so the remote ``python3`` is the one
+    running the tests (it has onnxruntime); ``port_nopython``: PATH=/nonexistent, a device without
+    python3 (``Match LocalPort`` + ``SetEnv``).  Root logs in with its key only
+    (``PermitRootLogin prohibit-password``); ``StrictModes no`` because the key files live in a temp dir.
+    """
+
     def __init__(self, tmp: Path):
         self.tmp = Path(tmp)
         self.tmp.mkdir(parents=True, exist_ok=True)
@@ -93,14 +109,6 @@ Match LocalPort {self.port_nopython}
 
 
 # ---------------------------------------------------------------------------- the tests
-import json as _json
-
-import numpy as np
-import pytest
-
-from edgecomp.backends.rpi import render_probe_table, write_rpi_bundle
-from edgecomp.deploy import deploy
-from edgecomp.errors import EdgecompError, ModelError, ToolError
 
 pytestmark = pytest.mark.skipif(not os.path.exists(SSHD) or shutil.which("ssh") is None,
                                 reason="needs OpenSSH (openssh-server, openssh-client)")
@@ -224,7 +232,7 @@ def test_cli_deploy_prints_the_table_and_saves_json(sshd, bundle, tmp_path, caps
     out = capsys.readouterr().out
     assert rc == 0
     assert "| threads | p50 ms |" in out
-    saved = _json.loads((copy / "probe.json").read_text())
+    saved = json.loads((copy / "probe.json").read_text())
     assert saved["results"][0]["runs"] == 3
     rc = main(["deploy", str(copy), "--host", sshd.target, "--port", str(sshd.port), "--identity",
                str(sshd.other_key), "--known-hosts", str(sshd.known_hosts), "--no-venv"])

@@ -236,9 +236,7 @@ def write_rpi_bundle(model_path: str | Path, target_name: str, out_dir: str | Pa
             inputs, outputs = _ort_io(src)
             ops = dict(sorted(Counter(n.op_type for n in model.graph.node).items()))
             import numpy as np
-            from onnx import numpy_helper
             params = int(sum(np.prod(i.dims, dtype=np.int64) for i in model.graph.initializer))
-            del numpy_helper
             runtime = {"name": "onnxruntime", "model_file": "model.onnx", "session": session_options(tgt)}
             reqs = [NUMPY_PIN, ORT_PIN]
             eff_precision = "int8" if quantized else "float32"
