@@ -167,6 +167,11 @@ def test_probe_json_table_profile_accuracy(bundles, calib, tmp_path):
     for key in ("governor", "freq_mhz", "temp_c"):
         assert key in p["system"]["before"] and key in p["system"]["after"]
     assert "| 1 |" in r.stdout and "accuracy" in r.stdout
+    # the same numbers in the line format every edgecomp probe prints
+    from edgecomp.probe import parse_probe_blocks
+    blocks = parse_probe_blocks(r.stdout)
+    assert [(b.model, b.unit, b.complete) for b in blocks] == [("cnn", "ns", True)] * 2
+    assert [b.total for b in blocks] == [round(x["p50_ms"] * 1e6) for x in p["results"]]
     table = render_probe_table(p)
     assert "| threads | p50 ms | p90 ms | p99 ms | mean ms | min ms | runs |" in table
     assert "| op type |" in table and "top-1" in table

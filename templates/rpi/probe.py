@@ -10,7 +10,8 @@ mean and min in milliseconds.  CPU model, governor, frequency and temperature ar
 read from /proc and /sys before and after (missing values are recorded as null).
 ``--profile`` adds ONNX Runtime's per-node profile summed per op type.
 ``--data`` (a .npz with the inputs as ``x`` or by input name, and integer labels
-``y``) adds top-1 accuracy.  Prints a table; ``--json`` also writes the results.
+``y``) adds top-1 accuracy.  Prints a table and the same p50s as ``@ec`` probe lines (unit ns,
+one block per thread count); ``--json`` also writes the results.
 Needs only numpy and the runtime in requirements.txt.
 """
 from __future__ import annotations
@@ -185,6 +186,17 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def probe_lines(result: dict) -> str:
+    """The same numbers in edgecomp's line format (one block per thread count; total = p50 in ns),
+    the format every edgecomp probe prints, for `edgecomp.probe.parse_probe_blocks`."""
+    name = "".join(c if c.isalnum() or c in "._-" else "_" for c in str(result.get("model", "model"))) or "model"
+    out = []
+    for r in result["results"]:
+        out += [f"@ec begin model={name} layers=0 unit=ns threads={r['threads']}",
+                f"@ec total {int(round(r['p50_ms'] * 1e6))}", "@ec end"]
+    return "\n".join(out)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=100)
@@ -232,6 +244,7 @@ def main(argv=None) -> int:
         with open(a.json, "w") as f:
             json.dump(result, f, indent=2, sort_keys=True)
     print(table(result))
+    print(probe_lines(result))
     return 0
 
 
