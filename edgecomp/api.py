@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,11 +23,10 @@ PRECISIONS = ("int8", "float32")
 
 
 def _is_torch_module(obj: Any) -> bool:
-    try:
-        import torch
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(obj, torch.nn.Module)
+    # An nn.Module can only exist once torch is imported: do not pay torch's import (seconds)
+    # for every .onnx/.tflite compile just to ask.
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(obj, torch.nn.Module)
 
 
 def _onnx_is_quantized(path: Path) -> bool:
