@@ -13,6 +13,14 @@
 #include <math.h>
 #include <string.h>
 
+/* Keep the innermost loops in small leaf functions: inlined into the deep loop
+ * nests they would spill their pointers to the stack on every multiply. */
+#if defined(__GNUC__)
+#define EC_NOINLINE __attribute__((noinline))
+#else
+#define EC_NOINLINE
+#endif
+
 /* ---- integer helpers ------------------------------------------------------ */
 
 int32_t ec_sat_rounding_doubling_high_mul(int32_t a, int32_t b)
@@ -93,35 +101,65 @@ static float conv_out_f32(const ec_conv_params_t *p, float acc, const float *ski
  * The loops below are written once for int8 and once for float, kept next to
  * each other so they can be compared line by line.  `dst` is the row being
  * produced: the scratch row, or the output row itself when `row` is NULL.
+ * Taps that fall into the padding are skipped (TFLM's "is point inside image"),
+ * by clipping the kernel window once per output pixel.
  */
+
+/* First and one-past-last kernel tap k with 0 <= origin + k * dilation < size. */
+static void tap_range(int32_t origin, int32_t dilation, int32_t kernel, int32_t size, int32_t *first, int32_t *end)
+{
+    int32_t k0 = 0;
+    int32_t k1 = kernel;
+    while (k0 < kernel && origin + k0 * dilation < 0)
+        k0++;
+    while (k1 > k0 && origin + (k1 - 1) * dilation >= size)
+        k1--;
+    *first = k0;
+    *end = k1;
+}
+
+/* sum over i of (w[i] + w_offset) * (x[i] + x_offset) */
+static EC_NOINLINE int32_t dot_s8(const int8_t *x, const int8_t *w, int32_t n, int32_t x_offset, int32_t w_offset)
+{
+    int32_t acc = 0;
+    for (int32_t i = 0; i < n; i++)
+        acc += (w[i] + w_offset) * (x[i] + x_offset);
+    return acc;
+}
+
+static EC_NOINLINE float dot_f32(const float *x, const float *w, int32_t n, float acc)
+{
+    for (int32_t i = 0; i < n; i++)
+        acc += x[i] * w[i];
+    return acc;
+}
 
 void ec_conv2d_s8(const ec_conv_params_t *p, const int8_t *input, const int8_t *filter,
                   const int32_t *bias, int8_t *output, int8_t *row, const int8_t *skip)
 {
     const int32_t row_len = p->out_w * p->out_c;
+    const int32_t in_c = p->in_c;
     for (int32_t b = 0; b < p->batches; b++) {
-        const int8_t *in_b = input + b * p->in_h * p->in_w * p->in_c;
+        const int8_t *in_b = input + b * p->in_h * p->in_w * in_c;
         for (int32_t oy = 0; oy < p->out_h; oy++) {
             const int32_t out_row = (b * p->out_h + oy) * row_len;
             int8_t *dst = row != NULL ? row : output + out_row;
             const int32_t in_y0 = oy * p->stride_h - p->pad_top;
+            int32_t ky0, ky1;
+            tap_range(in_y0, p->dilation_h, p->kernel_h, p->in_h, &ky0, &ky1);
             for (int32_t ox = 0; ox < p->out_w; ox++) {
                 const int32_t in_x0 = ox * p->stride_w - p->pad_left;
+                int32_t kx0, kx1;
+                tap_range(in_x0, p->dilation_w, p->kernel_w, p->in_w, &kx0, &kx1);
                 for (int32_t oc = 0; oc < p->out_c; oc++) {
-                    const int8_t *w = filter + oc * p->kernel_h * p->kernel_w * p->in_c;
+                    const int8_t *w = filter + oc * p->kernel_h * p->kernel_w * in_c;
                     int32_t acc = 0;
-                    for (int32_t ky = 0; ky < p->kernel_h; ky++) {
+                    for (int32_t ky = ky0; ky < ky1; ky++) {
                         const int32_t iy = in_y0 + ky * p->dilation_h;
-                        if (iy < 0 || iy >= p->in_h)
-                            continue;
-                        for (int32_t kx = 0; kx < p->kernel_w; kx++) {
+                        for (int32_t kx = kx0; kx < kx1; kx++) {
                             const int32_t ix = in_x0 + kx * p->dilation_w;
-                            if (ix < 0 || ix >= p->in_w)
-                                continue;
-                            const int8_t *x = in_b + (iy * p->in_w + ix) * p->in_c;
-                            const int8_t *wk = w + (ky * p->kernel_w + kx) * p->in_c;
-                            for (int32_t ic = 0; ic < p->in_c; ic++)
-                                acc += (wk[ic] + p->filter_offset) * (x[ic] + p->input_offset);
+                            acc += dot_s8(in_b + (iy * p->in_w + ix) * in_c, w + (ky * p->kernel_w + kx) * in_c,
+                                          in_c, p->input_offset, p->filter_offset);
                         }
                     }
                     if (bias != NULL)
@@ -140,29 +178,28 @@ void ec_conv2d_f32(const ec_conv_params_t *p, const float *input, const float *f
                    const float *bias, float *output, float *row, const float *skip)
 {
     const int32_t row_len = p->out_w * p->out_c;
+    const int32_t in_c = p->in_c;
     for (int32_t b = 0; b < p->batches; b++) {
-        const float *in_b = input + b * p->in_h * p->in_w * p->in_c;
+        const float *in_b = input + b * p->in_h * p->in_w * in_c;
         for (int32_t oy = 0; oy < p->out_h; oy++) {
             const int32_t out_row = (b * p->out_h + oy) * row_len;
             float *dst = row != NULL ? row : output + out_row;
             const int32_t in_y0 = oy * p->stride_h - p->pad_top;
+            int32_t ky0, ky1;
+            tap_range(in_y0, p->dilation_h, p->kernel_h, p->in_h, &ky0, &ky1);
             for (int32_t ox = 0; ox < p->out_w; ox++) {
                 const int32_t in_x0 = ox * p->stride_w - p->pad_left;
+                int32_t kx0, kx1;
+                tap_range(in_x0, p->dilation_w, p->kernel_w, p->in_w, &kx0, &kx1);
                 for (int32_t oc = 0; oc < p->out_c; oc++) {
-                    const float *w = filter + oc * p->kernel_h * p->kernel_w * p->in_c;
+                    const float *w = filter + oc * p->kernel_h * p->kernel_w * in_c;
                     float acc = 0.0f;
-                    for (int32_t ky = 0; ky < p->kernel_h; ky++) {
+                    for (int32_t ky = ky0; ky < ky1; ky++) {
                         const int32_t iy = in_y0 + ky * p->dilation_h;
-                        if (iy < 0 || iy >= p->in_h)
-                            continue;
-                        for (int32_t kx = 0; kx < p->kernel_w; kx++) {
+                        for (int32_t kx = kx0; kx < kx1; kx++) {
                             const int32_t ix = in_x0 + kx * p->dilation_w;
-                            if (ix < 0 || ix >= p->in_w)
-                                continue;
-                            const float *x = in_b + (iy * p->in_w + ix) * p->in_c;
-                            const float *wk = w + (ky * p->kernel_w + kx) * p->in_c;
-                            for (int32_t ic = 0; ic < p->in_c; ic++)
-                                acc += x[ic] * wk[ic];
+                            acc = dot_f32(in_b + (iy * p->in_w + ix) * in_c, w + (ky * p->kernel_w + kx) * in_c,
+                                          in_c, acc);
                         }
                     }
                     if (bias != NULL)
@@ -177,6 +214,43 @@ void ec_conv2d_f32(const ec_conv_params_t *p, const float *input, const float *f
     }
 }
 
+/* One depthwise output value: the clipped window of channel `ic`, filter channel `oc`. */
+static EC_NOINLINE int32_t depthwise_acc_s8(const ec_conv_params_t *p, const int8_t *in, int32_t origin,
+                                            const int8_t *w,
+                                int32_t ky0, int32_t ky1, int32_t kx0, int32_t kx1)
+{
+    const int32_t x_step = p->dilation_w * p->in_c;
+    int32_t acc = 0;
+    for (int32_t ky = ky0; ky < ky1; ky++) {
+        const int8_t *xr = in + (origin + ky * p->dilation_h * p->in_w * p->in_c + kx0 * x_step);
+        const int8_t *wr = w + (ky * p->kernel_w + kx0) * p->out_c;
+        for (int32_t kx = kx0; kx < kx1; kx++) {
+            acc += (*wr + p->filter_offset) * (*xr + p->input_offset);
+            xr += x_step;
+            wr += p->out_c;
+        }
+    }
+    return acc;
+}
+
+static EC_NOINLINE float depthwise_acc_f32(const ec_conv_params_t *p, const float *in, int32_t origin,
+                                           const float *w,
+                               int32_t ky0, int32_t ky1, int32_t kx0, int32_t kx1)
+{
+    const int32_t x_step = p->dilation_w * p->in_c;
+    float acc = 0.0f;
+    for (int32_t ky = ky0; ky < ky1; ky++) {
+        const float *xr = in + (origin + ky * p->dilation_h * p->in_w * p->in_c + kx0 * x_step);
+        const float *wr = w + (ky * p->kernel_w + kx0) * p->out_c;
+        for (int32_t kx = kx0; kx < kx1; kx++) {
+            acc += *xr * *wr;
+            xr += x_step;
+            wr += p->out_c;
+        }
+    }
+    return acc;
+}
+
 void ec_depthwise_conv2d_s8(const ec_conv_params_t *p, const int8_t *input, const int8_t *filter,
                             const int32_t *bias, int8_t *output, int8_t *row, const int8_t *skip)
 {
@@ -187,25 +261,18 @@ void ec_depthwise_conv2d_s8(const ec_conv_params_t *p, const int8_t *input, cons
             const int32_t out_row = (b * p->out_h + oy) * row_len;
             int8_t *dst = row != NULL ? row : output + out_row;
             const int32_t in_y0 = oy * p->stride_h - p->pad_top;
+            int32_t ky0, ky1;
+            tap_range(in_y0, p->dilation_h, p->kernel_h, p->in_h, &ky0, &ky1);
             for (int32_t ox = 0; ox < p->out_w; ox++) {
                 const int32_t in_x0 = ox * p->stride_w - p->pad_left;
+                int32_t kx0, kx1;
+                tap_range(in_x0, p->dilation_w, p->kernel_w, p->in_w, &kx0, &kx1);
+                /* index of the window's top-left tap: may lie in the padding, only clipped taps are read */
+                const int32_t origin = (in_y0 * p->in_w + in_x0) * p->in_c;
                 for (int32_t ic = 0; ic < p->in_c; ic++) {
                     for (int32_t m = 0; m < p->depth_multiplier; m++) {
                         const int32_t oc = ic * p->depth_multiplier + m;
-                        int32_t acc = 0;
-                        for (int32_t ky = 0; ky < p->kernel_h; ky++) {
-                            const int32_t iy = in_y0 + ky * p->dilation_h;
-                            if (iy < 0 || iy >= p->in_h)
-                                continue;
-                            for (int32_t kx = 0; kx < p->kernel_w; kx++) {
-                                const int32_t ix = in_x0 + kx * p->dilation_w;
-                                if (ix < 0 || ix >= p->in_w)
-                                    continue;
-                                const int32_t x = in_b[(iy * p->in_w + ix) * p->in_c + ic];
-                                const int32_t w = filter[(ky * p->kernel_w + kx) * p->out_c + oc];
-                                acc += (w + p->filter_offset) * (x + p->input_offset);
-                            }
-                        }
+                        int32_t acc = depthwise_acc_s8(p, in_b, origin + ic, filter + oc, ky0, ky1, kx0, kx1);
                         if (bias != NULL)
                             acc += bias[oc];
                         const int32_t i = ox * p->out_c + oc;
@@ -229,24 +296,17 @@ void ec_depthwise_conv2d_f32(const ec_conv_params_t *p, const float *input, cons
             const int32_t out_row = (b * p->out_h + oy) * row_len;
             float *dst = row != NULL ? row : output + out_row;
             const int32_t in_y0 = oy * p->stride_h - p->pad_top;
+            int32_t ky0, ky1;
+            tap_range(in_y0, p->dilation_h, p->kernel_h, p->in_h, &ky0, &ky1);
             for (int32_t ox = 0; ox < p->out_w; ox++) {
                 const int32_t in_x0 = ox * p->stride_w - p->pad_left;
+                int32_t kx0, kx1;
+                tap_range(in_x0, p->dilation_w, p->kernel_w, p->in_w, &kx0, &kx1);
+                const int32_t origin = (in_y0 * p->in_w + in_x0) * p->in_c;
                 for (int32_t ic = 0; ic < p->in_c; ic++) {
                     for (int32_t m = 0; m < p->depth_multiplier; m++) {
                         const int32_t oc = ic * p->depth_multiplier + m;
-                        float acc = 0.0f;
-                        for (int32_t ky = 0; ky < p->kernel_h; ky++) {
-                            const int32_t iy = in_y0 + ky * p->dilation_h;
-                            if (iy < 0 || iy >= p->in_h)
-                                continue;
-                            for (int32_t kx = 0; kx < p->kernel_w; kx++) {
-                                const int32_t ix = in_x0 + kx * p->dilation_w;
-                                if (ix < 0 || ix >= p->in_w)
-                                    continue;
-                                acc += in_b[(iy * p->in_w + ix) * p->in_c + ic] *
-                                       filter[(ky * p->kernel_w + kx) * p->out_c + oc];
-                            }
-                        }
+                        float acc = depthwise_acc_f32(p, in_b, origin + ic, filter + oc, ky0, ky1, kx0, kx1);
                         if (bias != NULL)
                             acc += bias[oc];
                         const int32_t i = ox * p->out_c + oc;
@@ -269,10 +329,8 @@ void ec_fully_connected_s8(const ec_fc_params_t *p, const int8_t *input, const i
         const int8_t *x = input + b * p->in_features;
         int8_t *dst = row != NULL ? row : output + b * p->out_features;
         for (int32_t o = 0; o < p->out_features; o++) {
-            const int8_t *w = filter + o * p->in_features;
-            int32_t acc = 0;
-            for (int32_t i = 0; i < p->in_features; i++)
-                acc += (w[i] + p->filter_offset) * (x[i] + p->input_offset);
+            int32_t acc = dot_s8(x, filter + o * p->in_features, p->in_features, p->input_offset,
+                                 p->filter_offset);
             if (bias != NULL)
                 acc += bias[o];
             acc = ec_multiply_by_quantized_multiplier(acc, p->multiplier[o], p->shift[o]) + p->output_offset;
@@ -290,10 +348,7 @@ void ec_fully_connected_f32(const ec_fc_params_t *p, const float *input, const f
         const float *x = input + b * p->in_features;
         float *dst = row != NULL ? row : output + b * p->out_features;
         for (int32_t o = 0; o < p->out_features; o++) {
-            const float *w = filter + o * p->in_features;
-            float acc = 0.0f;
-            for (int32_t i = 0; i < p->in_features; i++)
-                acc += x[i] * w[i];
+            float acc = dot_f32(x, filter + o * p->in_features, p->in_features, 0.0f);
             if (bias != NULL)
                 acc += bias[o];
             dst[o] = clamp_f32(acc, p->act_min_f, p->act_max_f);
