@@ -263,6 +263,17 @@ def residual_graph(dtype):
     return graph(ts, nodes, ["x"], ["y"])
 
 
+def residual_self_graph(dtype):
+    """y = relu(conv3x3(x) + x): the skip tensor is the conv's own input (in place at most d <= 0)."""
+    x = act_t("x", (1, 7, 5, 4), dtype, 0.05, 1)
+    c = act_t("c", (1, 7, 5, 4), dtype, 0.07, -3)
+    y = act_t("y", (1, 7, 5, 4), dtype, 0.09, -1)
+    conv = {"stride": (1, 1), "dilation": (1, 1), "pad": (1, 1, 1, 1), "act": act(None, c)}
+    nodes = [ir.Node("conv", "conv2d", ["x", "w", "b"], ["c"], conv),
+             ir.Node("res", "add", ["c", "x"], ["y"], {"act": act("relu", y)})]
+    return graph([x, weights("w", (4, 3, 3, 4), dtype), bias("b", 4, dtype), c, y], nodes, ["x"], ["y"])
+
+
 CASES = {
     "conv2d": lambda d: conv_graph(d, "conv2d"),
     "depthwise_conv2d": lambda d: conv_graph(d, "depthwise_conv2d"),
@@ -275,6 +286,7 @@ CASES = {
     "clamp": clamp_graph,
     "chain_in_place": chain_graph,
     "residual_fused": residual_graph,
+    "residual_of_own_input": residual_self_graph,
 }
 
 

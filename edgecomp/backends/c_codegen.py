@@ -363,7 +363,8 @@ class _Gen:
             fields.append(("residual", f"&{rid}"))
             skip = self.tensor(res["tensor"])
             head.append(f"  + residual add of {res['tensor']} (fused{', from ' + res['add'] if res.get('add') else ''})")
-        self._struct("ec_conv_params_t", node_ident := self.ident_base, [(k, str(v)) for k, v in fields],
+        node_ident = self.ident_base
+        self._struct("ec_conv_params_t", node_ident, [(k, str(v)) for k, v in fields],
                      c_comment(f"{node.name}: {node.op}"))
         k = ("ec_depthwise_conv2d_" if dw else "ec_conv2d_") + ("s8" if s8 else "f32")
         return (f"{k}(&{node_ident}, {self.tensor(x.name)}, {filt}, {bias}, {self.tensor(out.name)}, {row}, "
