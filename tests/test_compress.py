@@ -348,15 +348,31 @@ def test_search_interrupt_keeps_finished_trials(digits, tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_compress_cli_process_pool(tmp_path, capsys):
-    from edgecomp.cli import main
-    rc = main(["compress", "--example", "digits", "--quick", "--flash", "64KiB", "--ram", "8KiB",
-               "--max-accuracy-drop", "3", "--workers", "2", "--output", str(tmp_path / "c")])
+    from edgecomp.cli import build_parser
+    from edgecomp.compress.search import compress_cli
+
+    def cli(*argv):
+        a = build_parser().parse_args(["compress", *argv])
+        a.estimate = True  # flash/RAM/instructions estimated: no 8 firmware builds in a unit test
+        return compress_cli(a)
+
+    rc = cli("--example", "digits", "--quick", "--flash", "64KiB", "--ram", "8KiB", "--max-accuracy-drop", "3",
+             "--workers", "2", "--output", str(tmp_path / "c"))
     summary = json.loads((tmp_path / "c" / "summary.json").read_text())
     assert summary["trials"] == 8  # every default quick candidate ran in the pool
     assert rc == 0 and summary["fits"] and (tmp_path / "c" / "chosen.int8.onnx").is_file()
-    rc = main(["compress", "--example", "digits", "--quick", "--flash", "1KiB", "--workers", "2",
-               "--output", str(tmp_path / "d")])
-    assert rc != 0
+    # a budget no candidate meets: non-zero exit, and the message names the budget
+    from edgecomp.compress import search as S
+    rows = [json.loads(line) for line in (tmp_path / "c" / "trials.jsonl").read_text().splitlines()]
+    base = summary["baseline_accuracy"]
+    md = S.results_markdown(rows, {"flash": 1024, "max_accuracy_drop": 3}, base, "cortex-m4")
+    assert "Budgets no candidate meets: flash" in md
+    orig = S.run_compress
+    try:
+        S.run_compress = lambda **k: {"fits": False, "failing_budgets": {"flash": "x"}, "chosen": "ptq"}
+        assert cli("--flash", "1KiB", "--output", str(tmp_path / "d")) != 0
+    finally:
+        S.run_compress = orig
     assert "flash" in capsys.readouterr().err
 
 

@@ -538,7 +538,8 @@ def compress_cli(a) -> int:
     """`edgecomp compress` (arguments: see cli.build_parser)."""
     summary = run_compress(example=a.example, target=a.target, out_dir=a.output, flash=a.flash, ram=a.ram,
                            latency=a.latency, max_accuracy_drop=a.max_accuracy_drop, executor=a.executor,
-                           workers=a.workers, quick=a.quick, seed=getattr(a, "seed", 0))
+                           workers=a.workers, quick=a.quick, seed=getattr(a, "seed", 0),
+                           measure="estimate" if getattr(a, "estimate", False) else getattr(a, "measure", "auto"))
     if not summary["fits"]:
         failing = ", ".join(summary["failing_budgets"]) or "the combination of budgets"
         print(f"edgecomp compress: no candidate meets every budget ({failing}); closest: {summary['chosen']}. "
