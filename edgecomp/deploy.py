@@ -39,7 +39,11 @@ class Remote:
 
     def __init__(self, host: str, port: int = 22, identity: str | Path | None = None,
                  known_hosts: str | Path | None = None):
-        if not host or host.startswith("-") or any(c.isspace() for c in host):
+        # The host is always one argv element (never seen by a shell), so only what ssh/scp
+        # themselves would misread is refused: an option ("-o..."), control characters, and
+        # "/" (scp takes "a/b:c" for a local path).
+        if (not host or host.startswith("-") or "/" in host or host.endswith("@") or host.startswith("@")
+                or any(ord(c) < 32 or ord(c) == 127 for c in host)):
             raise EdgecompError(f"bad host {host!r}", fix="Give the host as user@host or host")
         for tool in ("ssh", "scp"):
             if shutil.which(tool) is None:
@@ -151,7 +155,7 @@ def deploy(bundle_dir: str | Path, host: str, *, port: int = 22, identity: str |
     threads = [int(t) for t in threads]
     if runs < 1 or not threads or min(threads) < 1:
         raise EdgecompError("runs and thread counts must be at least 1", fix="e.g. --runs 100 --threads 1,2,4")
-    if not python or any(c.isspace() for c in python):
+    if not python or python.startswith("-") or any(ord(c) < 32 or ord(c) == 127 for c in python):
         raise EdgecompError(f"bad remote python {python!r}", fix="Give a path or command name, e.g. python3")
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
     remote = Remote(host, port, identity, known_hosts)

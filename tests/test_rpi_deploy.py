@@ -252,3 +252,10 @@ def test_deploy_with_a_venv_installs_the_pinned_runtime(sshd, bundle):
     stamp = (venvs[0] / ".edgecomp-ok").stat().st_mtime_ns
     _deploy(sshd, bundle, venv=True, remote_root=str(root), threads=(1,), runs=2)  # reuses the venv
     assert (venvs[0] / ".edgecomp-ok").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize("host", ["-oProxyCommand=touch /tmp/x", "", "pi/x", "pi\nrm", "user@"])
+def test_hosts_ssh_would_misread_are_refused(bundle, host):
+    from edgecomp.errors import EdgecompError
+    with pytest.raises(EdgecompError, match="bad host"):
+        deploy(bundle, host, venv=False, progress=False)
