@@ -156,10 +156,12 @@ void ec_conv2d_s8(const ec_conv_params_t *p, const int8_t *input, const int8_t *
                     int32_t acc = 0;
                     for (int32_t ky = ky0; ky < ky1; ky++) {
                         const int32_t iy = in_y0 + ky * p->dilation_h;
-                        for (int32_t kx = kx0; kx < kx1; kx++) {
+                        /* without dilation the taps kx0..kx1 of a kernel row are contiguous */
+                        const int32_t kx_step = p->dilation_w == 1 ? kx1 - kx0 : 1;
+                        for (int32_t kx = kx0; kx < kx1; kx += kx_step) {
                             const int32_t ix = in_x0 + kx * p->dilation_w;
                             acc += dot_s8(in_b + (iy * p->in_w + ix) * in_c, w + (ky * p->kernel_w + kx) * in_c,
-                                          in_c, p->input_offset, p->filter_offset);
+                                          kx_step * in_c, p->input_offset, p->filter_offset);
                         }
                     }
                     if (bias != NULL)
@@ -196,10 +198,11 @@ void ec_conv2d_f32(const ec_conv_params_t *p, const float *input, const float *f
                     float acc = 0.0f;
                     for (int32_t ky = ky0; ky < ky1; ky++) {
                         const int32_t iy = in_y0 + ky * p->dilation_h;
-                        for (int32_t kx = kx0; kx < kx1; kx++) {
+                        const int32_t kx_step = p->dilation_w == 1 ? kx1 - kx0 : 1;
+                        for (int32_t kx = kx0; kx < kx1; kx += kx_step) {
                             const int32_t ix = in_x0 + kx * p->dilation_w;
                             acc = dot_f32(in_b + (iy * p->in_w + ix) * in_c, w + (ky * p->kernel_w + kx) * in_c,
-                                          in_c, acc);
+                                          kx_step * in_c, acc);
                         }
                     }
                     if (bias != NULL)
