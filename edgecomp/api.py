@@ -105,7 +105,8 @@ def compile_model(model: Any, target: str, out_dir: str | Path, *, example_input
                                    calibrate_method=calibrate_method, per_channel=per_channel)
             else:
                 src = Path(model)
-            return write_rpi_bundle(src, tgt.name, out_dir, options=opts)
+            name = type(model).__name__.lower() if _is_torch_module(model) else Path(str(model)).stem
+            return write_rpi_bundle(src, tgt.name, out_dir, options={**opts, "name": name})
         graph, src = load_graph(model, work, example_input=example_input, calib=calib, precision=precision,
                                 calibrate_method=calibrate_method, per_channel=per_channel)
         if keep_onnx is not None and src.suffix == ".onnx":

@@ -198,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-venv", action="store_true", help="use the remote python3 as is")
     d.add_argument("--runs", type=int, default=100)
     d.add_argument("--threads", default="1,2,4")
+    d.add_argument("--python", default="python3", help="python on the remote host")
+    d.add_argument("--profile", action="store_true", help="also collect ONNX Runtime's per-node profile")
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=cmd_deploy)
 
