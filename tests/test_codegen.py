@@ -311,7 +311,7 @@ def test_in_place_and_fusion_are_used(tmp_path):
     res = generate(residual_graph("int8"), tmp_path / "res")
     assert [l["op"] for l in res.layers] == ["conv2d", "conv2d"]
     assert res.offsets["y"] == res.offsets["x"]  # the fused add writes over the skip tensor
-    assert "residual add of x" in (tmp_path / "res" / "model.c").read_text()
+    assert "+ residual add of x_2 (fused, from res)" in (tmp_path / "res" / "model.c").read_text()
 
 
 @needs_gcc

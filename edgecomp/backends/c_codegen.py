@@ -230,8 +230,10 @@ class _Gen:
         self.ident_base = base
         ins = [t for t in reads(node) if not g.tensors[t].is_const]
         head = [f"{index} {node.name}: {node.op}"]
-        head.append("  " + ", ".join(f"{t} {_shape(g.tensors[t].shape)} {_fmt_q(g.tensors[t])}" for t in ins)
-                    + f" -> {out.name} {_shape(out.shape)} {_fmt_q(out)}")
+        # tensors by their C names here; the #defines above carry the full model names
+        head.append("  " + ", ".join(f"{self.tensor(t)} {_shape(g.tensors[t].shape)} {_fmt_q(g.tensors[t])}"
+                                     for t in ins)
+                    + f" -> {self.tensor(out.name)} {_shape(out.shape)} {_fmt_q(out)}")
         s8 = out.dtype == "int8"
         if s8 and x is not None and x.dtype not in ("int8", "float32"):
             raise UnsupportedError(f"{x.dtype} input", where=f"node {node.name!r}", fix="Use an int8 model")
@@ -359,10 +361,10 @@ class _Gen:
                 raise ModelError("fused residual add without parameters", where=f"node {node.name!r}")
             rid = self.ident(f"{node.name}_residual")
             self._struct("ec_add_params_t", rid, self._add_fields(rq, node, out, res.get("act")),
-                         c_comment(f"{node.name}: fused residual add of {res['tensor']}"))
+                         c_comment(f"{node.name}: fused residual add of {self.tensor(res['tensor'])}"))
             fields.append(("residual", f"&{rid}"))
             skip = self.tensor(res["tensor"])
-            head.append(f"  + residual add of {res['tensor']} (fused{', from ' + res['add'] if res.get('add') else ''})")
+            head.append(f"  + residual add of {self.tensor(res['tensor'])} (fused{', from ' + res['add'] if res.get('add') else ''})")
         node_ident = self.ident_base
         self._struct("ec_conv_params_t", node_ident, [(k, str(v)) for k, v in fields],
                      c_comment(f"{node.name}: {node.op}"))
