@@ -499,3 +499,41 @@ def test_random_in_place_chains_match_reference(tmp_path_factory, specs, h, w, c
     t = g.tensors["x"]
     x = np.random.default_rng(1).integers(-128, 128, size=(2,) + t.shape[1:], dtype=np.int8)
     np.testing.assert_array_equal(run_c(g, x, tmp), interp.run(g, x)[g.outputs[0]])
+
+
+@needs_gcc
+def test_integer_helpers_match_tflite_primitives(tmp_path):
+    """ec_sat_rounding_doubling_high_mul, ec_rounding_divide_by_pot and
+    ec_multiply_by_quantized_multiplier on edge values (INT32_MIN, ties, every shift) vs numerics."""
+    from edgecomp import numerics as nx
+
+    shutil.copyfile(templates_dir() / "cortex_m" / "kernels" / "ec_kernels.c", tmp_path / "ec_kernels.c")
+    shutil.copyfile(templates_dir() / "cortex_m" / "kernels" / "ec_kernels.h", tmp_path / "ec_kernels.h")
+    (tmp_path / "h.c").write_text(r"""
+#include <stdio.h>
+#include "ec_kernels.h"
+int main(void)
+{
+    long a, b, s;
+    while (scanf("%ld %ld %ld", &a, &b, &s) == 3)
+        printf("%ld %ld %ld\n", (long)ec_sat_rounding_doubling_high_mul((int32_t)a, (int32_t)b),
+               (long)ec_rounding_divide_by_pot((int32_t)a, (int)(s < 0 ? -s : s) % 32),
+               (long)ec_multiply_by_quantized_multiplier((int32_t)a, (int32_t)b, (int)s));
+    return 0;
+}
+""")
+    subprocess.run(["gcc", *CFLAGS, "-O2", "-o", "h", "h.c", "ec_kernels.c", "-lm"], cwd=tmp_path, check=True)
+    rng = np.random.default_rng(3)
+    edge = [-(1 << 31), (1 << 31) - 1, 0, 1, -1, 3, -3, 1 << 30, -(1 << 30), 12345, -12345]
+    a = np.concatenate([np.array(edge * len(edge)), rng.integers(-(1 << 31), 1 << 31, 3000)])
+    b = np.concatenate([np.repeat(edge, len(edge)), rng.integers(-(1 << 31), 1 << 31, 3000)])
+    b = np.where(np.arange(len(b)) % 2 == 0, b, rng.integers(1 << 30, (1 << 31) - 1, len(b)))  # Q31 multipliers
+    s = rng.integers(-31, 31, len(a))
+    small = np.arange(len(a)) % 3 == 0  # keep x << shift in range for left shifts, as requantize does
+    a = np.where(small & (s > 0), a >> 31 - np.maximum(s, 0), a)
+    lines = "\n".join(f"{x} {y} {z}" for x, y, z in zip(a, b, s))
+    out = subprocess.run([str(tmp_path / "h")], input=lines, capture_output=True, text=True, check=True).stdout
+    got = np.array([list(map(int, ln.split())) for ln in out.splitlines()])
+    np.testing.assert_array_equal(got[:, 0], nx.saturating_rounding_doubling_high_mul(a, b))
+    np.testing.assert_array_equal(got[:, 1], nx.rounding_divide_by_pot(a, np.abs(s) % 32))
+    np.testing.assert_array_equal(got[:, 2], nx.multiply_by_quantized_multiplier(a, b, s))
