@@ -537,3 +537,13 @@ int main(void)
     np.testing.assert_array_equal(got[:, 0], nx.saturating_rounding_doubling_high_mul(a, b))
     np.testing.assert_array_equal(got[:, 1], nx.rounding_divide_by_pot(a, np.abs(s) % 32))
     np.testing.assert_array_equal(got[:, 2], nx.multiply_by_quantized_multiplier(a, b, s))
+
+
+def test_hybrid_model_is_refused_with_a_clear_error(tmp_path, mlperf_dir):
+    from edgecomp.frontends.tflite import load_tflite
+
+    g = load_tflite(mlperf_dir / "kws_ref_model_float32.tflite")  # float activations, int8 conv weights
+    with pytest.raises(UnsupportedError, match="hybrid") as e:
+        generate(g, tmp_path / "b")
+    assert e.value.where and e.value.fix
+    assert not (tmp_path / "b").exists()
