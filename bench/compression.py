@@ -35,12 +35,28 @@ def main(argv=None) -> int:
     p.add_argument("--estimate", action="store_true", help="estimate flash/RAM/instructions instead of compiling")
     p.add_argument("--work", default=None, help="folder for the models and bundles (default: a temp folder)")
     p.add_argument("--results", default=str(ROOT / "bench" / "results" / "compression.md"))
+    p.add_argument("--search", action="store_true",
+                   help="also run `edgecomp compress --flash 32KiB --ram 8KiB --max-accuracy-drop 1` (about 5-10 min)")
     a = p.parse_args(argv)
+    measure = "estimate" if a.estimate else "auto"
     with tempfile.TemporaryDirectory(prefix="edgecomp-bench-") as td:
-        res = _example().run(a.target, a.work or td, a.quick, measure="estimate" if a.estimate else "auto")
-    md = res["markdown"]
-    if a.estimate:
-        md = md.replace("`python bench/compression.py --target", "`python bench/compression.py --estimate --target")
+        work = Path(a.work or td)
+        res = _example().run(a.target, work, a.quick, measure=measure)
+        md = res["markdown"]
+        if a.search:
+            import time
+
+            from edgecomp.compress.search import run_compress
+            t0 = time.time()
+            run_compress(example="mnist", target=a.target, out_dir=work / "search", flash=32 * 1024, ram=8 * 1024,
+                         max_accuracy_drop=1.0, quick=a.quick, measure=measure, verbose=False)
+            search_md = (work / "search" / "pareto.md").read_text().replace("# Compression search", "## Budget search")
+            md += (f"\n{search_md.splitlines()[0]}\n\nCommand: `edgecomp compress --target {a.target} --flash 32KiB "
+                   f"--ram 8KiB --max-accuracy-drop 1{' --quick' if a.quick else ''}` ({time.time() - t0:.0f} s, "
+                   "2 worker processes; validation = the same 1,000 held-out digits)\n"
+                   + "\n".join(search_md.splitlines()[1:]) + "\n")
+    cmd = "python bench/compression.py" + (" --estimate" if a.estimate else "") + (" --search" if a.search else "")
+    md = md.replace("`python bench/compression.py", f"`{cmd}", 1)
     print(md)
     out = Path(a.results)
     out.parent.mkdir(parents=True, exist_ok=True)

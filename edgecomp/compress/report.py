@@ -21,10 +21,10 @@ SPARSITY_NOTE = ("Unstructured sparsity (zeroed weights) does NOT shrink flash o
                  "distillation into a smaller student and fewer bits make the bundle smaller.")
 
 # Rough costs of edgecomp's reference int8 kernels on Cortex-M4 (fitted to QEMU runs of the MNIST
-# CNN: ~17 instructions per MAC, ~4 KiB code), used only when a
+# CNN: ~10 instructions per MAC int8, ~4 KiB code), used only when a
 # bundle cannot be compiled and run; calibrated against QEMU runs when available.
 EST_CODE_BYTES = 4 * 1024
-EST_INSNS_PER_MAC = 17.0
+EST_INSNS_PER_MAC = 10.5
 EST_INSNS_PER_LAYER = 400
 EST_STACK_BYTES = 512
 
