@@ -25,14 +25,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 
 def run(target: str = "cortex-m4", out: str | Path = "out/mnist_compress", quick: bool = False, seed: int = 0,
         measure: str = "auto") -> dict:
     import torch
 
-    from edgecomp.compress.distill import accuracy, distill, fit
+    from edgecomp.compress.distill import distill, fit
     from edgecomp.compress.fixedpoint import to_power_of_two
     from edgecomp.compress.lowrank import factorize
     from edgecomp.compress.mixed import choose_precision, precision_table

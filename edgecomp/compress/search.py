@@ -24,7 +24,6 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -484,11 +483,6 @@ def _needs_training(model, x, y) -> bool:
     """Train only an untrained model (chance-level accuracy)."""
     from .distill import accuracy
     return accuracy(model, x[:200], y[:200]) < 0.3
-
-
-def _error_row(a, e) -> dict:
-    spec = a[0]
-    return {"label": _label({k: v for k, v in spec.items() if k != "make_student"}), "error": str(e)}
 
 
 def _safe(record, a):
