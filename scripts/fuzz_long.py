@@ -507,6 +507,25 @@ def check_cli_compile(path: Path, out: Path, seconds: float = 30.0) -> tuple[int
     return rc, msg
 
 
+def check_cli_accepted(path: Path, out: Path, seconds: float = 120.0) -> int:
+    """`edgecomp compile --target host` on a file the importer accepted: a bundle (exit 0) or one
+    clear message (exit 2, e.g. unsupported or does not fit), never an internal error."""
+    from edgecomp import cli
+
+    err = io.StringIO()
+    with time_limit(seconds), contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        rc = cli.main(["compile", str(path), "--target", "host", "--precision", "float32", "-o", str(out)])
+    msg = err.getvalue()
+    STATS.add("compile", rc == 0)
+    assert rc in (0, 2), f"exit code {rc}: {msg}"
+    if rc == 2:
+        assert msg.startswith("edgecomp: error:") and len(msg.strip().splitlines()) == 1, msg
+    else:
+        from edgecomp.bundle import verify_manifest
+        assert verify_manifest(out) == []
+    return rc
+
+
 def check_tflite(path: Path, seconds: float = 20.0) -> bool:
     from edgecomp.frontends.tflite import load_tflite
 
@@ -633,7 +652,7 @@ probe_texts = st.one_of(
 
 # --------------------------------------------------------------------------- the runner
 def run_onnx(examples: int, workdir: Path, seed: int | None, derandomize: bool, cli_every: int = 0,
-             seconds: float = 20.0) -> None:
+             seconds: float = 20.0, compile_accepted: bool = False) -> None:
     folder = workdir / "m"
     folder.mkdir(parents=True, exist_ok=True)
     _setup_folder(folder)
@@ -652,6 +671,8 @@ def run_onnx(examples: int, workdir: Path, seed: int | None, derandomize: bool, 
         counter["n"] += 1
         if cli_every and not accepted and counter["n"] % cli_every == 0:
             check_cli_compile(path, workdir / "out" / "bundle", seconds)
+        if compile_accepted and accepted:
+            check_cli_accepted(path, workdir / "out" / "bundle", max(seconds, 120.0))
 
     if seed is not None:
         from hypothesis import seed as hseed
@@ -711,7 +732,8 @@ def _peak_rss_mib() -> int:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("minutes", type=float, help="how long to fuzz (all targets share the time)")
-    ap.add_argument("--target", choices=["all", "onnx", "cli", "tflite", "probe"], default="all")
+    ap.add_argument("--target", choices=["all", "onnx", "cli", "compile", "tflite", "probe"], default="all",
+                    help="compile: full host compiles (gcc) of the mutated models the importer accepts (slow)")
     ap.add_argument("--seed", type=int, help="first hypothesis seed (default: random)")
     ap.add_argument("--batch", type=int, default=200, help="cases per hypothesis run")
     ap.add_argument("--case-seconds", type=float, default=20.0, help="per-case time limit")
@@ -738,6 +760,8 @@ def main(argv=None) -> int:
                         run_onnx(a.batch, work / "onnx", s, False, 0, a.case_seconds)
                     elif t == "cli":
                         run_onnx(max(a.batch // 10, 5), work / "cli", s, False, 1, a.case_seconds)
+                    elif t == "compile":
+                        run_onnx(max(a.batch // 10, 5), work / "compile", s, False, 0, a.case_seconds, True)
                     elif t == "tflite":
                         run_tflite(a.batch, work / "tflite", s, False, a.case_seconds)
                     else:

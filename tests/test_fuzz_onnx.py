@@ -63,7 +63,28 @@ def test_fuzz_cli_compile(tmp_path, capsys):
     assert fz.STATS.cases.get("cli", 0) > CLI_CASES // 2
 
 
+COMPILE_CASES = int(os.environ.get("EDGECOMP_FUZZ_COMPILE_CASES", "120"))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("edgecomp.backends.c_codegen") is None, reason="no code generator yet")
+def test_fuzz_compile_what_the_importer_accepts(tmp_path, capsys):
+    """Mutated models that import must compile (gcc -Werror, host) or fail with one clear message."""
+    before = fz.STATS.cases.get("compile", 0)
+    fz.run_onnx(COMPILE_CASES, tmp_path, seed=None, derandomize=True, cli_every=0, seconds=20, compile_accepted=True)
+    _report(capsys, "compile accepted")
+    assert fz.STATS.cases.get("compile", 0) - before >= 3
+
+
 # ----------------------------------------------------------------------------- named hostile cases
+def test_name_that_is_not_utf8(tmp_path):
+    """protobuf returns bytes for a string field holding invalid UTF-8: refused, not passed on to codegen."""
+    data = _conv().SerializeToString()
+    i = data.index(b"conv")
+    p = tmp_path / "m.onnx"
+    p.write_bytes(data[:i] + b"\x80" + data[i + 1:])
+    _refused(p, "utf-8")
+
+
 def _model(nodes, inits, x_shape=(1, 3, 4, 4), y_shape=(1, 4, 4, 4), name="m"):
     g = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_shape))],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(y_shape))], inits)
@@ -92,8 +113,8 @@ def test_plain_conv_is_accepted(tmp_path):
     assert from_onnx(_save(_conv(), tmp_path / "m.onnx")).nodes[0].op == "conv2d"
 
 
-@pytest.mark.parametrize("dim", [-1, 2**40, 2**62])
-def test_huge_or_negative_input_dimension(tmp_path, dim):
+@pytest.mark.parametrize("dim", [-1, 0, 2**40, 2**62])
+def test_huge_negative_or_zero_input_dimension(tmp_path, dim):
     m = _conv()
     m.graph.input[0].type.tensor_type.shape.dim[2].dim_value = dim
     _refused(_save(m, tmp_path / "m.onnx"))

@@ -53,6 +53,7 @@ def load_onnx(path: str | Path) -> onnx.ModelProto:
     if not model.graph.node:
         raise ModelError("ONNX file has no graph nodes (not an ONNX model, or empty)", where=str(path),
                          fix="Check that the file is an ONNX model")
+    _check_names(model, path)
     _load_external_data(model, path.parent)
     try:
         onnx.checker.check_model(model)
@@ -60,6 +61,21 @@ def load_onnx(path: str | Path) -> onnx.ModelProto:
         raise ModelError(f"invalid ONNX model: {str(e).splitlines()[0][:200]}", where=str(path),
                          fix="Re-export the model; onnx.checker.check_model must pass") from None
     return model
+
+
+def _check_names(model: onnx.ModelProto, path: Path) -> None:
+    """Every name must be text: protobuf hands back ``bytes`` for a string field that is not UTF-8."""
+    g = model.graph
+    names = [g.name]
+    for n in g.node:
+        names += [n.name, n.op_type, n.domain, *n.input, *n.output, *(a.name for a in n.attribute)]
+    for t in _all_initializers(model):
+        names += [t.name, *(v for e in t.external_data for v in (e.key, e.value))]
+    names += [v.name for v in list(g.input) + list(g.output) + list(g.value_info)]
+    bad = next((x for x in names if not isinstance(x, str)), None)
+    if bad is not None:
+        raise ModelError(f"the model holds a name that is not valid UTF-8 text ({bad[:40]!r})", where=str(path),
+                         fix="The file is damaged; export the model again")
 
 
 def _load_external_data(model: onnx.ModelProto, base: Path) -> None:
@@ -185,6 +201,9 @@ def _check_shape(name: str, shape) -> tuple[int, ...]:
         if d is None or d < 0:
             raise ModelError(f"tensor {name!r} has an unknown or negative dimension {d}",
                              fix="Export with static shapes (batch size 1)")
+        if d == 0:
+            raise ModelError(f"tensor {name!r} has a zero dimension (shape {list(shape)}): it holds no data",
+                             fix="Export with static, non-empty shapes (batch size 1)")
         dims.append(int(d))
     if math.prod(dims) > MAX_ELEMENTS:
         raise ModelError(f"tensor {name!r} declares {math.prod(dims):,} elements, more than edgecomp accepts",
