@@ -208,7 +208,10 @@ class _Gen:
         s = np.broadcast_to(np.asarray(q["shift"], dtype=np.int64), (n,))
         mi = self.const_array(self.ident_base, "multiplier", m, "int32_t",
                               f"{node.name}: Q31 requantization multipliers")
-        si = self.const_array(self.ident_base, "shift", s, "int32_t",
+        if s.min() < -128 or s.max() > 127:  # TFLite shifts are within [-31, 30]
+            raise UnsupportedError(f"requantization shift out of range ({int(s.min())}..{int(s.max())})",
+                                   where=f"node {node.name!r}", fix="Check the model's quantization scales")
+        si = self.const_array(self.ident_base, "shift", s, "int8_t",
                               f"{node.name}: requantization shifts (> 0 is left)")
         return mi, si
 

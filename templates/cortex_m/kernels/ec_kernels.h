@@ -59,7 +59,7 @@ typedef struct {
     int32_t act_min, act_max; /* int8 */
     float act_min_f, act_max_f; /* float32 */
     const int32_t *multiplier; /* int8: per output channel */
-    const int32_t *shift;
+    const int8_t *shift;       /* int8: per output channel, > 0 is left (fits in 8 bits: saves flash) */
     const ec_add_params_t *residual; /* fused residual add, or NULL */
 } ec_conv_params_t;
 
@@ -69,7 +69,7 @@ typedef struct {
     int32_t act_min, act_max;
     float act_min_f, act_max_f;
     const int32_t *multiplier; /* int8: per output feature */
-    const int32_t *shift;
+    const int8_t *shift;       /* > 0 is left */
 } ec_fc_params_t;
 
 typedef struct {
