@@ -214,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--executor", choices=["local", "ray"], default="local")
     cp.add_argument("--workers", type=int, default=2)
     cp.add_argument("--quick", action="store_true", help="fewer epochs and candidates")
+    cp.add_argument("--estimate", action="store_true",
+                    help="estimate flash/RAM/instructions from parameters and MACs instead of building firmware")
+    cp.add_argument("--seed", type=int, default=0)
     cp.set_defaults(func=cmd_compress)
 
     dm = sub.add_parser("demo", help="the built-in example: digits CNN -> int8 -> Cortex-M4 firmware in QEMU")
