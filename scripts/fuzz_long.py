@@ -681,7 +681,8 @@ def run_onnx(examples: int, workdir: Path, seed: int | None, derandomize: bool, 
     target()
 
 
-def run_tflite(examples: int, workdir: Path, seed: int | None, derandomize: bool, seconds: float = 20.0) -> None:
+def run_tflite(examples: int, workdir: Path, seed: int | None, derandomize: bool, seconds: float = 20.0,
+               compile_accepted: bool = False) -> None:
     seed_data = seed_tflite_bytes()
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "model.tflite"
@@ -691,7 +692,8 @@ def run_tflite(examples: int, workdir: Path, seed: int | None, derandomize: bool
     @given(tflite_cases(seed_data))
     def target(case):
         path.write_bytes(case[1])
-        check_tflite(path, seconds)
+        if check_tflite(path, seconds) and compile_accepted:
+            check_cli_accepted(path, workdir / "out" / "bundle", max(seconds, 300.0))
 
     if seed is not None:
         from hypothesis import seed as hseed
@@ -732,7 +734,7 @@ def _peak_rss_mib() -> int:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("minutes", type=float, help="how long to fuzz (all targets share the time)")
-    ap.add_argument("--target", choices=["all", "onnx", "cli", "compile", "tflite", "probe"], default="all",
+    ap.add_argument("--target", choices=["all", "onnx", "cli", "compile", "tflite", "tflite-compile", "probe"], default="all",
                     help="compile: full host compiles (gcc) of the mutated models the importer accepts (slow)")
     ap.add_argument("--seed", type=int, help="first hypothesis seed (default: random)")
     ap.add_argument("--batch", type=int, default=200, help="cases per hypothesis run")
@@ -744,9 +746,8 @@ def main(argv=None) -> int:
         lim = a.rlimit_as_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (lim, lim))
     targets = ["onnx", "cli", "tflite", "probe"] if a.target == "all" else [a.target]
-    if "tflite" in targets and not _have("edgecomp.frontends.tflite"):
-        print("tflite frontend not present: skipping that target", file=sys.stderr)
-        targets.remove("tflite")
+    if not _have("edgecomp.frontends.tflite"):
+        targets = [t for t in targets if not t.startswith("tflite")]
     deadline = time.monotonic() + a.minutes * 60
     seed = a.seed if a.seed is not None else int.from_bytes(os.urandom(4), "little")
     work = Path(tempfile.mkdtemp(prefix="edgecomp-fuzz-"))
@@ -762,6 +763,8 @@ def main(argv=None) -> int:
                         run_onnx(max(a.batch // 10, 5), work / "cli", s, False, 1, a.case_seconds)
                     elif t == "compile":
                         run_onnx(max(a.batch // 10, 5), work / "compile", s, False, 0, a.case_seconds, True)
+                    elif t == "tflite-compile":
+                        run_tflite(max(a.batch // 20, 5), work / "tflite", s, False, a.case_seconds, True)
                     elif t == "tflite":
                         run_tflite(a.batch, work / "tflite", s, False, a.case_seconds)
                     else:
