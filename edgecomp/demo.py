@@ -119,7 +119,7 @@ def main(target: str = "cortex-m4", out: str | Path = "out/digits", quick: bool 
     ort_q = np.round(ort_logits / oq["scale"][0]).astype(np.int32) + oq["zero_point"][0]
 
     print(f"[4/5] running all {len(xte)} test digits through the firmware "
-          f"({'QEMU ' + man.get('qemu_machine', '') if target != 'host' else 'host gcc'})", file=sys.stderr)
+          f"({'QEMU ' + str(man.get('target_info', {}).get('qemu_machine', '')) if target != 'host' else 'host gcc'})", file=sys.stderr)
     pred = run_bundle(out / "bundle", xte, emulate=target != "host")
     fw_q = pred.outputs.reshape(len(xte), -1).astype(np.int32)
     acc_fw = float((fw_q.argmax(1) == yte).mean())
