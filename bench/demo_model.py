@@ -26,7 +26,7 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--targets", nargs="*", default=["cortex-m4", "cortex-m7", "cortex-m3", "cortex-m0"])
-    p.add_argument("--samples", type=int, default=20, help="test digits run through each firmware")
+    p.add_argument("--samples", type=int, default=0, help="test digits run through each firmware (0: all)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "demo_model.md")
     a = p.parse_args(argv)
     torch.set_num_threads(2)
@@ -34,6 +34,7 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     model = train(make_cnn(), xtr, ytr, epochs=40, seed=0, verbose=False)
     acc = torch_accuracy(model, xte, yte)
+    a.samples = a.samples or len(xte)
     rows = []
     with tempfile.TemporaryDirectory(prefix="ec-demo-bench-") as td:
         for t in a.targets:
