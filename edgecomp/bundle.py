@@ -6,6 +6,7 @@ new one, never a mix.  ``manifest.json`` lists the sha256 of every file.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import errno
@@ -125,6 +126,26 @@ def _check_replaceable(dest: Path) -> None:
                             fix="Choose a new output folder, e.g. -o bundle (edgecomp replaces the whole folder)")
 
 
+#: (parent folder, temporary-name prefix) of every atomic_dir this process opened.
+_TOUCHED: set[tuple[str, str]] = set()
+
+
+def _sweep_own(parent: str, prefix: str) -> None:
+    for p in Path(parent).glob(glob.escape(prefix) + "*"):
+        shutil.rmtree(p, ignore_errors=True)
+
+
+@atexit.register
+def _sweep_at_exit() -> None:
+    """A Ctrl-C can land between two bytecodes where no handler sees it (inside mkdtemp, between a
+    context manager's __enter__ and the with body): whatever temporary folder this process still
+    owns is removed when it exits.  (SIGKILL leftovers are removed by the next run, _remove_stale.)"""
+    own = f".tmp-{os.getpid()}-"  # a forked child must not sweep its parent's folders
+    for parent, prefix in list(_TOUCHED):
+        if prefix.endswith(own):
+            _sweep_own(parent, prefix)
+
+
 @contextlib.contextmanager
 def atomic_dir(dest: Path) -> Iterator[Path]:
     """Yield a fresh temporary folder beside ``dest``; on success it replaces ``dest``.
@@ -139,8 +160,11 @@ def atomic_dir(dest: Path) -> Iterator[Path]:
     _check_replaceable(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale(dest)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-{os.getpid()}-", dir=dest.parent))
+    prefix = f".{dest.name}.tmp-{os.getpid()}-"
+    _TOUCHED.add((str(dest.parent), prefix))
+    tmp = None
     try:
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=dest.parent))
         yield tmp
         if dest.exists() and not dest.is_symlink() and dest.is_dir() and _exchange(tmp, dest):
             shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the previous bundle
@@ -156,7 +180,10 @@ def atomic_dir(dest: Path) -> Iterator[Path]:
             else:
                 old.unlink()
     except BaseException as e:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:  # interrupted inside mkdtemp: the folder may exist under a name we never saw
+            _sweep_own(str(dest.parent), prefix)
         if isinstance(e, OSError) and e.errno in _DISK_ERRORS:
             raise ToolError(f"cannot write the bundle: {os.strerror(e.errno)}", str(dest.parent),
                             f"free space or choose another output folder; {dest.name} was left as it was") from e
