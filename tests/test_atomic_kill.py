@@ -250,7 +250,6 @@ def _compile(model: Path, out: Path, target="host") -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, cwd=str(out.parent))
 
 
-@pytest.mark.skipif(not _codegen_ready(), reason="edgecomp.backends.c_codegen not landed yet")
 def test_killing_edgecomp_compile_keeps_previous_bundle(tmp_path):
     model = _small_onnx(tmp_path / "small.onnx")
     dest = tmp_path / "bundle"
@@ -284,7 +283,6 @@ def test_killing_edgecomp_compile_keeps_previous_bundle(tmp_path):
     shutil.rmtree(dest)
 
 
-@pytest.mark.skipif(not _codegen_ready(), reason="edgecomp.backends.c_codegen not landed yet")
 def test_compile_onto_a_full_disk_keeps_previous_bundle(tiny_disk, tmp_path):
     model = _small_onnx(tmp_path / "small.onnx")
     dest = tiny_disk / "bundle"
@@ -302,7 +300,6 @@ def test_compile_onto_a_full_disk_keeps_previous_bundle(tiny_disk, tmp_path):
     assert _leftovers(dest) == []
 
 
-@pytest.mark.skipif(not _codegen_ready(), reason="edgecomp.backends.c_codegen not landed yet")
 def test_compile_dash_o_dot_refuses_to_replace_the_working_folder(tmp_path):
     model = _small_onnx(tmp_path / "small.onnx")
     r = subprocess.run([sys.executable, "-m", "edgecomp.cli", "compile", str(model), "--target", "host",

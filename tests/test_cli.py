@@ -15,8 +15,6 @@ def edgecomp(*args, cwd=None):
 @pytest.mark.parametrize("content", [b"", b"garbage" * 50, b"TFL3" + b"\x00" * 3])
 @pytest.mark.parametrize("suffix", [".onnx", ".tflite"])
 def test_bad_model_file_one_message_exit_2_no_bundle(tmp_path, content, suffix):
-    if suffix == ".tflite":
-        pytest.importorskip("edgecomp.frontends.tflite")
     bad = tmp_path / f"bad{suffix}"
     bad.write_bytes(content)
     out = tmp_path / "bundle"

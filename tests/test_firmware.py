@@ -303,7 +303,6 @@ def _float_mlp():
 
 
 def test_write_bundle_is_reproducible_and_runs(tmp_path):
-    pytest.importorskip("edgecomp.backends.c_codegen")
     need("arm-none-eabi-gcc", "qemu-system-arm", "gcc")
     from edgecomp.backends.cortex_m import write_bundle
     from edgecomp.bundle import verify_manifest
@@ -332,7 +331,6 @@ def test_write_bundle_is_reproducible_and_runs(tmp_path):
 
 
 def test_write_bundle_that_does_not_fit_leaves_nothing(tmp_path):
-    pytest.importorskip("edgecomp.backends.c_codegen")
     need("arm-none-eabi-gcc")
     from edgecomp import ir
     from edgecomp.backends.cortex_m import write_bundle

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-probe = pytest.importorskip("edgecomp.probe")
+import edgecomp.probe as probe
 from edgecomp.errors import EdgecompError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-tfl = pytest.importorskip("edgecomp.frontends.tflite")
+import edgecomp.frontends.tflite as tfl
 from edgecomp.errors import EdgecompError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 import torch
 import torch.nn as nn
@@ -57,7 +56,7 @@ def _ort(path, x):
 
 
 def test_float_lowering_matches_onnxruntime(tmp_path):
-    interp = pytest.importorskip("edgecomp.interp")
+    from edgecomp import interp
     path = _rand_model(tmp_path, AllOps(), (1, 3, 8, 8))
     g = from_onnx(path)
     assert g.t(g.inputs[0]).shape == (1, 8, 8, 3)  # NHWC
@@ -92,7 +91,7 @@ def test_int8_lowering_every_layer_within_one_lsb_of_onnxruntime(tmp_path, metho
     (Whole-model outputs of a random network drift further: 1-LSB differences are amplified layer
     after layer, so the contract is checked where it is defined, per layer.)
     """
-    interp = pytest.importorskip("edgecomp.interp")
+    from edgecomp import interp
     path = _rand_model(tmp_path, AllOps(), (1, 3, 8, 8))
     rng = np.random.default_rng(1)
     calib = rng.standard_normal((64, 3, 8, 8)).astype(np.float32)
@@ -127,7 +126,7 @@ def test_int8_lowering_every_layer_within_one_lsb_of_onnxruntime(tmp_path, metho
 
 
 def test_flatten_of_nchw_feature_map_permutes_fc_weights(tmp_path):
-    interp = pytest.importorskip("edgecomp.interp")
+    from edgecomp import interp
 
     class M(nn.Module):
         def __init__(self):

@@ -5,15 +5,11 @@ float32: within 1e-5 relative; int8 (QDQ from ORT's quantizer): within 1 LSB.
 from __future__ import annotations
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-pytest.importorskip("edgecomp.backends.c_codegen")
-pytest.importorskip("edgecomp.backends.cortex_m")
-pytest.importorskip("edgecomp.backends.run")
 
 from edgecomp import api  # noqa: E402
 from edgecomp.compress.quantize import quantize_onnx, reference_session  # noqa: E402

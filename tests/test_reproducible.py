@@ -30,7 +30,6 @@ def _have(mod: str) -> bool:
         return False
 
 
-pytestmark = pytest.mark.skipif(not _have("edgecomp.backends.c_codegen"), reason="code generator not landed yet")
 ROOT = Path(__file__).resolve().parent.parent
 MLPERF = ROOT.parent / "shared" / "benchmarks" / "mlperf_tiny"
 
@@ -98,8 +97,6 @@ def _check(tmp_path: Path, a: Path, b: Path, model: Path, options: dict) -> dict
     return man
 
 
-@pytest.mark.skipif(os.environ.get("EDGECOMP_SLOW_TESTS") != "1", reason="covered by the tflite host case; "
-                    "set EDGECOMP_SLOW_TESTS=1")
 def test_float_host_bundle_is_reproducible(tmp_path):
     model = _onnx(tmp_path / "net.onnx")
     a, b = _compile_twice(tmp_path, model, ["--target", "host", "--precision", "float32"])
@@ -117,8 +114,6 @@ def test_int8_cortex_m4_bundle_is_reproducible(tmp_path):
     assert man["inputs"][0]["dtype"] == "int8"
 
 
-@pytest.mark.skipif(not (MLPERF / "kws_ref_model.tflite").is_file() or not _have("edgecomp.frontends.tflite"),
-                    reason="no MLPerf Tiny kws model or tflite frontend")
 def test_tflite_host_bundle_is_reproducible(tmp_path):
     model = tmp_path / "kws.tflite"
     shutil.copyfile(MLPERF / "kws_ref_model.tflite", model)
@@ -126,7 +121,6 @@ def test_tflite_host_bundle_is_reproducible(tmp_path):
     _check(tmp_path, a, b, model, {})
 
 
-@pytest.mark.skipif(not _have("edgecomp.backends.rpi"), reason="rpi backend not landed yet")
 def test_rpi_bundle_is_reproducible(tmp_path):
     model = _onnx(tmp_path / "net.onnx")
     a, b = _compile_twice(tmp_path, model, ["--target", "rpi4", "--precision", "float32"])
