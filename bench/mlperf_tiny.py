@@ -57,27 +57,35 @@ def measure(model: Path, n_inputs: int, n_qemu: int, work: Path) -> dict:
                stack=ram.get("stack_peak_bytes"), flash=m4["flash_bytes"],
                macs=m4.get("macs"), instructions=pq.result.instructions_per_inference)
     row["ratio"] = row["ram_total"] / row["tflm_arena"]
+    row["file_bytes"] = model.stat().st_size
+    import re
+    wc = (work / f"{model.stem}-m4" / "weights.c").read_text()
+    row["requant_bytes"] = (4 * sum(int(n) for n in re.findall(r"const int32_t \w+_multiplier\[(\d+)\]", wc))
+                            + sum(int(n) for n in re.findall(r"const int8_t \w+_shift\[(\d+)\]", wc)))
     return row
 
 
 def render(rows: list[dict], cmd: str) -> str:
     head = ("| model | TFLM arena (B) | edgecomp RAM (B) = arena + static + stack | ratio | flash (B) | weights (B) "
-            "| flash - weights (B) | MACs | instructions / inference | instr / MAC | max diff vs TFLM (host, 100) "
+            "| flash - weights (B) | of which requant. tables | .tflite file (B) | MACs | instructions / inference | instr / MAC | max diff vs TFLM (host, 100) "
             "| max diff (QEMU) |")
-    lines = [head, "|" + "---|" * 12]
+    lines = [head, "|" + "---|" * 14]
     for r in rows:
-        extra = (r["flash"] - r["weight_bytes"]) if r.get("weight_bytes") else "n/a"
+        extra = (r["flash"] - r["weight_bytes"]) if r.get("weight_bytes") else 0
         ipm = f"{r['instructions'] / r['macs']:.2f}" if r.get("instructions") and r.get("macs") else "n/a"
         lines.append(f"| {r['model']} | {r['tflm_arena']:,} | {r['ram_total']:,} = {r['arena']:,} + {r['static']:,} + "
-                     f"{r['stack']:,} | {r['ratio']:.3f} | {r['flash']:,} | {r.get('weight_bytes') or 0:,} | {extra} "
-                     f"| {r.get('macs') or 0:,} | {r['instructions'] or 0:,} | {ipm} | {r['max_diff_host']} "
+                     f"{r['stack']:,} | {r['ratio']:.3f} | {r['flash']:,} | {r.get('weight_bytes') or 0:,} | {extra:,} "
+                     f"| {r.get('requant_bytes', 0):,} | {r.get('file_bytes', 0):,} | {r.get('macs') or 0:,} | {r['instructions'] or 0:,} | {ipm} | {r['max_diff_host']} "
                      f"| {r['max_diff_qemu']} |")
     geo = math.exp(sum(math.log(r["ratio"]) for r in rows) / len(rows)) if rows else float("nan")
     lines.append("")
     lines.append(f"Geometric mean of the RAM ratios: **{geo:.3f}** (goal <= 0.45; each <= 0.6).")
     lines.append("Flash is the whole firmware (`.text + .rodata + .ARM.exidx + .data` from `arm-none-eabi-size`, "
                  "-Os): model code, kernels, weights, requantization tables, harness and C library; "
-                 "'weights' is the model's weight and bias bytes. Goal: flash - weights <= 16,384.")
+                 "'weights' is the model's weight and bias bytes. Goal: flash - weights <= 16,384. "
+                 "'requant. tables' are the per-output-channel Q31 multipliers (4 B) and shifts (1 B) kept in "
+                 "flash (TFLM computes them into its arena at start-up from the float scales in the .tflite "
+                 "file, whose size is given for comparison: TFLM needs that file in flash plus its library).")
     lines.append("")
     lines.append(f"Command: `{cmd}`")
     return "\n".join(lines)
