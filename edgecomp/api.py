@@ -52,7 +52,7 @@ def _check_model_file(path: Path) -> None:
 
 
 def prepare_onnx(model: Any, workdir: Path, *, example_input=None, calib=None, precision: str = "int8",
-                 calibrate_method: str = "minmax", per_channel: bool = True) -> Path:
+                 calibrate_method: str = "minmax", per_channel: bool = True, keep_float=()) -> Path:
     """Return the ONNX file to lower: exported from torch and/or quantized with ORT as asked."""
     from .compress.quantize import quantize_onnx
     from .frontends.onnx import load_onnx
@@ -72,7 +72,8 @@ def prepare_onnx(model: Any, workdir: Path, *, example_input=None, calib=None, p
     if calib is None:
         raise ModelError("int8 quantization needs calibration data", where=str(src),
                          fix="Pass --calib samples.npy (a few hundred typical inputs), or --precision float32")
-    return quantize_onnx(src, calib, workdir / "model.int8.onnx", method=calibrate_method, per_channel=per_channel)
+    return quantize_onnx(src, calib, workdir / "model.int8.onnx", method=calibrate_method, per_channel=per_channel,
+                         keep_float=keep_float or ())
 
 
 def load_graph(model: Any, workdir: Path, **kw) -> tuple[ir.Graph, Path]:
@@ -88,10 +89,17 @@ def load_graph(model: Any, workdir: Path, **kw) -> tuple[ir.Graph, Path]:
 
 def compile_model(model: Any, target: str, out_dir: str | Path, *, example_input=None, calib=None,
                   precision: str = "int8", calibrate_method: str = "minmax", per_channel: bool = True,
-                  options: dict | None = None, keep_onnx: str | Path | None = None) -> dict:
-    """Compile ``model`` (nn.Module, .onnx or .tflite) for ``target`` into ``out_dir``; return the manifest."""
+                  options: dict | None = None, keep_onnx: str | Path | None = None, keep_float=None) -> dict:
+    """Compile ``model`` (nn.Module, .onnx or .tflite) for ``target`` into ``out_dir``; return the manifest.
+
+    ``keep_float``: layers left in float32 in an otherwise int8 model (mixed precision; see
+    :func:`edgecomp.compress.quantize.resolve_layers` for how they are named).
+    """
+    if isinstance(keep_float, str):
+        keep_float = [k for k in keep_float.split(",") if k.strip()]
+    keep_float = list(keep_float or [])
     opts = {"precision": precision, "calibrate_method": calibrate_method, "per_channel": per_channel,
-            **(options or {})}
+            **({"keep_float": keep_float} if keep_float else {}), **(options or {})}
     if not _is_torch_module(model):
         _check_model_file(Path(model))
     from .targets import load_target
@@ -102,13 +110,13 @@ def compile_model(model: Any, target: str, out_dir: str | Path, *, example_input
             from .backends.rpi import write_rpi_bundle
             if _is_torch_module(model) or Path(str(model)).suffix.lower() != ".tflite":
                 src = prepare_onnx(model, work, example_input=example_input, calib=calib, precision=precision,
-                                   calibrate_method=calibrate_method, per_channel=per_channel)
+                                   calibrate_method=calibrate_method, per_channel=per_channel, keep_float=keep_float)
             else:
                 src = Path(model)
             name = type(model).__name__.lower() if _is_torch_module(model) else Path(str(model)).stem
             return write_rpi_bundle(src, tgt.name, out_dir, options={**opts, "name": name})
         graph, src = load_graph(model, work, example_input=example_input, calib=calib, precision=precision,
-                                calibrate_method=calibrate_method, per_channel=per_channel)
+                                calibrate_method=calibrate_method, per_channel=per_channel, keep_float=keep_float)
         if keep_onnx is not None and src.suffix == ".onnx":
             shutil.copyfile(src, keep_onnx)
         from .backends.cortex_m import write_bundle

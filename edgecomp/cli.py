@@ -38,7 +38,8 @@ def cmd_compile(a) -> int:
     if not model.exists():
         raise EdgecompError(f"model file {model} does not exist", fix="Check the path")
     man = compile_model(model, a.target, a.output, calib=a.calib, precision=a.precision,
-                        calibrate_method=a.calibrate_method, per_channel=not a.per_tensor)
+                        calibrate_method=a.calibrate_method, per_channel=not a.per_tensor,
+                        keep_float=a.keep_float)
     if a.json:
         print(json.dumps(man, indent=2, sort_keys=True))
     else:
@@ -149,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep float32 (same as --precision float32)")
     c.add_argument("--calibrate-method", choices=["minmax", "entropy", "percentile"], default="minmax")
     c.add_argument("--per-tensor", action="store_true", help="per-tensor instead of per-channel weights")
+    c.add_argument("--keep-float", action="append", metavar="LAYER",
+                   help="leave this layer in float32 in an int8 model (mixed precision; ONNX node name or PyTorch "
+                        "module path, repeatable or comma-separated)")
     c.add_argument("--json", action="store_true", help="print the manifest as JSON")
     c.set_defaults(func=cmd_compile)
 

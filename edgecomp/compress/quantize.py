@@ -77,10 +77,35 @@ def _input_info(model: onnx.ModelProto) -> tuple[str, tuple[int, ...]]:
     return ins[0].name, dims
 
 
+WEIGHTED_OPS = ("Conv", "Gemm", "MatMul", "ConvTranspose")
+
+
+def resolve_layers(model: onnx.ModelProto, names: Any) -> list[str]:
+    """ONNX node names of the weighted layers ``names`` designate (node names or module paths)."""
+    if isinstance(names, str):
+        names = [n for n in names.split(",") if n.strip()]
+    nodes = [n.name for n in model.graph.node if n.op_type in WEIGHTED_OPS]
+    out: list[str] = []
+    for want in names:
+        want = str(want).strip()
+        hit = [n for n in nodes if n == want or f"/{want}/" in n or n.startswith(f"{want}/")]
+        if not hit:
+            shown = ", ".join(nodes[:20]) + (" ..." if len(nodes) > 20 else "")
+            raise ModelError(f"no layer named {want!r} to keep in float32", where="--keep-float",
+                             fix=f"Use an ONNX node name or a PyTorch module path; the weighted layers are: {shown}")
+        out += [h for h in hit if h not in out]
+    return out
+
+
 def quantize_onnx(float_onnx_path: str | Path, calib: Any, out_path: str | Path, *,
                   method: str = "minmax", per_channel: bool = True, progress: bool = True,
-                  percentile: float = 99.999) -> Path:
-    """Quantize a float ONNX model to int8 QDQ (S8S8) with ORT's ``quantize_static``."""
+                  percentile: float = 99.999, keep_float: Any = ()) -> Path:
+    """Quantize a float ONNX model to int8 QDQ (S8S8) with ORT's ``quantize_static``.
+
+    ``keep_float``: layers to leave in float32 (mixed precision), each an ONNX node name
+    or a PyTorch module path (``conv2`` or ``conv2.0`` selects ``/conv2/conv2.0/Conv``).
+    The backends run those layers with float kernels between a dequantize and a quantize.
+    """
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
                                           QuantType, quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -117,9 +142,11 @@ def quantize_onnx(float_onnx_path: str | Path, calib: Any, out_path: str | Path,
     with tempfile.TemporaryDirectory() as td:
         pre = Path(td) / "pre.onnx"
         quant_pre_process(str(float_onnx_path), str(pre), skip_symbolic_shape=True)
+        exclude = resolve_layers(onnx.load(str(pre)), keep_float) if keep_float else []
         quantize_static(str(pre), str(out_path), Reader(), quant_format=QuantFormat.QDQ,
                         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                        per_channel=per_channel, calibrate_method=cm, extra_options=extra)
+                        per_channel=per_channel, calibrate_method=cm, extra_options=extra,
+                        nodes_to_exclude=exclude)
     if progress:
         print(file=sys.stderr)
     return out_path

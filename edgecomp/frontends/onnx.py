@@ -689,6 +689,9 @@ def fold_qdq(g: ir.Graph) -> ir.Graph:
         if len(cons) != 1 or cons[0].op != "quantize" or n.outputs[0] in g.outputs:
             continue
         qnode = cons[0]
+        if n.op in ("conv2d", "depthwise_conv2d", "fully_connected") and len(n.inputs) > 1 \
+                and g.tensors[n.inputs[1]].is_const and n.inputs[1] not in qconst:
+            continue  # a layer left in float (mixed precision): its dequantize/quantize nodes stay
         srcs = []
         ok = True
         for i in n.inputs:

@@ -1,0 +1,85 @@
+"""Mixed precision through to C: chosen layers stay float32 between a dequantize and a
+quantize, the rest is int8; the firmware matches ONNX Runtime on the same QDQ file."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from edgecomp import api
+from edgecomp.compress.quantize import reference_session
+from edgecomp.demo import digits_split, make_cnn, train
+
+
+@pytest.fixture(scope="module")
+def trained():
+    torch.set_num_threads(2)
+    xtr, ytr, xte, yte = digits_split(0)
+    torch.manual_seed(0)
+    return train(make_cnn(), xtr, ytr, epochs=8, seed=0, verbose=False), xtr, xte
+
+
+def _ort(path, x):
+    s = reference_session(path)
+    name = s.get_inputs()[0].name
+    return np.concatenate([s.run(None, {name: x[i:i + 1]})[0] for i in range(len(x))])
+
+
+@pytest.mark.parametrize("keep", [["conv2"], ["pw.0", "fc"]])
+def test_layers_kept_in_float_run_float_kernels_and_match_onnxruntime(trained, tmp_path, keep):
+    model, xtr, xte = trained
+    q = tmp_path / "mixed.onnx"
+    man = api.compile_model(model, "host", tmp_path / "b", example_input=torch.from_numpy(xte[:1]),
+                            calib=xtr[:100], keep_float=keep, keep_onnx=q)
+    assert man["options"]["keep_float"] == keep
+    g = onnx.load(str(q))
+    float_convs = [n.name for n in g.graph.node if n.op_type in ("Conv", "Gemm")
+                   and not any(i.endswith("DequantizeLinear_Output") for i in n.input[1:2])]
+    assert float_convs and all(any(f"/{k}/" in n or n.startswith(f"/{k}") for k in keep) for n in float_convs)
+    ops = [layer["op"] for layer in man["layers"]]
+    assert "dequantize" in ops and ops.count("conv2d") + ops.count("fully_connected") >= 3
+    x = xte[:40]
+    got = api.run_bundle(tmp_path / "b", x, emulate=False).outputs_float.reshape(len(x), -1)
+    want = _ort(q, x)
+    if man["outputs"][0]["dtype"] == "int8":
+        tol = 2 * man["outputs"][0]["quantization"]["scale"][0] + 1e-5
+    else:  # a float head after int8 layers: one LSB upstream moves the logits a little
+        assert "fc" in keep
+        tol = 0.02 * np.abs(want).max()
+    assert np.abs(got - want).max() <= tol
+    assert (got.argmax(1) == want.argmax(1)).mean() >= 0.95
+    # the float layer costs flash: more than the all-int8 build
+    full = api.compile_model(model, "host", tmp_path / "int8", example_input=torch.from_numpy(xte[:1]),
+                             calib=xtr[:100])
+    assert "dequantize" not in [layer["op"] for layer in full["layers"]]
+
+
+def test_mixed_model_runs_under_qemu_on_cortex_m4(trained, tmp_path):
+    if not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")):
+        pytest.fail("needs arm-none-eabi-gcc and qemu-system-arm (bash scripts/install.sh)")
+    model, xtr, xte = trained
+    q = tmp_path / "mixed.onnx"
+    man = api.compile_model(model, "cortex-m4", tmp_path / "m4", example_input=torch.from_numpy(xte[:1]),
+                            calib=xtr[:100], keep_float=["conv2"], keep_onnx=q)
+    x = xte[:8]
+    got = api.run_bundle(tmp_path / "m4", x, progress=False).outputs_float.reshape(len(x), -1)
+    scale = man["outputs"][0]["quantization"]["scale"][0]
+    assert np.abs(got - _ort(q, x)).max() <= 2 * scale + 1e-5
+
+
+def test_unknown_layer_is_one_clear_message(tmp_path, trained):
+    model, xtr, xte = trained
+    from edgecomp.frontends.torch import export_onnx
+    f = export_onnx(model, torch.from_numpy(xte[:1]), tmp_path / "m.onnx")
+    np.save(tmp_path / "calib.npy", xtr[:20])
+    r = subprocess.run([sys.executable, "-m", "edgecomp.cli", "compile", str(f), "--target", "host",
+                        "--calib", str(tmp_path / "calib.npy"), "--keep-float", "nope", "-o", str(tmp_path / "b")],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "nope" in r.stderr and "/conv1/conv1.0/Conv" in r.stderr
+    assert not (tmp_path / "b").exists()
