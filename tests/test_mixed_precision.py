@@ -83,3 +83,21 @@ def test_unknown_layer_is_one_clear_message(tmp_path, trained):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "nope" in r.stderr and "/conv1/conv1.0/Conv" in r.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_choose_precision_then_compile_the_mix(trained, tmp_path):
+    from edgecomp.compress.mixed import choose_precision, compile_mixed, float_layers
+    from edgecomp.demo import digits_split
+
+    model, xtr, xte = trained
+    _, _, _, yte = digits_split(0)
+    # 2-bit layers cost accuracy, so a 0.5-point budget must promote some layer to float32
+    r = choose_precision(model, xtr[:150], xte, yte, max_drop=0.5, options=(2, 32))
+    keep = float_layers(r)
+    assert keep and r["drop"] <= 0.5
+    man = compile_mixed(model, r, "host", tmp_path / "b", example_input=torch.from_numpy(xte[:1]), calib=xtr[:100])
+    assert man["options"]["keep_float"] == keep
+    assert "dequantize" in [layer["op"] for layer in man["layers"]]
+    acc = (api.run_bundle(tmp_path / "b", xte, emulate=False).outputs_float.reshape(len(xte), -1).argmax(1)
+           == yte).mean()
+    assert acc >= 0.85

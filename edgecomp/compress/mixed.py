@@ -8,9 +8,10 @@ Choice: start with every layer at the lowest precision, then promote the most
 sensitive layers (int8 -> int16 -> float32) until the whole fake-quantized model is
 within the accuracy-drop budget, or every layer is float.
 
-This is REPORT-ONLY today: the Cortex-M and Raspberry Pi backends run a model in
-uniform int8 or float32, so the chosen mix tells which layers need the extra bits
-and what it would cost in bytes; it is not compiled.
+Compiling the choice (:func:`compile_mixed`): the C backend has int8 and float32
+kernels, so layers chosen at more than 8 bits run in float32 (an int16 choice is
+promoted to float32: there are no int16 kernels yet) between a dequantize and a
+quantize, and the rest in int8 (a sub-8-bit choice is stored as int8).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import sys
 
 from ..errors import ModelError
 
-__all__ = ["layer_sensitivity", "choose_precision", "precision_table"]
+__all__ = ["layer_sensitivity", "choose_precision", "precision_table", "float_layers", "compile_mixed"]
 
 
 def _layers(model):
@@ -92,5 +93,17 @@ def precision_table(result: dict) -> str:
                      f"{r['params'] * b // 8:,} |")
     lines.append(f"\nMixed: {result['accuracy'] * 100:.2f} % ({result['drop']:+.2f} pts vs float "
                  f"{result['baseline'] * 100:.2f} %), weights {result['bytes']:,} B (all-int8 {result['bytes_int8']:,} B). "
-                 "Report only: the backends compile uniform int8 or float32.")
+                 "Compiled by compile_mixed: layers above 8 bits run float32 kernels, the rest int8.")
     return "\n".join(lines)
+
+
+def float_layers(result: dict) -> list[str]:
+    """Module paths the compiled mix keeps in float32 (every layer chosen above 8 bits)."""
+    return [layer for layer, b in result["bits"].items() if b > 8]
+
+
+def compile_mixed(model, result: dict, target: str, out_dir, *, example_input, calib, keep_onnx=None) -> dict:
+    """Compile ``model`` with the per-layer choice of :func:`choose_precision`; returns the manifest."""
+    from ..api import compile_model
+    return compile_model(model, target, out_dir, example_input=example_input, calib=calib,
+                         keep_float=float_layers(result), keep_onnx=keep_onnx)

@@ -230,8 +230,10 @@ def qat(model, x, y, *, epochs: int = 3, lr: float = 2e-4, bits: int = 8, exampl
     return m
 
 
-def export_qdq(model, example_input, calib, out_path, *, method: str = "minmax", progress: bool = False) -> Path:
-    """Float export (``frontends.torch.export_onnx``) then ORT QDQ int8 (``quantize_onnx``)."""
+def export_qdq(model, example_input, calib, out_path, *, method: str = "minmax", progress: bool = False,
+               keep_float=()) -> Path:
+    """Float export (``frontends.torch.export_onnx``) then ORT QDQ int8 (``quantize_onnx``);
+    ``keep_float`` layers stay float32 (mixed precision)."""
     import tempfile
 
     from ..frontends.torch import export_onnx
@@ -239,4 +241,5 @@ def export_qdq(model, example_input, calib, out_path, *, method: str = "minmax",
     out_path = Path(out_path)
     with tempfile.TemporaryDirectory() as td:
         f = export_onnx(model, example_input, Path(td) / "float.onnx")
-        return quantize_onnx(f, calib, out_path, method=method, per_channel=True, progress=progress)
+        return quantize_onnx(f, calib, out_path, method=method, per_channel=True, progress=progress,
+                             keep_float=keep_float)
