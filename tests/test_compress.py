@@ -440,3 +440,22 @@ def test_global_average_pool_head_is_prunable():
     m = GAP()
     p = P.structured_prune(m, torch.zeros(1, 1, 8, 8), 0.5)
     assert p.c2.out_channels == 8 and p.fc.in_features == 8 and p(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_search_mixed_candidate_keeps_its_float_layers_in_the_qdq_file(digits, tmp_path):
+    import onnx
+
+    from edgecomp.compress.search import mnist_cnn, run_compress
+    xtr, ytr, xte, yte = digits
+    torch.manual_seed(0)
+    model = mnist_cnn(0.5, 32, in_hw=8)
+    D.fit(model, xtr, ytr, epochs=4, lr=3e-3, verbose=False)
+    run_compress(model, (xtr, ytr, xte, yte), out_dir=tmp_path / "o", candidates=[{"method": "mixed", "max_drop": 0.0}],
+                 executor="inline", epochs=1, measure="estimate", verbose=False)
+    row = json.loads((tmp_path / "o" / "trials.jsonl").read_text().splitlines()[0])
+    assert row["method"] == "mixed" and row["float_layers"]  # a zero-drop budget promotes some layer
+    g = onnx.load(row["onnx"])
+    quantized_w = {n.output[0] for n in g.graph.node if n.op_type == "DequantizeLinear"}
+    float_nodes = [n.name for n in g.graph.node if n.op_type in ("Conv", "Gemm") and n.input[1] not in quantized_w]
+    assert len(float_nodes) == len(row["float_layers"])
+    assert all(any(f"/{k}/" in n for k in row["float_layers"]) for n in float_nodes)

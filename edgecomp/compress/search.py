@@ -85,7 +85,7 @@ def _example(name: str, seed: int):
 # --------------------------------------------------------------------------- candidates
 def default_candidates(quick: bool = False) -> list[dict]:
     """Methods and strengths tried by default (each ends in int8 unless it says fp32)."""
-    c = [{"method": "fp32"}, {"method": "ptq"}, {"method": "qat"}]
+    c = [{"method": "fp32"}, {"method": "ptq"}, {"method": "qat"}] + ([] if quick else [{"method": "mixed"}])
     c += [{"method": "prune", "amount": a} for a in ((0.5, 0.7) if quick else (0.3, 0.5, 0.6, 0.7, 0.8))]
     c += [{"method": "lowrank", "energy": e} for e in ((0.8,) if quick else (0.9, 0.75))]
     c += [{"method": "distill", "width": w} for w in ((0.5,) if quick else (0.5, 0.35))]
@@ -141,6 +141,10 @@ def _apply(spec: dict, base, data, example_input, epochs: int, lr: float, seed: 
     ft = max(1, epochs // 3)
     if m in ("fp32", "ptq"):
         return copy.deepcopy(base), ("float32" if m == "fp32" else "ptq")
+    if m == "mixed":  # int8 except the layers the sensitivity analysis keeps in float32
+        from .mixed import choose_precision, float_layers
+        r = choose_precision(base, xtr[:200], xva, yva, max_drop=spec.get("max_drop", 0.3), options=(8, 32))
+        return copy.deepcopy(base), ("mixed", float_layers(r))
     if m == "qat":
         return qat(base, xtr, ytr, epochs=max(1, ft), lr=lr / 30, seed=seed, verbose=False), "qat"
     if m in ("prune", "prune+qat"):
@@ -161,7 +165,7 @@ def _apply(spec: dict, base, data, example_input, epochs: int, lr: float, seed: 
                 alpha=spec.get("alpha", 0.7), verbose=False)
         return student, "ptq"
     raise ModelError(f"unknown compression method {m!r}", "compress candidates",
-                     "Use fp32, ptq, qat, prune, prune+qat, lowrank or distill")
+                     "Use fp32, ptq, qat, mixed, prune, prune+qat, lowrank or distill")
 
 
 def _scaled_student(base, width: float):
@@ -195,6 +199,9 @@ def run_trial(spec: dict, base_path: str, data_path: str, trial_dir: str, target
     data = (d["x_train"], d["y_train"], d["x_val"], d["y_val"])
     ex = torch.from_numpy(data[2][:1])
     model, mode = _apply(spec, base, data, ex, epochs, lr, seed)
+    keep_float: list[str] = []
+    if isinstance(mode, tuple):  # ("mixed", layers kept in float32)
+        mode, keep_float = mode
     model.eval()
     torch.save(model, trial_dir / "model.pt")
     from .distill import accuracy
@@ -204,7 +211,7 @@ def run_trial(spec: dict, base_path: str, data_path: str, trial_dir: str, target
         from ..frontends.torch import export_onnx
         onnx_path = export_onnx(model, ex, trial_dir / "model.onnx")
     else:
-        onnx_path = export_qdq(model, ex, calib, trial_dir / "model.int8.onnx")
+        onnx_path = export_qdq(model, ex, calib, trial_dir / "model.int8.onnx", keep_float=keep_float)
     acc = float((onnx_predict(onnx_path, data[2]).argmax(1) == data[3]).mean())
     bits = 32 if mode == "float32" else 8
     st = totals(layer_stats(model, ex, bits))
@@ -216,7 +223,8 @@ def run_trial(spec: dict, base_path: str, data_path: str, trial_dir: str, target
             "flash_bytes": meas.get("flash_bytes"), "ram_bytes": meas.get("ram_bytes"),
             "instructions": meas.get("instructions"), "estimated": meas.get("estimated", True),
             "estimate_reason": meas.get("estimate_reason"), "onnx": str(onnx_path),
-            "model_pt": str(trial_dir / "model.pt"), "bits": bits, "seconds": round(time.time() - t0, 1)}
+            "model_pt": str(trial_dir / "model.pt"), "bits": bits, "float_layers": keep_float,
+            "seconds": round(time.time() - t0, 1)}
 
 
 # --------------------------------------------------------------------------- selection
