@@ -9,9 +9,8 @@ on a Pi with `edgecomp deploy`).  Two tables:
 1. ONNX Runtime, float32 vs int8 (QDQ S8S8 from ORT's quantize_static) for a small
    MNIST-shaped CNN compiled for rpi4.
 2. The MLPerf Tiny models (../shared/benchmarks/mlperf_tiny) through LiteRT, float32 vs
-   int8.  ORT vs LiteRT on these needs them as ONNX; tf2onnx (the usual converter) imports
-   TensorFlow at module import (`import tensorflow as tf` in tf2onnx/__init__, convert.py,
-   tflite_utils.py), so it does not work without TensorFlow, which edgecomp does not ship.
+   int8; then the same float networks exported to ONNX (edgecomp.backends.onnx_export) in
+   ONNX Runtime, float32 vs int8, side by side with LiteRT.
 3. With an aarch64 userland (scripts/aarch64_userland.sh DIR; default ~/.cache/edgecomp/aarch64
    when present): the CNN bundles' probe.py under qemu-aarch64-static -cpu cortex-a72 / cortex-a76,
    i.e. ONNX Runtime's Arm kernels (no SDOT on A72, SDOT on A76).  Emulated time is not Pi time;
@@ -118,6 +117,30 @@ def main(argv=None) -> int:
             lines.append(f"| {title} | {res['f']['p50_ms']:.3f} | {res['q']['p50_ms']:.3f} | "
                          f"{res['f']['p50_ms'] / res['q']['p50_ms']:.2f}x | {res['f']['p99_ms']:.3f} | "
                          f"{res['q']['p99_ms']:.3f} |")
+        lines += ["", "## ONNX Runtime vs LiteRT on the same networks (MLPerf Tiny float models, threads=1)", "",
+                  "The float .tflite files exported to ONNX by `edgecomp.backends.onnx_export` (tested equal to "
+                  "LiteRT's outputs), int8 by ONNX Runtime's quantize_static (QDQ S8S8, 64 random calibration "
+                  "inputs: fine for latency, not for accuracy). Ratios are of p50 times: ORT / LiteRT above 1 means ONNX "
+                  "Runtime is slower.", "",
+                  "| model | ORT float32 p50 ms | ORT int8 p50 ms | ORT float32 / int8 | LiteRT float32 p50 ms "
+                  "| ORT / LiteRT (float32) | LiteRT int8 p50 ms | ORT / LiteRT (int8) |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        from edgecomp.backends.onnx_export import to_onnx
+        from edgecomp.frontends.tflite import load_tflite
+        for title, ffile, qfile in MLPERF_PAIRS:
+            g = load_tflite(MLPERF / ffile)
+            onnx_f = to_onnx(g, td / ffile.replace(".tflite", ".onnx"))
+            shape = g.tensors[g.inputs[0]].shape
+            cal = np.random.default_rng(0).random((64,) + tuple(shape[1:]), dtype=np.float32)
+            bf, bq = td / (ffile + "-ort-f32"), td / (ffile + "-ort-int8")
+            write_rpi_bundle(onnx_f, "rpi4", bf, precision="float32")
+            write_rpi_bundle(onnx_f, "rpi4", bq, calib=cal)
+            of, oq = probe(bf, a.runs, "1")["results"][0], probe(bq, a.runs, "1")["results"][0]
+            lf = probe(td / ffile.replace(".tflite", ""), a.runs, "1")["results"][0]
+            lq = probe(td / qfile.replace(".tflite", ""), a.runs, "1")["results"][0]
+            lines.append(f"| {title} | {of['p50_ms']:.3f} | {oq['p50_ms']:.3f} | {of['p50_ms'] / oq['p50_ms']:.2f}x | "
+                         f"{lf['p50_ms']:.3f} | {of['p50_ms'] / lf['p50_ms']:.2f}x | {lq['p50_ms']:.3f} | "
+                         f"{oq['p50_ms'] / lq['p50_ms']:.2f}x |")
         litert_version = probe(td / "ad01_int8", 1, "1")["runtime_version"]
         ul = Path(a.aarch64)
         if a.aarch64 != "none" and (ul / "rootfs" / "usr" / "bin" / "python3.11").is_file():
@@ -142,10 +165,9 @@ def main(argv=None) -> int:
             f"Python {platform.python_version()}, onnxruntime {ort.__version__}, ai-edge-litert {litert_version}) "
             "-- *not a Raspberry Pi*: a stand-in on the build host, shared with other jobs, so compare ratios, "
             "not absolute numbers.  On a Pi run the same bundles with `edgecomp deploy BUNDLE --host pi@...`.", "",
-            "ORT vs LiteRT on the MLPerf Tiny models was not measured: it needs the .tflite files as ONNX, and "
-            "tf2onnx 1.17 (the converter) imports TensorFlow at import time (`import tensorflow as tf` in "
-            "tf2onnx/__init__.py, convert.py, tflite_utils.py), which is not installed; so the second table is "
-            "LiteRT float32 vs int8 instead.", "",
+            "The MLPerf Tiny float models run in ONNX Runtime through edgecomp's own float TFLite -> ONNX "
+            "export (tf2onnx imports TensorFlow, which is not installed); kws_ref_model_float32 has one "
+            "dynamic-range conv that LiteRT runs in int8 and the export runs in float.", "",
             "Note on x86 int8: without AVX-VNNI, ONNX Runtime's x86 u8s8 kernels sum pairs of 8-bit products "
             "in 16 bits (vpmaddubsw) and can saturate, so the int8 outputs here may differ by a few LSB from "
             "an Arm CPU's (Arm's kernels do not saturate; tests/test_rpi_aarch64.py checks the Arm results "
