@@ -19,7 +19,7 @@ import numpy as np
 from . import ir
 from .errors import EdgecompError, ModelError
 
-PRECISIONS = ("int8", "float32")
+PRECISIONS = ("int8", "int16", "float32")  # int16: 16x8 (int16 activations, int8 weights)
 
 
 def _is_torch_module(obj: Any) -> bool:
@@ -70,10 +70,11 @@ def prepare_onnx(model: Any, workdir: Path, *, example_input=None, calib=None, p
     if precision == "float32" or _onnx_is_quantized(src):
         return src
     if calib is None:
-        raise ModelError("int8 quantization needs calibration data", where=str(src),
+        raise ModelError(f"{precision} quantization needs calibration data", where=str(src),
                          fix="Pass --calib samples.npy (a few hundred typical inputs), or --precision float32")
-    return quantize_onnx(src, calib, workdir / "model.int8.onnx", method=calibrate_method, per_channel=per_channel,
-                         keep_float=keep_float or ())
+    return quantize_onnx(src, calib, workdir / f"model.{precision}.onnx", method=calibrate_method,
+                         per_channel=per_channel, keep_float=keep_float or (),
+                         activations="int16" if precision == "int16" else "int8")
 
 
 def load_graph(model: Any, workdir: Path, **kw) -> tuple[ir.Graph, Path]:

@@ -145,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--target", "-t", default="cortex-m4", help="target name (see targets/*.toml); default cortex-m4")
     c.add_argument("--output", "-o", default="bundle", help="bundle folder to write (replaced atomically)")
     c.add_argument("--calib", help="calibration samples (.npy / .npz) for int8 quantization of a float model")
-    c.add_argument("--precision", choices=["int8", "float32"], default="int8")
+    c.add_argument("--precision", choices=["int8", "int16", "float32"], default="int8",
+                   help="int16: int16 activations with int8 weights (16x8)")
     c.add_argument("--no-quantize", dest="precision", action="store_const", const="float32",
                    help="keep float32 (same as --precision float32)")
     c.add_argument("--calibrate-method", choices=["minmax", "entropy", "percentile"], default="minmax")

@@ -28,9 +28,12 @@ from ..passes.fuse import fuse_residual_adds
 from ..passes.memory_plan import MemoryPlan, plan_memory, reads
 from ..resources import templates_dir
 from ..sanitize import c_comment, c_comment_text, c_identifier, c_string
+from . import c_codegen_s16
 
 KERNEL_FILES = ("ec_kernels.h", "ec_kernels.c")
 GENERATED_FILES = ("model.h", "model.c", "weights.c") + KERNEL_FILES
+# int16 kernels: copied only when the graph has int16 layers (backends/c_codegen_s16.py)
+GENERATED_FILES_S16 = c_codegen_s16.S16_FILES
 
 
 @dataclass
@@ -98,7 +101,7 @@ arena LAYER_START LAYER_DONE layer_start layer_end x q y in out status
 EC_MODEL_H EC_KERNELS_H EC_PLATFORM_H EC_PROBE EC_DEBUG EC_HOST
 """.split())
 
-CTYPE = {"int8": "int8_t", "int32": "int32_t", "float32": "float"}
+CTYPE = {"int8": "int8_t", "int16": "int16_t", "int32": "int32_t", "float32": "float"}
 
 
 def _fmt_q(t: ir.Tensor) -> str:
@@ -138,9 +141,9 @@ class _Gen:
     def tensor(self, name: str) -> str:
         if name not in self.tensor_id:
             t = self.g.tensors[name]
-            if t.dtype not in ("int8", "float32"):
+            if t.dtype not in ("int8", "int16", "float32"):
                 raise UnsupportedError(f"{t.dtype} activation {name!r}", where=f"tensor {name!r}",
-                                       fix="Use an int8 or float32 model")
+                                       fix="Use an int8, int16 or float32 model")
             ident = self.ident(name)
             self.tensor_id[name] = ident
             off = self.plan.offsets[name]
@@ -249,7 +252,10 @@ class _Gen:
                         f"bytes, rows through the {scratch[1]}-byte scratch row at {scratch[0]}")
         call: str
         op = node.op
-        if op in ("conv2d", "depthwise_conv2d"):
+        s16_call = c_codegen_s16.layer_call(self, node, x, out, head, row)
+        if s16_call is not None:
+            call = s16_call
+        elif op in ("conv2d", "depthwise_conv2d"):
             call = self._conv(node, x, out, head, row)
         elif op == "fully_connected":
             call = self._fc(node, x, out, head, row)
@@ -502,7 +508,7 @@ def generate(graph: ir.Graph, out_dir: Path, *, name: str = "model", probe: bool
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir() / "cortex_m")),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
     model_comment = c_comment_text(repr(name) if name else "model")
-    dtype_note = "int8" if g.quantized else "float32"
+    dtype_note = ("int16" if c_codegen_s16.uses_s16(g) else "int8") if g.quantized else "float32"
     ctx = dict(
         model_comment=model_comment, model_string=c_string(name),
         input_comment=c_comment_text(f"{in_t.name} {_shape(in_t.shape)} {_fmt_q(in_t)}"),
@@ -515,13 +521,15 @@ def generate(graph: ir.Graph, out_dir: Path, *, name: str = "model", probe: bool
         input_tensor=in_id, output_tensor=out_id, layer_code=gen.code,
         quantize_input_body=qin, dequantize_output_body=dqo,
         weight_bytes=gen.weight_bytes, arrays=gen.arrays,
+        extra_includes=['#include "ec_kernels_s16.h"'] if c_codegen_s16.uses_s16(g) else [],
     )
     texts = {f: env.get_template(f + ".j2").render(**ctx) for f in ("model.h", "model.c", "weights.c")}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for f, text in texts.items():
         (out_dir / f).write_text(text)
-    for f in KERNEL_FILES:
+    kernel_files = KERNEL_FILES + (GENERATED_FILES_S16 if c_codegen_s16.uses_s16(g) else ())
+    for f in kernel_files:
         shutil.copyfile(templates_dir() / "cortex_m" / "kernels" / f, out_dir / f)
     return CodegenInfo(
         arena_bytes=plan.arena_bytes,
@@ -530,6 +538,6 @@ def generate(graph: ir.Graph, out_dir: Path, *, name: str = "model", probe: bool
         weight_bytes=gen.weight_bytes,
         layers=gen.layers,
         offsets=dict(plan.offsets),
-        files=list(GENERATED_FILES),
+        files=list(GENERATED_FILES) + [f for f in kernel_files if f not in KERNEL_FILES],
         plan=plan,
     )

@@ -175,7 +175,8 @@ def _nm_sizes(nm: str, objects: list[Path]) -> tuple[int, int]:
 def _model_sources(bundle_dir: Path) -> list[str]:
     """The generated model's C files (a user's own files, e.g. a UART driver, are not the model)."""
     try:
-        from .c_codegen import GENERATED_FILES
+        from .c_codegen import GENERATED_FILES, GENERATED_FILES_S16
+        GENERATED_FILES = GENERATED_FILES + GENERATED_FILES_S16
     except ImportError:  # pragma: no cover - the generator is part of the package
         GENERATED_FILES = ()
     generated = sorted(n for n in GENERATED_FILES if n.endswith(".c") and (bundle_dir / n).is_file())

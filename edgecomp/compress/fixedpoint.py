@@ -1,4 +1,4 @@
-"""Fixed point: power-of-two scales on a QDQ int8 model (Q7-style).
+"""Fixed point: power-of-two scales on a QDQ model, int8 (Q7-style) or int16 (Q15-style).
 
 :func:`to_power_of_two` rewrites every scale of a QDQ ONNX model (from
 ``quantize_onnx`` or QAT) to a power of two, re-quantizing the stored int8 weights
@@ -8,9 +8,12 @@ fast multiplier (Cortex-M0).  ``rounding="ceil"`` (default) rounds scales up, so
 no value saturates (up to 1 bit of resolution lost); ``"nearest"`` rounds in the
 log domain.  Accuracy is measured with ONNX Runtime on the rewritten model.
 
-Scope: int8 (Q7) only; int16 (Q15) and the C backend's shift-only requantization
-kernels are later work - today the rewritten model runs through the normal int8
-path (multiplier 2^30, shift n), which gives the same numbers.
+Scope: int8 activations (Q7, from ``quantize_onnx``) and int16 activations (Q15, from
+``quantize_onnx(..., activations="int16")``: symmetric int16 activations, int8 weights);
+only the scales change, zero points and integer types stay.  In the C backend the int16
+layers of a rewritten model are shift-only (``ec_kernels_s16``: every multiplier is 2^30,
+so no multiplier array is stored and no multiply is done); int8 layers still run the
+normal int8 kernels (multiplier 2^30, shift n), which give the same numbers as a shift.
 """
 from __future__ import annotations
 
@@ -50,7 +53,7 @@ def to_power_of_two(qdq_path: str | Path, out_path: str | Path, *, rounding: str
     qnodes = [n for n in g.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
     if not qnodes:
         raise ModelError("the model has no QuantizeLinear/DequantizeLinear nodes", str(qdq_path),
-                         "Give a QDQ int8 model (edgecomp.compress.quantize.quantize_onnx writes one)")
+                         "Give a QDQ int8/int16 model (edgecomp.compress.quantize.quantize_onnx writes one)")
     old = {}  # scale initializer name -> old float scale
     for n in qnodes:
         sname = n.input[1]

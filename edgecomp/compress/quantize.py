@@ -19,6 +19,7 @@ import onnx
 from ..errors import ModelError
 
 METHODS = ("minmax", "entropy", "percentile")
+ACTIVATIONS = ("int8", "int16")
 
 
 def load_calibration(calib: Any, input_name: str, input_shape: tuple[int, ...] | None = None) -> list[np.ndarray]:
@@ -99,8 +100,12 @@ def resolve_layers(model: onnx.ModelProto, names: Any) -> list[str]:
 
 def quantize_onnx(float_onnx_path: str | Path, calib: Any, out_path: str | Path, *,
                   method: str = "minmax", per_channel: bool = True, progress: bool = True,
-                  percentile: float = 99.999, keep_float: Any = ()) -> Path:
+                  percentile: float = 99.999, keep_float: Any = (), activations: str = "int8") -> Path:
     """Quantize a float ONNX model to int8 QDQ (S8S8) with ORT's ``quantize_static``.
+
+    ``activations="int16"``: 16x8 instead (int16 activations, symmetric with zero point 0,
+    ``QuantType.QInt16``; int8 per-channel symmetric weights; int32 biases), which the C
+    backend runs with its int16 kernels (``ec_kernels_s16``).
 
     ``keep_float``: layers to leave in float32 (mixed precision), each an ONNX node name
     or a PyTorch module path (``conv2`` or ``conv2.0`` selects ``/conv2/conv2.0/Conv``).
@@ -111,6 +116,8 @@ def quantize_onnx(float_onnx_path: str | Path, calib: Any, out_path: str | Path,
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     method = method.lower().replace("-", "")
+    if activations not in ACTIVATIONS:
+        raise ModelError(f"unknown activation type {activations!r}", fix=f"Use one of {', '.join(ACTIVATIONS)}")
     if method not in METHODS:
         raise ModelError(f"unknown calibration method {method!r}", fix=f"Use one of {', '.join(METHODS)}")
     float_onnx_path, out_path = Path(float_onnx_path), Path(out_path)
@@ -136,7 +143,7 @@ def quantize_onnx(float_onnx_path: str | Path, calib: Any, out_path: str | Path,
 
     cm = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
           "percentile": CalibrationMethod.Percentile}[method]
-    extra: dict[str, Any] = {"ActivationSymmetric": False, "WeightSymmetric": True}
+    extra: dict[str, Any] = {"ActivationSymmetric": activations == "int16", "WeightSymmetric": True}
     if method == "percentile":
         extra["CalibPercentile"] = percentile
     with tempfile.TemporaryDirectory() as td:
@@ -144,7 +151,8 @@ def quantize_onnx(float_onnx_path: str | Path, calib: Any, out_path: str | Path,
         quant_pre_process(str(float_onnx_path), str(pre), skip_symbolic_shape=True)
         exclude = resolve_layers(onnx.load(str(pre)), keep_float) if keep_float else []
         quantize_static(str(pre), str(out_path), Reader(), quant_format=QuantFormat.QDQ,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        activation_type=QuantType.QInt16 if activations == "int16" else QuantType.QInt8,
+                        weight_type=QuantType.QInt8,
                         per_channel=per_channel, calibrate_method=cm, extra_options=extra,
                         nodes_to_exclude=exclude)
     if progress:

@@ -393,13 +393,18 @@ def _lower_node(c: _Ctx, n) -> None:
         zp = c.consts.get(ins[2]) if len(ins) > 2 and ins[2] else np.zeros((), np.uint8)
         if scale is None or scale.size != 1:
             raise UnsupportedError("QuantizeLinear needs a constant per-tensor scale", where=where)
-        if zp.dtype != np.int8:
+        if zp.dtype not in (np.int8, np.int16):
             raise UnsupportedError(f"{zp.dtype} quantization (edgecomp's int8 scheme is signed)", where=where,
-                                   fix="Quantize with QuantType.QInt8 for activations and weights (S8S8)")
+                                   fix="Quantize with QuantType.QInt8 for activations and weights (S8S8), "
+                                       "or QInt16 activations (16x8)")
+        if zp.dtype == np.int16 and np.any(zp != 0):
+            raise UnsupportedError("asymmetric int16 activations", where=where,
+                                   fix="Quantize int16 activations symmetrically (ActivationSymmetric=True)")
         if ins[0] in c.consts:
             raise UnsupportedError("QuantizeLinear of a constant", where=where)
         src = c.name(ins[0])
-        o = _out(c, n, _shape_of(c, ins[0]), "int8", ir.QuantParams(scale, zp.astype(np.int32)))
+        o = _out(c, n, _shape_of(c, ins[0]), "int16" if zp.dtype == np.int16 else "int8",
+                 ir.QuantParams(scale, zp.astype(np.int32)))
         c.flat_chw.update({o: c.flat_chw[src]} if src in c.flat_chw else {})
         c.add_node(n.name, "quantize", [src], [o])
         return
@@ -671,12 +676,33 @@ def _same_quant(a: ir.QuantParams | None, b: ir.QuantParams | None) -> bool:
         np.array_equal(a.zero_point, b.zero_point)
 
 
-def _int_act(act, quant: ir.QuantParams) -> tuple[int, int]:
+#: Ops folded into int16 (16x8) integer ops; other int16 islands stay float (dequantize/quantize kept).
+INT16_OPS = ("conv2d", "depthwise_conv2d", "fully_connected", "max_pool2d", "reshape", "clamp")
+
+
+def _int_act(act, quant: ir.QuantParams, dtype: str = "int8") -> tuple[int, int]:
     lo, hi = act
     if lo == -math.inf and hi == math.inf:
-        return (-128, 127)
-    return ir.activation_range("clip", quant, "int8", None if lo == -math.inf else lo,
+        info = np.iinfo(ir.np_dtype(dtype))
+        return (int(info.min), int(info.max))
+    return ir.activation_range("clip", quant, dtype, None if lo == -math.inf else lo,
                                None if hi == math.inf else hi)
+
+
+def _int16_island(g: ir.Graph, n: ir.Node, srcs: list[str], yq: str, qconst: dict) -> bool | None:
+    """None if the island is not int16; else whether the int16 kernels can run it (16x8)."""
+    dts = {g.tensors[yq].dtype} | {g.tensors[s].dtype for s in srcs if not g.tensors[s].is_const}
+    if "int16" not in dts:
+        return None
+    if dts != {"int16"} or n.op not in INT16_OPS:
+        return False
+    if len(n.inputs) > 1 and g.tensors[n.inputs[1]].is_const:  # weights int8 (16x8), bias int32
+        w = qconst.get(n.inputs[1])
+        if w is None or w[0].dtype != np.int8:
+            return False
+        if len(n.inputs) > 2 and n.inputs[2] in qconst and qconst[n.inputs[2]][0].dtype != np.int32:
+            return False
+    return True
 
 
 def fold_qdq(g: ir.Graph) -> ir.Graph:
@@ -708,6 +734,9 @@ def fold_qdq(g: ir.Graph) -> ir.Graph:
             continue
         yq = qnode.outputs[0]
         yquant = g.tensors[yq].quant
+        ydtype = g.tensors[yq].dtype
+        if _int16_island(g, n, srcs, yq, qconst) is False:
+            continue  # int16 where the int16 kernels do not go: the float op stays between dequantize/quantize
         if n.op == "softmax" and not (abs(float(yquant.scale[0]) - 1 / 256) < 1e-9 and int(yquant.zero_point[0]) == -128):
             continue  # TFLM's int8 softmax needs scale 1/256, zp -128: keep it in float
         requant_after = None
@@ -734,20 +763,21 @@ def fold_qdq(g: ir.Graph) -> ir.Graph:
         if requant_after is not None:
             xquant = g.tensors[srcs[0]].quant
             mid = f"{yq}_before_requant"
-            g.tensors[mid] = ir.Tensor(mid, g.tensors[yq].shape, "int8",
+            g.tensors[mid] = ir.Tensor(mid, g.tensors[yq].shape, ydtype,
                                        ir.QuantParams(xquant.scale.copy(), xquant.zero_point.copy()))
             n.outputs = [mid]
             if "act" in n.attrs:
-                n.attrs["act"] = _int_act(n.attrs["act"], xquant)
+                n.attrs["act"] = _int_act(n.attrs["act"], xquant, ydtype)
             qnode.inputs = [mid]  # the quantize node stays: int8 -> int8 requantize
         else:
             n.outputs = [yq]
             if "act" in n.attrs:
-                n.attrs["act"] = _int_act(n.attrs["act"], yquant)
+                n.attrs["act"] = _int_act(n.attrs["act"], yquant, ydtype)
             g.nodes.remove(qnode)
         del g.tensors[old_out]
     _remove_dead(g)
     _cancel_qdq(g)
+    _fuse_int16_clamps(g)
     _int_boundaries(g)
     _remove_dead(g)
     g.meta.pop("qconst", None)
@@ -759,7 +789,7 @@ def _requantize_before(g: ir.Graph, n: ir.Node, src: str, quant: ir.QuantParams)
     """Insert ``quantize`` (int8 -> int8, TFLite's requantize) of ``src`` to ``quant`` before node ``n``."""
     name = f"{src}_requant_{n.name}"
     t = g.tensors[src]
-    g.tensors[name] = ir.Tensor(name, t.shape, "int8", ir.QuantParams(quant.scale.copy(), quant.zero_point.copy()))
+    g.tensors[name] = ir.Tensor(name, t.shape, t.dtype, ir.QuantParams(quant.scale.copy(), quant.zero_point.copy()))
     g.nodes.insert(g.nodes.index(n), ir.Node(f"{n.name}_requant_{len(g.nodes)}", "quantize", [src], [name]))
     return name
 
@@ -811,6 +841,8 @@ def _cancel_qdq(g: ir.Graph) -> None:
         if p is None or p.op != "dequantize":
             continue
         x = p.inputs[0]
+        if g.tensors[x].dtype != g.tensors[q.outputs[0]].dtype:
+            continue  # int8 <-> int16: through float (dequantize, quantize)
         if _same_quant(g.tensors[x].quant, g.tensors[q.outputs[0]].quant) and q.outputs[0] not in g.outputs:
             _replace_uses(g, q.outputs[0], x)
             g.nodes.remove(q)
@@ -820,12 +852,36 @@ def _cancel_qdq(g: ir.Graph) -> None:
     _remove_dead(g)
 
 
+def _fuse_int16_clamps(g: ir.Graph) -> None:
+    """An int16 clamp (ORT keeps Relu/Clip as their own QDQ islands when activations are symmetric)
+    after an int16 layer with the same quantization: fold its range into the layer's ``act``."""
+    for n in list(g.nodes):
+        if n.op != "clamp" or g.tensors[n.outputs[0]].dtype != "int16":
+            continue
+        src = n.inputs[0]
+        p = g.producer(src)
+        if p is None or p.op not in INT16_OPS[:4] or len(g.consumers(src)) != 1 or src in g.outputs \
+                or not _same_quant(g.tensors[src].quant, g.tensors[n.outputs[0]].quant) \
+                or g.tensors[src].dtype != "int16":
+            continue
+        lo, hi = p.attrs["act"]
+        nlo, nhi = n.attrs["act"]
+        p.attrs["act"] = (max(lo, nlo), min(hi, nhi))
+        p.outputs = [n.outputs[0]]
+        g.nodes.remove(n)
+        del g.tensors[src]
+
+
 def _int_boundaries(g: ir.Graph) -> None:
-    """Make graph inputs/outputs int8 where they are only quantized/dequantized."""
+    """Make graph inputs/outputs int8 where they are only quantized/dequantized.
+
+    int16 models keep float inputs and outputs: their first layer is a float -> int16
+    quantize and their last an int16 -> float dequantize (the C API stays int8/float32)."""
     new_inputs = []
     for i in g.inputs:
         cons = g.consumers(i)
-        if len(cons) == 1 and cons[0].op == "quantize" and i not in g.outputs:
+        if len(cons) == 1 and cons[0].op == "quantize" and i not in g.outputs \
+                and g.tensors[cons[0].outputs[0]].dtype == "int8":
             q = cons[0]
             g.nodes.remove(q)
             del g.tensors[i]
@@ -837,7 +893,8 @@ def _int_boundaries(g: ir.Graph) -> None:
     new_outputs = []
     for o in g.outputs:
         p = g.producer(o)
-        if p is not None and p.op == "dequantize" and len(g.consumers(o)) == 0:
+        if p is not None and p.op == "dequantize" and len(g.consumers(o)) == 0 \
+                and g.tensors[p.inputs[0]].dtype == "int8":
             g.nodes.remove(p)
             del g.tensors[o]
             _rename(g, p.inputs[0], o)

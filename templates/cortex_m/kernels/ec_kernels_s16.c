@@ -1,0 +1,269 @@
+/*
+ * ec_kernels_s16.c - int16 activation / int8 weight kernels (see ec_kernels_s16.h).
+ *
+ * Written for edgecomp; the loop structure mirrors the int8 kernels of
+ * ec_kernels.c (same clipped windows, same row-at-a-time output).
+ * Right shifts of negative int64 values are arithmetic (floor), as GCC and
+ * every compiler for Cortex-M define them.
+ */
+#include "ec_kernels_s16.h"
+
+#include <string.h>
+
+#if defined(__GNUC__)
+#define EC_S16_NOINLINE __attribute__((noinline))
+#else
+#define EC_S16_NOINLINE
+#endif
+
+#define EC_S16_ACC_LIMIT ((int64_t)1 << 47) /* beyond it every requantized value saturates int16 */
+
+static int64_t clamp_i64(int64_t v, int64_t lo, int64_t hi)
+{
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+
+static int32_t sat_i32(int64_t v)
+{
+    return (int32_t)clamp_i64(v, INT32_MIN, INT32_MAX);
+}
+
+int32_t ec_requantize_acc_s16(int64_t acc, int32_t multiplier, int32_t shift)
+{
+    const int32_t n = 31 - shift; /* acc * multiplier is shifted right by n */
+    if (n > 62)
+        return 0;
+    if (n >= 16) {
+        /* acc * m = (hi * 2^16 + lo) * m with 0 <= lo < 2^16; the low part is added before
+         * the division, so the result is exactly floor((acc * m + 2^(n-1)) / 2^n) without
+         * a 64 x 32 bit product that could overflow */
+        acc = clamp_i64(acc, -EC_S16_ACC_LIMIT, EC_S16_ACC_LIMIT);
+        const int64_t hi = acc >> 16;
+        const int64_t lo = acc & 0xFFFF;
+        const int64_t low = lo * multiplier + ((int64_t)1 << (n - 1));
+        return sat_i32((hi * multiplier + (low >> 16)) >> (n - 16));
+    }
+    acc = clamp_i64(acc, INT32_MIN, INT32_MAX); /* |acc| >= 2 already saturates here */
+    return sat_i32((acc * multiplier + ((int64_t)1 << (n - 1))) >> n);
+}
+
+int32_t ec_shift_acc_s16(int64_t acc, int32_t shift)
+{
+    const int32_t k = 1 - shift; /* right shift */
+    if (k > 62)
+        return 0;
+    if (k > 0)
+        return sat_i32((clamp_i64(acc, -EC_S16_ACC_LIMIT, EC_S16_ACC_LIMIT) + ((int64_t)1 << (k - 1))) >> k);
+    acc = clamp_i64(acc, INT32_MIN, INT32_MAX);
+    return sat_i32(acc * ((int64_t)1 << -k));
+}
+
+static int16_t out_s16(const int32_t *multiplier, const int8_t *shift, int64_t acc, int32_t c, int32_t lo,
+                       int32_t hi)
+{
+    int32_t v = multiplier != NULL ? ec_requantize_acc_s16(acc, multiplier[c], shift[c])
+                                   : ec_shift_acc_s16(acc, shift[c]);
+    return (int16_t)(v < lo ? lo : (v > hi ? hi : v));
+}
+
+/* First and one-past-last kernel tap k with 0 <= origin + k * dilation < size. */
+static void taps(int32_t origin, int32_t dilation, int32_t kernel, int32_t size, int32_t *first, int32_t *end)
+{
+    int32_t k0 = 0;
+    int32_t k1 = kernel;
+    while (k0 < kernel && origin + k0 * dilation < 0)
+        k0++;
+    while (k1 > k0 && origin + (k1 - 1) * dilation >= size)
+        k1--;
+    *first = k0;
+    *end = k1;
+}
+
+static EC_S16_NOINLINE int64_t dot_s16(const int16_t *x, const int8_t *w, int32_t n, int64_t acc)
+{
+    for (int32_t i = 0; i < n; i++)
+        acc += (int32_t)x[i] * (int32_t)w[i];
+    return acc;
+}
+
+void ec_conv2d_s16(const ec_conv_params_t *p, const int16_t *input, const int8_t *filter,
+                   const int32_t *bias, int16_t *output, int16_t *row)
+{
+    const int32_t row_len = p->out_w * p->out_c;
+    const int32_t in_c = p->in_c;
+    for (int32_t b = 0; b < p->batches; b++) {
+        const int16_t *in_b = input + b * p->in_h * p->in_w * in_c;
+        for (int32_t oy = 0; oy < p->out_h; oy++) {
+            const int32_t out_row = (b * p->out_h + oy) * row_len;
+            int16_t *dst = row != NULL ? row : output + out_row;
+            const int32_t in_y0 = oy * p->stride_h - p->pad_top;
+            int32_t ky0, ky1;
+            taps(in_y0, p->dilation_h, p->kernel_h, p->in_h, &ky0, &ky1);
+            for (int32_t ox = 0; ox < p->out_w; ox++) {
+                const int32_t in_x0 = ox * p->stride_w - p->pad_left;
+                int32_t kx0, kx1;
+                taps(in_x0, p->dilation_w, p->kernel_w, p->in_w, &kx0, &kx1);
+                for (int32_t oc = 0; oc < p->out_c; oc++) {
+                    const int8_t *w = filter + oc * p->kernel_h * p->kernel_w * in_c;
+                    int64_t acc = bias != NULL ? bias[oc] : 0;
+                    for (int32_t ky = ky0; ky < ky1; ky++) {
+                        const int32_t iy = in_y0 + ky * p->dilation_h;
+                        const int32_t kx_step = p->dilation_w == 1 ? kx1 - kx0 : 1;
+                        for (int32_t kx = kx0; kx < kx1; kx += kx_step) {
+                            const int32_t ix = in_x0 + kx * p->dilation_w;
+                            acc = dot_s16(in_b + (iy * p->in_w + ix) * in_c, w + (ky * p->kernel_w + kx) * in_c,
+                                          kx_step * in_c, acc);
+                        }
+                    }
+                    dst[ox * p->out_c + oc] = out_s16(p->multiplier, p->shift, acc, oc, p->act_min, p->act_max);
+                }
+            }
+            if (row != NULL)
+                memcpy(output + out_row, row, (size_t)row_len * sizeof(int16_t));
+        }
+    }
+}
+
+static EC_S16_NOINLINE int64_t depthwise_acc_s16(const ec_conv_params_t *p, const int16_t *in, int32_t origin,
+                                                 const int8_t *w, int32_t ky0, int32_t ky1, int32_t kx0,
+                                                 int32_t kx1, int64_t acc)
+{
+    const int32_t x_step = p->dilation_w * p->in_c;
+    for (int32_t ky = ky0; ky < ky1; ky++) {
+        const int16_t *xr = in + (origin + ky * p->dilation_h * p->in_w * p->in_c + kx0 * x_step);
+        const int8_t *wr = w + (ky * p->kernel_w + kx0) * p->out_c;
+        for (int32_t kx = kx0; kx < kx1; kx++) {
+            acc += (int32_t)*xr * (int32_t)*wr;
+            xr += x_step;
+            wr += p->out_c;
+        }
+    }
+    return acc;
+}
+
+void ec_depthwise_conv2d_s16(const ec_conv_params_t *p, const int16_t *input, const int8_t *filter,
+                             const int32_t *bias, int16_t *output, int16_t *row)
+{
+    const int32_t row_len = p->out_w * p->out_c;
+    for (int32_t b = 0; b < p->batches; b++) {
+        const int16_t *in_b = input + b * p->in_h * p->in_w * p->in_c;
+        for (int32_t oy = 0; oy < p->out_h; oy++) {
+            const int32_t out_row = (b * p->out_h + oy) * row_len;
+            int16_t *dst = row != NULL ? row : output + out_row;
+            const int32_t in_y0 = oy * p->stride_h - p->pad_top;
+            int32_t ky0, ky1;
+            taps(in_y0, p->dilation_h, p->kernel_h, p->in_h, &ky0, &ky1);
+            for (int32_t ox = 0; ox < p->out_w; ox++) {
+                const int32_t in_x0 = ox * p->stride_w - p->pad_left;
+                int32_t kx0, kx1;
+                taps(in_x0, p->dilation_w, p->kernel_w, p->in_w, &kx0, &kx1);
+                /* the window's top-left tap: may lie in the padding, only clipped taps are read */
+                const int32_t origin = (in_y0 * p->in_w + in_x0) * p->in_c;
+                for (int32_t ic = 0; ic < p->in_c; ic++) {
+                    for (int32_t m = 0; m < p->depth_multiplier; m++) {
+                        const int32_t oc = ic * p->depth_multiplier + m;
+                        int64_t acc = depthwise_acc_s16(p, in_b, origin + ic, filter + oc, ky0, ky1, kx0, kx1,
+                                                        bias != NULL ? bias[oc] : 0);
+                        dst[ox * p->out_c + oc] = out_s16(p->multiplier, p->shift, acc, oc, p->act_min, p->act_max);
+                    }
+                }
+            }
+            if (row != NULL)
+                memcpy(output + out_row, row, (size_t)row_len * sizeof(int16_t));
+        }
+    }
+}
+
+void ec_fully_connected_s16(const ec_fc_params_t *p, const int16_t *input, const int8_t *filter,
+                            const int32_t *bias, int16_t *output, int16_t *row)
+{
+    for (int32_t b = 0; b < p->batches; b++) {
+        const int16_t *x = input + b * p->in_features;
+        int16_t *dst = row != NULL ? row : output + b * p->out_features;
+        for (int32_t o = 0; o < p->out_features; o++) {
+            int64_t acc = dot_s16(x, filter + o * p->in_features, p->in_features, bias != NULL ? bias[o] : 0);
+            dst[o] = out_s16(p->multiplier, p->shift, acc, o, p->act_min, p->act_max);
+        }
+        if (row != NULL)
+            memcpy(output + b * p->out_features, row, (size_t)p->out_features * sizeof(int16_t));
+    }
+}
+
+void ec_max_pool2d_s16(const ec_pool_params_t *p, const int16_t *input, int16_t *output, int16_t *row)
+{
+    const int32_t row_len = p->out_w * p->channels;
+    for (int32_t b = 0; b < p->batches; b++) {
+        const int16_t *in_b = input + b * p->in_h * p->in_w * p->channels;
+        for (int32_t oy = 0; oy < p->out_h; oy++) {
+            const int32_t out_row = (b * p->out_h + oy) * row_len;
+            int16_t *dst = row != NULL ? row : output + out_row;
+            const int32_t iy = oy * p->stride_h - p->pad_top;
+            const int32_t y0 = iy < 0 ? 0 : iy;
+            const int32_t y1 = iy + p->kernel_h < p->in_h ? iy + p->kernel_h : p->in_h;
+            for (int32_t ox = 0; ox < p->out_w; ox++) {
+                const int32_t ix = ox * p->stride_w - p->pad_left;
+                const int32_t x0 = ix < 0 ? 0 : ix;
+                const int32_t x1 = ix + p->kernel_w < p->in_w ? ix + p->kernel_w : p->in_w;
+                for (int32_t c = 0; c < p->channels; c++) {
+                    int32_t m = INT16_MIN;
+                    for (int32_t y = y0; y < y1; y++)
+                        for (int32_t x = x0; x < x1; x++) {
+                            const int32_t v = in_b[(y * p->in_w + x) * p->channels + c];
+                            m = v > m ? v : m;
+                        }
+                    m = m < p->act_min ? p->act_min : (m > p->act_max ? p->act_max : m);
+                    dst[ox * p->channels + c] = (int16_t)m;
+                }
+            }
+            if (row != NULL)
+                memcpy(output + out_row, row, (size_t)row_len * sizeof(int16_t));
+        }
+    }
+}
+
+void ec_clamp_s16(const int16_t *input, int16_t *output, int32_t size, int32_t act_min, int32_t act_max)
+{
+    for (int32_t i = 0; i < size; i++) {
+        const int32_t v = input[i];
+        output[i] = (int16_t)(v < act_min ? act_min : (v > act_max ? act_max : v));
+    }
+}
+
+void ec_requantize_s16(const int16_t *input, int16_t *output, int32_t size, int32_t multiplier, int32_t shift)
+{
+    for (int32_t i = 0; i < size; i++) {
+        const int32_t v = multiplier != 0 ? ec_requantize_acc_s16(input[i], multiplier, shift)
+                                          : ec_shift_acc_s16(input[i], shift);
+        output[i] = (int16_t)(v < INT16_MIN ? INT16_MIN : (v > INT16_MAX ? INT16_MAX : v));
+    }
+}
+
+void ec_quantize_f32_s16(const float *input, int16_t *output, int32_t size, float scale)
+{
+    for (int32_t i = 0; i < size; i++) {
+        float v = input[i] / scale;
+        int32_t q;
+        if (v != v) {
+            q = 0; /* NaN */
+        } else if (v >= 32767.0f) {
+            q = INT16_MAX;
+        } else if (v <= -32768.0f) {
+            q = INT16_MIN;
+        } else {
+            q = (int32_t)v; /* toward zero; v - q is exact */
+            const float frac = v - (float)q;
+            if (frac > 0.5f || (frac == 0.5f && (q & 1)))
+                q++;
+            else if (frac < -0.5f || (frac == -0.5f && (q & 1)))
+                q--;
+            q = q > INT16_MAX ? INT16_MAX : q;
+        }
+        output[i] = (int16_t)q;
+    }
+}
+
+void ec_dequantize_s16_f32(const int16_t *input, float *output, int32_t size, float scale)
+{
+    for (int32_t i = 0; i < size; i++)
+        output[i] = (float)input[i] * scale;
+}

@@ -1,0 +1,201 @@
+"""int16 activations through to C (16x8: int16 activations symmetric with zero point 0, int8
+per-channel symmetric weights, int64 accumulators): single layers and the digits CNN on the
+host and under QEMU against ONNX Runtime on the same QDQ file, and the Q15 power-of-two
+rewrite compiled to shift-only layers."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from onnx import numpy_helper
+
+from edgecomp import api
+from edgecomp.compress.fixedpoint import to_power_of_two
+from edgecomp.compress.quantize import quantize_onnx, reference_session
+from edgecomp.demo import digits_split, make_cnn, train
+from edgecomp.frontends.onnx import from_onnx
+from edgecomp.frontends.torch import export_onnx
+
+torch.set_num_threads(2)
+
+
+class Layer(nn.Module):
+    def __init__(self, kind):
+        super().__init__()
+        self.kind = kind
+        self.conv = nn.Conv2d(4, 6, 3, stride=1, padding=1)
+        self.conv_s2 = nn.Conv2d(4, 6, 3, stride=2, padding=(0, 1))
+        self.dw = nn.Conv2d(4, 4, 3, padding=1, groups=4)
+        self.dw_m2 = nn.Conv2d(4, 8, 3, stride=2, padding=1, groups=4)
+        self.fc = nn.Linear(4 * 6 * 6, 10)
+        self.pw = nn.Conv2d(4, 4, 1)
+
+    def forward(self, x):
+        k = self.kind
+        if k == "conv":
+            return self.conv(x)
+        if k == "conv_relu_stride2":
+            return torch.relu(self.conv_s2(x))
+        if k == "depthwise":
+            return self.dw(x)
+        if k == "depthwise_mult2_stride2":
+            return self.dw_m2(x)
+        if k == "fc_flatten":
+            return self.fc(torch.flatten(x, 1))
+        if k == "fc_clip":
+            return torch.clamp(self.fc(torch.flatten(x, 1)), -0.5, 0.75)
+        if k == "maxpool":
+            return F.max_pool2d(self.pw(x), 3, 2, padding=1)
+        raise ValueError(k)
+
+
+KINDS = ["conv", "conv_relu_stride2", "depthwise", "depthwise_mult2_stride2", "fc_flatten", "fc_clip", "maxpool"]
+INT16_OPS = {"conv": "conv2d", "conv_relu_stride2": "conv2d", "depthwise": "depthwise_conv2d",
+             "depthwise_mult2_stride2": "depthwise_conv2d", "fc_flatten": "fully_connected",
+             "fc_clip": "fully_connected", "maxpool": "max_pool2d"}
+
+
+def _ort(path, x):
+    s = reference_session(path)
+    name = s.get_inputs()[0].name
+    return np.concatenate([s.run(None, {name: x[i:i + 1]})[0] for i in range(len(x))])
+
+
+def _output_scale(path) -> float:
+    """Scale of the QuantizeLinear that feeds the graph's output DequantizeLinear."""
+    m = onnx.load(str(path))
+    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    out = m.graph.output[0].name
+    dq = next(n for n in m.graph.node if out in n.output)
+    assert dq.op_type == "DequantizeLinear"
+    return float(inits[dq.input[1]])
+
+
+def _lsb(got, want, scale) -> float:
+    return float(np.abs(got.reshape(want.shape) - want).max() / scale)
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((64, 4, 6, 6)).astype(np.float32), rng.standard_normal((16, 4, 6, 6)).astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_single_int16_layer_matches_onnxruntime_within_one_lsb(tmp_path, kind, data):
+    calib, x = data
+    torch.manual_seed(0)
+    f = export_onnx(Layer(kind).eval(), torch.zeros(1, 4, 6, 6), tmp_path / "m.onnx")
+    q = quantize_onnx(f, calib, tmp_path / "m.int16.onnx", progress=False, activations="int16")
+    g = from_onnx(q)
+    ops = {n.op: n for n in g.nodes}
+    assert INT16_OPS[kind] in ops and g.tensors[ops[INT16_OPS[kind]].outputs[0]].dtype == "int16"
+    seq = [n.op for n in g.nodes if n.op != "reshape"]
+    assert seq[0] == "quantize" and seq[-1] == "dequantize"  # float input and output: the C API stays float
+    assert "add" not in ops and "clamp" not in ops  # relu / clip fused into the layer
+    man = api.compile_model(q, "host", tmp_path / "b")
+    assert (tmp_path / "b" / "ec_kernels_s16.c").is_file() and "ec_kernels_s16.c" in man["files"]
+    assert man["inputs"][0]["dtype"] == "float32" and man["outputs"][0]["dtype"] == "float32"
+    got = api.run_bundle(tmp_path / "b", x, emulate=False, progress=False).outputs_float
+    want = _ort(q, x)
+    assert _lsb(got, want, _output_scale(q)) <= 1.0 + 1e-3
+
+
+def test_int16_tensors_are_planned_two_bytes_per_element(tmp_path, data):
+    from edgecomp.backends.c_codegen import generate
+
+    calib, _ = data
+    torch.manual_seed(0)
+    f = export_onnx(Layer("conv").eval(), torch.zeros(1, 4, 6, 6), tmp_path / "m.onnx")
+    q = quantize_onnx(f, calib, tmp_path / "m.int16.onnx", progress=False, activations="int16")
+    g = from_onnx(q)
+    info = generate(g, tmp_path / "c")
+    for t in g.activations():
+        assert info.plan.sizes[t.name] == t.size * {"int16": 2, "float32": 4}[t.dtype]
+    assert any(t.dtype == "int16" for t in g.activations())
+
+
+def test_int8_bundles_do_not_carry_the_int16_kernels(tmp_path, data):
+    calib, _ = data
+    torch.manual_seed(0)
+    f = export_onnx(Layer("conv").eval(), torch.zeros(1, 4, 6, 6), tmp_path / "m.onnx")
+    q = quantize_onnx(f, calib, tmp_path / "m.int8.onnx", progress=False)
+    man = api.compile_model(q, "host", tmp_path / "b")
+    assert not (tmp_path / "b" / "ec_kernels_s16.c").exists() and "ec_kernels_s16.c" not in man["files"]
+    assert "ec_kernels_s16.h" not in (tmp_path / "b" / "model.c").read_text()
+
+
+# --------------------------------------------------------------------------- the digits CNN
+@pytest.fixture(scope="module")
+def cnn(tmp_path_factory):
+    xtr, ytr, xte, yte = digits_split(0)
+    torch.manual_seed(0)
+    model = train(make_cnn(), xtr, ytr, epochs=5, verbose=False)
+    d = tmp_path_factory.mktemp("cnn16")
+    q = d / "cnn.int16.onnx"
+    man = api.compile_model(model, "host", d / "host", example_input=torch.from_numpy(xte[:1]), calib=xtr[:100],
+                            precision="int16", keep_onnx=q)
+    host = api.run_bundle(d / "host", xte, emulate=False, progress=False)
+    return {"model": model, "q": q, "man": man, "host": host, "dir": d, "xtr": xtr, "xte": xte, "yte": yte}
+
+
+def test_cnn_int16_host_matches_onnxruntime(cnn):
+    man, xte = cnn["man"], cnn["xte"]
+    assert man["options"]["precision"] == "int16"
+    ops = [layer["op"] for layer in man["layers"]]
+    assert ops.count("conv2d") == 3 and "depthwise_conv2d" in ops and "fully_connected" in ops
+    got = cnn["host"].outputs_float.reshape(len(xte), -1)
+    want = _ort(cnn["q"], xte)
+    assert _lsb(got, want, _output_scale(cnn["q"])) <= 2.0 + 1e-3
+    assert (got.argmax(1) == want.argmax(1)).mean() >= 0.95
+    assert (got.argmax(1) == cnn["yte"]).mean() >= 0.9
+
+
+def test_cnn_int16_under_qemu_equals_the_host_build(cnn):
+    if not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")):
+        pytest.fail("needs arm-none-eabi-gcc and qemu-system-arm (bash scripts/install.sh)")
+    d, x = cnn["dir"], cnn["xte"][:6]
+    man = api.compile_model(cnn["q"], "cortex-m4", d / "m4")
+    assert man["flash_bytes"] > 0
+    got = api.run_bundle(d / "m4", x, progress=False).outputs
+    np.testing.assert_array_equal(got, cnn["host"].outputs[:len(x)])
+
+
+def test_cnn_q15_power_of_two_compiles_to_shift_only_layers(cnn):
+    d, xte = cnn["dir"], cnn["xte"]
+    info = to_power_of_two(cnn["q"], d / "cnn.q15.onnx")
+    assert info["all_power_of_two"]
+    man = api.compile_model(d / "cnn.q15.onnx", "host", d / "q15")
+    weights = (d / "q15" / "weights.c").read_text()
+    model_c = (d / "q15" / "model.c").read_text()
+    assert "_multiplier[" not in weights  # every int16 layer is shift-only: no multiplier array in flash
+    assert model_c.count(".multiplier = NULL") == 5 and "shift only" in model_c
+    full = (cnn["dir"] / "host" / "weights.c").read_text()
+    assert len(re.findall(r"_multiplier\[", full)) == 5
+    got = api.run_bundle(d / "q15", xte, emulate=False, progress=False).outputs_float.reshape(len(xte), -1)
+    want = _ort(d / "cnn.q15.onnx", xte)
+    assert _lsb(got, want, _output_scale(d / "cnn.q15.onnx")) <= 2.0 + 1e-3
+    assert (got.argmax(1) == want.argmax(1)).mean() >= 0.95
+    assert man["flash_bytes"] < cnn["man"]["flash_bytes"]
+
+
+def test_cli_compile_precision_int16(cnn, tmp_path):
+    f = export_onnx(cnn["model"], torch.from_numpy(cnn["xte"][:1]), tmp_path / "m.onnx")
+    np.save(tmp_path / "calib.npy", cnn["xtr"][:50])
+    r = subprocess.run([sys.executable, "-m", "edgecomp.cli", "compile", str(f), "--target", "host",
+                        "--calib", str(tmp_path / "calib.npy"), "--precision", "int16", "-o", str(tmp_path / "b")],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "b" / "ec_kernels_s16.c").is_file()
+    assert "ec_conv2d_s16(" in (tmp_path / "b" / "model.c").read_text()
+    x = cnn["xte"][:20]
+    got = api.run_bundle(tmp_path / "b", x, emulate=False, progress=False).outputs_float.reshape(len(x), -1)
+    assert (got.argmax(1) == cnn["host"].outputs_float.reshape(len(cnn["xte"]), -1)[:20].argmax(1)).mean() >= 0.9
