@@ -135,10 +135,11 @@ def _fc(gen, node, x, out, head, row) -> str:
             f"{gen.tensor(out.name)}, {row});")
 
 
-def _max_pool(gen, node, x, out, head, row) -> str:
+def _pool(gen, node, x, out, head, row) -> str:
     a = node.attrs
     _check_s16(node, x, out)
-    if not _same(x, out):
+    avg = node.op == "avg_pool2d"
+    if not avg and not _same(x, out):
         raise UnsupportedError("int16 max pool whose output quantization differs from its input's",
                                where=f"node {node.name!r}", fix="Requantize after the pool")
     if len(x.shape) != 4 or len(out.shape) != 4 or x.shape[3] != out.shape[3]:
@@ -153,8 +154,53 @@ def _max_pool(gen, node, x, out, head, row) -> str:
               ("act_min", lo), ("act_max", hi), ("act_min_f", "0.0f"), ("act_max_f", "0.0f")]
     head.append(f"  window {kh}x{kw}, stride {sh}x{sw}, pad t{pt} l{pl} b{pb} r{pr}")
     gen._struct("ec_pool_params_t", gen.ident_base, [(k, str(v)) for k, v in fields],
-                _comment(f"{node.name}: max_pool2d int16"))
+                _comment(f"{node.name}: {node.op} int16"))
+    if avg:
+        m, sh = _mult_shift(_scale(x) / _scale(out))
+        head.append(f"  mean rescaled by s_in/s_out: " + ("a shift" if m == 0 else "Q31 multiplier") + f", shift {sh}")
+        return (f"ec_avg_pool2d_s16(&{gen.ident_base}, {m}, {sh}, {gen.tensor(x.name)}, {gen.tensor(out.name)}, "
+                f"{row});")
     return f"ec_max_pool2d_s16(&{gen.ident_base}, {gen.tensor(x.name)}, {gen.tensor(out.name)}, {row});"
+
+
+def _scale(t: ir.Tensor) -> float:
+    return float(np.float32(t.quant.scale[0]))
+
+
+def _mult_shift(real: float) -> tuple[int, int]:
+    """(Q31 multiplier, shift) of a positive real; multiplier 0 when it is 2^30 (shift only)."""
+    from ..numerics import quantize_multiplier
+    m, sh = quantize_multiplier(real)
+    return (0 if int(m) == POW2_MULTIPLIER else int(m)), int(sh)
+
+
+def add_params(sa: float, sb: float, so: float) -> dict:
+    """ec_add_s16_params_t: y = (a * Ma + b * Mb) * 2^-P * 2s / s_out, rounded once.
+
+    With s = max(s_a, s_b): Ma = round(s_a / 2s * 2^P), Mb = round(s_b / 2s * 2^P) and
+    (output_multiplier, sho) = 2s / s_out as Q31; P = min(31, 31 + sho) keeps the final right
+    shift n = 31 - sho + P within 62 (when 2s / s_out is small the result is small too)."""
+    smax = max(sa, sb)
+    mo, sho = _mult_shift(2.0 * smax / so)
+    p = max(1, min(31, 31 + sho))
+    ma = int(round(sa / (2.0 * smax) * 2.0 ** p))
+    mb = int(round(sb / (2.0 * smax) * 2.0 ** p))
+    return {"a_multiplier": ma, "b_multiplier": mb, "output_multiplier": mo, "output_shift": sho - p}
+
+
+def _add(gen, node, x, out, head) -> str:
+    b = gen.g.tensors[node.inputs[1]]
+    _check_s16(node, x, b, out)
+    if b.shape != x.shape or x.size != out.size:
+        raise UnsupportedError("add with broadcasting", where=f"node {node.name!r}",
+                               fix="Give both inputs the same shape")
+    q = add_params(_scale(x), _scale(b), _scale(out))
+    lo, hi = _act(node)
+    head.append(f"  int16 add: (a * {q['a_multiplier']} + b * {q['b_multiplier']}) requantized "
+                + ("by a shift" if q["output_multiplier"] == 0 else "(Q31)") + f", act [{lo}, {hi}]")
+    fields = [(k, str(v)) for k, v in q.items()] + [("act_min", str(lo)), ("act_max", str(hi))]
+    gen._struct("ec_add_s16_params_t", gen.ident_base, fields, _comment(f"{node.name}: add int16"))
+    return f"ec_add_s16(&{gen.ident_base}, {gen.tensor(x.name)}, {gen.tensor(b.name)}, {gen.tensor(out.name)}, {out.size});"
 
 
 def _same(a: ir.Tensor, b: ir.Tensor) -> bool:
@@ -174,15 +220,17 @@ def _f32(v) -> str:
 def layer_call(gen, node: ir.Node, x: ir.Tensor | None, out: ir.Tensor, head: list[str], row: str) -> str | None:
     """The C call of an int16 layer (parameters written through ``gen``), or None if not int16."""
     g = gen.g
-    if not is_s16(g, node) or node.op == "reshape":
-        return None  # reshape is an alias of its input whatever the type
+    if not is_s16(g, node) or node.op in ("reshape", "concat"):
+        return None  # reshape is an alias of its input and concat moves bytes, whatever the type
     op = node.op
     if op in ("conv2d", "depthwise_conv2d"):
         return _conv(gen, node, x, out, head, row)
     if op == "fully_connected":
         return _fc(gen, node, x, out, head, row)
-    if op == "max_pool2d":
-        return _max_pool(gen, node, x, out, head, row)
+    if op in ("max_pool2d", "avg_pool2d"):
+        return _pool(gen, node, x, out, head, row)
+    if op == "add":
+        return _add(gen, node, x, out, head)
     if op == "clamp":
         _check_s16(node, x, out)
         lo, hi = _act(node)
@@ -202,5 +250,5 @@ def layer_call(gen, node: ir.Node, x: ir.Tensor | None, out: ir.Tensor, head: li
         return (f"ec_dequantize_s16_f32({gen.tensor(x.name)}, {gen.tensor(out.name)}, {out.size}, "
                 f"{_f32(x.quant.scale[0])});")
     raise UnsupportedError(f"int16 {op} in the C backend", where=f"node {node.name!r}",
-                           fix="Only conv2d, depthwise_conv2d, fully_connected, max_pool2d, reshape, clamp, "
-                               "quantize and dequantize run in int16; the frontend keeps other ops in float")
+                           fix="Only conv2d, depthwise_conv2d, fully_connected, max/avg pools, add, concat, reshape, "
+                               "clamp, quantize and dequantize run in int16; the frontend keeps other ops in float")

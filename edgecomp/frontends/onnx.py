@@ -677,7 +677,8 @@ def _same_quant(a: ir.QuantParams | None, b: ir.QuantParams | None) -> bool:
 
 
 #: Ops folded into int16 (16x8) integer ops; other int16 islands stay float (dequantize/quantize kept).
-INT16_OPS = ("conv2d", "depthwise_conv2d", "fully_connected", "max_pool2d", "reshape", "clamp")
+INT16_OPS = ("conv2d", "depthwise_conv2d", "fully_connected", "max_pool2d", "add", "avg_pool2d", "reshape", "clamp",
+             "concat")
 
 
 def _int_act(act, quant: ir.QuantParams, dtype: str = "int8") -> tuple[int, int]:
@@ -745,8 +746,9 @@ def fold_qdq(g: ir.Graph) -> ir.Graph:
             # whose parameters differ from the output's first (an int8 -> int8 quantize node)
             srcs = [s if _same_quant(g.tensors[s].quant, yquant) else _requantize_before(g, n, s, yquant)
                     for s in srcs]
-        elif n.op == "avg_pool2d" and not _same_quant(g.tensors[srcs[0]].quant, yquant):
+        elif n.op == "avg_pool2d" and not _same_quant(g.tensors[srcs[0]].quant, yquant) and ydtype != "int16":
             continue  # an average rounded at the input's scale then rescaled loses precision: stays float
+            # (the int16 kernel keeps 16 fraction bits of the mean and rescales once)
         elif n.op in ("max_pool2d", "reshape", "clamp") and not _same_quant(g.tensors[srcs[0]].quant, yquant):
             # single-input ops work in their input's quantization, then one requantize to the
             # output's (before pooling it would clip values that the average still needs)
@@ -860,7 +862,7 @@ def _fuse_int16_clamps(g: ir.Graph) -> None:
             continue
         src = n.inputs[0]
         p = g.producer(src)
-        if p is None or p.op not in INT16_OPS[:4] or len(g.consumers(src)) != 1 or src in g.outputs \
+        if p is None or p.op not in INT16_OPS[:6] or len(g.consumers(src)) != 1 or src in g.outputs \
                 or not _same_quant(g.tensors[src].quant, g.tensors[n.outputs[0]].quant) \
                 or g.tensors[src].dtype != "int16":
             continue

@@ -53,8 +53,8 @@ def fuse_residual_adds(graph: ir.Graph) -> ir.Graph:
                 if prod is None or index[prod.name] >= index[conv.name]:
                     continue
             yt = g.tensors[y]
-            if (yt.dtype == "float32") != (out.dtype == "float32"):
-                continue
+            if (yt.dtype == "float32") != (out.dtype == "float32") or "int16" in (yt.dtype, out.dtype):
+                continue  # (int16 adds run on their own: ec_add_s16)
             res = {"tensor": skip, "act": add.attrs.get("act"), "add": add.name}
             if out.dtype != "float32":
                 if yt.quant is None:

@@ -28,23 +28,29 @@ static int32_t sat_i32(int64_t v)
     return (int32_t)clamp_i64(v, INT32_MIN, INT32_MAX);
 }
 
+/* floor((hi * 2^16 + lo) * m + add) / 2^n) for n >= 16, 0 <= lo < 2^16, without the 64 x 32 bit
+ * product: the low part and `add` are summed first, so the result is exact. */
+static int64_t split_floor(int64_t hi, int64_t lo, int32_t m, int64_t add, int32_t n)
+{
+    return (hi * m + ((lo * m + add) >> 16)) >> (n - 16);
+}
+
 int32_t ec_requantize_acc_s16(int64_t acc, int32_t multiplier, int32_t shift)
 {
     const int32_t n = 31 - shift; /* acc * multiplier is shifted right by n */
     if (n > 62)
         return 0;
     if (n >= 16) {
-        /* acc * m = (hi * 2^16 + lo) * m with 0 <= lo < 2^16; the low part is added before
-         * the division, so the result is exactly floor((acc * m + 2^(n-1)) / 2^n) without
-         * a 64 x 32 bit product that could overflow */
         acc = clamp_i64(acc, -EC_S16_ACC_LIMIT, EC_S16_ACC_LIMIT);
         const int64_t hi = acc >> 16;
         const int64_t lo = acc & 0xFFFF;
-        const int64_t low = lo * multiplier + ((int64_t)1 << (n - 1));
-        return sat_i32((hi * multiplier + (low >> 16)) >> (n - 16));
+        /* round half to even: floor((X + 2^(n-1) - 1 + (bit n of X)) / 2^n), X = acc * multiplier */
+        const int64_t odd = split_floor(hi, lo, multiplier, 0, n) & 1;
+        return sat_i32(split_floor(hi, lo, multiplier, ((int64_t)1 << (n - 1)) - 1 + odd, n));
     }
     acc = clamp_i64(acc, INT32_MIN, INT32_MAX); /* |acc| >= 2 already saturates here */
-    return sat_i32((acc * multiplier + ((int64_t)1 << (n - 1))) >> n);
+    const int64_t x = acc * multiplier;
+    return sat_i32((x + ((int64_t)1 << (n - 1)) - 1 + ((x >> n) & 1)) >> n);
 }
 
 int32_t ec_shift_acc_s16(int64_t acc, int32_t shift)
@@ -52,8 +58,10 @@ int32_t ec_shift_acc_s16(int64_t acc, int32_t shift)
     const int32_t k = 1 - shift; /* right shift */
     if (k > 62)
         return 0;
-    if (k > 0)
-        return sat_i32((clamp_i64(acc, -EC_S16_ACC_LIMIT, EC_S16_ACC_LIMIT) + ((int64_t)1 << (k - 1))) >> k);
+    if (k > 0) {
+        acc = clamp_i64(acc, -EC_S16_ACC_LIMIT, EC_S16_ACC_LIMIT);
+        return sat_i32((acc + ((int64_t)1 << (k - 1)) - 1 + ((acc >> k) & 1)) >> k); /* half to even */
+    }
     acc = clamp_i64(acc, INT32_MIN, INT32_MAX);
     return sat_i32(acc * ((int64_t)1 << -k));
 }
@@ -213,6 +221,59 @@ void ec_max_pool2d_s16(const ec_pool_params_t *p, const int16_t *input, int16_t 
                         }
                     m = m < p->act_min ? p->act_min : (m > p->act_max ? p->act_max : m);
                     dst[ox * p->channels + c] = (int16_t)m;
+                }
+            }
+            if (row != NULL)
+                memcpy(output + out_row, row, (size_t)row_len * sizeof(int16_t));
+        }
+    }
+}
+
+static int16_t sat_s16(int32_t v, int32_t lo, int32_t hi)
+{
+    return (int16_t)(v < lo ? lo : (v > hi ? hi : v));
+}
+
+static int32_t requantize_or_shift(int64_t acc, int32_t multiplier, int32_t shift)
+{
+    return multiplier != 0 ? ec_requantize_acc_s16(acc, multiplier, shift) : ec_shift_acc_s16(acc, shift);
+}
+
+void ec_add_s16(const ec_add_s16_params_t *p, const int16_t *a, const int16_t *b, int16_t *output, int32_t size)
+{
+    for (int32_t i = 0; i < size; i++) {
+        const int64_t acc = (int64_t)a[i] * p->a_multiplier + (int64_t)b[i] * p->b_multiplier;
+        output[i] = sat_s16(requantize_or_shift(acc, p->output_multiplier, p->output_shift), p->act_min, p->act_max);
+    }
+}
+
+void ec_avg_pool2d_s16(const ec_pool_params_t *p, int32_t multiplier, int32_t shift, const int16_t *input,
+                       int16_t *output, int16_t *row)
+{
+    const int32_t row_len = p->out_w * p->channels;
+    for (int32_t b = 0; b < p->batches; b++) {
+        const int16_t *in_b = input + b * p->in_h * p->in_w * p->channels;
+        for (int32_t oy = 0; oy < p->out_h; oy++) {
+            const int32_t out_row = (b * p->out_h + oy) * row_len;
+            int16_t *dst = row != NULL ? row : output + out_row;
+            const int32_t iy = oy * p->stride_h - p->pad_top;
+            const int32_t y0 = iy < 0 ? 0 : iy;
+            const int32_t y1 = iy + p->kernel_h < p->in_h ? iy + p->kernel_h : p->in_h;
+            for (int32_t ox = 0; ox < p->out_w; ox++) {
+                const int32_t ix = ox * p->stride_w - p->pad_left;
+                const int32_t x0 = ix < 0 ? 0 : ix;
+                const int32_t x1 = ix + p->kernel_w < p->in_w ? ix + p->kernel_w : p->in_w;
+                const int64_t count = (int64_t)(y1 - y0) * (x1 - x0);
+                for (int32_t c = 0; c < p->channels; c++) {
+                    int64_t sum = 0;
+                    for (int32_t y = y0; y < y1; y++)
+                        for (int32_t x = x0; x < x1; x++)
+                            sum += in_b[(y * p->in_w + x) * p->channels + c];
+                    int64_t avg = 0; /* the mean with 16 fraction bits, half away from zero */
+                    if (count > 0)
+                        avg = (sum * 65536 + (sum >= 0 ? count / 2 : -(count / 2))) / count;
+                    dst[ox * p->channels + c] = sat_s16(requantize_or_shift(avg, multiplier, shift - 16),
+                                                        p->act_min, p->act_max);
                 }
             }
             if (row != NULL)
