@@ -196,6 +196,10 @@ def test_cnn_q15_power_of_two_compiles_to_shift_only_layers(cnn):
     assert _lsb(got, want, _output_scale(d / "cnn.q15.onnx")) <= 1.0 + 1e-3
     assert (got.argmax(1) == want.argmax(1)).mean() >= 0.95
     assert man["flash_bytes"] < cnn["man"]["flash_bytes"]
+    if shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm"):  # the shift-only kernels on the M4
+        api.compile_model(d / "cnn.q15.onnx", "cortex-m4", d / "q15m4")
+        np.testing.assert_array_equal(api.run_bundle(d / "q15m4", xte[:4], progress=False).outputs,
+                                      api.run_bundle(d / "q15", xte[:4], emulate=False, progress=False).outputs)
 
 
 def test_cli_compile_precision_int16(cnn, tmp_path):
@@ -256,3 +260,31 @@ int main(void) {
         assert min(max(got, -32768), 32767) == want, (acc, m, s, got, want)
         if m == 1 << 30:
             assert got_shift == got, (acc, s, got_shift, got)
+
+
+def test_ops_without_int16_kernels_stay_float_and_layers_kept_float(tmp_path, data):
+    """softmax has no int16 kernel: it runs in float between its dequantize and quantize; --keep-float
+    layers of an int16 model likewise (mixed precision)."""
+    calib, x = data
+
+    class Head(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(4, 6, 3, padding=1)
+            self.fc = nn.Linear(6 * 36, 10)
+
+        def forward(self, x):
+            return torch.softmax(self.fc(torch.flatten(self.c(x), 1)), -1)
+
+    torch.manual_seed(0)
+    f = export_onnx(Head().eval(), torch.zeros(1, 4, 6, 6), tmp_path / "m.onnx")
+    for keep, first in (((), "conv2d"), (["/c/Conv"], None)):
+        q = quantize_onnx(f, calib, tmp_path / "q.onnx", progress=False, activations="int16", keep_float=keep)
+        g = from_onnx(q)
+        kinds = [(n.op, g.tensors[n.outputs[0]].dtype) for n in g.nodes]
+        assert ("softmax", "float32") in kinds and ("fully_connected", "int16") in kinds
+        assert (("conv2d", "int16") in kinds) == (first == "conv2d")
+        api.compile_model(q, "host", tmp_path / "b")
+        got = api.run_bundle(tmp_path / "b", x, emulate=False, progress=False).outputs_float
+        want = _ort(q, x)
+        assert _lsb(got, want, _output_scale(q)) <= 1.0 + 1e-3
