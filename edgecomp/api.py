@@ -109,6 +109,10 @@ def compile_model(model: Any, target: str, out_dir: str | Path, *, example_input
         work = Path(td)
         if getattr(tgt, "kind", "mcu") == "rpi":
             from .backends.rpi import write_rpi_bundle
+            if precision == "int16":
+                from .errors import UnsupportedError
+                raise UnsupportedError("int16 activations on a Raspberry Pi target", where=f"target {tgt.name}",
+                                       fix="Use --precision int8 or float32 there (int16 is for the C backend)")
             if _is_torch_module(model) or Path(str(model)).suffix.lower() != ".tflite":
                 src = prepare_onnx(model, work, example_input=example_input, calib=calib, precision=precision,
                                    calibrate_method=calibrate_method, per_channel=per_channel, keep_float=keep_float)

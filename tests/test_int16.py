@@ -288,3 +288,13 @@ def test_ops_without_int16_kernels_stay_float_and_layers_kept_float(tmp_path, da
         got = api.run_bundle(tmp_path / "b", x, emulate=False, progress=False).outputs_float
         want = _ort(q, x)
         assert _lsb(got, want, _output_scale(q)) <= 1.0 + 1e-3
+
+
+def test_int16_on_a_raspberry_pi_target_is_one_clear_error(tmp_path, data):
+    from edgecomp.errors import UnsupportedError
+
+    torch.manual_seed(0)
+    f = export_onnx(Layer("conv").eval(), torch.zeros(1, 4, 6, 6), tmp_path / "m.onnx")
+    with pytest.raises(UnsupportedError, match="int16"):
+        api.compile_model(f, "rpi4", tmp_path / "b", calib=data[0], precision="int16")
+    assert not (tmp_path / "b").exists()
