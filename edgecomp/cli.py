@@ -39,7 +39,7 @@ def cmd_compile(a) -> int:
         raise EdgecompError(f"model file {model} does not exist", fix="Check the path")
     man = compile_model(model, a.target, a.output, calib=a.calib, precision=a.precision,
                         calibrate_method=a.calibrate_method, per_channel=not a.per_tensor,
-                        keep_float=a.keep_float)
+                        keep_float=a.keep_float, options={"kernels": a.kernels})
     if a.json:
         print(json.dumps(man, indent=2, sort_keys=True))
     else:
@@ -154,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--keep-float", action="append", metavar="LAYER",
                    help="leave this layer in float32 in an int8 model (mixed precision; ONNX node name or PyTorch "
                         "module path, repeatable or comma-separated)")
+    c.add_argument("--kernels", choices=["auto", "reference", "dsp"], default="auto",
+                   help="int8 kernels: dsp = SMLAD kernels (Cortex-M4/M7), reference = plain C, "
+                        "auto (default) = dsp when the target has the DSP extension")
     c.add_argument("--json", action="store_true", help="print the manifest as JSON")
     c.set_defaults(func=cmd_compile)
 

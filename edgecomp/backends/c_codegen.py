@@ -23,7 +23,7 @@ import jinja2
 import numpy as np
 
 from .. import ir
-from ..errors import ModelError, UnsupportedError
+from ..errors import EdgecompError, ModelError, UnsupportedError
 from ..passes.fuse import fuse_residual_adds
 from ..passes.memory_plan import MemoryPlan, plan_memory, reads
 from ..resources import templates_dir
@@ -31,6 +31,9 @@ from ..sanitize import c_comment, c_comment_text, c_identifier, c_string
 from . import c_codegen_s16
 
 KERNEL_FILES = ("ec_kernels.h", "ec_kernels.c")
+# kernels for cores with the DSP extension: copied only when a layer uses them
+DSP_KERNEL_FILES = ("ec_kernels_dsp.h", "ec_kernels_dsp.c")
+KERNEL_CHOICES = ("auto", "reference", "dsp")
 GENERATED_FILES = ("model.h", "model.c", "weights.c") + KERNEL_FILES
 # int16 kernels: copied only when the graph has int16 layers (backends/c_codegen_s16.py)
 GENERATED_FILES_S16 = c_codegen_s16.S16_FILES
@@ -119,8 +122,10 @@ def _shape(s) -> str:
 
 # --------------------------------------------------------------------------- generator
 class _Gen:
-    def __init__(self, graph: ir.Graph, plan: MemoryPlan, name: str):
+    def __init__(self, graph: ir.Graph, plan: MemoryPlan, name: str, dsp: bool = False):
         self.g = graph
+        self.dsp = dsp  # int8 conv / fully connected through ec_kernels_dsp where possible
+        self.used_dsp = False
         self.plan = plan
         self.name = name
         self.taken: set[str] = set(RESERVED)
@@ -183,6 +188,26 @@ class _Gen:
                                    fix="Quantize the model fully to int8 (int32 biases) or keep it float32")
         return self.const_array(self.ident_base, suffix, t.data, want,
                                 f"{node.name}: {suffix} {t.name} {_shape(t.shape)} {_fmt_q(t)}")
+
+    def _dsp_bias(self, node: ir.Node, q: dict, n_out: int) -> str | None:
+        """The folded bias of a DSP-kernel layer (bias + input_offset * sum(w)), or None: use the reference."""
+        if not self.dsp or int(q["filter_offset"]) != 0:
+            return None
+        w = self.g.tensors[node.inputs[1]].data.astype(np.int64)
+        wsum = w.reshape(w.shape[0], -1).sum(axis=1)
+        if len(node.inputs) > 2:
+            b = self.g.tensors[node.inputs[2]]
+            if not b.is_const or b.dtype != "int32":
+                return None
+            bias = b.data.astype(np.int64).reshape(-1)
+            name = b.name
+        else:
+            bias, name = np.zeros(n_out, np.int64), "(none)"
+        folded = bias + int(q["input_offset"]) * wsum
+        folded = ((folded + (1 << 31)) % (1 << 32)) - (1 << 31)  # int32 wrap-around, as the sums wrap
+        self.used_dsp = True
+        return self.const_array(self.ident_base, "bias", folded, "int32_t",
+                                f"{node.name}: bias {name} + input_offset * sum(filter), for the DSP kernel")
 
     def _act(self, node: ir.Node, out: ir.Tensor, act=None) -> tuple[str, str, str, str]:
         act = node.attrs.get("act") if act is None else act
@@ -345,7 +370,8 @@ class _Gen:
         dh, dwl = a.get("dilation", (1, 1))
         pt, pl, pb, pr = a.get("pad", (0, 0, 0, 0))
         filt = self._const(node, 1, "filter", "int8_t" if s8 else "float")
-        bias = self._const(node, 2, "bias", "int32_t" if s8 else "float") or "NULL"
+        dsp_bias = self._dsp_bias(node, self._q(node), out.shape[3]) if s8 and not dw else None
+        bias = dsp_bias or self._const(node, 2, "bias", "int32_t" if s8 else "float") or "NULL"
         res = a.get("residual")
         lo, hi, flo, fhi = self._act(node, out)  # the conv's own clamp (before a fused residual add)
         fields = [("batches", x.shape[0]), ("in_h", x.shape[1]), ("in_w", x.shape[2]), ("in_c", x.shape[3]),
@@ -378,6 +404,13 @@ class _Gen:
         self._struct("ec_conv_params_t", node_ident, [(k, str(v)) for k, v in fields],
                      c_comment(f"{node.name}: {node.op}"))
         k = ("ec_depthwise_conv2d_" if dw else "ec_conv2d_") + ("s8" if s8 else "f32")
+        if dsp_bias:
+            k += "_dsp"
+            head.append("  DSP kernel (SMLAD), input offset folded into the bias")
+        elif s8 and dw and self.dsp and mult == 1 and int(self._q(node)["filter_offset"]) == 0:
+            k += "_dsp"
+            self.used_dsp = True
+            head.append("  DSP kernel (SMLABB/SMLATT, 4 channels at a time)")
         return (f"{k}(&{node_ident}, {self.tensor(x.name)}, {filt}, {bias}, {self.tensor(out.name)}, {row}, "
                 f"{skip});")
 
@@ -390,7 +423,8 @@ class _Gen:
         if node.attrs.get("residual"):
             raise UnsupportedError("residual add fused into fully_connected", where=f"node {node.name!r}")
         filt = self._const(node, 1, "filter", "int8_t" if s8 else "float")
-        bias = self._const(node, 2, "bias", "int32_t" if s8 else "float") or "NULL"
+        dsp_bias = self._dsp_bias(node, self._q(node), w.shape[0]) if s8 else None
+        bias = dsp_bias or self._const(node, 2, "bias", "int32_t" if s8 else "float") or "NULL"
         lo, hi, flo, fhi = self._act(node, out)
         fields = [("batches", x.size // w.shape[1]), ("in_features", w.shape[1]), ("out_features", w.shape[0])]
         if s8:
@@ -405,6 +439,9 @@ class _Gen:
         self._struct("ec_fc_params_t", self.ident_base, [(k, str(v)) for k, v in fields],
                      c_comment(f"{node.name}: fully_connected"))
         k = "ec_fully_connected_" + ("s8" if s8 else "f32")
+        if dsp_bias:
+            k += "_dsp"
+            head.append("  DSP kernel (SMLAD), input offset folded into the bias")
         return f"{k}(&{self.ident_base}, {self.tensor(x.name)}, {filt}, {bias}, {self.tensor(out.name)}, {row});"
 
     def _pool(self, node, x, out, head, row) -> str:
@@ -483,12 +520,25 @@ def _check_graph(graph: ir.Graph) -> None:
             raise UnsupportedError(f"{node.op} with {len(node.outputs)} outputs", where=f"node {node.name!r}")
 
 
-def generate(graph: ir.Graph, out_dir: Path, *, name: str = "model", probe: bool = True) -> CodegenInfo:
-    """Write model.h, model.c, weights.c, ec_kernels.h, ec_kernels.c into ``out_dir``."""
+def kernels_choice(kernels: str | None, dsp_target: bool) -> bool:
+    """Whether to use the DSP kernels: ``kernels`` is "auto" (the target's ``dsp``), "reference" or "dsp"."""
+    k = "auto" if kernels is None else kernels
+    if k not in KERNEL_CHOICES:
+        raise EdgecompError(f"unknown kernels option {kernels!r}", None,
+                            "use one of: " + ", ".join(KERNEL_CHOICES))
+    return k == "dsp" or (k == "auto" and bool(dsp_target))
+
+
+def generate(graph: ir.Graph, out_dir: Path, *, name: str = "model", probe: bool = True,
+             dsp: bool = False) -> CodegenInfo:
+    """Write model.h, model.c, weights.c, ec_kernels.h, ec_kernels.c into ``out_dir``.
+
+    ``dsp``: int8 convolutions and fully connected layers use ec_kernels_dsp (copied then).
+    """
     _check_graph(graph)
     g = _prepare(graph)
     plan = plan_memory(g)
-    gen = _Gen(g, plan, name)
+    gen = _Gen(g, plan, name, dsp=dsp)
     for i, node in enumerate(g.nodes):
         gen.layer(i, node)
     # the reserved runtime identifiers are not used by sanitize (no ec_ prefix)
@@ -521,14 +571,16 @@ def generate(graph: ir.Graph, out_dir: Path, *, name: str = "model", probe: bool
         input_tensor=in_id, output_tensor=out_id, layer_code=gen.code,
         quantize_input_body=qin, dequantize_output_body=dqo,
         weight_bytes=gen.weight_bytes, arrays=gen.arrays,
-        extra_includes=['#include "ec_kernels_s16.h"'] if c_codegen_s16.uses_s16(g) else [],
+        extra_includes=(['#include "ec_kernels_s16.h"'] if c_codegen_s16.uses_s16(g) else [])
+        + (['#include "ec_kernels_dsp.h"'] if gen.used_dsp else []),
     )
     texts = {f: env.get_template(f + ".j2").render(**ctx) for f in ("model.h", "model.c", "weights.c")}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for f, text in texts.items():
         (out_dir / f).write_text(text)
-    kernel_files = KERNEL_FILES + (GENERATED_FILES_S16 if c_codegen_s16.uses_s16(g) else ())
+    kernel_files = KERNEL_FILES + (GENERATED_FILES_S16 if c_codegen_s16.uses_s16(g) else ()) \
+        + (DSP_KERNEL_FILES if gen.used_dsp else ())
     for f in kernel_files:
         shutil.copyfile(templates_dir() / "cortex_m" / "kernels" / f, out_dir / f)
     return CodegenInfo(

@@ -324,8 +324,10 @@ def write_bundle(graph: ir.Graph, target: str | Target, out_dir: str | Path, opt
     options = dict(options or {})
     name = check_model_name(str(options.get("name") or graph.name or "model"))
     probe = bool(options.get("probe", True))
+    options.setdefault("kernels", "auto")
+    dsp = c_codegen.kernels_choice(options["kernels"], target.dsp)
     with atomic_dir(Path(out_dir)) as tmp:
-        info = c_codegen.generate(graph, tmp, name=name, probe=probe)
+        info = c_codegen.generate(graph, tmp, name=name, probe=probe, dsp=dsp)
         write_firmware(tmp, target, name, probe)
         with tempfile.TemporaryDirectory(prefix="edgecomp-build-") as bd:
             try:

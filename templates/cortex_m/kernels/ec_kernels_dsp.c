@@ -1,0 +1,450 @@
+/*
+ * ec_kernels_dsp.c - int8 kernels for cores with the DSP extension (Cortex-M4/M7).
+ *
+ * See ec_kernels_dsp.h for the contract (folded bias, filter_offset 0).
+ *
+ * The work is dot products of int8 runs: four bytes of input and four bytes
+ * of weights are loaded as 32-bit words; SXTB16 sign-extends bytes 0 and 2
+ * (and, after a rotation by 8, bytes 1 and 3) into two 16-bit halves, and
+ * SMLAD multiplies both halves and adds them to an accumulator.  Input and
+ * weights are split the same way, so the pairs line up without re-packing.
+ * Two pixels times two output channels share each load (dot_2x2).
+ */
+#include "ec_kernels_dsp.h"
+
+#include <string.h>
+
+/* rotate right by 8 (ROR; folded into SXTB16's rotation by the compiler; not every
+ * arm_acle.h has __ror) */
+static inline uint32_t ec_ror8(uint32_t x)
+{
+    return (x >> 8) | (x << 24);
+}
+
+#if defined(__ARM_FEATURE_DSP)
+#include <arm_acle.h>
+#define EC_SXTB16(x) ((uint32_t)__sxtb16(x))
+#define EC_SXTB16_ROR8(x) ((uint32_t)__sxtb16(ec_ror8(x)))
+#define EC_SMLAD(a, b, acc) ((int32_t)__smlad((a), (b), (acc)))
+#define EC_SMLABB(a, b, acc) ((int32_t)__smlabb((int32_t)(a), (int32_t)(b), (acc)))
+#define EC_SMLATT(a, b, acc) ((int32_t)__smlatt((int32_t)(a), (int32_t)(b), (acc)))
+#define EC_SADD16(a, b) ((uint32_t)__sadd16((a), (b)))
+#else
+/* Plain C versions of exactly the intrinsics above (host builds, other compilers). */
+static inline uint32_t ec_sxtb16(uint32_t x)
+{
+    return ((uint32_t)(int32_t)(int8_t)(x & 0xffu) & 0xffffu) |
+           ((uint32_t)(int32_t)(int8_t)((x >> 16) & 0xffu) << 16);
+}
+static inline int32_t ec_smlad(uint32_t a, uint32_t b, int32_t acc)
+{
+    int32_t lo = (int32_t)(int16_t)(a & 0xffffu) * (int32_t)(int16_t)(b & 0xffffu);
+    int32_t hi = (int32_t)(int16_t)(a >> 16) * (int32_t)(int16_t)(b >> 16);
+    return (int32_t)((uint32_t)acc + (uint32_t)lo + (uint32_t)hi); /* wraps like SMLAD */
+}
+#define EC_SXTB16(x) ec_sxtb16(x)
+#define EC_SXTB16_ROR8(x) ec_sxtb16(ec_ror8(x))
+static inline int32_t ec_smlabb(uint32_t a, uint32_t b, int32_t acc)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)((int32_t)(int16_t)(a & 0xffffu) * (int32_t)(int16_t)(b & 0xffffu)));
+}
+static inline int32_t ec_smlatt(uint32_t a, uint32_t b, int32_t acc)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)((int32_t)(int16_t)(a >> 16) * (int32_t)(int16_t)(b >> 16)));
+}
+static inline uint32_t ec_sadd16(uint32_t a, uint32_t b)
+{
+    return ((a + b) & 0xffffu) | (((a >> 16) + (b >> 16)) << 16);
+}
+#define EC_SMLAD(a, b, acc) ec_smlad((a), (b), (acc))
+#define EC_SMLABB(a, b, acc) ec_smlabb((a), (b), (acc))
+#define EC_SMLATT(a, b, acc) ec_smlatt((a), (b), (acc))
+#define EC_SADD16(a, b) ec_sadd16((a), (b))
+#endif
+
+#if defined(__GNUC__)
+#define EC_HOT __attribute__((noinline, optimize("O2")))
+#else
+#define EC_HOT
+#endif
+
+/* A 32-bit load from any address (a single LDR on Cortex-M4/M7). */
+static inline uint32_t load32(const int8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* acc[0] += xa.w0, acc[1] += xa.w1, acc[2] += xb.w0, acc[3] += xb.w1 over n bytes */
+static EC_HOT void dot_2x2(const int8_t *xa, const int8_t *xb, const int8_t *w0, const int8_t *w1, int32_t n,
+                           int32_t *acc)
+{
+    int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
+    for (int32_t i = n >> 2; i > 0; i--) {
+        const uint32_t x = load32(xa);
+        const uint32_t y = load32(xb);
+        const uint32_t xe = EC_SXTB16(x), xo = EC_SXTB16_ROR8(x);
+        const uint32_t ye = EC_SXTB16(y), yo = EC_SXTB16_ROR8(y);
+        uint32_t w = load32(w0);
+        uint32_t we = EC_SXTB16(w), wo = EC_SXTB16_ROR8(w);
+        a00 = EC_SMLAD(xe, we, a00);
+        a00 = EC_SMLAD(xo, wo, a00);
+        a10 = EC_SMLAD(ye, we, a10);
+        a10 = EC_SMLAD(yo, wo, a10);
+        w = load32(w1);
+        we = EC_SXTB16(w);
+        wo = EC_SXTB16_ROR8(w);
+        a01 = EC_SMLAD(xe, we, a01);
+        a01 = EC_SMLAD(xo, wo, a01);
+        a11 = EC_SMLAD(ye, we, a11);
+        a11 = EC_SMLAD(yo, wo, a11);
+        xa += 4;
+        xb += 4;
+        w0 += 4;
+        w1 += 4;
+    }
+    for (int32_t i = n & 3; i > 0; i--) {
+        const int32_t x = *xa++, y = *xb++, u = *w0++, v = *w1++;
+        a00 += x * u;
+        a01 += x * v;
+        a10 += y * u;
+        a11 += y * v;
+    }
+    acc[0] = a00;
+    acc[1] = a01;
+    acc[2] = a10;
+    acc[3] = a11;
+}
+
+/* acc[0] += x.w0, acc[1] += x.w1 over n bytes */
+static EC_HOT void dot_1x2(const int8_t *x, const int8_t *w0, const int8_t *w1, int32_t n, int32_t *acc)
+{
+    int32_t a0 = acc[0], a1 = acc[1];
+    for (int32_t i = n >> 2; i > 0; i--) {
+        const uint32_t v = load32(x);
+        const uint32_t xe = EC_SXTB16(v), xo = EC_SXTB16_ROR8(v);
+        uint32_t w = load32(w0);
+        a0 = EC_SMLAD(xe, EC_SXTB16(w), a0);
+        a0 = EC_SMLAD(xo, EC_SXTB16_ROR8(w), a0);
+        w = load32(w1);
+        a1 = EC_SMLAD(xe, EC_SXTB16(w), a1);
+        a1 = EC_SMLAD(xo, EC_SXTB16_ROR8(w), a1);
+        x += 4;
+        w0 += 4;
+        w1 += 4;
+    }
+    for (int32_t i = n & 3; i > 0; i--) {
+        const int32_t v = *x++;
+        a0 += v * *w0++;
+        a1 += v * *w1++;
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+}
+
+/* sum of n weights (the padding correction) */
+static int32_t wsum(const int8_t *w, int32_t n)
+{
+    int32_t s = 0;
+    for (int32_t i = 0; i < n; i++)
+        s += w[i];
+    return s;
+}
+
+static int32_t clamp_i32(int32_t v, int32_t lo, int32_t hi)
+{
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+
+/*
+ * The requantization, inlined: the same integers as ec_multiply_by_quantized_multiplier.
+ * SaturatingRoundingDoublingHighMul divides ab + nudge by 2^31 truncating toward zero.
+ * ab >= 0: nudge = 2^30, truncation = floor, so floor((ab + 2^30) / 2^31).
+ * ab < 0: nudge = 1 - 2^30 and ab + nudge < 0, truncation = floor((ab + nudge + 2^31 - 1) / 2^31)
+ * = floor((ab + 2^30) / 2^31) again: one arithmetic shift for both signs.
+ */
+static inline int32_t srdhm(int32_t a, int32_t b)
+{
+    if (a == INT32_MIN && b == INT32_MIN)
+        return INT32_MAX;
+    return (int32_t)(((int64_t)a * b + (1 << 30)) >> 31);
+}
+
+/* RoundingDivideByPOT: (x >> e) + 1 when the remainder is above half (ties away from zero). */
+static inline int32_t rdbpot(int32_t x, int32_t e)
+{
+    const int32_t mask = (int32_t)(((uint32_t)1 << e) - 1u);
+    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (x >> e) + ((x & mask) > threshold ? 1 : 0);
+}
+
+static inline int32_t requant(int32_t x, int32_t multiplier, int32_t shift)
+{
+    if (shift > 0)
+        return srdhm((int32_t)((uint32_t)x << shift), multiplier);
+    return rdbpot(srdhm(x, multiplier), -shift);
+}
+
+/* One int8 ADD element (TFLM's AddFunc), as in ec_kernels.c. */
+static int8_t add_s8(const ec_add_params_t *p, int32_t a, int32_t b)
+{
+    int32_t x1 = (int32_t)((uint32_t)(p->input1_offset + a) << p->left_shift);
+    int32_t x2 = (int32_t)((uint32_t)(p->input2_offset + b) << p->left_shift);
+    int32_t s1 = rdbpot(srdhm(x1, p->input1_multiplier), -p->input1_shift);
+    int32_t s2 = rdbpot(srdhm(x2, p->input2_multiplier), -p->input2_shift);
+    int32_t out = rdbpot(srdhm(s1 + s2, p->output_multiplier), -p->output_shift) + p->output_offset;
+    return (int8_t)clamp_i32(out, p->act_min, p->act_max);
+}
+
+/* The conv epilogue: requantize, clamp, then the fused residual add (`skip` may be NULL). */
+static int8_t conv_out(const ec_conv_params_t *p, int32_t acc, int32_t oc, const int8_t *skip)
+{
+    acc = requant(acc, p->multiplier[oc], p->shift[oc]) + p->output_offset;
+    acc = clamp_i32(acc, p->act_min, p->act_max);
+    if (skip != NULL)
+        return add_s8(p->residual, acc, *skip);
+    return (int8_t)acc;
+}
+
+/* ---- convolution ------------------------------------------------------------ */
+
+/* One output pixel, channels oc and oc1 (oc1 == oc for a last odd channel), exactly:
+ * the valid taps through dot_1x2, the padded taps taken back out of the folded bias. */
+static void conv_pixel(const ec_conv_params_t *p, const int8_t *in_b, const int8_t *filter, int32_t in_y0,
+                       int32_t in_x0, int32_t oc, int32_t oc1, int32_t *acc)
+{
+    const int32_t in_c = p->in_c;
+    const int32_t k_size = p->kernel_h * p->kernel_w * in_c;
+    const int8_t *w0 = filter + oc * k_size;
+    const int8_t *w1 = filter + oc1 * k_size;
+    int32_t pad0 = 0, pad1 = 0; /* sums of the weights of padded taps */
+    for (int32_t ky = 0; ky < p->kernel_h; ky++) {
+        const int32_t iy = in_y0 + ky * p->dilation_h;
+        const int32_t wrow = ky * p->kernel_w * in_c;
+        if (iy < 0 || iy >= p->in_h) {
+            pad0 += wsum(w0 + wrow, p->kernel_w * in_c);
+            pad1 += wsum(w1 + wrow, p->kernel_w * in_c);
+            continue;
+        }
+        int32_t kx = 0;
+        while (kx < p->kernel_w) {
+            const int32_t ix = in_x0 + kx * p->dilation_w;
+            int32_t run = 1;
+            if (ix < 0 || ix >= p->in_w) {
+                pad0 += wsum(w0 + wrow + kx * in_c, in_c);
+                pad1 += wsum(w1 + wrow + kx * in_c, in_c);
+            } else {
+                if (p->dilation_w == 1) /* contiguous valid taps */
+                    while (kx + run < p->kernel_w && ix + run < p->in_w)
+                        run++;
+                dot_1x2(in_b + (iy * p->in_w + ix) * in_c, w0 + wrow + kx * in_c, w1 + wrow + kx * in_c,
+                        run * in_c, acc);
+            }
+            kx += run;
+        }
+    }
+    acc[0] -= pad0 * p->input_offset;
+    acc[1] -= pad1 * p->input_offset;
+}
+
+void ec_conv2d_s8_dsp(const ec_conv_params_t *p, const int8_t *input, const int8_t *filter,
+                      const int32_t *bias, int8_t *output, int8_t *row, const int8_t *skip)
+{
+    const int32_t row_len = p->out_w * p->out_c;
+    const int32_t in_c = p->in_c;
+    const int32_t out_c = p->out_c;
+    const int32_t k_size = p->kernel_h * p->kernel_w * in_c;
+    const int32_t run = p->kernel_w * in_c; /* one kernel row, contiguous in input and weights */
+    const int32_t in_row = p->in_w * in_c;
+    /* the last input column a kernel row reads, relative to its first */
+    const int32_t x_span = (p->kernel_w - 1) * p->dilation_w;
+    for (int32_t b = 0; b < p->batches; b++) {
+        const int8_t *in_b = input + b * p->in_h * in_row;
+        for (int32_t oy = 0; oy < p->out_h; oy++) {
+            const int32_t out_row = (b * p->out_h + oy) * row_len;
+            int8_t *dst = row != NULL ? row : output + out_row;
+            const int8_t *sk = skip != NULL ? skip + out_row : NULL;
+            const int32_t in_y0 = oy * p->stride_h - p->pad_top;
+            const int fast_y = p->dilation_h == 1 && in_y0 >= 0 && in_y0 + p->kernel_h <= p->in_h &&
+                               p->dilation_w == 1;
+            int32_t ox = 0;
+            while (ox < p->out_w) {
+                const int32_t xa0 = ox * p->stride_w - p->pad_left;
+                const int32_t xb0 = xa0 + p->stride_w;
+                const int pair = ox + 1 < p->out_w;
+                const int fast_a = fast_y && xa0 >= 0 && xa0 + x_span < p->in_w;
+                if (fast_a && pair && xb0 + x_span < p->in_w) {
+                    /* two interior pixels */
+                    const int8_t *xa = in_b + in_y0 * in_row + xa0 * in_c;
+                    const int8_t *xb = xa + p->stride_w * in_c;
+                    for (int32_t oc = 0; oc < out_c; oc += 2) {
+                        const int32_t oc1 = oc + 1 < out_c ? oc + 1 : oc;
+                        int32_t acc[4] = {bias[oc], bias[oc1], bias[oc], bias[oc1]};
+                        const int8_t *w0 = filter + oc * k_size;
+                        const int8_t *w1 = filter + oc1 * k_size;
+                        for (int32_t ky = 0; ky < p->kernel_h; ky++)
+                            dot_2x2(xa + ky * in_row, xb + ky * in_row, w0 + ky * run, w1 + ky * run, run, acc);
+                        const int32_t i = ox * out_c + oc;
+                        dst[i] = conv_out(p, acc[0], oc, sk != NULL ? sk + i : NULL);
+                        dst[i + out_c] = conv_out(p, acc[2], oc, sk != NULL ? sk + i + out_c : NULL);
+                        if (oc1 != oc) {
+                            dst[i + 1] = conv_out(p, acc[1], oc1, sk != NULL ? sk + i + 1 : NULL);
+                            dst[i + out_c + 1] = conv_out(p, acc[3], oc1, sk != NULL ? sk + i + out_c + 1 : NULL);
+                        }
+                    }
+                    ox += 2;
+                    continue;
+                }
+                /* one pixel */
+                for (int32_t oc = 0; oc < out_c; oc += 2) {
+                    const int32_t oc1 = oc + 1 < out_c ? oc + 1 : oc;
+                    int32_t acc[2] = {bias[oc], bias[oc1]};
+                    if (fast_a) {
+                        const int8_t *xa = in_b + in_y0 * in_row + xa0 * in_c;
+                        const int8_t *w0 = filter + oc * k_size;
+                        const int8_t *w1 = filter + oc1 * k_size;
+                        for (int32_t ky = 0; ky < p->kernel_h; ky++)
+                            dot_1x2(xa + ky * in_row, w0 + ky * run, w1 + ky * run, run, acc);
+                    } else {
+                        conv_pixel(p, in_b, filter, in_y0, xa0, oc, oc1, acc);
+                    }
+                    const int32_t i = ox * out_c + oc;
+                    dst[i] = conv_out(p, acc[0], oc, sk != NULL ? sk + i : NULL);
+                    if (oc1 != oc)
+                        dst[i + 1] = conv_out(p, acc[1], oc1, sk != NULL ? sk + i + 1 : NULL);
+                }
+                ox += 1;
+            }
+            if (row != NULL)
+                memcpy(output + out_row, row, (size_t)row_len);
+        }
+    }
+}
+
+/* ---- depthwise convolution ------------------------------------------------- */
+
+/* First and one-past-last kernel tap k with 0 <= origin + k * dilation < size. */
+static void tap_range(int32_t origin, int32_t dilation, int32_t kernel, int32_t size, int32_t *first, int32_t *end)
+{
+    int32_t k0 = 0;
+    int32_t k1 = kernel;
+    while (k0 < kernel && origin + k0 * dilation < 0)
+        k0++;
+    while (k1 > k0 && origin + (k1 - 1) * dilation >= size)
+        k1--;
+    *first = k0;
+    *end = k1;
+}
+
+/* Four channels c..c+3 of one output pixel over the clipped window (bias not folded here:
+ * the input offset is added to the sign-extended halves with SADD16, padded taps are skipped). */
+static EC_HOT void dw_4ch(const int8_t *x, const int8_t *w, int32_t rows, int32_t cols, int32_t x_col, int32_t x_row,
+                          int32_t w_col, int32_t w_row, uint32_t off2, int32_t *acc)
+{
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    for (int32_t r = 0; r < rows; r++) {
+        const int8_t *xp = x;
+        const int8_t *wp = w;
+        for (int32_t k = 0; k < cols; k++) {
+            const uint32_t xv = load32(xp);
+            const uint32_t wv = load32(wp);
+            const uint32_t xe = EC_SADD16(EC_SXTB16(xv), off2), xo = EC_SADD16(EC_SXTB16_ROR8(xv), off2);
+            const uint32_t we = EC_SXTB16(wv), wo = EC_SXTB16_ROR8(wv);
+            a0 = EC_SMLABB(xe, we, a0); /* channel c */
+            a2 = EC_SMLATT(xe, we, a2); /* c + 2 */
+            a1 = EC_SMLABB(xo, wo, a1); /* c + 1 */
+            a3 = EC_SMLATT(xo, wo, a3); /* c + 3 */
+            xp += x_col;
+            wp += w_col;
+        }
+        x += x_row;
+        w += w_row;
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
+void ec_depthwise_conv2d_s8_dsp(const ec_conv_params_t *p, const int8_t *input, const int8_t *filter,
+                                const int32_t *bias, int8_t *output, int8_t *row, const int8_t *skip)
+{
+    if (p->depth_multiplier != 1) {
+        ec_depthwise_conv2d_s8(p, input, filter, bias, output, row, skip);
+        return;
+    }
+    const int32_t c_n = p->in_c;
+    const int32_t row_len = p->out_w * c_n;
+    const int32_t off = p->input_offset;
+    const uint32_t off2 = ((uint32_t)off & 0xffffu) | ((uint32_t)off << 16);
+    const int32_t x_col = p->dilation_w * c_n;
+    const int32_t w_row = p->kernel_w * c_n;
+    for (int32_t b = 0; b < p->batches; b++) {
+        const int8_t *in_b = input + b * p->in_h * p->in_w * c_n;
+        for (int32_t oy = 0; oy < p->out_h; oy++) {
+            const int32_t out_row = (b * p->out_h + oy) * row_len;
+            int8_t *dst = row != NULL ? row : output + out_row;
+            const int8_t *sk = skip != NULL ? skip + out_row : NULL;
+            const int32_t in_y0 = oy * p->stride_h - p->pad_top;
+            int32_t ky0, ky1;
+            tap_range(in_y0, p->dilation_h, p->kernel_h, p->in_h, &ky0, &ky1);
+            for (int32_t ox = 0; ox < p->out_w; ox++) {
+                const int32_t in_x0 = ox * p->stride_w - p->pad_left;
+                int32_t kx0, kx1;
+                tap_range(in_x0, p->dilation_w, p->kernel_w, p->in_w, &kx0, &kx1);
+                const int8_t *x = in_b + ((in_y0 + ky0 * p->dilation_h) * p->in_w + in_x0 + kx0 * p->dilation_w) * c_n;
+                const int8_t *w = filter + (ky0 * p->kernel_w + kx0) * c_n;
+                const int32_t x_row = p->dilation_h * p->in_w * c_n;
+                int8_t *d = dst + ox * c_n;
+                const int8_t *s = sk != NULL ? sk + ox * c_n : NULL;
+                int32_t c = 0;
+                for (; c + 4 <= c_n; c += 4) {
+                    int32_t acc[4] = {0, 0, 0, 0};
+                    if (bias != NULL) {
+                        acc[0] = bias[c];
+                        acc[1] = bias[c + 1];
+                        acc[2] = bias[c + 2];
+                        acc[3] = bias[c + 3];
+                    }
+                    dw_4ch(x + c, w + c, ky1 - ky0, kx1 - kx0, x_col, x_row, c_n, w_row, off2, acc);
+                    for (int32_t k = 0; k < 4; k++)
+                        d[c + k] = conv_out(p, acc[k], c + k, s != NULL ? s + c + k : NULL);
+                }
+                for (; c < c_n; c++) { /* channels left over */
+                    int32_t acc = bias != NULL ? bias[c] : 0;
+                    for (int32_t ky = ky0; ky < ky1; ky++)
+                        for (int32_t kx = kx0; kx < kx1; kx++)
+                            acc += (x[(ky - ky0) * x_row + (kx - kx0) * x_col + c] + off) *
+                                   w[((ky - ky0) * p->kernel_w + (kx - kx0)) * c_n + c];
+                    d[c] = conv_out(p, acc, c, s != NULL ? s + c : NULL);
+                }
+            }
+            if (row != NULL)
+                memcpy(output + out_row, row, (size_t)row_len);
+        }
+    }
+}
+
+/* ---- fully connected ------------------------------------------------------- */
+
+void ec_fully_connected_s8_dsp(const ec_fc_params_t *p, const int8_t *input, const int8_t *filter,
+                               const int32_t *bias, int8_t *output, int8_t *row)
+{
+    const int32_t n = p->in_features;
+    for (int32_t b = 0; b < p->batches; b++) {
+        const int8_t *x = input + b * n;
+        int8_t *dst = row != NULL ? row : output + b * p->out_features;
+        for (int32_t o = 0; o < p->out_features; o += 2) {
+            const int32_t o1 = o + 1 < p->out_features ? o + 1 : o;
+            int32_t acc[2] = {bias[o], bias[o1]};
+            dot_1x2(x, filter + o * n, filter + o1 * n, n, acc);
+            for (int32_t k = 0; k < 2 && o + k < p->out_features; k++) {
+                int32_t v = requant(acc[k], p->multiplier[o + k], p->shift[o + k]);
+                dst[o + k] = (int8_t)clamp_i32(v + p->output_offset, p->act_min, p->act_max);
+            }
+        }
+        if (row != NULL)
+            memcpy(output + b * p->out_features, row, (size_t)p->out_features);
+    }
+}

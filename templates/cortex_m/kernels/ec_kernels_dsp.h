@@ -1,0 +1,41 @@
+/*
+ * ec_kernels_dsp.h - int8 kernels for cores with the DSP extension (Cortex-M4/M7).
+ *
+ * Same parameter blocks, layouts and row-at-a-time output contract as the
+ * reference kernels (ec_kernels.h), same results bit for bit.  Two
+ * differences in what the generator passes:
+ *
+ *  - `bias` (conv, fully connected) is the folded bias: bias[oc] + input_offset * sum(filter[oc]),
+ *    computed by the generator, so the inner loops multiply raw int8 inputs
+ *    with raw int8 weights (two MACs per SMLAD).  Taps in the padding, which
+ *    TFLM skips, are taken back out on the (slow, exact) border path.
+ *  - filter_offset must be 0 (TFLite int8 weights are symmetric); the
+ *    generator uses the reference kernel otherwise.
+ *
+ * With __ARM_FEATURE_DSP the ACLE intrinsics (arm_acle.h) are used; other
+ * compilers (the host) get plain C versions of exactly those intrinsics, so
+ * the same algorithm runs everywhere.
+ */
+#ifndef EC_KERNELS_DSP_H
+#define EC_KERNELS_DSP_H
+
+#include "ec_kernels.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+void ec_conv2d_s8_dsp(const ec_conv_params_t *p, const int8_t *input, const int8_t *filter,
+                      const int32_t *bias, int8_t *output, int8_t *row, const int8_t *skip);
+/* Depthwise: bias NOT folded (the input offset is added in the kernel); multiplier 1
+ * (other multipliers go to the reference kernel). */
+void ec_depthwise_conv2d_s8_dsp(const ec_conv_params_t *p, const int8_t *input, const int8_t *filter,
+                                const int32_t *bias, int8_t *output, int8_t *row, const int8_t *skip);
+void ec_fully_connected_s8_dsp(const ec_fc_params_t *p, const int8_t *input, const int8_t *filter,
+                               const int32_t *bias, int8_t *output, int8_t *row);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EC_KERNELS_DSP_H */
