@@ -8,10 +8,12 @@ Choice: start with every layer at the lowest precision, then promote the most
 sensitive layers (int8 -> int16 -> float32) until the whole fake-quantized model is
 within the accuracy-drop budget, or every layer is float.
 
-Compiling the choice (:func:`compile_mixed`): the C backend has int8 and float32
-kernels, so layers chosen at more than 8 bits run in float32 (an int16 choice is
-promoted to float32: there are no int16 kernels yet) between a dequantize and a
-quantize, and the rest in int8 (a sub-8-bit choice is stored as int8).
+Compiling the choice (:func:`compile_mixed`): the base model is int8; layers chosen at
+more than 8 bits run in float32 kernels between a dequantize and a quantize, and the rest
+in int8 (a sub-8-bit choice is stored as int8).  An int16 choice is promoted to float32:
+the C backend has int16 (16x8) kernels, but only for whole int16 models
+(``precision="int16"``); a per-layer int8/int16 mix would need per-tensor activation types
+in the quantizer and int8 <-> int16 requantize layers at the boundaries, not done yet.
 """
 from __future__ import annotations
 
