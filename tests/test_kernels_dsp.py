@@ -173,7 +173,7 @@ def _qemu(mlperf_dir, tmp_path, model, target, kernels, x):
 
 
 # fewer instructions than the reference kernels, at least (measured: see the commit log)
-SPEEDUP = {"kws_ref_model": 2.5, "pretrainedResnet_quant": 3.0}
+SPEEDUP = {"kws_ref_model": 3.0, "pretrainedResnet_quant": 3.5}
 
 
 @needs_qemu
@@ -192,8 +192,10 @@ def test_mlperf_dsp_on_cortex_m4_exact_and_fewer_instructions(tmp_path, mlperf_d
     np.testing.assert_array_equal(np.asarray(dsp.outputs).reshape(-1), want)
     assert dsp.instructions_per_inference * SPEEDUP[model] <= ref.instructions_per_inference, \
         (dsp.instructions_per_inference, ref.instructions_per_inference)
-    # flash: the DSP kernels add a few KiB at most (the folded bias replaces the bias)
-    assert man_d["flash_bytes"] <= man_r["flash_bytes"] + 4096
+    # flash: the DSP kernels' code, about 4 KiB (the folded bias replaces the bias: no more weights)
+    assert man_d["flash_bytes"] <= man_r["flash_bytes"] + 5 * 1024
+    # RAM: a 256-byte bias cache on the stack, no im2col buffer
+    assert man_d["ram_bytes"] <= man_r["ram_bytes"] + 512
 
 
 @needs_qemu

@@ -24,7 +24,18 @@ static inline uint32_t ec_ror8(uint32_t x)
 #if defined(__ARM_FEATURE_DSP)
 #include <arm_acle.h>
 #define EC_SXTB16(x) ((uint32_t)__sxtb16(x))
+#if defined(__GNUC__)
+/* SXTB16 with its built-in rotation: one instruction (the compiler does not always fold the ROR) */
+static inline __attribute__((always_inline)) uint32_t ec_sxtb16_ror8(uint32_t x)
+{
+    uint32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+#define EC_SXTB16_ROR8(x) ec_sxtb16_ror8(x)
+#else
 #define EC_SXTB16_ROR8(x) ((uint32_t)__sxtb16(ec_ror8(x)))
+#endif
 #define EC_SMLAD(a, b, acc) ((int32_t)__smlad((a), (b), (acc)))
 #define EC_SMLABB(a, b, acc) ((int32_t)__smlabb((int32_t)(a), (int32_t)(b), (acc)))
 #define EC_SMLATT(a, b, acc) ((int32_t)__smlatt((int32_t)(a), (int32_t)(b), (acc)))
@@ -64,8 +75,10 @@ static inline uint32_t ec_sadd16(uint32_t a, uint32_t b)
 
 #if defined(__GNUC__)
 #define EC_HOT __attribute__((noinline, optimize("O2")))
+#define EC_INLINE static inline __attribute__((always_inline))
 #else
 #define EC_HOT
+#define EC_INLINE static inline
 #endif
 
 /* A 32-bit load from any address (a single LDR on Cortex-M4/M7). */
@@ -76,11 +89,14 @@ static inline uint32_t load32(const int8_t *p)
     return v;
 }
 
-/* acc[0] += xa.w0, acc[1] += xa.w1, acc[2] += xb.w0, acc[3] += xb.w1 over n bytes */
+/* acc[0] += xa.w0, acc[1] += xa.w1, acc[2] += xb.w0, acc[3] += xb.w1 over `rows` runs of n bytes,
+ * the input runs x_step apart, the weight runs n apart (a kernel window, row by row) */
 static EC_HOT void dot_2x2(const int8_t *xa, const int8_t *xb, const int8_t *w0, const int8_t *w1, int32_t n,
-                           int32_t *acc)
+                           int32_t rows, int32_t x_step, int32_t *acc)
 {
     int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
+    const int32_t x_skip = x_step - n;
+    for (; rows > 0; rows--) {
     for (int32_t i = n >> 2; i > 0; i--) {
         const uint32_t x = load32(xa);
         const uint32_t y = load32(xb);
@@ -111,16 +127,23 @@ static EC_HOT void dot_2x2(const int8_t *xa, const int8_t *xb, const int8_t *w0,
         a10 += y * u;
         a11 += y * v;
     }
+    xa += x_skip;
+    xb += x_skip;
+    }
     acc[0] = a00;
     acc[1] = a01;
     acc[2] = a10;
     acc[3] = a11;
 }
 
-/* acc[0] += x.w0, acc[1] += x.w1 over n bytes */
-static EC_HOT void dot_1x2(const int8_t *x, const int8_t *w0, const int8_t *w1, int32_t n, int32_t *acc)
+/* acc[0] += x.w0, acc[1] += x.w1 over `rows` runs of n bytes, the input runs x_step apart and
+ * the weight runs w_step apart */
+static EC_HOT void dot_1x2(const int8_t *x, const int8_t *w0, const int8_t *w1, int32_t n, int32_t rows,
+                           int32_t x_step, int32_t w_step, int32_t *acc)
 {
     int32_t a0 = acc[0], a1 = acc[1];
+    const int32_t x_skip = x_step - n, w_skip = w_step - n;
+    for (; rows > 0; rows--) {
     for (int32_t i = n >> 2; i > 0; i--) {
         const uint32_t v = load32(x);
         const uint32_t xe = EC_SXTB16(v), xo = EC_SXTB16_ROR8(v);
@@ -139,6 +162,45 @@ static EC_HOT void dot_1x2(const int8_t *x, const int8_t *w0, const int8_t *w1, 
         a0 += v * *w0++;
         a1 += v * *w1++;
     }
+    x += x_skip;
+    w0 += w_skip;
+    w1 += w_skip;
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+}
+
+/* dot_1x2 with the input offset added to the sign-extended inputs (SADD16): the exact sum of
+ * w * (x + offset) over a clipped window, for pixels whose window reaches into the padding */
+static EC_HOT void dot_1x2_off(const int8_t *x, const int8_t *w0, const int8_t *w1, int32_t n, int32_t rows,
+                               int32_t x_step, int32_t w_step, int32_t off, int32_t *acc)
+{
+    int32_t a0 = acc[0], a1 = acc[1];
+    const int32_t x_skip = x_step - n, w_skip = w_step - n;
+    const uint32_t off2 = ((uint32_t)off & 0xffffu) | ((uint32_t)off << 16);
+    for (; rows > 0; rows--) {
+        for (int32_t i = n >> 2; i > 0; i--) {
+            const uint32_t v = load32(x);
+            const uint32_t xe = EC_SADD16(EC_SXTB16(v), off2), xo = EC_SADD16(EC_SXTB16_ROR8(v), off2);
+            uint32_t w = load32(w0);
+            a0 = EC_SMLAD(xe, EC_SXTB16(w), a0);
+            a0 = EC_SMLAD(xo, EC_SXTB16_ROR8(w), a0);
+            w = load32(w1);
+            a1 = EC_SMLAD(xe, EC_SXTB16(w), a1);
+            a1 = EC_SMLAD(xo, EC_SXTB16_ROR8(w), a1);
+            x += 4;
+            w0 += 4;
+            w1 += 4;
+        }
+        for (int32_t i = n & 3; i > 0; i--) {
+            const int32_t v = *x++ + off;
+            a0 += v * *w0++;
+            a1 += v * *w1++;
+        }
+        x += x_skip;
+        w0 += w_skip;
+        w1 += w_skip;
+    }
     acc[0] = a0;
     acc[1] = a1;
 }
@@ -152,7 +214,7 @@ static int32_t wsum(const int8_t *w, int32_t n)
     return s;
 }
 
-static int32_t clamp_i32(int32_t v, int32_t lo, int32_t hi)
+EC_INLINE int32_t clamp_i32(int32_t v, int32_t lo, int32_t hi)
 {
     return v < lo ? lo : (v > hi ? hi : v);
 }
@@ -164,7 +226,7 @@ static int32_t clamp_i32(int32_t v, int32_t lo, int32_t hi)
  * ab < 0: nudge = 1 - 2^30 and ab + nudge < 0, truncation = floor((ab + nudge + 2^31 - 1) / 2^31)
  * = floor((ab + 2^30) / 2^31) again: one arithmetic shift for both signs.
  */
-static inline int32_t srdhm(int32_t a, int32_t b)
+EC_INLINE int32_t srdhm(int32_t a, int32_t b)
 {
     if (a == INT32_MIN && b == INT32_MIN)
         return INT32_MAX;
@@ -172,14 +234,14 @@ static inline int32_t srdhm(int32_t a, int32_t b)
 }
 
 /* RoundingDivideByPOT: (x >> e) + 1 when the remainder is above half (ties away from zero). */
-static inline int32_t rdbpot(int32_t x, int32_t e)
+EC_INLINE int32_t rdbpot(int32_t x, int32_t e)
 {
     const int32_t mask = (int32_t)(((uint32_t)1 << e) - 1u);
     const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
     return (x >> e) + ((x & mask) > threshold ? 1 : 0);
 }
 
-static inline int32_t requant(int32_t x, int32_t multiplier, int32_t shift)
+EC_INLINE int32_t requant(int32_t x, int32_t multiplier, int32_t shift)
 {
     if (shift > 0)
         return srdhm((int32_t)((uint32_t)x << shift), multiplier);
@@ -187,6 +249,9 @@ static inline int32_t requant(int32_t x, int32_t multiplier, int32_t shift)
 }
 
 /* One int8 ADD element (TFLM's AddFunc), as in ec_kernels.c. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
 static int8_t add_s8(const ec_add_params_t *p, int32_t a, int32_t b)
 {
     int32_t x1 = (int32_t)((uint32_t)(p->input1_offset + a) << p->left_shift);
@@ -198,7 +263,7 @@ static int8_t add_s8(const ec_add_params_t *p, int32_t a, int32_t b)
 }
 
 /* The conv epilogue: requantize, clamp, then the fused residual add (`skip` may be NULL). */
-static int8_t conv_out(const ec_conv_params_t *p, int32_t acc, int32_t oc, const int8_t *skip)
+EC_INLINE int8_t conv_out(const ec_conv_params_t *p, int32_t acc, int32_t oc, const int8_t *skip)
 {
     acc = requant(acc, p->multiplier[oc], p->shift[oc]) + p->output_offset;
     acc = clamp_i32(acc, p->act_min, p->act_max);
@@ -208,6 +273,28 @@ static int8_t conv_out(const ec_conv_params_t *p, int32_t acc, int32_t oc, const
 }
 
 /* ---- convolution ------------------------------------------------------------ */
+
+/* First and one-past-last kernel tap k with 0 <= origin + k * dilation < size. */
+static void tap_range(int32_t origin, int32_t dilation, int32_t kernel, int32_t size, int32_t *first, int32_t *end)
+{
+    int32_t k0 = 0;
+    int32_t k1 = kernel;
+    while (k0 < kernel && origin + k0 * dilation < 0)
+        k0++;
+    while (k1 > k0 && origin + (k1 - 1) * dilation >= size)
+        k1--;
+    *first = k0;
+    *end = k1;
+}
+
+#define EC_BIAS_CACHE 64
+
+/* bias[oc] - input_offset * sum(filter[oc]): the layer's own bias before the generator folded it */
+static int32_t unfold_bias(const ec_conv_params_t *p, const int8_t *filter, const int32_t *bias, int32_t oc)
+{
+    const int32_t k_size = p->kernel_h * p->kernel_w * p->in_c;
+    return (int32_t)((uint32_t)bias[oc] - (uint32_t)(wsum(filter + oc * k_size, k_size) * p->input_offset));
+}
 
 /* One output pixel, channels oc and oc1 (oc1 == oc for a last odd channel), exactly:
  * the valid taps through dot_1x2, the padded taps taken back out of the folded bias. */
@@ -239,7 +326,7 @@ static void conv_pixel(const ec_conv_params_t *p, const int8_t *in_b, const int8
                     while (kx + run < p->kernel_w && ix + run < p->in_w)
                         run++;
                 dot_1x2(in_b + (iy * p->in_w + ix) * in_c, w0 + wrow + kx * in_c, w1 + wrow + kx * in_c,
-                        run * in_c, acc);
+                        run * in_c, 1, 0, 0, acc);
             }
             kx += run;
         }
@@ -259,6 +346,10 @@ void ec_conv2d_s8_dsp(const ec_conv_params_t *p, const int8_t *input, const int8
     const int32_t in_row = p->in_w * in_c;
     /* the last input column a kernel row reads, relative to its first */
     const int32_t x_span = (p->kernel_w - 1) * p->dilation_w;
+    /* the unfolded bias (bias - input_offset * sum(w)) of the first channels, for the border pixels */
+    int32_t cache[EC_BIAS_CACHE];
+    for (int32_t oc = 0; oc < out_c && oc < EC_BIAS_CACHE; oc++)
+        cache[oc] = unfold_bias(p, filter, bias, oc);
     for (int32_t b = 0; b < p->batches; b++) {
         const int8_t *in_b = input + b * p->in_h * in_row;
         for (int32_t oy = 0; oy < p->out_h; oy++) {
@@ -283,8 +374,7 @@ void ec_conv2d_s8_dsp(const ec_conv_params_t *p, const int8_t *input, const int8
                         int32_t acc[4] = {bias[oc], bias[oc1], bias[oc], bias[oc1]};
                         const int8_t *w0 = filter + oc * k_size;
                         const int8_t *w1 = filter + oc1 * k_size;
-                        for (int32_t ky = 0; ky < p->kernel_h; ky++)
-                            dot_2x2(xa + ky * in_row, xb + ky * in_row, w0 + ky * run, w1 + ky * run, run, acc);
+                        dot_2x2(xa, xb, w0, w1, run, p->kernel_h, in_row, acc);
                         const int32_t i = ox * out_c + oc;
                         dst[i] = conv_out(p, acc[0], oc, sk != NULL ? sk + i : NULL);
                         dst[i + out_c] = conv_out(p, acc[2], oc, sk != NULL ? sk + i + out_c : NULL);
@@ -304,8 +394,19 @@ void ec_conv2d_s8_dsp(const ec_conv_params_t *p, const int8_t *input, const int8
                         const int8_t *xa = in_b + in_y0 * in_row + xa0 * in_c;
                         const int8_t *w0 = filter + oc * k_size;
                         const int8_t *w1 = filter + oc1 * k_size;
-                        for (int32_t ky = 0; ky < p->kernel_h; ky++)
-                            dot_1x2(xa + ky * in_row, w0 + ky * run, w1 + ky * run, run, acc);
+                        dot_1x2(xa, w0, w1, run, p->kernel_h, in_row, run, acc);
+                    } else if (p->dilation_h == 1 && p->dilation_w == 1) {
+                        /* the clipped window with (x + offset), on the unfolded bias */
+                        int32_t ky0, ky1, kx0, kx1;
+                        tap_range(in_y0, 1, p->kernel_h, p->in_h, &ky0, &ky1);
+                        tap_range(xa0, 1, p->kernel_w, p->in_w, &kx0, &kx1);
+                        acc[0] = oc < EC_BIAS_CACHE ? cache[oc] : unfold_bias(p, filter, bias, oc);
+                        acc[1] = oc1 < EC_BIAS_CACHE ? cache[oc1] : unfold_bias(p, filter, bias, oc1);
+                        const int32_t w_off = (ky0 * p->kernel_w + kx0) * in_c;
+                        if (ky1 > ky0 && kx1 > kx0)
+                            dot_1x2_off(in_b + (in_y0 + ky0) * in_row + (xa0 + kx0) * in_c,
+                                        filter + oc * k_size + w_off, filter + oc1 * k_size + w_off,
+                                        (kx1 - kx0) * in_c, ky1 - ky0, in_row, run, p->input_offset, acc);
                     } else {
                         conv_pixel(p, in_b, filter, in_y0, xa0, oc, oc1, acc);
                     }
@@ -323,19 +424,6 @@ void ec_conv2d_s8_dsp(const ec_conv_params_t *p, const int8_t *input, const int8
 }
 
 /* ---- depthwise convolution ------------------------------------------------- */
-
-/* First and one-past-last kernel tap k with 0 <= origin + k * dilation < size. */
-static void tap_range(int32_t origin, int32_t dilation, int32_t kernel, int32_t size, int32_t *first, int32_t *end)
-{
-    int32_t k0 = 0;
-    int32_t k1 = kernel;
-    while (k0 < kernel && origin + k0 * dilation < 0)
-        k0++;
-    while (k1 > k0 && origin + (k1 - 1) * dilation >= size)
-        k1--;
-    *first = k0;
-    *end = k1;
-}
 
 /* Four channels c..c+3 of one output pixel over the clipped window (bias not folded here:
  * the input offset is added to the sign-extended halves with SADD16, padded taps are skipped). */
@@ -438,7 +526,7 @@ void ec_fully_connected_s8_dsp(const ec_fc_params_t *p, const int8_t *input, con
         for (int32_t o = 0; o < p->out_features; o += 2) {
             const int32_t o1 = o + 1 < p->out_features ? o + 1 : o;
             int32_t acc[2] = {bias[o], bias[o1]};
-            dot_1x2(x, filter + o * n, filter + o1 * n, n, acc);
+            dot_1x2(x, filter + o * n, filter + o1 * n, n, 1, 0, 0, acc);
             for (int32_t k = 0; k < 2 && o + k < p->out_features; k++) {
                 int32_t v = requant(acc[k], p->multiplier[o + k], p->shift[o + k]);
                 dst[o + k] = (int8_t)clamp_i32(v + p->output_offset, p->act_min, p->act_max);
