@@ -33,6 +33,7 @@ class Layer(nn.Module):
         self.kind = kind
         self.conv = nn.Conv2d(4, 6, 3, stride=1, padding=1)
         self.conv_s2 = nn.Conv2d(4, 6, 3, stride=2, padding=(0, 1))
+        self.conv_dil = nn.Conv2d(4, 6, 3, padding=2, dilation=2)
         self.dw = nn.Conv2d(4, 4, 3, padding=1, groups=4)
         self.dw_m2 = nn.Conv2d(4, 8, 3, stride=2, padding=1, groups=4)
         self.fc = nn.Linear(4 * 6 * 6, 10)
@@ -44,6 +45,8 @@ class Layer(nn.Module):
             return self.conv(x)
         if k == "conv_relu_stride2":
             return torch.relu(self.conv_s2(x))
+        if k == "conv_dilated":
+            return self.conv_dil(x)
         if k == "depthwise":
             return self.dw(x)
         if k == "depthwise_mult2_stride2":
@@ -65,9 +68,10 @@ class Layer(nn.Module):
         raise ValueError(k)
 
 
-KINDS = ["conv", "conv_relu_stride2", "depthwise", "depthwise_mult2_stride2", "fc_flatten", "fc_clip", "maxpool",
-         "add_relu", "avgpool", "global_avgpool", "concat"]
-INT16_OPS = {"conv": "conv2d", "conv_relu_stride2": "conv2d", "depthwise": "depthwise_conv2d",
+KINDS = ["conv", "conv_relu_stride2", "conv_dilated", "depthwise", "depthwise_mult2_stride2", "fc_flatten", "fc_clip",
+         "maxpool", "add_relu", "avgpool", "global_avgpool", "concat"]
+INT16_OPS = {"conv": "conv2d", "conv_relu_stride2": "conv2d", "conv_dilated": "conv2d",
+             "depthwise": "depthwise_conv2d",
              "depthwise_mult2_stride2": "depthwise_conv2d", "fc_flatten": "fully_connected",
              "fc_clip": "fully_connected", "maxpool": "max_pool2d", "add_relu": "add", "avgpool": "avg_pool2d",
              "global_avgpool": "avg_pool2d", "concat": "concat"}
@@ -249,7 +253,8 @@ int main(void) {
                         *((int(v) << (1 - shift)) + (1 << -shift) for v in (-3, -2, 2, 3) if shift <= 0)):
                 cases.append((int(acc), int(m), shift))
     inp = "\n".join(f"{a} {m} {s}" for a, m, s in cases) + "\n"
-    out = subprocess.run([str(tmp_path / "t")], input=inp, capture_output=True, text=True, check=True).stdout.split("\n")
+    out = subprocess.run([str(tmp_path / "t")], input=inp, capture_output=True, text=True,
+                         check=True).stdout.split("\n")
     for (acc, m, s), line in zip(cases, out):
         n = 31 - s
         x = acc * m

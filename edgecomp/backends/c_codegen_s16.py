@@ -157,7 +157,7 @@ def _pool(gen, node, x, out, head, row) -> str:
                 _comment(f"{node.name}: {node.op} int16"))
     if avg:
         m, sh = _mult_shift(_scale(x) / _scale(out))
-        head.append(f"  mean rescaled by s_in/s_out: " + ("a shift" if m == 0 else "Q31 multiplier") + f", shift {sh}")
+        head.append("  mean rescaled by s_in/s_out: " + ("a shift" if m == 0 else "Q31 multiplier") + f", shift {sh}")
         return (f"ec_avg_pool2d_s16(&{gen.ident_base}, {m}, {sh}, {gen.tensor(x.name)}, {gen.tensor(out.name)}, "
                 f"{row});")
     return f"ec_max_pool2d_s16(&{gen.ident_base}, {gen.tensor(x.name)}, {gen.tensor(out.name)}, {row});"
@@ -200,7 +200,8 @@ def _add(gen, node, x, out, head) -> str:
                 + ("by a shift" if q["output_multiplier"] == 0 else "(Q31)") + f", act [{lo}, {hi}]")
     fields = [(k, str(v)) for k, v in q.items()] + [("act_min", str(lo)), ("act_max", str(hi))]
     gen._struct("ec_add_s16_params_t", gen.ident_base, fields, _comment(f"{node.name}: add int16"))
-    return f"ec_add_s16(&{gen.ident_base}, {gen.tensor(x.name)}, {gen.tensor(b.name)}, {gen.tensor(out.name)}, {out.size});"
+    return (f"ec_add_s16(&{gen.ident_base}, {gen.tensor(x.name)}, {gen.tensor(b.name)}, {gen.tensor(out.name)}, "
+            f"{out.size});")
 
 
 def _same(a: ir.Tensor, b: ir.Tensor) -> bool:
