@@ -228,8 +228,8 @@ EC_INLINE int32_t clamp_i32(int32_t v, int32_t lo, int32_t hi)
  */
 EC_INLINE int32_t srdhm(int32_t a, int32_t b)
 {
-    if (a == INT32_MIN && b == INT32_MIN)
-        return INT32_MAX;
+    /* TFLite's saturation case a == b == INT32_MIN cannot occur: b is always a multiplier from
+     * passes/requantize.py, in [2^30, 2^31) or 0 */
     return (int32_t)(((int64_t)a * b + (1 << 30)) >> 31);
 }
 
@@ -425,34 +425,99 @@ void ec_conv2d_s8_dsp(const ec_conv_params_t *p, const int8_t *input, const int8
 
 /* ---- depthwise convolution ------------------------------------------------- */
 
-/* Four channels c..c+3 of one output pixel over the clipped window (bias not folded here:
- * the input offset is added to the sign-extended halves with SADD16, padded taps are skipped). */
-static EC_HOT void dw_4ch(const int8_t *x, const int8_t *w, int32_t rows, int32_t cols, int32_t x_col, int32_t x_row,
-                          int32_t w_col, int32_t w_row, uint32_t off2, int32_t *acc)
+/* One tap of four channels c..c+3: the input offset is added to the sign-extended halves (SADD16),
+ * so padded taps are simply skipped (the depthwise bias is not folded). */
+#define EC_DW_TAP(xp, wp)                                                                             \
+    do {                                                                                          \
+        const uint32_t xv_ = load32(xp), wv_ = load32(wp);                                        \
+        const uint32_t xe_ = EC_SADD16(EC_SXTB16(xv_), off2), xo_ = EC_SADD16(EC_SXTB16_ROR8(xv_), off2); \
+        const uint32_t we_ = EC_SXTB16(wv_), wo_ = EC_SXTB16_ROR8(wv_);                           \
+        a0 = EC_SMLABB(xe_, we_, a0); /* channel c */                                             \
+        a2 = EC_SMLATT(xe_, we_, a2); /* c + 2 */                                                 \
+        a1 = EC_SMLABB(xo_, wo_, a1); /* c + 1 */                                                 \
+        a3 = EC_SMLATT(xo_, wo_, a3); /* c + 3 */                                                 \
+    } while (0)
+
+/* Channels c.. of one output pixel one at a time (the channels left over by dw_pixel) */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void dw_rest(const ec_conv_params_t *p, const int8_t *x, const int8_t *w, const int32_t *bias, int32_t rows,
+                    int32_t cols, int32_t x_row, int8_t *d, const int8_t *s, int32_t c)
 {
-    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-    for (int32_t r = 0; r < rows; r++) {
-        const int8_t *xp = x;
-        const int8_t *wp = w;
-        for (int32_t k = 0; k < cols; k++) {
-            const uint32_t xv = load32(xp);
-            const uint32_t wv = load32(wp);
-            const uint32_t xe = EC_SADD16(EC_SXTB16(xv), off2), xo = EC_SADD16(EC_SXTB16_ROR8(xv), off2);
-            const uint32_t we = EC_SXTB16(wv), wo = EC_SXTB16_ROR8(wv);
-            a0 = EC_SMLABB(xe, we, a0); /* channel c */
-            a2 = EC_SMLATT(xe, we, a2); /* c + 2 */
-            a1 = EC_SMLABB(xo, wo, a1); /* c + 1 */
-            a3 = EC_SMLATT(xo, wo, a3); /* c + 3 */
-            xp += x_col;
-            wp += w_col;
-        }
-        x += x_row;
-        w += w_row;
+    const int32_t c_n = p->in_c;
+    const int32_t x_col = p->dilation_w * c_n;
+    const int32_t w_row = p->kernel_w * c_n;
+    for (; c < c_n; c++) {
+        int32_t acc = bias != NULL ? bias[c] : 0;
+        for (int32_t r = 0; r < rows; r++)
+            for (int32_t k = 0; k < cols; k++)
+                acc += (x[r * x_row + k * x_col + c] + p->input_offset) * w[r * w_row + k * c_n + c];
+        d[c] = conv_out(p, acc, c, s != NULL ? s + c : NULL);
     }
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = a2;
-    acc[3] = a3;
+}
+
+/* All channels of one output pixel (depth multiplier 1) over its clipped window of rows x cols
+ * taps: x, w point at the window's first valid tap; four channels at a time, a full 3x3 window
+ * unrolled; then the epilogue. */
+static EC_HOT void dw_pixel(const ec_conv_params_t *p, const int8_t *x, const int8_t *w, const int32_t *bias,
+                            int32_t rows, int32_t cols, int32_t x_row, int8_t *d, const int8_t *s)
+{
+    const int32_t c_n = p->in_c;
+    const int32_t x_col = p->dilation_w * c_n;
+    const int32_t w_row = p->kernel_w * c_n;
+    const int32_t off = p->input_offset;
+    const uint32_t off2 = ((uint32_t)off & 0xffffu) | ((uint32_t)off << 16);
+    const int full3 = rows == 3 && cols == 3 && p->kernel_w == 3;
+    const int32_t x_next = x_row - 2 * x_col;
+    int32_t c = 0;
+    for (; c + 4 <= c_n; c += 4) {
+        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        if (bias != NULL) {
+            a0 = bias[c];
+            a1 = bias[c + 1];
+            a2 = bias[c + 2];
+            a3 = bias[c + 3];
+        }
+        if (full3) {
+            /* the nine weights of a channel are c_n apart; the input steps a column, a column, then
+             * to the next row */
+            const int8_t *xp = x + c;
+            const int8_t *wp = w + c;
+            for (int32_t r = 0; r < 3; r++) {
+                EC_DW_TAP(xp, wp);
+                xp += x_col;
+                wp += c_n;
+                EC_DW_TAP(xp, wp);
+                xp += x_col;
+                wp += c_n;
+                EC_DW_TAP(xp, wp);
+                xp += x_next;
+                wp += c_n;
+            }
+        } else {
+            const int8_t *xr = x + c;
+            const int8_t *wr = w + c;
+            for (int32_t r = 0; r < rows; r++) {
+                const int8_t *xp = xr;
+                const int8_t *wp = wr;
+                for (int32_t k = 0; k < cols; k++) {
+                    EC_DW_TAP(xp, wp);
+                    xp += x_col;
+                    wp += c_n;
+                }
+                xr += x_row;
+                wr += w_row;
+            }
+        }
+        const int8_t *sc = s != NULL ? s + c : NULL;
+        d[c] = conv_out(p, a0, c, sc);
+        d[c + 1] = conv_out(p, a1, c + 1, sc != NULL ? sc + 1 : NULL);
+        d[c + 2] = conv_out(p, a2, c + 2, sc != NULL ? sc + 2 : NULL);
+        d[c + 3] = conv_out(p, a3, c + 3, sc != NULL ? sc + 3 : NULL);
+    }
+    if (c < c_n)
+        dw_rest(p, x, w, bias, rows, cols, x_row, d, s, c);
 }
 
 void ec_depthwise_conv2d_s8_dsp(const ec_conv_params_t *p, const int8_t *input, const int8_t *filter,
@@ -464,10 +529,7 @@ void ec_depthwise_conv2d_s8_dsp(const ec_conv_params_t *p, const int8_t *input, 
     }
     const int32_t c_n = p->in_c;
     const int32_t row_len = p->out_w * c_n;
-    const int32_t off = p->input_offset;
-    const uint32_t off2 = ((uint32_t)off & 0xffffu) | ((uint32_t)off << 16);
-    const int32_t x_col = p->dilation_w * c_n;
-    const int32_t w_row = p->kernel_w * c_n;
+    const int32_t x_row = p->dilation_h * p->in_w * c_n;
     for (int32_t b = 0; b < p->batches; b++) {
         const int8_t *in_b = input + b * p->in_h * p->in_w * c_n;
         for (int32_t oy = 0; oy < p->out_h; oy++) {
@@ -483,30 +545,8 @@ void ec_depthwise_conv2d_s8_dsp(const ec_conv_params_t *p, const int8_t *input, 
                 tap_range(in_x0, p->dilation_w, p->kernel_w, p->in_w, &kx0, &kx1);
                 const int8_t *x = in_b + ((in_y0 + ky0 * p->dilation_h) * p->in_w + in_x0 + kx0 * p->dilation_w) * c_n;
                 const int8_t *w = filter + (ky0 * p->kernel_w + kx0) * c_n;
-                const int32_t x_row = p->dilation_h * p->in_w * c_n;
-                int8_t *d = dst + ox * c_n;
-                const int8_t *s = sk != NULL ? sk + ox * c_n : NULL;
-                int32_t c = 0;
-                for (; c + 4 <= c_n; c += 4) {
-                    int32_t acc[4] = {0, 0, 0, 0};
-                    if (bias != NULL) {
-                        acc[0] = bias[c];
-                        acc[1] = bias[c + 1];
-                        acc[2] = bias[c + 2];
-                        acc[3] = bias[c + 3];
-                    }
-                    dw_4ch(x + c, w + c, ky1 - ky0, kx1 - kx0, x_col, x_row, c_n, w_row, off2, acc);
-                    for (int32_t k = 0; k < 4; k++)
-                        d[c + k] = conv_out(p, acc[k], c + k, s != NULL ? s + c + k : NULL);
-                }
-                for (; c < c_n; c++) { /* channels left over */
-                    int32_t acc = bias != NULL ? bias[c] : 0;
-                    for (int32_t ky = ky0; ky < ky1; ky++)
-                        for (int32_t kx = kx0; kx < kx1; kx++)
-                            acc += (x[(ky - ky0) * x_row + (kx - kx0) * x_col + c] + off) *
-                                   w[((ky - ky0) * p->kernel_w + (kx - kx0)) * c_n + c];
-                    d[c] = conv_out(p, acc, c, s != NULL ? s + c : NULL);
-                }
+                dw_pixel(p, x, w, bias, ky1 - ky0, kx1 - kx0, x_row, dst + ox * c_n,
+                         sk != NULL ? sk + ox * c_n : NULL);
             }
             if (row != NULL)
                 memcpy(output + out_row, row, (size_t)row_len);
