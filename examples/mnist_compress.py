@@ -9,7 +9,8 @@ QDQ through ONNX Runtime) unless noted:
 
   fp32 | int8 PTQ | int8 QAT | structured pruning + fine-tune | unstructured 70 %
   (shows that sparsity alone saves no flash) | low-rank SVD + fine-tune |
-  distilled student (<= 1/4 params) | Q7 power-of-two scales | mixed precision (int8 + float32 layers, compiled)
+  distilled student (<= 1/4 params) | Q7 power-of-two scales | int16 (16x8) | Q15 power-of-two |
+  mixed precision (int8 + float32 layers, compiled)
 
 Accuracy is ONNX Runtime on the exported model over the 1,000 held-out digits;
 flash / RAM / instructions come from compiling each model for the target and
@@ -120,7 +121,16 @@ def run(target: str = "cortex-m4", out: str | Path = "out/mnist_compress", quick
 
     log("[mnist] Q7 power-of-two scales on the PTQ model")
     p2 = to_power_of_two(ptq_path, out / "pow2.int8.onnx", rounding="nearest")
-    add("Q7 power-of-two scales", base, p2["path"], note="power-of-two scales; C requantizes with the generic multiplier (2^30) and shift")
+    add("Q7 power-of-two scales", base, p2["path"], note="int8 layers requantize with multiplier 2^30 + shift (same numbers as a pure shift)")
+
+    log("[mnist] int16 activations (16x8) and Q15 power-of-two scales")
+    from edgecomp.compress.quantize import quantize_onnx
+    i16 = quantize_onnx(out / "fp32.onnx", calib, out / "int16.onnx", activations="int16", progress=False)
+    add("int16 activations (16x8)", base, i16, precision="int16",
+        note="int16 activations, int8 weights, int64 sums")
+    q15 = to_power_of_two(i16, out / "q15.onnx", rounding="nearest")
+    add("Q15 power-of-two scales", base, q15["path"], precision="int16",
+        note="shift-only requantization in C (no multiplier tables)")
 
     log("[mnist] mixed precision (per-layer sensitivity, budget 0.2 pts)")
     mp = choose_precision(base, calib, xte, yte, max_drop=0.2, options=(4, 8, 16, 32))
