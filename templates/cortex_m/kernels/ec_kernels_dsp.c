@@ -335,6 +335,30 @@ static void conv_pixel(const ec_conv_params_t *p, const int8_t *in_b, const int8
     acc[1] -= pad1 * p->input_offset;
 }
 
+/* The kernel window of the pixel whose first tap is input (in_y0, in_x0), copied to `win` (kernel_h
+ * x kernel_w x in_c bytes, weights' order) with the padded taps set to the input zero point
+ * (-input_offset): with the folded bias, a padded tap then adds zp * w = -input_offset * w, which
+ * takes its own input_offset * w back out of the folded bias, exactly as TFLM skips it. */
+static void copy_window(const ec_conv_params_t *p, const int8_t *in_b, int32_t in_y0, int32_t in_x0, int8_t *win)
+{
+    const int32_t in_c = p->in_c;
+    const int32_t run = p->kernel_w * in_c;
+    const int zp = (int8_t)(-p->input_offset);
+    int32_t kx0, kx1;
+    tap_range(in_x0, 1, p->kernel_w, p->in_w, &kx0, &kx1);
+    for (int32_t ky = 0; ky < p->kernel_h; ky++) {
+        const int32_t iy = in_y0 + ky;
+        int8_t *d = win + ky * run;
+        if (iy < 0 || iy >= p->in_h || kx1 <= kx0) {
+            memset(d, zp, (size_t)run);
+            continue;
+        }
+        memset(d, zp, (size_t)(kx0 * in_c));
+        memcpy(d + kx0 * in_c, in_b + (iy * p->in_w + in_x0 + kx0) * in_c, (size_t)((kx1 - kx0) * in_c));
+        memset(d + kx1 * in_c, zp, (size_t)((p->kernel_w - kx1) * in_c));
+    }
+}
+
 void ec_conv2d_s8_dsp(const ec_conv_params_t *p, const int8_t *input, const int8_t *filter,
                       const int32_t *bias, int8_t *output, int8_t *row, const int8_t *skip)
 {
@@ -346,10 +370,17 @@ void ec_conv2d_s8_dsp(const ec_conv_params_t *p, const int8_t *input, const int8
     const int32_t in_row = p->in_w * in_c;
     /* the last input column a kernel row reads, relative to its first */
     const int32_t x_span = (p->kernel_w - 1) * p->dilation_w;
-    /* the unfolded bias (bias - input_offset * sum(w)) of the first channels, for the border pixels */
-    int32_t cache[EC_BIAS_CACHE];
-    for (int32_t oc = 0; oc < out_c && oc < EC_BIAS_CACHE; oc++)
-        cache[oc] = unfold_bias(p, filter, bias, oc);
+    /* border pixels: their padded kernel window copied to `win` when it fits (win_ok), else the
+     * unfolded bias of the first channels in `cache` */
+    union {
+        int32_t cache[EC_BIAS_CACHE];
+        int8_t win[EC_BIAS_CACHE * 4];
+    } u;
+    int32_t *const cache = u.cache;
+    const int win_ok = p->dilation_h == 1 && p->dilation_w == 1 && k_size <= EC_BIAS_CACHE * 4;
+    if (!win_ok)
+        for (int32_t oc = 0; oc < out_c && oc < EC_BIAS_CACHE; oc++)
+            cache[oc] = unfold_bias(p, filter, bias, oc);
     for (int32_t b = 0; b < p->batches; b++) {
         const int8_t *in_b = input + b * p->in_h * in_row;
         for (int32_t oy = 0; oy < p->out_h; oy++) {
@@ -365,16 +396,33 @@ void ec_conv2d_s8_dsp(const ec_conv_params_t *p, const int8_t *input, const int8
                 const int32_t xb0 = xa0 + p->stride_w;
                 const int pair = ox + 1 < p->out_w;
                 const int fast_a = fast_y && xa0 >= 0 && xa0 + x_span < p->in_w;
-                if (fast_a && pair && xb0 + x_span < p->in_w) {
-                    /* two interior pixels */
-                    const int8_t *xa = in_b + in_y0 * in_row + xa0 * in_c;
-                    const int8_t *xb = xa + p->stride_w * in_c;
+                const int8_t *xa = in_b + in_y0 * in_row + xa0 * in_c;
+                const int8_t *xb = xa + p->stride_w * in_c;
+                int32_t n = run, rows = p->kernel_h, step = in_row;
+                int both = fast_a && pair && xb0 + x_span < p->in_w;
+                if (!both && win_ok && (!fast_a || pair)) {
+                    /* a border pixel (and its right neighbour when both windows fit): padded copies */
+                    if (!fast_a || !pair || 2 * k_size <= EC_BIAS_CACHE * 4) {
+                        copy_window(p, in_b, in_y0, xa0, u.win);
+                        xa = u.win;
+                        n = k_size;
+                        rows = 1;
+                        step = k_size;
+                        if (pair && 2 * k_size <= EC_BIAS_CACHE * 4) {
+                            copy_window(p, in_b, in_y0, xb0, u.win + k_size);
+                            xb = u.win + k_size;
+                            both = 1;
+                        }
+                    }
+                }
+                if (both) {
+                    /* two pixels */
                     for (int32_t oc = 0; oc < out_c; oc += 2) {
                         const int32_t oc1 = oc + 1 < out_c ? oc + 1 : oc;
                         int32_t acc[4] = {bias[oc], bias[oc1], bias[oc], bias[oc1]};
                         const int8_t *w0 = filter + oc * k_size;
                         const int8_t *w1 = filter + oc1 * k_size;
-                        dot_2x2(xa, xb, w0, w1, run, p->kernel_h, in_row, acc);
+                        dot_2x2(xa, xb, w0, w1, n, rows, step, acc);
                         const int32_t i = ox * out_c + oc;
                         dst[i] = conv_out(p, acc[0], oc, sk != NULL ? sk + i : NULL);
                         dst[i + out_c] = conv_out(p, acc[2], oc, sk != NULL ? sk + i + out_c : NULL);
@@ -386,15 +434,15 @@ void ec_conv2d_s8_dsp(const ec_conv_params_t *p, const int8_t *input, const int8
                     ox += 2;
                     continue;
                 }
+                const int windowed = xa == u.win;
                 /* one pixel */
                 for (int32_t oc = 0; oc < out_c; oc += 2) {
                     const int32_t oc1 = oc + 1 < out_c ? oc + 1 : oc;
                     int32_t acc[2] = {bias[oc], bias[oc1]};
-                    if (fast_a) {
-                        const int8_t *xa = in_b + in_y0 * in_row + xa0 * in_c;
+                    if (fast_a || windowed) {
                         const int8_t *w0 = filter + oc * k_size;
                         const int8_t *w1 = filter + oc1 * k_size;
-                        dot_1x2(xa, w0, w1, run, p->kernel_h, in_row, run, acc);
+                        dot_1x2(xa, w0, w1, n, rows, step, n, acc);
                     } else if (p->dilation_h == 1 && p->dilation_w == 1) {
                         /* the clipped window with (x + offset), on the unfolded bias */
                         int32_t ky0, ky1, kx0, kx1;
