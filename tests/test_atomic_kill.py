@@ -29,7 +29,10 @@ ROOT = Path(__file__).resolve().parent.parent
 # A child that replaces DEST with bundle generation 1, 2, 3, ...: each generation holds
 # FILES files of SIZE bytes, all filled with the generation number, plus a manifest.
 CHILD = textwrap.dedent("""
-    import os, sys, time
+    import os, signal, sys, time
+    # A process started in the background by a shell without job control inherits SIGINT
+    # ignored; a user's Ctrl-C reaches Python as KeyboardInterrupt, so that is what we test.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.path.insert(0, {root!r})
     from pathlib import Path
     from edgecomp.bundle import atomic_dir, write_manifest
@@ -247,7 +250,9 @@ def _small_onnx(path: Path) -> Path:
 def _compile(model: Path, out: Path, target="host") -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "edgecomp.cli", "compile", str(model), "--target", target,
                              "--precision", "float32", "-o", str(out)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=str(out.parent))
+                            stderr=subprocess.PIPE, text=True, cwd=str(out.parent),
+                            # Ctrl-C as in a terminal, even when this test runs with SIGINT ignored
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def test_killing_edgecomp_compile_keeps_previous_bundle(tmp_path):
