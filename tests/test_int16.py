@@ -227,7 +227,7 @@ def test_c_requantization_is_the_documented_rounding(tmp_path):
     from edgecomp.resources import templates_dir
 
     k = templates_dir() / "cortex_m" / "kernels"
-    for f in ("ec_kernels.h", "ec_kernels_s16.h", "ec_kernels_s16.c"):
+    for f in ("ec_kernels.h", "ec_kernels.c", "ec_kernels_s16.h", "ec_kernels_s16.c"):  # as in a bundle
         shutil.copyfile(k / f, tmp_path / f)
     (tmp_path / "t.c").write_text(r'''
 #include <stdio.h>
@@ -242,7 +242,7 @@ int main(void) {
 }
 ''')
     subprocess.run(["gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(tmp_path / "t"), str(tmp_path / "t.c"),
-                    str(tmp_path / "ec_kernels_s16.c")], check=True)
+                    str(tmp_path / "ec_kernels_s16.c"), str(tmp_path / "ec_kernels.c"), "-lm"], check=True)
     rng = np.random.default_rng(1)
     cases = []
     for shift in list(range(-31, 31)):

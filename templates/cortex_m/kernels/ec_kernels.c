@@ -64,7 +64,7 @@ static float clamp_f32(float v, float lo, float hi)
 }
 
 /* One int8 ADD element: TFLM's AddFunc. */
-static int8_t add_s8(const ec_add_params_t *p, int32_t a, int32_t b)
+int8_t ec_add_one_s8(const ec_add_params_t *p, int32_t a, int32_t b)
 {
     int32_t x1 = shift_left(p->input1_offset + a, p->left_shift);
     int32_t x2 = shift_left(p->input2_offset + b, p->left_shift);
@@ -83,7 +83,7 @@ static int8_t conv_out_s8(const ec_conv_params_t *p, int32_t acc, int32_t oc, co
     acc = ec_multiply_by_quantized_multiplier(acc, p->multiplier[oc], p->shift[oc]) + p->output_offset;
     acc = clamp_i32(acc, p->act_min, p->act_max);
     if (skip != NULL)
-        return add_s8(p->residual, acc, *skip);
+        return ec_add_one_s8(p->residual, acc, *skip);
     return (int8_t)acc;
 }
 
@@ -106,7 +106,7 @@ static float conv_out_f32(const ec_conv_params_t *p, float acc, const float *ski
  */
 
 /* First and one-past-last kernel tap k with 0 <= origin + k * dilation < size. */
-static void tap_range(int32_t origin, int32_t dilation, int32_t kernel, int32_t size, int32_t *first, int32_t *end)
+void ec_tap_range(int32_t origin, int32_t dilation, int32_t kernel, int32_t size, int32_t *first, int32_t *end)
 {
     int32_t k0 = 0;
     int32_t k1 = kernel;
@@ -146,11 +146,11 @@ void ec_conv2d_s8(const ec_conv_params_t *p, const int8_t *input, const int8_t *
             int8_t *dst = row != NULL ? row : output + out_row;
             const int32_t in_y0 = oy * p->stride_h - p->pad_top;
             int32_t ky0, ky1;
-            tap_range(in_y0, p->dilation_h, p->kernel_h, p->in_h, &ky0, &ky1);
+            ec_tap_range(in_y0, p->dilation_h, p->kernel_h, p->in_h, &ky0, &ky1);
             for (int32_t ox = 0; ox < p->out_w; ox++) {
                 const int32_t in_x0 = ox * p->stride_w - p->pad_left;
                 int32_t kx0, kx1;
-                tap_range(in_x0, p->dilation_w, p->kernel_w, p->in_w, &kx0, &kx1);
+                ec_tap_range(in_x0, p->dilation_w, p->kernel_w, p->in_w, &kx0, &kx1);
                 for (int32_t oc = 0; oc < p->out_c; oc++) {
                     const int8_t *w = filter + oc * p->kernel_h * p->kernel_w * in_c;
                     int32_t acc = 0;
@@ -188,11 +188,11 @@ void ec_conv2d_f32(const ec_conv_params_t *p, const float *input, const float *f
             float *dst = row != NULL ? row : output + out_row;
             const int32_t in_y0 = oy * p->stride_h - p->pad_top;
             int32_t ky0, ky1;
-            tap_range(in_y0, p->dilation_h, p->kernel_h, p->in_h, &ky0, &ky1);
+            ec_tap_range(in_y0, p->dilation_h, p->kernel_h, p->in_h, &ky0, &ky1);
             for (int32_t ox = 0; ox < p->out_w; ox++) {
                 const int32_t in_x0 = ox * p->stride_w - p->pad_left;
                 int32_t kx0, kx1;
-                tap_range(in_x0, p->dilation_w, p->kernel_w, p->in_w, &kx0, &kx1);
+                ec_tap_range(in_x0, p->dilation_w, p->kernel_w, p->in_w, &kx0, &kx1);
                 for (int32_t oc = 0; oc < p->out_c; oc++) {
                     const float *w = filter + oc * p->kernel_h * p->kernel_w * in_c;
                     float acc = 0.0f;
@@ -265,11 +265,11 @@ void ec_depthwise_conv2d_s8(const ec_conv_params_t *p, const int8_t *input, cons
             int8_t *dst = row != NULL ? row : output + out_row;
             const int32_t in_y0 = oy * p->stride_h - p->pad_top;
             int32_t ky0, ky1;
-            tap_range(in_y0, p->dilation_h, p->kernel_h, p->in_h, &ky0, &ky1);
+            ec_tap_range(in_y0, p->dilation_h, p->kernel_h, p->in_h, &ky0, &ky1);
             for (int32_t ox = 0; ox < p->out_w; ox++) {
                 const int32_t in_x0 = ox * p->stride_w - p->pad_left;
                 int32_t kx0, kx1;
-                tap_range(in_x0, p->dilation_w, p->kernel_w, p->in_w, &kx0, &kx1);
+                ec_tap_range(in_x0, p->dilation_w, p->kernel_w, p->in_w, &kx0, &kx1);
                 /* index of the window's top-left tap: may lie in the padding, only clipped taps are read */
                 const int32_t origin = (in_y0 * p->in_w + in_x0) * p->in_c;
                 for (int32_t ic = 0; ic < p->in_c; ic++) {
@@ -300,11 +300,11 @@ void ec_depthwise_conv2d_f32(const ec_conv_params_t *p, const float *input, cons
             float *dst = row != NULL ? row : output + out_row;
             const int32_t in_y0 = oy * p->stride_h - p->pad_top;
             int32_t ky0, ky1;
-            tap_range(in_y0, p->dilation_h, p->kernel_h, p->in_h, &ky0, &ky1);
+            ec_tap_range(in_y0, p->dilation_h, p->kernel_h, p->in_h, &ky0, &ky1);
             for (int32_t ox = 0; ox < p->out_w; ox++) {
                 const int32_t in_x0 = ox * p->stride_w - p->pad_left;
                 int32_t kx0, kx1;
-                tap_range(in_x0, p->dilation_w, p->kernel_w, p->in_w, &kx0, &kx1);
+                ec_tap_range(in_x0, p->dilation_w, p->kernel_w, p->in_w, &kx0, &kx1);
                 const int32_t origin = (in_y0 * p->in_w + in_x0) * p->in_c;
                 for (int32_t ic = 0; ic < p->in_c; ic++) {
                     for (int32_t m = 0; m < p->depth_multiplier; m++) {
@@ -366,7 +366,7 @@ void ec_fully_connected_f32(const ec_fc_params_t *p, const float *input, const f
 void ec_add_s8(const ec_add_params_t *p, const int8_t *a, const int8_t *b, int8_t *output, int32_t size)
 {
     for (int32_t i = 0; i < size; i++)
-        output[i] = add_s8(p, a[i], b[i]);
+        output[i] = ec_add_one_s8(p, a[i], b[i]);
 }
 
 void ec_add_f32(const ec_add_params_t *p, const float *a, const float *b, float *output, int32_t size)

@@ -89,6 +89,13 @@ typedef struct {
     float beta; /* float32 */
 } ec_softmax_params_t;
 
+/* ---- helpers shared with the optimized kernel files ------------------------ */
+
+/* First and one-past-last kernel tap k with 0 <= origin + k * dilation < size. */
+void ec_tap_range(int32_t origin, int32_t dilation, int32_t kernel, int32_t size, int32_t *first, int32_t *end);
+/* One element of the int8 ADD (TFLite numerics); a and b are raw int8 values. */
+int8_t ec_add_one_s8(const ec_add_params_t *p, int32_t a, int32_t b);
+
 /* ---- int8 kernels ------------------------------------------------------------ */
 
 void ec_conv2d_s8(const ec_conv_params_t *p, const int8_t *input, const int8_t *filter,

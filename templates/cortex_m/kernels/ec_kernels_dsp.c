@@ -249,43 +249,17 @@ EC_INLINE int32_t requant(int32_t x, int32_t multiplier, int32_t shift)
 }
 
 /* One int8 ADD element (TFLM's AddFunc), as in ec_kernels.c. */
-#if defined(__GNUC__)
-__attribute__((noinline))
-#endif
-static int8_t add_s8(const ec_add_params_t *p, int32_t a, int32_t b)
-{
-    int32_t x1 = (int32_t)((uint32_t)(p->input1_offset + a) << p->left_shift);
-    int32_t x2 = (int32_t)((uint32_t)(p->input2_offset + b) << p->left_shift);
-    int32_t s1 = rdbpot(srdhm(x1, p->input1_multiplier), -p->input1_shift);
-    int32_t s2 = rdbpot(srdhm(x2, p->input2_multiplier), -p->input2_shift);
-    int32_t out = rdbpot(srdhm(s1 + s2, p->output_multiplier), -p->output_shift) + p->output_offset;
-    return (int8_t)clamp_i32(out, p->act_min, p->act_max);
-}
-
 /* The conv epilogue: requantize, clamp, then the fused residual add (`skip` may be NULL). */
 EC_INLINE int8_t conv_out(const ec_conv_params_t *p, int32_t acc, int32_t oc, const int8_t *skip)
 {
     acc = requant(acc, p->multiplier[oc], p->shift[oc]) + p->output_offset;
     acc = clamp_i32(acc, p->act_min, p->act_max);
     if (skip != NULL)
-        return add_s8(p->residual, acc, *skip);
+        return ec_add_one_s8(p->residual, acc, *skip);
     return (int8_t)acc;
 }
 
 /* ---- convolution ------------------------------------------------------------ */
-
-/* First and one-past-last kernel tap k with 0 <= origin + k * dilation < size. */
-static void tap_range(int32_t origin, int32_t dilation, int32_t kernel, int32_t size, int32_t *first, int32_t *end)
-{
-    int32_t k0 = 0;
-    int32_t k1 = kernel;
-    while (k0 < kernel && origin + k0 * dilation < 0)
-        k0++;
-    while (k1 > k0 && origin + (k1 - 1) * dilation >= size)
-        k1--;
-    *first = k0;
-    *end = k1;
-}
 
 #define EC_BIAS_CACHE 64
 
@@ -345,7 +319,7 @@ static void copy_window(const ec_conv_params_t *p, const int8_t *in_b, int32_t i
     const int32_t run = p->kernel_w * in_c;
     const int zp = (int8_t)(-p->input_offset);
     int32_t kx0, kx1;
-    tap_range(in_x0, 1, p->kernel_w, p->in_w, &kx0, &kx1);
+    ec_tap_range(in_x0, 1, p->kernel_w, p->in_w, &kx0, &kx1);
     for (int32_t ky = 0; ky < p->kernel_h; ky++) {
         const int32_t iy = in_y0 + ky;
         int8_t *d = win + ky * run;
@@ -446,8 +420,8 @@ void ec_conv2d_s8_dsp(const ec_conv_params_t *p, const int8_t *input, const int8
                     } else if (p->dilation_h == 1 && p->dilation_w == 1) {
                         /* the clipped window with (x + offset), on the unfolded bias */
                         int32_t ky0, ky1, kx0, kx1;
-                        tap_range(in_y0, 1, p->kernel_h, p->in_h, &ky0, &ky1);
-                        tap_range(xa0, 1, p->kernel_w, p->in_w, &kx0, &kx1);
+                        ec_tap_range(in_y0, 1, p->kernel_h, p->in_h, &ky0, &ky1);
+                        ec_tap_range(xa0, 1, p->kernel_w, p->in_w, &kx0, &kx1);
                         acc[0] = oc < EC_BIAS_CACHE ? cache[oc] : unfold_bias(p, filter, bias, oc);
                         acc[1] = oc1 < EC_BIAS_CACHE ? cache[oc1] : unfold_bias(p, filter, bias, oc1);
                         const int32_t w_off = (ky0 * p->kernel_w + kx0) * in_c;
@@ -586,11 +560,11 @@ void ec_depthwise_conv2d_s8_dsp(const ec_conv_params_t *p, const int8_t *input, 
             const int8_t *sk = skip != NULL ? skip + out_row : NULL;
             const int32_t in_y0 = oy * p->stride_h - p->pad_top;
             int32_t ky0, ky1;
-            tap_range(in_y0, p->dilation_h, p->kernel_h, p->in_h, &ky0, &ky1);
+            ec_tap_range(in_y0, p->dilation_h, p->kernel_h, p->in_h, &ky0, &ky1);
             for (int32_t ox = 0; ox < p->out_w; ox++) {
                 const int32_t in_x0 = ox * p->stride_w - p->pad_left;
                 int32_t kx0, kx1;
-                tap_range(in_x0, p->dilation_w, p->kernel_w, p->in_w, &kx0, &kx1);
+                ec_tap_range(in_x0, p->dilation_w, p->kernel_w, p->in_w, &kx0, &kx1);
                 const int8_t *x = in_b + ((in_y0 + ky0 * p->dilation_h) * p->in_w + in_x0 + kx0 * p->dilation_w) * c_n;
                 const int8_t *w = filter + (ky0 * p->kernel_w + kx0) * c_n;
                 dw_pixel(p, x, w, bias, ky1 - ky0, kx1 - kx0, x_row, dst + ox * c_n,

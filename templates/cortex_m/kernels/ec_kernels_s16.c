@@ -74,19 +74,6 @@ static int16_t out_s16(const int32_t *multiplier, const int8_t *shift, int64_t a
     return (int16_t)(v < lo ? lo : (v > hi ? hi : v));
 }
 
-/* First and one-past-last kernel tap k with 0 <= origin + k * dilation < size. */
-static void taps(int32_t origin, int32_t dilation, int32_t kernel, int32_t size, int32_t *first, int32_t *end)
-{
-    int32_t k0 = 0;
-    int32_t k1 = kernel;
-    while (k0 < kernel && origin + k0 * dilation < 0)
-        k0++;
-    while (k1 > k0 && origin + (k1 - 1) * dilation >= size)
-        k1--;
-    *first = k0;
-    *end = k1;
-}
-
 #if defined(__ARM_FEATURE_SIMD32) && __ARM_FEATURE_SIMD32
 #include <arm_acle.h>
 
@@ -134,11 +121,11 @@ void ec_conv2d_s16(const ec_conv_params_t *p, const int16_t *input, const int8_t
             int16_t *dst = row != NULL ? row : output + out_row;
             const int32_t in_y0 = oy * p->stride_h - p->pad_top;
             int32_t ky0, ky1;
-            taps(in_y0, p->dilation_h, p->kernel_h, p->in_h, &ky0, &ky1);
+            ec_tap_range(in_y0, p->dilation_h, p->kernel_h, p->in_h, &ky0, &ky1);
             for (int32_t ox = 0; ox < p->out_w; ox++) {
                 const int32_t in_x0 = ox * p->stride_w - p->pad_left;
                 int32_t kx0, kx1;
-                taps(in_x0, p->dilation_w, p->kernel_w, p->in_w, &kx0, &kx1);
+                ec_tap_range(in_x0, p->dilation_w, p->kernel_w, p->in_w, &kx0, &kx1);
                 for (int32_t oc = 0; oc < p->out_c; oc++) {
                     const int8_t *w = filter + oc * p->kernel_h * p->kernel_w * in_c;
                     int64_t acc = bias != NULL ? bias[oc] : 0;
@@ -188,11 +175,11 @@ void ec_depthwise_conv2d_s16(const ec_conv_params_t *p, const int16_t *input, co
             int16_t *dst = row != NULL ? row : output + out_row;
             const int32_t in_y0 = oy * p->stride_h - p->pad_top;
             int32_t ky0, ky1;
-            taps(in_y0, p->dilation_h, p->kernel_h, p->in_h, &ky0, &ky1);
+            ec_tap_range(in_y0, p->dilation_h, p->kernel_h, p->in_h, &ky0, &ky1);
             for (int32_t ox = 0; ox < p->out_w; ox++) {
                 const int32_t in_x0 = ox * p->stride_w - p->pad_left;
                 int32_t kx0, kx1;
-                taps(in_x0, p->dilation_w, p->kernel_w, p->in_w, &kx0, &kx1);
+                ec_tap_range(in_x0, p->dilation_w, p->kernel_w, p->in_w, &kx0, &kx1);
                 /* the window's top-left tap: may lie in the padding, only clipped taps are read */
                 const int32_t origin = (in_y0 * p->in_w + in_x0) * p->in_c;
                 for (int32_t ic = 0; ic < p->in_c; ic++) {
