@@ -14,73 +14,26 @@ import onnx
 import pytest
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from onnx import numpy_helper
 
 from edgecomp import api
 from edgecomp.compress.fixedpoint import to_power_of_two
-from edgecomp.compress.quantize import quantize_onnx, reference_session
-from edgecomp.demo import digits_split, make_cnn, train
+from edgecomp.compress.quantize import quantize_onnx
+from edgecomp.demo import digits_split, make_cnn, ort_outputs, train
 from edgecomp.frontends.onnx import from_onnx
 from edgecomp.frontends.torch import export_onnx
+from layer_zoo import Layer
 
 torch.set_num_threads(2)
 
 
-class Layer(nn.Module):
-    def __init__(self, kind):
-        super().__init__()
-        self.kind = kind
-        self.conv = nn.Conv2d(4, 6, 3, stride=1, padding=1)
-        self.conv_s2 = nn.Conv2d(4, 6, 3, stride=2, padding=(0, 1))
-        self.conv_dil = nn.Conv2d(4, 6, 3, padding=2, dilation=2)
-        self.dw = nn.Conv2d(4, 4, 3, padding=1, groups=4)
-        self.dw_m2 = nn.Conv2d(4, 8, 3, stride=2, padding=1, groups=4)
-        self.fc = nn.Linear(4 * 6 * 6, 10)
-        self.pw = nn.Conv2d(4, 4, 1)
-
-    def forward(self, x):
-        k = self.kind
-        if k == "conv":
-            return self.conv(x)
-        if k == "conv_relu_stride2":
-            return torch.relu(self.conv_s2(x))
-        if k == "conv_dilated":
-            return self.conv_dil(x)
-        if k == "depthwise":
-            return self.dw(x)
-        if k == "depthwise_mult2_stride2":
-            return self.dw_m2(x)
-        if k == "fc_flatten":
-            return self.fc(torch.flatten(x, 1))
-        if k == "fc_clip":
-            return torch.clamp(self.fc(torch.flatten(x, 1)), -0.5, 0.75)
-        if k == "maxpool":
-            return F.max_pool2d(self.pw(x), 3, 2, padding=1)
-        if k == "add_relu":
-            return torch.relu(self.pw(x) + x)
-        if k == "avgpool":
-            return F.avg_pool2d(self.pw(x), 3, 2, padding=1, count_include_pad=False)
-        if k == "global_avgpool":
-            return F.adaptive_avg_pool2d(self.pw(x), 1)
-        if k == "concat":
-            return torch.cat([x, self.pw(x)], 1)
-        raise ValueError(k)
-
-
 KINDS = ["conv", "conv_relu_stride2", "conv_dilated", "depthwise", "depthwise_mult2_stride2", "fc_flatten", "fc_clip",
-         "maxpool", "add_relu", "avgpool", "global_avgpool", "concat"]
+         "maxpool", "add_relu", "avgpool_3x3_s2_pad", "global_avgpool", "concat"]
 INT16_OPS = {"conv": "conv2d", "conv_relu_stride2": "conv2d", "conv_dilated": "conv2d",
              "depthwise": "depthwise_conv2d",
              "depthwise_mult2_stride2": "depthwise_conv2d", "fc_flatten": "fully_connected",
-             "fc_clip": "fully_connected", "maxpool": "max_pool2d", "add_relu": "add", "avgpool": "avg_pool2d",
+             "fc_clip": "fully_connected", "maxpool": "max_pool2d", "add_relu": "add", "avgpool_3x3_s2_pad": "avg_pool2d",
              "global_avgpool": "avg_pool2d", "concat": "concat"}
-
-
-def _ort(path, x):
-    s = reference_session(path)
-    name = s.get_inputs()[0].name
-    return np.concatenate([s.run(None, {name: x[i:i + 1]})[0] for i in range(len(x))])
 
 
 def _output_scale(path) -> float:
@@ -119,7 +72,7 @@ def test_single_int16_layer_matches_onnxruntime_within_one_lsb(tmp_path, kind, d
     assert (tmp_path / "b" / "ec_kernels_s16.c").is_file() and "ec_kernels_s16.c" in man["files"]
     assert man["inputs"][0]["dtype"] == "float32" and man["outputs"][0]["dtype"] == "float32"
     got = api.run_bundle(tmp_path / "b", x, emulate=False, progress=False).outputs_float
-    want = _ort(q, x)
+    want = ort_outputs(q, x)
     assert _lsb(got, want, _output_scale(q)) <= 1.0 + 1e-3
 
 
@@ -167,7 +120,7 @@ def test_cnn_int16_host_matches_onnxruntime(cnn):
     ops = [layer["op"] for layer in man["layers"]]
     assert ops.count("conv2d") == 3 and "depthwise_conv2d" in ops and "fully_connected" in ops
     got = cnn["host"].outputs_float.reshape(len(xte), -1)
-    want = _ort(cnn["q"], xte)
+    want = ort_outputs(cnn["q"], xte)
     assert _lsb(got, want, _output_scale(cnn["q"])) <= 2.0 + 1e-3
     assert (got.argmax(1) == want.argmax(1)).mean() >= 0.95
     assert (got.argmax(1) == cnn["yte"]).mean() >= 0.9
@@ -195,7 +148,7 @@ def test_cnn_q15_power_of_two_compiles_to_shift_only_layers(cnn):
     full = (cnn["dir"] / "host" / "weights.c").read_text()
     assert len(re.findall(r"_multiplier\[", full)) == 5
     got = api.run_bundle(d / "q15", xte, emulate=False, progress=False).outputs_float.reshape(len(xte), -1)
-    want = _ort(d / "cnn.q15.onnx", xte)
+    want = ort_outputs(d / "cnn.q15.onnx", xte)
     # power-of-two scales: ORT's float arithmetic is exact, and the kernels round ties to even as it does
     assert _lsb(got, want, _output_scale(d / "cnn.q15.onnx")) <= 1.0 + 1e-3
     assert (got.argmax(1) == want.argmax(1)).mean() >= 0.95
@@ -291,7 +244,7 @@ def test_ops_without_int16_kernels_stay_float_and_layers_kept_float(tmp_path, da
         assert (("conv2d", "int16") in kinds) == (first == "conv2d")
         api.compile_model(q, "host", tmp_path / "b")
         got = api.run_bundle(tmp_path / "b", x, emulate=False, progress=False).outputs_float
-        want = _ort(q, x)
+        want = ort_outputs(q, x)
         assert _lsb(got, want, _output_scale(q)) <= 1.0 + 1e-3
 
 

@@ -12,8 +12,7 @@ import pytest
 import torch
 
 from edgecomp import api
-from edgecomp.compress.quantize import reference_session
-from edgecomp.demo import digits_split, make_cnn, train
+from edgecomp.demo import digits_split, make_cnn, ort_outputs, train
 
 
 @pytest.fixture(scope="module")
@@ -22,12 +21,6 @@ def trained():
     xtr, ytr, xte, yte = digits_split(0)
     torch.manual_seed(0)
     return train(make_cnn(), xtr, ytr, epochs=8, seed=0, verbose=False), xtr, xte
-
-
-def _ort(path, x):
-    s = reference_session(path)
-    name = s.get_inputs()[0].name
-    return np.concatenate([s.run(None, {name: x[i:i + 1]})[0] for i in range(len(x))])
 
 
 @pytest.mark.parametrize("keep", [["conv2"], ["pw.0", "fc"]])
@@ -45,7 +38,7 @@ def test_layers_kept_in_float_run_float_kernels_and_match_onnxruntime(trained, t
     assert "dequantize" in ops and ops.count("conv2d") + ops.count("fully_connected") >= 3
     x = xte[:40]
     got = api.run_bundle(tmp_path / "b", x, emulate=False).outputs_float.reshape(len(x), -1)
-    want = _ort(q, x)
+    want = ort_outputs(q, x)
     if man["outputs"][0]["dtype"] == "int8":
         tol = 2 * man["outputs"][0]["quantization"]["scale"][0] + 1e-5
     else:  # a float head after int8 layers: one LSB upstream moves the logits a little
@@ -69,7 +62,7 @@ def test_mixed_model_runs_under_qemu_on_cortex_m4(trained, tmp_path):
     x = xte[:8]
     got = api.run_bundle(tmp_path / "m4", x, progress=False).outputs_float.reshape(len(x), -1)
     scale = man["outputs"][0]["quantization"]["scale"][0]
-    assert np.abs(got - _ort(q, x)).max() <= 2 * scale + 1e-5
+    assert np.abs(got - ort_outputs(q, x)).max() <= 2 * scale + 1e-5
 
 
 def test_unknown_layer_is_one_clear_message(tmp_path, trained):
