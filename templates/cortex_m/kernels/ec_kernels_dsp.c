@@ -249,13 +249,27 @@ EC_INLINE int32_t requant(int32_t x, int32_t multiplier, int32_t shift)
 }
 
 /* One int8 ADD element (TFLM's AddFunc), as in ec_kernels.c. */
+/* ec_add_one_s8 with the inlined exact requantization above (the fused residual is per output). */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static int8_t add_s8(const ec_add_params_t *p, int32_t a, int32_t b)
+{
+    int32_t x1 = (int32_t)((uint32_t)(p->input1_offset + a) << p->left_shift);
+    int32_t x2 = (int32_t)((uint32_t)(p->input2_offset + b) << p->left_shift);
+    int32_t s1 = rdbpot(srdhm(x1, p->input1_multiplier), -p->input1_shift);
+    int32_t s2 = rdbpot(srdhm(x2, p->input2_multiplier), -p->input2_shift);
+    int32_t out = rdbpot(srdhm(s1 + s2, p->output_multiplier), -p->output_shift) + p->output_offset;
+    return (int8_t)clamp_i32(out, p->act_min, p->act_max);
+}
+
 /* The conv epilogue: requantize, clamp, then the fused residual add (`skip` may be NULL). */
 EC_INLINE int8_t conv_out(const ec_conv_params_t *p, int32_t acc, int32_t oc, const int8_t *skip)
 {
     acc = requant(acc, p->multiplier[oc], p->shift[oc]) + p->output_offset;
     acc = clamp_i32(acc, p->act_min, p->act_max);
     if (skip != NULL)
-        return ec_add_one_s8(p->residual, acc, *skip);
+        return add_s8(p->residual, acc, *skip);
     return (int8_t)acc;
 }
 
