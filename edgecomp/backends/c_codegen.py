@@ -33,6 +33,7 @@ from . import c_codegen_s16
 KERNEL_FILES = ("ec_kernels.h", "ec_kernels.c")
 # kernels for cores with the DSP extension: copied only when a layer uses them
 DSP_KERNEL_FILES = ("ec_kernels_dsp.h", "ec_kernels_dsp.c")
+GEMM_KERNEL_FILES = ("ec_kernels_gemm.h", "ec_kernels_gemm.c")
 KERNEL_CHOICES = ("auto", "reference", "dsp")
 GENERATED_FILES = ("model.h", "model.c", "weights.c") + KERNEL_FILES
 # int16 kernels: copied only when the graph has int16 layers (backends/c_codegen_s16.py)
@@ -122,10 +123,13 @@ def _shape(s) -> str:
 
 # --------------------------------------------------------------------------- generator
 class _Gen:
-    def __init__(self, graph: ir.Graph, plan: MemoryPlan, name: str, dsp: bool = False):
+    def __init__(self, graph: ir.Graph, plan: MemoryPlan, name: str, dsp: bool = False,
+                 gemm: dict[str, "GemmLayout"] | None = None):
         self.g = graph
         self.dsp = dsp  # int8 conv / fully connected through ec_kernels_dsp where possible
         self.used_dsp = False
+        self.gemm = gemm or {}  # int8 convolutions through ec_kernels_gemm (their layouts)
+        self.used_gemm = False
         self.plan = plan
         self.name = name
         self.taken: set[str] = set(RESERVED)
@@ -157,7 +161,8 @@ class _Gen:
                 f"{c_comment(f'{name}: {_shape(t.shape)} {_fmt_q(t)}, {t.nbytes} bytes at {off}')}")
         return self.tensor_id[name]
 
-    def const_array(self, base: str, suffix: str, data: np.ndarray, ctype: str, note: str) -> str:
+    def const_array(self, base: str, suffix: str, data: np.ndarray, ctype: str, note: str,
+                    align: int = 0) -> str:
         ident = self.ident(f"{base}_{suffix}")
         data = np.asarray(data)
         n = max(int(data.size), 1)
@@ -169,7 +174,8 @@ class _Gen:
             nbytes = {"int8_t": 1, "int32_t": 4}[ctype] * n
         if data.size == 0:
             body = "    0,"
-        self.arrays.append(f"{c_comment(note)}\nconst {ctype} {ident}[{n}] = {{\n{body}\n}};")
+        attr = f" __attribute__((aligned({align})))" if align else ""
+        self.arrays.append(f"{c_comment(note)}\nconst {ctype} {ident}[{n}]{attr} = {{\n{body}\n}};")
         self.externs.append(f"extern const {ctype} {ident}[{n}];")
         self.weight_bytes += nbytes
         return ident
@@ -189,7 +195,7 @@ class _Gen:
         return self.const_array(self.ident_base, suffix, t.data, want,
                                 f"{node.name}: {suffix} {t.name} {_shape(t.shape)} {_fmt_q(t)}")
 
-    def _dsp_bias(self, node: ir.Node, q: dict, n_out: int) -> str | None:
+    def _dsp_bias(self, node: ir.Node, q: dict, n_out: int, pad_to: int = 0) -> str | None:
         """The folded bias of a DSP-kernel layer (bias + input_offset * sum(w)), or None: use the reference."""
         if not self.dsp or int(q["filter_offset"]) != 0:
             return None
@@ -205,6 +211,8 @@ class _Gen:
             bias, name = np.zeros(n_out, np.int64), "(none)"
         folded = bias + int(q["input_offset"]) * wsum
         folded = ((folded + (1 << 31)) % (1 << 32)) - (1 << 31)  # int32 wrap-around, as the sums wrap
+        if pad_to > len(folded):
+            folded = np.concatenate([folded, np.zeros(pad_to - len(folded), np.int64)])
         self.used_dsp = True
         return self.const_array(self.ident_base, "bias", folded, "int32_t",
                                 f"{node.name}: bias {name} + input_offset * sum(filter), for the DSP kernel")
@@ -369,8 +377,16 @@ class _Gen:
         sh, sw = a.get("stride", (1, 1))
         dh, dwl = a.get("dilation", (1, 1))
         pt, pl, pb, pr = a.get("pad", (0, 0, 0, 0))
-        filt = self._const(node, 1, "filter", "int8_t" if s8 else "float")
-        dsp_bias = self._dsp_bias(node, self._q(node), out.shape[3]) if s8 and not dw else None
+        lay = self.gemm.get(node.name) if s8 and not dw else None
+        if lay is not None:
+            filt = self.const_array(self.ident_base, "filter_packed", pack_gemm_weights(w.data, lay), "int8_t",
+                                    f"{node.name}: filter {w.name} {_shape(w.shape)} {_fmt_q(w)}, packed for "
+                                    f"ec_kernels_gemm (channel pairs, 4 taps at a time, {lay.nb} block(s) of "
+                                    f"{lay.kbp})", align=8)
+        else:
+            filt = self._const(node, 1, "filter", "int8_t" if s8 else "float")
+        dsp_bias = self._dsp_bias(node, self._q(node), out.shape[3],
+                                  pad_to=2 * ((out.shape[3] + 1) // 2) if lay else 0) if s8 and not dw else None
         bias = dsp_bias or self._const(node, 2, "bias", "int32_t" if s8 else "float") or "NULL"
         res = a.get("residual")
         lo, hi, flo, fhi = self._act(node, out)  # the conv's own clamp (before a fused residual add)
@@ -404,6 +420,27 @@ class _Gen:
         self._struct("ec_conv_params_t", node_ident, [(k, str(v)) for k, v in fields],
                      c_comment(f"{node.name}: {node.op}"))
         k = ("ec_depthwise_conv2d_" if dw else "ec_conv2d_") + ("s8" if s8 else "f32")
+        if lay is not None and dsp_bias:
+            self.used_gemm = True
+            ws_off, ws_bytes = self.plan.workspace[node.name]
+            direct = 0
+            if row != "NULL" and kh == 1 and kw == 1 and (sh, sw) == (1, 1) and (pt, pl, pb, pr) == (0, 0, 0, 0) \
+                    and x.shape[0] == 1 and x.shape[3] >= out.shape[3]:
+                d = self.plan.offsets[out.name] - self.plan.offsets[x.name]
+                direct = int(d <= 2 * (x.shape[3] - out.shape[3]))
+            fast = int(gemm_fast_requant(self._q(node), res.get("q") if res else None, out.shape[3]))
+            gid = self.ident(f"{node.name}_gemm")
+            self._struct("ec_gemm_params_t", gid, [("kb", str(lay.kb)), ("kbp", str(lay.kbp)), ("nb", str(lay.nb)),
+                                                   ("chunk", str(lay.chunk)),
+                                                   ("fast", str(fast)), ("direct", str(direct))],
+                         c_comment(f"{node.name}: matrix-product layout"))
+            head.append(f"  DSP matrix product (2x2 SMLAD blocks), {lay.nb} block(s) of {lay.kb} taps, "
+                        f"{ws_bytes}-byte workspace at {ws_off}" + (", pixel by pixel in place" if direct else "")
+                        + ("" if fast else ", reference requantization"))
+            if direct:
+                row = "NULL"
+            return (f"ec_conv2d_s8_gemm(&{node_ident}, &{gid}, {self.tensor(x.name)}, {filt}, {bias}, "
+                    f"{self.tensor(out.name)}, {row}, {skip}, (int32_t *)(arena.bytes + {ws_off}));")
         if dsp_bias:
             k += "_dsp"
             head.append("  DSP kernel (SMLAD), input offset folded into the bias")
@@ -529,6 +566,92 @@ def kernels_choice(kernels: str | None, dsp_target: bool) -> bool:
     return k == "dsp" or (k == "auto" and bool(dsp_target))
 
 
+GEMM_CHUNK = 8  # output-channel pairs per pass when a pixel's whole window is one block
+GEMM_ARENA_GROWTH = 0  # bytes the matrix-product workspaces may add to the arena (tests raise it)
+
+
+@dataclass
+class GemmLayout:
+    """How ec_kernels_gemm runs one convolution: nb blocks of kb taps, each padded to kbp."""
+    kb: int
+    kbp: int
+    nb: int
+    chunk: int  # output-channel pairs per pass
+    work_bytes: int
+
+
+def gemm_layout(g: ir.Graph, node: ir.Node, blocked: bool) -> GemmLayout | None:
+    """The matrix-product layout of an int8 conv2d (None: it keeps the other kernels).
+
+    ``blocked``: one kernel row per block (less workspace, the accumulators kept in it)."""
+    if node.op != "conv2d" or "hybrid" in node.attrs or node.attrs.get("dilation", (1, 1)) != (1, 1):
+        return None
+    out, x = g.tensors[node.outputs[0]], g.tensors[node.inputs[0]]
+    w = g.tensors[node.inputs[1]]
+    if out.dtype != "int8" or x.dtype != "int8" or len(w.shape) != 4 or len(x.shape) != 4 or not w.is_const:
+        return None
+    q = node.attrs.get("q")
+    if q is None or int(q["filter_offset"]) != 0:
+        return None
+    if len(node.inputs) > 2 and (not g.tensors[node.inputs[2]].is_const or g.tensors[node.inputs[2]].dtype != "int32"):
+        return None
+    oc, kh, kw, ic = (int(v) for v in w.shape)
+    nb = kh if blocked and kh > 1 else 1
+    kb = kh * kw * ic // nb
+    kbp = -(-kb // 8) * 8
+    chunk = (oc + 1) // 2 if nb > 1 else min((oc + 1) // 2, GEMM_CHUNK)
+    return GemmLayout(kb, kbp, nb, chunk, (5 if ic % 4 else 4) * kbp + 16 * chunk)  # EC_GEMM_WORK_BYTES
+
+
+def pack_gemm_weights(w: np.ndarray, lay: GemmLayout) -> np.ndarray:
+    """OHWI int8 weights -> [pair][block][4-tap chunk][row of the pair][4 taps], zero padded."""
+    oc = w.shape[0]
+    pairs = (oc + 1) // 2
+    a = np.zeros((2 * pairs, lay.nb, lay.kbp), np.int8)
+    a[:oc, :, :lay.kb] = w.reshape(oc, lay.nb, lay.kb)
+    a = a.reshape(pairs, 2, lay.nb, lay.kbp // 4, 4).transpose(0, 2, 3, 1, 4)
+    return np.ascontiguousarray(a).reshape(-1)
+
+
+def gemm_fast_requant(q: dict, rq: dict | None, n: int) -> bool:
+    """Whether every multiplier is in (2^30, 2^31) and every shift in [-24, -1] (ec_kernels_gemm's
+    one-multiply requantization; the fused residual add's too)."""
+    pairs = [(np.broadcast_to(np.asarray(q["multiplier"], np.int64), (n,)),
+              np.broadcast_to(np.asarray(q["shift"], np.int64), (n,)))]
+    if rq is not None:
+        for k in ("input1", "input2", "output"):
+            m, s = int(rq[f"{k}_multiplier"]), int(rq[f"{k}_shift"])
+            if k != "output" and m == 1 << 30 and s == 0:
+                continue  # x / 2 exactly (x is even: left_shift >= 1)
+            pairs.append((np.asarray([m], np.int64), np.asarray([s], np.int64)))
+        if not 1 <= int(rq["left_shift"]) <= 20:
+            return False
+    return all(bool(((m > 1 << 30) & (m < 1 << 31)).all() and ((s >= -24) & (s <= -1)).all()) for m, s in pairs)
+
+
+def plan_with_gemm(g: ir.Graph, dsp: bool) -> tuple[MemoryPlan, dict[str, GemmLayout]]:
+    """The memory plan, with the matrix-product convolutions' workspaces when ``dsp``.
+
+    A workspace must not grow the arena: each layer takes whole kernel windows, else one kernel
+    row per block, else keeps the DSP kernel without a workspace, whichever first fits in the
+    arena the tensors need anyway."""
+    base = plan_memory(g)
+    if not dsp:
+        return base, {}
+    macs = {n.name: ir.macs(g, n) for n in g.nodes}
+    cands = [(n.name, [lay for lay in (gemm_layout(g, n, False), gemm_layout(g, n, True)) if lay is not None])
+             for n in g.nodes]
+    lays: dict[str, GemmLayout] = {}
+    plan = base
+    for name, options in sorted(cands, key=lambda c: -macs[c[0]]):  # the biggest layers first
+        for lay in options[:1] + [o for o in options[1:] if o.nb > 1]:
+            trial = plan_memory(g, workspace={n: x.work_bytes for n, x in {**lays, name: lay}.items()})
+            if trial.arena_bytes <= base.arena_bytes + GEMM_ARENA_GROWTH:
+                lays[name], plan = lay, trial
+                break
+    return plan, lays
+
+
 def generate(graph: ir.Graph, out_dir: Path, *, name: str = "model", probe: bool = True,
              dsp: bool = False) -> CodegenInfo:
     """Write model.h, model.c, weights.c, ec_kernels.h, ec_kernels.c into ``out_dir``.
@@ -537,8 +660,8 @@ def generate(graph: ir.Graph, out_dir: Path, *, name: str = "model", probe: bool
     """
     _check_graph(graph)
     g = _prepare(graph)
-    plan = plan_memory(g)
-    gen = _Gen(g, plan, name, dsp=dsp)
+    plan, gemm = plan_with_gemm(g, dsp)
+    gen = _Gen(g, plan, name, dsp=dsp, gemm=gemm)
     for i, node in enumerate(g.nodes):
         gen.layer(i, node)
     # the reserved runtime identifiers are not used by sanitize (no ec_ prefix)
@@ -572,7 +695,8 @@ def generate(graph: ir.Graph, out_dir: Path, *, name: str = "model", probe: bool
         quantize_input_body=qin, dequantize_output_body=dqo,
         weight_bytes=gen.weight_bytes, arrays=gen.arrays,
         extra_includes=(['#include "ec_kernels_s16.h"'] if c_codegen_s16.uses_s16(g) else [])
-        + (['#include "ec_kernels_dsp.h"'] if gen.used_dsp else []),
+        + (['#include "ec_kernels_dsp.h"'] if gen.used_dsp else [])
+        + (['#include "ec_kernels_gemm.h"'] if gen.used_gemm else []),
     )
     texts = {f: env.get_template(f + ".j2").render(**ctx) for f in ("model.h", "model.c", "weights.c")}
     out_dir = Path(out_dir)
@@ -580,7 +704,7 @@ def generate(graph: ir.Graph, out_dir: Path, *, name: str = "model", probe: bool
     for f, text in texts.items():
         (out_dir / f).write_text(text)
     kernel_files = KERNEL_FILES + (GENERATED_FILES_S16 if c_codegen_s16.uses_s16(g) else ()) \
-        + (DSP_KERNEL_FILES if gen.used_dsp else ())
+        + (DSP_KERNEL_FILES if gen.used_dsp else ()) + (GEMM_KERNEL_FILES if gen.used_gemm else ())
     for f in kernel_files:
         shutil.copyfile(templates_dir() / "cortex_m" / "kernels" / f, out_dir / f)
     return CodegenInfo(

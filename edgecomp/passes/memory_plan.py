@@ -21,6 +21,10 @@ with an input that dies at that op:
 * Elementwise ops (add, softmax, requantize, clamp, quantize) and a residual add
   fused into a conv (output over the skip tensor) allow ``d <= 0``.
 
+A node may also ask for a workspace (``workspace={node name: bytes}``, e.g. the
+matrix-product convolution's kernel windows and accumulators): a buffer alive only
+during that node, placed like the tensors.
+
 :func:`plan_memory` returns a :class:`MemoryPlan`; ``tests/test_memory_plan.py``
 checks plans with an independent byte-level simulation of the kernels' accesses.
 """
@@ -48,6 +52,7 @@ class MemoryPlan:
     offsets: dict[str, int]  # tensor name -> byte offset in the arena (aliases share one)
     sizes: dict[str, int]  # tensor name -> bytes
     scratch: dict[str, tuple[int, int]] = field(default_factory=dict)  # node name -> (offset, bytes)
+    workspace: dict[str, tuple[int, int]] = field(default_factory=dict)  # node name -> (offset, bytes)
     lifetimes: dict[str, tuple[int, int]] = field(default_factory=dict)  # tensor -> (first, last) op index
     inplace: dict[str, float] = field(default_factory=dict)  # node name -> d* allowed for its main input
     order: str = ""  # the placement order that won
@@ -55,6 +60,7 @@ class MemoryPlan:
     def end(self) -> int:
         ends = [self.offsets[t] + self.sizes[t] for t in self.offsets]
         ends += [o + n for o, n in self.scratch.values()]
+        ends += [o + n for o, n in self.workspace.values()]
         return max(ends, default=0)
 
 
@@ -140,8 +146,10 @@ def _lifetimes(graph: ir.Graph):
     return acts, root, first, last
 
 
-def plan_memory(graph: ir.Graph, *, align: int = 4, inplace: bool = True) -> MemoryPlan:
+def plan_memory(graph: ir.Graph, *, align: int = 4, inplace: bool = True,
+                workspace: dict[str, int] | None = None) -> MemoryPlan:
     """Plan the arena of ``graph`` (see the module docstring)."""
+    workspace = {n: b for n, b in (workspace or {}).items() if b > 0}
     acts, root, first, last = _lifetimes(graph)
     size: dict[str, int] = {}
     for name in acts:
@@ -183,7 +191,7 @@ def plan_memory(graph: ir.Graph, *, align: int = 4, inplace: bool = True) -> Mem
 
     best: MemoryPlan | None = None
     if row_ops:  # the plain lifetime plan competes too: a row scratch is not always worth it
-        best = plan_memory(graph, align=align, inplace=False)
+        best = plan_memory(graph, align=align, inplace=False, workspace=workspace)
     active = dict(row_ops)
     for _ in range(len(row_ops) + 1):
         use_pairs = {k: v for k, v in pairs.items()
@@ -197,6 +205,9 @@ def plan_memory(graph: ir.Graph, *, align: int = 4, inplace: bool = True) -> Mem
                 bufs[key] = _scratch_bytes(graph, node)
                 life[key] = (i, i)
                 scratch_of[node.name] = key
+            if node.name in workspace:
+                bufs[f"\0work:{node.name}"] = workspace[node.name]
+                life[f"\0work:{node.name}"] = (i, i)
         plan = None
         for order in ("size", "size_late_first", "chrono", "reverse_chrono"):
             offs = _greedy(bufs, life, use_pairs, align, order)
@@ -209,6 +220,7 @@ def plan_memory(graph: ir.Graph, *, align: int = 4, inplace: bool = True) -> Mem
             offsets={name: offs[root(name)] for name in acts},
             sizes={name: graph.tensors[name].nbytes for name in acts},
             scratch={n: (offs[k], bufs[k]) for n, k in scratch_of.items()},
+            workspace={n: (offs[f"\0work:{n}"], b) for n, b in workspace.items()},
             lifetimes={name: (first[root(name)], last[root(name)]) for name in acts},
             inplace={n: use_pairs[active[n]] for n in active},
             order=order,

@@ -1,0 +1,487 @@
+/*
+ * ec_kernels_gemm.c - int8 convolution as a matrix product (see ec_kernels_gemm.h).
+ *
+ * Per pair of output pixels: their kernel windows are copied into `col` as sign-extended int16
+ * pairs (padded taps = the input zero point), then every pair of output channels is a 2x2 block
+ * of dot products over it (ec_gemm_2x2), then the accumulators are requantized.
+ *
+ * Requantization.  TFLM's MultiplyByQuantizedMultiplier for a right shift s >= 1 is
+ * RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(a, M), s).  With M in (2^30, 2^31):
+ *   SRDHM(a, M)  = floor((a*M + 2^30) / 2^31)                       (both signs, see ec_kernels_dsp.c)
+ *   RDBPOT(q, s) = floor((q + 2^(s-1) - [q < 0]) / 2^s)             (ties away from zero)
+ * and q < 0 exactly when a < 0 (M > 2^30: a*M + 2^30 < 0 iff a <= -1).  Adding the output zero point zp:
+ *   out = floor(V / 2^(31+s)),  V = a*M + 2^30 + (1 + 2*zp) * 2^(s+30) - 2^31 * [a < 0]
+ * which is one multiply-accumulate into 64 bits, a correction, and the high word shifted by
+ * s - 1.  The generator uses this only when every shift is in [-24, -1] and no multiplier is 2^30
+ * (`fast`); otherwise the reference ec_multiply_by_quantized_multiplier.
+ */
+#include "ec_kernels_gemm.h"
+
+#include <string.h>
+
+#if defined(__ARM_FEATURE_DSP)
+#include <arm_acle.h>
+#define GM_SXTB16(x) ((uint32_t)__sxtb16(x))
+#define GM_SXTB16_ROR8(x) ((uint32_t)__sxtb16(((x) >> 8) | ((x) << 24)))
+#define GM_SSAT8(x) __ssat((x), 8)
+#else
+static inline uint32_t gm_sxtb16(uint32_t x)
+{
+    return ((uint32_t)(int32_t)(int8_t)(x & 0xffu) & 0xffffu) |
+           ((uint32_t)(int32_t)(int8_t)((x >> 16) & 0xffu) << 16);
+}
+static inline int32_t gm_ssat8(int32_t x)
+{
+    return x < -128 ? -128 : (x > 127 ? 127 : x);
+}
+#define GM_SXTB16(x) gm_sxtb16(x)
+#define GM_SXTB16_ROR8(x) gm_sxtb16(((x) >> 8) | ((x) << 24))
+#define GM_SSAT8(x) gm_ssat8(x)
+#endif
+
+#if defined(__GNUC__)
+#define GM_HOT __attribute__((noinline, optimize("O2")))
+#define GM_INLINE static inline __attribute__((always_inline))
+#else
+#define GM_HOT
+#define GM_INLINE static inline
+#endif
+
+static inline uint32_t gm_load32(const int8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* ---- the 2x2 block product ---------------------------------------------------- */
+
+/*
+ * For each of `pairs` output-channel pairs: acc[0..3] (row 0 pixel 0, row 1 pixel 0, row 0
+ * pixel 1, row 1 pixel 1) += the dot products of the pair's k8 * 8 packed weights with the two
+ * pixels in `col`; then acc += 4 and w skips `wskip` bytes (the pair's other blocks).
+ */
+#if defined(__ARM_FEATURE_DSP) && defined(__thumb2__) && defined(__GNUC__)
+void ec_gemm_2x2(const int8_t *w, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k8, int32_t wskip);
+/* r0-r3 accumulators, r4-r7 four words of col (both pixels, 4 taps), r8/r9 four weights of each
+ * row, r10 the even or odd halves of a row, r11 col, r12 weights, lr the tap counter */
+__asm__(
+    "    .section .text.ec_gemm_2x2,\"ax\",%progbits\n"
+    "    .global ec_gemm_2x2\n"
+    "    .type ec_gemm_2x2, %function\n"
+    "    .syntax unified\n"
+    "    .thumb\n"
+    "    .thumb_func\n"
+    "    .p2align 2\n"
+    "ec_gemm_2x2:\n"
+    "    push {r4-r11, lr}\n"
+    "    sub sp, sp, #16\n"
+    "    str r1, [sp, #0]\n"
+    "    str r2, [sp, #4]\n"
+    "    str r3, [sp, #8]\n"
+    "    mov r12, r0\n"
+    "1:\n"
+    "    ldr r4, [sp, #4]\n"
+    "    ldm r4, {r0-r3}\n"
+    "    ldr r11, [sp, #0]\n"
+    "    ldr lr, [sp, #52]\n"
+    "2:\n"
+    "    ldm r11!, {r4-r7}\n"
+    "    ldrd r8, r9, [r12], #8\n"
+    "    sxtb16 r10, r8\n"
+    "    sxtb16 r8, r8, ror #8\n"
+    "    smlad r0, r10, r4, r0\n"
+    "    smlad r0, r8, r5, r0\n"
+    "    smlad r2, r10, r6, r2\n"
+    "    smlad r2, r8, r7, r2\n"
+    "    sxtb16 r10, r9\n"
+    "    sxtb16 r9, r9, ror #8\n"
+    "    smlad r1, r10, r4, r1\n"
+    "    smlad r1, r9, r5, r1\n"
+    "    smlad r3, r10, r6, r3\n"
+    "    smlad r3, r9, r7, r3\n"
+    "    ldm r11!, {r4-r7}\n"
+    "    ldrd r8, r9, [r12], #8\n"
+    "    sxtb16 r10, r8\n"
+    "    sxtb16 r8, r8, ror #8\n"
+    "    smlad r0, r10, r4, r0\n"
+    "    smlad r0, r8, r5, r0\n"
+    "    smlad r2, r10, r6, r2\n"
+    "    smlad r2, r8, r7, r2\n"
+    "    sxtb16 r10, r9\n"
+    "    sxtb16 r9, r9, ror #8\n"
+    "    smlad r1, r10, r4, r1\n"
+    "    smlad r1, r9, r5, r1\n"
+    "    smlad r3, r10, r6, r3\n"
+    "    smlad r3, r9, r7, r3\n"
+    "    subs lr, lr, #1\n"
+    "    bne 2b\n"
+    "    ldr r4, [sp, #4]\n"
+    "    stmia r4!, {r0-r3}\n"
+    "    str r4, [sp, #4]\n"
+    "    ldr r4, [sp, #56]\n"
+    "    add r12, r12, r4\n"
+    "    ldr r4, [sp, #8]\n"
+    "    subs r4, r4, #1\n"
+    "    str r4, [sp, #8]\n"
+    "    bne 1b\n"
+    "    add sp, sp, #16\n"
+    "    pop {r4-r11, pc}\n"
+    "    .size ec_gemm_2x2, .-ec_gemm_2x2\n"
+    "    .text\n");
+#else
+/* The same arithmetic in plain C (host builds): SMLAD's wrap-around sums included. */
+static void ec_gemm_2x2(const int8_t *w, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k8, int32_t wskip)
+{
+    for (; pairs > 0; pairs--) {
+        uint32_t a[4] = {(uint32_t)acc[0], (uint32_t)acc[1], (uint32_t)acc[2], (uint32_t)acc[3]};
+        const uint32_t *x = col;
+        for (int32_t k = 0; k < 2 * k8; k++) {
+            /* col, per pixel: word 0 = taps (0, 2), word 1 = taps (1, 3) as int16 pairs */
+            for (int px = 0; px < 2; px++) {
+                const int32_t t0 = (int16_t)(x[2 * px] & 0xffffu), t2 = (int16_t)(x[2 * px] >> 16);
+                const int32_t t1 = (int16_t)(x[2 * px + 1] & 0xffffu), t3 = (int16_t)(x[2 * px + 1] >> 16);
+                for (int r = 0; r < 2; r++)
+                    a[r + 2 * px] += (uint32_t)(t0 * w[4 * r] + t1 * w[4 * r + 1] + t2 * w[4 * r + 2] +
+                                                t3 * w[4 * r + 3]);
+            }
+            x += 4;
+            w += 8;
+        }
+        for (int i = 0; i < 4; i++)
+            acc[i] = (int32_t)a[i];
+        acc += 4;
+        w += wskip;
+    }
+}
+#endif
+
+/* ---- the kernel windows --------------------------------------------------------- */
+
+/* Expand n bytes (a multiple of 4) into one pixel's slots of col: per 4 taps, the even taps'
+ * int16 pair then the odd taps', every 4 words. */
+GM_INLINE uint32_t *expand(const int8_t *s, int32_t n, uint32_t *c)
+{
+    for (int32_t i = 0; i < n; i += 4) {
+        const uint32_t v = gm_load32(s + i);
+        c[0] = GM_SXTB16(v);
+        c[1] = GM_SXTB16_ROR8(v);
+        c += 4;
+    }
+    return c;
+}
+
+/* Block `blk` of the kernel window of the output pixel whose first input tap is (iy0, ix0) into
+ * col (this pixel's slots); padded taps are the input zero point, padding to kbp is zero. */
+static GM_HOT void col_pixel(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int8_t *in_b,
+                             int32_t iy0, int32_t ix0, int32_t blk, uint32_t *col, int8_t *tmp)
+{
+    const int32_t in_c = p->in_c;
+    const int32_t seg = p->kernel_w * in_c;
+    const int32_t ky0 = g->nb == 1 ? 0 : blk;
+    const int32_t ky1 = g->nb == 1 ? p->kernel_h : blk + 1;
+    const int zp = (int8_t)(-p->input_offset);
+    const int direct = (seg & 3) == 0;
+    int32_t kx0, kx1;
+    ec_tap_range(ix0, 1, p->kernel_w, p->in_w, &kx0, &kx1);
+    int8_t *t = tmp;
+    uint32_t *c = col;
+    for (int32_t ky = ky0; ky < ky1; ky++) {
+        const int32_t iy = iy0 + ky;
+        const int row_ok = iy >= 0 && iy < p->in_h;
+        if (direct && row_ok && kx0 == 0 && kx1 == p->kernel_w) {
+            c = expand(in_b + (iy * p->in_w + ix0) * in_c, seg, c);
+            continue;
+        }
+        if (direct && (in_c & 3) == 0) {
+            /* whole words per tap: the padded taps are zero-point words, no gather */
+            const uint32_t zw = GM_SXTB16((uint32_t)(uint8_t)zp * 0x01010101u);
+            for (int32_t kx = 0; kx < p->kernel_w; kx++) {
+                if (row_ok && kx >= kx0 && kx < kx1) {
+                    c = expand(in_b + (iy * p->in_w + ix0 + kx) * in_c, in_c, c);
+                } else {
+                    for (int32_t i = 0; i < in_c; i += 4) {
+                        c[0] = zw;
+                        c[1] = zw;
+                        c += 4;
+                    }
+                }
+            }
+            continue;
+        }
+        if (!row_ok || kx1 <= kx0) {
+            memset(t, zp, (size_t)seg);
+        } else {
+            memset(t, zp, (size_t)(kx0 * in_c));
+            memcpy(t + kx0 * in_c, in_b + (iy * p->in_w + ix0 + kx0) * in_c, (size_t)((kx1 - kx0) * in_c));
+            memset(t + kx1 * in_c, zp, (size_t)((p->kernel_w - kx1) * in_c));
+        }
+        if (direct)
+            c = expand(t, seg, c);
+        else
+            t += seg;
+    }
+    if (!direct) {
+        memset(t, 0, (size_t)(g->kbp - g->kb));
+        expand(tmp, g->kbp, col);
+    } else {
+        for (int32_t i = g->kb; i < g->kbp; i += 4) {
+            c[0] = 0;
+            c[1] = 0;
+            c += 4;
+        }
+    }
+}
+
+/* ---- requantization -------------------------------------------------------------- */
+
+/* -2^31, hidden from the optimizer so that the sign correction stays one SMLAL */
+GM_INLINE int32_t kneg31(void)
+{
+    int32_t k = INT32_MIN;
+#if defined(__GNUC__)
+    __asm__("" : "+r"(k));
+#endif
+    return k;
+}
+
+/* 2^30 + t * 2^31, t = (1 + 2 zp) << (s - 1): the constant of the header comment (s <= 24) */
+GM_INLINE int64_t rq_const(int32_t zp2, int32_t sm1)
+{
+    const int32_t t = (int32_t)((uint32_t)zp2 << sm1);
+    return (int64_t)(((uint64_t)(uint32_t)(t >> 1) << 32) | (0x40000000u | ((uint32_t)t << 31)));
+}
+
+/* floor(V / 2^(31+s)): a * m + c, minus 2^31 when a < 0, high word shifted by s - 1 */
+GM_INLINE int32_t rq_apply(int32_t a, int32_t m, int64_t c, int32_t sm1, int32_t kneg)
+{
+#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__)
+    /* two SMLALs (the compiler turns the second into a multiply by a constant otherwise) */
+    uint32_t lo = (uint32_t)c;
+    int32_t hi = (int32_t)(c >> 32);
+    const int32_t neg = (int32_t)((uint32_t)a >> 31);
+    __asm__("smlal %0, %1, %2, %3" : "+r"(lo), "+r"(hi) : "r"(a), "r"(m));
+    __asm__("smlal %0, %1, %2, %3" : "+r"(lo), "+r"(hi) : "r"(neg), "r"(kneg));
+    return hi >> sm1;
+#else
+    int64_t v = c + (int64_t)a * m;
+    v += (int64_t)(int32_t)((uint32_t)a >> 31) * kneg;
+    return (int32_t)(v >> 32) >> sm1;
+#endif
+}
+
+/* The fused residual add (TFLM's AddFunc) with the same requantization. */
+typedef struct {
+    int32_t m1, m2, mo, s1, s2, so;
+    int64_t c1, c2, co;
+    int32_t off1, off2, ls, lo, hi;
+} gm_add_t;
+
+static void add_setup(const ec_add_params_t *a, gm_add_t *s)
+{
+    s->m1 = a->input1_multiplier;
+    s->m2 = a->input2_multiplier;
+    s->mo = a->output_multiplier;
+    s->s1 = -a->input1_shift - 1;
+    s->s2 = -a->input2_shift - 1;
+    s->so = -a->output_shift - 1;
+    s->c1 = s->s1 < 0 ? 0 : rq_const(1, s->s1);
+    s->c2 = s->s2 < 0 ? 0 : rq_const(1, s->s2);
+    s->co = rq_const(1 + 2 * a->output_offset, s->so);
+    s->off1 = a->input1_offset;
+    s->off2 = a->input2_offset;
+    s->ls = a->left_shift;
+    s->lo = a->act_min;
+    s->hi = a->act_max;
+}
+
+/* An add input's rescale: multiplier 2^30 with shift 0 (TFLite's choice for the input with the
+ * larger scale) is floor((x + 1) / 2) = x / 2 for the even x = (offset + v) << left_shift. */
+GM_INLINE int32_t add_in(int32_t x, int32_t m, int64_t c, int32_t sm1, int32_t kneg)
+{
+    return sm1 < 0 ? x >> 1 : rq_apply(x, m, c, sm1, kneg);
+}
+
+GM_INLINE int32_t add_apply(const gm_add_t *s, int32_t a, int32_t b, int32_t kneg)
+{
+    const int32_t x1 = (int32_t)((uint32_t)(s->off1 + a) << s->ls);
+    const int32_t x2 = (int32_t)((uint32_t)(s->off2 + b) << s->ls);
+    const int32_t sum = add_in(x1, s->m1, s->c1, s->s1, kneg) + add_in(x2, s->m2, s->c2, s->s2, kneg);
+    const int32_t o = rq_apply(sum, s->mo, s->co, s->so, kneg);
+    return o < s->lo ? s->lo : (o > s->hi ? s->hi : o);
+}
+
+GM_INLINE int32_t clamp(int32_t v, int32_t lo, int32_t hi)
+{
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+
+/* Requantize the accumulators of one pixel pair into d0 and d1 (the one-multiply path, the
+ * activation range [-128, 127], an even number of channels). */
+#if defined(__ARM_FEATURE_DSP) && defined(__thumb2__) && defined(__GNUC__)
+#define GM_ASM_STORE 1
+void ec_gemm_store2(const int32_t *acc, int8_t *d0, int8_t *d1, int32_t channel_pairs, const int32_t *mult,
+                    const int8_t *shift, int32_t zp2);
+/* r0 accumulators, r1/r2 the two pixels' outputs, r3 count, r4 multipliers, r5 shifts, r6 1 + 2 zp,
+ * r7 -2^31, r8 one accumulator, r9 its multiplier, r10 shift - 1, r11 (1 + 2 zp) << (shift - 1),
+ * r12/lr the 64-bit sum */
+#define GM_RQ_ONE(OFF, DST)                                                                          \
+    "    ldr r8, [r0, #" #OFF "]\n"                                                                   \
+    "    lsl r12, r11, #31\n"                                                                         \
+    "    orr r12, r12, #0x40000000\n"                                                                 \
+    "    asr lr, r11, #1\n"                                                                           \
+    "    smlal r12, lr, r8, r9\n"                                                                     \
+    "    lsr r8, r8, #31\n"                                                                           \
+    "    smlal r12, lr, r8, r7\n"                                                                     \
+    "    asr lr, lr, r10\n"                                                                           \
+    "    ssat lr, #8, lr\n"                                                                           \
+    "    strb lr, [" DST "], #1\n"
+#define GM_RQ_CHANNEL(OFF0, OFF1)                                                                    \
+    "    ldr r9, [r4], #4\n"                                                                          \
+    "    ldrsb r10, [r5], #1\n"                                                                       \
+    "    mvn r10, r10\n"                                                                              \
+    "    lsl r11, r6, r10\n" GM_RQ_ONE(OFF0, "r1") GM_RQ_ONE(OFF1, "r2")
+__asm__(
+    "    .section .text.ec_gemm_store2,\"ax\",%progbits\n"
+    "    .global ec_gemm_store2\n"
+    "    .type ec_gemm_store2, %function\n"
+    "    .syntax unified\n"
+    "    .thumb\n"
+    "    .thumb_func\n"
+    "    .p2align 2\n"
+    "ec_gemm_store2:\n"
+    "    push {r4-r11, lr}\n"
+    "    ldr r4, [sp, #36]\n"
+    "    ldr r5, [sp, #40]\n"
+    "    ldr r6, [sp, #44]\n"
+    "    mov r7, #0x80000000\n"
+    "1:\n"
+    GM_RQ_CHANNEL(0, 8)
+    GM_RQ_CHANNEL(4, 12)
+    "    add r0, r0, #16\n"
+    "    subs r3, r3, #1\n"
+    "    bne 1b\n"
+    "    pop {r4-r11, pc}\n"
+    "    .size ec_gemm_store2, .-ec_gemm_store2\n"
+    "    .text\n");
+#else
+#define GM_ASM_STORE 0
+#endif
+
+static GM_HOT void store_fast(const ec_conv_params_t *p, const int32_t *acc, int8_t *d0, int8_t *d1, int32_t oc0,
+                              int32_t oc1)
+{
+#if GM_ASM_STORE
+    if (p->act_min == -128 && p->act_max == 127 && ((oc1 - oc0) & 1) == 0) {
+        ec_gemm_store2(acc, d0 + oc0, d1 + oc0, (oc1 - oc0) >> 1, p->multiplier + oc0, p->shift + oc0,
+                       1 + 2 * p->output_offset);
+        return;
+    }
+#endif
+
+    const int32_t lo = p->act_min, hi = p->act_max, zp2 = 1 + 2 * p->output_offset;
+    const int32_t *mult = p->multiplier;
+    const int8_t *shift = p->shift;
+    const int32_t kneg = kneg31();
+    acc -= 2 * oc0; /* acc holds channels oc0.. */
+    for (int32_t oc = oc0; oc < oc1; oc++) {
+        const int32_t *a = acc + (oc >> 1) * 4 + (oc & 1);
+        const int32_t m = mult[oc], sm1 = -shift[oc] - 1;
+        const int64_t c = rq_const(zp2, sm1);
+        d0[oc] = (int8_t)clamp(GM_SSAT8(rq_apply(a[0], m, c, sm1, kneg)), lo, hi);
+        d1[oc] = (int8_t)clamp(GM_SSAT8(rq_apply(a[2], m, c, sm1, kneg)), lo, hi);
+    }
+}
+
+/* Any other case: one pixel (d1 NULL) or a fused residual add, or the reference requantization. */
+static void store_general(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int32_t *acc, int8_t *d0,
+                          int8_t *d1, const int8_t *s0, const int8_t *s1, const gm_add_t *ad, int32_t oc0,
+                          int32_t oc1)
+{
+    const int32_t lo = p->act_min, hi = p->act_max, zp = p->output_offset;
+    const int32_t kneg = kneg31();
+    acc -= 2 * oc0; /* acc holds channels oc0.. */
+    for (int32_t oc = oc0; oc < oc1; oc++) {
+        for (int px = 0; px < 2; px++) {
+            int8_t *d = px ? d1 : d0;
+            const int8_t *sk = px ? s1 : s0;
+            if (d == NULL)
+                continue;
+            const int32_t a = acc[(oc >> 1) * 4 + (oc & 1) + 2 * px];
+            int32_t v;
+            if (g->fast) {
+                const int32_t sm1 = -p->shift[oc] - 1;
+                v = clamp(GM_SSAT8(rq_apply(a, p->multiplier[oc], rq_const(1 + 2 * zp, sm1), sm1, kneg)), lo, hi);
+            } else {
+                v = clamp(ec_multiply_by_quantized_multiplier(a, p->multiplier[oc], p->shift[oc]) + zp, lo, hi);
+            }
+            if (sk != NULL)
+                v = ad != NULL ? add_apply(ad, v, sk[oc], kneg) : ec_add_one_s8(p->residual, v, sk[oc]);
+            d[oc] = (int8_t)v;
+        }
+    }
+}
+
+/* ---- the layer ------------------------------------------------------------------- */
+
+void ec_conv2d_s8_gemm(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int8_t *input,
+                       const int8_t *wpk, const int32_t *bias, int8_t *output, int8_t *row, const int8_t *skip,
+                       int32_t *work)
+{
+    const int32_t oc_n = p->out_c;
+    const int32_t pairs = (oc_n + 1) >> 1;
+    const int32_t out_w = p->out_w;
+    const int32_t n_pix = p->out_h * out_w;
+    uint32_t *col = (uint32_t *)work;
+    int8_t *tmp = (int8_t *)(col + g->kbp);
+    int32_t *acc = (int32_t *)(tmp + (p->in_c % 4 ? g->kbp : 0)); /* no gather buffer: see col_pixel */
+    const int32_t wblk = 2 * g->kbp;
+    const int rowwise = row != NULL && !g->direct;
+    gm_add_t ad;
+    const gm_add_t *adp = NULL;
+    if (skip != NULL && g->fast) {
+        add_setup(p->residual, &ad);
+        adp = &ad;
+    }
+    for (int32_t b = 0; b < p->batches; b++) {
+        const int8_t *in_b = input + b * p->in_h * p->in_w * p->in_c;
+        int8_t *out_b = output + b * n_pix * oc_n;
+        const int8_t *sk_b = skip != NULL ? skip + b * n_pix * oc_n : NULL;
+        int32_t i = 0;
+        while (i < n_pix) {
+            /* the pair: pixels i and i + 1 (same row when writing row by row) */
+            const int32_t oy = i / out_w, ox = i % out_w;
+            const int two = i + 1 < n_pix && (!rowwise || ox + 1 < out_w);
+            const int32_t oy1 = two ? (i + 1) / out_w : oy, ox1 = two ? (i + 1) % out_w : ox;
+            int8_t *d0 = rowwise ? row + ox * oc_n : out_b + i * oc_n;
+            int8_t *d1 = two ? d0 + oc_n : NULL;
+            const int8_t *s0 = sk_b != NULL ? sk_b + i * oc_n : NULL;
+            for (int32_t blk = 0; blk < g->nb; blk++) {
+                col_pixel(p, g, in_b, oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left, blk, col, tmp);
+                col_pixel(p, g, in_b, oy1 * p->stride_h - p->pad_top, ox1 * p->stride_w - p->pad_left, blk, col + 2,
+                          tmp);
+                /* output channels `chunk` pairs at a time (all of them when there are several blocks) */
+                for (int32_t j0 = 0; j0 < pairs; j0 += g->chunk) {
+                    const int32_t n = pairs - j0 < g->chunk ? pairs - j0 : g->chunk;
+                    int32_t *a = g->nb == 1 ? acc : acc + 4 * j0;
+                    if (blk == 0)
+                        for (int32_t j = 0; j < n; j++) {
+                            a[4 * j] = a[4 * j + 2] = bias[2 * (j0 + j)];
+                            a[4 * j + 1] = a[4 * j + 3] = bias[2 * (j0 + j) + 1];
+                        }
+                    ec_gemm_2x2(wpk + (j0 * g->nb + blk) * wblk, col, a, n, g->kbp >> 3, (g->nb - 1) * wblk);
+                    if (blk + 1 < g->nb)
+                        continue;
+                    const int32_t oc0 = 2 * j0, oc1 = 2 * (j0 + n) < oc_n ? 2 * (j0 + n) : oc_n;
+                    if (g->fast && d1 != NULL && s0 == NULL)
+                        store_fast(p, a, d0, d1, oc0, oc1);
+                    else
+                        store_general(p, g, a, d0, d1, s0, s0 != NULL ? s0 + oc_n : NULL, adp, oc0, oc1);
+                }
+            }
+            i += two ? 2 : 1;
+            if (rowwise && i % out_w == 0)
+                memcpy(out_b + (i - out_w) * oc_n, row, (size_t)(out_w * oc_n));
+        }
+    }
+}

@@ -1,0 +1,49 @@
+/*
+ * ec_kernels_gemm.h - int8 convolution as a matrix product, for cores with the DSP extension.
+ *
+ * Same results bit for bit as ec_conv2d_s8 (TFLite Micro numerics).  The generator passes:
+ *
+ *  - `wpk`: the filter re-packed at compile time: output channels in pairs, each pair's
+ *    weights four at a time, [row 0: 4 bytes][row 1: 4 bytes], block by block (a block is the
+ *    whole kernel window, or one kernel row when the layer has little RAM to spare), every
+ *    block padded with zero weights to a multiple of 8 values;
+ *  - `bias`: the folded bias, bias[oc] + input_offset * sum(filter[oc]), padded to an even
+ *    count, so padded taps are the input zero point and raw int8 inputs multiply raw weights;
+ *  - `work`: EC_GEMM_WORK_BYTES, 4-byte aligned, planned in the arena: two pixels' kernel
+ *    windows sign-extended to int16 pairs (the layout SMLAD reads: one 4-word load per 4 taps
+ *    of both pixels), a gather buffer (only when in_c is not a multiple of 4), the
+ *    accumulators.
+ *
+ * Two output pixels times two output channels per pass of the inner loop; on Cortex-M4/M7 the
+ * inner loop is assembly (LDM, LDRD, SXTB16, SMLAD: 14 instructions per 16 MACs).
+ */
+#ifndef EC_KERNELS_GEMM_H
+#define EC_KERNELS_GEMM_H
+
+#include "ec_kernels.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    int32_t kb;     /* values per block: kernel_h * kernel_w * in_c (nb 1) or kernel_w * in_c (nb kernel_h) */
+    int32_t kbp;    /* kb rounded up to a multiple of 8 */
+    int32_t nb;     /* blocks per output pixel: 1 or kernel_h */
+    int32_t chunk;  /* output-channel pairs per pass over a block (all of them when nb > 1) */
+    int32_t fast;   /* 1: every shift in [-24, -1] (and the residual's too): the one-multiply requantization */
+    int32_t direct; /* 1: outputs written pixel by pixel even in place (the generator checked it is safe) */
+} ec_gemm_params_t;
+
+/* Bytes of `work` for a layer. */
+#define EC_GEMM_WORK_BYTES(kbp, in_c, chunk) ((kbp) * ((in_c) % 4 ? 5 : 4) + 16 * (chunk))
+
+void ec_conv2d_s8_gemm(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int8_t *input,
+                       const int8_t *wpk, const int32_t *bias, int8_t *output, int8_t *row, const int8_t *skip,
+                       int32_t *work);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EC_KERNELS_GEMM_H */
