@@ -298,3 +298,25 @@ def test_gemm_assembly_on_cortex_m4_matches_reference(tmp_path, monkeypatch):
         want = interp.run(g, x)[g.outputs[0]]
         assert np.ptp(want.astype(np.int32)) > 0
         np.testing.assert_array_equal(got.reshape(-1), want.reshape(-1))
+
+
+@needs_gcc
+@pytest.mark.parametrize("h,w,c,pad,actk,zp", [
+    (6, 5, 4, 1, "relu", 3),        # one tile, two bands of four rows (the second half padding)
+    (9, 7, 5, 1, "relu6", -128),    # a channel count not a multiple of 4 (the last group overlaps)
+    (11, 3, 13, 1, None, 77),       # three bands, odd widths
+    (5, 9, 7, 0, "relu", -9),       # no padding
+    (13, 13, 8, 1, "relu6", 120),   # two column tiles
+    (1, 1, 4, 1, None, 0),          # a single pixel: all eight neighbours padding
+    (25, 5, 12, 1, "relu", -128),   # the kws shape, fewer channels
+])
+def test_dsp_depthwise_3x3_fast_path(tmp_path, h, w, c, pad, actk, zp):
+    """The 3x3 stride-1 depthwise fast path (4 output rows x 4 channels, SMLAD over row pairs, one-multiply
+    requantization) against the reference: borders, clamps, zero points, channel counts."""
+    g = conv(h, w, c, 0, 3, 1, pad, op="depthwise_conv2d", actk=actk, zp=zp)
+    t = g.tensors[g.inputs[0]]
+    x = np.random.default_rng(h * w + c).integers(-128, 128, size=(4,) + t.shape[1:], dtype=np.int8)
+    x[0] = zp  # every tap at the zero point: the bias alone
+    got = run_dsp(g, x, tmp_path)
+    assert "ec_depthwise_conv2d_s8_dsp(" in (tmp_path / "model.c").read_text()
+    np.testing.assert_array_equal(got, interp.run(g, x)[g.outputs[0]])

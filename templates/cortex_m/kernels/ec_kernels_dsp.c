@@ -556,13 +556,388 @@ static EC_HOT void dw_pixel(const ec_conv_params_t *p, const int8_t *x, const in
         dw_rest(p, x, w, bias, rows, cols, x_row, d, s, c);
 }
 
-void ec_depthwise_conv2d_s8_dsp(const ec_conv_params_t *p, const int8_t *input, const int8_t *filter,
-                                const int32_t *bias, int8_t *output, int8_t *row, const int8_t *skip)
+/* Fast path: 3x3, stride 1, dilation 1, padding <= 1, no fused residual, every channel's
+ * requantization a right shift (dw_requant_ok).  Output rows go four at a time: rows oy .. oy + 3
+ * read input rows R0..R5 = oy - pad_top + 0..5; columns in tiles of EC_DW_TILE.  For two channels
+ * at a time, dw_group turns each input column of the tile into pairs of int16 (input +
+ * input_offset; 0 in the padding) A = (R0, R1), B = (R2, R3), C = (R4, R5) per channel; with the
+ * weight pairs P = (2 w0, 2 w1), Q = (2 w1, 2 w2) of each kernel column (w0..w2 its rows):
+ *   row oy:     SMLAD(A, P) + B.lo * Q.hi      row oy + 1:  A.hi * P.lo + SMLAD(B, Q)
+ *   row oy + 2: SMLAD(B, P) + C.lo * Q.hi      row oy + 3:  B.hi * P.lo + SMLAD(C, Q)
+ * so 6 multiply instructions an output for the 9 taps, accumulating 2 * acc (exactly).
+ * The outputs go straight to the output, also in place when output row r lies exactly on input
+ * row r - pad_top (one tile of columns): a group of channels only overwrites the channels of
+ * rows R0..R3 it has read, and later rows read R4 on.  The scratch (pairs and sums) is the
+ * scratch row when there is one, else on the stack. */
+#define EC_DW_TILE 5
+#define EC_DW_COLS (EC_DW_TILE + 2)
+#define EC_DW_SCRATCH (EC_DW_COLS * 6 + 4 * EC_DW_TILE) /* words */
+
+#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__)
+#define DW_SMLABT(a, b, acc) ((int32_t)__smlabt((int32_t)(a), (int32_t)(b), (acc)))
+#define DW_SMLATB(a, b, acc) ((int32_t)__smlatb((int32_t)(a), (int32_t)(b), (acc)))
+#define DW_SXTAB16(a, x) ((uint32_t)__sxtab16((a), (x)))
+EC_INLINE uint32_t dw_sxtab16_ror8(uint32_t a, uint32_t x)
 {
-    if (p->depth_multiplier != 1) {
-        ec_depthwise_conv2d_s8(p, input, filter, bias, output, row, skip);
-        return;
+    uint32_t r;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(x));
+    return r;
+}
+/* (c * 2^32 + a * b + 2^31) >> 32 */
+EC_INLINE int32_t dw_smmlar(int32_t a, int32_t b, int32_t c)
+{
+    int32_t r;
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+    return r;
+}
+#define DW_SSAT8(x) __ssat((x), 8)
+/* (a & 0xffff) | (b << 16), (a & 0xffff0000) | (b >> 16) */
+EC_INLINE uint32_t dw_pkhbt(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+EC_INLINE uint32_t dw_pkhtb(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+#if defined(__thumb2__)
+#define DW_ASM 1 /* the two inner loops of dw_group in assembly */
+#endif
+#else
+EC_INLINE int32_t dw_mul16(uint32_t a, uint32_t b)
+{
+    return (int32_t)(int16_t)(a & 0xffffu) * (int32_t)(int16_t)(b & 0xffffu);
+}
+#define DW_SMLABT(a, b, acc) ((int32_t)((uint32_t)(acc) + (uint32_t)dw_mul16((a), (b) >> 16)))
+#define DW_SMLATB(a, b, acc) ((int32_t)((uint32_t)(acc) + (uint32_t)dw_mul16((a) >> 16, (b))))
+#define DW_SXTAB16(a, x) EC_SADD16((a), EC_SXTB16(x))
+#define dw_sxtab16_ror8(a, x) EC_SADD16((a), EC_SXTB16_ROR8(x))
+EC_INLINE int32_t dw_smmlar(int32_t a, int32_t b, int32_t c)
+{
+    return (int32_t)(((int64_t)((uint64_t)(int64_t)c << 32) + (int64_t)a * b + 0x80000000LL) >> 32);
+}
+#define DW_SSAT8(x) clamp_i32((x), -128, 127)
+#define dw_pkhbt(a, b) (((a) & 0xffffu) | ((b) << 16))
+#define dw_pkhtb(a, b) (((a) & 0xffff0000u) | ((b) >> 16))
+#endif
+#ifndef DW_ASM
+#define DW_ASM 0
+#endif
+
+/* The fast requantization holds for every channel: M > 2^30 (so q < 0 exactly when acc < 0),
+ * a right shift of 1..21 and |bias| <= 2^29 (2 * acc and the rounding constant fit in int32). */
+static int dw_requant_ok(const ec_conv_params_t *p, const int32_t *bias)
+{
+    for (int32_t c = 0; c < p->in_c; c++) {
+        const int32_t b = bias != NULL ? bias[c] : 0;
+        if (p->multiplier[c] <= (1 << 30) || p->shift[c] > -1 || p->shift[c] < -21 || b > (1 << 29) ||
+            b < -(1 << 29))
+            return 0;
     }
+    return 1;
+}
+
+/* The requantization of a = 2 acc: (((a * M + 2^31) >> 32) + zp 2^s + 2^(s-1) - (acc < 0)) >> s,
+ * saturated to int8: SMMLAR gives SaturatingRoundingDoublingHighMul(acc, M) + k, the shift is
+ * RoundingDivideByPOT exactly (q < 0 exactly when acc < 0). */
+#define DW_REQUANT(a) ((int8_t)DW_SSAT8((dw_smmlar((a), m, k) + ((a) >> 31)) >> s))
+
+EC_INLINE void dw_zero6(uint32_t *z)
+{
+    z[0] = z[1] = z[2] = z[3] = z[4] = z[5] = 0;
+}
+
+/* Two bytes from any address (LDRH) */
+EC_INLINE uint32_t dw_load16(const int8_t *p)
+{
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+
+/* (2 lo, 2 hi) as two int16 */
+EC_INLINE uint32_t dw_wpair(int32_t lo, int32_t hi)
+{
+    return ((uint32_t)(lo * 2) & 0xffffu) | ((uint32_t)hi << 17);
+}
+
+/* Channels c + j0 .. c + 1 of output columns x0 .. x0 + n - 1 of rows oy..oy + 3 (dw_fast): r[0..5]
+ * the input rows R0..R5 (a padding row points at a valid row, its half masked off by mask[0..2]);
+ * the outputs of row oy go to o0 (column x0, channel c), of row oy + 1 to o1, oy + 2 to o1 + rs[0],
+ * oy + 3 to o1 + rs[1] (stored in the order oy + 3, oy + 2, oy + 1, oy: a row past the end may
+ * alias the one before it).  buf: EC_DW_SCRATCH words. */
+EC_INLINE void dw_group(const ec_conv_params_t *p, const int8_t *const *r, const uint32_t *mask,
+                        const int8_t *filter, const int32_t *bias, int32_t c, int32_t j0, int32_t x0, int32_t n,
+                        int8_t *o0, int8_t *o1, const int32_t *rs, uint32_t *buf)
+{
+    const int32_t cn = p->in_c;
+    int32_t *const sums = (int32_t *)buf + EC_DW_COLS * 6; /* per input column, channel c + j: A, B, C at 3 j */
+    /* the input columns ix .. ix + n + 1: at most one padding column each side */
+    const int32_t ix = x0 - p->pad_left, ncol = n + 2;
+    const int32_t k0 = ix < 0 ? 1 : 0, k1 = p->in_w - ix < ncol ? p->in_w - ix : ncol;
+    if (k0 > 0)
+        dw_zero6(buf);
+    if (k1 < ncol)
+        dw_zero6(buf + 6 * k1);
+    {
+        const uint32_t off2 = ((uint32_t)p->input_offset & 0xffffu) | ((uint32_t)p->input_offset << 16);
+        const int8_t *q = r[0] + c + (ix + k0) * cn;
+        const int32_t s1 = (int32_t)(r[1] - r[0]), s2 = (int32_t)(r[2] - r[0]), s3 = (int32_t)(r[3] - r[0]);
+        const int32_t s4 = (int32_t)(r[4] - r[0]), s5 = (int32_t)(r[5] - r[0]);
+        uint32_t *d = buf + k0 * 6;
+        for (int32_t k = k1 - k0; k > 0; k--, q += cn, d += 6) {
+            /* channels c, c + 1 of two rows: bytes (c, c + 1, c', c' + 1), SXTAB16 pairs them by channel */
+            uint32_t t = dw_pkhbt(dw_load16(q), dw_load16(q + s1));
+            d[0] = DW_SXTAB16(off2, t);
+            d[3] = dw_sxtab16_ror8(off2, t);
+            t = dw_pkhbt(dw_load16(q + s2), dw_load16(q + s3));
+            d[1] = DW_SXTAB16(off2, t);
+            d[4] = dw_sxtab16_ror8(off2, t);
+            t = dw_pkhbt(dw_load16(q + s4), dw_load16(q + s5));
+            d[2] = DW_SXTAB16(off2, t);
+            d[5] = dw_sxtab16_ror8(off2, t);
+        }
+    }
+    for (int32_t i = 0; i < 3; i++) {
+        const uint32_t mi = mask[i];
+        if (mi != 0xffffffffu)
+            for (int32_t k = i; k < ncol * 6; k += 3)
+                buf[k] &= mi;
+    }
+    /* the weight pairs of both channels: wp[6 j ..] = P0 P1 P2 Q0 Q1 Q2 of channel c + j */
+    uint32_t wp[12];
+    {
+        const int8_t *f = filter + c;
+        uint32_t h[9];
+        for (int32_t i = 0; i < 9; i++, f += cn)
+            h[i] = dw_load16(f);
+        for (int32_t i = 0; i < 6; i++) {
+            /* (w0 of c, of c + 1, w1 of c, of c + 1) -> (2 w0, 2 w1) of c, of c + 1 */
+            const uint32_t t = dw_pkhbt(h[i], h[i + 3]);
+            wp[i] = DW_SXTAB16(EC_SXTB16(t), t);
+            wp[i + 6] = dw_sxtab16_ror8(EC_SXTB16_ROR8(t), t);
+        }
+    }
+    const int32_t zp21 = 2 * p->output_offset + 1, rs1 = rs[0], rs2 = rs[1];
+    for (int32_t j = j0; j < 2; j++) {
+        const uint32_t *wj = wp + 6 * j;
+        const uint32_t p0 = wj[0], p1 = wj[1], p2 = wj[2], q0 = wj[3], q1 = wj[4], q2 = wj[5];
+        const int32_t acc0 = bias != NULL ? (int32_t)((uint32_t)bias[c + j] << 1) : 0;
+        const int32_t sh = p->shift[c + j];
+        /* k = zp 2^s + 2^(s-1) */
+        const int32_t m = p->multiplier[c + j], k = (int32_t)((uint32_t)zp21 << ~sh), s = -sh;
+        const uint32_t *d = buf + 3 * j, *const dend = d + 6 * n;
+        int32_t *t = sums;
+        const int32_t *const tend = sums + 4 * n;
+        int8_t *u0 = o0 + j, *u1 = o1 + j;
+#if DW_ASM
+        {
+            uint32_t a0, a1, a2, a3, va, vb, w;
+            __asm__ volatile("1:\n\t"
+                             "ldrd %[va], %[vb], [%[d]]\n\t"
+                             "ldr %[a1], %[acc]\n\t"
+                             "smlad %[a0], %[va], %[p0], %[a1]\n\t"
+                             "smlad %[a2], %[vb], %[p0], %[a1]\n\t"
+                             "smlatb %[a3], %[vb], %[p0], %[a1]\n\t"
+                             "smlatb %[a1], %[va], %[p0], %[a1]\n\t"
+                             "ldr %[va], [%[d], #8]\n\t"
+                             "smlabt %[a0], %[vb], %[q0], %[a0]\n\t"
+                             "smlad %[a1], %[vb], %[q0], %[a1]\n\t"
+                             "smlabt %[a2], %[va], %[q0], %[a2]\n\t"
+                             "smlad %[a3], %[va], %[q0], %[a3]\n\t"
+                             "ldrd %[va], %[vb], [%[d], #24]\n\t"
+                             "smlad %[a0], %[va], %[p1], %[a0]\n\t"
+                             "smlatb %[a1], %[va], %[p1], %[a1]\n\t"
+                             "smlad %[a2], %[vb], %[p1], %[a2]\n\t"
+                             "smlatb %[a3], %[vb], %[p1], %[a3]\n\t"
+                             "ldr %[va], [%[d], #32]\n\t"
+                             "smlabt %[a0], %[vb], %[q1], %[a0]\n\t"
+                             "smlad %[a1], %[vb], %[q1], %[a1]\n\t"
+                             "smlabt %[a2], %[va], %[q1], %[a2]\n\t"
+                             "smlad %[a3], %[va], %[q1], %[a3]\n\t"
+                             "ldrd %[va], %[vb], [%[d], #48]\n\t"
+                             "ldr %[w], %[p2]\n\t"
+                             "smlad %[a0], %[va], %[w], %[a0]\n\t"
+                             "smlatb %[a1], %[va], %[w], %[a1]\n\t"
+                             "smlad %[a2], %[vb], %[w], %[a2]\n\t"
+                             "smlatb %[a3], %[vb], %[w], %[a3]\n\t"
+                             "ldr %[va], [%[d], #56]\n\t"
+                             "ldr %[w], %[q2]\n\t"
+                             "smlabt %[a0], %[vb], %[w], %[a0]\n\t"
+                             "smlad %[a1], %[vb], %[w], %[a1]\n\t"
+                             "smlabt %[a2], %[va], %[w], %[a2]\n\t"
+                             "smlad %[a3], %[va], %[w], %[a3]\n\t"
+                             "strd %[a0], %[a1], [%[t]], #8\n\t"
+                             "strd %[a2], %[a3], [%[t]], #8\n\t"
+                             "adds %[d], %[d], #24\n\t"
+                             "ldr %[w], %[end]\n\t"
+                             "cmp %[d], %[w]\n\t"
+                             "bne 1b"
+                             : [d] "+r"(d), [t] "+r"(t), [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2),
+                               [a3] "=&r"(a3), [va] "=&r"(va), [vb] "=&r"(vb), [w] "=&r"(w)
+                             : [p0] "r"(p0), [p1] "r"(p1), [q0] "r"(q0), [q1] "r"(q1), [acc] "m"(acc0),
+                               [p2] "m"(p2), [q2] "m"(q2), [end] "m"(dend)
+                             : "cc", "memory");
+        }
+        {
+            uint32_t a0, a1, v;
+            t = sums;
+            __asm__ volatile("1:\n\t"
+                             "ldrd %[a0], %[a1], [%[t], #8]\n\t"
+                             "smmlar %[v], %[a1], %[m], %[k]\n\t"
+                             "add %[v], %[v], %[a1], asr #31\n\t"
+                             "asr %[v], %[v], %[s]\n\t"
+                             "ssat %[v], #8, %[v]\n\t"
+                             "strb %[v], [%[u1], %[rs2]]\n\t"
+                             "smmlar %[v], %[a0], %[m], %[k]\n\t"
+                             "add %[v], %[v], %[a0], asr #31\n\t"
+                             "asr %[v], %[v], %[s]\n\t"
+                             "ssat %[v], #8, %[v]\n\t"
+                             "strb %[v], [%[u1], %[rs1]]\n\t"
+                             "ldrd %[a0], %[a1], [%[t]], #16\n\t"
+                             "smmlar %[v], %[a1], %[m], %[k]\n\t"
+                             "add %[v], %[v], %[a1], asr #31\n\t"
+                             "asr %[v], %[v], %[s]\n\t"
+                             "ssat %[v], #8, %[v]\n\t"
+                             "strb %[v], [%[u1]]\n\t"
+                             "smmlar %[v], %[a0], %[m], %[k]\n\t"
+                             "add %[v], %[v], %[a0], asr #31\n\t"
+                             "asr %[v], %[v], %[s]\n\t"
+                             "ssat %[v], #8, %[v]\n\t"
+                             "strb %[v], [%[u0]]\n\t"
+                             "add %[u0], %[u0], %[cn]\n\t"
+                             "add %[u1], %[u1], %[cn]\n\t"
+                             "cmp %[t], %[tend]\n\t"
+                             "bne 1b"
+                             : [t] "+r"(t), [u0] "+r"(u0), [u1] "+r"(u1), [a0] "=&r"(a0), [a1] "=&r"(a1),
+                               [v] "=&r"(v)
+                             : [tend] "r"(tend), [m] "r"(m), [k] "r"(k), [s] "r"(s), [rs1] "r"(rs1),
+                               [rs2] "r"(rs2), [cn] "r"(cn)
+                             : "cc", "memory");
+        }
+#else
+        for (; d != dend; d += 6, t += 4) {
+            uint32_t va = d[0], vb = d[1];
+            int32_t a0 = EC_SMLAD(va, p0, acc0);
+            int32_t a1 = DW_SMLATB(va, p0, acc0);
+            int32_t a2 = EC_SMLAD(vb, p0, acc0);
+            int32_t a3 = DW_SMLATB(vb, p0, acc0);
+            a0 = DW_SMLABT(vb, q0, a0);
+            a1 = EC_SMLAD(vb, q0, a1);
+            va = d[2];
+            a2 = DW_SMLABT(va, q0, a2);
+            a3 = EC_SMLAD(va, q0, a3);
+            va = d[6];
+            vb = d[7];
+            a0 = EC_SMLAD(va, p1, a0);
+            a1 = DW_SMLATB(va, p1, a1);
+            a2 = EC_SMLAD(vb, p1, a2);
+            a3 = DW_SMLATB(vb, p1, a3);
+            a0 = DW_SMLABT(vb, q1, a0);
+            a1 = EC_SMLAD(vb, q1, a1);
+            va = d[8];
+            a2 = DW_SMLABT(va, q1, a2);
+            a3 = EC_SMLAD(va, q1, a3);
+            va = d[12];
+            vb = d[13];
+            a0 = EC_SMLAD(va, p2, a0);
+            a1 = DW_SMLATB(va, p2, a1);
+            a2 = EC_SMLAD(vb, p2, a2);
+            a3 = DW_SMLATB(vb, p2, a3);
+            a0 = DW_SMLABT(vb, q2, a0);
+            a1 = EC_SMLAD(vb, q2, a1);
+            va = d[14];
+            a2 = DW_SMLABT(va, q2, a2);
+            a3 = EC_SMLAD(va, q2, a3);
+            t[0] = a0;
+            t[1] = a1;
+            t[2] = a2;
+            t[3] = a3;
+        }
+        for (t = sums; t != tend; t += 4, u0 += cn, u1 += cn) {
+            u1[rs2] = DW_REQUANT(t[3]);
+            u1[rs1] = DW_REQUANT(t[2]);
+            u1[0] = DW_REQUANT(t[1]);
+            u0[0] = DW_REQUANT(t[0]);
+        }
+#endif
+    }
+}
+
+/* Whether the fast path takes the layer: the shape, the requantization, and in place (the output
+ * overlapping the input) output row r exactly on input row r - pad_top and one tile of columns. */
+static int dw_fast_ok(const ec_conv_params_t *p, const int8_t *input, const int32_t *bias, const int8_t *output,
+                      const int8_t *skip)
+{
+    const int32_t pb = p->out_h + 2 - p->pad_top - p->in_h, pr = p->out_w + 2 - p->pad_left - p->in_w;
+    const int32_t in_row = p->in_w * p->in_c, rl = p->out_w * p->in_c;
+    const int overlap = (uintptr_t)output < (uintptr_t)(input + p->batches * p->in_h * in_row) &&
+                        (uintptr_t)input < (uintptr_t)(output + p->batches * p->out_h * rl);
+    return skip == NULL && p->kernel_h == 3 && p->kernel_w == 3 && p->stride_h == 1 && p->stride_w == 1 &&
+           p->dilation_h == 1 && p->dilation_w == 1 && p->in_c >= 2 && p->out_c == p->in_c &&
+           (uint32_t)p->pad_top <= 1u && (uint32_t)p->pad_left <= 1u && (uint32_t)pb <= 1u && (uint32_t)pr <= 1u &&
+           (!overlap || (p->batches == 1 && in_row == rl && p->out_w <= EC_DW_TILE &&
+                         (uintptr_t)input - (uintptr_t)output == (uintptr_t)(p->pad_top * in_row))) &&
+           dw_requant_ok(p, bias);
+}
+
+/* The fast path (one batch, dw_fast_ok), see above; buf: EC_DW_SCRATCH words. */
+static EC_HOT void dw_fast(const ec_conv_params_t *p, const int8_t *in_b, const int8_t *filter, const int32_t *bias,
+                           int8_t *out_b, uint32_t *buf)
+{
+    const int32_t cn = p->in_c, pt = p->pad_top, oh = p->out_h;
+    const int32_t rl = p->out_w * cn, in_row = p->in_w * cn;
+    for (int32_t oy = 0; oy < oh; oy += 4) {
+        const int8_t *r[6];
+        uint32_t mask[3] = {0xffffffffu, 0xffffffffu, 0xffffffffu};
+        for (int32_t k = 0; k < 6; k++) {
+            const int32_t iy = oy - pt + k;
+            r[k] = in_b + iy * in_row;
+            if (iy < 0 || iy >= p->in_h) {
+                r[k] = in_b + (oy - pt + 1) * in_row; /* a valid row (R1 always is), masked off */
+                mask[k >> 1] &= (k & 1) != 0 ? 0xffffu : 0xffff0000u;
+            }
+        }
+        /* rows past the end alias the row before */
+        const int32_t nr = oh - oy < 4 ? oh - oy : 4;
+        int8_t *d0 = out_b + oy * rl, *d1 = nr < 2 ? d0 : d0 + rl;
+        const int32_t rs[2] = {nr < 3 ? 0 : rl, nr < 3 ? 0 : nr < 4 ? rl : 2 * rl};
+        for (int32_t x0 = 0; x0 < p->out_w; x0 += EC_DW_TILE) {
+            const int32_t n = p->out_w - x0 < EC_DW_TILE ? p->out_w - x0 : EC_DW_TILE;
+            for (int32_t c = 0; c < cn; c += 2) {
+                /* the last group overlaps the one before: only its new channel */
+                const int32_t cg = c + 2 <= cn ? c : cn - 2;
+                dw_group(p, r, mask, filter, bias, cg, c - cg, x0, n, d0 + x0 * cn + cg, d1 + x0 * cn + cg, rs, buf);
+            }
+        }
+        if (p->act_min > -128 || p->act_max < 127)
+            for (int8_t *o = d0, *end = d0 + nr * rl; o < end; o++)
+                *o = (int8_t)clamp_i32(*o, p->act_min, p->act_max);
+    }
+}
+
+/* dw_fast with the scratch on the stack */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void dw_fast_stack(const ec_conv_params_t *p, const int8_t *in_b, const int8_t *filter, const int32_t *bias,
+                          int8_t *out_b)
+{
+    uint32_t buf[EC_DW_SCRATCH];
+    dw_fast(p, in_b, filter, bias, out_b, buf);
+}
+
+/* The general kernel: any shape, depth multiplier 1 */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void dw_general(const ec_conv_params_t *p, const int8_t *input, const int8_t *filter, const int32_t *bias,
+                       int8_t *output, int8_t *row, const int8_t *skip)
+{
     const int32_t c_n = p->in_c;
     const int32_t row_len = p->out_w * c_n;
     const int32_t x_row = p->dilation_h * p->in_w * c_n;
@@ -588,6 +963,25 @@ void ec_depthwise_conv2d_s8_dsp(const ec_conv_params_t *p, const int8_t *input, 
                 memcpy(output + out_row, row, (size_t)row_len);
         }
     }
+}
+
+void ec_depthwise_conv2d_s8_dsp(const ec_conv_params_t *p, const int8_t *input, const int8_t *filter,
+                                const int32_t *bias, int8_t *output, int8_t *row, const int8_t *skip)
+{
+    if (p->depth_multiplier != 1)
+        ec_depthwise_conv2d_s8(p, input, filter, bias, output, row, skip);
+    else if (dw_fast_ok(p, input, bias, output, skip))
+        for (int32_t b = 0; b < p->batches; b++) {
+            const int8_t *in_b = input + b * p->in_h * p->in_w * p->in_c;
+            int8_t *out_b = output + b * p->out_h * p->out_w * p->in_c;
+            /* the scratch row as the scratch when it is large enough (and word-aligned) */
+            if (row != NULL && ((uintptr_t)row & 3u) == 0 && p->out_w * p->in_c >= 4 * EC_DW_SCRATCH)
+                dw_fast(p, in_b, filter, bias, out_b, (uint32_t *)(void *)row);
+            else
+                dw_fast_stack(p, in_b, filter, bias, out_b);
+        }
+    else
+        dw_general(p, input, filter, bias, output, row, skip);
 }
 
 /* ---- fully connected ------------------------------------------------------- */
