@@ -571,7 +571,8 @@ static EC_HOT void dw_pixel(const ec_conv_params_t *p, const int8_t *x, const in
  * scratch row when there is one, else on the stack. */
 #define EC_DW_TILE 5
 #define EC_DW_COLS (EC_DW_TILE + 2)
-#define EC_DW_SCRATCH (EC_DW_COLS * 6 + 4 * EC_DW_TILE) /* words */
+#define EC_DW_SUMS (EC_DW_COLS * 6) /* the sums of an output column: 4 words this far on from its pairs */
+#define EC_DW_SCRATCH (EC_DW_SUMS + 6 * EC_DW_TILE + 4) /* words */
 
 #if defined(__ARM_FEATURE_DSP) && defined(__GNUC__)
 #define DW_SMLABT(a, b, acc) ((int32_t)__smlabt((int32_t)(a), (int32_t)(b), (acc)))
@@ -670,12 +671,13 @@ EC_INLINE uint32_t dw_wpair(int32_t lo, int32_t hi)
  * the outputs of row oy go to o0 (column x0, channel c), of row oy + 1 to o1, oy + 2 to o1 + rs[0],
  * oy + 3 to o1 + rs[1] (stored in the order oy + 3, oy + 2, oy + 1, oy: a row past the end may
  * alias the one before it).  buf: EC_DW_SCRATCH words. */
-EC_INLINE void dw_group(const ec_conv_params_t *p, const int8_t *const *r, const uint32_t *mask,
-                        const int8_t *filter, const int32_t *bias, int32_t c, int32_t j0, int32_t x0, int32_t n,
-                        int8_t *o0, int8_t *o1, const int32_t *rs, uint32_t *buf)
+EC_INLINE void dw_group(const ec_conv_params_t *p, const int8_t *r0, const int32_t *so, const uint32_t *mask,
+                        const uint32_t *wc,
+                        int32_t c, int32_t j0, int32_t x0, int32_t n, int8_t *o0, int8_t *o1, const int32_t *rs,
+                        uint32_t *buf)
 {
     const int32_t cn = p->in_c;
-    int32_t *const sums = (int32_t *)buf + EC_DW_COLS * 6; /* per input column, channel c + j: A, B, C at 3 j */
+    /* per input column, channel c + j: A, B, C at 3 j; the sums EC_DW_SUMS words on */
     /* the input columns ix .. ix + n + 1: at most one padding column each side */
     const int32_t ix = x0 - p->pad_left, ncol = n + 2;
     const int32_t k0 = ix < 0 ? 1 : 0, k1 = p->in_w - ix < ncol ? p->in_w - ix : ncol;
@@ -685,58 +687,47 @@ EC_INLINE void dw_group(const ec_conv_params_t *p, const int8_t *const *r, const
         dw_zero6(buf + 6 * k1);
     {
         const uint32_t off2 = ((uint32_t)p->input_offset & 0xffffu) | ((uint32_t)p->input_offset << 16);
-        const int8_t *q = r[0] + c + (ix + k0) * cn;
-        const int32_t s1 = (int32_t)(r[1] - r[0]), s2 = (int32_t)(r[2] - r[0]), s3 = (int32_t)(r[3] - r[0]);
-        const int32_t s4 = (int32_t)(r[4] - r[0]), s5 = (int32_t)(r[5] - r[0]);
+        const int8_t *q = r0 + c + (ix + k0) * cn;
+        const int32_t s1 = so[0], s2 = so[1], s3 = so[2], s4 = so[3], s5 = so[4];
         uint32_t *d = buf + k0 * 6;
-        for (int32_t k = k1 - k0; k > 0; k--, q += cn, d += 6) {
-            /* channels c, c + 1 of two rows: bytes (c, c + 1, c', c' + 1), SXTAB16 pairs them by channel */
-            uint32_t t = dw_pkhbt(dw_load16(q), dw_load16(q + s1));
-            d[0] = DW_SXTAB16(off2, t);
-            d[3] = dw_sxtab16_ror8(off2, t);
-            t = dw_pkhbt(dw_load16(q + s2), dw_load16(q + s3));
-            d[1] = DW_SXTAB16(off2, t);
-            d[4] = dw_sxtab16_ror8(off2, t);
-            t = dw_pkhbt(dw_load16(q + s4), dw_load16(q + s5));
-            d[2] = DW_SXTAB16(off2, t);
-            d[5] = dw_sxtab16_ror8(off2, t);
-        }
+        const uint32_t m0 = mask[0], m1 = mask[1], m2 = mask[2];
+        if ((m0 & m1 & m2) == 0xffffffffu)
+            for (int32_t k = k1 - k0; k > 0; k--, q += cn, d += 6) {
+                /* channels c, c + 1 of two rows: bytes (c, c + 1, c', c' + 1), SXTAB16 pairs them by channel */
+                uint32_t t = dw_pkhbt(dw_load16(q), dw_load16(q + s1));
+                d[0] = DW_SXTAB16(off2, t);
+                d[3] = dw_sxtab16_ror8(off2, t);
+                t = dw_pkhbt(dw_load16(q + s2), dw_load16(q + s3));
+                d[1] = DW_SXTAB16(off2, t);
+                d[4] = dw_sxtab16_ror8(off2, t);
+                t = dw_pkhbt(dw_load16(q + s4), dw_load16(q + s5));
+                d[2] = DW_SXTAB16(off2, t);
+                d[5] = dw_sxtab16_ror8(off2, t);
+            }
+        else /* padding rows: their halves masked off */
+            for (int32_t k = k1 - k0; k > 0; k--, q += cn, d += 6) {
+                uint32_t t = dw_pkhbt(dw_load16(q), dw_load16(q + s1));
+                d[0] = DW_SXTAB16(off2, t) & m0;
+                d[3] = dw_sxtab16_ror8(off2, t) & m0;
+                t = dw_pkhbt(dw_load16(q + s2), dw_load16(q + s3));
+                d[1] = DW_SXTAB16(off2, t) & m1;
+                d[4] = dw_sxtab16_ror8(off2, t) & m1;
+                t = dw_pkhbt(dw_load16(q + s4), dw_load16(q + s5));
+                d[2] = DW_SXTAB16(off2, t) & m2;
+                d[5] = dw_sxtab16_ror8(off2, t) & m2;
+            }
     }
-    for (int32_t i = 0; i < 3; i++) {
-        const uint32_t mi = mask[i];
-        if (mi != 0xffffffffu)
-            for (int32_t k = i; k < ncol * 6; k += 3)
-                buf[k] &= mi;
-    }
-    /* the weight pairs of both channels: wp[6 j ..] = P0 P1 P2 Q0 Q1 Q2 of channel c + j */
-    uint32_t wp[12];
-    {
-        const int8_t *f = filter + c;
-        uint32_t h[9];
-        for (int32_t i = 0; i < 9; i++, f += cn)
-            h[i] = dw_load16(f);
-        for (int32_t i = 0; i < 6; i++) {
-            /* (w0 of c, of c + 1, w1 of c, of c + 1) -> (2 w0, 2 w1) of c, of c + 1 */
-            const uint32_t t = dw_pkhbt(h[i], h[i + 3]);
-            wp[i] = DW_SXTAB16(EC_SXTB16(t), t);
-            wp[i + 6] = dw_sxtab16_ror8(EC_SXTB16_ROR8(t), t);
-        }
-    }
-    const int32_t zp21 = 2 * p->output_offset + 1, rs1 = rs[0], rs2 = rs[1];
+    const int32_t rs1 = rs[0], rs2 = rs[1];
     for (int32_t j = j0; j < 2; j++) {
-        const uint32_t *wj = wp + 6 * j;
+        const uint32_t *wj = wc + 10 * j;
         const uint32_t p0 = wj[0], p1 = wj[1], p2 = wj[2], q0 = wj[3], q1 = wj[4], q2 = wj[5];
-        const int32_t acc0 = bias != NULL ? (int32_t)((uint32_t)bias[c + j] << 1) : 0;
-        const int32_t sh = p->shift[c + j];
-        /* k = zp 2^s + 2^(s-1) */
-        const int32_t m = p->multiplier[c + j], k = (int32_t)((uint32_t)zp21 << ~sh), s = -sh;
+        const int32_t acc0 = (int32_t)wj[6], m = (int32_t)wj[7], k = (int32_t)wj[8], s = (int32_t)wj[9];
         const uint32_t *d = buf + 3 * j, *const dend = d + 6 * n;
-        int32_t *t = sums;
-        const int32_t *const tend = sums + 4 * n;
         int8_t *u0 = o0 + j, *u1 = o1 + j;
 #if DW_ASM
         {
             uint32_t a0, a1, a2, a3, va, vb, w;
+            const uint32_t *e = d;
             __asm__ volatile("1:\n\t"
                              "ldrd %[va], %[vb], [%[d]]\n\t"
                              "ldr %[a1], %[acc]\n\t"
@@ -760,34 +751,33 @@ EC_INLINE void dw_group(const ec_conv_params_t *p, const int8_t *const *r, const
                              "smlabt %[a2], %[va], %[q1], %[a2]\n\t"
                              "smlad %[a3], %[va], %[q1], %[a3]\n\t"
                              "ldrd %[va], %[vb], [%[d], #48]\n\t"
-                             "ldr %[w], %[p2]\n\t"
-                             "smlad %[a0], %[va], %[w], %[a0]\n\t"
-                             "smlatb %[a1], %[va], %[w], %[a1]\n\t"
-                             "smlad %[a2], %[vb], %[w], %[a2]\n\t"
-                             "smlatb %[a3], %[vb], %[w], %[a3]\n\t"
+                             "smlad %[a0], %[va], %[p2], %[a0]\n\t"
+                             "smlatb %[a1], %[va], %[p2], %[a1]\n\t"
+                             "smlad %[a2], %[vb], %[p2], %[a2]\n\t"
+                             "smlatb %[a3], %[vb], %[p2], %[a3]\n\t"
                              "ldr %[va], [%[d], #56]\n\t"
                              "ldr %[w], %[q2]\n\t"
                              "smlabt %[a0], %[vb], %[w], %[a0]\n\t"
                              "smlad %[a1], %[vb], %[w], %[a1]\n\t"
                              "smlabt %[a2], %[va], %[w], %[a2]\n\t"
                              "smlad %[a3], %[va], %[w], %[a3]\n\t"
-                             "strd %[a0], %[a1], [%[t]], #8\n\t"
-                             "strd %[a2], %[a3], [%[t]], #8\n\t"
+                             "strd %[a0], %[a1], [%[d], %[so]]\n\t"
+                             "strd %[a2], %[a3], [%[d], %[so8]]\n\t"
                              "adds %[d], %[d], #24\n\t"
                              "ldr %[w], %[end]\n\t"
                              "cmp %[d], %[w]\n\t"
                              "bne 1b"
-                             : [d] "+r"(d), [t] "+r"(t), [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2),
-                               [a3] "=&r"(a3), [va] "=&r"(va), [vb] "=&r"(vb), [w] "=&r"(w)
-                             : [p0] "r"(p0), [p1] "r"(p1), [q0] "r"(q0), [q1] "r"(q1), [acc] "m"(acc0),
-                               [p2] "m"(p2), [q2] "m"(q2), [end] "m"(dend)
+                             : [d] "+r"(e), [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3),
+                               [va] "=&r"(va), [vb] "=&r"(vb), [w] "=&r"(w)
+                             : [p0] "r"(p0), [p1] "r"(p1), [p2] "r"(p2), [q0] "r"(q0), [q1] "r"(q1),
+                               [acc] "m"(acc0), [q2] "m"(q2), [end] "m"(dend), [so] "i"(4 * EC_DW_SUMS),
+                               [so8] "i"(4 * EC_DW_SUMS + 8)
                              : "cc", "memory");
         }
         {
             uint32_t a0, a1, v;
-            t = sums;
             __asm__ volatile("1:\n\t"
-                             "ldrd %[a0], %[a1], [%[t], #8]\n\t"
+                             "ldrd %[a0], %[a1], [%[d], %[so8]]\n\t"
                              "smmlar %[v], %[a1], %[m], %[k]\n\t"
                              "add %[v], %[v], %[a1], asr #31\n\t"
                              "asr %[v], %[v], %[s]\n\t"
@@ -798,7 +788,7 @@ EC_INLINE void dw_group(const ec_conv_params_t *p, const int8_t *const *r, const
                              "asr %[v], %[v], %[s]\n\t"
                              "ssat %[v], #8, %[v]\n\t"
                              "strb %[v], [%[u1], %[rs1]]\n\t"
-                             "ldrd %[a0], %[a1], [%[t]], #16\n\t"
+                             "ldrd %[a0], %[a1], [%[d], %[so]]\n\t"
                              "smmlar %[v], %[a1], %[m], %[k]\n\t"
                              "add %[v], %[v], %[a1], asr #31\n\t"
                              "asr %[v], %[v], %[s]\n\t"
@@ -811,54 +801,57 @@ EC_INLINE void dw_group(const ec_conv_params_t *p, const int8_t *const *r, const
                              "strb %[v], [%[u0]]\n\t"
                              "add %[u0], %[u0], %[cn]\n\t"
                              "add %[u1], %[u1], %[cn]\n\t"
-                             "cmp %[t], %[tend]\n\t"
+                             "adds %[d], %[d], #24\n\t"
+                             "cmp %[d], %[end]\n\t"
                              "bne 1b"
-                             : [t] "+r"(t), [u0] "+r"(u0), [u1] "+r"(u1), [a0] "=&r"(a0), [a1] "=&r"(a1),
+                             : [d] "+r"(d), [u0] "+r"(u0), [u1] "+r"(u1), [a0] "=&r"(a0), [a1] "=&r"(a1),
                                [v] "=&r"(v)
-                             : [tend] "r"(tend), [m] "r"(m), [k] "r"(k), [s] "r"(s), [rs1] "r"(rs1),
-                               [rs2] "r"(rs2), [cn] "r"(cn)
+                             : [end] "r"(dend), [m] "r"(m), [k] "r"(k), [s] "r"(s), [rs1] "r"(rs1),
+                               [rs2] "r"(rs2), [cn] "r"(cn), [so] "i"(4 * EC_DW_SUMS), [so8] "i"(4 * EC_DW_SUMS + 8)
                              : "cc", "memory");
         }
 #else
-        for (; d != dend; d += 6, t += 4) {
-            uint32_t va = d[0], vb = d[1];
+        for (const uint32_t *e = d; e != dend; e += 6) {
+            uint32_t *t = (uint32_t *)e + EC_DW_SUMS;
+            uint32_t va = e[0], vb = e[1];
             int32_t a0 = EC_SMLAD(va, p0, acc0);
             int32_t a1 = DW_SMLATB(va, p0, acc0);
             int32_t a2 = EC_SMLAD(vb, p0, acc0);
             int32_t a3 = DW_SMLATB(vb, p0, acc0);
             a0 = DW_SMLABT(vb, q0, a0);
             a1 = EC_SMLAD(vb, q0, a1);
-            va = d[2];
+            va = e[2];
             a2 = DW_SMLABT(va, q0, a2);
             a3 = EC_SMLAD(va, q0, a3);
-            va = d[6];
-            vb = d[7];
+            va = e[6];
+            vb = e[7];
             a0 = EC_SMLAD(va, p1, a0);
             a1 = DW_SMLATB(va, p1, a1);
             a2 = EC_SMLAD(vb, p1, a2);
             a3 = DW_SMLATB(vb, p1, a3);
             a0 = DW_SMLABT(vb, q1, a0);
             a1 = EC_SMLAD(vb, q1, a1);
-            va = d[8];
+            va = e[8];
             a2 = DW_SMLABT(va, q1, a2);
             a3 = EC_SMLAD(va, q1, a3);
-            va = d[12];
-            vb = d[13];
+            va = e[12];
+            vb = e[13];
             a0 = EC_SMLAD(va, p2, a0);
             a1 = DW_SMLATB(va, p2, a1);
             a2 = EC_SMLAD(vb, p2, a2);
             a3 = DW_SMLATB(vb, p2, a3);
             a0 = DW_SMLABT(vb, q2, a0);
             a1 = EC_SMLAD(vb, q2, a1);
-            va = d[14];
+            va = e[14];
             a2 = DW_SMLABT(va, q2, a2);
             a3 = EC_SMLAD(va, q2, a3);
-            t[0] = a0;
-            t[1] = a1;
-            t[2] = a2;
-            t[3] = a3;
+            t[0] = (uint32_t)a0;
+            t[1] = (uint32_t)a1;
+            t[2] = (uint32_t)a2;
+            t[3] = (uint32_t)a3;
         }
-        for (t = sums; t != tend; t += 4, u0 += cn, u1 += cn) {
+        for (; d != dend; d += 6, u0 += cn, u1 += cn) {
+            const int32_t *t = (const int32_t *)d + EC_DW_SUMS;
             u1[rs2] = DW_REQUANT(t[3]);
             u1[rs1] = DW_REQUANT(t[2]);
             u1[0] = DW_REQUANT(t[1]);
@@ -891,16 +884,51 @@ static EC_HOT void dw_fast(const ec_conv_params_t *p, const int8_t *in_b, const 
 {
     const int32_t cn = p->in_c, pt = p->pad_top, oh = p->out_h;
     const int32_t rl = p->out_w * cn, in_row = p->in_w * cn;
+    const int32_t sfull[5] = {in_row, 2 * in_row, 3 * in_row, 4 * in_row, 5 * in_row};
+    /* two channels at a time, all rows (in place, a group only overwrites what it has read) */
+    for (int32_t c = 0; c < cn; c += 2) {
+    /* the last group overlaps the one before: only its new channel */
+    const int32_t cg = c + 2 <= cn ? c : cn - 2;
+    /* per channel c + j at 10 j: the weight pairs P0 P1 P2 Q0 Q1 Q2, 2 bias, M, k, s */
+    uint32_t wc[20];
+    {
+        const int8_t *f = filter + cg;
+        uint32_t h[9];
+        for (int32_t i = 0; i < 9; i++, f += cn)
+            h[i] = dw_load16(f);
+        for (int32_t i = 0; i < 6; i++) {
+            /* (w0 of c, of c + 1, w1 of c, of c + 1) -> (2 w0, 2 w1) of c, of c + 1 */
+            const uint32_t t = dw_pkhbt(h[i], h[i + 3]);
+            wc[i] = DW_SXTAB16(EC_SXTB16(t), t);
+            wc[i + 10] = dw_sxtab16_ror8(EC_SXTB16_ROR8(t), t);
+        }
+        for (int32_t j = 0; j < 2; j++) {
+            const int32_t sh = p->shift[cg + j];
+            wc[10 * j + 6] = bias != NULL ? (uint32_t)bias[cg + j] << 1 : 0u;
+            wc[10 * j + 7] = (uint32_t)p->multiplier[cg + j];
+            /* k = zp 2^s + 2^(s-1) */
+            wc[10 * j + 8] = (uint32_t)(2 * p->output_offset + 1) << ~sh;
+            wc[10 * j + 9] = (uint32_t)-sh;
+        }
+    }
     for (int32_t oy = 0; oy < oh; oy += 4) {
-        const int8_t *r[6];
+        /* R0 and the offsets of R1..R5 from it; a padding row reads R1 (always valid), masked off */
+        const int8_t *const r1 = in_b + (oy - pt + 1) * in_row, *r0 = r1 - in_row;
+        const int32_t *so = sfull;
+        int32_t sb[5];
         uint32_t mask[3] = {0xffffffffu, 0xffffffffu, 0xffffffffu};
-        for (int32_t k = 0; k < 6; k++) {
-            const int32_t iy = oy - pt + k;
-            r[k] = in_b + iy * in_row;
-            if (iy < 0 || iy >= p->in_h) {
-                r[k] = in_b + (oy - pt + 1) * in_row; /* a valid row (R1 always is), masked off */
-                mask[k >> 1] &= (k & 1) != 0 ? 0xffffu : 0xffff0000u;
+        if (oy - pt < 0 || oy - pt + 6 > p->in_h) {
+            const int8_t *r[6];
+            for (int32_t k = 0; k < 6; k++) {
+                const int32_t iy = oy - pt + k;
+                r[k] = iy < 0 || iy >= p->in_h ? r1 : in_b + iy * in_row;
+                if (r[k] == r1 && k != 1)
+                    mask[k >> 1] &= (k & 1) != 0 ? 0xffffu : 0xffff0000u;
             }
+            for (int32_t k = 0; k < 5; k++)
+                sb[k] = (int32_t)(r[k + 1] - r[0]);
+            r0 = r[0];
+            so = sb;
         }
         /* rows past the end alias the row before */
         const int32_t nr = oh - oy < 4 ? oh - oy : 4;
@@ -908,16 +936,13 @@ static EC_HOT void dw_fast(const ec_conv_params_t *p, const int8_t *in_b, const 
         const int32_t rs[2] = {nr < 3 ? 0 : rl, nr < 3 ? 0 : nr < 4 ? rl : 2 * rl};
         for (int32_t x0 = 0; x0 < p->out_w; x0 += EC_DW_TILE) {
             const int32_t n = p->out_w - x0 < EC_DW_TILE ? p->out_w - x0 : EC_DW_TILE;
-            for (int32_t c = 0; c < cn; c += 2) {
-                /* the last group overlaps the one before: only its new channel */
-                const int32_t cg = c + 2 <= cn ? c : cn - 2;
-                dw_group(p, r, mask, filter, bias, cg, c - cg, x0, n, d0 + x0 * cn + cg, d1 + x0 * cn + cg, rs, buf);
-            }
+            dw_group(p, r0, so, mask, wc, cg, c - cg, x0, n, d0 + x0 * cn + cg, d1 + x0 * cn + cg, rs, buf);
         }
-        if (p->act_min > -128 || p->act_max < 127)
-            for (int8_t *o = d0, *end = d0 + nr * rl; o < end; o++)
-                *o = (int8_t)clamp_i32(*o, p->act_min, p->act_max);
     }
+    }
+    if (p->act_min > -128 || p->act_max < 127)
+        for (int8_t *o = out_b, *end = out_b + oh * rl; o < end; o++)
+            *o = (int8_t)clamp_i32(*o, p->act_min, p->act_max);
 }
 
 /* dw_fast with the scratch on the stack */
