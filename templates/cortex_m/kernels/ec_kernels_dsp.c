@@ -559,7 +559,7 @@ static EC_HOT void dw_pixel(const ec_conv_params_t *p, const int8_t *x, const in
 /* Fast path: 3x3, stride 1, dilation 1, padding <= 1, no fused residual, every channel's
  * requantization a right shift (dw_requant_ok).  Output rows go four at a time: rows oy .. oy + 3
  * read input rows R0..R5 = oy - pad_top + 0..5; columns in tiles of EC_DW_TILE.  For two channels
- * at a time, dw_group turns each input column of the tile into pairs of int16 (input +
+ * at a time, dw_band turns each input column of the tile into pairs of int16 (input +
  * input_offset; 0 in the padding) A = (R0, R1), B = (R2, R3), C = (R4, R5) per channel; with the
  * weight pairs P = (2 w0, 2 w1), Q = (2 w1, 2 w2) of each kernel column (w0..w2 its rows):
  *   row oy:     SMLAD(A, P) + B.lo * Q.hi      row oy + 1:  A.hi * P.lo + SMLAD(B, Q)
@@ -573,6 +573,7 @@ static EC_HOT void dw_pixel(const ec_conv_params_t *p, const int8_t *x, const in
 #define EC_DW_COLS (EC_DW_TILE + 2)
 #define EC_DW_SUMS (EC_DW_COLS * 6) /* the sums of an output column: 4 words this far on from its pairs */
 #define EC_DW_SCRATCH (EC_DW_SUMS + 6 * EC_DW_TILE + 4) /* words */
+#define EC_DW_WC 17 /* words a channel: dw_band_t.wc */
 
 #if defined(__ARM_FEATURE_DSP) && defined(__GNUC__)
 #define DW_SMLABT(a, b, acc) ((int32_t)__smlabt((int32_t)(a), (int32_t)(b), (acc)))
@@ -606,7 +607,7 @@ EC_INLINE uint32_t dw_pkhtb(uint32_t a, uint32_t b)
     return r;
 }
 #if defined(__thumb2__)
-#define DW_ASM 1 /* the two inner loops of dw_group in assembly */
+#define DW_ASM 1 /* the two inner loops of dw_band in assembly */
 #endif
 #else
 EC_INLINE int32_t dw_mul16(uint32_t a, uint32_t b)
@@ -666,33 +667,36 @@ EC_INLINE uint32_t dw_wpair(int32_t lo, int32_t hi)
     return ((uint32_t)(lo * 2) & 0xffffu) | ((uint32_t)hi << 17);
 }
 
-/* Channels c + j0 .. c + 1 of output columns x0 .. x0 + n - 1 of rows oy..oy + 3 (dw_fast): r[0..5]
- * the input rows R0..R5 (a padding row points at a valid row, its half masked off by mask[0..2]);
- * the outputs of row oy go to o0 (column x0, channel c), of row oy + 1 to o1, oy + 2 to o1 + rs[0],
- * oy + 3 to o1 + rs[1] (stored in the order oy + 3, oy + 2, oy + 1, oy: a row past the end may
- * alias the one before it).  buf: EC_DW_SCRATCH words. */
-EC_INLINE void dw_group(const ec_conv_params_t *p, const int8_t *r0, const int32_t *so, const uint32_t *mask,
-                        const uint32_t *wc,
-                        int32_t c, int32_t j0, int32_t x0, int32_t n, int8_t *o0, int8_t *o1, const int32_t *rs,
-                        uint32_t *buf)
+/* One band (rows oy..oy + 3) of one tile of a pair of channels (dw_fast). */
+typedef struct {
+    uint32_t *buf;       /* EC_DW_SCRATCH words: per input column, channel j: A, B, C at 3 j; the sums */
+    uint32_t *wc;        /* per channel j at EC_DW_WC j: the weight pairs P0 P1 P2 Q0 Q1 Q2, 2 bias, M, k, s,
+                          * then (assembly) the end of the pairs, the row pointers, steps, cn, the pairs */
+    int32_t j0, n, cn;   /* the first channel of the pair to compute (1: the last, overlapping pair) */
+    int32_t ncols;       /* input columns in the input (the padding columns of buf are 0) */
+    uint32_t *col;       /* where they go in buf */
+    uint32_t off2;       /* input_offset in both halves */
+    const int8_t *q;     /* R0 at the first of those columns, channel c */
+    const int32_t *so;   /* R1..R5 - R0 (a padding row: R1, its half masked off by mask) */
+    uint32_t mask[3];
+    int8_t *o0, *o1;     /* rows oy, oy + 1 at column x0, channel c */
+    int32_t rs1, rs2;    /* rows oy + 2, oy + 3 from o1 (stored in the order oy + 3, oy + 2, oy + 1, oy:
+                          * a row past the end aliases the one before it) */
+} dw_band_t;
+
+static EC_HOT void dw_band(const dw_band_t *b)
 {
-    const int32_t cn = p->in_c;
-    /* per input column, channel c + j: A, B, C at 3 j; the sums EC_DW_SUMS words on */
-    /* the input columns ix .. ix + n + 1: at most one padding column each side */
-    const int32_t ix = x0 - p->pad_left, ncol = n + 2;
-    const int32_t k0 = ix < 0 ? 1 : 0, k1 = p->in_w - ix < ncol ? p->in_w - ix : ncol;
-    if (k0 > 0)
-        dw_zero6(buf);
-    if (k1 < ncol)
-        dw_zero6(buf + 6 * k1);
+    uint32_t *const buf = b->buf;
+    const int32_t cn = b->cn, n = b->n;
     {
-        const uint32_t off2 = ((uint32_t)p->input_offset & 0xffffu) | ((uint32_t)p->input_offset << 16);
-        const int8_t *q = r0 + c + (ix + k0) * cn;
+        const uint32_t off2 = b->off2;
+        const int8_t *q = b->q;
+        const int32_t *so = b->so;
         const int32_t s1 = so[0], s2 = so[1], s3 = so[2], s4 = so[3], s5 = so[4];
-        uint32_t *d = buf + k0 * 6;
-        const uint32_t m0 = mask[0], m1 = mask[1], m2 = mask[2];
+        uint32_t *d = b->col;
+        const uint32_t m0 = b->mask[0], m1 = b->mask[1], m2 = b->mask[2];
         if ((m0 & m1 & m2) == 0xffffffffu)
-            for (int32_t k = k1 - k0; k > 0; k--, q += cn, d += 6) {
+            for (int32_t k = b->ncols; k > 0; k--, q += cn, d += 6) {
                 /* channels c, c + 1 of two rows: bytes (c, c + 1, c', c' + 1), SXTAB16 pairs them by channel */
                 uint32_t t = dw_pkhbt(dw_load16(q), dw_load16(q + s1));
                 d[0] = DW_SXTAB16(off2, t);
@@ -705,7 +709,7 @@ EC_INLINE void dw_group(const ec_conv_params_t *p, const int8_t *r0, const int32
                 d[5] = dw_sxtab16_ror8(off2, t);
             }
         else /* padding rows: their halves masked off */
-            for (int32_t k = k1 - k0; k > 0; k--, q += cn, d += 6) {
+            for (int32_t k = b->ncols; k > 0; k--, q += cn, d += 6) {
                 uint32_t t = dw_pkhbt(dw_load16(q), dw_load16(q + s1));
                 d[0] = DW_SXTAB16(off2, t) & m0;
                 d[3] = dw_sxtab16_ror8(off2, t) & m0;
@@ -717,100 +721,110 @@ EC_INLINE void dw_group(const ec_conv_params_t *p, const int8_t *r0, const int32
                 d[5] = dw_sxtab16_ror8(off2, t) & m2;
             }
     }
-    const int32_t rs1 = rs[0], rs2 = rs[1];
-    for (int32_t j = j0; j < 2; j++) {
-        const uint32_t *wj = wc + 10 * j;
-        const uint32_t p0 = wj[0], p1 = wj[1], p2 = wj[2], q0 = wj[3], q1 = wj[4], q2 = wj[5];
-        const int32_t acc0 = (int32_t)wj[6], m = (int32_t)wj[7], k = (int32_t)wj[8], s = (int32_t)wj[9];
+    for (int32_t j = b->j0; j < 2; j++) {
+        uint32_t *const wj = b->wc + EC_DW_WC * j;
         const uint32_t *d = buf + 3 * j, *const dend = d + 6 * n;
-        int8_t *u0 = o0 + j, *u1 = o1 + j;
 #if DW_ASM
+        /* the addresses of this band in the channel's block (32-bit pointers), read by the assembly */
+        wj[10] = (uint32_t)(uintptr_t)dend;
+        wj[11] = (uint32_t)(uintptr_t)(b->o0 + j);
+        wj[12] = (uint32_t)(uintptr_t)(b->o1 + j);
+        wj[13] = (uint32_t)b->rs1;
+        wj[14] = (uint32_t)b->rs2;
+        wj[16] = (uint32_t)(uintptr_t)d;
         {
-            uint32_t a0, a1, a2, a3, va, vb, w;
-            const uint32_t *e = d;
-            __asm__ volatile("1:\n\t"
+            /* the sums of the pairs (weights P0 P1 P2 Q0 Q1 in r0..r4), then their requantization (M, k,
+             * s, the row pointers in r0..r4, the row steps in a2, a3, cn in va, the end in vb) */
+            uint32_t r0, r1, r2, r3, r4, a0, a1, a2, a3, va, vb, t, e;
+            __asm__ volatile("ldrd %[r0], %[r1], [%[w]]\n\t"
+                             "ldr %[r2], [%[w], #8]\n\t"
+                             "ldrd %[r3], %[r4], [%[w], #12]\n\t"
+                             "ldr %[d], [%[w], #64]\n\t"
+                             "1:\n\t"
                              "ldrd %[va], %[vb], [%[d]]\n\t"
-                             "ldr %[a1], %[acc]\n\t"
-                             "smlad %[a0], %[va], %[p0], %[a1]\n\t"
-                             "smlad %[a2], %[vb], %[p0], %[a1]\n\t"
-                             "smlatb %[a3], %[vb], %[p0], %[a1]\n\t"
-                             "smlatb %[a1], %[va], %[p0], %[a1]\n\t"
+                             "ldr %[a1], [%[w], #24]\n\t"
+                             "smlad %[a0], %[va], %[r0], %[a1]\n\t"
+                             "smlad %[a2], %[vb], %[r0], %[a1]\n\t"
+                             "smlatb %[a3], %[vb], %[r0], %[a1]\n\t"
+                             "smlatb %[a1], %[va], %[r0], %[a1]\n\t"
                              "ldr %[va], [%[d], #8]\n\t"
-                             "smlabt %[a0], %[vb], %[q0], %[a0]\n\t"
-                             "smlad %[a1], %[vb], %[q0], %[a1]\n\t"
-                             "smlabt %[a2], %[va], %[q0], %[a2]\n\t"
-                             "smlad %[a3], %[va], %[q0], %[a3]\n\t"
+                             "smlabt %[a0], %[vb], %[r3], %[a0]\n\t"
+                             "smlad %[a1], %[vb], %[r3], %[a1]\n\t"
+                             "smlabt %[a2], %[va], %[r3], %[a2]\n\t"
+                             "smlad %[a3], %[va], %[r3], %[a3]\n\t"
                              "ldrd %[va], %[vb], [%[d], #24]\n\t"
-                             "smlad %[a0], %[va], %[p1], %[a0]\n\t"
-                             "smlatb %[a1], %[va], %[p1], %[a1]\n\t"
-                             "smlad %[a2], %[vb], %[p1], %[a2]\n\t"
-                             "smlatb %[a3], %[vb], %[p1], %[a3]\n\t"
+                             "smlad %[a0], %[va], %[r1], %[a0]\n\t"
+                             "smlatb %[a1], %[va], %[r1], %[a1]\n\t"
+                             "smlad %[a2], %[vb], %[r1], %[a2]\n\t"
+                             "smlatb %[a3], %[vb], %[r1], %[a3]\n\t"
                              "ldr %[va], [%[d], #32]\n\t"
-                             "smlabt %[a0], %[vb], %[q1], %[a0]\n\t"
-                             "smlad %[a1], %[vb], %[q1], %[a1]\n\t"
-                             "smlabt %[a2], %[va], %[q1], %[a2]\n\t"
-                             "smlad %[a3], %[va], %[q1], %[a3]\n\t"
+                             "smlabt %[a0], %[vb], %[r4], %[a0]\n\t"
+                             "smlad %[a1], %[vb], %[r4], %[a1]\n\t"
+                             "smlabt %[a2], %[va], %[r4], %[a2]\n\t"
+                             "smlad %[a3], %[va], %[r4], %[a3]\n\t"
                              "ldrd %[va], %[vb], [%[d], #48]\n\t"
-                             "smlad %[a0], %[va], %[p2], %[a0]\n\t"
-                             "smlatb %[a1], %[va], %[p2], %[a1]\n\t"
-                             "smlad %[a2], %[vb], %[p2], %[a2]\n\t"
-                             "smlatb %[a3], %[vb], %[p2], %[a3]\n\t"
+                             "smlad %[a0], %[va], %[r2], %[a0]\n\t"
+                             "smlatb %[a1], %[va], %[r2], %[a1]\n\t"
+                             "smlad %[a2], %[vb], %[r2], %[a2]\n\t"
+                             "smlatb %[a3], %[vb], %[r2], %[a3]\n\t"
                              "ldr %[va], [%[d], #56]\n\t"
-                             "ldr %[w], %[q2]\n\t"
-                             "smlabt %[a0], %[vb], %[w], %[a0]\n\t"
-                             "smlad %[a1], %[vb], %[w], %[a1]\n\t"
-                             "smlabt %[a2], %[va], %[w], %[a2]\n\t"
-                             "smlad %[a3], %[va], %[w], %[a3]\n\t"
+                             "ldr %[t], [%[w], #20]\n\t"
+                             "smlabt %[a0], %[vb], %[t], %[a0]\n\t"
+                             "smlad %[a1], %[vb], %[t], %[a1]\n\t"
+                             "smlabt %[a2], %[va], %[t], %[a2]\n\t"
+                             "smlad %[a3], %[va], %[t], %[a3]\n\t"
                              "strd %[a0], %[a1], [%[d], %[so]]\n\t"
                              "strd %[a2], %[a3], [%[d], %[so8]]\n\t"
                              "adds %[d], %[d], #24\n\t"
-                             "ldr %[w], %[end]\n\t"
-                             "cmp %[d], %[w]\n\t"
-                             "bne 1b"
-                             : [d] "+r"(e), [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3),
-                               [va] "=&r"(va), [vb] "=&r"(vb), [w] "=&r"(w)
-                             : [p0] "r"(p0), [p1] "r"(p1), [p2] "r"(p2), [q0] "r"(q0), [q1] "r"(q1),
-                               [acc] "m"(acc0), [q2] "m"(q2), [end] "m"(dend), [so] "i"(4 * EC_DW_SUMS),
-                               [so8] "i"(4 * EC_DW_SUMS + 8)
-                             : "cc", "memory");
-        }
-        {
-            uint32_t a0, a1, v;
-            __asm__ volatile("1:\n\t"
+                             "ldr %[t], [%[w], #40]\n\t"
+                             "cmp %[d], %[t]\n\t"
+                             "bne 1b\n\t"
+                             "ldrd %[r0], %[r1], [%[w], #28]\n\t"
+                             "ldr %[r2], [%[w], #36]\n\t"
+                             "ldr %[vb], [%[w], #40]\n\t"
+                             "ldrd %[r3], %[r4], [%[w], #44]\n\t"
+                             "ldrd %[a2], %[a3], [%[w], #52]\n\t"
+                             "ldr %[va], [%[w], #60]\n\t"
+                             "ldr %[d], [%[w], #64]\n\t"
+                             "2:\n\t"
                              "ldrd %[a0], %[a1], [%[d], %[so8]]\n\t"
-                             "smmlar %[v], %[a1], %[m], %[k]\n\t"
-                             "add %[v], %[v], %[a1], asr #31\n\t"
-                             "asr %[v], %[v], %[s]\n\t"
-                             "ssat %[v], #8, %[v]\n\t"
-                             "strb %[v], [%[u1], %[rs2]]\n\t"
-                             "smmlar %[v], %[a0], %[m], %[k]\n\t"
-                             "add %[v], %[v], %[a0], asr #31\n\t"
-                             "asr %[v], %[v], %[s]\n\t"
-                             "ssat %[v], #8, %[v]\n\t"
-                             "strb %[v], [%[u1], %[rs1]]\n\t"
+                             "smmlar %[t], %[a1], %[r0], %[r1]\n\t"
+                             "add %[t], %[t], %[a1], asr #31\n\t"
+                             "asr %[t], %[t], %[r2]\n\t"
+                             "ssat %[t], #8, %[t]\n\t"
+                             "strb %[t], [%[r4], %[a3]]\n\t"
+                             "smmlar %[t], %[a0], %[r0], %[r1]\n\t"
+                             "add %[t], %[t], %[a0], asr #31\n\t"
+                             "asr %[t], %[t], %[r2]\n\t"
+                             "ssat %[t], #8, %[t]\n\t"
+                             "strb %[t], [%[r4], %[a2]]\n\t"
                              "ldrd %[a0], %[a1], [%[d], %[so]]\n\t"
-                             "smmlar %[v], %[a1], %[m], %[k]\n\t"
-                             "add %[v], %[v], %[a1], asr #31\n\t"
-                             "asr %[v], %[v], %[s]\n\t"
-                             "ssat %[v], #8, %[v]\n\t"
-                             "strb %[v], [%[u1]]\n\t"
-                             "smmlar %[v], %[a0], %[m], %[k]\n\t"
-                             "add %[v], %[v], %[a0], asr #31\n\t"
-                             "asr %[v], %[v], %[s]\n\t"
-                             "ssat %[v], #8, %[v]\n\t"
-                             "strb %[v], [%[u0]]\n\t"
-                             "add %[u0], %[u0], %[cn]\n\t"
-                             "add %[u1], %[u1], %[cn]\n\t"
+                             "smmlar %[t], %[a1], %[r0], %[r1]\n\t"
+                             "add %[t], %[t], %[a1], asr #31\n\t"
+                             "asr %[t], %[t], %[r2]\n\t"
+                             "ssat %[t], #8, %[t]\n\t"
+                             "strb %[t], [%[r4]]\n\t"
+                             "smmlar %[t], %[a0], %[r0], %[r1]\n\t"
+                             "add %[t], %[t], %[a0], asr #31\n\t"
+                             "asr %[t], %[t], %[r2]\n\t"
+                             "ssat %[t], #8, %[t]\n\t"
+                             "strb %[t], [%[r3]]\n\t"
+                             "add %[r3], %[r3], %[va]\n\t"
+                             "add %[r4], %[r4], %[va]\n\t"
                              "adds %[d], %[d], #24\n\t"
-                             "cmp %[d], %[end]\n\t"
-                             "bne 1b"
-                             : [d] "+r"(d), [u0] "+r"(u0), [u1] "+r"(u1), [a0] "=&r"(a0), [a1] "=&r"(a1),
-                               [v] "=&r"(v)
-                             : [end] "r"(dend), [m] "r"(m), [k] "r"(k), [s] "r"(s), [rs1] "r"(rs1),
-                               [rs2] "r"(rs2), [cn] "r"(cn), [so] "i"(4 * EC_DW_SUMS), [so8] "i"(4 * EC_DW_SUMS + 8)
+                             "cmp %[d], %[vb]\n\t"
+                             "bne 2b"
+                             : [d] "=&r"(e), [r0] "=&r"(r0), [r1] "=&r"(r1), [r2] "=&r"(r2), [r3] "=&r"(r3),
+                               [r4] "=&r"(r4), [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3),
+                               [va] "=&r"(va), [vb] "=&r"(vb), [t] "=&r"(t)
+                             : [w] "r"(wj), [so] "i"(4 * EC_DW_SUMS), [so8] "i"(4 * EC_DW_SUMS + 8)
                              : "cc", "memory");
         }
 #else
+        const uint32_t p0 = wj[0], p1 = wj[1], p2 = wj[2], q0 = wj[3], q1 = wj[4], q2 = wj[5];
+        const int32_t acc0 = (int32_t)wj[6], m = (int32_t)wj[7], k = (int32_t)wj[8], s = (int32_t)wj[9];
+        const int32_t rs1 = b->rs1, rs2 = b->rs2;
+        int8_t *u0 = b->o0 + j, *u1 = b->o1 + j;
         for (const uint32_t *e = d; e != dend; e += 6) {
             uint32_t *t = (uint32_t *)e + EC_DW_SUMS;
             uint32_t va = e[0], vb = e[1];
@@ -885,12 +899,13 @@ static EC_HOT void dw_fast(const ec_conv_params_t *p, const int8_t *in_b, const 
     const int32_t cn = p->in_c, pt = p->pad_top, oh = p->out_h;
     const int32_t rl = p->out_w * cn, in_row = p->in_w * cn;
     const int32_t sfull[5] = {in_row, 2 * in_row, 3 * in_row, 4 * in_row, 5 * in_row};
+    int32_t sb[5];
     /* two channels at a time, all rows (in place, a group only overwrites what it has read) */
     for (int32_t c = 0; c < cn; c += 2) {
     /* the last group overlaps the one before: only its new channel */
     const int32_t cg = c + 2 <= cn ? c : cn - 2;
     /* per channel c + j at 10 j: the weight pairs P0 P1 P2 Q0 Q1 Q2, 2 bias, M, k, s */
-    uint32_t wc[20];
+    uint32_t wc[2 * EC_DW_WC];
     {
         const int8_t *f = filter + cg;
         uint32_t h[9];
@@ -900,43 +915,64 @@ static EC_HOT void dw_fast(const ec_conv_params_t *p, const int8_t *in_b, const 
             /* (w0 of c, of c + 1, w1 of c, of c + 1) -> (2 w0, 2 w1) of c, of c + 1 */
             const uint32_t t = dw_pkhbt(h[i], h[i + 3]);
             wc[i] = DW_SXTAB16(EC_SXTB16(t), t);
-            wc[i + 10] = dw_sxtab16_ror8(EC_SXTB16_ROR8(t), t);
+            wc[i + EC_DW_WC] = dw_sxtab16_ror8(EC_SXTB16_ROR8(t), t);
         }
         for (int32_t j = 0; j < 2; j++) {
             const int32_t sh = p->shift[cg + j];
-            wc[10 * j + 6] = bias != NULL ? (uint32_t)bias[cg + j] << 1 : 0u;
-            wc[10 * j + 7] = (uint32_t)p->multiplier[cg + j];
+            uint32_t *const wj = wc + EC_DW_WC * j;
+            wj[6] = bias != NULL ? (uint32_t)bias[cg + j] << 1 : 0u;
+            wj[7] = (uint32_t)p->multiplier[cg + j];
             /* k = zp 2^s + 2^(s-1) */
-            wc[10 * j + 8] = (uint32_t)(2 * p->output_offset + 1) << ~sh;
-            wc[10 * j + 9] = (uint32_t)-sh;
+            wj[8] = (uint32_t)(2 * p->output_offset + 1) << ~sh;
+            wj[9] = (uint32_t)-sh;
+            wj[15] = (uint32_t)cn;
         }
     }
-    for (int32_t oy = 0; oy < oh; oy += 4) {
-        /* R0 and the offsets of R1..R5 from it; a padding row reads R1 (always valid), masked off */
-        const int8_t *const r1 = in_b + (oy - pt + 1) * in_row, *r0 = r1 - in_row;
-        const int32_t *so = sfull;
-        int32_t sb[5];
-        uint32_t mask[3] = {0xffffffffu, 0xffffffffu, 0xffffffffu};
-        if (oy - pt < 0 || oy - pt + 6 > p->in_h) {
-            const int8_t *r[6];
-            for (int32_t k = 0; k < 6; k++) {
-                const int32_t iy = oy - pt + k;
-                r[k] = iy < 0 || iy >= p->in_h ? r1 : in_b + iy * in_row;
-                if (r[k] == r1 && k != 1)
-                    mask[k >> 1] &= (k & 1) != 0 ? 0xffffu : 0xffff0000u;
+    for (int32_t x0 = 0; x0 < p->out_w; x0 += EC_DW_TILE) {
+        /* the input columns ix .. ix + n + 1: at most one padding column each side */
+        const int32_t n = p->out_w - x0 < EC_DW_TILE ? p->out_w - x0 : EC_DW_TILE;
+        const int32_t ix = x0 - p->pad_left, ncol = n + 2;
+        const int32_t k0 = ix < 0 ? 1 : 0, k1 = p->in_w - ix < ncol ? p->in_w - ix : ncol;
+        dw_band_t b;
+        b.buf = buf;
+        b.wc = wc;
+        b.j0 = c - cg;
+        b.n = n;
+        b.cn = cn;
+        b.ncols = k1 - k0;
+        b.col = buf + 6 * k0;
+        b.off2 = ((uint32_t)p->input_offset & 0xffffu) | ((uint32_t)p->input_offset << 16);
+        if (k0 > 0)
+            dw_zero6(buf);
+        if (k1 < ncol)
+            dw_zero6(buf + 6 * k1);
+        for (int32_t oy = 0; oy < oh; oy += 4) {
+            /* R0 and the offsets of R1..R5 from it; a padding row reads R1 (always valid), masked off */
+            const int8_t *const r1 = in_b + (oy - pt + 1) * in_row;
+            const int8_t *r0 = r1 - in_row;
+            b.so = sfull;
+            b.mask[0] = b.mask[1] = b.mask[2] = 0xffffffffu;
+            if (oy - pt < 0 || oy - pt + 6 > p->in_h) {
+                const int8_t *r[6];
+                for (int32_t k = 0; k < 6; k++) {
+                    const int32_t iy = oy - pt + k;
+                    r[k] = iy < 0 || iy >= p->in_h ? r1 : in_b + iy * in_row;
+                    if (r[k] == r1 && k != 1)
+                        b.mask[k >> 1] &= (k & 1) != 0 ? 0xffffu : 0xffff0000u;
+                }
+                for (int32_t k = 0; k < 5; k++)
+                    sb[k] = (int32_t)(r[k + 1] - r[0]);
+                r0 = r[0];
+                b.so = sb;
             }
-            for (int32_t k = 0; k < 5; k++)
-                sb[k] = (int32_t)(r[k + 1] - r[0]);
-            r0 = r[0];
-            so = sb;
-        }
-        /* rows past the end alias the row before */
-        const int32_t nr = oh - oy < 4 ? oh - oy : 4;
-        int8_t *d0 = out_b + oy * rl, *d1 = nr < 2 ? d0 : d0 + rl;
-        const int32_t rs[2] = {nr < 3 ? 0 : rl, nr < 3 ? 0 : nr < 4 ? rl : 2 * rl};
-        for (int32_t x0 = 0; x0 < p->out_w; x0 += EC_DW_TILE) {
-            const int32_t n = p->out_w - x0 < EC_DW_TILE ? p->out_w - x0 : EC_DW_TILE;
-            dw_group(p, r0, so, mask, wc, cg, c - cg, x0, n, d0 + x0 * cn + cg, d1 + x0 * cn + cg, rs, buf);
+            b.q = r0 + cg + (ix + k0) * cn;
+            /* rows past the end alias the row before */
+            const int32_t nr = oh - oy < 4 ? oh - oy : 4;
+            b.o0 = out_b + oy * rl + x0 * cn + cg;
+            b.o1 = nr < 2 ? b.o0 : b.o0 + rl;
+            b.rs1 = nr < 3 ? 0 : rl;
+            b.rs2 = nr < 3 ? 0 : nr < 4 ? rl : 2 * rl;
+            dw_band(&b);
         }
     }
     }
