@@ -320,3 +320,39 @@ def test_dsp_depthwise_3x3_fast_path(tmp_path, h, w, c, pad, actk, zp):
     got = run_dsp(g, x, tmp_path)
     assert "ec_depthwise_conv2d_s8_dsp(" in (tmp_path / "model.c").read_text()
     np.testing.assert_array_equal(got, interp.run(g, x)[g.outputs[0]])
+
+
+def _pw_dw(h, w, c, actk, zp):
+    """1x1 conv -> 3x3 depthwise (pad 1): the depthwise runs in place on the conv's output."""
+    x = act_t("x", (1, h, w, c), "int8", 0.05, zp)
+    s = act_t("s", (1, h, w, c), "int8", 0.06, zp // 2)
+    y = act_t("y", (1, h, w, c), "int8", 0.08, -5)
+    nodes = [ir.Node("pw", "conv2d", ["x", "w1", "b1"], ["s"], {"act": act(None, s), "pad": (0, 0, 0, 0), "stride": (1, 1)}),
+             ir.Node("dw", "depthwise_conv2d", ["s", "w2", "b2"], ["y"],
+                     {"depth_multiplier": 1, "stride": (1, 1), "dilation": (1, 1), "pad": (1, 1, 1, 1),
+                      "act": act(actk, y)})]
+    ts = [x, weights("w1", (c, 1, 1, c), "int8"), bias("b1", c, "int8"), s, weights("w2", (1, 3, 3, c), "int8", 3),
+          bias("b2", c, "int8"), y]
+    return graph(ts, nodes, ["x"], ["y"])
+
+
+@needs_qemu
+def test_dsp_depthwise_3x3_fast_path_on_cortex_m4(tmp_path):
+    """The assembly of the depthwise fast path under QEMU, in place after a 1x1 convolution (odd channel
+    counts, clamps, padding rows, partial bands), against the reference."""
+    from edgecomp.backends.cortex_m import write_bundle
+    from edgecomp.backends.run import run_bundle
+
+    # in place with output row r on input row r - 1 (rows of a multiple of 4 bytes): the fast path
+    cases = [_pw_dw(7, 4, 7, "relu6", 5), _pw_dw(25, 5, 8, "relu6", 0), _pw_dw(6, 3, 12, None, -100),
+             _pw_dw(9, 5, 4, "relu", 3), _pw_dw(5, 2, 6, "relu", -7),
+             # the general kernel (rows of 65 bytes in place 68 apart; no padding, narrower output)
+             _pw_dw(10, 5, 13, "relu", 5), conv(6, 4, 4, 0, 3, 1, 0, op="depthwise_conv2d", actk=None, zp=9)]
+    for i, g in enumerate(cases):
+        x = np.random.default_rng(i).integers(-128, 128, size=(2,) + g.tensors[g.inputs[0]].shape[1:], dtype=np.int8)
+        out = tmp_path / f"case{i}"
+        write_bundle(g, "cortex-m4", out, options={"kernels": "dsp"})
+        assert "ec_depthwise_conv2d_s8_dsp(" in (out / "model.c").read_text()
+        got = np.asarray(run_bundle(out, x, emulate=True, progress=False).outputs)
+        want = interp.run(g, x)[g.outputs[0]]
+        np.testing.assert_array_equal(got.reshape(-1), want.reshape(-1))

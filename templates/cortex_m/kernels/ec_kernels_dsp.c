@@ -727,14 +727,14 @@ static EC_HOT void dw_band(const dw_band_t *b)
 #if DW_ASM
         /* the addresses of this band in the channel's block (32-bit pointers), read by the assembly */
         wj[10] = (uint32_t)(uintptr_t)dend;
-        wj[11] = (uint32_t)(uintptr_t)(b->o0 + j);
+        wj[11] = (uint32_t)(b->o0 - b->o1); /* row oy from row oy + 1 */
         wj[12] = (uint32_t)(uintptr_t)(b->o1 + j);
         wj[13] = (uint32_t)b->rs1;
         wj[14] = (uint32_t)b->rs2;
         wj[16] = (uint32_t)(uintptr_t)d;
         {
             /* the sums of the pairs (weights P0 P1 P2 Q0 Q1 in r0..r4), then their requantization (M, k,
-             * s, the row pointers in r0..r4, the row steps in a2, a3, cn in va, the end in vb) */
+             * s in r0..r2, row oy + 1 in r4, the other rows from it in r3, a2, a3, cn in va, the end in vb) */
             uint32_t r0, r1, r2, r3, r4, a0, a1, a2, a3, va, vb, t, e;
             __asm__ volatile("ldrd %[r0], %[r1], [%[w]]\n\t"
                              "ldr %[r2], [%[w], #8]\n\t"
@@ -808,8 +808,7 @@ static EC_HOT void dw_band(const dw_band_t *b)
                              "add %[t], %[t], %[a0], asr #31\n\t"
                              "asr %[t], %[t], %[r2]\n\t"
                              "ssat %[t], #8, %[t]\n\t"
-                             "strb %[t], [%[r3]]\n\t"
-                             "add %[r3], %[r3], %[va]\n\t"
+                             "strb %[t], [%[r4], %[r3]]\n\t"
                              "add %[r4], %[r4], %[va]\n\t"
                              "adds %[d], %[d], #24\n\t"
                              "cmp %[d], %[vb]\n\t"
@@ -899,7 +898,29 @@ static EC_HOT void dw_fast(const ec_conv_params_t *p, const int8_t *in_b, const 
     const int32_t cn = p->in_c, pt = p->pad_top, oh = p->out_h;
     const int32_t rl = p->out_w * cn, in_row = p->in_w * cn;
     const int32_t sfull[5] = {in_row, 2 * in_row, 3 * in_row, 4 * in_row, 5 * in_row};
-    int32_t sb[5];
+    /* the bands that read padding rows (the first, the last): R0 and the offsets of R1..R5 from
+     * it, a padding row reading R1 (always valid), its half masked off */
+    struct {
+        int32_t oy;
+        const int8_t *r0;
+        int32_t so[5];
+        uint32_t mask[3];
+    } edge[2];
+    for (int32_t e = 0; e < 2; e++) {
+        const int32_t oy = e == 0 ? 0 : (oh - 1) / 4 * 4;
+        const int8_t *const r1 = in_b + (oy - pt + 1) * in_row, *r[6];
+        edge[e].oy = oy - pt < 0 || oy - pt + 6 > p->in_h ? oy : -1;
+        edge[e].mask[0] = edge[e].mask[1] = edge[e].mask[2] = 0xffffffffu;
+        for (int32_t k = 0; k < 6; k++) {
+            const int32_t iy = oy - pt + k;
+            r[k] = iy < 0 || iy >= p->in_h ? r1 : in_b + iy * in_row;
+            if (r[k] == r1 && k != 1)
+                edge[e].mask[k >> 1] &= (k & 1) != 0 ? 0xffffu : 0xffff0000u;
+        }
+        for (int32_t k = 0; k < 5; k++)
+            edge[e].so[k] = (int32_t)(r[k + 1] - r[0]);
+        edge[e].r0 = r[0];
+    }
     /* two channels at a time, all rows (in place, a group only overwrites what it has read) */
     for (int32_t c = 0; c < cn; c += 2) {
     /* the last group overlaps the one before: only its new channel */
@@ -947,23 +968,18 @@ static EC_HOT void dw_fast(const ec_conv_params_t *p, const int8_t *in_b, const 
         if (k1 < ncol)
             dw_zero6(buf + 6 * k1);
         for (int32_t oy = 0; oy < oh; oy += 4) {
-            /* R0 and the offsets of R1..R5 from it; a padding row reads R1 (always valid), masked off */
-            const int8_t *const r1 = in_b + (oy - pt + 1) * in_row;
-            const int8_t *r0 = r1 - in_row;
-            b.so = sfull;
-            b.mask[0] = b.mask[1] = b.mask[2] = 0xffffffffu;
-            if (oy - pt < 0 || oy - pt + 6 > p->in_h) {
-                const int8_t *r[6];
-                for (int32_t k = 0; k < 6; k++) {
-                    const int32_t iy = oy - pt + k;
-                    r[k] = iy < 0 || iy >= p->in_h ? r1 : in_b + iy * in_row;
-                    if (r[k] == r1 && k != 1)
-                        b.mask[k >> 1] &= (k & 1) != 0 ? 0xffffu : 0xffff0000u;
-                }
-                for (int32_t k = 0; k < 5; k++)
-                    sb[k] = (int32_t)(r[k + 1] - r[0]);
-                r0 = r[0];
-                b.so = sb;
+            const int e = oy == edge[0].oy ? 0 : oy == edge[1].oy ? 1 : -1;
+            const int8_t *r0;
+            if (e < 0) {
+                r0 = in_b + (oy - pt) * in_row;
+                b.so = sfull;
+                b.mask[0] = b.mask[1] = b.mask[2] = 0xffffffffu;
+            } else {
+                r0 = edge[e].r0;
+                b.so = edge[e].so;
+                b.mask[0] = edge[e].mask[0];
+                b.mask[1] = edge[e].mask[1];
+                b.mask[2] = edge[e].mask[2];
             }
             b.q = r0 + cg + (ix + k0) * cn;
             /* rows past the end alias the row before */
