@@ -607,7 +607,7 @@ EC_INLINE uint32_t dw_pkhtb(uint32_t a, uint32_t b)
     return r;
 }
 #if defined(__thumb2__)
-#define DW_ASM 1 /* the two inner loops of dw_band in assembly */
+#define DW_ASM 1 /* the inner loops of dw_band in assembly */
 #endif
 #else
 EC_INLINE int32_t dw_mul16(uint32_t a, uint32_t b)
@@ -659,12 +659,6 @@ EC_INLINE uint32_t dw_load16(const int8_t *p)
     uint16_t v;
     memcpy(&v, p, 2);
     return v;
-}
-
-/* (2 lo, 2 hi) as two int16 */
-EC_INLINE uint32_t dw_wpair(int32_t lo, int32_t hi)
-{
-    return ((uint32_t)(lo * 2) & 0xffffu) | ((uint32_t)hi << 17);
 }
 
 /* One band (rows oy..oy + 3) of one tile of a pair of channels (dw_fast). */
