@@ -915,76 +915,76 @@ static EC_HOT void dw_fast(const ec_conv_params_t *p, const int8_t *in_b, const 
             edge[e].so[k] = (int32_t)(r[k + 1] - r[0]);
         edge[e].r0 = r[0];
     }
-    /* two channels at a time, all rows (in place, a group only overwrites what it has read) */
+    /* two channels at a time, all rows (in place, a pair only overwrites what it has read) */
     for (int32_t c = 0; c < cn; c += 2) {
-    /* the last group overlaps the one before: only its new channel */
-    const int32_t cg = c + 2 <= cn ? c : cn - 2;
-    /* per channel c + j at 10 j: the weight pairs P0 P1 P2 Q0 Q1 Q2, 2 bias, M, k, s */
-    uint32_t wc[2 * EC_DW_WC];
-    {
-        const int8_t *f = filter + cg;
-        uint32_t h[9];
-        for (int32_t i = 0; i < 9; i++, f += cn)
-            h[i] = dw_load16(f);
-        for (int32_t i = 0; i < 6; i++) {
-            /* (w0 of c, of c + 1, w1 of c, of c + 1) -> (2 w0, 2 w1) of c, of c + 1 */
-            const uint32_t t = dw_pkhbt(h[i], h[i + 3]);
-            wc[i] = DW_SXTAB16(EC_SXTB16(t), t);
-            wc[i + EC_DW_WC] = dw_sxtab16_ror8(EC_SXTB16_ROR8(t), t);
-        }
-        for (int32_t j = 0; j < 2; j++) {
-            const int32_t sh = p->shift[cg + j];
-            uint32_t *const wj = wc + EC_DW_WC * j;
-            wj[6] = bias != NULL ? (uint32_t)bias[cg + j] << 1 : 0u;
-            wj[7] = (uint32_t)p->multiplier[cg + j];
-            /* k = zp 2^s + 2^(s-1) */
-            wj[8] = (uint32_t)(2 * p->output_offset + 1) << ~sh;
-            wj[9] = (uint32_t)-sh;
-            wj[15] = (uint32_t)cn;
-        }
-    }
-    for (int32_t x0 = 0; x0 < p->out_w; x0 += EC_DW_TILE) {
-        /* the input columns ix .. ix + n + 1: at most one padding column each side */
-        const int32_t n = p->out_w - x0 < EC_DW_TILE ? p->out_w - x0 : EC_DW_TILE;
-        const int32_t ix = x0 - p->pad_left, ncol = n + 2;
-        const int32_t k0 = ix < 0 ? 1 : 0, k1 = p->in_w - ix < ncol ? p->in_w - ix : ncol;
-        dw_band_t b;
-        b.buf = buf;
-        b.wc = wc;
-        b.j0 = c - cg;
-        b.n = n;
-        b.cn = cn;
-        b.ncols = k1 - k0;
-        b.col = buf + 6 * k0;
-        b.off2 = ((uint32_t)p->input_offset & 0xffffu) | ((uint32_t)p->input_offset << 16);
-        if (k0 > 0)
-            dw_zero6(buf);
-        if (k1 < ncol)
-            dw_zero6(buf + 6 * k1);
-        for (int32_t oy = 0; oy < oh; oy += 4) {
-            const int e = oy == edge[0].oy ? 0 : oy == edge[1].oy ? 1 : -1;
-            const int8_t *r0;
-            if (e < 0) {
-                r0 = in_b + (oy - pt) * in_row;
-                b.so = sfull;
-                b.mask[0] = b.mask[1] = b.mask[2] = 0xffffffffu;
-            } else {
-                r0 = edge[e].r0;
-                b.so = edge[e].so;
-                b.mask[0] = edge[e].mask[0];
-                b.mask[1] = edge[e].mask[1];
-                b.mask[2] = edge[e].mask[2];
+        /* the last pair overlaps the one before: only its new channel */
+        const int32_t cg = c + 2 <= cn ? c : cn - 2;
+        /* per channel c + j at EC_DW_WC j: the weight pairs P0 P1 P2 Q0 Q1 Q2, 2 bias, M, k, s, cn */
+        uint32_t wc[2 * EC_DW_WC];
+        {
+            const int8_t *f = filter + cg;
+            uint32_t h[9];
+            for (int32_t i = 0; i < 9; i++, f += cn)
+                h[i] = dw_load16(f);
+            for (int32_t i = 0; i < 6; i++) {
+                /* (w0 of c, of c + 1, w1 of c, of c + 1) -> (2 w0, 2 w1) of c, of c + 1 */
+                const uint32_t t = dw_pkhbt(h[i], h[i + 3]);
+                wc[i] = DW_SXTAB16(EC_SXTB16(t), t);
+                wc[i + EC_DW_WC] = dw_sxtab16_ror8(EC_SXTB16_ROR8(t), t);
             }
-            b.q = r0 + cg + (ix + k0) * cn;
-            /* rows past the end alias the row before */
-            const int32_t nr = oh - oy < 4 ? oh - oy : 4;
-            b.o0 = out_b + oy * rl + x0 * cn + cg;
-            b.o1 = nr < 2 ? b.o0 : b.o0 + rl;
-            b.rs1 = nr < 3 ? 0 : rl;
-            b.rs2 = nr < 3 ? 0 : nr < 4 ? rl : 2 * rl;
-            dw_band(&b);
+            for (int32_t j = 0; j < 2; j++) {
+                const int32_t sh = p->shift[cg + j];
+                uint32_t *const wj = wc + EC_DW_WC * j;
+                wj[6] = bias != NULL ? (uint32_t)bias[cg + j] << 1 : 0u;
+                wj[7] = (uint32_t)p->multiplier[cg + j];
+                /* k = zp 2^s + 2^(s-1) */
+                wj[8] = (uint32_t)(2 * p->output_offset + 1) << ~sh;
+                wj[9] = (uint32_t)-sh;
+                wj[15] = (uint32_t)cn;
+            }
         }
-    }
+        for (int32_t x0 = 0; x0 < p->out_w; x0 += EC_DW_TILE) {
+            /* the input columns ix .. ix + n + 1: at most one padding column each side */
+            const int32_t n = p->out_w - x0 < EC_DW_TILE ? p->out_w - x0 : EC_DW_TILE;
+            const int32_t ix = x0 - p->pad_left, ncol = n + 2;
+            const int32_t k0 = ix < 0 ? 1 : 0, k1 = p->in_w - ix < ncol ? p->in_w - ix : ncol;
+            dw_band_t b;
+            b.buf = buf;
+            b.wc = wc;
+            b.j0 = c - cg;
+            b.n = n;
+            b.cn = cn;
+            b.ncols = k1 - k0;
+            b.col = buf + 6 * k0;
+            b.off2 = ((uint32_t)p->input_offset & 0xffffu) | ((uint32_t)p->input_offset << 16);
+            if (k0 > 0)
+                dw_zero6(buf);
+            if (k1 < ncol)
+                dw_zero6(buf + 6 * k1);
+            for (int32_t oy = 0; oy < oh; oy += 4) {
+                const int e = oy == edge[0].oy ? 0 : oy == edge[1].oy ? 1 : -1;
+                const int8_t *r0;
+                if (e < 0) {
+                    r0 = in_b + (oy - pt) * in_row;
+                    b.so = sfull;
+                    b.mask[0] = b.mask[1] = b.mask[2] = 0xffffffffu;
+                } else {
+                    r0 = edge[e].r0;
+                    b.so = edge[e].so;
+                    b.mask[0] = edge[e].mask[0];
+                    b.mask[1] = edge[e].mask[1];
+                    b.mask[2] = edge[e].mask[2];
+                }
+                b.q = r0 + cg + (ix + k0) * cn;
+                /* rows past the end alias the row before */
+                const int32_t nr = oh - oy < 4 ? oh - oy : 4;
+                b.o0 = out_b + oy * rl + x0 * cn + cg;
+                b.o1 = nr < 2 ? b.o0 : b.o0 + rl;
+                b.rs1 = nr < 3 ? 0 : rl;
+                b.rs2 = nr < 3 ? 0 : nr < 4 ? rl : 2 * rl;
+                dw_band(&b);
+            }
+        }
     }
     if (p->act_min > -128 || p->act_max < 127)
         for (int8_t *o = out_b, *end = out_b + oh * rl; o < end; o++)
