@@ -64,7 +64,23 @@ static inline uint32_t gm_load32(const int8_t *p)
 #if defined(__ARM_FEATURE_DSP) && defined(__thumb2__) && defined(__GNUC__)
 void ec_gemm_2x2(const int8_t *w, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k8, int32_t wskip);
 /* r0-r3 accumulators, r4-r7 four words of col (both pixels, 4 taps), r8/r9 four weights of each
- * row, r10 the even or odd halves of a row, r11 col, r12 weights, lr the tap counter */
+ * row, r10 the even or odd halves of a row, r11 col, r12 weights, lr the tap counter.
+ * One chunk: 4 taps of both rows and both pixels (16 MACs); the loop runs two per pass. */
+#define GM_MAC_CHUNK \
+    "    ldm r11!, {r4-r7}\n" \
+    "    ldrd r8, r9, [r12], #8\n" \
+    "    sxtb16 r10, r8\n" \
+    "    sxtb16 r8, r8, ror #8\n" \
+    "    smlad r0, r10, r4, r0\n" \
+    "    smlad r0, r8, r5, r0\n" \
+    "    smlad r2, r10, r6, r2\n" \
+    "    smlad r2, r8, r7, r2\n" \
+    "    sxtb16 r10, r9\n" \
+    "    sxtb16 r9, r9, ror #8\n" \
+    "    smlad r1, r10, r4, r1\n" \
+    "    smlad r1, r9, r5, r1\n" \
+    "    smlad r3, r10, r6, r3\n" \
+    "    smlad r3, r9, r7, r3\n"
 __asm__(
     "    .section .text.ec_gemm_2x2,\"ax\",%progbits\n"
     "    .global ec_gemm_2x2\n"
@@ -86,34 +102,7 @@ __asm__(
     "    ldr r11, [sp, #0]\n"
     "    ldr lr, [sp, #52]\n"
     "2:\n"
-    "    ldm r11!, {r4-r7}\n"
-    "    ldrd r8, r9, [r12], #8\n"
-    "    sxtb16 r10, r8\n"
-    "    sxtb16 r8, r8, ror #8\n"
-    "    smlad r0, r10, r4, r0\n"
-    "    smlad r0, r8, r5, r0\n"
-    "    smlad r2, r10, r6, r2\n"
-    "    smlad r2, r8, r7, r2\n"
-    "    sxtb16 r10, r9\n"
-    "    sxtb16 r9, r9, ror #8\n"
-    "    smlad r1, r10, r4, r1\n"
-    "    smlad r1, r9, r5, r1\n"
-    "    smlad r3, r10, r6, r3\n"
-    "    smlad r3, r9, r7, r3\n"
-    "    ldm r11!, {r4-r7}\n"
-    "    ldrd r8, r9, [r12], #8\n"
-    "    sxtb16 r10, r8\n"
-    "    sxtb16 r8, r8, ror #8\n"
-    "    smlad r0, r10, r4, r0\n"
-    "    smlad r0, r8, r5, r0\n"
-    "    smlad r2, r10, r6, r2\n"
-    "    smlad r2, r8, r7, r2\n"
-    "    sxtb16 r10, r9\n"
-    "    sxtb16 r9, r9, ror #8\n"
-    "    smlad r1, r10, r4, r1\n"
-    "    smlad r1, r9, r5, r1\n"
-    "    smlad r3, r10, r6, r3\n"
-    "    smlad r3, r9, r7, r3\n"
+    GM_MAC_CHUNK GM_MAC_CHUNK
     "    subs lr, lr, #1\n"
     "    bne 2b\n"
     "    ldr r4, [sp, #4]\n"
