@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from edgecomp import interp, ir
+from edgecomp.backends import c_codegen
 from edgecomp.backends.c_codegen import generate, kernels_choice
 from edgecomp.errors import EdgecompError
 
@@ -197,9 +198,10 @@ def test_mlperf_dsp_on_cortex_m4_exact_and_fewer_instructions(tmp_path, mlperf_d
     # flash: the DSP and matrix-product kernels' code, about 6 KiB (the folded bias replaces the
     # bias, the packed filter the filter: no more weights)
     assert man_d["flash_bytes"] <= man_r["flash_bytes"] + 7 * 1024
-    # RAM: the workspaces are planned where the arena has room (never growing it); a 256-byte
-    # window on the stack for the layers that keep the DSP kernel
-    assert man_d["ram"]["arena_bytes"] <= man_r["ram"]["arena_bytes"]
+    # RAM: the workspaces are planned where the arena has room, or grow it by 1 % at most
+    # (GEMM_ARENA_GROWTH_FRACTION); a 256-byte window on the stack for the layers that keep the
+    # DSP kernel
+    assert man_d["ram"]["arena_bytes"] <= man_r["ram"]["arena_bytes"] * (1 + c_codegen.GEMM_ARENA_GROWTH_FRACTION)
     assert man_d["ram_bytes"] <= man_r["ram_bytes"] + 512
 
 
@@ -258,10 +260,10 @@ def test_gemm_one_multiply_requantization_equals_tflm():
     dict(h=10, w=4, c=1, oc=8, k=3, pad=0),            # one input channel
     dict(h=5, w=5, c=16, oc=16, k=1),                  # pointwise, pixel pairs across rows
     dict(h=6, w=6, c=8, oc=8, k=3, pad=1, residual=True),  # fused residual add
+    dict(h=5, w=5, c=8, oc=6, k=3, pad=1, residual=True),  # residual add, a last pixel alone
     dict(h=6, w=7, c=8, oc=12, k=3, pad=1, actk="relu6"),  # clamp below 127
 ])
 def test_gemm_conv_matches_reference(tmp_path, monkeypatch, blocked, case):
-    from edgecomp.backends import c_codegen
 
     real = c_codegen.gemm_layout
     monkeypatch.setattr(c_codegen, "gemm_layout", lambda g, n, b: real(g, n, blocked))
@@ -278,14 +280,14 @@ def test_gemm_conv_matches_reference(tmp_path, monkeypatch, blocked, case):
 def test_gemm_assembly_on_cortex_m4_matches_reference(tmp_path, monkeypatch):
     """The assembly inner loop and requantization (ARM only) on the shapes above, under QEMU:
     whole windows and kernel-row blocks, gathered taps, a fused residual add, a clamp."""
-    from edgecomp.backends import c_codegen
     from edgecomp.backends.cortex_m import write_bundle
     from edgecomp.backends.run import run_bundle
 
     real = c_codegen.gemm_layout
     monkeypatch.setattr(c_codegen, "GEMM_ARENA_GROWTH", 1 << 20)
     cases = [dict(h=7, w=9, c=4, oc=6, k=3, pad=1), dict(h=6, w=5, c=3, oc=5, k=3, pad=1, stride=2),
-             dict(h=6, w=6, c=8, oc=8, k=3, pad=1, residual=True), dict(h=5, w=5, c=16, oc=16, k=1)]
+             dict(h=6, w=6, c=8, oc=8, k=3, pad=1, residual=True), dict(h=5, w=5, c=16, oc=16, k=1),
+             dict(h=5, w=5, c=8, oc=6, k=3, pad=1, residual=True)]
     for i, case in enumerate(cases):
         blocked = i % 2 == 1
         monkeypatch.setattr(c_codegen, "gemm_layout", lambda g, n, b, blocked=blocked: real(g, n, blocked))

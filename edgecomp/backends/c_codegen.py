@@ -432,15 +432,15 @@ class _Gen:
             gid = self.ident(f"{node.name}_gemm")
             self._struct("ec_gemm_params_t", gid, [("kb", str(lay.kb)), ("kbp", str(lay.kbp)), ("nb", str(lay.nb)),
                                                    ("chunk", str(lay.chunk)),
-                                                   ("fast", str(fast)), ("direct", str(direct))],
+                                                   ("fast", str(fast)), ("direct", str(direct)),
+                                                   ("wpk", filt), ("bias", bias), ("row", "NULL" if direct else row),
+                                                   ("skip", skip), ("work", f"(int32_t *)(arena.bytes + {ws_off})"),
+                                                   ("residual_store", "ec_gemm_store_residual" if res else "NULL")],
                          c_comment(f"{node.name}: matrix-product layout"))
             head.append(f"  DSP matrix product (2x2 SMLAD blocks), {lay.nb} block(s) of {lay.kb} taps, "
                         f"{ws_bytes}-byte workspace at {ws_off}" + (", pixel by pixel in place" if direct else "")
                         + ("" if fast else ", reference requantization"))
-            if direct:
-                row = "NULL"
-            return (f"ec_conv2d_s8_gemm(&{node_ident}, &{gid}, {self.tensor(x.name)}, {filt}, {bias}, "
-                    f"{self.tensor(out.name)}, {row}, {skip}, (int32_t *)(arena.bytes + {ws_off}));")
+            return f"ec_conv2d_s8_gemm(&{node_ident}, &{gid}, {self.tensor(x.name)}, {self.tensor(out.name)});"
         if dsp_bias:
             k += "_dsp"
             head.append("  DSP kernel (SMLAD), input offset folded into the bias")
@@ -567,7 +567,10 @@ def kernels_choice(kernels: str | None, dsp_target: bool) -> bool:
 
 
 GEMM_CHUNK = 8  # output-channel pairs per pass when a pixel's whole window is one block
-GEMM_ARENA_GROWTH = 0  # bytes the matrix-product workspaces may add to the arena (tests raise it)
+# The matrix-product workspaces may grow the arena by this many bytes plus this fraction of it: a
+# layer 1.4x faster for 1 % more RAM (ResNet-8's 32x32x16 convolutions: 320 bytes on 32,768).
+GEMM_ARENA_GROWTH = 0  # tests raise it
+GEMM_ARENA_GROWTH_FRACTION = 0.01
 
 
 @dataclass
@@ -632,9 +635,9 @@ def gemm_fast_requant(q: dict, rq: dict | None, n: int) -> bool:
 def plan_with_gemm(g: ir.Graph, dsp: bool) -> tuple[MemoryPlan, dict[str, GemmLayout]]:
     """The memory plan, with the matrix-product convolutions' workspaces when ``dsp``.
 
-    A workspace must not grow the arena: each layer takes whole kernel windows, else one kernel
-    row per block, else keeps the DSP kernel without a workspace, whichever first fits in the
-    arena the tensors need anyway."""
+    A workspace must not grow the arena beyond GEMM_ARENA_GROWTH_FRACTION: each layer takes whole
+    kernel windows, else one kernel row per block, else keeps the DSP kernel without a workspace,
+    whichever first fits."""
     base = plan_memory(g)
     if not dsp:
         return base, {}
@@ -643,10 +646,11 @@ def plan_with_gemm(g: ir.Graph, dsp: bool) -> tuple[MemoryPlan, dict[str, GemmLa
              for n in g.nodes]
     lays: dict[str, GemmLayout] = {}
     plan = base
+    limit = base.arena_bytes * (1 + GEMM_ARENA_GROWTH_FRACTION) + GEMM_ARENA_GROWTH
     for name, options in sorted(cands, key=lambda c: -macs[c[0]]):  # the biggest layers first
         for lay in options[:1] + [o for o in options[1:] if o.nb > 1]:
             trial = plan_memory(g, workspace={n: x.work_bytes for n, x in {**lays, name: lay}.items()})
-            if trial.arena_bytes <= base.arena_bytes + GEMM_ARENA_GROWTH:
+            if trial.arena_bytes <= limit:
                 lays[name], plan = lay, trial
                 break
     return plan, lays

@@ -31,6 +31,7 @@ checks plans with an independent byte-level simulation of the kernels' accesses.
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass, field
 
 from .. import ir
@@ -38,6 +39,7 @@ from .. import ir
 ROW_OPS = ("conv2d", "depthwise_conv2d", "max_pool2d", "avg_pool2d", "fully_connected")
 ELEMENTWISE_OPS = ("add", "softmax", "quantize", "clamp")
 INF = math.inf
+SHUFFLES = tuple(f"shuffle{i}" for i in range(32))  # extra greedy orders tried after the fixed ones
 
 
 def reads(node: ir.Node) -> list[str]:
@@ -209,7 +211,7 @@ def plan_memory(graph: ir.Graph, *, align: int = 4, inplace: bool = True,
                 bufs[f"\0work:{node.name}"] = workspace[node.name]
                 life[f"\0work:{node.name}"] = (i, i)
         plan = None
-        for order in ("size", "size_late_first", "chrono", "reverse_chrono"):
+        for order in ("size", "size_late_first", "chrono", "reverse_chrono") + SHUFFLES:
             offs = _greedy(bufs, life, use_pairs, align, order)
             end = max((offs[b] + bufs[b] for b in bufs), default=0)
             if plan is None or end < plan[0]:
@@ -267,7 +269,12 @@ def _overlap_ok(a: str, oa: int, b: str, ob: int, bufs, pairs) -> bool:
 
 def _greedy(bufs: dict[str, int], life: dict[str, tuple], pairs: dict, align: int, order: str) -> dict[str, int]:
     names = list(bufs)
-    if order == "size":
+    if order.startswith("shuffle"):
+        # a seeded random order: the fixed orders above miss some tight packings (a workspace
+        # squeezed next to an in-place pair); deterministic for a given graph
+        names.sort()
+        random.Random(int(order[7:])).shuffle(names)
+    elif order == "size":
         names.sort(key=lambda b: (-bufs[b], life[b][0], b))
     elif order == "size_late_first":
         names.sort(key=lambda b: (-bufs[b], -life[b][0], b))

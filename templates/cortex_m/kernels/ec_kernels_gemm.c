@@ -42,7 +42,11 @@ static inline int32_t gm_ssat8(int32_t x)
 #if defined(__GNUC__)
 #define GM_HOT __attribute__((noinline, optimize("O2")))
 #define GM_INLINE static inline __attribute__((always_inline))
+#define GM_NOINLINE __attribute__((noinline))
+#define GM_COL __attribute__((noinline, optimize("O2", "no-tree-loop-distribute-patterns")))
 #else
+#define GM_COL
+#define GM_NOINLINE
 #define GM_HOT
 #define GM_INLINE static inline
 #endif
@@ -160,9 +164,22 @@ GM_INLINE uint32_t *expand(const int8_t *s, int32_t n, uint32_t *c)
     return c;
 }
 
+/* Loops the compiler must not turn back into memset/memcpy calls (see GM_COL) */
+GM_INLINE void fill_bytes(int8_t *d, int v, int32_t n)
+{
+    for (int32_t i = 0; i < n; i++)
+        d[i] = (int8_t)v;
+}
+
+GM_INLINE void copy_bytes(int8_t *d, const int8_t *s, int32_t n)
+{
+    for (int32_t i = 0; i < n; i++)
+        d[i] = s[i];
+}
+
 /* Block `blk` of the kernel window of the output pixel whose first input tap is (iy0, ix0) into
  * col (this pixel's slots); padded taps are the input zero point, padding to kbp is zero. */
-static GM_HOT void col_pixel(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int8_t *in_b,
+static GM_COL void col_pixel(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int8_t *in_b,
                              int32_t iy0, int32_t ix0, int32_t blk, uint32_t *col, int8_t *tmp)
 {
     const int32_t in_c = p->in_c;
@@ -198,12 +215,13 @@ static GM_HOT void col_pixel(const ec_conv_params_t *p, const ec_gemm_params_t *
             }
             continue;
         }
+        /* a few bytes (in_c 1 or 3: the first layer): byte loops, cheaper than library calls */
         if (!row_ok || kx1 <= kx0) {
-            memset(t, zp, (size_t)seg);
+            fill_bytes(t, zp, seg);
         } else {
-            memset(t, zp, (size_t)(kx0 * in_c));
-            memcpy(t + kx0 * in_c, in_b + (iy * p->in_w + ix0 + kx0) * in_c, (size_t)((kx1 - kx0) * in_c));
-            memset(t + kx1 * in_c, zp, (size_t)((p->kernel_w - kx1) * in_c));
+            fill_bytes(t, zp, kx0 * in_c);
+            copy_bytes(t + kx0 * in_c, in_b + (iy * p->in_w + ix0 + kx0) * in_c, (kx1 - kx0) * in_c);
+            fill_bytes(t + kx1 * in_c, zp, (p->kernel_w - kx1) * in_c);
         }
         if (direct)
             c = expand(t, seg, c);
@@ -211,7 +229,7 @@ static GM_HOT void col_pixel(const ec_conv_params_t *p, const ec_gemm_params_t *
             t += seg;
     }
     if (!direct) {
-        memset(t, 0, (size_t)(g->kbp - g->kb));
+        fill_bytes(t, 0, g->kbp - g->kb);
         expand(tmp, g->kbp, col);
     } else {
         for (int32_t i = g->kb; i < g->kbp; i += 4) {
@@ -382,41 +400,73 @@ static GM_HOT void store_fast(const ec_conv_params_t *p, const int32_t *acc, int
     }
 }
 
-/* Any other case: one pixel (d1 NULL) or a fused residual add, or the reference requantization. */
-static void store_general(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int32_t *acc, int8_t *d0,
-                          int8_t *d1, const int8_t *s0, const int8_t *s1, const gm_add_t *ad, int32_t oc0,
-                          int32_t oc1)
+/* One output: requantized, clamped (the one-multiply path when `fast`). */
+GM_INLINE int32_t requant_one(const ec_conv_params_t *p, int32_t fast, int32_t a, int32_t oc, int32_t kneg)
 {
-    const int32_t lo = p->act_min, hi = p->act_max, zp = p->output_offset;
+    const int32_t zp = p->output_offset;
+    int32_t v;
+    if (fast) {
+        const int32_t sm1 = -p->shift[oc] - 1;
+        v = GM_SSAT8(rq_apply(a, p->multiplier[oc], rq_const(1 + 2 * zp, sm1), sm1, kneg));
+    } else {
+        v = ec_multiply_by_quantized_multiplier(a, p->multiplier[oc], p->shift[oc]) + zp;
+    }
+    return clamp(v, p->act_min, p->act_max);
+}
+
+/* Any other case without a residual add: one pixel (d1 NULL), or the reference requantization.
+ * Not inlined: its registers would otherwise stay on the layer's stack frame under col_pixel's. */
+static GM_NOINLINE void store_general(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int32_t *acc,
+                                      int8_t *d0, int8_t *d1, int32_t oc0, int32_t oc1)
+{
     const int32_t kneg = kneg31();
     acc -= 2 * oc0; /* acc holds channels oc0.. */
     for (int32_t oc = oc0; oc < oc1; oc++) {
-        for (int px = 0; px < 2; px++) {
-            int8_t *d = px ? d1 : d0;
-            const int8_t *sk = px ? s1 : s0;
-            if (d == NULL)
-                continue;
-            const int32_t a = acc[(oc >> 1) * 4 + (oc & 1) + 2 * px];
-            int32_t v;
-            if (g->fast) {
-                const int32_t sm1 = -p->shift[oc] - 1;
-                v = clamp(GM_SSAT8(rq_apply(a, p->multiplier[oc], rq_const(1 + 2 * zp, sm1), sm1, kneg)), lo, hi);
-            } else {
-                v = clamp(ec_multiply_by_quantized_multiplier(a, p->multiplier[oc], p->shift[oc]) + zp, lo, hi);
-            }
-            if (sk != NULL)
-                v = ad != NULL ? add_apply(ad, v, sk[oc], kneg) : ec_add_one_s8(p->residual, v, sk[oc]);
-            d[oc] = (int8_t)v;
+        const int32_t *a = acc + (oc >> 1) * 4 + (oc & 1);
+        d0[oc] = (int8_t)requant_one(p, g->fast, a[0], oc, kneg);
+        if (d1 != NULL)
+            d1[oc] = (int8_t)requant_one(p, g->fast, a[2], oc, kneg);
+    }
+}
+
+/* The outputs of a convolution with a fused residual add: requantize, clamp, add the skip values
+ * (TFLM's AddFunc); s0 holds pixel 0's skip values, pixel 1's follow.  The output may be the skip
+ * tensor itself (each byte is read before it is written).  Reached only through the layer's
+ * ec_gemm_params_t, so models without residual adds do not link it. */
+GM_HOT void ec_gemm_store_residual(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int32_t *acc, int8_t *d0,
+                            int8_t *d1, const int8_t *s0, int32_t oc0, int32_t oc1)
+{
+    const int8_t *s1 = s0 + p->out_c;
+    const int32_t kneg = kneg31();
+    acc -= 2 * oc0; /* acc holds channels oc0.. */
+    if (!g->fast) {
+        for (int32_t oc = oc0; oc < oc1; oc++) {
+            const int32_t *a = acc + (oc >> 1) * 4 + (oc & 1);
+            d0[oc] = (int8_t)ec_add_one_s8(p->residual, requant_one(p, 0, a[0], oc, kneg), s0[oc]);
+            if (d1 != NULL)
+                d1[oc] = (int8_t)ec_add_one_s8(p->residual, requant_one(p, 0, a[2], oc, kneg), s1[oc]);
         }
+        return;
+    }
+    gm_add_t ad;
+    add_setup(p->residual, &ad);
+    for (int32_t oc = oc0; oc < oc1; oc++) {
+        const int32_t *a = acc + (oc >> 1) * 4 + (oc & 1);
+        d0[oc] = (int8_t)add_apply(&ad, requant_one(p, 1, a[0], oc, kneg), s0[oc], kneg);
+        if (d1 != NULL)
+            d1[oc] = (int8_t)add_apply(&ad, requant_one(p, 1, a[2], oc, kneg), s1[oc], kneg);
     }
 }
 
 /* ---- the layer ------------------------------------------------------------------- */
 
-void ec_conv2d_s8_gemm(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int8_t *input,
-                       const int8_t *wpk, const int32_t *bias, int8_t *output, int8_t *row, const int8_t *skip,
-                       int32_t *work)
+void ec_conv2d_s8_gemm(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int8_t *input, int8_t *output)
 {
+    const int8_t *wpk = g->wpk;
+    const int32_t *bias = g->bias;
+    int8_t *row = g->row;
+    const int8_t *skip = g->skip;
+    int32_t *work = g->work;
     const int32_t oc_n = p->out_c;
     const int32_t pairs = (oc_n + 1) >> 1;
     const int32_t out_w = p->out_w;
@@ -426,12 +476,6 @@ void ec_conv2d_s8_gemm(const ec_conv_params_t *p, const ec_gemm_params_t *g, con
     int32_t *acc = (int32_t *)(tmp + (p->in_c % 4 ? g->kbp : 0)); /* no gather buffer: see col_pixel */
     const int32_t wblk = 2 * g->kbp;
     const int rowwise = row != NULL && !g->direct;
-    gm_add_t ad;
-    const gm_add_t *adp = NULL;
-    if (skip != NULL && g->fast) {
-        add_setup(p->residual, &ad);
-        adp = &ad;
-    }
     for (int32_t b = 0; b < p->batches; b++) {
         const int8_t *in_b = input + b * p->in_h * p->in_w * p->in_c;
         int8_t *out_b = output + b * n_pix * oc_n;
@@ -462,10 +506,12 @@ void ec_conv2d_s8_gemm(const ec_conv_params_t *p, const ec_gemm_params_t *g, con
                     if (blk + 1 < g->nb)
                         continue;
                     const int32_t oc0 = 2 * j0, oc1 = 2 * (j0 + n) < oc_n ? 2 * (j0 + n) : oc_n;
-                    if (g->fast && d1 != NULL && s0 == NULL)
+                    if (s0 != NULL)
+                        g->residual_store(p, g, a, d0, d1, s0, oc0, oc1);
+                    else if (g->fast && d1 != NULL)
                         store_fast(p, a, d0, d1, oc0, oc1);
                     else
-                        store_general(p, g, a, d0, d1, s0, s0 != NULL ? s0 + oc_n : NULL, adp, oc0, oc1);
+                        store_general(p, g, a, d0, d1, oc0, oc1);
                 }
             }
             i += two ? 2 : 1;

@@ -1,7 +1,8 @@
 /*
  * ec_kernels_gemm.h - int8 convolution as a matrix product, for cores with the DSP extension.
  *
- * Same results bit for bit as ec_conv2d_s8 (TFLite Micro numerics).  The generator passes:
+ * Same results bit for bit as ec_conv2d_s8 (TFLite Micro numerics).  The generator passes, in
+ * the layer's ec_gemm_params_t:
  *
  *  - `wpk`: the filter re-packed at compile time: output channels in pairs, each pair's
  *    weights four at a time, [row 0: 4 bytes][row 1: 4 bytes], block by block (a block is the
@@ -26,21 +27,36 @@
 extern "C" {
 #endif
 
-typedef struct {
+typedef struct ec_gemm_params ec_gemm_params_t;
+
+/* The outputs of a layer with a fused residual add (ec_gemm_store_residual). */
+typedef void (*ec_gemm_residual_fn)(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int32_t *acc,
+                                    int8_t *d0, int8_t *d1, const int8_t *s0, int32_t oc0, int32_t oc1);
+
+struct ec_gemm_params {
     int32_t kb;     /* values per block: kernel_h * kernel_w * in_c (nb 1) or kernel_w * in_c (nb kernel_h) */
     int32_t kbp;    /* kb rounded up to a multiple of 8 */
     int32_t nb;     /* blocks per output pixel: 1 or kernel_h */
     int32_t chunk;  /* output-channel pairs per pass over a block (all of them when nb > 1) */
     int32_t fast;   /* 1: every shift in [-24, -1] (and the residual's too): the one-multiply requantization */
     int32_t direct; /* 1: outputs written pixel by pixel even in place (the generator checked it is safe) */
-} ec_gemm_params_t;
+    /* constant addresses (flash, arena), in the struct so that the call passes few arguments: the
+     * caller's stack frame is part of the RAM a model needs */
+    const int8_t *wpk;   /* packed filter */
+    const int32_t *bias; /* folded bias */
+    int8_t *row;         /* scratch row when the output overlaps the input, else NULL */
+    const int8_t *skip;  /* fused residual add's other operand, else NULL */
+    int32_t *work;       /* EC_GEMM_WORK_BYTES */
+    ec_gemm_residual_fn residual_store; /* ec_gemm_store_residual when `skip`, else NULL */
+};
 
 /* Bytes of `work` for a layer. */
 #define EC_GEMM_WORK_BYTES(kbp, in_c, chunk) ((kbp) * ((in_c) % 4 ? 5 : 4) + 16 * (chunk))
 
-void ec_conv2d_s8_gemm(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int8_t *input,
-                       const int8_t *wpk, const int32_t *bias, int8_t *output, int8_t *row, const int8_t *skip,
-                       int32_t *work);
+void ec_gemm_store_residual(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int32_t *acc, int8_t *d0,
+                            int8_t *d1, const int8_t *s0, int32_t oc0, int32_t oc1);
+
+void ec_conv2d_s8_gemm(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int8_t *input, int8_t *output);
 
 #ifdef __cplusplus
 }
