@@ -433,8 +433,8 @@ static GM_NOINLINE void store_general(const ec_conv_params_t *p, const ec_gemm_p
  * (TFLM's AddFunc); s0 holds pixel 0's skip values, pixel 1's follow.  The output may be the skip
  * tensor itself (each byte is read before it is written).  Reached only through the layer's
  * ec_gemm_params_t, so models without residual adds do not link it. */
-GM_HOT void ec_gemm_store_residual(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int32_t *acc, int8_t *d0,
-                            int8_t *d1, const int8_t *s0, int32_t oc0, int32_t oc1)
+GM_HOT void ec_gemm_store_residual(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int32_t *acc,
+                                   int8_t *d0, int8_t *d1, const int8_t *s0, int32_t oc0, int32_t oc1)
 {
     const int8_t *s1 = s0 + p->out_c;
     const int32_t kneg = kneg31();
