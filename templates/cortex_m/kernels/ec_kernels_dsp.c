@@ -1039,9 +1039,7 @@ static void dw_general(const ec_conv_params_t *p, const int8_t *input, const int
 void ec_depthwise_conv2d_s8_dsp(const ec_conv_params_t *p, const int8_t *input, const int8_t *filter,
                                 const int32_t *bias, int8_t *output, int8_t *row, const int8_t *skip)
 {
-    if (p->depth_multiplier != 1)
-        ec_depthwise_conv2d_s8(p, input, filter, bias, output, row, skip);
-    else if (dw_fast_ok(p, input, bias, output, skip))
+    if (dw_fast_ok(p, input, bias, output, skip))
         for (int32_t b = 0; b < p->batches; b++) {
             const int8_t *in_b = input + b * p->in_h * p->in_w * p->in_c;
             int8_t *out_b = output + b * p->out_h * p->out_w * p->in_c;

@@ -68,8 +68,11 @@ static inline uint32_t gm_load32(const int8_t *p)
 #if defined(__ARM_FEATURE_DSP) && defined(__thumb2__) && defined(__GNUC__)
 void ec_gemm_2x2(const int8_t *w, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k8, int32_t wskip);
 /* r0-r3 accumulators, r4-r7 four words of col (both pixels, 4 taps), r8/r9 four weights of each
- * row, r10 the even or odd halves of a row, r11 col, r12 weights, lr the tap counter.
- * One chunk: 4 taps of both rows and both pixels (16 MACs); the loop runs two per pass. */
+ * row, r10 the even or odd halves of a row, r11 col, r12 weights, lr the pass counter.
+ * One chunk: 4 taps of both rows and both pixels (16 MACs, 14 instructions of 4 bytes each).
+ * The loop runs 8 chunks a pass; the first pass enters part way (Duff's device), so a pair of
+ * output channels costs 2 loop instructions per 32 taps.  Stack: col, acc, pairs left, entry
+ * address, passes; then the saved registers, then the arguments k8 and wskip. */
 #define GM_MAC_CHUNK \
     "    ldm r11!, {r4-r7}\n" \
     "    ldrd r8, r9, [r12], #8\n" \
@@ -95,30 +98,50 @@ __asm__(
     "    .p2align 2\n"
     "ec_gemm_2x2:\n"
     "    push {r4-r11, lr}\n"
-    "    sub sp, sp, #16\n"
+    "    sub sp, sp, #24\n"
     "    str r1, [sp, #0]\n"
     "    str r2, [sp, #4]\n"
     "    str r3, [sp, #8]\n"
     "    mov r12, r0\n"
+    "    ldr r4, [sp, #60]\n"      /* k8 */
+    "    lsl r4, r4, #1\n"         /* chunks */
+    "    add r5, r4, #7\n"
+    "    lsr r5, r5, #3\n"
+    "    str r5, [sp, #16]\n"      /* passes */
+    "    rsb r4, r4, #0\n"
+    "    and r4, r4, #7\n"         /* chunks skipped on the first pass */
+    "    mov r5, #56\n"
+    "    mul r4, r4, r5\n"
+    "    adr r5, 3f\n"
+    "    add r4, r4, r5\n"
+    "    orr r4, r4, #1\n"
+    "    str r4, [sp, #12]\n"      /* entry (Thumb) */
     "1:\n"
     "    ldr r4, [sp, #4]\n"
     "    ldm r4, {r0-r3}\n"
     "    ldr r11, [sp, #0]\n"
-    "    ldr lr, [sp, #52]\n"
-    "2:\n"
-    GM_MAC_CHUNK GM_MAC_CHUNK
+    "    ldr lr, [sp, #16]\n"
+    "    ldr r4, [sp, #12]\n"
+    "    bx r4\n"
+    "    .p2align 2\n"
+    "3:\n"
+    GM_MAC_CHUNK GM_MAC_CHUNK GM_MAC_CHUNK GM_MAC_CHUNK GM_MAC_CHUNK GM_MAC_CHUNK GM_MAC_CHUNK GM_MAC_CHUNK
+    "5:\n"
+    "    .if (5b - 3b) - 8 * 56\n"
+    "    .error \"ec_gemm_2x2: a chunk is not 56 bytes\"\n"
+    "    .endif\n"
     "    subs lr, lr, #1\n"
-    "    bne 2b\n"
+    "    bne 3b\n"
     "    ldr r4, [sp, #4]\n"
     "    stmia r4!, {r0-r3}\n"
     "    str r4, [sp, #4]\n"
-    "    ldr r4, [sp, #56]\n"
+    "    ldr r4, [sp, #64]\n"
     "    add r12, r12, r4\n"
     "    ldr r4, [sp, #8]\n"
     "    subs r4, r4, #1\n"
     "    str r4, [sp, #8]\n"
     "    bne 1b\n"
-    "    add sp, sp, #16\n"
+    "    add sp, sp, #24\n"
     "    pop {r4-r11, pc}\n"
     "    .size ec_gemm_2x2, .-ec_gemm_2x2\n"
     "    .text\n");
