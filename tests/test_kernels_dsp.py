@@ -358,3 +358,28 @@ def test_dsp_depthwise_3x3_fast_path_on_cortex_m4(tmp_path):
         got = np.asarray(run_bundle(out, x, emulate=True, progress=False).outputs)
         want = interp.run(g, x)[g.outputs[0]]
         np.testing.assert_array_equal(got.reshape(-1), want.reshape(-1))
+
+
+def global_pool(h, w, c, actk=None):
+    x = act_t("x", (1, h, w, c), "int8", 0.05, 3)
+    y = act_t("y", (1, 1, 1, c), "int8", 0.05, 3)
+    return graph([x, y], [ir.Node("pool", "avg_pool2d", ["x"], ["y"],
+                                  {"kernel": (h, w), "stride": (h, w), "pad": (0, 0, 0, 0), "act": act(actk, y)})],
+                 ["x"], ["y"])
+
+
+@needs_gcc
+@pytest.mark.parametrize("h,w,c,actk", [(5, 5, 8, None), (25, 5, 64, None), (16, 16, 7, "relu"), (3, 4, 5, "relu6"),
+                                        (2, 2, 1, None), (17, 16, 4, None)])
+def test_dsp_global_avg_pool_matches_reference(tmp_path, h, w, c, actk):
+    """The whole-input average (4 channels per SXTAB16 pair, 16-bit sums): the extreme sums of 256
+    values included; over 256 values it keeps the reference kernel."""
+    g = global_pool(h, w, c, actk)
+    rng = np.random.default_rng(3)
+    x = rng.integers(-128, 128, size=(5, h, w, c), dtype=np.int8)
+    x[1], x[2] = -128, 127
+    x[3] = rng.choice(np.array([-128, 127], np.int8), size=(h, w, c))
+    x[4] = rng.integers(-3, 3, size=(h, w, c))  # sums near 0: the rounding of negative halves
+    got = run_dsp(g, x, tmp_path)
+    assert ("ec_global_avg_pool2d_s8_dsp(" in (tmp_path / "model.c").read_text()) == (h * w <= 256)
+    np.testing.assert_array_equal(got, interp.run(g, x)[g.outputs[0]])

@@ -498,6 +498,12 @@ class _Gen:
         self._struct("ec_pool_params_t", self.ident_base, [(k, str(v)) for k, v in fields],
                      c_comment(f"{node.name}: {node.op}"))
         k = ("ec_max_pool2d_" if node.op == "max_pool2d" else "ec_avg_pool2d_") + ("s8" if s8 else "f32")
+        if s8 and self.dsp and node.op == "avg_pool2d" and out.shape[1] == out.shape[2] == 1 \
+                and (kh, kw) == tuple(x.shape[1:3]) and (pt, pl, pb, pr) == (0, 0, 0, 0) \
+                and x.shape[1] * x.shape[2] <= 256:
+            k = "ec_global_avg_pool2d_s8_dsp"  # 16-bit sums of at most 256 values
+            self.used_dsp = True
+            head.append("  global average, 4 channels at a time (SXTAB16)")
         return f"{k}(&{self.ident_base}, {self.tensor(x.name)}, {self.tensor(out.name)}, {row});"
 
     def _concat(self, node, out) -> str:
