@@ -589,10 +589,11 @@ class GemmLayout:
     work_bytes: int
 
 
-def gemm_layout(g: ir.Graph, node: ir.Node, blocked: bool) -> GemmLayout | None:
+def gemm_layout(g: ir.Graph, node: ir.Node, blocked: bool, whole: bool = False) -> GemmLayout | None:
     """The matrix-product layout of an int8 conv2d (None: it keeps the other kernels).
 
-    ``blocked``: one kernel row per block (less workspace, the accumulators kept in it)."""
+    ``blocked``: one kernel row per block (less workspace, the accumulators kept in it).
+    ``whole``: every output channel in one pass (one call per pixel pair; GEMM_CHUNK pairs else)."""
     if node.op != "conv2d" or "hybrid" in node.attrs or node.attrs.get("dilation", (1, 1)) != (1, 1):
         return None
     out, x = g.tensors[node.outputs[0]], g.tensors[node.inputs[0]]
@@ -608,7 +609,7 @@ def gemm_layout(g: ir.Graph, node: ir.Node, blocked: bool) -> GemmLayout | None:
     nb = kh if blocked and kh > 1 else 1
     kb = kh * kw * ic // nb
     kbp = -(-kb // 8) * 8
-    chunk = (oc + 1) // 2 if nb > 1 else min((oc + 1) // 2, GEMM_CHUNK)
+    chunk = (oc + 1) // 2 if nb > 1 or whole else min((oc + 1) // 2, GEMM_CHUNK)
     return GemmLayout(kb, kbp, nb, chunk, (5 if ic % 4 else 4) * kbp + 16 * chunk)  # EC_GEMM_WORK_BYTES
 
 
@@ -643,7 +644,8 @@ def plan_with_gemm(g: ir.Graph, dsp: bool) -> tuple[MemoryPlan, dict[str, GemmLa
 
     A workspace must not grow the arena beyond GEMM_ARENA_GROWTH_FRACTION: each layer takes whole
     kernel windows, else one kernel row per block, else keeps the DSP kernel without a workspace,
-    whichever first fits."""
+    whichever first fits.  Then a layer whose accumulators for all its output channels still fit
+    (no bigger arena) takes them: one pass per pixel pair."""
     base = plan_memory(g)
     if not dsp:
         return base, {}
@@ -659,6 +661,15 @@ def plan_with_gemm(g: ir.Graph, dsp: bool) -> tuple[MemoryPlan, dict[str, GemmLa
             if trial.arena_bytes <= limit:
                 lays[name], plan = lay, trial
                 break
+    # then every output channel in one pass where the accumulators still fit (fewer calls)
+    nodes = {n.name: n for n in g.nodes}
+    for name in sorted(lays, key=lambda n: -macs[n]):
+        whole = gemm_layout(g, nodes[name], False, whole=True)
+        if lays[name].nb > 1 or whole == lays[name]:
+            continue
+        trial = plan_memory(g, workspace={n: x.work_bytes for n, x in {**lays, name: whole}.items()})
+        if trial.arena_bytes <= plan.arena_bytes:
+            lays[name], plan = whole, trial
     return plan, lays
 
 
