@@ -266,7 +266,7 @@ def test_gemm_one_multiply_requantization_equals_tflm():
 def test_gemm_conv_matches_reference(tmp_path, monkeypatch, blocked, case):
 
     real = c_codegen.gemm_layout
-    monkeypatch.setattr(c_codegen, "gemm_layout", lambda g, n, b: real(g, n, blocked))
+    monkeypatch.setattr(c_codegen, "gemm_layout", lambda g, n, b, **kw: real(g, n, blocked, **kw))
     monkeypatch.setattr(c_codegen, "GEMM_ARENA_GROWTH", 1 << 20)  # one layer: no room without growing
     g = conv(**case)
     check_dsp(g, tmp_path, n=3, seed=7)
@@ -290,7 +290,7 @@ def test_gemm_assembly_on_cortex_m4_matches_reference(tmp_path, monkeypatch):
              dict(h=5, w=5, c=8, oc=6, k=3, pad=1, residual=True)]
     for i, case in enumerate(cases):
         blocked = i % 2 == 1
-        monkeypatch.setattr(c_codegen, "gemm_layout", lambda g, n, b, blocked=blocked: real(g, n, blocked))
+        monkeypatch.setattr(c_codegen, "gemm_layout", lambda g, n, b, blocked=blocked, **kw: real(g, n, blocked, **kw))
         g = conv(**case)
         x = np.random.default_rng(i).integers(-128, 128, size=(2,) + g.tensors[g.inputs[0]].shape[1:], dtype=np.int8)
         out = tmp_path / f"case{i}"
