@@ -452,12 +452,19 @@ static GM_NOINLINE void store_general(const ec_conv_params_t *p, const ec_gemm_p
     }
 }
 
-/* The outputs of a convolution with a fused residual add: requantize, clamp, add the skip values
- * (TFLM's AddFunc); s0 holds pixel 0's skip values, pixel 1's follow.  The output may be the skip
- * tensor itself (each byte is read before it is written).  Reached only through the layer's
- * ec_gemm_params_t, so models without residual adds do not link it. */
-GM_HOT void ec_gemm_store_residual(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int32_t *acc,
-                                   int8_t *d0, int8_t *d1, const int8_t *s0, int32_t oc0, int32_t oc1)
+/* d[i] = the residual add of v[i] and s[i] (d may be s) */
+static GM_HOT void add_run(const ec_add_params_t *a, const int8_t *v, const int8_t *s, int8_t *d, int32_t n)
+{
+    gm_add_t ad;
+    add_setup(a, &ad);
+    const int32_t kneg = kneg31();
+    for (int32_t i = 0; i < n; i++)
+        d[i] = (int8_t)add_apply(&ad, v[i], s[i], kneg);
+}
+
+/* Residual outputs channel by channel (ec_gemm_store_residual's other cases). */
+static GM_NOINLINE void residual_each(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int32_t *acc,
+                                      int8_t *d0, int8_t *d1, const int8_t *s0, int32_t oc0, int32_t oc1)
 {
     const int8_t *s1 = s0 + p->out_c;
     const int32_t kneg = kneg31();
@@ -479,6 +486,27 @@ GM_HOT void ec_gemm_store_residual(const ec_conv_params_t *p, const ec_gemm_para
         if (d1 != NULL)
             d1[oc] = (int8_t)add_apply(&ad, requant_one(p, 1, a[2], oc, kneg), s1[oc], kneg);
     }
+}
+
+/* The outputs of a convolution with a fused residual add: requantize, clamp, add the skip values
+ * (TFLM's AddFunc); s0 holds pixel 0's skip values, pixel 1's follow.  The output may be the skip
+ * tensor itself (each byte is read before it is written).  Reached only through the layer's
+ * ec_gemm_params_t, so models without residual adds do not link it.  A small frame: it sits
+ * under the layer's, and its callees' frames are not stacked on each other. */
+void ec_gemm_store_residual(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int32_t *acc, int8_t *d0,
+                            int8_t *d1, const int8_t *s0, int32_t oc0, int32_t oc1)
+{
+    const int32_t n = p->out_c;
+    if (g->fast && d1 != NULL && oc0 == 0 && oc1 == n && 2 * n <= 4 * g->kbp) {
+        /* every channel of both pixels: the convolution's outputs first (the one-multiply store),
+         * into the kernel windows' space (not read again for this pair), then the additions in
+         * one run with few values live */
+        int8_t *v = (int8_t *)g->work;
+        store_fast(p, acc, v, v + n, 0, n);
+        add_run(p->residual, v, s0, d0, 2 * n);
+        return;
+    }
+    residual_each(p, g, acc, d0, d1, s0, oc0, oc1);
 }
 
 /* ---- the layer ------------------------------------------------------------------- */
