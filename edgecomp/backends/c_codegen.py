@@ -124,8 +124,10 @@ def _shape(s) -> str:
 # --------------------------------------------------------------------------- generator
 class _Gen:
     def __init__(self, graph: ir.Graph, plan: MemoryPlan, name: str, dsp: bool = False,
-                 gemm: dict[str, "GemmLayout"] | None = None):
+                 gemm: dict[str, "GemmLayout"] | None = None, fused: dict[str, int] | None = None):
         self.g = graph
+        self.fused = fused or {}  # row fusion: {producer A: buffer bytes}, A computed inside the next node
+        self.fused_a: dict[str, Any] = {}  # A's struct fields, for the consumer's loop
         self.dsp = dsp  # int8 conv / fully connected through ec_kernels_dsp where possible
         self.used_dsp = False
         self.gemm = gemm or {}  # int8 convolutions through ec_kernels_gemm (their layouts)
@@ -228,6 +230,7 @@ class _Gen:
         return str(lo), str(hi), "0.0f", "0.0f"
 
     def _struct(self, ctype: str, ident: str, fields: list[tuple[str, str]], comment: str) -> None:
+        self.last_fields = list(fields)
         body = "\n".join(f"    .{k} = {v}," for k, v in fields)
         self.params.append(f"{comment}\nstatic const {ctype} {ident} = {{\n{body}\n}};")
 
@@ -417,8 +420,8 @@ class _Gen:
             skip = self.tensor(res["tensor"])
             head.append(f"  + residual add of {self.tensor(res['tensor'])} (fused{', from ' + res['add'] if res.get('add') else ''})")
         node_ident = self.ident_base
-        self._struct("ec_conv_params_t", node_ident, [(k, str(v)) for k, v in fields],
-                     c_comment(f"{node.name}: {node.op}"))
+        conv_fields = [(k, str(v)) for k, v in fields]
+        self._struct("ec_conv_params_t", node_ident, conv_fields, c_comment(f"{node.name}: {node.op}"))
         k = ("ec_depthwise_conv2d_" if dw else "ec_conv2d_") + ("s8" if s8 else "f32")
         if lay is not None and dsp_bias:
             self.used_gemm = True
@@ -437,10 +440,14 @@ class _Gen:
                                                    ("skip", skip), ("work", f"(int32_t *)(arena.bytes + {ws_off})"),
                                                    ("residual_store", "ec_gemm_store_residual" if res else "NULL")],
                          c_comment(f"{node.name}: matrix-product layout"))
+            self.last_gemm_fields = self.last_fields
             head.append(f"  DSP matrix product (2x2 SMLAD blocks), {lay.nb} block(s) of {lay.kb} taps, "
                         f"{ws_bytes}-byte workspace at {ws_off}" + (", pixel by pixel in place" if direct else "")
                         + ("" if fast else ", reference requantization"))
-            return f"ec_conv2d_s8_gemm(&{node_ident}, &{gid}, {self.tensor(x.name)}, {self.tensor(out.name)});"
+            call = f"ec_conv2d_s8_gemm(&{node_ident}, &{gid}, {self.tensor(x.name)}, {self.tensor(out.name)});"
+            if node.name in self.fused or self._fused_b(node):
+                return self._row_fusion(node, x, out, head, conv_fields, node_ident, gid)
+            return call
         if dsp_bias:
             k += "_dsp"
             head.append("  DSP kernel (SMLAD), input offset folded into the bias")
@@ -450,6 +457,63 @@ class _Gen:
             head.append("  DSP kernel (SMLABB/SMLATT, 4 channels at a time)")
         return (f"{k}(&{node_ident}, {self.tensor(x.name)}, {filt}, {bias}, {self.tensor(out.name)}, {row}, "
                 f"{skip});")
+
+    def _fused_b(self, node) -> ir.Node | None:
+        """The producer A when ``node`` is the consumer of a row fusion."""
+        idx = next(i for i, n in enumerate(self.g.nodes) if n.name == node.name)
+        prev = self.g.nodes[idx - 1] if idx else None
+        return prev if prev is not None and prev.name in self.fused else None
+
+    def _drop_struct(self, ident: str) -> None:
+        """Remove a parameter struct that the code will not use (unused statics fail -Werror)."""
+        self.params = [p for p in self.params if f" {ident} = {{" not in p]
+
+    def _row_variants(self, base: str, fields: list[tuple[str, str]], note: str) -> dict[str, str]:
+        """ec_conv_params_t for one output row: first (padding above), middle, last (below)."""
+        idents = {}
+        for part, in_h, pad_top in (("top", 2, 1), ("mid", 3, 0), ("bot", 2, 0)):
+            ident = self.ident(f"{base}_row_{part}")
+            f = [(k, {"in_h": str(in_h), "out_h": "1", "pad_top": str(pad_top)}.get(k, v)) for k, v in fields]
+            self._struct("ec_conv_params_t", ident, f, c_comment(f"{note}: one output row ({part})"))
+            idents[part] = ident
+        return idents
+
+    def _row_fusion(self, node, x, out, head, conv_fields, node_ident, gid) -> str:
+        """Row fusion (see find_row_fusions): A's call is deferred; B's is a loop over output rows
+        that computes A's rows into a 3-row buffer just ahead of B's."""
+        self._drop_struct(node_ident)
+        if node.name in self.fused:  # A: remember, run inside B
+            self.fused_a[node.name] = dict(x=x, out=out, gid=gid,
+                                           rows=self._row_variants(node_ident, conv_fields, node.name))
+            head.append(f"  computed row by row inside the next layer (its output: a {self.fused[node.name]}-byte "
+                        "buffer of 3 rows)")
+            return "/* (inside the next layer) */"
+        a = self.fused_a[self._fused_b(node).name]
+        rows_b = self._row_variants(node_ident, conv_fields, node.name)
+        # B's skip operand is its own output position (the add written over A's input)
+        gf = [(k, "NULL" if k in ("skip", "row") else v) for k, v in self.last_gemm_fields] + [("skip_at_output", "1")]
+        self._drop_struct(gid)
+        gidf = self.ident(f"{node.name}_gemm_rows")
+        self._struct("ec_gemm_params_t", gidf, gf, c_comment(f"{node.name}: matrix-product layout, row by row"))
+        h, w = out.shape[1], out.shape[2]
+        xrow, yrow, zrow = w * a["x"].shape[3], w * x.shape[3], w * out.shape[3]
+        X, Y, Z = self.tensor(a["x"].name), self.tensor(x.name), self.tensor(out.name)
+        ra, rb = a["rows"], rows_b
+        head.append(f"  fused with the previous layer row by row: its rows {Y} in a 3-row buffer, "
+                    f"this layer's output over {X} (the skip operand)")
+        return "\n    ".join([
+            "{",
+            f"    ec_conv2d_s8_gemm(&{ra['top']}, &{a['gid']}, {X}, {Y});",
+            f"    ec_conv2d_s8_gemm(&{ra['mid']}, &{a['gid']}, {X}, {Y} + {yrow});",
+            f"    ec_conv2d_s8_gemm(&{rb['top']}, &{gidf}, {Y}, {Z});",
+            f"    for (int32_t r = 1; r < {h - 1}; r++) {{",
+            f"        ec_conv2d_s8_gemm(r + 1 < {h - 1} ? &{ra['mid']} : &{ra['bot']}, &{a['gid']}, "
+            f"{X} + r * {xrow}, {Y} + {2 * yrow});",
+            f"        ec_conv2d_s8_gemm(&{rb['mid']}, &{gidf}, {Y}, {Z} + r * {zrow});",
+            f"        memmove({Y}, {Y} + {yrow}, {2 * yrow});",
+            "    }",
+            f"    ec_conv2d_s8_gemm(&{rb['bot']}, &{gidf}, {Y}, {Z} + {(h - 1) * zrow});",
+            "}"])
 
     def _fc(self, node, x, out, head, row) -> str:
         w = self.g.tensors[node.inputs[1]]
@@ -574,9 +638,9 @@ def kernels_choice(kernels: str | None, dsp_target: bool) -> bool:
 
 GEMM_CHUNK = 8  # output-channel pairs per pass when a pixel's whole window is one block
 # The matrix-product workspaces may grow the arena by this many bytes plus this fraction of it: a
-# layer 1.4x faster for 1 % more RAM (ResNet-8's 32x32x16 convolutions: 320 bytes on 32,768).
+# layer 1.75x faster for 2.5 % more RAM (ResNet-8's 16x16x32 convolution: 640 bytes on 25,600).
 GEMM_ARENA_GROWTH = 0  # tests raise it
-GEMM_ARENA_GROWTH_FRACTION = 0.01
+GEMM_ARENA_GROWTH_FRACTION = 0.03
 
 
 @dataclass
@@ -639,16 +703,50 @@ def gemm_fast_requant(q: dict, rq: dict | None, n: int) -> bool:
     return all(bool(((m > 1 << 30) & (m < 1 << 31)).all() and ((s >= -24) & (s <= -1)).all()) for m, s in pairs)
 
 
-def plan_with_gemm(g: ir.Graph, dsp: bool) -> tuple[MemoryPlan, dict[str, GemmLayout]]:
+def _conv3x3_same(g: ir.Graph, node: ir.Node) -> bool:
+    a = node.attrs
+    w = g.tensors[node.inputs[1]]
+    x, y = g.tensors[node.inputs[0]], g.tensors[node.outputs[0]]
+    return (node.op == "conv2d" and len(w.shape) == 4 and tuple(w.shape[1:3]) == (3, 3)
+            and tuple(a.get("stride", (1, 1))) == (1, 1) and tuple(a.get("dilation", (1, 1))) == (1, 1)
+            and tuple(a.get("pad", (0, 0, 0, 0))) == (1, 1, 1, 1) and len(x.shape) == 4 and x.shape[0] == 1
+            and tuple(y.shape[1:3]) == tuple(x.shape[1:3]) and x.shape[1] >= 4)
+
+
+def find_row_fusions(g: ir.Graph) -> dict[str, int]:
+    """Pairs of int8 3x3 stride-1 'same' convolutions A -> B (ResNet's blocks) where B adds A's
+    input back (a fused residual add) and is A's only reader: A can run row by row inside B, its
+    output kept in a 3-row buffer instead of a whole tensor.  {A: buffer bytes}."""
+    readers: dict[str, int] = {}
+    for n in g.nodes:
+        for t in reads(n):
+            readers[t] = readers.get(t, 0) + 1
+    out: dict[str, int] = {}
+    for a, b in zip(g.nodes, g.nodes[1:]):
+        res = b.attrs.get("residual")
+        y = a.outputs[0]
+        if (res is None or res.get("tensor") != a.inputs[0] or b.inputs[0] != y or readers.get(y) != 1
+                or y in g.outputs or a.name in out or not _conv3x3_same(g, a) or not _conv3x3_same(g, b)
+                or gemm_layout(g, a, False) is None or gemm_layout(g, b, False) is None
+                or a.attrs.get("residual")):
+            continue
+        t = g.tensors[y]
+        out[a.name] = 3 * t.shape[2] * t.shape[3]
+    return out
+
+
+def plan_with_gemm(g: ir.Graph, dsp: bool, fusions: bool = True) -> tuple[MemoryPlan, dict[str, GemmLayout],
+                                                                          dict[str, int]]:
     """The memory plan, with the matrix-product convolutions' workspaces when ``dsp``.
 
     A workspace must not grow the arena beyond GEMM_ARENA_GROWTH_FRACTION: each layer takes whole
     kernel windows, else one kernel row per block, else keeps the DSP kernel without a workspace,
     whichever first fits.  Then a layer whose accumulators for all its output channels still fit
     (no bigger arena) takes them: one pass per pixel pair."""
-    base = plan_memory(g)
     if not dsp:
-        return base, {}
+        return plan_memory(g), {}, {}
+    fused = find_row_fusions(g) if fusions else {}
+    base = plan_memory(g, fused=fused)
     macs = {n.name: ir.macs(g, n) for n in g.nodes}
     cands = [(n.name, [lay for lay in (gemm_layout(g, n, False), gemm_layout(g, n, True)) if lay is not None])
              for n in g.nodes]
@@ -657,7 +755,8 @@ def plan_with_gemm(g: ir.Graph, dsp: bool) -> tuple[MemoryPlan, dict[str, GemmLa
     limit = base.arena_bytes * (1 + GEMM_ARENA_GROWTH_FRACTION) + GEMM_ARENA_GROWTH
     for name, options in sorted(cands, key=lambda c: -macs[c[0]]):  # the biggest layers first
         for lay in options[:1] + [o for o in options[1:] if o.nb > 1]:
-            trial = plan_memory(g, workspace={n: x.work_bytes for n, x in {**lays, name: lay}.items()})
+            trial = plan_memory(g, workspace={n: x.work_bytes for n, x in {**lays, name: lay}.items()},
+                                fused=fused)
             if trial.arena_bytes <= limit:
                 lays[name], plan = lay, trial
                 break
@@ -667,10 +766,25 @@ def plan_with_gemm(g: ir.Graph, dsp: bool) -> tuple[MemoryPlan, dict[str, GemmLa
         whole = gemm_layout(g, nodes[name], False, whole=True)
         if lays[name].nb > 1 or whole == lays[name]:
             continue
-        trial = plan_memory(g, workspace={n: x.work_bytes for n, x in {**lays, name: whole}.items()})
+        trial = plan_memory(g, workspace={n: x.work_bytes for n, x in {**lays, name: whole}.items()},
+                            fused=fused)
         if trial.arena_bytes <= plan.arena_bytes:
             lays[name], plan = whole, trial
-    return plan, lays
+    # a fused pair runs both layers through the matrix product, its output over the skip tensor
+    # (A's input) or apart from it
+    nodes_i = {n.name: i for i, n in enumerate(g.nodes)}
+    for a in fused:
+        b = g.nodes[nodes_i[a] + 1]
+        x, z = g.nodes[nodes_i[a]].inputs[0], b.outputs[0]
+        ox, oz, n = plan.offsets[x], plan.offsets[z], plan.sizes[x]
+        if a not in lays or b.name not in lays or lays[a].nb > 1 or lays[b.name].nb > 1 \
+                or not (oz == ox or oz + plan.sizes[z] <= ox or ox + n <= oz) or b.name in plan.scratch:
+            return plan_with_gemm(g, dsp, fusions=False)
+    if fused:  # fused only where it saves memory (tiny layers: the two live workspaces cost more)
+        plain = plan_with_gemm(g, dsp, fusions=False)
+        if plain[0].arena_bytes <= plan.arena_bytes:
+            return plain
+    return plan, lays, fused
 
 
 def generate(graph: ir.Graph, out_dir: Path, *, name: str = "model", probe: bool = True,
@@ -681,8 +795,8 @@ def generate(graph: ir.Graph, out_dir: Path, *, name: str = "model", probe: bool
     """
     _check_graph(graph)
     g = _prepare(graph)
-    plan, gemm = plan_with_gemm(g, dsp)
-    gen = _Gen(g, plan, name, dsp=dsp, gemm=gemm)
+    plan, gemm, fused = plan_with_gemm(g, dsp)
+    gen = _Gen(g, plan, name, dsp=dsp, gemm=gemm, fused=fused)
     for i, node in enumerate(g.nodes):
         gen.layer(i, node)
     # the reserved runtime identifiers are not used by sanitize (no ec_ prefix)

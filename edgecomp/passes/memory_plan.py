@@ -149,14 +149,22 @@ def _lifetimes(graph: ir.Graph):
 
 
 def plan_memory(graph: ir.Graph, *, align: int = 4, inplace: bool = True,
-                workspace: dict[str, int] | None = None) -> MemoryPlan:
-    """Plan the arena of ``graph`` (see the module docstring)."""
+                workspace: dict[str, int] | None = None, fused: dict[str, int] | None = None) -> MemoryPlan:
+    """Plan the arena of ``graph`` (see the module docstring).
+
+    ``fused``: {node name: bytes} of producers run row by row inside their only consumer, the next
+    node (c_codegen's row fusion): the output gets only that many bytes (a few rows), the
+    consumer's output is not placed over it, and both nodes' workspaces live through both nodes."""
     workspace = {n: b for n, b in (workspace or {}).items() if b > 0}
+    fused = dict(fused or {})
     acts, root, first, last = _lifetimes(graph)
+    index = {node.name: i for i, node in enumerate(graph.nodes)}
+    ring = {graph.nodes[index[n]].outputs[0]: b for n, b in fused.items()}
+    consumers = {graph.nodes[index[n] + 1].name for n in fused}
     size: dict[str, int] = {}
     for name in acts:
         r = root(name)
-        size[r] = max(size.get(r, 0), graph.tensors[name].nbytes)
+        size[r] = max(size.get(r, 0), ring.get(name, graph.tensors[name].nbytes))
 
     # In-place candidates: (in_group, out_group) -> d*, per op where the input dies.
     pairs: dict[tuple[str, str], float] = {}
@@ -178,7 +186,7 @@ def plan_memory(graph: ir.Graph, *, align: int = 4, inplace: bool = True,
 
         x = graph.tensors[node.inputs[0]]
         y = graph.tensors[node.outputs[0]]
-        geo = row_geometry(graph, node)
+        geo = row_geometry(graph, node) if node.name not in consumers else None
         if geo is not None:
             allow(node.inputs[0], row_shift_limit(*geo))
             if (root(node.inputs[0]), out) in pairs:
@@ -193,7 +201,7 @@ def plan_memory(graph: ir.Graph, *, align: int = 4, inplace: bool = True,
 
     best: MemoryPlan | None = None
     if row_ops:  # the plain lifetime plan competes too: a row scratch is not always worth it
-        best = plan_memory(graph, align=align, inplace=False, workspace=workspace)
+        best = plan_memory(graph, align=align, inplace=False, workspace=workspace, fused=fused)
     active = dict(row_ops)
     for _ in range(len(row_ops) + 1):
         use_pairs = {k: v for k, v in pairs.items()
@@ -209,7 +217,8 @@ def plan_memory(graph: ir.Graph, *, align: int = 4, inplace: bool = True,
                 scratch_of[node.name] = key
             if node.name in workspace:
                 bufs[f"\0work:{node.name}"] = workspace[node.name]
-                life[f"\0work:{node.name}"] = (i, i)
+                life[f"\0work:{node.name}"] = (i, i + 1) if node.name in fused else \
+                    (i - 1, i) if node.name in consumers else (i, i)
         plan = None
         for order in ("size", "size_late_first", "chrono", "reverse_chrono") + SHUFFLES:
             offs = _greedy(bufs, life, use_pairs, align, order)
@@ -220,7 +229,7 @@ def plan_memory(graph: ir.Graph, *, align: int = 4, inplace: bool = True,
         result = MemoryPlan(
             arena_bytes=_align(max(end, 1), align),
             offsets={name: offs[root(name)] for name in acts},
-            sizes={name: graph.tensors[name].nbytes for name in acts},
+            sizes={name: ring.get(name, graph.tensors[name].nbytes) for name in acts},
             scratch={n: (offs[k], bufs[k]) for n, k in scratch_of.items()},
             workspace={n: (offs[f"\0work:{n}"], b) for n, b in workspace.items()},
             lifetimes={name: (first[root(name)], last[root(name)]) for name in acts},

@@ -516,7 +516,7 @@ void ec_conv2d_s8_gemm(const ec_conv_params_t *p, const ec_gemm_params_t *g, con
     const int8_t *wpk = g->wpk;
     const int32_t *bias = g->bias;
     int8_t *row = g->row;
-    const int8_t *skip = g->skip;
+    const int8_t *skip = g->skip_at_output ? output : g->skip;
     int32_t *work = g->work;
     const int32_t oc_n = p->out_c;
     const int32_t pairs = (oc_n + 1) >> 1;

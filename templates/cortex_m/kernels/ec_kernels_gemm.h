@@ -48,6 +48,7 @@ struct ec_gemm_params {
     const int8_t *skip;  /* fused residual add's other operand, else NULL */
     int32_t *work;       /* EC_GEMM_WORK_BYTES */
     ec_gemm_residual_fn residual_store; /* ec_gemm_store_residual when `skip`, else NULL */
+    int32_t skip_at_output; /* 1: the skip operand is at the output itself (row-by-row calls) */
 };
 
 /* Bytes of `work` for a layer. */
