@@ -73,17 +73,19 @@ static inline uint32_t gm_load32(const int8_t *p)
 
 /*
  * For each of `pairs` output-channel pairs: acc[0..3] (row 0 pixel 0, row 1 pixel 0, row 0
- * pixel 1, row 1 pixel 1) += the dot products of the pair's k8 * 8 packed weights with the two
+ * pixel 1, row 1 pixel 1; when `bias` is not NULL they start from the pair's two biases instead,
+ * and bias += 2) += the dot products of the pair's k8 * 8 packed weights with the two
  * pixels in `col`; then acc += 4 and w skips `wskip` bytes (the pair's other blocks).
  */
 #if defined(__ARM_FEATURE_DSP) && defined(__thumb2__) && defined(__GNUC__)
-void ec_gemm_2x2(const int8_t *w, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k8, int32_t wskip);
+void ec_gemm_2x2(const int8_t *w, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k8, int32_t wskip,
+                 const int32_t *bias);
 /* r0-r3 accumulators, r4-r7 four words of col (both pixels, 4 taps), r8/r9 four weights of each
  * row, r10 the even or odd halves of a row, r11 col, r12 weights, lr the pass counter.
  * One chunk: 4 taps of both rows and both pixels (16 MACs, 14 instructions of 4 bytes each).
  * The loop runs 8 chunks a pass; the first pass enters part way (Duff's device), so a pair of
  * output channels costs 2 loop instructions per 32 taps.  Stack: col, acc, pairs left, entry
- * address, passes; then the saved registers, then the arguments k8 and wskip. */
+ * address, passes; then the saved registers, then the arguments k8, wskip and bias. */
 #define GM_MAC_CHUNK \
     "    ldm r11!, {r4-r7}\n" \
     "    ldrd r8, r9, [r12], #8\n" \
@@ -128,8 +130,17 @@ __asm__(
     "    orr r4, r4, #1\n"
     "    str r4, [sp, #12]\n"      /* entry (Thumb) */
     "1:\n"
+    "    ldr r4, [sp, #68]\n"      /* bias: the accumulators start from it, else from acc */
+    "    cbz r4, 6f\n"
+    "    ldrd r0, r1, [r4], #8\n"
+    "    str r4, [sp, #68]\n"
+    "    mov r2, r0\n"
+    "    mov r3, r1\n"
+    "    b 7f\n"
+    "6:\n"
     "    ldr r4, [sp, #4]\n"
     "    ldm r4, {r0-r3}\n"
+    "7:\n"
     "    ldr r11, [sp, #0]\n"
     "    ldr lr, [sp, #16]\n"
     "    ldr r4, [sp, #12]\n"
@@ -158,10 +169,16 @@ __asm__(
     "    .text\n");
 #else
 /* The same arithmetic in plain C (host builds): SMLAD's wrap-around sums included. */
-static void ec_gemm_2x2(const int8_t *w, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k8, int32_t wskip)
+static void ec_gemm_2x2(const int8_t *w, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k8, int32_t wskip,
+                        const int32_t *bias)
 {
     for (; pairs > 0; pairs--) {
         uint32_t a[4] = {(uint32_t)acc[0], (uint32_t)acc[1], (uint32_t)acc[2], (uint32_t)acc[3]};
+        if (bias != NULL) {
+            a[0] = a[2] = (uint32_t)bias[0];
+            a[1] = a[3] = (uint32_t)bias[1];
+            bias += 2;
+        }
         const uint32_t *x = col;
         for (int32_t k = 0; k < 2 * k8; k++) {
             /* col, per pixel: word 0 = taps (0, 2), word 1 = taps (1, 3) as int16 pairs */
@@ -594,12 +611,8 @@ void ec_conv2d_s8_gemm(const ec_conv_params_t *p, const ec_gemm_params_t *g, con
                 for (int32_t j0 = 0; j0 < pairs; j0 += g->chunk) {
                     const int32_t n = pairs - j0 < g->chunk ? pairs - j0 : g->chunk;
                     int32_t *a = g->nb == 1 ? acc : acc + 4 * j0;
-                    if (blk == 0)
-                        for (int32_t j = 0; j < n; j++) {
-                            a[4 * j] = a[4 * j + 2] = bias[2 * (j0 + j)];
-                            a[4 * j + 1] = a[4 * j + 3] = bias[2 * (j0 + j) + 1];
-                        }
-                    ec_gemm_2x2(wpk + (j0 * g->nb + blk) * wblk, col, a, n, g->kbp >> 3, (g->nb - 1) * wblk);
+                    ec_gemm_2x2(wpk + (j0 * g->nb + blk) * wblk, col, a, n, g->kbp >> 3, (g->nb - 1) * wblk,
+                                blk == 0 ? bias + 2 * j0 : NULL);
                     if (blk + 1 < g->nb)
                         continue;
                     const int32_t oc0 = 2 * j0, oc1 = 2 * (j0 + n) < oc_n ? 2 * (j0 + n) : oc_n;
