@@ -452,8 +452,12 @@ class _Gen:
             k += "_dsp"
             head.append("  DSP kernel (SMLAD), input offset folded into the bias")
         elif s8 and dw and self.dsp and mult == 1 and int(self._q(node)["filter_offset"]) == 0:
-            k += "_dsp"
             self.used_dsp = True
+            if dw_fast_ok(self.g, node, self.plan, res):
+                head.append("  DSP kernel, 3x3 fast path (4 rows x 2 channels, SMLAD)")
+                return (f"ec_depthwise_conv2d_s8_dsp3x3(&{node_ident}, {self.tensor(x.name)}, {filt}, {bias}, "
+                        f"{self.tensor(out.name)}, {row});")
+            k += "_dsp"
             head.append("  DSP kernel (SMLABB/SMLATT, 4 channels at a time)")
         return (f"{k}(&{node_ident}, {self.tensor(x.name)}, {filt}, {bias}, {self.tensor(out.name)}, {row}, "
                 f"{skip});")
@@ -625,6 +629,33 @@ def _check_graph(graph: ir.Graph) -> None:
     for node in graph.nodes:
         if len(node.outputs) != 1:
             raise UnsupportedError(f"{node.op} with {len(node.outputs)} outputs", where=f"node {node.name!r}")
+
+
+DW_TILE = 5  # EC_DW_TILE in ec_kernels_dsp.c
+
+
+def dw_fast_ok(g: ir.Graph, node: ir.Node, plan: MemoryPlan, res) -> bool:
+    """Whether ec_kernels_dsp's depthwise 3x3 fast path takes this layer (its dw_fast_ok, decided
+    here so that the general code is not linked when no layer needs it)."""
+    x, y = g.tensors[node.inputs[0]], g.tensors[node.outputs[0]]
+    w = g.tensors[node.inputs[1]]
+    a, q = node.attrs, node.attrs.get("q")
+    if res or q is None or len(x.shape) != 4 or tuple(w.shape[1:3]) != (3, 3):
+        return False
+    pt, pl = a.get("pad", (0, 0, 0, 0))[:2]
+    n, ih, iw, c = (int(v) for v in x.shape)
+    oh, ow, oc = (int(v) for v in y.shape[1:])
+    if tuple(a.get("stride", (1, 1))) != (1, 1) or tuple(a.get("dilation", (1, 1))) != (1, 1) or c < 2 or oc != c \
+            or not (0 <= pt <= 1 and 0 <= pl <= 1 and 0 <= oh + 2 - pt - ih <= 1 and 0 <= ow + 2 - pl - iw <= 1):
+        return False
+    ox, oy = plan.offsets[x.name], plan.offsets[y.name]
+    if oy < ox + n * ih * iw * c and ox < oy + n * oh * ow * c:  # overlapping: only one row behind
+        if not (n == 1 and iw * c == ow * c and ow <= DW_TILE and ox - oy == pt * iw * c):
+            return False
+    m = np.broadcast_to(np.asarray(q["multiplier"], np.int64), (c,))
+    sh = np.broadcast_to(np.asarray(q["shift"], np.int64), (c,))
+    b = g.tensors[node.inputs[2]].data.astype(np.int64).reshape(-1) if len(node.inputs) > 2 else np.zeros(c, np.int64)
+    return bool((m > 1 << 30).all() and ((sh <= -1) & (sh >= -21)).all() and (np.abs(b) <= 1 << 29).all())
 
 
 def kernels_choice(kernels: str | None, dsp_target: bool) -> bool:

@@ -34,6 +34,10 @@ void ec_conv2d_s8_dsp(const ec_conv_params_t *p, const int8_t *input, const int8
  * uses `row` as its scratch when it is large enough (else 304 bytes of stack). */
 void ec_depthwise_conv2d_s8_dsp(const ec_conv_params_t *p, const int8_t *input, const int8_t *filter,
                                 const int32_t *bias, int8_t *output, int8_t *row, const int8_t *skip);
+/* Only the fast path, for layers the generator found eligible (c_codegen.dw_fast_ok): models
+ * whose depthwise layers all take it do not link the general code. */
+void ec_depthwise_conv2d_s8_dsp3x3(const ec_conv_params_t *p, const int8_t *input, const int8_t *filter,
+                                   const int32_t *bias, int8_t *output, int8_t *row);
 /* Average pooling over the whole input (output 1x1, no padding, at most 256 pixels: the generator
  * checks), 4 channels at a time with SXTAB16; same results as ec_avg_pool2d_s8 (TFLM). */
 void ec_global_avg_pool2d_s8_dsp(const ec_pool_params_t *p, const int8_t *input, int8_t *output, int8_t *row);

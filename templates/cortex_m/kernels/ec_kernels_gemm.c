@@ -313,15 +313,47 @@ static GM_COL void col_pixel(const ec_conv_params_t *p, const ec_gemm_params_t *
     }
 }
 
+/* The same for taps not in whole words (in_c 3: the first layer): the rows gathered into tmp a word
+ * at a time, zero padded to kbp, then expanded two words a pass. */
+static GM_COL void col_gather_inside(const int8_t *src, int32_t stride, int32_t rows, int32_t seg, int32_t kbp,
+                                     int8_t *tmp, uint32_t *c)
+{
+    int8_t *t = tmp;
+    for (int32_t r = 0; r < rows; r++, src += stride) {
+        int32_t i = 0;
+        for (; i + 4 <= seg; i += 4) {
+            const uint32_t v = gm_load32(src + i);
+            memcpy(t + i, &v, 4);
+        }
+        for (; i < seg; i++)
+            t[i] = src[i];
+        t += seg;
+    }
+    for (int8_t *end = tmp + kbp; t < end; t++)
+        *t = 0;
+    for (int32_t i = 0; i < kbp; i += 8) {
+        const uint32_t v = gm_load32(tmp + i), u = gm_load32(tmp + i + 4);
+        c[0] = GM_SXTB16(v);
+        c[1] = GM_SXTB16_ROR8(v);
+        c[4] = GM_SXTB16(u);
+        c[5] = GM_SXTB16_ROR8(u);
+        c += 8;
+    }
+}
+
 /* Block `blk` of a pixel's kernel window into col: col_inside when it lies inside the input. */
 static GM_NOINLINE void col_window(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int8_t *in_b, int32_t iy0,
                           int32_t ix0, int32_t blk, uint32_t *col, int8_t *tmp)
 {
     const int32_t ky0 = g->nb == 1 ? 0 : blk, ky1 = g->nb == 1 ? p->kernel_h : blk + 1;
     const int32_t seg = p->kernel_w * p->in_c;
-    if ((seg & 3) == 0 && iy0 + ky0 >= 0 && iy0 + ky1 <= p->in_h && ix0 >= 0 && ix0 + p->kernel_w <= p->in_w)
+    const int inside = iy0 + ky0 >= 0 && iy0 + ky1 <= p->in_h && ix0 >= 0 && ix0 + p->kernel_w <= p->in_w;
+    if (inside && (seg & 3) == 0)
         col_inside(in_b + ((iy0 + ky0) * p->in_w + ix0) * p->in_c, p->in_w * p->in_c, ky1 - ky0, seg,
                    (g->kbp - g->kb) >> 2, col);
+    else if (inside && (p->in_c & 3) != 0)
+        col_gather_inside(in_b + ((iy0 + ky0) * p->in_w + ix0) * p->in_c, p->in_w * p->in_c, ky1 - ky0, seg,
+                          g->kbp, tmp, col);
     else
         col_pixel(p, g, in_b, iy0, ix0, blk, col, tmp);
 }
