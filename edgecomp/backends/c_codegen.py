@@ -864,6 +864,9 @@ def generate(graph: ir.Graph, out_dir: Path, *, name: str = "model", probe: bool
         + (['#include "ec_kernels_dsp.h"'] if gen.used_dsp else [])
         + (['#include "ec_kernels_gemm.h"'] if gen.used_gemm else []),
     )
+    for i, lay in enumerate(gen.layers):  # row fusion: the producer's time is counted in the consumer's
+        if lay["name"] in fused:
+            lay["fused_into"] = gen.layers[i + 1]["name"]
     texts = {f: env.get_template(f + ".j2").render(**ctx) for f in ("model.h", "model.c", "weights.c")}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
