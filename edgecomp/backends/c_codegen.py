@@ -13,6 +13,7 @@ comments, string literals), so hostile names compile and mean the same.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 from dataclasses import dataclass, field
@@ -438,13 +439,18 @@ class _Gen:
                                                    ("fast", str(fast)), ("direct", str(direct)),
                                                    ("wpk", filt), ("bias", bias), ("row", "NULL" if direct else row),
                                                    ("skip", skip), ("work", f"(int32_t *)(arena.bytes + {ws_off})"),
-                                                   ("residual_store", "ec_gemm_store_residual" if res else "NULL")],
+                                                   ("residual_store", "ec_gemm_store_residual" if res else "NULL"),
+                                                   ("add_tables", f"(int32_t *)(arena.bytes + {ws_off + ws_bytes - GEMM_ADD_TABLE_BYTES})"
+                                                    if lay.tables else "NULL")],
                          c_comment(f"{node.name}: matrix-product layout"))
             self.last_gemm_fields = self.last_fields
             head.append(f"  DSP matrix product (2x2 SMLAD blocks), {lay.nb} block(s) of {lay.kb} taps, "
                         f"{ws_bytes}-byte workspace at {ws_off}" + (", pixel by pixel in place" if direct else "")
                         + ("" if fast else ", reference requantization"))
             call = f"ec_conv2d_s8_gemm(&{node_ident}, &{gid}, {self.tensor(x.name)}, {self.tensor(out.name)});"
+            if lay.tables:
+                head.append("  the residual add through two 256-entry rescale tables (filled first, in the workspace)")
+                call = f"ec_gemm_add_tables(&{node_ident}, &{gid});\n    " + call
             if node.name in self.fused or self._fused_b(node):
                 return self._row_fusion(node, x, out, head, conv_fields, node_ident, gid)
             return call
@@ -505,7 +511,8 @@ class _Gen:
         ra, rb = a["rows"], rows_b
         head.append(f"  fused with the previous layer row by row: its rows {Y} in a 3-row buffer, "
                     f"this layer's output over {X} (the skip operand)")
-        return "\n    ".join([
+        lay_b = self.gemm[node.name]
+        return "\n    ".join(([f"ec_gemm_add_tables(&{rb['mid']}, &{gidf});"] if lay_b.tables else []) + [
             "{",
             f"    ec_conv2d_s8_gemm(&{ra['top']}, &{a['gid']}, {X}, {Y});",
             f"    ec_conv2d_s8_gemm(&{ra['mid']}, &{a['gid']}, {X}, {Y} + {yrow});",
@@ -671,6 +678,7 @@ GEMM_CHUNK = 8  # output-channel pairs per pass when a pixel's whole window is o
 # The matrix-product workspaces may grow the arena by this many bytes plus this fraction of it: a
 # layer 1.75x faster for 2.5 % more RAM (ResNet-8's 16x16x32 convolution: 640 bytes on 25,600).
 GEMM_ARENA_GROWTH = 0  # tests raise it
+GEMM_ADD_TABLE_BYTES = 2048  # EC_GEMM_ADD_TABLE_BYTES: two int32 tables of 256 entries
 GEMM_ARENA_GROWTH_FRACTION = 0.03
 
 
@@ -682,6 +690,7 @@ class GemmLayout:
     nb: int
     chunk: int  # output-channel pairs per pass
     work_bytes: int
+    tables: bool = False  # the fused residual add through two 256-entry tables after the workspace
 
 
 def gemm_layout(g: ir.Graph, node: ir.Node, blocked: bool, whole: bool = False) -> GemmLayout | None:
@@ -801,6 +810,17 @@ def plan_with_gemm(g: ir.Graph, dsp: bool, fusions: bool = True) -> tuple[Memory
                             fused=fused)
         if trial.arena_bytes <= plan.arena_bytes:
             lays[name], plan = whole, trial
+    # a fused residual add on the one-multiply path takes its two rescale tables (2 KB) where
+    # they fit in the same allowance
+    for name in sorted(lays, key=lambda n: -macs[n]):
+        node, lay = nodes[name], lays[name]
+        res = node.attrs.get("residual")
+        if not res or not gemm_fast_requant(node.attrs["q"], res.get("q"), g.tensors[node.outputs[0]].shape[3]):
+            continue
+        tab = dataclasses.replace(lay, tables=True, work_bytes=lay.work_bytes + GEMM_ADD_TABLE_BYTES)
+        trial = plan_memory(g, workspace={n: x.work_bytes for n, x in {**lays, name: tab}.items()}, fused=fused)
+        if trial.arena_bytes <= max(plan.arena_bytes, limit):
+            lays[name], plan = tab, trial
     # a fused pair runs both layers through the matrix product, its output over the skip tensor
     # (A's input) or apart from it
     nodes_i = {n.name: i for i, n in enumerate(g.nodes)}

@@ -548,13 +548,35 @@ static GM_NOINLINE void store_general(const ec_conv_params_t *p, const ec_gemm_p
 }
 
 /* d[i] = the residual add of v[i] and s[i] (d may be s) */
-static GM_HOT void add_run(const ec_add_params_t *a, const int8_t *v, const int8_t *s, int8_t *d, int32_t n)
+static GM_HOT void add_run(const ec_add_params_t *a, const int32_t *tables, const int8_t *v, const int8_t *s,
+                           int8_t *d, int32_t n)
 {
     gm_add_t ad;
     add_setup(a, &ad);
     const int32_t kneg = kneg31();
+    if (tables != NULL) {
+        const int32_t *t1 = tables + 128, *t2 = tables + 384; /* indexed by the int8 value */
+        const int32_t mo = ad.mo, so = ad.so, lo = ad.lo, hi = ad.hi;
+        const int64_t co = ad.co;
+        for (int32_t i = 0; i < n; i++) {
+            const int32_t o = rq_apply(t1[v[i]] + t2[s[i]], mo, co, so, kneg);
+            d[i] = (int8_t)(o < lo ? lo : (o > hi ? hi : o));
+        }
+        return;
+    }
     for (int32_t i = 0; i < n; i++)
         d[i] = (int8_t)add_apply(&ad, v[i], s[i], kneg);
+}
+
+void ec_gemm_add_tables(const ec_conv_params_t *p, const ec_gemm_params_t *g)
+{
+    gm_add_t ad;
+    add_setup(p->residual, &ad);
+    const int32_t kneg = kneg31();
+    for (int32_t v = -128; v < 128; v++) {
+        g->add_tables[128 + v] = add_in((int32_t)((uint32_t)(ad.off1 + v) << ad.ls), ad.m1, ad.c1, ad.s1, kneg);
+        g->add_tables[384 + v] = add_in((int32_t)((uint32_t)(ad.off2 + v) << ad.ls), ad.m2, ad.c2, ad.s2, kneg);
+    }
 }
 
 /* Residual outputs channel by channel (ec_gemm_store_residual's other cases). */
@@ -598,7 +620,7 @@ void ec_gemm_store_residual(const ec_conv_params_t *p, const ec_gemm_params_t *g
          * one run with few values live */
         int8_t *v = (int8_t *)g->work;
         store_fast(p, acc, v, v + n, 0, n);
-        add_run(p->residual, v, s0, d0, 2 * n);
+        add_run(p->residual, g->add_tables, v, s0, d0, 2 * n);
         return;
     }
     residual_each(p, g, acc, d0, d1, s0, oc0, oc1);

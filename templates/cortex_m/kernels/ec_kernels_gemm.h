@@ -49,10 +49,18 @@ struct ec_gemm_params {
     int32_t *work;       /* EC_GEMM_WORK_BYTES */
     ec_gemm_residual_fn residual_store; /* ec_gemm_store_residual when `skip`, else NULL */
     int32_t skip_at_output; /* 1: the skip operand is at the output itself (row-by-row calls) */
+    int32_t *add_tables; /* the residual add's rescale tables (EC_GEMM_ADD_TABLE_BYTES), filled by
+                          * ec_gemm_add_tables before the layer, or NULL */
 };
 
 /* Bytes of `work` for a layer. */
 #define EC_GEMM_WORK_BYTES(kbp, in_c, chunk) ((kbp) * ((in_c) % 4 ? 5 : 4) + 16 * (chunk))
+
+#define EC_GEMM_ADD_TABLE_BYTES 2048
+
+/* Fill g->add_tables: the fused add's two rescaled inputs for each int8 value, so that the add is
+ * two table loads, a sum and the output's requantization. */
+void ec_gemm_add_tables(const ec_conv_params_t *p, const ec_gemm_params_t *g);
 
 void ec_gemm_store_residual(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int32_t *acc, int8_t *d0,
                             int8_t *d1, const int8_t *s0, int32_t oc0, int32_t oc1);
