@@ -439,3 +439,26 @@ def test_row_fusion_on_cortex_m4(tmp_path, monkeypatch):
     want = interp.run(g, x)[g.outputs[0]]
     assert np.ptp(want.astype(np.int32)) > 0
     np.testing.assert_array_equal(got.reshape(-1), want.reshape(-1))
+
+
+@needs_gcc
+def test_gemm_wide_shifts_match_reference(tmp_path, monkeypatch):
+    """Channels whose requantization shifts right by 25..31 bits (tiny weight scales, as in the
+    MobileNet of vww) take the one-multiply formula with the zero point added after it; one
+    channel of zero scale takes the reference: all as the interpreter."""
+    monkeypatch.setattr(c_codegen, "GEMM_ARENA_GROWTH", 1 << 20)  # one small layer: the workspace grows it
+    g = conv(6, 6, 8, 12, 3, 1, 1, actk=None)
+    w = g.tensors["w"]
+    sc = np.asarray(w.quant.scale, np.float64).copy()
+    sc[:10] = 0.05 * 2.0 ** -np.arange(20, 30)  # effective multipliers down to about 2^-31
+    sc[10] = 0.0
+    w.quant = ir.QuantParams(sc.astype(np.float32), np.zeros(12, np.int32), axis=0)
+    w.data = np.full(w.shape, 127, np.int8)
+    w.data[::2] = -128  # large accumulators of both signs
+    t = g.tensors["x"]
+    x = np.random.default_rng(4).integers(-128, 128, size=(3,) + t.shape[1:], dtype=np.int8)
+    got = run_dsp(g, x, tmp_path)
+    assert "ec_conv2d_s8_gemm(" in (tmp_path / "model.c").read_text()
+    q = c_codegen._prepare(g).nodes[0].attrs["q"]
+    assert int(np.min(q["shift"])) <= -28  # the wide shifts are there
+    np.testing.assert_array_equal(got, interp.run(g, x)[g.outputs[0]])

@@ -527,7 +527,15 @@ GM_INLINE int32_t requant_one(const ec_conv_params_t *p, int32_t fast, int32_t a
         const int32_t sm1 = -p->shift[oc] - 1;
         v = GM_SSAT8(rq_apply(a, p->multiplier[oc], rq_const(1 + 2 * zp, sm1), sm1, kneg));
     } else {
-        v = ec_multiply_by_quantized_multiplier(a, p->multiplier[oc], p->shift[oc]) + zp;
+        /* per channel: the one-multiply formula with the zero point added after it (shifts down to
+         * -31: the constant keeps within 64 bits), else the reference */
+        const int32_t m = p->multiplier[oc], sh = p->shift[oc];
+        if (m > (1 << 30) && sh <= -1 && sh >= -31) {
+            const int32_t sm1 = -sh - 1;
+            v = GM_SSAT8(rq_apply(a, m, rq_const(1, sm1), sm1, kneg) + zp);
+        } else {
+            v = ec_multiply_by_quantized_multiplier(a, m, sh) + zp;
+        }
     }
     return clamp(v, p->act_min, p->act_max);
 }
