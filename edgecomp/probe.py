@@ -244,15 +244,21 @@ def layer_table(manifest: dict | None, result: Any, clock_hz: float | None = Non
     known = [t for t in ticks if t is not None]
     denom = total if total else sum(known) or None
     rows = []
+    carried = 0  # MACs of a layer computed row by row inside the next one (its ticks are that one's)
     for i in range(max(len(layers), len(ticks))):
         info = layers[i] if i < len(layers) else {}
         t = ticks[i] if i < len(ticks) else None
         macs = int(info.get("macs", 0) or 0)
+        op = info.get("op", "")
+        if info.get("fused_into"):
+            op += f" (in {info['fused_into']})"
+        rate_macs = macs + carried
+        carried = macs if info.get("fused_into") else 0
         rows.append({
-            "index": i, "name": info.get("name", f"layer{i}"), "op": info.get("op", ""),
+            "index": i, "name": info.get("name", f"layer{i}"), "op": op,
             "out_shape": list(info.get("out_shape", [])), "macs": macs, "ticks": t,
             "share_pct": (100.0 * t / denom) if (t is not None and denom) else None,
-            "macs_per_tick": (macs / t) if (t and macs) else None,
+            "macs_per_tick": (rate_macs / t) if (t and rate_macs and not carried) else None,
             "ms": (t * msk) if (t is not None and msk) else None,
         })
         if per_tick:

@@ -134,3 +134,17 @@ def test_read_serial_through_a_pseudo_terminal():
 def test_read_serial_missing_port_is_a_tool_error():
     with pytest.raises(ToolError, match="cannot open serial port /dev/ttyEC_NOPE"):
         read_serial("/dev/ttyEC_NOPE", 115200, timeout=0.5)
+
+
+def test_layer_table_row_fused_layer():
+    """A layer computed row by row inside the next one (c_codegen's row fusion): its row says where
+    its time went, and the next row's MACs per tick count both layers' MACs."""
+    manifest = {"name": "m", "layers": [
+        {"name": "a", "op": "conv2d", "out_shape": [1, 4, 4, 8], "macs": 1000, "fused_into": "b"},
+        {"name": "b", "op": "conv2d", "out_shape": [1, 4, 4, 8], "macs": 1000},
+        {"name": "c", "op": "softmax", "out_shape": [1, 8], "macs": 0}]}
+    text = "@ec begin model=m layers=3 unit=cycles\n@ec layer 0 0\n@ec layer 1 500\n@ec layer 2 10\n" \
+           "@ec total 510\n@ec end\n"
+    rows = layer_table(manifest, parse_probe(text)).rows
+    assert rows[0]["op"] == "conv2d (in b)" and rows[0]["macs_per_tick"] is None
+    assert rows[1]["macs_per_tick"] == 4.0 and rows[2]["macs_per_tick"] is None
