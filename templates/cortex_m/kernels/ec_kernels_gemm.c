@@ -83,8 +83,8 @@ void ec_gemm_2x2(const int8_t *w, const uint32_t *col, int32_t *acc, int32_t pai
 /* r0-r3 accumulators, r4-r7 four words of col (both pixels, 4 taps), r8/r9 four weights of each
  * row, r10 the even or odd halves of a row, r11 col, r12 weights, lr the pass counter.
  * One chunk: 4 taps of both rows and both pixels (16 MACs, 14 instructions of 4 bytes each).
- * The loop runs 8 chunks a pass; the first pass enters part way (Duff's device), so a pair of
- * output channels costs 2 loop instructions per 32 taps.  Stack: col, acc, pairs left, entry
+ * The loop runs 16 chunks a pass; the first pass enters part way (Duff's device), so a pair of
+ * output channels costs 2 loop instructions per 64 taps.  Stack: col, acc, pairs left, entry
  * address, passes; then the saved registers, then the arguments k8, wskip and bias. */
 #define GM_MAC_CHUNK \
     "    ldm r11!, {r4-r7}\n" \
@@ -118,11 +118,11 @@ __asm__(
     "    mov r12, r0\n"
     "    ldr r4, [sp, #60]\n"      /* k8 */
     "    lsl r4, r4, #1\n"         /* chunks */
-    "    add r5, r4, #7\n"
-    "    lsr r5, r5, #3\n"
+    "    add r5, r4, #15\n"
+    "    lsr r5, r5, #4\n"
     "    str r5, [sp, #16]\n"      /* passes */
     "    rsb r4, r4, #0\n"
-    "    and r4, r4, #7\n"         /* chunks skipped on the first pass */
+    "    and r4, r4, #15\n"        /* chunks skipped on the first pass */
     "    mov r5, #56\n"
     "    mul r4, r4, r5\n"
     "    adr r5, 3f\n"
@@ -148,8 +148,9 @@ __asm__(
     "    .p2align 2\n"
     "3:\n"
     GM_MAC_CHUNK GM_MAC_CHUNK GM_MAC_CHUNK GM_MAC_CHUNK GM_MAC_CHUNK GM_MAC_CHUNK GM_MAC_CHUNK GM_MAC_CHUNK
+    GM_MAC_CHUNK GM_MAC_CHUNK GM_MAC_CHUNK GM_MAC_CHUNK GM_MAC_CHUNK GM_MAC_CHUNK GM_MAC_CHUNK GM_MAC_CHUNK
     "5:\n"
-    "    .if (5b - 3b) - 8 * 56\n"
+    "    .if (5b - 3b) - 16 * 56\n"
     "    .error \"ec_gemm_2x2: a chunk is not 56 bytes\"\n"
     "    .endif\n"
     "    subs lr, lr, #1\n"
