@@ -1051,6 +1051,9 @@ static void dw_general(const ec_conv_params_t *p, const int8_t *input, const int
     }
 }
 
+static void dw_fast_batches(const ec_conv_params_t *p, const int8_t *input, const int8_t *filter,
+                            const int32_t *bias, int8_t *output, int8_t *row);
+
 /* The fast path alone (the generator checked its conditions, dw_fast_ok): the general code is not
  * linked.  Host debug builds check the generator's decision. */
 void ec_depthwise_conv2d_s8_dsp3x3(const ec_conv_params_t *p, const int8_t *input, const int8_t *filter,
@@ -1060,6 +1063,14 @@ void ec_depthwise_conv2d_s8_dsp3x3(const ec_conv_params_t *p, const int8_t *inpu
     if (!dw_fast_ok(p, input, bias, output, NULL))
         __builtin_trap();
 #endif
+    dw_fast_batches(p, input, filter, bias, output, row);
+}
+
+/* The fast path over the batches; the scratch row as the scratch when it is large enough (and
+ * word-aligned). */
+static void dw_fast_batches(const ec_conv_params_t *p, const int8_t *input, const int8_t *filter,
+                            const int32_t *bias, int8_t *output, int8_t *row)
+{
     for (int32_t b = 0; b < p->batches; b++) {
         const int8_t *in_b = input + b * p->in_h * p->in_w * p->in_c;
         int8_t *out_b = output + b * p->out_h * p->out_w * p->in_c;
@@ -1078,15 +1089,7 @@ void ec_depthwise_conv2d_s8_dsp(const ec_conv_params_t *p, const int8_t *input, 
         __builtin_trap();
 #endif
     if (dw_fast_ok(p, input, bias, output, skip))
-        for (int32_t b = 0; b < p->batches; b++) {
-            const int8_t *in_b = input + b * p->in_h * p->in_w * p->in_c;
-            int8_t *out_b = output + b * p->out_h * p->out_w * p->in_c;
-            /* the scratch row as the scratch when it is large enough (and word-aligned) */
-            if (row != NULL && ((uintptr_t)row & 3u) == 0 && p->out_w * p->in_c >= 4 * EC_DW_SCRATCH)
-                dw_fast(p, in_b, filter, bias, out_b, (uint32_t *)(void *)row);
-            else
-                dw_fast_stack(p, in_b, filter, bias, out_b);
-        }
+        dw_fast_batches(p, input, filter, bias, output, row);
     else
         dw_general(p, input, filter, bias, output, row, skip);
 }

@@ -216,24 +216,28 @@ GM_INLINE uint32_t *expand(const int8_t *s, int32_t n, uint32_t *c)
     return c;
 }
 
+/* expand, two words a pass (the hot copies) */
+GM_INLINE uint32_t *expand2(const int8_t *s, int32_t n, uint32_t *c)
+{
+    int32_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const uint32_t v = gm_load32(s + i), u = gm_load32(s + i + 4);
+        c[0] = GM_SXTB16(v);
+        c[1] = GM_SXTB16_ROR8(v);
+        c[4] = GM_SXTB16(u);
+        c[5] = GM_SXTB16_ROR8(u);
+        c += 8;
+    }
+    return i < n ? expand(s + i, 4, c) : c;
+}
+
 /* A kernel window (or block) wholly inside the input, taps in whole words: `rows` runs of `seg`
  * bytes `stride` apart, then `padw` zero groups (padding to kbp). */
 static GM_HOT void col_inside(const int8_t *src, int32_t stride, int32_t rows, int32_t seg, int32_t padw,
                               uint32_t *c)
 {
-    for (int32_t r = 0; r < rows; r++, src += stride) {
-        int32_t i = 0;
-        for (; i + 8 <= seg; i += 8) { /* two words a pass */
-            const uint32_t v = gm_load32(src + i), u = gm_load32(src + i + 4);
-            c[0] = GM_SXTB16(v);
-            c[1] = GM_SXTB16_ROR8(v);
-            c[4] = GM_SXTB16(u);
-            c[5] = GM_SXTB16_ROR8(u);
-            c += 8;
-        }
-        if (i < seg)
-            c = expand(src + i, 4, c);
-    }
+    for (int32_t r = 0; r < rows; r++, src += stride)
+        c = expand2(src, seg, c);
     for (; padw > 0; padw--, c += 4)
         c[0] = c[1] = 0;
 }
@@ -332,14 +336,7 @@ static GM_COL void col_gather_inside(const int8_t *src, int32_t stride, int32_t 
     }
     for (int8_t *end = tmp + kbp; t < end; t++)
         *t = 0;
-    for (int32_t i = 0; i < kbp; i += 8) {
-        const uint32_t v = gm_load32(tmp + i), u = gm_load32(tmp + i + 4);
-        c[0] = GM_SXTB16(v);
-        c[1] = GM_SXTB16_ROR8(v);
-        c[4] = GM_SXTB16(u);
-        c[5] = GM_SXTB16_ROR8(u);
-        c += 8;
-    }
+    expand2(tmp, kbp, c);
 }
 
 /* Block `blk` of a pixel's kernel window into col: col_inside when it lies inside the input. */
