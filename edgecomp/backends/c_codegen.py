@@ -35,6 +35,7 @@ KERNEL_FILES = ("ec_kernels.h", "ec_kernels.c")
 # kernels for cores with the DSP extension: copied only when a layer uses them
 DSP_KERNEL_FILES = ("ec_kernels_dsp.h", "ec_kernels_dsp.c")
 GEMM_KERNEL_FILES = ("ec_kernels_gemm.h", "ec_kernels_gemm.c")
+SIMD_FILES = ("ec_simd.h",)  # shared by the DSP and matrix-product kernels
 KERNEL_CHOICES = ("auto", "reference", "dsp")
 GENERATED_FILES = ("model.h", "model.c", "weights.c") + KERNEL_FILES
 # int16 kernels: copied only when the graph has int16 layers (backends/c_codegen_s16.py)
@@ -893,7 +894,8 @@ def generate(graph: ir.Graph, out_dir: Path, *, name: str = "model", probe: bool
     for f, text in texts.items():
         (out_dir / f).write_text(text)
     kernel_files = KERNEL_FILES + (GENERATED_FILES_S16 if c_codegen_s16.uses_s16(g) else ()) \
-        + (DSP_KERNEL_FILES if gen.used_dsp else ()) + (GEMM_KERNEL_FILES if gen.used_gemm else ())
+        + (DSP_KERNEL_FILES if gen.used_dsp else ()) + (GEMM_KERNEL_FILES if gen.used_gemm else ()) \
+        + (SIMD_FILES if gen.used_dsp or gen.used_gemm else ())
     for f in kernel_files:
         shutil.copyfile(templates_dir() / "cortex_m" / "kernels" / f, out_dir / f)
     return CodegenInfo(

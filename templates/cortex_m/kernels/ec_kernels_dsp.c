@@ -11,50 +11,23 @@
  * Two pixels times two output channels share each load (dot_2x2).
  */
 #include "ec_kernels_dsp.h"
+#include "ec_simd.h"
 
 #include <string.h>
 
-/* rotate right by 8 (ROR; folded into SXTB16's rotation by the compiler; not every
- * arm_acle.h has __ror) */
-static inline uint32_t ec_ror8(uint32_t x)
-{
-    return (x >> 8) | (x << 24);
-}
-
 #if defined(__ARM_FEATURE_DSP)
-#include <arm_acle.h>
-#define EC_SXTB16(x) ((uint32_t)__sxtb16(x))
-#if defined(__GNUC__)
-/* SXTB16 with its built-in rotation: one instruction (the compiler does not always fold the ROR) */
-static inline __attribute__((always_inline)) uint32_t ec_sxtb16_ror8(uint32_t x)
-{
-    uint32_t r;
-    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
-    return r;
-}
-#define EC_SXTB16_ROR8(x) ec_sxtb16_ror8(x)
-#else
-#define EC_SXTB16_ROR8(x) ((uint32_t)__sxtb16(ec_ror8(x)))
-#endif
 #define EC_SMLAD(a, b, acc) ((int32_t)__smlad((a), (b), (acc)))
 #define EC_SMLABB(a, b, acc) ((int32_t)__smlabb((int32_t)(a), (int32_t)(b), (acc)))
 #define EC_SMLATT(a, b, acc) ((int32_t)__smlatt((int32_t)(a), (int32_t)(b), (acc)))
 #define EC_SADD16(a, b) ((uint32_t)__sadd16((a), (b)))
 #else
 /* Plain C versions of exactly the intrinsics above (host builds, other compilers). */
-static inline uint32_t ec_sxtb16(uint32_t x)
-{
-    return ((uint32_t)(int32_t)(int8_t)(x & 0xffu) & 0xffffu) |
-           ((uint32_t)(int32_t)(int8_t)((x >> 16) & 0xffu) << 16);
-}
 static inline int32_t ec_smlad(uint32_t a, uint32_t b, int32_t acc)
 {
     int32_t lo = (int32_t)(int16_t)(a & 0xffffu) * (int32_t)(int16_t)(b & 0xffffu);
     int32_t hi = (int32_t)(int16_t)(a >> 16) * (int32_t)(int16_t)(b >> 16);
     return (int32_t)((uint32_t)acc + (uint32_t)lo + (uint32_t)hi); /* wraps like SMLAD */
 }
-#define EC_SXTB16(x) ec_sxtb16(x)
-#define EC_SXTB16_ROR8(x) ec_sxtb16(ec_ror8(x))
 static inline int32_t ec_smlabb(uint32_t a, uint32_t b, int32_t acc)
 {
     return (int32_t)((uint32_t)acc + (uint32_t)((int32_t)(int16_t)(a & 0xffffu) * (int32_t)(int16_t)(b & 0xffffu)));
@@ -96,14 +69,6 @@ static inline __attribute__((always_inline)) uint32_t ec_sxtab16_ror8(uint32_t a
 #define EC_INLINE static inline
 #endif
 
-/* A 32-bit load from any address (a single LDR on Cortex-M4/M7). */
-static inline uint32_t load32(const int8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
 /* acc[0] += xa.w0, acc[1] += xa.w1, acc[2] += xb.w0, acc[3] += xb.w1 over `rows` runs of n bytes,
  * the input runs x_step apart, the weight runs n apart (a kernel window, row by row) */
 static EC_HOT void dot_2x2(const int8_t *xa, const int8_t *xb, const int8_t *w0, const int8_t *w1, int32_t n,
@@ -113,17 +78,17 @@ static EC_HOT void dot_2x2(const int8_t *xa, const int8_t *xb, const int8_t *w0,
     const int32_t x_skip = x_step - n;
     for (; rows > 0; rows--) {
     for (int32_t i = n >> 2; i > 0; i--) {
-        const uint32_t x = load32(xa);
-        const uint32_t y = load32(xb);
+        const uint32_t x = ec_load32(xa);
+        const uint32_t y = ec_load32(xb);
         const uint32_t xe = EC_SXTB16(x), xo = EC_SXTB16_ROR8(x);
         const uint32_t ye = EC_SXTB16(y), yo = EC_SXTB16_ROR8(y);
-        uint32_t w = load32(w0);
+        uint32_t w = ec_load32(w0);
         uint32_t we = EC_SXTB16(w), wo = EC_SXTB16_ROR8(w);
         a00 = EC_SMLAD(xe, we, a00);
         a00 = EC_SMLAD(xo, wo, a00);
         a10 = EC_SMLAD(ye, we, a10);
         a10 = EC_SMLAD(yo, wo, a10);
-        w = load32(w1);
+        w = ec_load32(w1);
         we = EC_SXTB16(w);
         wo = EC_SXTB16_ROR8(w);
         a01 = EC_SMLAD(xe, we, a01);
@@ -160,12 +125,12 @@ static EC_HOT void dot_1x2(const int8_t *x, const int8_t *w0, const int8_t *w1, 
     const int32_t x_skip = x_step - n, w_skip = w_step - n;
     for (; rows > 0; rows--) {
     for (int32_t i = n >> 2; i > 0; i--) {
-        const uint32_t v = load32(x);
+        const uint32_t v = ec_load32(x);
         const uint32_t xe = EC_SXTB16(v), xo = EC_SXTB16_ROR8(v);
-        uint32_t w = load32(w0);
+        uint32_t w = ec_load32(w0);
         a0 = EC_SMLAD(xe, EC_SXTB16(w), a0);
         a0 = EC_SMLAD(xo, EC_SXTB16_ROR8(w), a0);
-        w = load32(w1);
+        w = ec_load32(w1);
         a1 = EC_SMLAD(xe, EC_SXTB16(w), a1);
         a1 = EC_SMLAD(xo, EC_SXTB16_ROR8(w), a1);
         x += 4;
@@ -195,12 +160,12 @@ static EC_HOT void dot_1x2_off(const int8_t *x, const int8_t *w0, const int8_t *
     const uint32_t off2 = ((uint32_t)off & 0xffffu) | ((uint32_t)off << 16);
     for (; rows > 0; rows--) {
         for (int32_t i = n >> 2; i > 0; i--) {
-            const uint32_t v = load32(x);
+            const uint32_t v = ec_load32(x);
             const uint32_t xe = EC_SADD16(EC_SXTB16(v), off2), xo = EC_SADD16(EC_SXTB16_ROR8(v), off2);
-            uint32_t w = load32(w0);
+            uint32_t w = ec_load32(w0);
             a0 = EC_SMLAD(xe, EC_SXTB16(w), a0);
             a0 = EC_SMLAD(xo, EC_SXTB16_ROR8(w), a0);
-            w = load32(w1);
+            w = ec_load32(w1);
             a1 = EC_SMLAD(xe, EC_SXTB16(w), a1);
             a1 = EC_SMLAD(xo, EC_SXTB16_ROR8(w), a1);
             x += 4;
@@ -480,7 +445,7 @@ void ec_conv2d_s8_dsp(const ec_conv_params_t *p, const int8_t *input, const int8
  * so padded taps are simply skipped (the depthwise bias is not folded). */
 #define EC_DW_TAP(xp, wp)                                                                             \
     do {                                                                                          \
-        const uint32_t xv_ = load32(xp), wv_ = load32(wp);                                        \
+        const uint32_t xv_ = ec_load32(xp), wv_ = ec_load32(wp);                                        \
         const uint32_t xe_ = EC_SADD16(EC_SXTB16(xv_), off2), xo_ = EC_SADD16(EC_SXTB16_ROR8(xv_), off2); \
         const uint32_t we_ = EC_SXTB16(wv_), wo_ = EC_SXTB16_ROR8(wv_);                           \
         a0 = EC_SMLABB(xe_, we_, a0); /* channel c */                                             \
@@ -1116,7 +1081,7 @@ void ec_global_avg_pool2d_s8_dsp(const ec_pool_params_t *p, const int8_t *input,
             uint32_t even = 0, odd = 0;
             const int8_t *x = in_b + c;
             for (int32_t i = 0; i < n; i++, x += c_n) {
-                const uint32_t v = load32(x);
+                const uint32_t v = ec_load32(x);
                 even = EC_SXTAB16(even, v);
                 odd = EC_SXTAB16_ROR8(odd, v);
             }

@@ -16,37 +16,17 @@
  * (`fast`); otherwise the reference ec_multiply_by_quantized_multiplier.
  */
 #include "ec_kernels_gemm.h"
+#include "ec_simd.h"
 
 #include <string.h>
 
 #if defined(__ARM_FEATURE_DSP)
-#include <arm_acle.h>
-#define GM_SXTB16(x) ((uint32_t)__sxtb16(x))
-#if defined(__GNUC__)
-/* SXTB16 with its built-in rotation: one instruction (the compiler does not fold the ROR) */
-static inline __attribute__((always_inline)) uint32_t gm_sxtb16_ror8(uint32_t x)
-{
-    uint32_t r;
-    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
-    return r;
-}
-#define GM_SXTB16_ROR8(x) gm_sxtb16_ror8(x)
-#else
-#define GM_SXTB16_ROR8(x) ((uint32_t)__sxtb16(((x) >> 8) | ((x) << 24)))
-#endif
 #define GM_SSAT8(x) __ssat((x), 8)
 #else
-static inline uint32_t gm_sxtb16(uint32_t x)
-{
-    return ((uint32_t)(int32_t)(int8_t)(x & 0xffu) & 0xffffu) |
-           ((uint32_t)(int32_t)(int8_t)((x >> 16) & 0xffu) << 16);
-}
 static inline int32_t gm_ssat8(int32_t x)
 {
     return x < -128 ? -128 : (x > 127 ? 127 : x);
 }
-#define GM_SXTB16(x) gm_sxtb16(x)
-#define GM_SXTB16_ROR8(x) gm_sxtb16(((x) >> 8) | ((x) << 24))
 #define GM_SSAT8(x) gm_ssat8(x)
 #endif
 
@@ -61,13 +41,6 @@ static inline int32_t gm_ssat8(int32_t x)
 #define GM_HOT
 #define GM_INLINE static inline
 #endif
-
-static inline uint32_t gm_load32(const int8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
 
 /* ---- the 2x2 block product ---------------------------------------------------- */
 
@@ -208,9 +181,9 @@ static void ec_gemm_2x2(const int8_t *w, const uint32_t *col, int32_t *acc, int3
 GM_INLINE uint32_t *expand(const int8_t *s, int32_t n, uint32_t *c)
 {
     for (int32_t i = 0; i < n; i += 4) {
-        const uint32_t v = gm_load32(s + i);
-        c[0] = GM_SXTB16(v);
-        c[1] = GM_SXTB16_ROR8(v);
+        const uint32_t v = ec_load32(s + i);
+        c[0] = EC_SXTB16(v);
+        c[1] = EC_SXTB16_ROR8(v);
         c += 4;
     }
     return c;
@@ -221,11 +194,11 @@ GM_INLINE uint32_t *expand2(const int8_t *s, int32_t n, uint32_t *c)
 {
     int32_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        const uint32_t v = gm_load32(s + i), u = gm_load32(s + i + 4);
-        c[0] = GM_SXTB16(v);
-        c[1] = GM_SXTB16_ROR8(v);
-        c[4] = GM_SXTB16(u);
-        c[5] = GM_SXTB16_ROR8(u);
+        const uint32_t v = ec_load32(s + i), u = ec_load32(s + i + 4);
+        c[0] = EC_SXTB16(v);
+        c[1] = EC_SXTB16_ROR8(v);
+        c[4] = EC_SXTB16(u);
+        c[5] = EC_SXTB16_ROR8(u);
         c += 8;
     }
     return i < n ? expand(s + i, 4, c) : c;
@@ -279,7 +252,7 @@ static GM_COL void col_pixel(const ec_conv_params_t *p, const ec_gemm_params_t *
         }
         if (direct && (in_c & 3) == 0) {
             /* whole words per tap: the padded taps are zero-point words, no gather */
-            const uint32_t zw = GM_SXTB16((uint32_t)(uint8_t)zp * 0x01010101u);
+            const uint32_t zw = EC_SXTB16((uint32_t)(uint8_t)zp * 0x01010101u);
             for (int32_t kx = 0; kx < p->kernel_w; kx++) {
                 if (row_ok && kx >= kx0 && kx < kx1) {
                     c = expand(in_b + (iy * p->in_w + ix0 + kx) * in_c, in_c, c);
@@ -327,7 +300,7 @@ static GM_COL void col_gather_inside(const int8_t *src, int32_t stride, int32_t 
     for (int32_t r = 0; r < rows; r++, src += stride) {
         int32_t i = 0;
         for (; i + 4 <= seg; i += 4) {
-            const uint32_t v = gm_load32(src + i);
+            const uint32_t v = ec_load32(src + i);
             memcpy(t + i, &v, 4);
         }
         for (; i < seg; i++)
