@@ -129,7 +129,9 @@ class _Gen:
                  gemm: dict[str, "GemmLayout"] | None = None, fused: dict[str, int] | None = None):
         self.g = graph
         self.fused = fused or {}  # row fusion: {producer A: buffer bytes}, A computed inside the next node
-        self.fused_a: dict[str, Any] = {}  # A's struct fields, for the consumer's loop
+        # the consumer B of each fused producer A: {B: A}
+        self.fused_b = {graph.nodes[i + 1].name: n.name for i, n in enumerate(graph.nodes) if n.name in self.fused}
+        self.fused_a: dict[str, Any] = {}  # A's row structs, for the consumer's loop
         self.dsp = dsp  # int8 conv / fully connected through ec_kernels_dsp where possible
         self.used_dsp = False
         self.gemm = gemm or {}  # int8 convolutions through ec_kernels_gemm (their layouts)
@@ -232,7 +234,6 @@ class _Gen:
         return str(lo), str(hi), "0.0f", "0.0f"
 
     def _struct(self, ctype: str, ident: str, fields: list[tuple[str, str]], comment: str) -> None:
-        self.last_fields = list(fields)
         body = "\n".join(f"    .{k} = {v}," for k, v in fields)
         self.params.append(f"{comment}\nstatic const {ctype} {ident} = {{\n{body}\n}};")
 
@@ -423,7 +424,9 @@ class _Gen:
             head.append(f"  + residual add of {self.tensor(res['tensor'])} (fused{', from ' + res['add'] if res.get('add') else ''})")
         node_ident = self.ident_base
         conv_fields = [(k, str(v)) for k, v in fields]
-        self._struct("ec_conv_params_t", node_ident, conv_fields, c_comment(f"{node.name}: {node.op}"))
+        fused = lay is not None and dsp_bias and (node.name in self.fused or node.name in self.fused_b)
+        if not fused:  # a fused layer's calls take per-row variants (_row_fusion)
+            self._struct("ec_conv_params_t", node_ident, conv_fields, c_comment(f"{node.name}: {node.op}"))
         k = ("ec_depthwise_conv2d_" if dw else "ec_conv2d_") + ("s8" if s8 else "f32")
         if lay is not None and dsp_bias:
             self.used_gemm = True
@@ -434,17 +437,17 @@ class _Gen:
                 d = self.plan.offsets[out.name] - self.plan.offsets[x.name]
                 direct = int(d <= 2 * (x.shape[3] - out.shape[3]))
             fast = int(gemm_fast_requant(self._q(node), res.get("q") if res else None, out.shape[3]))
+            gemm_fields = [("kb", str(lay.kb)), ("kbp", str(lay.kbp)), ("nb", str(lay.nb)), ("chunk", str(lay.chunk)),
+                           ("fast", str(fast)), ("direct", str(direct)),
+                           ("wpk", filt), ("bias", bias), ("row", "NULL" if direct else row),
+                           ("skip", skip), ("work", f"(int32_t *)(arena.bytes + {ws_off})"),
+                           ("residual_store", "ec_gemm_store_residual" if res else "NULL"),
+                           ("add_tables", f"(int32_t *)(arena.bytes + {ws_off + ws_bytes - GEMM_ADD_TABLE_BYTES})"
+                            if lay.tables else "NULL")]
+            if fused:
+                return self._row_fusion(node, x, out, head, conv_fields, gemm_fields)
             gid = self.ident(f"{node.name}_gemm")
-            self._struct("ec_gemm_params_t", gid, [("kb", str(lay.kb)), ("kbp", str(lay.kbp)), ("nb", str(lay.nb)),
-                                                   ("chunk", str(lay.chunk)),
-                                                   ("fast", str(fast)), ("direct", str(direct)),
-                                                   ("wpk", filt), ("bias", bias), ("row", "NULL" if direct else row),
-                                                   ("skip", skip), ("work", f"(int32_t *)(arena.bytes + {ws_off})"),
-                                                   ("residual_store", "ec_gemm_store_residual" if res else "NULL"),
-                                                   ("add_tables", f"(int32_t *)(arena.bytes + {ws_off + ws_bytes - GEMM_ADD_TABLE_BYTES})"
-                                                    if lay.tables else "NULL")],
-                         c_comment(f"{node.name}: matrix-product layout"))
-            self.last_gemm_fields = self.last_fields
+            self._struct("ec_gemm_params_t", gid, gemm_fields, c_comment(f"{node.name}: matrix-product layout"))
             head.append(f"  DSP matrix product (2x2 SMLAD blocks), {lay.nb} block(s) of {lay.kb} taps, "
                         f"{ws_bytes}-byte workspace at {ws_off}" + (", pixel by pixel in place" if direct else "")
                         + ("" if fast else ", reference requantization"))
@@ -452,8 +455,6 @@ class _Gen:
             if lay.tables:
                 head.append("  the residual add through two 256-entry rescale tables (filled first, in the workspace)")
                 call = f"ec_gemm_add_tables(&{node_ident}, &{gid});\n    " + call
-            if node.name in self.fused or self._fused_b(node):
-                return self._row_fusion(node, x, out, head, conv_fields, node_ident, gid)
             return call
         if dsp_bias:
             k += "_dsp"
@@ -469,16 +470,6 @@ class _Gen:
         return (f"{k}(&{node_ident}, {self.tensor(x.name)}, {filt}, {bias}, {self.tensor(out.name)}, {row}, "
                 f"{skip});")
 
-    def _fused_b(self, node) -> ir.Node | None:
-        """The producer A when ``node`` is the consumer of a row fusion."""
-        idx = next(i for i, n in enumerate(self.g.nodes) if n.name == node.name)
-        prev = self.g.nodes[idx - 1] if idx else None
-        return prev if prev is not None and prev.name in self.fused else None
-
-    def _drop_struct(self, ident: str) -> None:
-        """Remove a parameter struct that the code will not use (unused statics fail -Werror)."""
-        self.params = [p for p in self.params if f" {ident} = {{" not in p]
-
     def _row_variants(self, base: str, fields: list[tuple[str, str]], note: str) -> dict[str, str]:
         """ec_conv_params_t for one output row: first (padding above), middle, last (below)."""
         idents = {}
@@ -489,21 +480,21 @@ class _Gen:
             idents[part] = ident
         return idents
 
-    def _row_fusion(self, node, x, out, head, conv_fields, node_ident, gid) -> str:
+    def _row_fusion(self, node, x, out, head, conv_fields, gemm_fields) -> str:
         """Row fusion (see find_row_fusions): A's call is deferred; B's is a loop over output rows
         that computes A's rows into a 3-row buffer just ahead of B's."""
-        self._drop_struct(node_ident)
+        node_ident = self.ident_base
         if node.name in self.fused:  # A: remember, run inside B
-            self.fused_a[node.name] = dict(x=x, out=out, gid=gid,
-                                           rows=self._row_variants(node_ident, conv_fields, node.name))
+            gid = self.ident(f"{node.name}_gemm")
+            self._struct("ec_gemm_params_t", gid, gemm_fields, c_comment(f"{node.name}: matrix-product layout"))
+            self.fused_a[node.name] = dict(x=x, gid=gid, rows=self._row_variants(node_ident, conv_fields, node.name))
             head.append(f"  computed row by row inside the next layer (its output: a {self.fused[node.name]}-byte "
                         "buffer of 3 rows)")
             return "/* (inside the next layer) */"
-        a = self.fused_a[self._fused_b(node).name]
+        a = self.fused_a[self.fused_b[node.name]]
         rows_b = self._row_variants(node_ident, conv_fields, node.name)
         # B's skip operand is its own output position (the add written over A's input)
-        gf = [(k, "NULL" if k in ("skip", "row") else v) for k, v in self.last_gemm_fields] + [("skip_at_output", "1")]
-        self._drop_struct(gid)
+        gf = [(k, "NULL" if k in ("skip", "row") else v) for k, v in gemm_fields] + [("skip_at_output", "1")]
         gidf = self.ident(f"{node.name}_gemm_rows")
         self._struct("ec_gemm_params_t", gidf, gf, c_comment(f"{node.name}: matrix-product layout, row by row"))
         h, w = out.shape[1], out.shape[2]
@@ -794,12 +785,14 @@ def plan_with_gemm(g: ir.Graph, dsp: bool, fusions: bool = True) -> tuple[Memory
     lays: dict[str, GemmLayout] = {}
     plan = base
     limit = base.arena_bytes * (1 + GEMM_ARENA_GROWTH_FRACTION) + GEMM_ARENA_GROWTH
+
+    def trial(name: str, lay: GemmLayout) -> MemoryPlan:  # the plan with ``name`` taking ``lay``
+        return plan_memory(g, workspace={n: x.work_bytes for n, x in {**lays, name: lay}.items()}, fused=fused)
     for name, options in sorted(cands, key=lambda c: -macs[c[0]]):  # the biggest layers first
         for lay in options[:1] + [o for o in options[1:] if o.nb > 1]:
-            trial = plan_memory(g, workspace={n: x.work_bytes for n, x in {**lays, name: lay}.items()},
-                                fused=fused)
-            if trial.arena_bytes <= limit:
-                lays[name], plan = lay, trial
+            t = trial(name, lay)
+            if t.arena_bytes <= limit:
+                lays[name], plan = lay, t
                 break
     # then every output channel in one pass where the accumulators still fit (fewer calls)
     nodes = {n.name: n for n in g.nodes}
@@ -807,10 +800,9 @@ def plan_with_gemm(g: ir.Graph, dsp: bool, fusions: bool = True) -> tuple[Memory
         whole = gemm_layout(g, nodes[name], False, whole=True)
         if lays[name].nb > 1 or whole == lays[name]:
             continue
-        trial = plan_memory(g, workspace={n: x.work_bytes for n, x in {**lays, name: whole}.items()},
-                            fused=fused)
-        if trial.arena_bytes <= plan.arena_bytes:
-            lays[name], plan = whole, trial
+        t = trial(name, whole)
+        if t.arena_bytes <= plan.arena_bytes:
+            lays[name], plan = whole, t
     # a fused residual add on the one-multiply path takes its two rescale tables (2 KB) where
     # they fit in the same allowance
     for name in sorted(lays, key=lambda n: -macs[n]):
@@ -819,9 +811,9 @@ def plan_with_gemm(g: ir.Graph, dsp: bool, fusions: bool = True) -> tuple[Memory
         if not res or not gemm_fast_requant(node.attrs["q"], res.get("q"), g.tensors[node.outputs[0]].shape[3]):
             continue
         tab = dataclasses.replace(lay, tables=True, work_bytes=lay.work_bytes + GEMM_ADD_TABLE_BYTES)
-        trial = plan_memory(g, workspace={n: x.work_bytes for n, x in {**lays, name: tab}.items()}, fused=fused)
-        if trial.arena_bytes <= max(plan.arena_bytes, limit):
-            lays[name], plan = tab, trial
+        t = trial(name, tab)
+        if t.arena_bytes <= max(plan.arena_bytes, limit):
+            lays[name], plan = tab, t
     # a fused pair runs both layers through the matrix product, its output over the skip tensor
     # (A's input) or apart from it
     nodes_i = {n.name: i for i, n in enumerate(g.nodes)}

@@ -28,8 +28,8 @@ extern "C" {
 void ec_conv2d_s8_dsp(const ec_conv_params_t *p, const int8_t *input, const int8_t *filter,
                       const int32_t *bias, int8_t *output, int8_t *row, const int8_t *skip);
 /* Depthwise: bias NOT folded (the input offset is added in the kernel); depth multiplier 1 only
- * (the generator sends other multipliers to the reference kernel, so it is not linked here).  3x3 stride-1 layers with padding <= 1 and
- * right-shift requantization take a faster path (4 rows x 2 channels at a time) that writes the
+ * (the generator sends other multipliers to the reference kernel, so it is not linked here).
+ * 3x3 stride-1 layers with padding <= 1 and right-shift requantization take a faster path (4 rows x 2 channels at a time) that writes the
  * output directly, also in place when output row r lies exactly on input row r - pad_top, and
  * uses `row` as its scratch when it is large enough (else 304 bytes of stack). */
 void ec_depthwise_conv2d_s8_dsp(const ec_conv_params_t *p, const int8_t *input, const int8_t *filter,

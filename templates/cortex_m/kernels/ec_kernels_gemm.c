@@ -12,8 +12,10 @@
  * and q < 0 exactly when a < 0 (M > 2^30: a*M + 2^30 < 0 iff a <= -1).  Adding the output zero point zp:
  *   out = floor(V / 2^(31+s)),  V = a*M + 2^30 + (1 + 2*zp) * 2^(s+30) - 2^31 * [a < 0]
  * which is one multiply-accumulate into 64 bits, a correction, and the high word shifted by
- * s - 1.  The generator uses this only when every shift is in [-24, -1] and no multiplier is 2^30
- * (`fast`); otherwise the reference ec_multiply_by_quantized_multiplier.
+ * s - 1.  The generator sets `fast` when every shift is in [-24, -1] and no multiplier is 2^30;
+ * otherwise each channel takes the same formula with zp added after it when its shift is in
+ * [-31, -1] (the constant then fits in 64 bits), else the reference
+ * ec_multiply_by_quantized_multiplier (requant_one).
  */
 #include "ec_kernels_gemm.h"
 #include "ec_simd.h"
