@@ -189,6 +189,19 @@ def test_stride2_conv_in_place():
     assert plan.arena_bytes == 2048 + 128  # the output inside its input, plus the larger scratch row
 
 
+def test_apart_keeps_a_row_op_off_its_input():
+    """``apart`` (a layer tiled over output channels reads its whole input once per tile): that
+    layer's output never overlaps its input and it has no row scratch; the others may run in place."""
+    g = chain([("conv2d", 1, 1, 0, 8), ("conv2d", 3, 2, 1, 8), ("conv2d", 1, 1, 0, 8)], h=16, w=16, c=8)
+    free = plan_memory(g)
+    assert _overlap(free, "x1", "x2") and "n1" in free.scratch
+    plan = plan_memory(g, apart={"n1"})
+    simulate(g, plan)
+    assert not _overlap(plan, "x1", "x2") and "n1" not in plan.scratch
+    assert _overlap(plan, "x0", "x1")  # the first pointwise conv still in place
+    assert plan.arena_bytes == 2048 + 512 > free.arena_bytes
+
+
 def test_expanding_pointwise_in_place():
     g = chain([("conv2d", 1, 1, 0, 8), ("conv2d", 1, 1, 0, 32)], h=8, w=8, c=8)
     plan = plan_memory(g)

@@ -436,14 +436,17 @@ class _Gen:
                     and x.shape[0] == 1 and x.shape[3] >= out.shape[3]:
                 d = self.plan.offsets[out.name] - self.plan.offsets[x.name]
                 direct = int(d <= 2 * (x.shape[3] - out.shape[3]))
-            fast = int(gemm_fast_requant(self._q(node), res.get("q") if res else None, out.shape[3]))
+            assert row == "NULL" or not _tiled(self.g, node.name, lay), "a tiled layer must not run in place"
+            fast = int(gemm_fast_requant(self._q(node), res.get("q") if res else None, out.shape[3])
+                       and gemm_acc_ok(self.g, node))
             gemm_fields = [("kb", str(lay.kb)), ("kbp", str(lay.kbp)), ("nb", str(lay.nb)), ("chunk", str(lay.chunk)),
                            ("fast", str(fast)), ("direct", str(direct)),
                            ("wpk", filt), ("bias", bias), ("row", "NULL" if direct else row),
                            ("skip", skip), ("work", f"(int32_t *)(arena.bytes + {ws_off})"),
                            ("residual_store", "ec_gemm_store_residual" if res else "NULL"),
                            ("add_tables", f"(int32_t *)(arena.bytes + {ws_off + ws_bytes - GEMM_ADD_TABLE_BYTES})"
-                            if lay.tables else "NULL")]
+                            if lay.tables else "NULL"),
+                           ("wtile", str(lay.wtile)), ("wbuf", self._wbuf(node.name, lay))]
             if fused:
                 return self._row_fusion(node, x, out, head, conv_fields, gemm_fields)
             gid = self.ident(f"{node.name}_gemm")
@@ -451,6 +454,8 @@ class _Gen:
             head.append(f"  DSP matrix product (2x2 SMLAD blocks), {lay.nb} block(s) of {lay.kb} taps, "
                         f"{ws_bytes}-byte workspace at {ws_off}" + (", pixel by pixel in place" if direct else "")
                         + ("" if fast else ", reference requantization"))
+            if lay.wtile:
+                head.append(f"  weights widened to int16 in the workspace, {lay.wtile} channel pair(s) at a time")
             call = f"ec_conv2d_s8_gemm(&{node_ident}, &{gid}, {self.tensor(x.name)}, {self.tensor(out.name)});"
             if lay.tables:
                 head.append("  the residual add through two 256-entry rescale tables (filled first, in the workspace)")
@@ -469,6 +474,17 @@ class _Gen:
             head.append("  DSP kernel (SMLABB/SMLATT, 4 channels at a time)")
         return (f"{k}(&{node_ident}, {self.tensor(x.name)}, {filt}, {bias}, {self.tensor(out.name)}, {row}, "
                 f"{skip});")
+
+    def _wbuf(self, name: str, lay: GemmLayout) -> str:
+        """The address of a layer's widened-weights buffer: in its workspace before the tables, or
+        in the row-fused second layer's."""
+        if not lay.wtile:
+            return "NULL"
+        owner = lay.wbuf_in or name
+        own = self.gemm[owner]
+        ws_off, ws_bytes = self.plan.workspace[owner]
+        off = ws_off + ws_bytes - (GEMM_ADD_TABLE_BYTES if own.tables else 0) - own.wbuf_bytes
+        return f"(uint32_t *)(arena.bytes + {off})"
 
     def _row_variants(self, base: str, fields: list[tuple[str, str]], note: str) -> dict[str, str]:
         """ec_conv_params_t for one output row: first (padding above), middle, last (below)."""
@@ -672,6 +688,11 @@ GEMM_CHUNK = 8  # output-channel pairs per pass when a pixel's whole window is o
 GEMM_ARENA_GROWTH = 0  # tests raise it
 GEMM_ADD_TABLE_BYTES = 2048  # EC_GEMM_ADD_TABLE_BYTES: two int32 tables of 256 entries
 GEMM_ARENA_GROWTH_FRACTION = 0.03
+# Widened (int16) weights in the arena make the inner loop 10 instructions per 16 MACs instead of
+# 14; a layer takes them only where they fit in the arena as planned (this many bytes more: tests).
+GEMM_WIDE_GROWTH = 0
+GEMM_WIDE_MIN_TILE = 4  # fewer channel pairs per tile: copying the kernel windows again costs more
+GEMM_WIDE_TILE_CAP = 0  # tests: at most this many channel pairs per tile (0: no cap)
 
 
 @dataclass
@@ -683,6 +704,9 @@ class GemmLayout:
     chunk: int  # output-channel pairs per pass
     work_bytes: int
     tables: bool = False  # the fused residual add through two 256-entry tables after the workspace
+    wtile: int = 0  # > 0: output-channel pairs whose weights are widened to int16 at a time (ec_gemm16_2x2)
+    wbuf_bytes: int = 0  # the widened weights' buffer in this workspace (before the tables), 0: none
+    wbuf_in: str = ""  # a row-fused first layer: the buffer is in this (the second) layer's workspace
 
 
 def gemm_layout(g: ir.Graph, node: ir.Node, blocked: bool, whole: bool = False) -> GemmLayout | None:
@@ -717,6 +741,20 @@ def pack_gemm_weights(w: np.ndarray, lay: GemmLayout) -> np.ndarray:
     a[:oc, :, :lay.kb] = w.reshape(oc, lay.nb, lay.kb)
     a = a.reshape(pairs, 2, lay.nb, lay.kbp // 4, 4).transpose(0, 2, 3, 1, 4)
     return np.ascontiguousarray(a).reshape(-1)
+
+
+def gemm_acc_ok(g: ir.Graph, node: ir.Node) -> bool:
+    """Whether every accumulator of a conv2d stays below 2^30 in magnitude with room for the
+    output constant (ec_gemm_store2's SMMLAR form: 2a and a + (1 + 2 zp) 2^(s-1) fit 32 bits):
+    |bias| + 255 * sum|w| bounds TFLM's accumulator (inputs minus their zero point span 255)."""
+    w = g.tensors[node.inputs[1]].data.astype(np.int64)
+    bound = 255 * np.abs(w.reshape(w.shape[0], -1)).sum(axis=1)
+    if len(node.inputs) > 2:
+        bound = bound + np.abs(g.tensors[node.inputs[2]].data.astype(np.int64).reshape(-1))
+    q = node.attrs["q"]
+    sh = np.broadcast_to(np.asarray(q["shift"], np.int64), bound.shape)
+    const = (255 << np.maximum(-sh - 1, 0)).astype(np.int64)
+    return bool((bound < 1 << 30).all() and (bound + const + 1 < 1 << 31).all())
 
 
 def gemm_fast_requant(q: dict, rq: dict | None, n: int) -> bool:
@@ -767,6 +805,63 @@ def find_row_fusions(g: ir.Graph) -> dict[str, int]:
     return out
 
 
+def _tiled(g: ir.Graph, name: str, lay: GemmLayout) -> bool:
+    """Whether a layer runs its output channels in several tiles (its whole input read per tile)."""
+    node = next(n for n in g.nodes if n.name == name)
+    return 0 < lay.wtile < (g.tensors[node.outputs[0]].shape[3] + 1) // 2
+
+
+def _plan(g: ir.Graph, lays: dict[str, GemmLayout], fused: dict[str, int]) -> MemoryPlan:
+    return plan_memory(g, workspace={n: x.work_bytes for n, x in lays.items()}, fused=fused,
+                       apart={n for n, x in lays.items() if _tiled(g, n, x)})
+
+
+def _widen_weights(g, nodes, lays, plan, fused, macs, trial):
+    """Layers (the biggest first) take widened int16 weights where the buffer fits in the arena as
+    planned: all their channel pairs at once, else (output apart from the input, no residual add)
+    the most pairs per tile that fit, at least GEMM_WIDE_MIN_TILE.  A row-fused pair shares one
+    buffer in the second layer's workspace (each row call widens its own weights again)."""
+    limit = plan.arena_bytes + GEMM_WIDE_GROWTH
+    first_of = {b: a for a, b in ((a, g.nodes[[n.name for n in g.nodes].index(a) + 1].name) for a in fused)}
+    for name in sorted(lays, key=lambda n: -macs[n]):
+        lay = lays[name]
+        if lay.nb > 1 or name in fused or lay.wtile:
+            continue
+        pairs = (g.tensors[nodes[name].outputs[0]].shape[3] + 1) // 2
+        a = first_of.get(name)
+        if a is not None:  # the pair: both single tiles, one buffer
+            if lays.get(a) is None or lays[a].nb > 1:
+                continue
+            pa = (g.tensors[nodes[a].outputs[0]].shape[3] + 1) // 2
+            nbytes = 4 * max(lay.kbp * pairs, lays[a].kbp * pa)
+            wide = dataclasses.replace(lay, wtile=pairs, wbuf_bytes=nbytes, work_bytes=lay.work_bytes + nbytes)
+            t = trial(name, wide)
+            if t.arena_bytes <= limit:
+                lays[name], lays[a], plan = wide, dataclasses.replace(lays[a], wtile=pa, wbuf_in=name), t
+            continue
+
+        def fits(tile):
+            nb_ = 4 * lay.kbp * tile
+            w = dataclasses.replace(lay, wtile=tile, wbuf_bytes=nb_, work_bytes=lay.work_bytes + nb_)
+            t = trial(name, w)
+            ok = t.arena_bytes <= limit and (tile == pairs or name not in t.scratch)  # (tiled: never in place)
+            return (w, t) if ok else None
+        cap = min(pairs, GEMM_WIDE_TILE_CAP or pairs)
+        got = fits(pairs) if cap == pairs else None
+        if got is None and not nodes[name].attrs.get("residual"):
+            lo, hi = min(GEMM_WIDE_MIN_TILE, cap), min(pairs - 1, cap)  # the most pairs per tile that fit
+            while lo <= hi:
+                mid = (lo + hi) // 2
+                r = fits(mid)
+                if r is not None:
+                    got, lo = r, mid + 1
+                else:
+                    hi = mid - 1
+        if got is not None:
+            lays[name], plan = got
+    return plan
+
+
 def plan_with_gemm(g: ir.Graph, dsp: bool, fusions: bool = True) -> tuple[MemoryPlan, dict[str, GemmLayout],
                                                                           dict[str, int]]:
     """The memory plan, with the matrix-product convolutions' workspaces when ``dsp``.
@@ -787,7 +882,7 @@ def plan_with_gemm(g: ir.Graph, dsp: bool, fusions: bool = True) -> tuple[Memory
     limit = base.arena_bytes * (1 + GEMM_ARENA_GROWTH_FRACTION) + GEMM_ARENA_GROWTH
 
     def trial(name: str, lay: GemmLayout) -> MemoryPlan:  # the plan with ``name`` taking ``lay``
-        return plan_memory(g, workspace={n: x.work_bytes for n, x in {**lays, name: lay}.items()}, fused=fused)
+        return _plan(g, {**lays, name: lay}, fused)
     for name, options in sorted(cands, key=lambda c: -macs[c[0]]):  # the biggest layers first
         for lay in options[:1] + [o for o in options[1:] if o.nb > 1]:
             t = trial(name, lay)
@@ -808,12 +903,14 @@ def plan_with_gemm(g: ir.Graph, dsp: bool, fusions: bool = True) -> tuple[Memory
     for name in sorted(lays, key=lambda n: -macs[n]):
         node, lay = nodes[name], lays[name]
         res = node.attrs.get("residual")
-        if not res or not gemm_fast_requant(node.attrs["q"], res.get("q"), g.tensors[node.outputs[0]].shape[3]):
+        if not res or not gemm_fast_requant(node.attrs["q"], res.get("q"), g.tensors[node.outputs[0]].shape[3]) \
+                or not gemm_acc_ok(g, node):
             continue
         tab = dataclasses.replace(lay, tables=True, work_bytes=lay.work_bytes + GEMM_ADD_TABLE_BYTES)
         t = trial(name, tab)
         if t.arena_bytes <= max(plan.arena_bytes, limit):
             lays[name], plan = tab, t
+    plan = _widen_weights(g, nodes, lays, plan, fused, macs, trial)
     # a fused pair runs both layers through the matrix product, its output over the skip tensor
     # (A's input) or apart from it
     nodes_i = {n.name: i for i, n in enumerate(g.nodes)}

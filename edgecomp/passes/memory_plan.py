@@ -149,12 +149,15 @@ def _lifetimes(graph: ir.Graph):
 
 
 def plan_memory(graph: ir.Graph, *, align: int = 4, inplace: bool = True,
-                workspace: dict[str, int] | None = None, fused: dict[str, int] | None = None) -> MemoryPlan:
+                workspace: dict[str, int] | None = None, fused: dict[str, int] | None = None,
+                apart: frozenset[str] | set[str] = frozenset()) -> MemoryPlan:
     """Plan the arena of ``graph`` (see the module docstring).
 
     ``fused``: {node name: bytes} of producers run row by row inside their only consumer, the next
     node (c_codegen's row fusion): the output gets only that many bytes (a few rows), the
-    consumer's output is not placed over it, and both nodes' workspaces live through both nodes."""
+    consumer's output is not placed over it, and both nodes' workspaces live through both nodes.
+    ``apart``: row ops whose output must not overlap their input (c_codegen's tiled layers read
+    the whole input once per tile of output channels)."""
     workspace = {n: b for n, b in (workspace or {}).items() if b > 0}
     fused = dict(fused or {})
     acts, root, first, last = _lifetimes(graph)
@@ -186,7 +189,7 @@ def plan_memory(graph: ir.Graph, *, align: int = 4, inplace: bool = True,
 
         x = graph.tensors[node.inputs[0]]
         y = graph.tensors[node.outputs[0]]
-        geo = row_geometry(graph, node) if node.name not in consumers else None
+        geo = row_geometry(graph, node) if node.name not in consumers and node.name not in apart else None
         if geo is not None:
             allow(node.inputs[0], row_shift_limit(*geo))
             if (root(node.inputs[0]), out) in pairs:

@@ -12,7 +12,8 @@
  * and q < 0 exactly when a < 0 (M > 2^30: a*M + 2^30 < 0 iff a <= -1).  Adding the output zero point zp:
  *   out = floor(V / 2^(31+s)),  V = a*M + 2^30 + (1 + 2*zp) * 2^(s+30) - 2^31 * [a < 0]
  * which is one multiply-accumulate into 64 bits, a correction, and the high word shifted by
- * s - 1.  The generator sets `fast` when every shift is in [-24, -1] and no multiplier is 2^30;
+ * s - 1 (the assembly store: one SMMLAR, see ec_gemm_store2).  The generator sets `fast` when every
+ * shift is in [-24, -1], no multiplier is 2^30 and the accumulators are bounded (gemm_acc_ok);
  * otherwise each channel takes the same formula with zp added after it when its shift is in
  * [-31, -1] (the constant then fits in 64 bits), else the reference
  * ec_multiply_by_quantized_multiplier (requant_one).
@@ -175,6 +176,130 @@ static void ec_gemm_2x2(const int8_t *w, const uint32_t *col, int32_t *acc, int3
     }
 }
 #endif
+
+/* ---- the 2x2 block product on widened weights -------------------------------------- */
+
+/*
+ * As ec_gemm_2x2 (always from the bias) with the weights already sign-extended: per output-channel
+ * pair and 4 taps, 4 words in `w16` (row 0 taps (0, 2), row 0 taps (1, 3), row 1 the same), the
+ * pairs one after the other (kbp words each).  The layer widens them once per tile of pairs
+ * (widen), so the inner loop is two LDMs and eight SMLADs per 16 MACs.
+ */
+#if defined(__ARM_FEATURE_DSP) && defined(__thumb2__) && defined(__GNUC__)
+void ec_gemm16_2x2(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k8,
+                   const int32_t *bias);
+/* r0-r3 accumulators, r4-r7 four words of col, r8-r10 and lr four words of weights, r11 col, r12
+ * weights.  One chunk: 10 instructions of 4 bytes.  Stack: col, acc, pairs left, entry address,
+ * passes, passes left; then the saved registers, then the arguments k8 and bias. */
+#define GM16_MAC_CHUNK \
+    "    ldm r11!, {r4-r7}\n" \
+    "    ldm r12!, {r8-r10, lr}\n" \
+    "    smlad r0, r8, r4, r0\n" \
+    "    smlad r0, r9, r5, r0\n" \
+    "    smlad r2, r8, r6, r2\n" \
+    "    smlad r2, r9, r7, r2\n" \
+    "    smlad r1, r10, r4, r1\n" \
+    "    smlad r1, lr, r5, r1\n" \
+    "    smlad r3, r10, r6, r3\n" \
+    "    smlad r3, lr, r7, r3\n"
+__asm__(
+    "    .section .text.ec_gemm16_2x2,\"ax\",%progbits\n"
+    "    .global ec_gemm16_2x2\n"
+    "    .type ec_gemm16_2x2, %function\n"
+    "    .syntax unified\n"
+    "    .thumb\n"
+    "    .thumb_func\n"
+    "    .p2align 2\n"
+    "ec_gemm16_2x2:\n"
+    "    push {r4-r11, lr}\n"
+    "    sub sp, sp, #24\n"
+    "    str r1, [sp, #0]\n"
+    "    str r2, [sp, #4]\n"
+    "    str r3, [sp, #8]\n"
+    "    mov r12, r0\n"
+    "    ldr r4, [sp, #60]\n"      /* k8 */
+    "    lsl r4, r4, #1\n"         /* chunks */
+    "    add r5, r4, #15\n"
+    "    lsr r5, r5, #4\n"
+    "    str r5, [sp, #16]\n"      /* passes */
+    "    rsb r4, r4, #0\n"
+    "    and r4, r4, #15\n"        /* chunks skipped on the first pass */
+    "    mov r5, #40\n"
+    "    mul r4, r4, r5\n"
+    "    adr r5, 3f\n"
+    "    add r4, r4, r5\n"
+    "    orr r4, r4, #1\n"
+    "    str r4, [sp, #12]\n"      /* entry (Thumb) */
+    "1:\n"
+    "    ldr r4, [sp, #64]\n"      /* bias */
+    "    ldrd r0, r1, [r4], #8\n"
+    "    str r4, [sp, #64]\n"
+    "    mov r2, r0\n"
+    "    mov r3, r1\n"
+    "    ldr r11, [sp, #0]\n"
+    "    ldr r4, [sp, #16]\n"
+    "    str r4, [sp, #20]\n"
+    "    ldr r4, [sp, #12]\n"
+    "    bx r4\n"
+    "    .p2align 2\n"
+    "3:\n"
+    GM16_MAC_CHUNK GM16_MAC_CHUNK GM16_MAC_CHUNK GM16_MAC_CHUNK GM16_MAC_CHUNK GM16_MAC_CHUNK GM16_MAC_CHUNK
+    GM16_MAC_CHUNK GM16_MAC_CHUNK GM16_MAC_CHUNK GM16_MAC_CHUNK GM16_MAC_CHUNK GM16_MAC_CHUNK GM16_MAC_CHUNK
+    GM16_MAC_CHUNK GM16_MAC_CHUNK
+    "5:\n"
+    "    .if (5b - 3b) - 16 * 40\n"
+    "    .error \"ec_gemm16_2x2: a chunk is not 40 bytes\"\n"
+    "    .endif\n"
+    "    ldr r4, [sp, #20]\n"
+    "    subs r4, r4, #1\n"
+    "    str r4, [sp, #20]\n"
+    "    bne 3b\n"
+    "    ldr r4, [sp, #4]\n"
+    "    stmia r4!, {r0-r3}\n"
+    "    str r4, [sp, #4]\n"
+    "    ldr r4, [sp, #8]\n"
+    "    subs r4, r4, #1\n"
+    "    str r4, [sp, #8]\n"
+    "    bne 1b\n"
+    "    add sp, sp, #24\n"
+    "    pop {r4-r11, pc}\n"
+    "    .size ec_gemm16_2x2, .-ec_gemm16_2x2\n"
+    "    .text\n");
+#else
+/* The same arithmetic in plain C (host builds). */
+static void ec_gemm16_2x2(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k8,
+                          const int32_t *bias)
+{
+    for (; pairs > 0; pairs--, bias += 2, acc += 4) {
+        uint32_t a[4] = {(uint32_t)bias[0], (uint32_t)bias[1], (uint32_t)bias[0], (uint32_t)bias[1]};
+        const uint32_t *x = col;
+        for (int32_t k = 0; k < 2 * k8; k++, x += 4, w16 += 4) {
+            for (int i = 0; i < 4; i++) { /* i: pixel (i >> 1), row (i & 1) */
+                const uint32_t *xp = x + 2 * (i >> 1), *wr = w16 + 2 * (i & 1);
+                int32_t s = 0;
+                for (int h = 0; h < 2; h++)
+                    s += (int32_t)(int16_t)(xp[h] & 0xffffu) * (int16_t)(wr[h] & 0xffffu) +
+                         (int32_t)(int16_t)(xp[h] >> 16) * (int16_t)(wr[h] >> 16);
+                a[(i & 1) + 2 * (i >> 1)] += (uint32_t)s;
+            }
+        }
+        for (int i = 0; i < 4; i++)
+            acc[i] = (int32_t)a[i];
+    }
+}
+#endif
+
+/* The packed int8 weights of `pairs` channel pairs (8 bytes per 4 taps) as ec_gemm16_2x2 reads them. */
+static GM_HOT void widen(const int8_t *wpk, uint32_t *w16, int32_t pairs, int32_t kbp)
+{
+    for (int32_t i = pairs * kbp >> 2; i > 0; i--, wpk += 8, w16 += 4) {
+        const uint32_t r0 = ec_load32(wpk), r1 = ec_load32(wpk + 4);
+        w16[0] = EC_SXTB16(r0);
+        w16[1] = EC_SXTB16_ROR8(r0);
+        w16[2] = EC_SXTB16(r1);
+        w16[3] = EC_SXTB16_ROR8(r1);
+    }
+}
 
 /* ---- the kernel windows --------------------------------------------------------- */
 
@@ -415,30 +540,32 @@ GM_INLINE int32_t clamp(int32_t v, int32_t lo, int32_t hi)
 }
 
 /* Requantize the accumulators of one pixel pair into d0 and d1 (the one-multiply path, the
- * activation range [-128, 127], an even number of channels). */
+ * activation range [-128, 127], an even number of channels).  With h = floor((a*M + 2^30) / 2^31)
+ * (SRDHM's positive rounding for both signs, see the header comment), the output is
+ *   floor((h - [a < 0] + (1 + 2 zp) << (s - 1)) / 2^s)
+ * and h is one SMMLAR of 2a and M, accumulating the constant: seven instructions an output.  The
+ * generator sets `fast` only when every accumulator is below 2^30 in magnitude and every constant
+ * leaves room for it (no overflow anywhere; c_codegen.gemm_acc_bound). */
 #if defined(__ARM_FEATURE_DSP) && defined(__thumb2__) && defined(__GNUC__)
 #define GM_ASM_STORE 1
 void ec_gemm_store2(const int32_t *acc, int8_t *d0, int8_t *d1, int32_t channel_pairs, const int32_t *mult,
                     const int8_t *shift, int32_t zp2);
 /* r0 accumulators, r1/r2 the two pixels' outputs, r3 count, r4 multipliers, r5 shifts, r6 1 + 2 zp,
- * r7 -2^31, r8 one accumulator, r9 its multiplier, r10 shift - 1, r11 (1 + 2 zp) << (shift - 1),
- * r12/lr the 64-bit sum */
+ * r7 s - 1, r8 one accumulator, r9 its multiplier, r10 s, r11 (1 + 2 zp) << (s - 1), r12 the sum */
 #define GM_RQ_ONE(OFF, DST)                                                                          \
     "    ldr r8, [r0, #" #OFF "]\n"                                                                   \
-    "    lsl r12, r11, #31\n"                                                                         \
-    "    orr r12, r12, #0x40000000\n"                                                                 \
-    "    asr lr, r11, #1\n"                                                                           \
-    "    smlal r12, lr, r8, r9\n"                                                                     \
-    "    lsr r8, r8, #31\n"                                                                           \
-    "    smlal r12, lr, r8, r7\n"                                                                     \
-    "    asr lr, lr, r10\n"                                                                           \
-    "    ssat lr, #8, lr\n"                                                                           \
-    "    strb lr, [" DST "], #1\n"
+    "    lsl r12, r8, #1\n"                                                                           \
+    "    smmlar r12, r12, r9, r11\n"                                                                  \
+    "    add r12, r12, r8, asr #31\n"                                                                 \
+    "    asr r12, r12, r10\n"                                                                         \
+    "    ssat r12, #8, r12\n"                                                                         \
+    "    strb r12, [" DST "], #1\n"
 #define GM_RQ_CHANNEL(OFF0, OFF1)                                                                    \
     "    ldr r9, [r4], #4\n"                                                                          \
     "    ldrsb r10, [r5], #1\n"                                                                       \
-    "    mvn r10, r10\n"                                                                              \
-    "    lsl r11, r6, r10\n" GM_RQ_ONE(OFF0, "r1") GM_RQ_ONE(OFF1, "r2")
+    "    mvn r7, r10\n"                                                                               \
+    "    lsl r11, r6, r7\n"                                                                           \
+    "    rsb r10, r10, #0\n" GM_RQ_ONE(OFF0, "r1") GM_RQ_ONE(OFF1, "r2")
 __asm__(
     "    .section .text.ec_gemm_store2,\"ax\",%progbits\n"
     "    .global ec_gemm_store2\n"
@@ -452,7 +579,6 @@ __asm__(
     "    ldr r4, [sp, #36]\n"
     "    ldr r5, [sp, #40]\n"
     "    ldr r6, [sp, #44]\n"
-    "    mov r7, #0x80000000\n"
     "1:\n"
     GM_RQ_CHANNEL(0, 8)
     GM_RQ_CHANNEL(4, 12)
@@ -625,43 +751,55 @@ void ec_conv2d_s8_gemm(const ec_conv_params_t *p, const ec_gemm_params_t *g, con
     int32_t *acc = (int32_t *)(tmp + (p->in_c % 4 ? g->kbp : 0)); /* no gather buffer: see col_pixel */
     const int32_t wblk = 2 * g->kbp;
     const int rowwise = row != NULL && !g->direct;
-    for (int32_t b = 0; b < p->batches; b++) {
-        const int8_t *in_b = input + b * p->in_h * p->in_w * p->in_c;
-        int8_t *out_b = output + b * n_pix * oc_n;
-        const int8_t *sk_b = skip != NULL ? skip + b * n_pix * oc_n : NULL;
-        int32_t i = 0;
-        while (i < n_pix) {
-            /* the pair: pixels i and i + 1 (same row when writing row by row) */
-            const int32_t oy = i / out_w, ox = i % out_w;
-            const int two = i + 1 < n_pix && (!rowwise || ox + 1 < out_w);
-            const int32_t oy1 = two ? (i + 1) / out_w : oy, ox1 = two ? (i + 1) % out_w : ox;
-            int8_t *d0 = rowwise ? row + ox * oc_n : out_b + i * oc_n;
-            int8_t *d1 = two ? d0 + oc_n : NULL;
-            const int8_t *s0 = sk_b != NULL ? sk_b + i * oc_n : NULL;
-            for (int32_t blk = 0; blk < g->nb; blk++) {
-                col_window(p, g, in_b, oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left, blk, col, tmp);
-                col_window(p, g, in_b, oy1 * p->stride_h - p->pad_top, ox1 * p->stride_w - p->pad_left, blk, col + 2,
-                           tmp);
-                /* output channels `chunk` pairs at a time (all of them when there are several blocks) */
-                for (int32_t j0 = 0; j0 < pairs; j0 += g->chunk) {
-                    const int32_t n = pairs - j0 < g->chunk ? pairs - j0 : g->chunk;
-                    int32_t *a = g->nb == 1 ? acc : acc + 4 * j0;
-                    ec_gemm_2x2(wpk + (j0 * g->nb + blk) * wblk, col, a, n, g->kbp >> 3, (g->nb - 1) * wblk,
-                                blk == 0 ? bias + 2 * j0 : NULL);
-                    if (blk + 1 < g->nb)
-                        continue;
-                    const int32_t oc0 = 2 * j0, oc1 = 2 * (j0 + n) < oc_n ? 2 * (j0 + n) : oc_n;
-                    if (s0 != NULL)
-                        g->residual_store(p, g, a, d0, d1, s0, oc0, oc1);
-                    else if (g->fast && d1 != NULL)
-                        store_fast(p, a, d0, d1, oc0, oc1);
-                    else
-                        store_general(p, g, a, d0, d1, oc0, oc1);
+    /* the output-channel pairs in tiles of wtile (widened weights; the generator uses several
+     * tiles only when the output is apart from the input), else all at once */
+    const int32_t tile = g->wtile > 0 ? g->wtile : pairs;
+    for (int32_t t0 = 0; t0 < pairs; t0 += tile) {
+        const int32_t t1 = pairs - t0 < tile ? pairs : t0 + tile;
+        if (g->wtile > 0)
+            widen(wpk + t0 * wblk, g->wbuf, t1 - t0, g->kbp);
+        for (int32_t b = 0; b < p->batches; b++) {
+            const int8_t *in_b = input + b * p->in_h * p->in_w * p->in_c;
+            int8_t *out_b = output + b * n_pix * oc_n;
+            const int8_t *sk_b = skip != NULL ? skip + b * n_pix * oc_n : NULL;
+            int32_t i = 0;
+            while (i < n_pix) {
+                /* the pair: pixels i and i + 1 (same row when writing row by row) */
+                const int32_t oy = i / out_w, ox = i % out_w;
+                const int two = i + 1 < n_pix && (!rowwise || ox + 1 < out_w);
+                const int32_t oy1 = two ? (i + 1) / out_w : oy, ox1 = two ? (i + 1) % out_w : ox;
+                int8_t *d0 = rowwise ? row + ox * oc_n : out_b + i * oc_n;
+                int8_t *d1 = two ? d0 + oc_n : NULL;
+                const int8_t *s0 = sk_b != NULL ? sk_b + i * oc_n : NULL;
+                for (int32_t blk = 0; blk < g->nb; blk++) {
+                    col_window(p, g, in_b, oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left, blk,
+                               col, tmp);
+                    col_window(p, g, in_b, oy1 * p->stride_h - p->pad_top, ox1 * p->stride_w - p->pad_left, blk,
+                               col + 2, tmp);
+                    /* output channels `chunk` pairs at a time (all of them when there are several blocks) */
+                    for (int32_t j0 = t0; j0 < t1; j0 += g->chunk) {
+                        const int32_t n = t1 - j0 < g->chunk ? t1 - j0 : g->chunk;
+                        int32_t *a = g->nb == 1 ? acc : acc + 4 * j0;
+                        if (g->wtile > 0)
+                            ec_gemm16_2x2(g->wbuf + (j0 - t0) * g->kbp, col, a, n, g->kbp >> 3, bias + 2 * j0);
+                        else
+                            ec_gemm_2x2(wpk + (j0 * g->nb + blk) * wblk, col, a, n, g->kbp >> 3,
+                                        (g->nb - 1) * wblk, blk == 0 ? bias + 2 * j0 : NULL);
+                        if (blk + 1 < g->nb)
+                            continue;
+                        const int32_t oc0 = 2 * j0, oc1 = 2 * (j0 + n) < oc_n ? 2 * (j0 + n) : oc_n;
+                        if (s0 != NULL)
+                            g->residual_store(p, g, a, d0, d1, s0, oc0, oc1);
+                        else if (g->fast && d1 != NULL)
+                            store_fast(p, a, d0, d1, oc0, oc1);
+                        else
+                            store_general(p, g, a, d0, d1, oc0, oc1);
+                    }
                 }
+                i += two ? 2 : 1;
+                if (rowwise && i % out_w == 0)
+                    memcpy(out_b + (i - out_w) * oc_n, row, (size_t)(out_w * oc_n));
             }
-            i += two ? 2 : 1;
-            if (rowwise && i % out_w == 0)
-                memcpy(out_b + (i - out_w) * oc_n, row, (size_t)(out_w * oc_n));
         }
     }
 }

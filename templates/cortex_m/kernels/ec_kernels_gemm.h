@@ -16,7 +16,8 @@
  *    accumulators.
  *
  * Two output pixels times two output channels per pass of the inner loop; on Cortex-M4/M7 the
- * inner loop is assembly (LDM, LDRD, SXTB16, SMLAD: 14 instructions per 16 MACs).
+ * inner loop is assembly (LDM, LDRD, SXTB16, SMLAD: 14 instructions per 16 MACs; 10 when the
+ * weights were widened to int16 into the arena first, `wtile`).
  */
 #ifndef EC_KERNELS_GEMM_H
 #define EC_KERNELS_GEMM_H
@@ -52,12 +53,20 @@ struct ec_gemm_params {
     int32_t skip_at_output; /* 1: the skip operand is at the output itself (row-by-row calls) */
     int32_t *add_tables; /* the residual add's rescale tables (EC_GEMM_ADD_TABLE_BYTES), filled by
                           * ec_gemm_add_tables before the layer, or NULL */
+    int32_t wtile;       /* > 0 (nb 1 only): the weights of `wtile` output-channel pairs at a time are
+                          * widened to int16 into `wbuf` first (EC_GEMM_WBUF_BYTES), then every pixel
+                          * pair of the layer runs on them (ec_gemm16_2x2: no sign extension in the
+                          * inner loop); 0: the int8 weights are read directly */
+    uint32_t *wbuf;      /* wtile > 0: the widened weights (arena), else NULL */
 };
 
 /* Bytes of `work` for a layer. */
 #define EC_GEMM_WORK_BYTES(kbp, in_c, chunk) ((kbp) * ((in_c) % 4 ? 5 : 4) + 16 * (chunk))
 
 #define EC_GEMM_ADD_TABLE_BYTES 2048
+
+/* Bytes of `wbuf`: per output-channel pair and 4 taps, both rows' even and odd int16 pairs. */
+#define EC_GEMM_WBUF_BYTES(kbp, wtile) (4 * (kbp) * (wtile))
 
 /* Fill g->add_tables: the fused add's two rescaled inputs for each int8 value, so that the add is
  * two table loads, a sum and the output's requantization. */
