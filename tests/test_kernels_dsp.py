@@ -552,3 +552,42 @@ def test_gemm_large_accumulators_take_the_exact_general_store(tmp_path, monkeypa
     got = run_dsp(g, x, tmp_path)
     assert "ec_conv2d_s8_gemm(" in (tmp_path / "model.c").read_text() and ".fast = 0," in (tmp_path / "model.c").read_text()
     np.testing.assert_array_equal(got, interp.run(g, x)[g.outputs[0]])
+
+
+def _ties_conv():
+    """A pointwise conv whose requantization shifts right by 1 and whose small accumulators mostly
+    stay in range: about half the negative ones are rounding ties of the last step, where the
+    store's -[a < 0] decides the result."""
+    g = conv(6, 6, 4, 8, 1, actk=None)
+    w = g.tensors["w"]
+    w.data = np.random.default_rng(3).integers(-1, 2, size=w.shape, dtype=np.int8)
+    # effective scale 0.05 * ws / 0.08 in (0.25, 0.5): multiplier in (2^30, 2^31), shift -1
+    w.quant = ir.QuantParams(np.linspace(0.41, 0.79, 8).astype(np.float32), np.zeros(8, np.int32), axis=0)
+    g.tensors["b"].data = np.random.default_rng(4).integers(-40, 40, size=8, dtype=np.int32)
+    return g
+
+
+@needs_qemu
+def test_gemm_store_rounding_ties_on_cortex_m4(tmp_path, monkeypatch):
+    """The assembly requantizing store (ec_gemm_store2) on rounding ties of both signs: as TFLM."""
+    from edgecomp.backends.cortex_m import write_bundle
+    from edgecomp.backends.run import run_bundle
+
+    monkeypatch.setattr(c_codegen, "GEMM_ARENA_GROWTH", 1 << 20)
+    g = _ties_conv()
+    q = c_codegen._prepare(g).nodes[0].attrs["q"]
+    assert (np.asarray(q["shift"]) == -1).all()
+    x = np.random.default_rng(5).integers(-128, 128, size=(4, 6, 6, 4), dtype=np.int8)
+    write_bundle(g, "cortex-m4", tmp_path / "b", options={"kernels": "dsp"})
+    assert ".fast = 1," in (tmp_path / "b" / "model.c").read_text()
+    got = np.asarray(run_bundle(tmp_path / "b", x, emulate=True, progress=False).outputs).reshape(-1)
+    want = interp.run(g, x)[g.outputs[0]].reshape(-1)
+    # the accumulators (inputs minus the zero point times the weights, plus the bias): many
+    # unsaturated negative ties
+    acc = np.einsum("nhwc,oc->nhwo", x.astype(np.int64) + int(q["input_offset"]),
+                    g.tensors["w"].data.reshape(8, 4).astype(np.int64)) + g.tensors["b"].data
+    m = np.asarray(q["multiplier"], np.int64)
+    h = (acc * m + (1 << 30)) >> 31
+    ties = (acc < 0) & (h % 2 == 1) & (np.abs(want.reshape(acc.shape)) < 127)
+    assert ties.sum() >= 20
+    np.testing.assert_array_equal(got, want)
