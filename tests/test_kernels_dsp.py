@@ -591,3 +591,17 @@ def test_gemm_store_rounding_ties_on_cortex_m4(tmp_path, monkeypatch):
     ties = (acc < 0) & (h % 2 == 1) & (np.abs(want.reshape(acc.shape)) < 127)
     assert ties.sum() >= 20
     np.testing.assert_array_equal(got, want)
+
+
+def test_widened_weights_keep_the_depthwise_fast_path(tmp_path, monkeypatch, mlperf_dir):
+    """Given arena to grow into, DS-CNN's pointwise layers widen their weights, but never at the
+    cost of a depthwise layer's 3x3 fast path (a new placement can leave it neither in place one
+    row behind nor apart from its input)."""
+    from edgecomp.frontends.tflite import load_tflite
+
+    monkeypatch.setattr(c_codegen, "GEMM_WIDE_GROWTH", 9216)
+    g = load_tflite(mlperf_dir / "kws_ref_model.tflite")
+    generate(g, tmp_path, name="model", dsp=True)
+    code = (tmp_path / "model.c").read_text()
+    assert code.count("weights widened to int16") >= 3
+    assert code.count("3x3 fast path") == 4

@@ -822,6 +822,10 @@ def _widen_weights(g, nodes, lays, plan, fused, macs, trial):
     the most pairs per tile that fit, at least GEMM_WIDE_MIN_TILE.  A row-fused pair shares one
     buffer in the second layer's workspace (each row call widens its own weights again)."""
     limit = plan.arena_bytes + GEMM_WIDE_GROWTH
+    dw = [n for n in g.nodes if n.op == "depthwise_conv2d" and dw_fast_ok(g, n, plan, n.attrs.get("residual"))]
+
+    def keeps(t: MemoryPlan) -> bool:  # no depthwise layer pushed off its fast path by the new placement
+        return t.arena_bytes <= limit and all(dw_fast_ok(g, n, t, n.attrs.get("residual")) for n in dw)
     first_of = {b: a for a, b in ((a, g.nodes[[n.name for n in g.nodes].index(a) + 1].name) for a in fused)}
     for name in sorted(lays, key=lambda n: -macs[n]):
         lay = lays[name]
@@ -836,7 +840,7 @@ def _widen_weights(g, nodes, lays, plan, fused, macs, trial):
             nbytes = 4 * max(lay.kbp * pairs, lays[a].kbp * pa)
             wide = dataclasses.replace(lay, wtile=pairs, wbuf_bytes=nbytes, work_bytes=lay.work_bytes + nbytes)
             t = trial(name, wide)
-            if t.arena_bytes <= limit:
+            if keeps(t):
                 lays[name], lays[a], plan = wide, dataclasses.replace(lays[a], wtile=pa, wbuf_in=name), t
             continue
 
@@ -844,7 +848,7 @@ def _widen_weights(g, nodes, lays, plan, fused, macs, trial):
             nb_ = 4 * lay.kbp * tile
             w = dataclasses.replace(lay, wtile=tile, wbuf_bytes=nb_, work_bytes=lay.work_bytes + nb_)
             t = trial(name, w)
-            ok = t.arena_bytes <= limit and (tile == pairs or name not in t.scratch)  # (tiled: never in place)
+            ok = keeps(t) and (tile == pairs or name not in t.scratch)  # (tiled: never in place)
             return (w, t) if ok else None
         cap = min(pairs, GEMM_WIDE_TILE_CAP or pairs)
         got = fits(pairs) if cap == pairs else None
