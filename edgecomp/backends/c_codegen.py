@@ -824,8 +824,14 @@ def _widen_weights(g, nodes, lays, plan, fused, macs, trial):
     limit = plan.arena_bytes + GEMM_WIDE_GROWTH
     dw = [n for n in g.nodes if n.op == "depthwise_conv2d" and dw_fast_ok(g, n, plan, n.attrs.get("residual"))]
 
-    def keeps(t: MemoryPlan) -> bool:  # no depthwise layer pushed off its fast path by the new placement
-        return t.arena_bytes <= limit and all(dw_fast_ok(g, n, t, n.attrs.get("residual")) for n in dw)
+    apart = [n for n in lays if n not in plan.scratch and g.tensors[nodes[n].outputs[0]].shape[2] % 2]
+
+    def keeps(t: MemoryPlan) -> bool:
+        """Within the limit, and the new placement pushes no depthwise layer off its fast path and
+        puts no matrix-product layer of odd width that wrote apart from its input in place (row by
+        row, pixel pairs do not cross rows: each row would end with a single pixel)."""
+        return t.arena_bytes <= limit and all(dw_fast_ok(g, n, t, n.attrs.get("residual")) for n in dw) \
+            and not any(n in t.scratch for n in apart)
     first_of = {b: a for a, b in ((a, g.nodes[[n.name for n in g.nodes].index(a) + 1].name) for a in fused)}
     for name in sorted(lays, key=lambda n: -macs[n]):
         lay = lays[name]
