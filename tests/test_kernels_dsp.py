@@ -605,3 +605,20 @@ def test_widened_weights_keep_the_depthwise_fast_path(tmp_path, monkeypatch, mlp
     code = (tmp_path / "model.c").read_text()
     assert code.count("weights widened to int16") >= 3
     assert code.count("3x3 fast path") == 4
+
+
+
+def test_wide_depthwise_planned_apart_for_the_fast_path(tmp_path, monkeypatch, mlperf_dir):
+    """vww's stride-1 depthwise layers on 24- and 12-pixel rows: in place they would take the
+    general code (the fast path takes in-place layers of one column tile only); the arena has room
+    to plan them apart from their input, so they take the fast path, with the same arena."""
+    from edgecomp.frontends.tflite import load_tflite
+
+    g = load_tflite(mlperf_dir / "vww_96_int8.tflite")
+    info = generate(g, tmp_path / "apart", name="model", dsp=True)
+    code = (tmp_path / "apart" / "model.c").read_text()
+    monkeypatch.setattr(c_codegen, "_dw_apart", lambda g, plan, apart, trial: plan)
+    info0 = generate(g, tmp_path / "inplace", name="model", dsp=True)
+    code0 = (tmp_path / "inplace" / "model.c").read_text()
+    assert code.count("3x3 fast path") >= code0.count("3x3 fast path") + 2
+    assert info.arena_bytes <= info0.arena_bytes

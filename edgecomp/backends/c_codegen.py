@@ -811,9 +811,30 @@ def _tiled(g: ir.Graph, name: str, lay: GemmLayout) -> bool:
     return 0 < lay.wtile < (g.tensors[node.outputs[0]].shape[3] + 1) // 2
 
 
-def _plan(g: ir.Graph, lays: dict[str, GemmLayout], fused: dict[str, int]) -> MemoryPlan:
+def _plan(g: ir.Graph, lays: dict[str, GemmLayout], fused: dict[str, int], apart=frozenset()) -> MemoryPlan:
     return plan_memory(g, workspace={n: x.work_bytes for n, x in lays.items()}, fused=fused,
-                       apart={n for n, x in lays.items() if _tiled(g, n, x)})
+                       apart={n for n, x in lays.items() if _tiled(g, n, x)} | set(apart))
+
+
+def _dw_dsp(g: ir.Graph, node: ir.Node) -> bool:
+    """Whether an int8 depthwise conv takes ec_kernels_dsp (as c_codegen's _conv decides)."""
+    q = node.attrs.get("q")
+    return node.op == "depthwise_conv2d" and q is not None and g.tensors[node.outputs[0]].dtype == "int8" \
+        and int(node.attrs.get("depth_multiplier", 1)) == 1 and int(q["filter_offset"]) == 0
+
+
+def _dw_apart(g: ir.Graph, plan: MemoryPlan, apart: set[str], trial) -> MemoryPlan:
+    """Depthwise 3x3 layers that miss the fast path only because they run in place (wide rows:
+    the fast path takes in-place layers of one column tile only) are planned apart from their
+    input where the arena does not grow (the general depthwise code is about 4x slower)."""
+    for n in g.nodes:
+        if not _dw_dsp(g, n) or dw_fast_ok(g, n, plan, n.attrs.get("residual")):
+            continue
+        t = trial(apart | {n.name})
+        if t.arena_bytes <= plan.arena_bytes and dw_fast_ok(g, n, t, n.attrs.get("residual")):
+            apart.add(n.name)
+            plan = t
+    return plan
 
 
 def _widen_weights(g, nodes, lays, plan, fused, macs, trial):
@@ -891,8 +912,10 @@ def plan_with_gemm(g: ir.Graph, dsp: bool, fusions: bool = True) -> tuple[Memory
     plan = base
     limit = base.arena_bytes * (1 + GEMM_ARENA_GROWTH_FRACTION) + GEMM_ARENA_GROWTH
 
+    dw_apart: set[str] = set()  # depthwise layers kept off their input (_dw_apart)
+
     def trial(name: str, lay: GemmLayout) -> MemoryPlan:  # the plan with ``name`` taking ``lay``
-        return _plan(g, {**lays, name: lay}, fused)
+        return _plan(g, {**lays, name: lay}, fused, dw_apart)
     for name, options in sorted(cands, key=lambda c: -macs[c[0]]):  # the biggest layers first
         for lay in options[:1] + [o for o in options[1:] if o.nb > 1]:
             t = trial(name, lay)
@@ -920,6 +943,7 @@ def plan_with_gemm(g: ir.Graph, dsp: bool, fusions: bool = True) -> tuple[Memory
         t = trial(name, tab)
         if t.arena_bytes <= max(plan.arena_bytes, limit):
             lays[name], plan = tab, t
+    plan = _dw_apart(g, plan, dw_apart, lambda apart: _plan(g, lays, fused, apart))
     plan = _widen_weights(g, nodes, lays, plan, fused, macs, trial)
     # a fused pair runs both layers through the matrix product, its output over the skip tensor
     # (A's input) or apart from it
