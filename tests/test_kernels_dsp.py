@@ -622,3 +622,64 @@ def test_wide_depthwise_planned_apart_for_the_fast_path(tmp_path, monkeypatch, m
     code0 = (tmp_path / "inplace" / "model.c").read_text()
     assert code.count("3x3 fast path") >= code0.count("3x3 fast path") + 2
     assert info.arena_bytes <= info0.arena_bytes
+
+
+def _pruned(case, dead, big_bias=True):
+    """conv(**case) with the output channels `dead` pruned: all their weights zero (their bias
+    near 2^30 as in vww, so that their outputs saturate and the others' checks stay meaningful)."""
+    g = conv(**case)
+    w, b = g.tensors["w"], g.tensors["b"]
+    w.data, b.data = w.data.copy(), b.data.copy()
+    w.data[dead] = 0
+    if big_bias:
+        b.data[dead[0]] = 1 << 30
+        b.data[dead[-1]] = -(1 << 30)
+    return g
+
+
+PRUNED_CASES = [
+    (dict(h=5, w=5, c=16, oc=20, k=1), [1, 4, 19]),            # pointwise: two chunks of pairs
+    (dict(h=6, w=7, c=4, oc=6, k=3, pad=1), [0, 5]),            # 3x3 with borders
+    (dict(h=7, w=5, c=8, oc=8, k=1), [2, 3, 6]),                # pointwise in place (output over input)
+    (dict(h=6, w=6, c=3, oc=10, k=3, pad=1, stride=2), [9, 4]),  # gathered taps, an odd count computed
+]
+
+
+@needs_gcc
+@pytest.mark.parametrize("case,dead", PRUNED_CASES)
+@pytest.mark.parametrize("wide", [False, True])
+def test_pruned_channels_are_constants(tmp_path, monkeypatch, case, dead, wide):
+    """Output channels whose weights are all zero are not computed (nor stored in flash): their
+    outputs are the requantized bias, written as constants; the others are scattered to their
+    places.  Same outputs as the interpreter, with int8 or widened weights (tiles of 2 pairs)."""
+    monkeypatch.setattr(c_codegen, "GEMM_ARENA_GROWTH", 1 << 20)
+    if wide:
+        _wide_codegen(monkeypatch, 2)
+    g = _pruned(case, dead)
+    check_dsp(g, tmp_path, n=3, seed=17)
+    code = (tmp_path / "model.c").read_text()
+    n_live = case["oc"] - len(set(dead))
+    assert f".n_live = {n_live}," in code and "have only zero weights" in code
+    assert ("weights widened to int16" in code) == wide
+    w = (tmp_path / "weights.c").read_text()
+    kbp = -(-case["k"] ** 2 * case["c"] // 8) * 8
+    assert re.search(rf"filter_packed\[{2 * ((n_live + 1) // 2) * kbp}\]", w)  # the pruned rows are not there
+
+
+@needs_qemu
+def test_pruned_channels_on_cortex_m4(tmp_path, monkeypatch):
+    from edgecomp.backends.cortex_m import write_bundle
+    from edgecomp.backends.run import run_bundle
+
+    monkeypatch.setattr(c_codegen, "GEMM_ARENA_GROWTH", 1 << 20)
+    for i, (case, dead) in enumerate(PRUNED_CASES[:3]):
+        g = _pruned(case, dead)
+        x = np.random.default_rng(30 + i).integers(-128, 128, size=(2,) + g.tensors[g.inputs[0]].shape[1:],
+                                                   dtype=np.int8)
+        out = tmp_path / f"case{i}"
+        write_bundle(g, "cortex-m4", out, options={"kernels": "dsp"})
+        assert ".n_live = " in (out / "model.c").read_text()
+        got = np.asarray(run_bundle(out, x, emulate=True, progress=False).outputs)
+        want = interp.run(g, x)[g.outputs[0]]
+        assert np.ptp(want.astype(np.int32)) > 0
+        np.testing.assert_array_equal(got.reshape(-1), want.reshape(-1))

@@ -177,7 +177,7 @@ class _Gen:
             nbytes = 4 * n
         else:
             body = _array_body(data.astype(np.int64), c_int, 16 if ctype == "int8_t" else 8)
-            nbytes = {"int8_t": 1, "int32_t": 4}[ctype] * n
+            nbytes = {"int8_t": 1, "uint16_t": 2, "int32_t": 4}[ctype] * n
         if data.size == 0:
             body = "    0,"
         attr = f" __attribute__((aligned({align})))" if align else ""
@@ -201,7 +201,7 @@ class _Gen:
         return self.const_array(self.ident_base, suffix, t.data, want,
                                 f"{node.name}: {suffix} {t.name} {_shape(t.shape)} {_fmt_q(t)}")
 
-    def _dsp_bias(self, node: ir.Node, q: dict, n_out: int, pad_to: int = 0) -> str | None:
+    def _dsp_bias(self, node: ir.Node, q: dict, n_out: int, pad_to: int = 0, live=None) -> str | None:
         """The folded bias of a DSP-kernel layer (bias + input_offset * sum(w)), or None: use the reference."""
         if not self.dsp or int(q["filter_offset"]) != 0:
             return None
@@ -217,6 +217,8 @@ class _Gen:
             bias, name = np.zeros(n_out, np.int64), "(none)"
         folded = bias + int(q["input_offset"]) * wsum
         folded = ((folded + (1 << 31)) % (1 << 32)) - (1 << 31)  # int32 wrap-around, as the sums wrap
+        if live is not None:  # the computed channels only (gemm_live)
+            folded = folded[live]
         if pad_to > len(folded):
             folded = np.concatenate([folded, np.zeros(pad_to - len(folded), np.int64)])
         self.used_dsp = True
@@ -244,10 +246,12 @@ class _Gen:
                              fix="Run edgecomp.passes.requantize first")
         return q
 
-    def _mult_shift(self, node: ir.Node, n: int) -> tuple[str, str]:
+    def _mult_shift(self, node: ir.Node, n: int, live=None) -> tuple[str, str]:
         q = self._q(node)
         m = np.broadcast_to(np.asarray(q["multiplier"], dtype=np.int64), (n,))
         s = np.broadcast_to(np.asarray(q["shift"], dtype=np.int64), (n,))
+        if live is not None:  # the computed channels only (gemm_live)
+            m, s = m[live], s[live]
         mi = self.const_array(self.ident_base, "multiplier", m, "int32_t",
                               f"{node.name}: Q31 requantization multipliers")
         if s.min() < -128 or s.max() > 127:  # TFLite shifts are within [-31, 30]
@@ -384,15 +388,19 @@ class _Gen:
         dh, dwl = a.get("dilation", (1, 1))
         pt, pl, pb, pr = a.get("pad", (0, 0, 0, 0))
         lay = self.gemm.get(node.name) if s8 and not dw else None
+        live = gemm_live(self.g, node) if lay is not None else None
         if lay is not None:
-            filt = self.const_array(self.ident_base, "filter_packed", pack_gemm_weights(w.data, lay), "int8_t",
+            wl = w.data if live is None else w.data[live]
+            filt = self.const_array(self.ident_base, "filter_packed", pack_gemm_weights(wl, lay), "int8_t",
                                     f"{node.name}: filter {w.name} {_shape(w.shape)} {_fmt_q(w)}, packed for "
                                     f"ec_kernels_gemm (channel pairs, 4 taps at a time, {lay.nb} block(s) of "
-                                    f"{lay.kbp})", align=8)
+                                    f"{lay.kbp})" + ("" if live is None else f", the {len(live)} channels with "
+                                                     "non-zero weights"), align=8)
         else:
             filt = self._const(node, 1, "filter", "int8_t" if s8 else "float")
-        dsp_bias = self._dsp_bias(node, self._q(node), out.shape[3],
-                                  pad_to=2 * ((out.shape[3] + 1) // 2) if lay else 0) if s8 and not dw else None
+        n_oc = out.shape[3] if live is None else len(live)  # the channels the kernel computes
+        dsp_bias = self._dsp_bias(node, self._q(node), out.shape[3], pad_to=2 * ((n_oc + 1) // 2) if lay else 0,
+                                  live=live) if s8 and not dw else None
         bias = dsp_bias or self._const(node, 2, "bias", "int32_t" if s8 else "float") or "NULL"
         res = a.get("residual")
         lo, hi, flo, fhi = self._act(node, out)  # the conv's own clamp (before a fused residual add)
@@ -405,7 +413,7 @@ class _Gen:
                     + (f", depth multiplier {mult}" if dw else "") + f", act [{lo if s8 else flo}, {hi if s8 else fhi}]")
         if s8:
             q = self._q(node)
-            mi, si = self._mult_shift(node, out.shape[3])
+            mi, si = self._mult_shift(node, out.shape[3], live=live if dsp_bias else None)
             fields += [("input_offset", c_int(q["input_offset"])), ("filter_offset", c_int(q["filter_offset"])),
                        ("output_offset", c_int(q["output_offset"]))]
         fields += [("act_min", lo), ("act_max", hi), ("act_min_f", flo), ("act_max_f", fhi)]
@@ -437,8 +445,18 @@ class _Gen:
                 d = self.plan.offsets[out.name] - self.plan.offsets[x.name]
                 direct = int(d <= 2 * (x.shape[3] - out.shape[3]))
             assert row == "NULL" or not _tiled(self.g, node.name, lay), "a tiled layer must not run in place"
-            fast = int(gemm_fast_requant(self._q(node), res.get("q") if res else None, out.shape[3])
-                       and gemm_acc_ok(self.g, node))
+            fast = int(gemm_fast_requant(self._q(node), res.get("q") if res else None, out.shape[3], live)
+                       and gemm_acc_ok(self.g, node, live))
+            dead = [("n_live", "0"), ("live_map", "NULL"), ("dead_row", "NULL")]
+            if live is not None:
+                dead = [("n_live", str(len(live))),
+                        ("live_map", self.const_array(self.ident_base, "live_map", np.asarray(live), "uint16_t",
+                                                      f"{node.name}: the output channels computed")),
+                        ("dead_row", self.const_array(self.ident_base, "dead_row", dead_channel_row(self.g, node),
+                                                      "int8_t", f"{node.name}: the outputs of the channels whose "
+                                                      "weights are all zero (their bias requantized)"))]
+                head.append(f"  {out.shape[3] - len(live)} of {out.shape[3]} output channels have only zero weights: "
+                            "constants, not computed")
             gemm_fields = [("kb", str(lay.kb)), ("kbp", str(lay.kbp)), ("nb", str(lay.nb)), ("chunk", str(lay.chunk)),
                            ("fast", str(fast)), ("direct", str(direct)),
                            ("wpk", filt), ("bias", bias), ("row", "NULL" if direct else row),
@@ -446,7 +464,7 @@ class _Gen:
                            ("residual_store", "ec_gemm_store_residual" if res else "NULL"),
                            ("add_tables", f"(int32_t *)(arena.bytes + {ws_off + ws_bytes - GEMM_ADD_TABLE_BYTES})"
                             if lay.tables else "NULL"),
-                           ("wtile", str(lay.wtile)), ("wbuf", self._wbuf(node.name, lay))]
+                           ("wtile", str(lay.wtile)), ("wbuf", self._wbuf(node.name, lay))] + dead
             if fused:
                 return self._row_fusion(node, x, out, head, conv_fields, gemm_fields)
             gid = self.ident(f"{node.name}_gemm")
@@ -726,11 +744,14 @@ def gemm_layout(g: ir.Graph, node: ir.Node, blocked: bool, whole: bool = False) 
     if len(node.inputs) > 2 and (not g.tensors[node.inputs[2]].is_const or g.tensors[node.inputs[2]].dtype != "int32"):
         return None
     oc, kh, kw, ic = (int(v) for v in w.shape)
+    live = gemm_live(g, node)
+    oc = oc if live is None else len(live)
     nb = kh if blocked and kh > 1 else 1
     kb = kh * kw * ic // nb
     kbp = -(-kb // 8) * 8
     chunk = (oc + 1) // 2 if nb > 1 or whole else min((oc + 1) // 2, GEMM_CHUNK)
-    return GemmLayout(kb, kbp, nb, chunk, (5 if ic % 4 else 4) * kbp + 16 * chunk)  # EC_GEMM_WORK_BYTES
+    work = (5 if ic % 4 else 4) * kbp + 16 * chunk + (0 if live is None else -(-2 * oc // 4) * 4)
+    return GemmLayout(kb, kbp, nb, chunk, work)  # EC_GEMM_WORK_BYTES
 
 
 def pack_gemm_weights(w: np.ndarray, lay: GemmLayout) -> np.ndarray:
@@ -743,7 +764,38 @@ def pack_gemm_weights(w: np.ndarray, lay: GemmLayout) -> np.ndarray:
     return np.ascontiguousarray(a).reshape(-1)
 
 
-def gemm_acc_ok(g: ir.Graph, node: ir.Node) -> bool:
+def gemm_live(g: ir.Graph, node: ir.Node) -> np.ndarray | None:
+    """The output channels a matrix-product conv computes when some have only zero weights
+    (pruned channels: their outputs are constants, the requantized bias), else None.  Not with a
+    fused residual add (the constant is added to a skip value) nor when fewer than two remain."""
+    w = g.tensors[node.inputs[1]]
+    if node.op != "conv2d" or node.attrs.get("residual") or w.data is None or len(w.shape) != 4:
+        return None
+    live = np.flatnonzero((w.data.reshape(w.shape[0], -1) != 0).any(axis=1))
+    if len(live) == w.shape[0] or len(live) < 2:
+        return None
+    return live
+
+
+def dead_channel_row(g: ir.Graph, node: ir.Node) -> np.ndarray:
+    """One output pixel of a conv with its zero-weight channels' values (TFLM: the accumulator is
+    the bias; requantized, plus the zero point, clamped); 0 at the computed channels."""
+    from ..numerics import multiply_by_quantized_multiplier
+    out = g.tensors[node.outputs[0]]
+    n = out.shape[3]
+    q = node.attrs["q"]
+    b = g.tensors[node.inputs[2]].data.astype(np.int64).reshape(-1) if len(node.inputs) > 2 else np.zeros(n, np.int64)
+    m = np.broadcast_to(np.asarray(q["multiplier"], np.int64), (n,))
+    sh = np.broadcast_to(np.asarray(q["shift"], np.int64), (n,))
+    v = np.array([int(multiply_by_quantized_multiplier(np.int64(b[c]), int(m[c]), int(sh[c]))) for c in range(n)])
+    lo, hi = node.attrs["act"] if node.attrs.get("act") is not None else (None, None)
+    lo, hi = -128 if lo is None else max(int(lo), -128), 127 if hi is None else min(int(hi), 127)
+    row = np.clip(v + int(q["output_offset"]), lo, hi)
+    row[gemm_live(g, node)] = 0
+    return row.astype(np.int8)
+
+
+def gemm_acc_ok(g: ir.Graph, node: ir.Node, live=None) -> bool:
     """Whether every accumulator of a conv2d stays below 2^30 in magnitude with room for the
     output constant (ec_gemm_store2's SMMLAR form: 2a and a + (1 + 2 zp) 2^(s-1) fit 32 bits):
     |bias| + 255 * sum|w| bounds TFLM's accumulator (inputs minus their zero point span 255)."""
@@ -753,15 +805,19 @@ def gemm_acc_ok(g: ir.Graph, node: ir.Node) -> bool:
         bound = bound + np.abs(g.tensors[node.inputs[2]].data.astype(np.int64).reshape(-1))
     q = node.attrs["q"]
     sh = np.broadcast_to(np.asarray(q["shift"], np.int64), bound.shape)
+    if live is not None:
+        bound, sh = bound[live], sh[live]
     const = (255 << np.maximum(-sh - 1, 0)).astype(np.int64)
     return bool((bound < 1 << 30).all() and (bound + const + 1 < 1 << 31).all())
 
 
-def gemm_fast_requant(q: dict, rq: dict | None, n: int) -> bool:
+def gemm_fast_requant(q: dict, rq: dict | None, n: int, live=None) -> bool:
     """Whether every multiplier is in (2^30, 2^31) and every shift in [-24, -1] (ec_kernels_gemm's
     one-multiply requantization; the fused residual add's too)."""
     pairs = [(np.broadcast_to(np.asarray(q["multiplier"], np.int64), (n,)),
               np.broadcast_to(np.asarray(q["shift"], np.int64), (n,)))]
+    if live is not None:
+        pairs = [(m[live], sh[live]) for m, sh in pairs]
     if rq is not None:
         for k in ("input1", "input2", "output"):
             m, s = int(rq[f"{k}_multiplier"]), int(rq[f"{k}_shift"])
@@ -797,7 +853,7 @@ def find_row_fusions(g: ir.Graph) -> dict[str, int]:
         y = a.outputs[0]
         if (res is None or res.get("tensor") != a.inputs[0] or b.inputs[0] != y or readers.get(y) != 1
                 or y in g.outputs or a.name in out or not _conv3x3_same(g, a) or not _conv3x3_same(g, b)
-                or gemm_layout(g, a, False) is None or gemm_layout(g, b, False) is None
+                or gemm_layout(g, a, False) is None or gemm_layout(g, b, False) is None or gemm_live(g, a) is not None
                 or a.attrs.get("residual")):
             continue
         t = g.tensors[y]

@@ -735,6 +735,17 @@ void ec_gemm_store_residual(const ec_conv_params_t *p, const ec_gemm_params_t *g
 
 /* ---- the layer ------------------------------------------------------------------- */
 
+/* Computed channels [oc0, oc1) of one or two pixels to their places (n_live > 0). */
+static GM_NOINLINE void scatter(const uint16_t *map, const int8_t *e0, const int8_t *e1, int8_t *d0, int8_t *d1,
+                                int32_t oc0, int32_t oc1)
+{
+    for (int32_t k = oc0; k < oc1; k++)
+        d0[map[k]] = e0[k];
+    if (d1 != NULL)
+        for (int32_t k = oc0; k < oc1; k++)
+            d1[map[k]] = e1[k];
+}
+
 void ec_conv2d_s8_gemm(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int8_t *input, int8_t *output)
 {
     const int8_t *wpk = g->wpk;
@@ -743,7 +754,8 @@ void ec_conv2d_s8_gemm(const ec_conv_params_t *p, const ec_gemm_params_t *g, con
     const int8_t *skip = g->skip_at_output ? output : g->skip;
     int32_t *work = g->work;
     const int32_t oc_n = p->out_c;
-    const int32_t pairs = (oc_n + 1) >> 1;
+    const int32_t n_oc = g->n_live > 0 ? g->n_live : oc_n; /* the channels computed */
+    const int32_t pairs = (n_oc + 1) >> 1;
     const int32_t out_w = p->out_w;
     const int32_t n_pix = p->out_h * out_w;
     uint32_t *col = (uint32_t *)work;
@@ -787,13 +799,24 @@ void ec_conv2d_s8_gemm(const ec_conv_params_t *p, const ec_gemm_params_t *g, con
                                         (g->nb - 1) * wblk, blk == 0 ? bias + 2 * j0 : NULL);
                         if (blk + 1 < g->nb)
                             continue;
-                        const int32_t oc0 = 2 * j0, oc1 = 2 * (j0 + n) < oc_n ? 2 * (j0 + n) : oc_n;
+                        const int32_t oc0 = 2 * j0, oc1 = 2 * (j0 + n) < n_oc ? 2 * (j0 + n) : n_oc;
+                        /* computed channels only: after the accumulators, then to their places */
+                        int8_t *e0 = g->n_live > 0 ? (int8_t *)(acc + 4 * g->chunk) : d0;
+                        int8_t *e1 = g->n_live > 0 && d1 != NULL ? e0 + n_oc : d1;
                         if (s0 != NULL)
                             g->residual_store(p, g, a, d0, d1, s0, oc0, oc1);
                         else if (g->fast && d1 != NULL)
-                            store_fast(p, a, d0, d1, oc0, oc1);
+                            store_fast(p, a, e0, e1, oc0, oc1);
                         else
-                            store_general(p, g, a, d0, d1, oc0, oc1);
+                            store_general(p, g, a, e0, e1, oc0, oc1);
+                        if (g->n_live > 0) {
+                            if (oc0 == 0) { /* the constant channels first (the windows are read: in place is safe) */
+                                memcpy(d0, g->dead_row, (size_t)oc_n);
+                                if (d1 != NULL)
+                                    memcpy(d1, g->dead_row, (size_t)oc_n);
+                            }
+                            scatter(g->live_map, e0, e1, d0, d1, oc0, oc1);
+                        }
                     }
                 }
                 i += two ? 2 : 1;

@@ -13,7 +13,7 @@
  *  - `work`: EC_GEMM_WORK_BYTES, 4-byte aligned, planned in the arena: two pixels' kernel
  *    windows sign-extended to int16 pairs (the layout SMLAD reads: one 4-word load per 4 taps
  *    of both pixels), a gather buffer (only when in_c is not a multiple of 4), the
- *    accumulators.
+ *    accumulators, and with n_live the computed outputs of two pixels before they are scattered.
  *
  * Two output pixels times two output channels per pass of the inner loop; on Cortex-M4/M7 the
  * inner loop is assembly (LDM, LDRD, SXTB16, SMLAD: 14 instructions per 16 MACs; 10 when the
@@ -58,10 +58,15 @@ struct ec_gemm_params {
                           * pair of the layer runs on them (ec_gemm16_2x2: no sign extension in the
                           * inner loop); 0: the int8 weights are read directly */
     uint32_t *wbuf;      /* wtile > 0: the widened weights (arena), else NULL */
+    int32_t n_live;      /* > 0: only these output channels are computed (the others have only zero
+                          * weights); wpk, bias and the conv's multiplier and shift hold them alone */
+    const uint16_t *live_map; /* n_live > 0: their channel indices */
+    const int8_t *dead_row;   /* n_live > 0: one output pixel with the other channels' constant values */
 };
 
-/* Bytes of `work` for a layer. */
-#define EC_GEMM_WORK_BYTES(kbp, in_c, chunk) ((kbp) * ((in_c) % 4 ? 5 : 4) + 16 * (chunk))
+/* Bytes of `work` for a layer (n_live > 0: two pixels' computed outputs after the accumulators). */
+#define EC_GEMM_WORK_BYTES(kbp, in_c, chunk, n_live) \
+    ((kbp) * ((in_c) % 4 ? 5 : 4) + 16 * (chunk) + ((2 * (n_live) + 3) & ~3))
 
 #define EC_GEMM_ADD_TABLE_BYTES 2048
 
