@@ -683,3 +683,16 @@ def test_pruned_channels_on_cortex_m4(tmp_path, monkeypatch):
         want = interp.run(g, x)[g.outputs[0]]
         assert np.ptp(want.astype(np.int32)) > 0
         np.testing.assert_array_equal(got.reshape(-1), want.reshape(-1))
+
+
+@needs_gcc
+@pytest.mark.parametrize("h,w,fn", [(6, 6, "ec_gemm_store_residual,"), (5, 5, "ec_gemm_store_residual_any,"),
+                                    (4, 7, "ec_gemm_store_residual_any,")])
+def test_residual_store_choice(tmp_path, monkeypatch, h, w, fn):
+    """Layers whose every pixel pair has two pixels (even width) link only the run of additions;
+    others (a single last pixel per row or per image) the channel-by-channel code too.  The debug
+    build traps if a layer given the run alone ever needs the other."""
+    monkeypatch.setattr(c_codegen, "GEMM_ARENA_GROWTH", 1 << 20)
+    g = conv(h, w, 8, 8, 3, 1, 1, residual=True)
+    check_dsp(g, tmp_path, n=2, seed=23)
+    assert f".residual_store = {fn}" in (tmp_path / "model.c").read_text()

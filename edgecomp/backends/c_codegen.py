@@ -461,10 +461,12 @@ class _Gen:
                            ("fast", str(fast)), ("direct", str(direct)),
                            ("wpk", filt), ("bias", bias), ("row", "NULL" if direct else row),
                            ("skip", skip), ("work", f"(int32_t *)(arena.bytes + {ws_off})"),
-                           ("residual_store", "ec_gemm_store_residual" if res else "NULL"),
+                           ("residual_store", "NULL" if not res else "ec_gemm_store_residual"
+                            if residual_run_ok(lay, fast, out.shape[3], out.shape[2]) else "ec_gemm_store_residual_any"),
                            ("add_tables", f"(int32_t *)(arena.bytes + {ws_off + ws_bytes - GEMM_ADD_TABLE_BYTES})"
                             if lay.tables else "NULL"),
-                           ("wtile", str(lay.wtile)), ("wbuf", self._wbuf(node.name, lay))] + dead
+                           ("wtile", str(lay.wtile)), ("wbuf", self._wbuf(node.name, lay)),
+                           ("gemm16", "ec_gemm16_2x2" if lay.wtile else "NULL")] + dead
             if fused:
                 return self._row_fusion(node, x, out, head, conv_fields, gemm_fields)
             gid = self.ident(f"{node.name}_gemm")
@@ -762,6 +764,16 @@ def pack_gemm_weights(w: np.ndarray, lay: GemmLayout) -> np.ndarray:
     a[:oc, :, :lay.kb] = w.reshape(oc, lay.nb, lay.kb)
     a = a.reshape(pairs, 2, lay.nb, lay.kbp // 4, 4).transpose(0, 2, 3, 1, 4)
     return np.ascontiguousarray(a).reshape(-1)
+
+
+def residual_run_ok(lay: GemmLayout, fast: int, out_c: int, out_w: int) -> bool:
+    """Whether every residual store of a layer takes ec_gemm_store_residual's run (its C check
+    residual_run_ok, for every call): the one-multiply path, all channels in one pass, room for
+    both pixels' outputs in the windows' space, and two pixels in every pair (an even width: also
+    row by row and in the row-fused calls)."""
+    pairs = (out_c + 1) // 2
+    return bool(fast) and lay.chunk >= pairs and (not lay.wtile or lay.wtile >= pairs) \
+        and 2 * out_c <= 4 * lay.kbp and out_w % 2 == 0
 
 
 def gemm_live(g: ir.Graph, node: ir.Node) -> np.ndarray | None:

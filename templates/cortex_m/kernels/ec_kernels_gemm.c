@@ -186,8 +186,6 @@ static void ec_gemm_2x2(const int8_t *w, const uint32_t *col, int32_t *acc, int3
  * (widen), so the inner loop is two LDMs and eight SMLADs per 16 MACs.
  */
 #if defined(__ARM_FEATURE_DSP) && defined(__thumb2__) && defined(__GNUC__)
-void ec_gemm16_2x2(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k8,
-                   const int32_t *bias);
 /* r0-r3 accumulators, r4-r7 four words of col, r8-r10 and lr four words of weights, r11 col, r12
  * weights.  One chunk: 10 instructions of 4 bytes.  Stack: col, acc, pairs left, entry address,
  * passes, passes left; then the saved registers, then the arguments k8 and bias. */
@@ -267,7 +265,7 @@ __asm__(
     "    .text\n");
 #else
 /* The same arithmetic in plain C (host builds). */
-static void ec_gemm16_2x2(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k8,
+void ec_gemm16_2x2(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k8,
                           const int32_t *bias)
 {
     for (; pairs > 0; pairs--, bias += 2, acc += 4) {
@@ -717,20 +715,42 @@ static GM_NOINLINE void residual_each(const ec_conv_params_t *p, const ec_gemm_p
  * tensor itself (each byte is read before it is written).  Reached only through the layer's
  * ec_gemm_params_t, so models without residual adds do not link it.  A small frame: it sits
  * under the layer's, and its callees' frames are not stacked on each other. */
+/* Whether a call takes the run of additions (every channel of both pixels, the one-multiply store) */
+GM_INLINE int residual_run_ok(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int8_t *d1, int32_t oc0,
+                              int32_t oc1)
+{
+    return g->fast && d1 != NULL && oc0 == 0 && oc1 == p->out_c && 2 * p->out_c <= 4 * g->kbp;
+}
+
+/* Every call of the layer takes the run (the generator checked: c_codegen.residual_run_ok); so the
+ * channel-by-channel code is not linked.  Debug builds trap on a call that does not. */
 void ec_gemm_store_residual(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int32_t *acc, int8_t *d0,
                             int8_t *d1, const int8_t *s0, int32_t oc0, int32_t oc1)
 {
     const int32_t n = p->out_c;
-    if (g->fast && d1 != NULL && oc0 == 0 && oc1 == n && 2 * n <= 4 * g->kbp) {
-        /* every channel of both pixels: the convolution's outputs first (the one-multiply store),
-         * into the kernel windows' space (not read again for this pair), then the additions in
-         * one run with few values live */
-        int8_t *v = (int8_t *)g->work;
-        store_fast(p, acc, v, v + n, 0, n);
-        add_run(p->residual, g->add_tables, v, s0, d0, 2 * n);
-        return;
-    }
-    residual_each(p, g, acc, d0, d1, s0, oc0, oc1);
+#if defined(EC_DEBUG)
+    if (!residual_run_ok(p, g, d1, oc0, oc1))
+        __builtin_trap();
+#endif
+    /* every channel of both pixels: the convolution's outputs first (the one-multiply store), into
+     * the kernel windows' space (not read again for this pair), then the additions in one run with
+     * few values live */
+    int8_t *v = (int8_t *)g->work;
+    store_fast(p, acc, v, v + n, 0, n);
+    add_run(p->residual, g->add_tables, v, s0, d0, 2 * n);
+    (void)d1;
+    (void)oc0;
+    (void)oc1;
+}
+
+/* Any layer with a fused residual add: the run where it can, else channel by channel. */
+void ec_gemm_store_residual_any(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int32_t *acc,
+                                int8_t *d0, int8_t *d1, const int8_t *s0, int32_t oc0, int32_t oc1)
+{
+    if (residual_run_ok(p, g, d1, oc0, oc1))
+        ec_gemm_store_residual(p, g, acc, d0, d1, s0, oc0, oc1);
+    else
+        residual_each(p, g, acc, d0, d1, s0, oc0, oc1);
 }
 
 /* ---- the layer ------------------------------------------------------------------- */
@@ -793,7 +813,7 @@ void ec_conv2d_s8_gemm(const ec_conv_params_t *p, const ec_gemm_params_t *g, con
                         const int32_t n = t1 - j0 < g->chunk ? t1 - j0 : g->chunk;
                         int32_t *a = g->nb == 1 ? acc : acc + 4 * j0;
                         if (g->wtile > 0)
-                            ec_gemm16_2x2(g->wbuf + (j0 - t0) * g->kbp, col, a, n, g->kbp >> 3, bias + 2 * j0);
+                            g->gemm16(g->wbuf + (j0 - t0) * g->kbp, col, a, n, g->kbp >> 3, bias + 2 * j0);
                         else
                             ec_gemm_2x2(wpk + (j0 * g->nb + blk) * wblk, col, a, n, g->kbp >> 3,
                                         (g->nb - 1) * wblk, blk == 0 ? bias + 2 * j0 : NULL);

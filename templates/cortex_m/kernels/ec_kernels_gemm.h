@@ -31,6 +31,11 @@ extern "C" {
 typedef struct ec_gemm_params ec_gemm_params_t;
 
 /* The outputs of a layer with a fused residual add (ec_gemm_store_residual). */
+/* The 2x2 block product on widened weights (ec_gemm16_2x2), reached through the layer's params
+ * so that models whose layers all read int8 weights do not link it. */
+typedef void (*ec_gemm16_fn)(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k8,
+                             const int32_t *bias);
+
 typedef void (*ec_gemm_residual_fn)(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int32_t *acc,
                                     int8_t *d0, int8_t *d1, const int8_t *s0, int32_t oc0, int32_t oc1);
 
@@ -49,7 +54,7 @@ struct ec_gemm_params {
     int8_t *row;         /* scratch row when the output overlaps the input, else NULL */
     const int8_t *skip;  /* fused residual add's other operand, else NULL */
     int32_t *work;       /* EC_GEMM_WORK_BYTES */
-    ec_gemm_residual_fn residual_store; /* ec_gemm_store_residual when `skip`, else NULL */
+    ec_gemm_residual_fn residual_store; /* ec_gemm_store_residual(_any) when `skip`, else NULL */
     int32_t skip_at_output; /* 1: the skip operand is at the output itself (row-by-row calls) */
     int32_t *add_tables; /* the residual add's rescale tables (EC_GEMM_ADD_TABLE_BYTES), filled by
                           * ec_gemm_add_tables before the layer, or NULL */
@@ -58,6 +63,7 @@ struct ec_gemm_params {
                           * pair of the layer runs on them (ec_gemm16_2x2: no sign extension in the
                           * inner loop); 0: the int8 weights are read directly */
     uint32_t *wbuf;      /* wtile > 0: the widened weights (arena), else NULL */
+    ec_gemm16_fn gemm16; /* wtile > 0: ec_gemm16_2x2, else NULL */
     int32_t n_live;      /* > 0: only these output channels are computed (the others have only zero
                           * weights); wpk, bias and the conv's multiplier and shift hold them alone */
     const uint16_t *live_map; /* n_live > 0: their channel indices */
@@ -77,8 +83,16 @@ struct ec_gemm_params {
  * two table loads, a sum and the output's requantization. */
 void ec_gemm_add_tables(const ec_conv_params_t *p, const ec_gemm_params_t *g);
 
+void ec_gemm16_2x2(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k8,
+                   const int32_t *bias);
+
+/* The outputs of a layer with a fused residual add: ..._any for every layer; ec_gemm_store_residual
+ * alone where every call has both pixels and all channels on the one-multiply path (the generator
+ * checks it, debug builds trap otherwise). */
 void ec_gemm_store_residual(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int32_t *acc, int8_t *d0,
                             int8_t *d1, const int8_t *s0, int32_t oc0, int32_t oc1);
+void ec_gemm_store_residual_any(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int32_t *acc,
+                                int8_t *d0, int8_t *d1, const int8_t *s0, int32_t oc0, int32_t oc1);
 
 void ec_conv2d_s8_gemm(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int8_t *input, int8_t *output);
 
