@@ -180,6 +180,21 @@ def _qemu(mlperf_dir, tmp_path, model, target, kernels, x):
 SPEEDUP = {"kws_ref_model": 5.0, "pretrainedResnet_quant": 5.0}
 
 
+def _qemu_layer(g: ir.Graph, out: Path, seed: int, marker: str) -> None:
+    """Build g for cortex-m4 with the DSP kernels, check that model.c has `marker`, run two random
+    inputs under QEMU: the outputs equal the interpreter's (and are not all equal)."""
+    from edgecomp.backends.cortex_m import write_bundle
+    from edgecomp.backends.run import run_bundle
+
+    x = np.random.default_rng(seed).integers(-128, 128, size=(2,) + g.tensors[g.inputs[0]].shape[1:], dtype=np.int8)
+    write_bundle(g, "cortex-m4", out, options={"kernels": "dsp"})
+    assert marker in (out / "model.c").read_text()
+    got = np.asarray(run_bundle(out, x, emulate=True, progress=False).outputs)
+    want = interp.run(g, x)[g.outputs[0]]
+    assert np.ptp(want.astype(np.int32)) > 0
+    np.testing.assert_array_equal(got.reshape(-1), want.reshape(-1))
+
+
 @needs_qemu
 @pytest.mark.parametrize("model", ["kws_ref_model", "pretrainedResnet_quant"])
 def test_mlperf_dsp_on_cortex_m4_exact_and_fewer_instructions(tmp_path, mlperf_dir, model):
@@ -517,22 +532,11 @@ def test_row_fusion_with_widened_weights(tmp_path, monkeypatch):
 @needs_qemu
 def test_gemm_widened_weights_on_cortex_m4(tmp_path, monkeypatch):
     """The assembly ec_gemm16_2x2 under QEMU: one tile, tiles, a residual add, a row-fused pair."""
-    from edgecomp.backends.cortex_m import write_bundle
-    from edgecomp.backends.run import run_bundle
-
     graphs = [(conv(**WIDE_CASES[0]), 0), (conv(**WIDE_CASES[2]), 4), (conv(**WIDE_CASES[3]), 0),
               (conv(**WIDE_CASES[4]), 4), (resnet_block(10, 8, 12), 0)]
     for i, (g, cap) in enumerate(graphs):
         _wide_codegen(monkeypatch, cap)
-        x = np.random.default_rng(20 + i).integers(-128, 128, size=(2,) + g.tensors[g.inputs[0]].shape[1:],
-                                                   dtype=np.int8)
-        out = tmp_path / f"case{i}"
-        write_bundle(g, "cortex-m4", out, options={"kernels": "dsp"})
-        assert "weights widened to int16" in (out / "model.c").read_text()
-        got = np.asarray(run_bundle(out, x, emulate=True, progress=False).outputs)
-        want = interp.run(g, x)[g.outputs[0]]
-        assert np.ptp(want.astype(np.int32)) > 0
-        np.testing.assert_array_equal(got.reshape(-1), want.reshape(-1))
+        _qemu_layer(g, tmp_path / f"case{i}", 20 + i, "weights widened to int16")
 
 
 @needs_gcc
@@ -668,21 +672,9 @@ def test_pruned_channels_are_constants(tmp_path, monkeypatch, case, dead, wide):
 
 @needs_qemu
 def test_pruned_channels_on_cortex_m4(tmp_path, monkeypatch):
-    from edgecomp.backends.cortex_m import write_bundle
-    from edgecomp.backends.run import run_bundle
-
     monkeypatch.setattr(c_codegen, "GEMM_ARENA_GROWTH", 1 << 20)
     for i, (case, dead) in enumerate(PRUNED_CASES[:3]):
-        g = _pruned(case, dead)
-        x = np.random.default_rng(30 + i).integers(-128, 128, size=(2,) + g.tensors[g.inputs[0]].shape[1:],
-                                                   dtype=np.int8)
-        out = tmp_path / f"case{i}"
-        write_bundle(g, "cortex-m4", out, options={"kernels": "dsp"})
-        assert ".n_live = " in (out / "model.c").read_text()
-        got = np.asarray(run_bundle(out, x, emulate=True, progress=False).outputs)
-        want = interp.run(g, x)[g.outputs[0]]
-        assert np.ptp(want.astype(np.int32)) > 0
-        np.testing.assert_array_equal(got.reshape(-1), want.reshape(-1))
+        _qemu_layer(_pruned(case, dead), tmp_path / f"case{i}", 30 + i, ".n_live = ")
 
 
 @needs_gcc

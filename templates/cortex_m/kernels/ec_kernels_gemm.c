@@ -47,6 +47,39 @@ static inline int32_t gm_ssat8(int32_t x)
 
 /* ---- the 2x2 block product ---------------------------------------------------- */
 
+/* The entry of both block products: the frame (col, acc, pairs left, entry address, passes, a
+ * spare word), weights in r12, and the first pass's entry into the 16 chunks of CHUNK bytes at 3:
+ * part way, so that the passes cover exactly 2 * k8 chunks (Duff's device). */
+#define GM_BLOCK_ENTRY(NAME, CHUNK) \
+    "    .section .text." NAME ",\"ax\",%progbits\n" \
+    "    .global " NAME "\n" \
+    "    .type " NAME ", %function\n" \
+    "    .syntax unified\n" \
+    "    .thumb\n" \
+    "    .thumb_func\n" \
+    "    .p2align 2\n" \
+    NAME ":\n" \
+    "    push {r4-r11, lr}\n" \
+    "    sub sp, sp, #24\n" \
+    "    str r1, [sp, #0]\n" \
+    "    str r2, [sp, #4]\n" \
+    "    str r3, [sp, #8]\n" \
+    "    mov r12, r0\n" \
+    "    ldr r4, [sp, #60]\n"      /* k8 */ \
+    "    lsl r4, r4, #1\n"         /* chunks */ \
+    "    add r5, r4, #15\n" \
+    "    lsr r5, r5, #4\n" \
+    "    str r5, [sp, #16]\n"      /* passes */ \
+    "    rsb r4, r4, #0\n" \
+    "    and r4, r4, #15\n"        /* chunks skipped on the first pass */ \
+    "    mov r5, #" #CHUNK "\n" \
+    "    mul r4, r4, r5\n" \
+    "    adr r5, 3f\n" \
+    "    add r4, r4, r5\n" \
+    "    orr r4, r4, #1\n" \
+    "    str r4, [sp, #12]\n"      /* entry (Thumb) */
+
+
 /*
  * For each of `pairs` output-channel pairs: acc[0..3] (row 0 pixel 0, row 1 pixel 0, row 0
  * pixel 1, row 1 pixel 1; when `bias` is not NULL they start from the pair's two biases instead,
@@ -78,33 +111,7 @@ void ec_gemm_2x2(const int8_t *w, const uint32_t *col, int32_t *acc, int32_t pai
     "    smlad r3, r10, r6, r3\n" \
     "    smlad r3, r9, r7, r3\n"
 __asm__(
-    "    .section .text.ec_gemm_2x2,\"ax\",%progbits\n"
-    "    .global ec_gemm_2x2\n"
-    "    .type ec_gemm_2x2, %function\n"
-    "    .syntax unified\n"
-    "    .thumb\n"
-    "    .thumb_func\n"
-    "    .p2align 2\n"
-    "ec_gemm_2x2:\n"
-    "    push {r4-r11, lr}\n"
-    "    sub sp, sp, #24\n"
-    "    str r1, [sp, #0]\n"
-    "    str r2, [sp, #4]\n"
-    "    str r3, [sp, #8]\n"
-    "    mov r12, r0\n"
-    "    ldr r4, [sp, #60]\n"      /* k8 */
-    "    lsl r4, r4, #1\n"         /* chunks */
-    "    add r5, r4, #15\n"
-    "    lsr r5, r5, #4\n"
-    "    str r5, [sp, #16]\n"      /* passes */
-    "    rsb r4, r4, #0\n"
-    "    and r4, r4, #15\n"        /* chunks skipped on the first pass */
-    "    mov r5, #56\n"
-    "    mul r4, r4, r5\n"
-    "    adr r5, 3f\n"
-    "    add r4, r4, r5\n"
-    "    orr r4, r4, #1\n"
-    "    str r4, [sp, #12]\n"      /* entry (Thumb) */
+    GM_BLOCK_ENTRY("ec_gemm_2x2", 56)
     "1:\n"
     "    ldr r4, [sp, #68]\n"      /* bias: the accumulators start from it, else from acc */
     "    cbz r4, 6f\n"
@@ -201,33 +208,7 @@ static void ec_gemm_2x2(const int8_t *w, const uint32_t *col, int32_t *acc, int3
     "    smlad r3, r10, r6, r3\n" \
     "    smlad r3, lr, r7, r3\n"
 __asm__(
-    "    .section .text.ec_gemm16_2x2,\"ax\",%progbits\n"
-    "    .global ec_gemm16_2x2\n"
-    "    .type ec_gemm16_2x2, %function\n"
-    "    .syntax unified\n"
-    "    .thumb\n"
-    "    .thumb_func\n"
-    "    .p2align 2\n"
-    "ec_gemm16_2x2:\n"
-    "    push {r4-r11, lr}\n"
-    "    sub sp, sp, #24\n"
-    "    str r1, [sp, #0]\n"
-    "    str r2, [sp, #4]\n"
-    "    str r3, [sp, #8]\n"
-    "    mov r12, r0\n"
-    "    ldr r4, [sp, #60]\n"      /* k8 */
-    "    lsl r4, r4, #1\n"         /* chunks */
-    "    add r5, r4, #15\n"
-    "    lsr r5, r5, #4\n"
-    "    str r5, [sp, #16]\n"      /* passes */
-    "    rsb r4, r4, #0\n"
-    "    and r4, r4, #15\n"        /* chunks skipped on the first pass */
-    "    mov r5, #40\n"
-    "    mul r4, r4, r5\n"
-    "    adr r5, 3f\n"
-    "    add r4, r4, r5\n"
-    "    orr r4, r4, #1\n"
-    "    str r4, [sp, #12]\n"      /* entry (Thumb) */
+    GM_BLOCK_ENTRY("ec_gemm16_2x2", 40)
     "1:\n"
     "    ldr r4, [sp, #64]\n"      /* bias */
     "    ldrd r0, r1, [r4], #8\n"
