@@ -688,3 +688,47 @@ def test_residual_store_choice(tmp_path, monkeypatch, h, w, fn):
     g = conv(h, w, 8, 8, 3, 1, 1, residual=True)
     check_dsp(g, tmp_path, n=2, seed=23)
     assert f".residual_store = {fn}" in (tmp_path / "model.c").read_text()
+
+
+def _dw_s2(h, w, c, pads, actk="relu6", zp=3, before=False):
+    """A 3x3 stride-2 depthwise conv with explicit padding (top, left, bottom, right); `before`: after
+    a 1x1 conv, so that it may run in place on the conv's output (through the row scratch)."""
+    pt, pl, pb, pr = pads
+    ho, wo = (h + pt + pb - 3) // 2 + 1, (w + pl + pr - 3) // 2 + 1
+    x = act_t("x", (1, h, w, c), "int8", 0.05, zp)
+    y = act_t("y", (1, ho, wo, c), "int8", 0.08, -5)
+    ts, nodes, src = [x], [], "x"
+    if before:
+        s = act_t("s", (1, h, w, c), "int8", 0.06, zp // 2)
+        ts += [weights("w1", (c, 1, 1, c), "int8"), bias("b1", c, "int8"), s]
+        nodes.append(ir.Node("pw", "conv2d", ["x", "w1", "b1"], ["s"], {"act": act(None, s), "pad": (0, 0, 0, 0),
+                                                                      "stride": (1, 1)}))
+        src = "s"
+    ts += [weights("w2", (1, 3, 3, c), "int8", 3), bias("b2", c, "int8"), y]
+    nodes.append(ir.Node("dw", "depthwise_conv2d", [src, "w2", "b2"], ["y"],
+                         {"depth_multiplier": 1, "stride": (2, 2), "dilation": (1, 1), "pad": pads,
+                          "act": act(actk, y)}))
+    return graph(ts, nodes, ["x"], ["y"])
+
+
+DW_S2_CASES = [
+    dict(h=8, w=8, c=16, pads=(0, 0, 1, 1)),                    # TF 'same' on even sizes (vww)
+    dict(h=9, w=7, c=5, pads=(1, 1, 1, 1), actk=None),          # odd channels: the last pair overlaps
+    dict(h=7, w=10, c=6, pads=(0, 0, 0, 0), zp=-128),           # no padding
+    dict(h=11, w=11, c=8, pads=(1, 1, 1, 1), before=True),      # in place after a 1x1 conv
+    dict(h=2, w=2, c=4, pads=(0, 0, 1, 1)),                     # one output: edges on every side
+]
+
+
+@needs_gcc
+@pytest.mark.parametrize("case", DW_S2_CASES)
+def test_dsp_depthwise_3x3_stride2(tmp_path, case):
+    """The stride-2 depthwise path (row pairs and column pairs as SMLAD operands, columns outside
+    the input zero, the SMMLAR requantization): same outputs as the interpreter."""
+    check_dsp(_dw_s2(**case), tmp_path, n=3, seed=29)
+
+
+@needs_qemu
+def test_dsp_depthwise_3x3_stride2_on_cortex_m4(tmp_path):
+    for i, case in enumerate(DW_S2_CASES):
+        _qemu_layer(_dw_s2(**case), tmp_path / f"case{i}", 40 + i, "ec_depthwise_conv2d_s8_dsp(")

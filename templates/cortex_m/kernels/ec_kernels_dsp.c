@@ -441,120 +441,6 @@ void ec_conv2d_s8_dsp(const ec_conv_params_t *p, const int8_t *input, const int8
 
 /* ---- depthwise convolution ------------------------------------------------- */
 
-/* One tap of four channels c..c+3: the input offset is added to the sign-extended halves (SADD16),
- * so padded taps are simply skipped (the depthwise bias is not folded). */
-#define EC_DW_TAP(xp, wp)                                                                             \
-    do {                                                                                          \
-        const uint32_t xv_ = ec_load32(xp), wv_ = ec_load32(wp);                                        \
-        const uint32_t xe_ = EC_SADD16(EC_SXTB16(xv_), off2), xo_ = EC_SADD16(EC_SXTB16_ROR8(xv_), off2); \
-        const uint32_t we_ = EC_SXTB16(wv_), wo_ = EC_SXTB16_ROR8(wv_);                           \
-        a0 = EC_SMLABB(xe_, we_, a0); /* channel c */                                             \
-        a2 = EC_SMLATT(xe_, we_, a2); /* c + 2 */                                                 \
-        a1 = EC_SMLABB(xo_, wo_, a1); /* c + 1 */                                                 \
-        a3 = EC_SMLATT(xo_, wo_, a3); /* c + 3 */                                                 \
-    } while (0)
-
-/* Channels c.. of one output pixel one at a time (the channels left over by dw_pixel) */
-#if defined(__GNUC__)
-__attribute__((noinline))
-#endif
-static void dw_rest(const ec_conv_params_t *p, const int8_t *x, const int8_t *w, const int32_t *bias, int32_t rows,
-                    int32_t cols, int32_t x_row, int8_t *d, const int8_t *s, int32_t c)
-{
-    const int32_t c_n = p->in_c;
-    const int32_t x_col = p->dilation_w * c_n;
-    const int32_t w_row = p->kernel_w * c_n;
-    for (; c < c_n; c++) {
-        int32_t acc = bias != NULL ? bias[c] : 0;
-        for (int32_t r = 0; r < rows; r++)
-            for (int32_t k = 0; k < cols; k++)
-                acc += (x[r * x_row + k * x_col + c] + p->input_offset) * w[r * w_row + k * c_n + c];
-        d[c] = conv_out(p, acc, c, s != NULL ? s + c : NULL);
-    }
-}
-
-/* All channels of one output pixel (depth multiplier 1) over its clipped window of rows x cols
- * taps: x, w point at the window's first valid tap; four channels at a time, a full 3x3 window
- * unrolled; then the epilogue. */
-static EC_HOT void dw_pixel(const ec_conv_params_t *p, const int8_t *x, const int8_t *w, const int32_t *bias,
-                            int32_t rows, int32_t cols, int32_t x_row, int8_t *d, const int8_t *s)
-{
-    const int32_t c_n = p->in_c;
-    const int32_t x_col = p->dilation_w * c_n;
-    const int32_t w_row = p->kernel_w * c_n;
-    const int32_t off = p->input_offset;
-    const uint32_t off2 = ((uint32_t)off & 0xffffu) | ((uint32_t)off << 16);
-    const int full3 = rows == 3 && cols == 3 && p->kernel_w == 3;
-    const int32_t x_next = x_row - 2 * x_col;
-    int32_t c = 0;
-    for (; c + 4 <= c_n; c += 4) {
-        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-        if (bias != NULL) {
-            a0 = bias[c];
-            a1 = bias[c + 1];
-            a2 = bias[c + 2];
-            a3 = bias[c + 3];
-        }
-        if (full3) {
-            /* the nine weights of a channel are c_n apart; the input steps a column, a column, then
-             * to the next row */
-            const int8_t *xp = x + c;
-            const int8_t *wp = w + c;
-            for (int32_t r = 0; r < 3; r++) {
-                EC_DW_TAP(xp, wp);
-                xp += x_col;
-                wp += c_n;
-                EC_DW_TAP(xp, wp);
-                xp += x_col;
-                wp += c_n;
-                EC_DW_TAP(xp, wp);
-                xp += x_next;
-                wp += c_n;
-            }
-        } else {
-            const int8_t *xr = x + c;
-            const int8_t *wr = w + c;
-            for (int32_t r = 0; r < rows; r++) {
-                const int8_t *xp = xr;
-                const int8_t *wp = wr;
-                for (int32_t k = 0; k < cols; k++) {
-                    EC_DW_TAP(xp, wp);
-                    xp += x_col;
-                    wp += c_n;
-                }
-                xr += x_row;
-                wr += w_row;
-            }
-        }
-        const int8_t *sc = s != NULL ? s + c : NULL;
-        d[c] = conv_out(p, a0, c, sc);
-        d[c + 1] = conv_out(p, a1, c + 1, sc != NULL ? sc + 1 : NULL);
-        d[c + 2] = conv_out(p, a2, c + 2, sc != NULL ? sc + 2 : NULL);
-        d[c + 3] = conv_out(p, a3, c + 3, sc != NULL ? sc + 3 : NULL);
-    }
-    if (c < c_n)
-        dw_rest(p, x, w, bias, rows, cols, x_row, d, s, c);
-}
-
-/* Fast path: 3x3, stride 1, dilation 1, padding <= 1, no fused residual, every channel's
- * requantization a right shift (dw_requant_ok).  Output rows go four at a time: rows oy .. oy + 3
- * read input rows R0..R5 = oy - pad_top + 0..5; columns in tiles of EC_DW_TILE.  For two channels
- * at a time, dw_band turns each input column of the tile into pairs of int16 (input +
- * input_offset; 0 in the padding) A = (R0, R1), B = (R2, R3), C = (R4, R5) per channel; with the
- * weight pairs P = (2 w0, 2 w1), Q = (2 w1, 2 w2) of each kernel column (w0..w2 its rows):
- *   row oy:     SMLAD(A, P) + B.lo * Q.hi      row oy + 1:  A.hi * P.lo + SMLAD(B, Q)
- *   row oy + 2: SMLAD(B, P) + C.lo * Q.hi      row oy + 3:  B.hi * P.lo + SMLAD(C, Q)
- * so 6 multiply instructions an output for the 9 taps, accumulating 2 * acc (exactly).
- * The outputs go straight to the output, also in place when output row r lies exactly on input
- * row r - pad_top (one tile of columns): a group of channels only overwrites the channels of
- * rows R0..R3 it has read, and later rows read R4 on.  The scratch (pairs and sums) is the
- * scratch row when there is one, else on the stack. */
-#define EC_DW_TILE 5
-#define EC_DW_COLS (EC_DW_TILE + 2)
-#define EC_DW_SUMS (EC_DW_COLS * 6) /* the sums of an output column: 4 words this far on from its pairs */
-#define EC_DW_SCRATCH (EC_DW_SUMS + 6 * EC_DW_TILE + 4) /* words */
-#define EC_DW_WC 17 /* words a channel: dw_band_t.wc */
-
 #if defined(__ARM_FEATURE_DSP) && defined(__GNUC__)
 #define DW_SMLABT(a, b, acc) ((int32_t)__smlabt((int32_t)(a), (int32_t)(b), (acc)))
 #define DW_SMLATB(a, b, acc) ((int32_t)__smlatb((int32_t)(a), (int32_t)(b), (acc)))
@@ -627,6 +513,138 @@ static int dw_requant_ok(const ec_conv_params_t *p, const int32_t *bias)
  * saturated to int8: SMMLAR gives SaturatingRoundingDoublingHighMul(acc, M) + k, the shift is
  * RoundingDivideByPOT exactly (q < 0 exactly when acc < 0). */
 #define DW_REQUANT(a) ((int8_t)DW_SSAT8((dw_smmlar((a), m, k) + ((a) >> 31)) >> s))
+
+/* One tap of four channels c..c+3: the input offset is added to the sign-extended halves (SADD16),
+ * so padded taps are simply skipped (the depthwise bias is not folded). */
+#define EC_DW_TAP(xp, wp)                                                                             \
+    do {                                                                                          \
+        const uint32_t xv_ = ec_load32(xp), wv_ = ec_load32(wp);                                        \
+        const uint32_t xe_ = EC_SADD16(EC_SXTB16(xv_), off2), xo_ = EC_SADD16(EC_SXTB16_ROR8(xv_), off2); \
+        const uint32_t we_ = EC_SXTB16(wv_), wo_ = EC_SXTB16_ROR8(wv_);                           \
+        a0 = EC_SMLABB(xe_, we_, a0); /* channel c */                                             \
+        a2 = EC_SMLATT(xe_, we_, a2); /* c + 2 */                                                 \
+        a1 = EC_SMLABB(xo_, wo_, a1); /* c + 1 */                                                 \
+        a3 = EC_SMLATT(xo_, wo_, a3); /* c + 3 */                                                 \
+    } while (0)
+
+/* Channels c.. of one output pixel one at a time (the channels left over by dw_pixel) */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void dw_rest(const ec_conv_params_t *p, const int8_t *x, const int8_t *w, const int32_t *bias, int32_t rows,
+                    int32_t cols, int32_t x_row, int8_t *d, const int8_t *s, int32_t c)
+{
+    const int32_t c_n = p->in_c;
+    const int32_t x_col = p->dilation_w * c_n;
+    const int32_t w_row = p->kernel_w * c_n;
+    for (; c < c_n; c++) {
+        int32_t acc = bias != NULL ? bias[c] : 0;
+        for (int32_t r = 0; r < rows; r++)
+            for (int32_t k = 0; k < cols; k++)
+                acc += (x[r * x_row + k * x_col + c] + p->input_offset) * w[r * w_row + k * c_n + c];
+        d[c] = conv_out(p, acc, c, s != NULL ? s + c : NULL);
+    }
+}
+
+/* The epilogue without a residual add when dw_requant_ok holds for the layer: DW_REQUANT's
+ * SMMLAR form (exact), then the activation clamp. */
+EC_INLINE int8_t dw_out_fast(const ec_conv_params_t *p, int32_t acc, int32_t c)
+{
+    const int32_t s = -p->shift[c], m = p->multiplier[c];
+    const int32_t k = (int32_t)((uint32_t)p->output_offset << s) + (1 << (s - 1));
+    const int32_t a = 2 * acc;
+    return (int8_t)clamp_i32(DW_REQUANT(a), p->act_min, p->act_max);
+}
+
+/* All channels of one output pixel (depth multiplier 1) over its clipped window of rows x cols
+ * taps: x, w point at the window's first valid tap; four channels at a time, a full 3x3 window
+ * unrolled; then the epilogue (dw_out_fast when `fast`: no residual add, dw_requant_ok). */
+static EC_HOT void dw_pixel(const ec_conv_params_t *p, const int8_t *x, const int8_t *w, const int32_t *bias,
+                            int32_t rows, int32_t cols, int32_t x_row, int8_t *d, const int8_t *s, int fast)
+{
+    const int32_t c_n = p->in_c;
+    const int32_t x_col = p->dilation_w * c_n;
+    const int32_t w_row = p->kernel_w * c_n;
+    const int32_t off = p->input_offset;
+    const uint32_t off2 = ((uint32_t)off & 0xffffu) | ((uint32_t)off << 16);
+    const int full3 = rows == 3 && cols == 3 && p->kernel_w == 3;
+    const int32_t x_next = x_row - 2 * x_col;
+    int32_t c = 0;
+    for (; c + 4 <= c_n; c += 4) {
+        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        if (bias != NULL) {
+            a0 = bias[c];
+            a1 = bias[c + 1];
+            a2 = bias[c + 2];
+            a3 = bias[c + 3];
+        }
+        if (full3) {
+            /* the nine weights of a channel are c_n apart; the input steps a column, a column, then
+             * to the next row */
+            const int8_t *xp = x + c;
+            const int8_t *wp = w + c;
+            for (int32_t r = 0; r < 3; r++) {
+                EC_DW_TAP(xp, wp);
+                xp += x_col;
+                wp += c_n;
+                EC_DW_TAP(xp, wp);
+                xp += x_col;
+                wp += c_n;
+                EC_DW_TAP(xp, wp);
+                xp += x_next;
+                wp += c_n;
+            }
+        } else {
+            const int8_t *xr = x + c;
+            const int8_t *wr = w + c;
+            for (int32_t r = 0; r < rows; r++) {
+                const int8_t *xp = xr;
+                const int8_t *wp = wr;
+                for (int32_t k = 0; k < cols; k++) {
+                    EC_DW_TAP(xp, wp);
+                    xp += x_col;
+                    wp += c_n;
+                }
+                xr += x_row;
+                wr += w_row;
+            }
+        }
+        if (fast) {
+            d[c] = dw_out_fast(p, a0, c);
+            d[c + 1] = dw_out_fast(p, a1, c + 1);
+            d[c + 2] = dw_out_fast(p, a2, c + 2);
+            d[c + 3] = dw_out_fast(p, a3, c + 3);
+            continue;
+        }
+        const int8_t *sc = s != NULL ? s + c : NULL;
+        d[c] = conv_out(p, a0, c, sc);
+        d[c + 1] = conv_out(p, a1, c + 1, sc != NULL ? sc + 1 : NULL);
+        d[c + 2] = conv_out(p, a2, c + 2, sc != NULL ? sc + 2 : NULL);
+        d[c + 3] = conv_out(p, a3, c + 3, sc != NULL ? sc + 3 : NULL);
+    }
+    if (c < c_n)
+        dw_rest(p, x, w, bias, rows, cols, x_row, d, s, c);
+}
+
+/* Fast path: 3x3, stride 1, dilation 1, padding <= 1, no fused residual, every channel's
+ * requantization a right shift (dw_requant_ok).  Output rows go four at a time: rows oy .. oy + 3
+ * read input rows R0..R5 = oy - pad_top + 0..5; columns in tiles of EC_DW_TILE.  For two channels
+ * at a time, dw_band turns each input column of the tile into pairs of int16 (input +
+ * input_offset; 0 in the padding) A = (R0, R1), B = (R2, R3), C = (R4, R5) per channel; with the
+ * weight pairs P = (2 w0, 2 w1), Q = (2 w1, 2 w2) of each kernel column (w0..w2 its rows):
+ *   row oy:     SMLAD(A, P) + B.lo * Q.hi      row oy + 1:  A.hi * P.lo + SMLAD(B, Q)
+ *   row oy + 2: SMLAD(B, P) + C.lo * Q.hi      row oy + 3:  B.hi * P.lo + SMLAD(C, Q)
+ * so 6 multiply instructions an output for the 9 taps, accumulating 2 * acc (exactly).
+ * The outputs go straight to the output, also in place when output row r lies exactly on input
+ * row r - pad_top (one tile of columns): a group of channels only overwrites the channels of
+ * rows R0..R3 it has read, and later rows read R4 on.  The scratch (pairs and sums) is the
+ * scratch row when there is one, else on the stack. */
+#define EC_DW_TILE 5
+#define EC_DW_COLS (EC_DW_TILE + 2)
+#define EC_DW_SUMS (EC_DW_COLS * 6) /* the sums of an output column: 4 words this far on from its pairs */
+#define EC_DW_SCRATCH (EC_DW_SUMS + 6 * EC_DW_TILE + 4) /* words */
+#define EC_DW_WC 17 /* words a channel: dw_band_t.wc */
+
 
 EC_INLINE void dw_zero6(uint32_t *z)
 {
@@ -992,6 +1010,7 @@ static void dw_general(const ec_conv_params_t *p, const int8_t *input, const int
     const int32_t c_n = p->in_c;
     const int32_t row_len = p->out_w * c_n;
     const int32_t x_row = p->dilation_h * p->in_w * c_n;
+    const int fast = skip == NULL && dw_requant_ok(p, bias);
     for (int32_t b = 0; b < p->batches; b++) {
         const int8_t *in_b = input + b * p->in_h * p->in_w * c_n;
         for (int32_t oy = 0; oy < p->out_h; oy++) {
@@ -1008,7 +1027,7 @@ static void dw_general(const ec_conv_params_t *p, const int8_t *input, const int
                 const int8_t *x = in_b + ((in_y0 + ky0 * p->dilation_h) * p->in_w + in_x0 + kx0 * p->dilation_w) * c_n;
                 const int8_t *w = filter + (ky0 * p->kernel_w + kx0) * c_n;
                 dw_pixel(p, x, w, bias, ky1 - ky0, kx1 - kx0, x_row, dst + ox * c_n,
-                         sk != NULL ? sk + ox * c_n : NULL);
+                         sk != NULL ? sk + ox * c_n : NULL, fast);
             }
             if (row != NULL)
                 memcpy(output + out_row, row, (size_t)row_len);
@@ -1046,6 +1065,206 @@ static void dw_fast_batches(const ec_conv_params_t *p, const int8_t *input, cons
     }
 }
 
+/* Stride 2 (MobileNet's down-sampling depthwise layers): 3x3, dilation 1, padding <= 1, no
+ * fused residual, dw_requant_ok.  Per output row and pair of channels (c, c + 1), along the row:
+ * input rows R0, R1 as int16 pairs A = (R0, R1) of each input column and channel (input +
+ * input_offset; a padding row masked to 0), row R2 as pairs of two adjacent columns
+ * (R2[x], R2[x + 1]), with the weights doubled (the sums are 2 acc, as DW_REQUANT takes them):
+ *   out = SMLAD(A[x0], P0) + SMLAD(A[x0 + 1], P1) + SMLAD(A[x0 + 2], P2)
+ *       + SMLAD(R2 pair (x0, x0 + 1), (w2[0], w2[1])) + R2[x0 + 2] * w2[2]
+ * so 5 multiplies an output, and each output builds two new columns (x0 + 1, x0 + 2; x0 was the
+ * previous one's x0 + 2).  Columns outside the input are 0. */
+static int dw_s2_ok(const ec_conv_params_t *p, const int32_t *bias, const int8_t *skip)
+{
+    return skip == NULL && p->kernel_h == 3 && p->kernel_w == 3 && p->stride_h == 2 && p->stride_w == 2 &&
+           p->dilation_h == 1 && p->dilation_w == 1 && p->pad_top <= 1 && p->pad_left <= 1 && p->in_c >= 2 &&
+           p->depth_multiplier == 1 && dw_requant_ok(p, bias);
+}
+
+/* The int16 pairs of input column x for channels c, c + 1: rows (R0, R1) of each channel, masked
+ * (`edge`: x may be outside the input, then 0) */
+EC_INLINE void dw_s2_col(const int8_t *q0, const int8_t *q1, int32_t x, int32_t in_w, int32_t c_n, uint32_t off2,
+                         uint32_t m01, uint32_t *ac, uint32_t *ac1, int edge)
+{
+    if (edge && (x < 0 || x >= in_w)) {
+        *ac = *ac1 = 0;
+        return;
+    }
+    const uint32_t t = dw_pkhbt(dw_load16(q0 + x * c_n), dw_load16(q1 + x * c_n));
+    *ac = DW_SXTAB16(off2, t) & m01;
+    *ac1 = dw_sxtab16_ror8(off2, t) & m01;
+}
+
+/* Row R2 at columns x, x + 1 for channels c, c + 1: (R2c[x], R2c[x + 1]), (R2c1[x], R2c1[x + 1]) */
+EC_INLINE void dw_s2_r2(const int8_t *q2, int32_t x, int32_t in_w, int32_t c_n, uint32_t off2, uint32_t m2,
+                        uint32_t *bc, uint32_t *bc1, int edge)
+{
+    if (edge) {
+        const int v0 = x >= 0 && x < in_w, v1 = x + 1 >= 0 && x + 1 < in_w;
+        const uint32_t t = dw_pkhbt(v0 ? dw_load16(q2 + x * c_n) : 0, v1 ? dw_load16(q2 + (x + 1) * c_n) : 0);
+        /* a column outside the input: 0, its offset not added either */
+        const uint32_t mx = m2 & ((v0 ? 0xffffu : 0) | (v1 ? 0xffff0000u : 0));
+        *bc = DW_SXTAB16(off2, t) & mx;
+        *bc1 = dw_sxtab16_ror8(off2, t) & mx;
+        return;
+    }
+    const uint32_t t = dw_pkhbt(dw_load16(q2 + x * c_n), dw_load16(q2 + (x + 1) * c_n));
+    *bc = DW_SXTAB16(off2, t) & m2;
+    *bc1 = dw_sxtab16_ror8(off2, t) & m2;
+}
+
+/* (2 w[ky0][kx], 2 w[ky1][kx]) of channel c, as int16 halves */
+EC_INLINE uint32_t dw_s2_wpair(const int8_t *f, int32_t c_n, int32_t i0, int32_t i1, int32_t c)
+{
+    return ((uint32_t)(2 * f[i0 * c_n + c]) & 0xffffu) | ((uint32_t)(2 * f[i1 * c_n + c]) << 16);
+}
+
+/* A pair of channels' weights (doubled) and requantization */
+typedef struct {
+    uint32_t pc[3], pc1[3], w2c, w2c1, w22;
+    int32_t b0, b1, m0, m1, k0, k1, s0, s1;
+} dw_s2_ch_t;
+
+/* Column x0 of the next output (the previous output's x0 + 2), both channels */
+typedef struct {
+    uint32_t a0c, a0c1, bc, bc1;
+} dw_s2_state_t;
+
+EC_INLINE void dw_s2_step(const ec_conv_params_t *p, const dw_s2_ch_t *ch, dw_s2_state_t *st, const int8_t *u0,
+                          const int8_t *u1, const int8_t *u2, int32_t x0, uint32_t off2, uint32_t m01, uint32_t m2,
+                          int8_t *d, int edge)
+{
+    const int32_t in_w = p->in_w, c_n = p->in_c;
+    uint32_t a1c, a1c1, a2c, a2c1, nbc, nbc1;
+    dw_s2_col(u0, u1, x0 + 1, in_w, c_n, off2, m01, &a1c, &a1c1, edge);
+    dw_s2_col(u0, u1, x0 + 2, in_w, c_n, off2, m01, &a2c, &a2c1, edge);
+    dw_s2_r2(u2, x0 + 2, in_w, c_n, off2, m2, &nbc, &nbc1, edge);
+    int32_t v0 = EC_SMLAD(st->a0c, ch->pc[0], ch->b0), v1 = EC_SMLAD(st->a0c1, ch->pc1[0], ch->b1);
+    v0 = EC_SMLAD(a1c, ch->pc[1], v0);
+    v1 = EC_SMLAD(a1c1, ch->pc1[1], v1);
+    v0 = EC_SMLAD(a2c, ch->pc[2], v0);
+    v1 = EC_SMLAD(a2c1, ch->pc1[2], v1);
+    v0 = EC_SMLAD(st->bc, ch->w2c, v0);
+    v1 = EC_SMLAD(st->bc1, ch->w2c1, v1);
+    v0 = EC_SMLABB(nbc, ch->w22, v0);
+    v1 = DW_SMLABT(nbc1, ch->w22, v1);
+    {
+        const int32_t m = ch->m0, k = ch->k0, s = ch->s0;
+        d[0] = (int8_t)clamp_i32(DW_REQUANT(v0), p->act_min, p->act_max);
+    }
+    {
+        const int32_t m = ch->m1, k = ch->k1, s = ch->s1;
+        d[1] = (int8_t)clamp_i32(DW_REQUANT(v1), p->act_min, p->act_max);
+    }
+    st->a0c = a2c;
+    st->a0c1 = a2c1;
+    st->bc = nbc;
+    st->bc1 = nbc1;
+}
+
+static EC_HOT void dw_s2_row(const ec_conv_params_t *p, const int8_t *in_b, const int8_t *filter,
+                             const int32_t *bias, int8_t *dst, int32_t oy)
+{
+    const int32_t c_n = p->in_c, in_w = p->in_w, in_h = p->in_h, out_w = p->out_w;
+    const uint32_t off2 = ((uint32_t)p->input_offset & 0xffffu) | ((uint32_t)p->input_offset << 16);
+    /* rows R0..R2 (a padding row: a valid row, masked off) */
+    const int32_t r0 = 2 * oy - p->pad_top;
+    const int ok0 = r0 >= 0, ok1 = r0 + 1 < in_h, ok2 = r0 + 2 < in_h;
+    const int8_t *q0 = in_b + (ok0 ? r0 : r0 + 1) * in_w * c_n;
+    const int8_t *q1 = in_b + (ok1 ? r0 + 1 : r0) * in_w * c_n;
+    const int8_t *q2 = in_b + (ok2 ? r0 + 2 : r0 + 1) * in_w * c_n;
+    const uint32_t m01 = (ok0 ? 0xffffu : 0) | (ok1 ? 0xffff0000u : 0), m2 = ok2 ? 0xffffffffu : 0;
+    for (int32_t c0 = 0; c0 < c_n; c0 += 2) {
+        const int32_t c = c0 + 1 < c_n ? c0 : c_n - 2; /* an odd count: the last pair overlaps */
+        uint32_t pc[3], pc1[3];
+        for (int32_t kx = 0; kx < 3; kx++) {
+            pc[kx] = dw_s2_wpair(filter, c_n, kx, 3 + kx, c);
+            pc1[kx] = dw_s2_wpair(filter, c_n, kx, 3 + kx, c + 1);
+        }
+        const uint32_t w2c = dw_s2_wpair(filter, c_n, 6, 7, c), w2c1 = dw_s2_wpair(filter, c_n, 6, 7, c + 1);
+        const uint32_t w22 = ((uint32_t)(2 * filter[8 * c_n + c]) & 0xffffu) | ((uint32_t)(2 * filter[8 * c_n + c + 1]) << 16);
+        const int32_t b0 = 2 * (bias != NULL ? bias[c] : 0), b1 = 2 * (bias != NULL ? bias[c + 1] : 0);
+        const int32_t s0 = -p->shift[c], s1 = -p->shift[c + 1];
+        const int32_t mq0 = p->multiplier[c], mq1 = p->multiplier[c + 1];
+        const int32_t k0 = (int32_t)((uint32_t)p->output_offset << s0) + (1 << (s0 - 1));
+        const int32_t k1 = (int32_t)((uint32_t)p->output_offset << s1) + (1 << (s1 - 1));
+        const int8_t *u0 = q0 + c, *u1 = q1 + c, *u2 = q2 + c;
+        int32_t x0 = -p->pad_left;
+        uint32_t a0c, a0c1, bc, bc1;
+        dw_s2_col(u0, u1, x0, in_w, c_n, off2, m01, &a0c, &a0c1, 1);
+        dw_s2_r2(u2, x0, in_w, c_n, off2, m2, &bc, &bc1, 1);
+        int8_t *d = dst + c;
+        dw_s2_state_t st = {a0c, a0c1, bc, bc1};
+        const dw_s2_ch_t ch = {{pc[0], pc[1], pc[2]}, {pc1[0], pc1[1], pc1[2]}, w2c, w2c1, w22, b0, b1, mq0, mq1,
+                               k0, k1, s0, s1};
+        /* the outputs whose columns x0 .. x0 + 3 are all inside the input, the others checked */
+        const int32_t lo = p->pad_left > 0 ? 1 : 0, hi = (in_w - 4 + p->pad_left) / 2 + 1;
+        int32_t ox = 0;
+        for (; ox < out_w && ox < lo; ox++, x0 += 2, d += c_n)
+            dw_s2_step(p, &ch, &st, u0, u1, u2, x0, off2, m01, m2, d, 1);
+        if (ox < out_w && ox < hi) {
+            /* the inside: running pointers at column x0 + 1 of rows R0, R1 and x0 + 2 of R2 */
+            const int8_t *e0 = u0 + (x0 + 1) * c_n, *e1 = u1 + (x0 + 1) * c_n, *e2 = u2 + (x0 + 2) * c_n;
+            const int32_t n = (hi < out_w ? hi : out_w) - ox, step = 2 * c_n;
+            const int32_t lo8 = p->act_min, hi8 = p->act_max;
+            uint32_t a0c = st.a0c, a0c1 = st.a0c1, bc = st.bc, bc1 = st.bc1;
+            for (int32_t i = 0; i < n; i++, e0 += step, e1 += step, e2 += step, d += c_n) {
+                uint32_t t = dw_pkhbt(dw_load16(e0), dw_load16(e1));
+                const uint32_t a1c = DW_SXTAB16(off2, t) & m01, a1c1 = dw_sxtab16_ror8(off2, t) & m01;
+                t = dw_pkhbt(dw_load16(e0 + c_n), dw_load16(e1 + c_n));
+                const uint32_t a2c = DW_SXTAB16(off2, t) & m01, a2c1 = dw_sxtab16_ror8(off2, t) & m01;
+                t = dw_pkhbt(dw_load16(e2), dw_load16(e2 + c_n));
+                const uint32_t nbc = DW_SXTAB16(off2, t) & m2, nbc1 = dw_sxtab16_ror8(off2, t) & m2;
+                int32_t v0 = EC_SMLAD(a0c, ch.pc[0], ch.b0), v1 = EC_SMLAD(a0c1, ch.pc1[0], ch.b1);
+                v0 = EC_SMLAD(a1c, ch.pc[1], v0);
+                v1 = EC_SMLAD(a1c1, ch.pc1[1], v1);
+                v0 = EC_SMLAD(a2c, ch.pc[2], v0);
+                v1 = EC_SMLAD(a2c1, ch.pc1[2], v1);
+                v0 = EC_SMLAD(bc, ch.w2c, v0);
+                v1 = EC_SMLAD(bc1, ch.w2c1, v1);
+                v0 = EC_SMLABB(nbc, ch.w22, v0);
+                v1 = DW_SMLABT(nbc1, ch.w22, v1);
+                {
+                    const int32_t m = ch.m0, k = ch.k0, s = ch.s0;
+                    d[0] = (int8_t)clamp_i32(DW_REQUANT(v0), lo8, hi8);
+                }
+                {
+                    const int32_t m = ch.m1, k = ch.k1, s = ch.s1;
+                    d[1] = (int8_t)clamp_i32(DW_REQUANT(v1), lo8, hi8);
+                }
+                a0c = a2c;
+                a0c1 = a2c1;
+                bc = nbc;
+                bc1 = nbc1;
+            }
+            st.a0c = a0c;
+            st.a0c1 = a0c1;
+            st.bc = bc;
+            st.bc1 = bc1;
+            ox += n;
+            x0 += 2 * n;
+        }
+        for (; ox < out_w; ox++, x0 += 2, d += c_n)
+            dw_s2_step(p, &ch, &st, u0, u1, u2, x0, off2, m01, m2, d, 1);
+    }
+}
+
+/* The layer: output rows into `row` first when the output overlaps the input (the row contract). */
+static void dw_s2(const ec_conv_params_t *p, const int8_t *input, const int8_t *filter, const int32_t *bias,
+                  int8_t *output, int8_t *row)
+{
+    const int32_t c_n = p->in_c, row_len = p->out_w * c_n;
+    for (int32_t b = 0; b < p->batches; b++) {
+        const int8_t *in_b = input + b * p->in_h * p->in_w * c_n;
+        for (int32_t oy = 0; oy < p->out_h; oy++) {
+            int8_t *out_row = output + (b * p->out_h + oy) * row_len;
+            dw_s2_row(p, in_b, filter, bias, row != NULL ? row : out_row, oy);
+            if (row != NULL)
+                memcpy(out_row, row, (size_t)row_len);
+        }
+    }
+}
+
 void ec_depthwise_conv2d_s8_dsp(const ec_conv_params_t *p, const int8_t *input, const int8_t *filter,
                                 const int32_t *bias, int8_t *output, int8_t *row, const int8_t *skip)
 {
@@ -1055,6 +1274,8 @@ void ec_depthwise_conv2d_s8_dsp(const ec_conv_params_t *p, const int8_t *input, 
 #endif
     if (dw_fast_ok(p, input, bias, output, skip))
         dw_fast_batches(p, input, filter, bias, output, row);
+    else if (dw_s2_ok(p, bias, skip))
+        dw_s2(p, input, filter, bias, output, row);
     else
         dw_general(p, input, filter, bias, output, row, skip);
 }
