@@ -49,7 +49,7 @@ def check_dsp(g: ir.Graph, tmp: Path, n: int = 3, seed: int = 0, expect_dsp: boo
     x = np.random.default_rng(seed).integers(-128, 128, size=(n,) + t.shape[1:], dtype=np.int8)
     got = run_dsp(g, x, tmp)
     code = (tmp / "model.c").read_text()
-    assert ("_dsp(" in code or "_gemm(" in code) == expect_dsp
+    assert bool(re.search(r"_dsp\w*\(|_gemm\(", code)) == expect_dsp
     want = interp.run(g, x)[g.outputs[0]]
     np.testing.assert_array_equal(got, want)
     assert np.ptp(want.astype(np.int32)) > 0
@@ -724,11 +724,28 @@ DW_S2_CASES = [
 @pytest.mark.parametrize("case", DW_S2_CASES)
 def test_dsp_depthwise_3x3_stride2(tmp_path, case):
     """The stride-2 depthwise path (row pairs and column pairs as SMLAD operands, columns outside
-    the input zero, the SMMLAR requantization): same outputs as the interpreter."""
+    the input zero, the SMMLAR requantization), chosen by the generator (debug builds trap if the C
+    check disagrees): same outputs as the interpreter."""
     check_dsp(_dw_s2(**case), tmp_path, n=3, seed=29)
+    assert "ec_depthwise_conv2d_s8_dsp3x3s2(" in (tmp_path / "model.c").read_text()
 
 
 @needs_qemu
 def test_dsp_depthwise_3x3_stride2_on_cortex_m4(tmp_path):
     for i, case in enumerate(DW_S2_CASES):
-        _qemu_layer(_dw_s2(**case), tmp_path / f"case{i}", 40 + i, "ec_depthwise_conv2d_s8_dsp(")
+        _qemu_layer(_dw_s2(**case), tmp_path / f"case{i}", 40 + i, "ec_depthwise_conv2d_s8_dsp3x3s2(")
+
+
+@needs_gcc
+def test_dsp_depthwise_stride2_outside_the_fast_requantization(tmp_path):
+    """A stride-2 depthwise layer whose requantization shifts right by more than 21 bits keeps the
+    general code (the generator's dw_s2_ok agrees with the C check: debug builds trap otherwise)."""
+    g = _dw_s2(9, 9, 6, (1, 1, 1, 1), actk=None)
+    w = g.tensors["w2"]
+    w.quant = ir.QuantParams((np.asarray(w.quant.scale, np.float64) * 2.0 ** -16).astype(np.float32),
+                             np.zeros(6, np.int32), axis=3)
+    assert int(np.min(c_codegen._prepare(g).nodes[0].attrs["q"]["shift"])) < -21
+    g.tensors["b2"].data = np.asarray([-3, -1, 0, 1, 2, 3], np.int32) << 26  # outputs spread out
+    check_dsp(g, tmp_path, n=2, seed=31)
+    code = (tmp_path / "model.c").read_text()
+    assert "ec_depthwise_conv2d_s8_dsp(" in code and "dsp3x3s2" not in code

@@ -490,6 +490,10 @@ class _Gen:
                 head.append("  DSP kernel, 3x3 fast path (4 rows x 2 channels, SMLAD)")
                 return (f"ec_depthwise_conv2d_s8_dsp3x3(&{node_ident}, {self.tensor(x.name)}, {filt}, {bias}, "
                         f"{self.tensor(out.name)}, {row});")
+            if dw_s2_ok(self.g, node, res):
+                head.append("  DSP kernel, 3x3 stride-2 path (row and column pairs, SMLAD)")
+                return (f"ec_depthwise_conv2d_s8_dsp3x3s2(&{node_ident}, {self.tensor(x.name)}, {filt}, {bias}, "
+                        f"{self.tensor(out.name)}, {row});")
             k += "_dsp"
             head.append("  DSP kernel (SMLABB/SMLATT, 4 channels at a time)")
         return (f"{k}(&{node_ident}, {self.tensor(x.name)}, {filt}, {bias}, {self.tensor(out.name)}, {row}, "
@@ -687,10 +691,30 @@ def dw_fast_ok(g: ir.Graph, node: ir.Node, plan: MemoryPlan, res) -> bool:
     if oy < ox + n * ih * iw * c and ox < oy + n * oh * ow * c:  # overlapping: only one row behind
         if not (n == 1 and iw * c == ow * c and ow <= DW_TILE and ox - oy == pt * iw * c):
             return False
+    return _dw_requant_ok(g, node, c)
+
+
+def _dw_requant_ok(g: ir.Graph, node: ir.Node, c: int) -> bool:
+    """ec_kernels_dsp's dw_requant_ok: every multiplier above 2^30, every shift in [-21, -1],
+    |bias| <= 2^29 (the SMMLAR requantization of 2 acc)."""
+    q = node.attrs["q"]
     m = np.broadcast_to(np.asarray(q["multiplier"], np.int64), (c,))
     sh = np.broadcast_to(np.asarray(q["shift"], np.int64), (c,))
     b = g.tensors[node.inputs[2]].data.astype(np.int64).reshape(-1) if len(node.inputs) > 2 else np.zeros(c, np.int64)
     return bool((m > 1 << 30).all() and ((sh <= -1) & (sh >= -21)).all() and (np.abs(b) <= 1 << 29).all())
+
+
+def dw_s2_ok(g: ir.Graph, node: ir.Node, res) -> bool:
+    """Whether an int8 depthwise layer takes ec_kernels_dsp's 3x3 stride-2 path (a mirror of its
+    dw_s2_ok; debug builds trap when they disagree)."""
+    x, w = g.tensors[node.inputs[0]], g.tensors[node.inputs[1]]
+    a, q = node.attrs, node.attrs.get("q")
+    if res or q is None or len(x.shape) != 4 or tuple(w.shape[1:3]) != (3, 3) or int(x.shape[3]) < 2 \
+            or int(a.get("depth_multiplier", 1)) != 1:
+        return False
+    pt, pl = a.get("pad", (0, 0, 0, 0))[:2]
+    return tuple(a.get("stride", (1, 1))) == (2, 2) and tuple(a.get("dilation", (1, 1))) == (1, 1) \
+        and pt <= 1 and pl <= 1 and _dw_requant_ok(g, node, int(x.shape[3]))
 
 
 def kernels_choice(kernels: str | None, dsp_target: bool) -> bool:

@@ -546,21 +546,11 @@ static void dw_rest(const ec_conv_params_t *p, const int8_t *x, const int8_t *w,
     }
 }
 
-/* The epilogue without a residual add when dw_requant_ok holds for the layer: DW_REQUANT's
- * SMMLAR form (exact), then the activation clamp. */
-EC_INLINE int8_t dw_out_fast(const ec_conv_params_t *p, int32_t acc, int32_t c)
-{
-    const int32_t s = -p->shift[c], m = p->multiplier[c];
-    const int32_t k = (int32_t)((uint32_t)p->output_offset << s) + (1 << (s - 1));
-    const int32_t a = 2 * acc;
-    return (int8_t)clamp_i32(DW_REQUANT(a), p->act_min, p->act_max);
-}
-
 /* All channels of one output pixel (depth multiplier 1) over its clipped window of rows x cols
  * taps: x, w point at the window's first valid tap; four channels at a time, a full 3x3 window
- * unrolled; then the epilogue (dw_out_fast when `fast`: no residual add, dw_requant_ok). */
+ * unrolled; then the epilogue. */
 static EC_HOT void dw_pixel(const ec_conv_params_t *p, const int8_t *x, const int8_t *w, const int32_t *bias,
-                            int32_t rows, int32_t cols, int32_t x_row, int8_t *d, const int8_t *s, int fast)
+                            int32_t rows, int32_t cols, int32_t x_row, int8_t *d, const int8_t *s)
 {
     const int32_t c_n = p->in_c;
     const int32_t x_col = p->dilation_w * c_n;
@@ -608,13 +598,6 @@ static EC_HOT void dw_pixel(const ec_conv_params_t *p, const int8_t *x, const in
                 xr += x_row;
                 wr += w_row;
             }
-        }
-        if (fast) {
-            d[c] = dw_out_fast(p, a0, c);
-            d[c + 1] = dw_out_fast(p, a1, c + 1);
-            d[c + 2] = dw_out_fast(p, a2, c + 2);
-            d[c + 3] = dw_out_fast(p, a3, c + 3);
-            continue;
         }
         const int8_t *sc = s != NULL ? s + c : NULL;
         d[c] = conv_out(p, a0, c, sc);
@@ -1010,7 +993,6 @@ static void dw_general(const ec_conv_params_t *p, const int8_t *input, const int
     const int32_t c_n = p->in_c;
     const int32_t row_len = p->out_w * c_n;
     const int32_t x_row = p->dilation_h * p->in_w * c_n;
-    const int fast = skip == NULL && dw_requant_ok(p, bias);
     for (int32_t b = 0; b < p->batches; b++) {
         const int8_t *in_b = input + b * p->in_h * p->in_w * c_n;
         for (int32_t oy = 0; oy < p->out_h; oy++) {
@@ -1027,7 +1009,7 @@ static void dw_general(const ec_conv_params_t *p, const int8_t *input, const int
                 const int8_t *x = in_b + ((in_y0 + ky0 * p->dilation_h) * p->in_w + in_x0 + kx0 * p->dilation_w) * c_n;
                 const int8_t *w = filter + (ky0 * p->kernel_w + kx0) * c_n;
                 dw_pixel(p, x, w, bias, ky1 - ky0, kx1 - kx0, x_row, dst + ox * c_n,
-                         sk != NULL ? sk + ox * c_n : NULL, fast);
+                         sk != NULL ? sk + ox * c_n : NULL);
             }
             if (row != NULL)
                 memcpy(output + out_row, row, (size_t)row_len);
@@ -1074,12 +1056,14 @@ static void dw_fast_batches(const ec_conv_params_t *p, const int8_t *input, cons
  *       + SMLAD(R2 pair (x0, x0 + 1), (w2[0], w2[1])) + R2[x0 + 2] * w2[2]
  * so 5 multiplies an output, and each output builds two new columns (x0 + 1, x0 + 2; x0 was the
  * previous one's x0 + 2).  Columns outside the input are 0. */
+#if defined(EC_DEBUG) /* the generator decides (c_codegen.dw_s2_ok); debug builds check it */
 static int dw_s2_ok(const ec_conv_params_t *p, const int32_t *bias, const int8_t *skip)
 {
     return skip == NULL && p->kernel_h == 3 && p->kernel_w == 3 && p->stride_h == 2 && p->stride_w == 2 &&
            p->dilation_h == 1 && p->dilation_w == 1 && p->pad_top <= 1 && p->pad_left <= 1 && p->in_c >= 2 &&
            p->depth_multiplier == 1 && dw_requant_ok(p, bias);
 }
+#endif
 
 /* The int16 pairs of input column x for channels c, c + 1: rows (R0, R1) of each channel, masked
  * (`edge`: x may be outside the input, then 0) */
@@ -1249,10 +1233,16 @@ static EC_HOT void dw_s2_row(const ec_conv_params_t *p, const int8_t *in_b, cons
     }
 }
 
-/* The layer: output rows into `row` first when the output overlaps the input (the row contract). */
-static void dw_s2(const ec_conv_params_t *p, const int8_t *input, const int8_t *filter, const int32_t *bias,
-                  int8_t *output, int8_t *row)
+/* The layer: output rows into `row` first when the output overlaps the input (the row contract).
+ * Reached only through ec_depthwise_conv2d_s8_dsp3x3s2 (the generator checked dw_s2_ok: other
+ * models do not link it). */
+void ec_depthwise_conv2d_s8_dsp3x3s2(const ec_conv_params_t *p, const int8_t *input, const int8_t *filter,
+                                     const int32_t *bias, int8_t *output, int8_t *row)
 {
+#if defined(EC_DEBUG)
+    if (!dw_s2_ok(p, bias, NULL))
+        __builtin_trap();
+#endif
     const int32_t c_n = p->in_c, row_len = p->out_w * c_n;
     for (int32_t b = 0; b < p->batches; b++) {
         const int8_t *in_b = input + b * p->in_h * p->in_w * c_n;
@@ -1265,6 +1255,7 @@ static void dw_s2(const ec_conv_params_t *p, const int8_t *input, const int8_t *
     }
 }
 
+
 void ec_depthwise_conv2d_s8_dsp(const ec_conv_params_t *p, const int8_t *input, const int8_t *filter,
                                 const int32_t *bias, int8_t *output, int8_t *row, const int8_t *skip)
 {
@@ -1272,10 +1263,12 @@ void ec_depthwise_conv2d_s8_dsp(const ec_conv_params_t *p, const int8_t *input, 
     if (dw_fast_ok(p, input, bias, output, skip)) /* the generator should have chosen ..._dsp3x3 */
         __builtin_trap();
 #endif
+#if defined(EC_DEBUG)
+    if (dw_s2_ok(p, bias, skip)) /* the generator should have chosen ..._dsp3x3s2 */
+        __builtin_trap();
+#endif
     if (dw_fast_ok(p, input, bias, output, skip))
         dw_fast_batches(p, input, filter, bias, output, row);
-    else if (dw_s2_ok(p, bias, skip))
-        dw_s2(p, input, filter, bias, output, row);
     else
         dw_general(p, input, filter, bias, output, row, skip);
 }

@@ -38,6 +38,9 @@ void ec_depthwise_conv2d_s8_dsp(const ec_conv_params_t *p, const int8_t *input, 
  * whose depthwise layers all take it do not link the general code. */
 void ec_depthwise_conv2d_s8_dsp3x3(const ec_conv_params_t *p, const int8_t *input, const int8_t *filter,
                                    const int32_t *bias, int8_t *output, int8_t *row);
+/* Only the 3x3 stride-2 path (c_codegen.dw_s2_ok), likewise. */
+void ec_depthwise_conv2d_s8_dsp3x3s2(const ec_conv_params_t *p, const int8_t *input, const int8_t *filter,
+                                     const int32_t *bias, int8_t *output, int8_t *row);
 /* Average pooling over the whole input (output 1x1, no padding, at most 256 pixels: the generator
  * checks), 4 channels at a time with SXTAB16; same results as ec_avg_pool2d_s8 (TFLM). */
 void ec_global_avg_pool2d_s8_dsp(const ec_pool_params_t *p, const int8_t *input, int8_t *output, int8_t *row);
