@@ -936,7 +936,6 @@ def _widen_weights(g, nodes, lays, plan, fused, macs, trial):
     buffer in the second layer's workspace (each row call widens its own weights again)."""
     limit = plan.arena_bytes + GEMM_WIDE_GROWTH
     dw = [n for n in g.nodes if n.op == "depthwise_conv2d" and dw_fast_ok(g, n, plan, n.attrs.get("residual"))]
-
     apart = [n for n in lays if n not in plan.scratch and g.tensors[nodes[n].outputs[0]].shape[2] % 2]
 
     def keeps(t: MemoryPlan) -> bool:
@@ -945,7 +944,8 @@ def _widen_weights(g, nodes, lays, plan, fused, macs, trial):
         row, pixel pairs do not cross rows: each row would end with a single pixel)."""
         return t.arena_bytes <= limit and all(dw_fast_ok(g, n, t, n.attrs.get("residual")) for n in dw) \
             and not any(n in t.scratch for n in apart)
-    first_of = {b: a for a, b in ((a, g.nodes[[n.name for n in g.nodes].index(a) + 1].name) for a in fused)}
+    index = {n.name: i for i, n in enumerate(g.nodes)}
+    first_of = {g.nodes[index[a] + 1].name: a for a in fused}  # a fused pair's second layer -> its first
     for name in sorted(lays, key=lambda n: -macs[n]):
         lay = lays[name]
         if lay.nb > 1 or name in fused or lay.wtile:

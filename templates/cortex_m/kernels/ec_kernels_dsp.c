@@ -1186,48 +1186,8 @@ static EC_HOT void dw_s2_row(const ec_conv_params_t *p, const int8_t *in_b, cons
         int32_t ox = 0;
         for (; ox < out_w && ox < lo; ox++, x0 += 2, d += c_n)
             dw_s2_step(p, &ch, &st, u0, u1, u2, x0, off2, m01, m2, d, 1);
-        if (ox < out_w && ox < hi) {
-            /* the inside: running pointers at column x0 + 1 of rows R0, R1 and x0 + 2 of R2 */
-            const int8_t *e0 = u0 + (x0 + 1) * c_n, *e1 = u1 + (x0 + 1) * c_n, *e2 = u2 + (x0 + 2) * c_n;
-            const int32_t n = (hi < out_w ? hi : out_w) - ox, step = 2 * c_n;
-            const int32_t lo8 = p->act_min, hi8 = p->act_max;
-            uint32_t a0c = st.a0c, a0c1 = st.a0c1, bc = st.bc, bc1 = st.bc1;
-            for (int32_t i = 0; i < n; i++, e0 += step, e1 += step, e2 += step, d += c_n) {
-                uint32_t t = dw_pkhbt(dw_load16(e0), dw_load16(e1));
-                const uint32_t a1c = DW_SXTAB16(off2, t) & m01, a1c1 = dw_sxtab16_ror8(off2, t) & m01;
-                t = dw_pkhbt(dw_load16(e0 + c_n), dw_load16(e1 + c_n));
-                const uint32_t a2c = DW_SXTAB16(off2, t) & m01, a2c1 = dw_sxtab16_ror8(off2, t) & m01;
-                t = dw_pkhbt(dw_load16(e2), dw_load16(e2 + c_n));
-                const uint32_t nbc = DW_SXTAB16(off2, t) & m2, nbc1 = dw_sxtab16_ror8(off2, t) & m2;
-                int32_t v0 = EC_SMLAD(a0c, ch.pc[0], ch.b0), v1 = EC_SMLAD(a0c1, ch.pc1[0], ch.b1);
-                v0 = EC_SMLAD(a1c, ch.pc[1], v0);
-                v1 = EC_SMLAD(a1c1, ch.pc1[1], v1);
-                v0 = EC_SMLAD(a2c, ch.pc[2], v0);
-                v1 = EC_SMLAD(a2c1, ch.pc1[2], v1);
-                v0 = EC_SMLAD(bc, ch.w2c, v0);
-                v1 = EC_SMLAD(bc1, ch.w2c1, v1);
-                v0 = EC_SMLABB(nbc, ch.w22, v0);
-                v1 = DW_SMLABT(nbc1, ch.w22, v1);
-                {
-                    const int32_t m = ch.m0, k = ch.k0, s = ch.s0;
-                    d[0] = (int8_t)clamp_i32(DW_REQUANT(v0), lo8, hi8);
-                }
-                {
-                    const int32_t m = ch.m1, k = ch.k1, s = ch.s1;
-                    d[1] = (int8_t)clamp_i32(DW_REQUANT(v1), lo8, hi8);
-                }
-                a0c = a2c;
-                a0c1 = a2c1;
-                bc = nbc;
-                bc1 = nbc1;
-            }
-            st.a0c = a0c;
-            st.a0c1 = a0c1;
-            st.bc = bc;
-            st.bc1 = bc1;
-            ox += n;
-            x0 += 2 * n;
-        }
+        for (; ox < out_w && ox < hi; ox++, x0 += 2, d += c_n)
+            dw_s2_step(p, &ch, &st, u0, u1, u2, x0, off2, m01, m2, d, 0);
         for (; ox < out_w; ox++, x0 += 2, d += c_n)
             dw_s2_step(p, &ch, &st, u0, u1, u2, x0, off2, m01, m2, d, 1);
     }
