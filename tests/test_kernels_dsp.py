@@ -749,3 +749,23 @@ def test_dsp_depthwise_stride2_outside_the_fast_requantization(tmp_path):
     check_dsp(g, tmp_path, n=2, seed=31)
     code = (tmp_path / "model.c").read_text()
     assert "ec_depthwise_conv2d_s8_dsp(" in code and "dsp3x3s2" not in code
+
+
+@needs_gcc
+def test_pruned_channels_blocked_and_general_store(tmp_path, monkeypatch):
+    """Pruned channels with one kernel row per block (the accumulators of every pair kept over the
+    blocks) and with a channel whose shift is beyond the one-multiply store's range (the general
+    store on the computed channels' own multipliers and shifts): as the interpreter."""
+    monkeypatch.setattr(c_codegen, "GEMM_ARENA_GROWTH", 1 << 20)
+    real = c_codegen.gemm_layout
+    monkeypatch.setattr(c_codegen, "gemm_layout", lambda g, n, b, **kw: real(g, n, True, **kw))
+    g = _pruned(dict(h=6, w=7, c=8, oc=10, k=3, pad=1, actk=None), [0, 7], big_bias=False)
+    w = g.tensors["w"]
+    sc = np.asarray(w.quant.scale, np.float64).copy()
+    sc[3] *= 2.0 ** -22  # shift about -30 on channel 3 (computed)
+    w.quant = ir.QuantParams(sc.astype(np.float32), np.zeros(10, np.int32), axis=0)
+    g.tensors["b"].data = g.tensors["b"].data.copy()
+    g.tensors["b"].data[3] = 1 << 28  # so that channel 3 is not a constant
+    check_dsp(g, tmp_path, n=3, seed=37)
+    code = (tmp_path / "model.c").read_text()
+    assert ".n_live = 8," in code and ".nb = 3," in code and ".fast = 0," in code
