@@ -136,15 +136,15 @@ def main(argv=None) -> int:
               "RAM = arena + static + stack peak of the optimized build where there is one."]
     for name, (mlayers, ticks, per_tick, rticks, rper) in layers.items():
         lines += ["", f"Per layer, {name} on cortex-m4 (optimized kernels):", "",
-                  "| # | layer | op | MACs | instructions | instr/MAC | reference instr. | speed-up |",
-                  "|---|---|---|---:|---:|---:|---:|---:|"]
+                  "| # | layer | op | MACs | instructions | instr/MAC | reference instr. | speed-up | kernel |",
+                  "|---|---|---|---:|---:|---:|---:|---:|---|"]
         carry = None  # a layer computed row by row inside the next one: its MACs and reference time join it
         for i, (lay, t, rt) in enumerate(zip(mlayers, ticks, rticks)):
             ins, rins = t * per_tick, rt * rper
             if lay.get("fused_into"):
                 carry = (lay.get("macs", 0), rins)
                 lines.append(f"| {i} | {lay['name'][:40]} | {lay['op']} | {lay.get('macs', 0):,} | "
-                             f"(in {lay['fused_into'][:40]}) | - | {rins:,.0f} | - |")
+                             f"(in {lay['fused_into'][:40]}) | - | {rins:,.0f} | - | |")
                 continue
             macs = lay.get("macs", 0) + (carry[0] if carry else 0)
             rall = rins + (carry[1] if carry else 0)
@@ -152,7 +152,7 @@ def main(argv=None) -> int:
             sp = f"{rall / ins:.2f}x" if ins else "-"
             note = f" (+ layer {i - 1})" if carry else ""
             lines.append(f"| {i} | {lay['name'][:40]}{note} | {lay['op']} | {macs:,} | {ins:,.0f} | {ipm} | "
-                         f"{rall:,.0f} | {sp} |")
+                         f"{rall:,.0f} | {sp} | {lay.get('kernel', '')} |")
             carry = None
     lines += ["", f"Command: `python bench/mcu_speed.py --inputs {a.inputs}` ({time.time() - t0:.0f} s on this machine)"]
     table = "\n".join(lines)

@@ -178,12 +178,15 @@ class LayerTable:
         from .report import format_table
 
         ms = self.clock_hz is not None or self.unit == "ns"
+        kernels = any(r.get("kernel") for r in self.rows)  # bundles of this version say which kernel ran
         headers = ["#", "layer", "op", "output", "MACs", f"ticks ({self.unit or '?'})", "share %", "MACs/tick"]
         insns = bool(self.insns_per_tick)
         if insns:
             headers.append("instructions")
         if ms:
             headers.append("ms")
+        if kernels:
+            headers.append("kernel")
         rows = []
         for r in self.rows:
             row = [r["index"], r["name"], r["op"], "x".join(map(str, r["out_shape"])) if r["out_shape"] else "",
@@ -194,8 +197,10 @@ class LayerTable:
                 row.append("-" if r.get("instructions") is None else r["instructions"])
             if ms:
                 row.append("-" if r.get("ms") is None else f"{r['ms']:.4g}")
+            if kernels:
+                row.append(r.get("kernel") or "")
             rows.append(row)
-        text = format_table(headers, rows, "rlllrrrr" + "r" * (insns + ms))
+        text = format_table(headers, rows, "rlllrrrr" + "r" * (insns + ms) + "l" * kernels)
         lines = [text, ""]
         total = f"total: {self.total_ticks if self.total_ticks is not None else '?'} {self.unit or 'ticks'}"
         if self.insns_per_tick and self.total_ticks:
@@ -255,7 +260,7 @@ def layer_table(manifest: dict | None, result: Any, clock_hz: float | None = Non
         rate_macs = macs + carried
         carried = macs if info.get("fused_into") else 0
         rows.append({
-            "index": i, "name": info.get("name", f"layer{i}"), "op": op,
+            "index": i, "name": info.get("name", f"layer{i}"), "op": op, "kernel": info.get("kernel", ""),
             "out_shape": list(info.get("out_shape", [])), "macs": macs, "ticks": t,
             "share_pct": (100.0 * t / denom) if (t is not None and denom) else None,
             "macs_per_tick": (rate_macs / t) if (t and rate_macs and not carried) else None,

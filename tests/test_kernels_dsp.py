@@ -769,3 +769,18 @@ def test_pruned_channels_blocked_and_general_store(tmp_path, monkeypatch):
     check_dsp(g, tmp_path, n=3, seed=37)
     code = (tmp_path / "model.c").read_text()
     assert ".n_live = 8," in code and ".nb = 3," in code and ".fast = 0," in code
+
+
+def test_kernel_labels_in_the_manifest(tmp_path, monkeypatch):
+    """The generator records each layer's kernel for the per-layer table: the function its call
+    runs and what it was given (widened weights, the channels computed)."""
+    _wide_codegen(monkeypatch, 0)
+    assert c_codegen.kernel_label("ec_gemm_add_tables(&a, &b);\n    ec_conv2d_s8_gemm(&a, &b, x, y);", ["x"]) \
+        == "conv2d_s8_gemm, x"
+    assert c_codegen.kernel_label("/* (inside the next layer) */", []) == ""
+    info = generate(_pruned(dict(h=5, w=5, c=16, oc=20, k=1), [1, 4, 19]), tmp_path, name="model", dsp=True)
+    assert info.layers[0]["kernel"] == "conv2d_s8_gemm, 17/20 channels, int16 weights"
+    info = generate(_dw_s2(9, 9, 6, (1, 1, 1, 1)), tmp_path / "s2", name="model", dsp=True)
+    assert info.layers[0]["kernel"] == "depthwise_conv2d_s8_dsp3x3s2"
+    info = generate(_dw_s2(9, 9, 6, (1, 1, 1, 1)), tmp_path / "ref", name="model", dsp=False)
+    assert info.layers[0]["kernel"] == "depthwise_conv2d_s8"

@@ -148,3 +148,15 @@ def test_layer_table_row_fused_layer():
     rows = layer_table(manifest, parse_probe(text)).rows
     assert rows[0]["op"] == "conv2d (in b)" and rows[0]["macs_per_tick"] is None
     assert rows[1]["macs_per_tick"] == 4.0 and rows[2]["macs_per_tick"] is None
+
+
+def test_layer_table_names_each_layers_kernel():
+    """Bundles record which kernel each layer runs (c_codegen.kernel_label); the table shows it in a
+    last column, and leaves the column out for manifests without it (older bundles)."""
+    man = {"name": "m", "layers": [dict(MANIFEST["layers"][0], kernel="conv2d_s8_gemm, int16 weights"),
+                                   dict(MANIFEST["layers"][1], kernel="max_pool2d_s8"),
+                                   dict(MANIFEST["layers"][2], kernel="")]}
+    text = layer_table(man, parse_probe("\n".join(GOOD) + "\n")).render()
+    header = text.splitlines()[0]
+    assert header.rstrip().endswith("kernel") and "conv2d_s8_gemm, int16 weights" in text
+    assert "kernel" not in layer_table(MANIFEST, parse_probe("\n".join(GOOD) + "\n")).render()

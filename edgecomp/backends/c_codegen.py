@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,6 +148,7 @@ class _Gen:
         self.tensor_macros: list[str] = []
         self.weight_bytes = 0
         self.layers: list[dict[str, Any]] = []
+        self.kernel_notes: list[str] = []  # details of the current layer's kernel (kernel_label)
 
     # -- names
     def ident(self, text: str) -> str:
@@ -366,7 +368,9 @@ class _Gen:
             head.append(f"  {macs} MACs")
         comment = "\n".join(f"    {c_comment(h.strip() if i else h)}" for i, h in enumerate(head))
         self.code.append(f"{comment}\n    {call}\n    LAYER_DONE({index});")
-        self.layers.append({"name": node.name, "op": node.op, "out_shape": list(out.shape), "macs": int(macs)})
+        self.layers.append({"name": node.name, "op": node.op, "out_shape": list(out.shape), "macs": int(macs),
+                            "kernel": kernel_label(call, self.kernel_notes)})
+        self.kernel_notes = []
 
     def _conv(self, node, x, out, head, row) -> str:
         a = node.attrs
@@ -457,6 +461,7 @@ class _Gen:
                                                       "weights are all zero (their bias requantized)"))]
                 head.append(f"  {out.shape[3] - len(live)} of {out.shape[3]} output channels have only zero weights: "
                             "constants, not computed")
+                self.kernel_notes.append(f"{len(live)}/{out.shape[3]} channels")
             gemm_fields = [("kb", str(lay.kb)), ("kbp", str(lay.kbp)), ("nb", str(lay.nb)), ("chunk", str(lay.chunk)),
                            ("fast", str(fast)), ("direct", str(direct)),
                            ("wpk", filt), ("bias", bias), ("row", "NULL" if direct else row),
@@ -467,6 +472,8 @@ class _Gen:
                             if lay.tables else "NULL"),
                            ("wtile", str(lay.wtile)), ("wbuf", self._wbuf(node.name, lay)),
                            ("gemm16", "ec_gemm16_2x2" if lay.wtile else "NULL")] + dead
+            if lay.wtile:
+                self.kernel_notes.append("int16 weights")
             if fused:
                 return self._row_fusion(node, x, out, head, conv_fields, gemm_fields)
             gid = self.ident(f"{node.name}_gemm")
@@ -671,6 +678,15 @@ def _check_graph(graph: ir.Graph) -> None:
 
 
 DW_TILE = 5  # EC_DW_TILE in ec_kernels_dsp.c
+
+
+def kernel_label(call: str, notes: list[str]) -> str:
+    """The kernel a layer's generated call runs, for the per-layer table: its ec_ function without
+    the prefix (the layer call, not a table fill), plus `notes`; "" for a layer run inside the next."""
+    names = [n for n in re.findall(r"\bec_(\w+)\(", call) if n != "gemm_add_tables"]
+    if not names:
+        return ""
+    return ", ".join([names[-1]] + notes)
 
 
 def dw_fast_ok(g: ir.Graph, node: ir.Node, plan: MemoryPlan, res) -> bool:
