@@ -303,9 +303,6 @@ def test_gemm_conv_matches_reference(tmp_path, monkeypatch, blocked, case):
 def test_gemm_assembly_on_cortex_m4_matches_reference(tmp_path, monkeypatch):
     """The assembly inner loop and requantization (ARM only) on the shapes above, under QEMU:
     whole windows and kernel-row blocks, gathered taps, a fused residual add, a clamp."""
-    from edgecomp.backends.cortex_m import write_bundle
-    from edgecomp.backends.run import run_bundle
-
     real = c_codegen.gemm_layout
     monkeypatch.setattr(c_codegen, "GEMM_ARENA_GROWTH", 1 << 20)
     cases = [dict(h=7, w=9, c=4, oc=6, k=3, pad=1), dict(h=6, w=5, c=3, oc=5, k=3, pad=1, stride=2),
@@ -314,15 +311,7 @@ def test_gemm_assembly_on_cortex_m4_matches_reference(tmp_path, monkeypatch):
     for i, case in enumerate(cases):
         blocked = i % 2 == 1
         monkeypatch.setattr(c_codegen, "gemm_layout", lambda g, n, b, blocked=blocked, **kw: real(g, n, blocked, **kw))
-        g = conv(**case)
-        x = np.random.default_rng(i).integers(-128, 128, size=(2,) + g.tensors[g.inputs[0]].shape[1:], dtype=np.int8)
-        out = tmp_path / f"case{i}"
-        write_bundle(g, "cortex-m4", out, options={"kernels": "dsp"})
-        assert "ec_conv2d_s8_gemm(" in (out / "model.c").read_text()
-        got = np.asarray(run_bundle(out, x, emulate=True, progress=False).outputs)
-        want = interp.run(g, x)[g.outputs[0]]
-        assert np.ptp(want.astype(np.int32)) > 0
-        np.testing.assert_array_equal(got.reshape(-1), want.reshape(-1))
+        _qemu_layer(conv(**case), tmp_path / f"case{i}", i, "ec_conv2d_s8_gemm(")
 
 
 @needs_gcc
@@ -450,18 +439,8 @@ def test_row_fusion_matches_reference(tmp_path, monkeypatch, h, w, c):
 
 @needs_qemu
 def test_row_fusion_on_cortex_m4(tmp_path, monkeypatch):
-    from edgecomp.backends.cortex_m import write_bundle
-    from edgecomp.backends.run import run_bundle
-
     monkeypatch.setattr(c_codegen, "GEMM_ARENA_GROWTH", 1 << 20)
-    g = resnet_block(12, 6, 12)
-    x = np.random.default_rng(12).integers(-128, 128, size=(2, 12, 6, 3), dtype=np.int8)
-    write_bundle(g, "cortex-m4", tmp_path / "b", options={"kernels": "dsp"})
-    assert "computed row by row" in (tmp_path / "b" / "model.c").read_text()
-    got = np.asarray(run_bundle(tmp_path / "b", x, emulate=True, progress=False).outputs)
-    want = interp.run(g, x)[g.outputs[0]]
-    assert np.ptp(want.astype(np.int32)) > 0
-    np.testing.assert_array_equal(got.reshape(-1), want.reshape(-1))
+    _qemu_layer(resnet_block(12, 6, 12), tmp_path / "b", 12, "computed row by row")
 
 
 @needs_gcc

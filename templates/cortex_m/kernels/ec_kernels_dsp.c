@@ -1114,6 +1114,23 @@ typedef struct {
     uint32_t a0c, a0c1, bc, bc1;
 } dw_s2_state_t;
 
+/* Channels c, c + 1: the weights of each kernel column as (2 w[0][kx], 2 w[1][kx]) per channel,
+ * row 2's first two as (2 w[2][0], 2 w[2][1]), its last of both channels, and the requantization */
+EC_INLINE dw_s2_ch_t dw_s2_channels(const ec_conv_params_t *p, const int8_t *f, const int32_t *bias, int32_t c)
+{
+    const int32_t c_n = p->in_c, s0 = -p->shift[c], s1 = -p->shift[c + 1];
+    const dw_s2_ch_t ch = {
+        {dw_s2_wpair(f, c_n, 0, 3, c), dw_s2_wpair(f, c_n, 1, 4, c), dw_s2_wpair(f, c_n, 2, 5, c)},
+        {dw_s2_wpair(f, c_n, 0, 3, c + 1), dw_s2_wpair(f, c_n, 1, 4, c + 1), dw_s2_wpair(f, c_n, 2, 5, c + 1)},
+        dw_s2_wpair(f, c_n, 6, 7, c), dw_s2_wpair(f, c_n, 6, 7, c + 1),
+        ((uint32_t)(2 * f[8 * c_n + c]) & 0xffffu) | ((uint32_t)(2 * f[8 * c_n + c + 1]) << 16),
+        2 * (bias != NULL ? bias[c] : 0), 2 * (bias != NULL ? bias[c + 1] : 0),
+        p->multiplier[c], p->multiplier[c + 1],
+        (int32_t)((uint32_t)p->output_offset << s0) + (1 << (s0 - 1)),
+        (int32_t)((uint32_t)p->output_offset << s1) + (1 << (s1 - 1)), s0, s1};
+    return ch;
+}
+
 EC_INLINE void dw_s2_step(const ec_conv_params_t *p, const dw_s2_ch_t *ch, dw_s2_state_t *st, const int8_t *u0,
                           const int8_t *u1, const int8_t *u2, int32_t x0, uint32_t off2, uint32_t m01, uint32_t m2,
                           int8_t *d, int edge)
@@ -1160,27 +1177,13 @@ static EC_HOT void dw_s2_row(const ec_conv_params_t *p, const int8_t *in_b, cons
     const uint32_t m01 = (ok0 ? 0xffffu : 0) | (ok1 ? 0xffff0000u : 0), m2 = ok2 ? 0xffffffffu : 0;
     for (int32_t c0 = 0; c0 < c_n; c0 += 2) {
         const int32_t c = c0 + 1 < c_n ? c0 : c_n - 2; /* an odd count: the last pair overlaps */
-        uint32_t pc[3], pc1[3];
-        for (int32_t kx = 0; kx < 3; kx++) {
-            pc[kx] = dw_s2_wpair(filter, c_n, kx, 3 + kx, c);
-            pc1[kx] = dw_s2_wpair(filter, c_n, kx, 3 + kx, c + 1);
-        }
-        const uint32_t w2c = dw_s2_wpair(filter, c_n, 6, 7, c), w2c1 = dw_s2_wpair(filter, c_n, 6, 7, c + 1);
-        const uint32_t w22 = ((uint32_t)(2 * filter[8 * c_n + c]) & 0xffffu) | ((uint32_t)(2 * filter[8 * c_n + c + 1]) << 16);
-        const int32_t b0 = 2 * (bias != NULL ? bias[c] : 0), b1 = 2 * (bias != NULL ? bias[c + 1] : 0);
-        const int32_t s0 = -p->shift[c], s1 = -p->shift[c + 1];
-        const int32_t mq0 = p->multiplier[c], mq1 = p->multiplier[c + 1];
-        const int32_t k0 = (int32_t)((uint32_t)p->output_offset << s0) + (1 << (s0 - 1));
-        const int32_t k1 = (int32_t)((uint32_t)p->output_offset << s1) + (1 << (s1 - 1));
+        const dw_s2_ch_t ch = dw_s2_channels(p, filter, bias, c);
         const int8_t *u0 = q0 + c, *u1 = q1 + c, *u2 = q2 + c;
         int32_t x0 = -p->pad_left;
-        uint32_t a0c, a0c1, bc, bc1;
-        dw_s2_col(u0, u1, x0, in_w, c_n, off2, m01, &a0c, &a0c1, 1);
-        dw_s2_r2(u2, x0, in_w, c_n, off2, m2, &bc, &bc1, 1);
+        dw_s2_state_t st;
+        dw_s2_col(u0, u1, x0, in_w, c_n, off2, m01, &st.a0c, &st.a0c1, 1);
+        dw_s2_r2(u2, x0, in_w, c_n, off2, m2, &st.bc, &st.bc1, 1);
         int8_t *d = dst + c;
-        dw_s2_state_t st = {a0c, a0c1, bc, bc1};
-        const dw_s2_ch_t ch = {{pc[0], pc[1], pc[2]}, {pc1[0], pc1[1], pc1[2]}, w2c, w2c1, w22, b0, b1, mq0, mq1,
-                               k0, k1, s0, s1};
         /* the outputs whose columns x0 .. x0 + 3 are all inside the input, the others checked */
         const int32_t lo = p->pad_left > 0 ? 1 : 0, hi = (in_w - 4 + p->pad_left) / 2 + 1;
         int32_t ox = 0;

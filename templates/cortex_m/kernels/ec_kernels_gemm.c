@@ -79,6 +79,23 @@ static inline int32_t gm_ssat8(int32_t x)
     "    orr r4, r4, #1\n" \
     "    str r4, [sp, #12]\n"      /* entry (Thumb) */
 
+/* After a pair's passes: its four sums to acc (acc += 4) */
+#define GM_ACC_STORE \
+    "    ldr r4, [sp, #4]\n" \
+    "    stmia r4!, {r0-r3}\n" \
+    "    str r4, [sp, #4]\n"
+
+/* The next pair (back to 1:), else return */
+#define GM_BLOCK_EXIT(NAME) \
+    "    ldr r4, [sp, #8]\n" \
+    "    subs r4, r4, #1\n" \
+    "    str r4, [sp, #8]\n" \
+    "    bne 1b\n" \
+    "    add sp, sp, #24\n" \
+    "    pop {r4-r11, pc}\n" \
+    "    .size " NAME ", .-" NAME "\n" \
+    "    .text\n"
+
 
 /*
  * For each of `pairs` output-channel pairs: acc[0..3] (row 0 pixel 0, row 1 pixel 0, row 0
@@ -138,19 +155,10 @@ __asm__(
     "    .endif\n"
     "    subs lr, lr, #1\n"
     "    bne 3b\n"
-    "    ldr r4, [sp, #4]\n"
-    "    stmia r4!, {r0-r3}\n"
-    "    str r4, [sp, #4]\n"
+    GM_ACC_STORE
     "    ldr r4, [sp, #64]\n"
     "    add r12, r12, r4\n"
-    "    ldr r4, [sp, #8]\n"
-    "    subs r4, r4, #1\n"
-    "    str r4, [sp, #8]\n"
-    "    bne 1b\n"
-    "    add sp, sp, #24\n"
-    "    pop {r4-r11, pc}\n"
-    "    .size ec_gemm_2x2, .-ec_gemm_2x2\n"
-    "    .text\n");
+    GM_BLOCK_EXIT("ec_gemm_2x2"));
 #else
 /* The same arithmetic in plain C (host builds): SMLAD's wrap-around sums included. */
 static void ec_gemm_2x2(const int8_t *w, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k8, int32_t wskip,
@@ -233,21 +241,12 @@ __asm__(
     "    subs r4, r4, #1\n"
     "    str r4, [sp, #20]\n"
     "    bne 3b\n"
-    "    ldr r4, [sp, #4]\n"
-    "    stmia r4!, {r0-r3}\n"
-    "    str r4, [sp, #4]\n"
-    "    ldr r4, [sp, #8]\n"
-    "    subs r4, r4, #1\n"
-    "    str r4, [sp, #8]\n"
-    "    bne 1b\n"
-    "    add sp, sp, #24\n"
-    "    pop {r4-r11, pc}\n"
-    "    .size ec_gemm16_2x2, .-ec_gemm16_2x2\n"
-    "    .text\n");
+    GM_ACC_STORE
+    GM_BLOCK_EXIT("ec_gemm16_2x2"));
 #else
 /* The same arithmetic in plain C (host builds). */
 void ec_gemm16_2x2(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k8,
-                          const int32_t *bias)
+                   const int32_t *bias)
 {
     for (; pairs > 0; pairs--, bias += 2, acc += 4) {
         uint32_t a[4] = {(uint32_t)bias[0], (uint32_t)bias[1], (uint32_t)bias[0], (uint32_t)bias[1]};
@@ -524,7 +523,7 @@ GM_INLINE int32_t clamp(int32_t v, int32_t lo, int32_t hi)
  *   floor((h - [a < 0] + (1 + 2 zp) << (s - 1)) / 2^s)
  * and h is one SMMLAR of 2a and M, accumulating the constant: seven instructions an output.  The
  * generator sets `fast` only when every accumulator is below 2^30 in magnitude and every constant
- * leaves room for it (no overflow anywhere; c_codegen.gemm_acc_bound). */
+ * leaves room for it (no overflow anywhere; c_codegen.gemm_acc_ok). */
 #if defined(__ARM_FEATURE_DSP) && defined(__thumb2__) && defined(__GNUC__)
 #define GM_ASM_STORE 1
 void ec_gemm_store2(const int32_t *acc, int8_t *d0, int8_t *d1, int32_t channel_pairs, const int32_t *mult,
