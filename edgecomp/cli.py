@@ -39,7 +39,7 @@ def cmd_compile(a) -> int:
         raise EdgecompError(f"model file {model} does not exist", fix="Check the path")
     man = compile_model(model, a.target, a.output, calib=a.calib, precision=a.precision,
                         calibrate_method=a.calibrate_method, per_channel=not a.per_tensor,
-                        keep_float=a.keep_float, options={"kernels": a.kernels})
+                        keep_float=a.keep_float, options={"kernels": a.kernels, "optimize": a.optimize})
     if a.json:
         print(json.dumps(man, indent=2, sort_keys=True))
     else:
@@ -157,6 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--kernels", choices=["auto", "reference", "dsp"], default="auto",
                    help="int8 kernels: dsp = SMLAD kernels (Cortex-M4/M7), reference = plain C, "
                         "auto (default) = dsp when the target has the DSP extension")
+    c.add_argument("--optimize", choices=["balanced", "speed"], default="balanced",
+                   help="balanced (default): least RAM, flash about the model's int8 weights; speed: the "
+                        "matrix-product layers' weights stored as int16 (about twice their flash, same RAM) "
+                        "so their inner loop skips the sign extension (DSP kernels only)")
     c.add_argument("--json", action="store_true", help="print the manifest as JSON")
     c.set_defaults(func=cmd_compile)
 

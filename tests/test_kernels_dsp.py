@@ -29,8 +29,8 @@ needs_qemu = pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shuti
                                 reason="QEMU or arm-none-eabi-gcc not installed")
 
 
-def run_dsp(g: ir.Graph, x: np.ndarray, tmp: Path, dsp: bool = True) -> np.ndarray:
-    generate(g, tmp, name="model", dsp=dsp)
+def run_dsp(g: ir.Graph, x: np.ndarray, tmp: Path, dsp: bool = True, speed: bool = False) -> np.ndarray:
+    generate(g, tmp, name="model", dsp=dsp, speed=speed)
     sources = ["model.c", "weights.c", "ec_kernels.c"] + [f for f in ("ec_kernels_dsp.c", "ec_kernels_gemm.c")
                                                           if (tmp / f).exists()]
     (tmp / "harness.c").write_text(tc.HARNESS)
@@ -44,10 +44,11 @@ def run_dsp(g: ir.Graph, x: np.ndarray, tmp: Path, dsp: bool = True) -> np.ndarr
     return np.frombuffer(r.stdout, dtype=np.int8).reshape((len(x),) + o.shape[1:])
 
 
-def check_dsp(g: ir.Graph, tmp: Path, n: int = 3, seed: int = 0, expect_dsp: bool = True) -> None:
+def check_dsp(g: ir.Graph, tmp: Path, n: int = 3, seed: int = 0, expect_dsp: bool = True,
+              speed: bool = False) -> None:
     t = g.tensors[g.inputs[0]]
     x = np.random.default_rng(seed).integers(-128, 128, size=(n,) + t.shape[1:], dtype=np.int8)
-    got = run_dsp(g, x, tmp)
+    got = run_dsp(g, x, tmp, speed=speed)
     code = (tmp / "model.c").read_text()
     assert bool(re.search(r"_dsp\w*\(|_gemm\(", code)) == expect_dsp
     want = interp.run(g, x)[g.outputs[0]]
@@ -165,13 +166,14 @@ def test_mlperf_dsp_kernels_bit_exact_with_tflm_on_host(tmp_path, mlperf_dir, mo
     np.testing.assert_array_equal(got.reshape(-1), tflm_run(path, x).reshape(-1))
 
 
-def _qemu(mlperf_dir, tmp_path, model, target, kernels, x):
+def _qemu(mlperf_dir, tmp_path, model, target, kernels, x, optimize="balanced"):
     from edgecomp import api
     from edgecomp.backends.run import run_bundle
 
-    out = tmp_path / f"{model}_{target}_{kernels}"
-    man = api.compile_model(mlperf_dir / f"{model}.tflite", target, out, options={"kernels": kernels})
-    assert man["options"]["kernels"] == kernels
+    out = tmp_path / f"{model}_{target}_{kernels}_{optimize}"
+    man = api.compile_model(mlperf_dir / f"{model}.tflite", target, out,
+                            options={"kernels": kernels, "optimize": optimize})
+    assert man["options"]["kernels"] == kernels and man["options"]["optimize"] == optimize
     return man, run_bundle(out, x, emulate=True, progress=False)
 
 
@@ -180,14 +182,14 @@ def _qemu(mlperf_dir, tmp_path, model, target, kernels, x):
 SPEEDUP = {"kws_ref_model": 5.0, "pretrainedResnet_quant": 5.0}
 
 
-def _qemu_layer(g: ir.Graph, out: Path, seed: int, marker: str) -> None:
+def _qemu_layer(g: ir.Graph, out: Path, seed: int, marker: str, optimize: str = "balanced") -> None:
     """Build g for cortex-m4 with the DSP kernels, check that model.c has `marker`, run two random
     inputs under QEMU: the outputs equal the interpreter's (and are not all equal)."""
     from edgecomp.backends.cortex_m import write_bundle
     from edgecomp.backends.run import run_bundle
 
     x = np.random.default_rng(seed).integers(-128, 128, size=(2,) + g.tensors[g.inputs[0]].shape[1:], dtype=np.int8)
-    write_bundle(g, "cortex-m4", out, options={"kernels": "dsp"})
+    write_bundle(g, "cortex-m4", out, options={"kernels": "dsp", "optimize": optimize})
     assert marker in (out / "model.c").read_text()
     got = np.asarray(run_bundle(out, x, emulate=True, progress=False).outputs)
     want = interp.run(g, x)[g.outputs[0]]
@@ -207,8 +209,14 @@ def test_mlperf_dsp_on_cortex_m4_exact_and_fewer_instructions(tmp_path, mlperf_d
     want = tflm_run(path, x).reshape(-1)
     man_r, ref = _qemu(mlperf_dir, tmp_path, model, "cortex-m4", "reference", x)
     man_d, dsp = _qemu(mlperf_dir, tmp_path, model, "cortex-m4", "dsp", x)
+    man_s, fast = _qemu(mlperf_dir, tmp_path, model, "cortex-m4", "dsp", x, optimize="speed")
     np.testing.assert_array_equal(np.asarray(ref.outputs).reshape(-1), want)
     np.testing.assert_array_equal(np.asarray(dsp.outputs).reshape(-1), want)
+    np.testing.assert_array_equal(np.asarray(fast.outputs).reshape(-1), want)
+    # --optimize speed: fewer instructions for more flash (int16 weights), the same arena
+    assert fast.instructions_per_inference < 0.95 * dsp.instructions_per_inference
+    assert man_s["ram"]["arena_bytes"] == man_d["ram"]["arena_bytes"]
+    assert man_d["flash_bytes"] < man_s["flash_bytes"] < man_d["flash_bytes"] + man_d["model_flash_bytes"]
     assert dsp.instructions_per_inference * SPEEDUP[model] <= ref.instructions_per_inference, \
         (dsp.instructions_per_inference, ref.instructions_per_inference)
     # flash: the DSP and matrix-product kernels' code, about 7 KiB with both inner loops (int8 and
@@ -230,7 +238,7 @@ def test_dsp_on_cortex_m7_exact(tmp_path, mlperf_dir):
     g = load_tflite(path)
     x = np.random.default_rng(6).integers(-128, 128, size=(2,) + g.tensors[g.inputs[0]].shape[1:], dtype=np.int8)
     _, res = _qemu(mlperf_dir, tmp_path, "kws_ref_model", "cortex-m7", "auto", x)
-    assert "ec_kernels_dsp.c" in {p.name for p in (tmp_path / "kws_ref_model_cortex-m7_auto").iterdir()}
+    assert "ec_kernels_dsp.c" in {p.name for p in (tmp_path / "kws_ref_model_cortex-m7_auto_balanced").iterdir()}
     np.testing.assert_array_equal(np.asarray(res.outputs).reshape(-1), tflm_run(path, x).reshape(-1))
 
 
@@ -551,8 +559,10 @@ def _ties_conv():
 
 
 @needs_qemu
-def test_gemm_store_rounding_ties_on_cortex_m4(tmp_path, monkeypatch):
-    """The assembly requantizing store (ec_gemm_store2) on rounding ties of both signs: as TFLM."""
+@pytest.mark.parametrize("optimize,store", [("balanced", ".fast = 1,"), ("speed", ".store2k = ec_gemm_store2k,")])
+def test_gemm_store_rounding_ties_on_cortex_m4(tmp_path, monkeypatch, optimize, store):
+    """The assembly requantizing stores (ec_gemm_store2; ec_gemm_store2k with the constants from
+    flash) on rounding ties of both signs: as TFLM."""
     from edgecomp.backends.cortex_m import write_bundle
     from edgecomp.backends.run import run_bundle
 
@@ -561,8 +571,8 @@ def test_gemm_store_rounding_ties_on_cortex_m4(tmp_path, monkeypatch):
     q = c_codegen._prepare(g).nodes[0].attrs["q"]
     assert (np.asarray(q["shift"]) == -1).all()
     x = np.random.default_rng(5).integers(-128, 128, size=(4, 6, 6, 4), dtype=np.int8)
-    write_bundle(g, "cortex-m4", tmp_path / "b", options={"kernels": "dsp"})
-    assert ".fast = 1," in (tmp_path / "b" / "model.c").read_text()
+    write_bundle(g, "cortex-m4", tmp_path / "b", options={"kernels": "dsp", "optimize": optimize})
+    assert store in (tmp_path / "b" / "model.c").read_text()
     got = np.asarray(run_bundle(tmp_path / "b", x, emulate=True, progress=False).outputs).reshape(-1)
     want = interp.run(g, x)[g.outputs[0]].reshape(-1)
     # the accumulators (inputs minus the zero point times the weights, plus the bias): many
@@ -630,23 +640,26 @@ PRUNED_CASES = [
 
 @needs_gcc
 @pytest.mark.parametrize("case,dead", PRUNED_CASES)
-@pytest.mark.parametrize("wide", [False, True])
+@pytest.mark.parametrize("wide", ["int8", "arena", "flash"])
 def test_pruned_channels_are_constants(tmp_path, monkeypatch, case, dead, wide):
     """Output channels whose weights are all zero are not computed (nor stored in flash): their
     outputs are the requantized bias, written as constants; the others are scattered to their
-    places.  Same outputs as the interpreter, with int8 or widened weights (tiles of 2 pairs)."""
+    places.  Same outputs as the interpreter, with int8 weights, weights widened in the arena
+    (tiles of 2 pairs) or stored widened in flash (--optimize speed)."""
     monkeypatch.setattr(c_codegen, "GEMM_ARENA_GROWTH", 1 << 20)
-    if wide:
+    if wide == "arena":
         _wide_codegen(monkeypatch, 2)
     g = _pruned(case, dead)
-    check_dsp(g, tmp_path, n=3, seed=17)
+    check_dsp(g, tmp_path, n=3, seed=17, speed=wide == "flash")
     code = (tmp_path / "model.c").read_text()
     n_live = case["oc"] - len(set(dead))
     assert f".n_live = {n_live}," in code and "have only zero weights" in code
-    assert ("weights widened to int16" in code) == wide
+    assert ("weights widened to int16 in the workspace" in code) == (wide == "arena")
+    assert ("weights stored widened to int16 in flash" in code) == (wide == "flash")
     w = (tmp_path / "weights.c").read_text()
     kbp = -(-case["k"] ** 2 * case["c"] // 8) * 8
-    assert re.search(rf"filter_packed\[{2 * ((n_live + 1) // 2) * kbp}\]", w)  # the pruned rows are not there
+    name = "filter_wide" if wide == "flash" else "filter_packed"
+    assert re.search(rf"{name}\[{2 * ((n_live + 1) // 2) * kbp}\]", w)  # the pruned rows are not there
 
 
 @needs_qemu
@@ -763,3 +776,54 @@ def test_kernel_labels_in_the_manifest(tmp_path, monkeypatch):
     assert info.layers[0]["kernel"] == "depthwise_conv2d_s8_dsp3x3s2"
     info = generate(_dw_s2(9, 9, 6, (1, 1, 1, 1)), tmp_path / "ref", name="model", dsp=False)
     assert info.layers[0]["kernel"] == "depthwise_conv2d_s8"
+
+
+# ---- --optimize speed: the weights stored widened in flash ---------------------------------------
+
+SPEED_CASES = WIDE_CASES + [
+    dict(h=5, w=7, c=16, oc=8, k=1, actk=None),    # pointwise pixel pairs, a last pixel alone, store2k
+    dict(h=4, w=4, c=24, oc=10, k=1, actk=None),   # pointwise, 3 groups of 8 taps, store2k
+    dict(h=6, w=6, c=8, oc=8, k=1, actk=None, zp=-128),  # pointwise, output over its input
+]
+
+
+def _store2k(case) -> bool:
+    """Whether a SPEED_CASES graph has a layer with the store taking the constants from flash: no
+    clamp, an even channel count, no residual add (a residual case's 1x1 side conv qualifies)."""
+    return case.get("residual", False) or case.get("actk", "relu") is None and case["oc"] % 2 == 0
+
+
+@needs_gcc
+@pytest.mark.parametrize("case", SPEED_CASES)
+def test_speed_weights_in_flash_match_reference(tmp_path, monkeypatch, case):
+    """--optimize speed: every one-block layer reads int16 weights from flash (ec_gemm16_2x2, no
+    arena buffer) and, where the store allows, its requantization constants from flash
+    (ec_gemm_store2k); same outputs as the interpreter, same arena as the default."""
+    monkeypatch.setattr(c_codegen, "GEMM_ARENA_GROWTH", 1 << 20)
+    g = conv(**case)
+    check_dsp(g, tmp_path / "speed", n=3, seed=19, speed=True)
+    code = (tmp_path / "speed" / "model.c").read_text()
+    assert "weights stored widened to int16 in flash" in code and ".wpk = NULL," in code
+    assert (".store2k = ec_gemm_store2k," in code) == _store2k(case)
+    kbp = -(-case["k"] ** 2 * case["c"] // 8) * 8
+    assert ("ec_gemm16_2x2," in code) == (kbp > 64)  # else the one-pass ec_gemm16_2x2_1
+    arena = generate(g, tmp_path / "balanced", name="model", dsp=True).arena_bytes
+    assert generate(g, tmp_path / "speed2", name="model", dsp=True, speed=True).arena_bytes == arena
+
+
+@needs_qemu
+def test_speed_weights_in_flash_on_cortex_m4(tmp_path, monkeypatch):
+    """The same under QEMU (the assembly block product, the window copy of a pointwise pixel pair,
+    ec_gemm_store2k), and a row-fused pair."""
+    monkeypatch.setattr(c_codegen, "GEMM_ARENA_GROWTH", 1 << 20)
+    for i, case in enumerate([SPEED_CASES[k] for k in (0, 3, 5, 6, 7)]):
+        _qemu_layer(conv(**case), tmp_path / f"case{i}", 40 + i, "in flash (--optimize speed)", optimize="speed")
+    _qemu_layer(resnet_block(10, 8, 12), tmp_path / "fused", 50, "in flash (--optimize speed)", optimize="speed")
+
+
+def test_optimize_option_is_checked(tmp_path):
+    from edgecomp.backends.cortex_m import write_bundle
+
+    with pytest.raises(EdgecompError, match="optimization goal"):
+        write_bundle(conv(5, 5, 8, 8, 1), "cortex-m4", tmp_path / "b", options={"optimize": "fastest"})
+    assert not (tmp_path / "b").exists()

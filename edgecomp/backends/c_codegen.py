@@ -137,6 +137,11 @@ class _Gen:
         self.used_dsp = False
         self.gemm = gemm or {}  # int8 convolutions through ec_kernels_gemm (their layouts)
         self.used_gemm = False
+        # ec_gemm16_2x2_1 (one pass, kbp <= 64) where a layer may take it: in a model whose widened
+        # layers all may, or with the weights in flash (--optimize speed); otherwise one function
+        # serves all (its 750 bytes of flash are worth more than 6 instructions a block)
+        wide = [x for x in self.gemm.values() if x.wtile]
+        self.gemm16_one = all(x.kbp <= 64 for x in wide) or any(x.wflash for x in wide)
         self.plan = plan
         self.name = name
         self.taken: set[str] = set(RESERVED)
@@ -179,7 +184,7 @@ class _Gen:
             nbytes = 4 * n
         else:
             body = _array_body(data.astype(np.int64), c_int, 16 if ctype == "int8_t" else 8)
-            nbytes = {"int8_t": 1, "uint16_t": 2, "int32_t": 4}[ctype] * n
+            nbytes = {"int8_t": 1, "int16_t": 2, "uint16_t": 2, "int32_t": 4}[ctype] * n
         if data.size == 0:
             body = "    0,"
         attr = f" __attribute__((aligned({align})))" if align else ""
@@ -393,13 +398,20 @@ class _Gen:
         pt, pl, pb, pr = a.get("pad", (0, 0, 0, 0))
         lay = self.gemm.get(node.name) if s8 and not dw else None
         live = gemm_live(self.g, node) if lay is not None else None
+        wflash = "NULL"
         if lay is not None:
             wl = w.data if live is None else w.data[live]
-            filt = self.const_array(self.ident_base, "filter_packed", pack_gemm_weights(wl, lay), "int8_t",
-                                    f"{node.name}: filter {w.name} {_shape(w.shape)} {_fmt_q(w)}, packed for "
-                                    f"ec_kernels_gemm (channel pairs, 4 taps at a time, {lay.nb} block(s) of "
-                                    f"{lay.kbp})" + ("" if live is None else f", the {len(live)} channels with "
-                                                     "non-zero weights"), align=8)
+            note = (f"{node.name}: filter {w.name} {_shape(w.shape)} {_fmt_q(w)}, packed for ec_kernels_gemm "
+                    f"(channel pairs, 4 taps at a time, {lay.nb} block(s) of {lay.kbp})"
+                    + ("" if live is None else f", the {len(live)} channels with non-zero weights"))
+            if lay.wflash:
+                filt = "NULL"
+                wflash = "(const uint32_t *)" + self.const_array(
+                    self.ident_base, "filter_wide", widen_gemm_weights(pack_gemm_weights(wl, lay)), "int16_t",
+                    note + ", widened to int16 (--optimize speed)", align=8)
+            else:
+                filt = self.const_array(self.ident_base, "filter_packed", pack_gemm_weights(wl, lay), "int8_t",
+                                        note, align=8)
         else:
             filt = self._const(node, 1, "filter", "int8_t" if s8 else "float")
         n_oc = out.shape[3] if live is None else len(live)  # the channels the kernel computes
@@ -470,10 +482,16 @@ class _Gen:
                             if residual_run_ok(lay, fast, out.shape[3], out.shape[2]) else "ec_gemm_store_residual_any"),
                            ("add_tables", f"(int32_t *)(arena.bytes + {ws_off + ws_bytes - GEMM_ADD_TABLE_BYTES})"
                             if lay.tables else "NULL"),
-                           ("wtile", str(lay.wtile)), ("wbuf", self._wbuf(node.name, lay)),
-                           ("gemm16", "ec_gemm16_2x2" if lay.wtile else "NULL")] + dead
+                           ("wtile", str(lay.wtile)), ("wbuf", wflash if lay.wflash else self._wbuf(node.name, lay)),
+                           ("gemm16", "NULL" if not lay.wtile
+                            else "ec_gemm16_2x2_1" if lay.kbp <= 64 and self.gemm16_one else "ec_gemm16_2x2")] + dead
+            rq = "NULL"
+            if lay.wflash and fast and not res and (lo, hi) == ("-128", "127") and n_oc % 2 == 0:
+                rq = self.const_array(self.ident_base, "rq", store_constants(q, out.shape[3], live), "int32_t",
+                                      f"{node.name}: per channel M, s, (1 + 2 zp) << (s - 1) (ec_gemm_store2k)")
+            gemm_fields += [("rq", rq), ("store2k", "NULL" if rq == "NULL" else "ec_gemm_store2k")]
             if lay.wtile:
-                self.kernel_notes.append("int16 weights")
+                self.kernel_notes.append("int16 weights" + (" in flash" if lay.wflash else ""))
             if fused:
                 return self._row_fusion(node, x, out, head, conv_fields, gemm_fields)
             gid = self.ident(f"{node.name}_gemm")
@@ -481,7 +499,9 @@ class _Gen:
             head.append(f"  DSP matrix product (2x2 SMLAD blocks), {lay.nb} block(s) of {lay.kb} taps, "
                         f"{ws_bytes}-byte workspace at {ws_off}" + (", pixel by pixel in place" if direct else "")
                         + ("" if fast else ", reference requantization"))
-            if lay.wtile:
+            if lay.wflash:
+                head.append("  weights stored widened to int16 in flash (--optimize speed)")
+            elif lay.wtile:
                 head.append(f"  weights widened to int16 in the workspace, {lay.wtile} channel pair(s) at a time")
             call = f"ec_conv2d_s8_gemm(&{node_ident}, &{gid}, {self.tensor(x.name)}, {self.tensor(out.name)});"
             if lay.tables:
@@ -767,6 +787,7 @@ class GemmLayout:
     wtile: int = 0  # > 0: output-channel pairs whose weights are widened to int16 at a time (ec_gemm16_2x2)
     wbuf_bytes: int = 0  # the widened weights' buffer in this workspace (before the tables), 0: none
     wbuf_in: str = ""  # a row-fused first layer: the buffer is in this (the second) layer's workspace
+    wflash: bool = False  # the weights stored widened in flash (--optimize speed): wtile is every pair, no buffer
 
 
 def gemm_layout(g: ir.Graph, node: ir.Node, blocked: bool, whole: bool = False) -> GemmLayout | None:
@@ -804,6 +825,25 @@ def pack_gemm_weights(w: np.ndarray, lay: GemmLayout) -> np.ndarray:
     a[:oc, :, :lay.kb] = w.reshape(oc, lay.nb, lay.kb)
     a = a.reshape(pairs, 2, lay.nb, lay.kbp // 4, 4).transpose(0, 2, 3, 1, 4)
     return np.ascontiguousarray(a).reshape(-1)
+
+
+def widen_gemm_weights(packed: np.ndarray) -> np.ndarray:
+    """pack_gemm_weights' bytes as ec_gemm16_2x2 reads them (the kernel's widen() at compile time):
+    per 8 bytes (row 0's 4 taps, row 1's), int16 taps (0, 2), (1, 3) of row 0, then of row 1."""
+    a = packed.astype(np.int16).reshape(-1, 2, 4)
+    return np.ascontiguousarray(a[:, :, [0, 2, 1, 3]]).reshape(-1)
+
+
+def store_constants(q: dict, n: int, live=None) -> np.ndarray:
+    """ec_gemm_store2k's table: per computed channel M, s = -shift, (1 + 2 zp) << (s - 1) as int32
+    (the one-multiply path: s in [1, 24])."""
+    m = np.broadcast_to(np.asarray(q["multiplier"], np.int64), (n,))
+    s = -np.broadcast_to(np.asarray(q["shift"], np.int64), (n,))
+    if live is not None:
+        m, s = m[live], s[live]
+    k = ((1 + 2 * int(q["output_offset"])) << (s - 1)) & 0xFFFFFFFF
+    k = np.where(k >= 1 << 31, k - (1 << 32), k)
+    return np.stack([m, s, k], axis=1).reshape(-1)
 
 
 def residual_run_ok(lay: GemmLayout, fast: int, out_c: int, out_w: int) -> bool:
@@ -1001,9 +1041,12 @@ def _widen_weights(g, nodes, lays, plan, fused, macs, trial):
     return plan
 
 
-def plan_with_gemm(g: ir.Graph, dsp: bool, fusions: bool = True) -> tuple[MemoryPlan, dict[str, GemmLayout],
-                                                                          dict[str, int]]:
+def plan_with_gemm(g: ir.Graph, dsp: bool, fusions: bool = True, speed: bool = False) \
+        -> tuple[MemoryPlan, dict[str, GemmLayout], dict[str, int]]:
     """The memory plan, with the matrix-product convolutions' workspaces when ``dsp``.
+
+    ``speed`` (--optimize speed): every one-block layer stores its weights widened to int16 in
+    flash (twice their bytes) instead of widening them in the arena where it has room.
 
     A workspace must not grow the arena beyond GEMM_ARENA_GROWTH_FRACTION: each layer takes whole
     kernel windows, else one kernel row per block, else keeps the DSP kernel without a workspace,
@@ -1052,7 +1095,13 @@ def plan_with_gemm(g: ir.Graph, dsp: bool, fusions: bool = True) -> tuple[Memory
         if t.arena_bytes <= max(plan.arena_bytes, limit):
             lays[name], plan = tab, t
     plan = _dw_apart(g, plan, dw_apart, lambda apart: _plan(g, lays, fused, apart))
-    plan = _widen_weights(g, nodes, lays, plan, fused, macs, trial)
+    if speed:  # the same plan: no buffer in the arena
+        for name, lay in lays.items():
+            if lay.nb == 1:
+                pairs = (g.tensors[nodes[name].outputs[0]].shape[3] + 1) // 2
+                lays[name] = dataclasses.replace(lay, wtile=pairs, wflash=True)
+    else:
+        plan = _widen_weights(g, nodes, lays, plan, fused, macs, trial)
     # a fused pair runs both layers through the matrix product, its output over the skip tensor
     # (A's input) or apart from it
     nodes_i = {n.name: i for i, n in enumerate(g.nodes)}
@@ -1062,23 +1111,24 @@ def plan_with_gemm(g: ir.Graph, dsp: bool, fusions: bool = True) -> tuple[Memory
         ox, oz, n = plan.offsets[x], plan.offsets[z], plan.sizes[x]
         if a not in lays or b.name not in lays or lays[a].nb > 1 or lays[b.name].nb > 1 \
                 or not (oz == ox or oz + plan.sizes[z] <= ox or ox + n <= oz) or b.name in plan.scratch:
-            return plan_with_gemm(g, dsp, fusions=False)
+            return plan_with_gemm(g, dsp, fusions=False, speed=speed)
     if fused:  # fused only where it saves memory (tiny layers: the two live workspaces cost more)
-        plain = plan_with_gemm(g, dsp, fusions=False)
+        plain = plan_with_gemm(g, dsp, fusions=False, speed=speed)
         if plain[0].arena_bytes <= plan.arena_bytes:
             return plain
     return plan, lays, fused
 
 
 def generate(graph: ir.Graph, out_dir: Path, *, name: str = "model", probe: bool = True,
-             dsp: bool = False) -> CodegenInfo:
+             dsp: bool = False, speed: bool = False) -> CodegenInfo:
     """Write model.h, model.c, weights.c, ec_kernels.h, ec_kernels.c into ``out_dir``.
 
     ``dsp``: int8 convolutions and fully connected layers use ec_kernels_dsp (copied then).
+    ``speed``: --optimize speed (plan_with_gemm): more flash for fewer instructions.
     """
     _check_graph(graph)
     g = _prepare(graph)
-    plan, gemm, fused = plan_with_gemm(g, dsp)
+    plan, gemm, fused = plan_with_gemm(g, dsp, speed=speed)
     gen = _Gen(g, plan, name, dsp=dsp, gemm=gemm, fused=fused)
     for i, node in enumerate(g.nodes):
         gen.layer(i, node)

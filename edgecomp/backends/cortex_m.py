@@ -326,8 +326,13 @@ def write_bundle(graph: ir.Graph, target: str | Target, out_dir: str | Path, opt
     probe = bool(options.get("probe", True))
     options.setdefault("kernels", "auto")
     dsp = c_codegen.kernels_choice(options["kernels"], target.dsp)
+    options.setdefault("optimize", "balanced")
+    if options["optimize"] not in ("balanced", "speed"):
+        raise EdgecompError(f"unknown optimization goal {options['optimize']!r}", None,
+                            "use 'balanced' (the default) or 'speed'")
     with atomic_dir(Path(out_dir)) as tmp:
-        info = c_codegen.generate(graph, tmp, name=name, probe=probe, dsp=dsp)
+        info = c_codegen.generate(graph, tmp, name=name, probe=probe, dsp=dsp,
+                                  speed=options["optimize"] == "speed")
         write_firmware(tmp, target, name, probe)
         with tempfile.TemporaryDirectory(prefix="edgecomp-build-") as bd:
             try:

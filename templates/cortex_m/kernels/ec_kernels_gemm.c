@@ -215,34 +215,40 @@ static void ec_gemm_2x2(const int8_t *w, const uint32_t *col, int32_t *acc, int3
     "    smlad r1, lr, r5, r1\n" \
     "    smlad r3, r10, r6, r3\n" \
     "    smlad r3, lr, r7, r3\n"
-__asm__(
-    GM_BLOCK_ENTRY("ec_gemm16_2x2", 40)
-    "1:\n"
-    "    ldr r4, [sp, #64]\n"      /* bias */
-    "    ldrd r0, r1, [r4], #8\n"
-    "    str r4, [sp, #64]\n"
-    "    mov r2, r0\n"
-    "    mov r3, r1\n"
-    "    ldr r11, [sp, #0]\n"
-    "    ldr r4, [sp, #16]\n"
-    "    str r4, [sp, #20]\n"
-    "    ldr r4, [sp, #12]\n"
-    "    bx r4\n"
-    "    .p2align 2\n"
-    "3:\n"
-    GM16_MAC_CHUNK GM16_MAC_CHUNK GM16_MAC_CHUNK GM16_MAC_CHUNK GM16_MAC_CHUNK GM16_MAC_CHUNK GM16_MAC_CHUNK
-    GM16_MAC_CHUNK GM16_MAC_CHUNK GM16_MAC_CHUNK GM16_MAC_CHUNK GM16_MAC_CHUNK GM16_MAC_CHUNK GM16_MAC_CHUNK
-    GM16_MAC_CHUNK GM16_MAC_CHUNK
-    "5:\n"
-    "    .if (5b - 3b) - 16 * 40\n"
-    "    .error \"ec_gemm16_2x2: a chunk is not 40 bytes\"\n"
-    "    .endif\n"
-    "    ldr r4, [sp, #20]\n"
-    "    subs r4, r4, #1\n"
-    "    str r4, [sp, #20]\n"
-    "    bne 3b\n"
-    GM_ACC_STORE
-    GM_BLOCK_EXIT("ec_gemm16_2x2"));
+/* The pair loop of ec_gemm16_2x2 (PASS_START/PASS_END: the pass count, empty when one pass does). */
+#define GM16_BODY(NAME, PASS_START, PASS_END) \
+    GM_BLOCK_ENTRY(NAME, 40) \
+    "1:\n" \
+    "    ldr r4, [sp, #64]\n"      /* bias */ \
+    "    ldrd r0, r1, [r4], #8\n" \
+    "    str r4, [sp, #64]\n" \
+    "    mov r2, r0\n" \
+    "    mov r3, r1\n" \
+    "    ldr r11, [sp, #0]\n" \
+    PASS_START \
+    "    ldr r4, [sp, #12]\n" \
+    "    bx r4\n" \
+    "    .p2align 2\n" \
+    "3:\n" \
+    GM16_MAC_CHUNK GM16_MAC_CHUNK GM16_MAC_CHUNK GM16_MAC_CHUNK GM16_MAC_CHUNK GM16_MAC_CHUNK GM16_MAC_CHUNK \
+    GM16_MAC_CHUNK GM16_MAC_CHUNK GM16_MAC_CHUNK GM16_MAC_CHUNK GM16_MAC_CHUNK GM16_MAC_CHUNK GM16_MAC_CHUNK \
+    GM16_MAC_CHUNK GM16_MAC_CHUNK \
+    "5:\n" \
+    "    .if (5b - 3b) - 16 * 40\n" \
+    "    .error \"" NAME ": a chunk is not 40 bytes\"\n" \
+    "    .endif\n" \
+    PASS_END \
+    GM_ACC_STORE \
+    GM_BLOCK_EXIT(NAME)
+__asm__(GM16_BODY("ec_gemm16_2x2",
+                  "    ldr r4, [sp, #16]\n"
+                  "    str r4, [sp, #20]\n",
+                  "    ldr r4, [sp, #20]\n"
+                  "    subs r4, r4, #1\n"
+                  "    str r4, [sp, #20]\n"
+                  "    bne 3b\n"));
+/* k8 <= 8 (at most 64 taps: one pass), without the pass count: 6 instructions fewer a pair */
+__asm__(GM16_BODY("ec_gemm16_2x2_1", "", ""));
 #else
 /* The same arithmetic in plain C (host builds). */
 void ec_gemm16_2x2(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k8,
@@ -264,6 +270,12 @@ void ec_gemm16_2x2(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32
         for (int i = 0; i < 4; i++)
             acc[i] = (int32_t)a[i];
     }
+}
+
+void ec_gemm16_2x2_1(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k8,
+                     const int32_t *bias)
+{
+    ec_gemm16_2x2(w16, col, acc, pairs, k8, bias);
 }
 #endif
 
@@ -319,6 +331,57 @@ static GM_HOT void col_inside(const int8_t *src, int32_t stride, int32_t rows, i
     for (; padw > 0; padw--, c += 4)
         c[0] = c[1] = 0;
 }
+
+/* Two adjacent pixels' windows of 8 * n8 bytes each (s, then s + 8 * n8: a 1x1 convolution's pixel
+ * pair) into col, 8 taps of both pixels a pass. */
+#if defined(__ARM_FEATURE_DSP) && defined(__thumb2__) && defined(__GNUC__)
+void ec_gemm_expand_pair(const int8_t *s, uint32_t *col, int32_t n8);
+/* r0 pixel 0, r1 pixel 1, r2 col, r3 passes left; r4-r11 the words */
+__asm__(
+    "    .section .text.ec_gemm_expand_pair,\"ax\",%progbits\n"
+    "    .global ec_gemm_expand_pair\n"
+    "    .type ec_gemm_expand_pair, %function\n"
+    "    .syntax unified\n"
+    "    .thumb\n"
+    "    .thumb_func\n"
+    "    .p2align 2\n"
+    "ec_gemm_expand_pair:\n"
+    "    push {r4-r11}\n"
+    "    mov r3, r2\n"
+    "    mov r2, r1\n"
+    "    add r1, r0, r3, lsl #3\n"
+    "1:\n"
+    "    ldrd r4, r5, [r0], #8\n"
+    "    ldrd r6, r7, [r1], #8\n"
+    "    sxtb16 r8, r4\n"
+    "    sxtb16 r9, r4, ror #8\n"
+    "    sxtb16 r10, r6\n"
+    "    sxtb16 r11, r6, ror #8\n"
+    "    sxtb16 r4, r5\n"
+    "    sxtb16 r5, r5, ror #8\n"
+    "    sxtb16 r6, r7\n"
+    "    sxtb16 r7, r7, ror #8\n"
+    "    stmia r2!, {r8-r11}\n"
+    "    stmia r2!, {r4-r7}\n"
+    "    subs r3, r3, #1\n"
+    "    bne 1b\n"
+    "    pop {r4-r11}\n"
+    "    bx lr\n"
+    "    .size ec_gemm_expand_pair, .-ec_gemm_expand_pair\n"
+    "    .text\n");
+#else
+static void ec_gemm_expand_pair(const int8_t *s, uint32_t *col, int32_t n8)
+{
+    const int8_t *s1 = s + 8 * n8;
+    for (int32_t i = 0; i < 8 * n8; i += 4, col += 4) {
+        const uint32_t v = ec_load32(s + i), u = ec_load32(s1 + i);
+        col[0] = EC_SXTB16(v);
+        col[1] = EC_SXTB16_ROR8(v);
+        col[2] = EC_SXTB16(u);
+        col[3] = EC_SXTB16_ROR8(u);
+    }
+}
+#endif
 
 /* Loops the compiler must not turn back into memset/memcpy calls (see GM_COL) */
 GM_INLINE void fill_bytes(int8_t *d, int v, int32_t n)
@@ -566,13 +629,54 @@ __asm__(
     "    pop {r4-r11, pc}\n"
     "    .size ec_gemm_store2, .-ec_gemm_store2\n"
     "    .text\n");
+
+/* ec_gemm_store2k (see the header): one LDM a channel instead of five instructions. */
+#define GM_RQK_CHANNEL(OFF0, OFF1)                                                                   \
+    "    ldm r4!, {r9, r10, r11}\n" GM_RQ_ONE(OFF0, "r1") GM_RQ_ONE(OFF1, "r2")
+__asm__(
+    "    .section .text.ec_gemm_store2k,\"ax\",%progbits\n"
+    "    .global ec_gemm_store2k\n"
+    "    .type ec_gemm_store2k, %function\n"
+    "    .syntax unified\n"
+    "    .thumb\n"
+    "    .thumb_func\n"
+    "    .p2align 2\n"
+    "ec_gemm_store2k:\n"
+    "    push {r4-r11, lr}\n"
+    "    ldr r4, [sp, #36]\n"
+    "1:\n"
+    GM_RQK_CHANNEL(0, 8)
+    GM_RQK_CHANNEL(4, 12)
+    "    add r0, r0, #16\n"
+    "    subs r3, r3, #1\n"
+    "    bne 1b\n"
+    "    pop {r4-r11, pc}\n"
+    "    .size ec_gemm_store2k, .-ec_gemm_store2k\n"
+    "    .text\n");
 #else
+/* The assembly's arithmetic in C (host builds): h = k + SMMLAR(2a, M) - [a < 0], h >> s, saturated */
+void ec_gemm_store2k(const int32_t *acc, int8_t *d0, int8_t *d1, int32_t channel_pairs, const int32_t *rq)
+{
+    for (int32_t c = 0; c < 2 * channel_pairs; c++, rq += 3) {
+        for (int px = 0; px < 2; px++) {
+            const int32_t a = acc[(c >> 1) * 4 + (c & 1) + 2 * px];
+            const int64_t prod = (int64_t)(int32_t)((uint32_t)a << 1) * rq[0] + ((int64_t)1 << 31);
+            int32_t h = (int32_t)((uint32_t)rq[2] + (uint32_t)(int32_t)(prod >> 32)) + (a < 0 ? -1 : 0);
+            h >>= rq[1];
+            (px == 0 ? d0 : d1)[c] = (int8_t)(h < -128 ? -128 : h > 127 ? 127 : h);
+        }
+    }
+}
 #define GM_ASM_STORE 0
 #endif
 
-static GM_HOT void store_fast(const ec_conv_params_t *p, const int32_t *acc, int8_t *d0, int8_t *d1, int32_t oc0,
-                              int32_t oc1)
+static GM_HOT void store_fast(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int32_t *acc,
+                              int8_t *d0, int8_t *d1, int32_t oc0, int32_t oc1)
 {
+    if (g != NULL && g->store2k != NULL) { /* (the generator checked its conditions) */
+        g->store2k(acc, d0 + oc0, d1 + oc0, (oc1 - oc0) >> 1, g->rq + 3 * oc0);
+        return;
+    }
 #if GM_ASM_STORE
     if (p->act_min == -128 && p->act_max == 127 && ((oc1 - oc0) & 1) == 0) {
         ec_gemm_store2(acc, d0 + oc0, d1 + oc0, (oc1 - oc0) >> 1, p->multiplier + oc0, p->shift + oc0,
@@ -716,7 +820,7 @@ void ec_gemm_store_residual(const ec_conv_params_t *p, const ec_gemm_params_t *g
      * the kernel windows' space (not read again for this pair), then the additions in one run with
      * few values live */
     int8_t *v = (int8_t *)g->work;
-    store_fast(p, acc, v, v + n, 0, n);
+    store_fast(p, NULL, acc, v, v + n, 0, n);
     add_run(p->residual, g->add_tables, v, s0, d0, 2 * n);
     (void)d1;
     (void)oc0;
@@ -746,6 +850,37 @@ static GM_NOINLINE void scatter(const uint16_t *map, const int8_t *e0, const int
             d1[map[k]] = e1[k];
 }
 
+/* Whether a layer's pixel pairs can take pointwise_pairs: a 1x1 convolution, stride 1, no
+ * padding, one block of whole 8-tap groups, all channel pairs in one pass (one tile), every
+ * channel computed, no residual add, outputs written pixel by pixel. */
+GM_INLINE int pointwise_ok(const ec_conv_params_t *p, const ec_gemm_params_t *g, int32_t pairs, int32_t tile,
+                           const int8_t *skip, int rowwise)
+{
+    return p->kernel_h == 1 && p->kernel_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 &&
+           p->pad_left == 0 && p->in_h == p->out_h && p->in_w == p->out_w && g->nb == 1 && (p->in_c & 7) == 0 &&
+           g->kbp == p->in_c && g->chunk >= pairs && tile >= pairs && g->n_live == 0 && skip == NULL && !rowwise;
+}
+
+/* The pixel pairs of a pointwise_ok layer (both pixels' windows are adjacent in the input): the
+ * number of pixels done (an odd last one is left to the general loop). */
+static GM_NOINLINE int32_t pointwise_pairs(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int8_t *in_b,
+                                      int8_t *out_b, uint32_t *col, int32_t *acc, int32_t pairs)
+{
+    const int32_t in_c = p->in_c, oc_n = p->out_c, n2 = (p->out_h * p->out_w) & ~1, k8 = g->kbp >> 3;
+    for (int32_t i = 0; i < n2; i += 2, in_b += 2 * in_c, out_b += 2 * oc_n) {
+        ec_gemm_expand_pair(in_b, col, k8);
+        if (g->wtile > 0)
+            g->gemm16(g->wbuf, col, acc, pairs, k8, g->bias);
+        else
+            ec_gemm_2x2(g->wpk, col, acc, pairs, k8, 0, g->bias);
+        if (g->fast)
+            store_fast(p, g, acc, out_b, out_b + oc_n, 0, oc_n);
+        else
+            store_general(p, g, acc, out_b, out_b + oc_n, 0, oc_n);
+    }
+    return n2;
+}
+
 void ec_conv2d_s8_gemm(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int8_t *input, int8_t *output)
 {
     const int8_t *wpk = g->wpk;
@@ -768,13 +903,14 @@ void ec_conv2d_s8_gemm(const ec_conv_params_t *p, const ec_gemm_params_t *g, con
     const int32_t tile = g->wtile > 0 ? g->wtile : pairs;
     for (int32_t t0 = 0; t0 < pairs; t0 += tile) {
         const int32_t t1 = pairs - t0 < tile ? pairs : t0 + tile;
-        if (g->wtile > 0)
-            widen(wpk + t0 * wblk, g->wbuf, t1 - t0, g->kbp);
+        if (g->wtile > 0 && wpk != NULL) /* (wpk NULL: the weights are stored widened, in flash) */
+            widen(wpk + t0 * wblk, (uint32_t *)g->wbuf, t1 - t0, g->kbp);
         for (int32_t b = 0; b < p->batches; b++) {
             const int8_t *in_b = input + b * p->in_h * p->in_w * p->in_c;
             int8_t *out_b = output + b * n_pix * oc_n;
             const int8_t *sk_b = skip != NULL ? skip + b * n_pix * oc_n : NULL;
-            int32_t i = 0;
+            int32_t i = pointwise_ok(p, g, pairs, tile, skip, rowwise)
+                            ? pointwise_pairs(p, g, in_b, out_b, col, acc, pairs) : 0;
             while (i < n_pix) {
                 /* the pair: pixels i and i + 1 (same row when writing row by row) */
                 const int32_t oy = i / out_w, ox = i % out_w;
@@ -806,7 +942,7 @@ void ec_conv2d_s8_gemm(const ec_conv_params_t *p, const ec_gemm_params_t *g, con
                         if (s0 != NULL)
                             g->residual_store(p, g, a, d0, d1, s0, oc0, oc1);
                         else if (g->fast && d1 != NULL)
-                            store_fast(p, a, e0, e1, oc0, oc1);
+                            store_fast(p, g, a, e0, e1, oc0, oc1);
                         else
                             store_general(p, g, a, e0, e1, oc0, oc1);
                         if (g->n_live > 0) {

@@ -36,6 +36,10 @@ typedef struct ec_gemm_params ec_gemm_params_t;
 typedef void (*ec_gemm16_fn)(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k8,
                              const int32_t *bias);
 
+/* The requantizing store with per-channel constants (ec_gemm_store2k), through the params too. */
+typedef void (*ec_gemm_store2k_fn)(const int32_t *acc, int8_t *d0, int8_t *d1, int32_t channel_pairs,
+                                   const int32_t *rq);
+
 typedef void (*ec_gemm_residual_fn)(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int32_t *acc,
                                     int8_t *d0, int8_t *d1, const int8_t *s0, int32_t oc0, int32_t oc1);
 
@@ -49,7 +53,7 @@ struct ec_gemm_params {
     int32_t direct; /* 1: outputs written pixel by pixel even in place (the generator checked it is safe) */
     /* constant addresses (flash, arena), in the struct so that the call passes few arguments: the
      * caller's stack frame is part of the RAM a model needs */
-    const int8_t *wpk;   /* packed filter */
+    const int8_t *wpk;   /* packed filter (NULL: only the widened copy in `wbuf` exists) */
     const int32_t *bias; /* folded bias */
     int8_t *row;         /* scratch row when the output overlaps the input, else NULL */
     const int8_t *skip;  /* fused residual add's other operand, else NULL */
@@ -61,13 +65,19 @@ struct ec_gemm_params {
     int32_t wtile;       /* > 0 (nb 1 only): the weights of `wtile` output-channel pairs at a time are
                           * widened to int16 into `wbuf` first (EC_GEMM_WBUF_BYTES), then every pixel
                           * pair of the layer runs on them (ec_gemm16_2x2: no sign extension in the
-                          * inner loop); 0: the int8 weights are read directly */
-    uint32_t *wbuf;      /* wtile > 0: the widened weights (arena), else NULL */
-    ec_gemm16_fn gemm16; /* wtile > 0: ec_gemm16_2x2, else NULL */
+                          * inner loop); 0: the int8 weights are read directly.  With `wpk` NULL the
+                          * weights were widened at compile time (--optimize speed): `wbuf` is in
+                          * flash and holds every pair (wtile = all of them) */
+    const uint32_t *wbuf; /* wtile > 0: the widened weights (arena, or flash when wpk is NULL), else NULL */
+    ec_gemm16_fn gemm16; /* wtile > 0: ec_gemm16_2x2, or ec_gemm16_2x2_1 when kbp <= 64, else NULL */
     int32_t n_live;      /* > 0: only these output channels are computed (the others have only zero
                           * weights); wpk, bias and the conv's multiplier and shift hold them alone */
     const uint16_t *live_map; /* n_live > 0: their channel indices */
     const int8_t *dead_row;   /* n_live > 0: one output pixel with the other channels' constant values */
+    const int32_t *rq;        /* NULL, or (--optimize speed, `fast`) per computed channel its multiplier M,
+                               * s = -shift and (1 + 2 output_offset) << (s - 1) */
+    ec_gemm_store2k_fn store2k; /* with rq: ec_gemm_store2k (activation range [-128, 127], an even
+                                 * number of channels: the generator checked), else NULL */
 };
 
 /* Bytes of `work` for a layer (n_live > 0: two pixels' computed outputs after the accumulators). */
@@ -85,6 +95,15 @@ void ec_gemm_add_tables(const ec_conv_params_t *p, const ec_gemm_params_t *g);
 
 void ec_gemm16_2x2(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k8,
                    const int32_t *bias);
+/* The same for k8 <= 8 (one pass of the inner loop) */
+void ec_gemm16_2x2_1(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k8,
+                     const int32_t *bias);
+
+/* Requantize the accumulators of one pixel pair (2 * channel_pairs channels, laid out as
+ * ec_gemm16_2x2 leaves them) into d0 and d1 with each channel's constants from rq (M, s,
+ * (1 + 2 zp) << (s - 1)): SMMLAR of 2a and M onto the constant, minus [a < 0], shifted right by s,
+ * saturated to int8.  The same result as TFLM where gemm_acc_ok and gemm_fast_requant hold. */
+void ec_gemm_store2k(const int32_t *acc, int8_t *d0, int8_t *d1, int32_t channel_pairs, const int32_t *rq);
 
 /* The outputs of a layer with a fused residual add: ..._any for every layer; ec_gemm_store_residual
  * alone where every call has both pixels and all channels on the one-multiply path (the generator
