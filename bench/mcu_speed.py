@@ -6,10 +6,11 @@ For the four MLPerf Tiny int8 models and the digits demo model, on each target:
 instructions per inference and per MAC under QEMU `-icount shift=0` (deterministic
 counts, SysTick ticks x instructions per tick) with `--kernels reference` and with
 `--kernels dsp` (cores with the DSP extension only: the Cortex-M3 has none and runs
-the reference kernels), flash of both builds (`arm-none-eabi-size`), and the largest
-output difference of the optimized firmware from TensorFlow Lite Micro (MLPerf) or
-from the reference-kernel firmware (demo). Then a per-layer table for DS-CNN and
-ResNet-8 on the Cortex-M4 with the optimized kernels.
+the reference kernels) and, on those cores, `--kernels dsp --optimize speed` (the
+matrix-product layers' weights stored as int16 in flash); flash of every build
+(`arm-none-eabi-size`), and the largest output difference of the optimized firmwares
+from TensorFlow Lite Micro (MLPerf) or from the reference-kernel firmware (demo). Then
+per-layer tables for DS-CNN and ResNet-8 on the Cortex-M4 with the optimized kernels.
 """
 from __future__ import annotations
 
@@ -49,15 +50,18 @@ def demo_qdq(work: Path) -> tuple[Path, np.ndarray]:
 
 
 def kernel_choices(target: str) -> list[str]:
+    """The builds measured on a target: reference kernels; DSP kernels (default optimization, and
+    --optimize speed) on cores with the DSP extension."""
     from edgecomp.targets import load_target
-    return ["reference", "dsp"] if getattr(load_target(target), "dsp", False) else ["reference"]
+    return ["reference", "dsp", "speed"] if getattr(load_target(target), "dsp", False) else ["reference"]
 
 
 def run(model: Path, target: str, kernels: str, x: np.ndarray, work: Path) -> dict:
     from edgecomp import api
 
     out = work / f"{model.stem}-{target}-{kernels}"
-    man = api.compile_model(str(model), target, out, options={"kernels": kernels})
+    opts = {"kernels": "dsp", "optimize": "speed"} if kernels == "speed" else {"kernels": kernels}
+    man = api.compile_model(str(model), target, out, options=opts)
     pred = api.run_bundle(out, x, progress=False)
     return {"manifest": man, "outputs": pred.outputs.reshape(len(x), -1).astype(np.int32),
             "instructions": pred.result.instructions_per_inference, "ticks": pred.result.layer_ticks,
@@ -89,7 +93,7 @@ def main(argv=None) -> int:
             for target in a.targets:
                 res = {}
                 for k in kernel_choices(target):
-                    print(f"... {name} on {target}, {k} kernels", file=sys.stderr, flush=True)
+                    print(f"... {name} on {target}, {k}", file=sys.stderr, flush=True)
                     if xdemo is None:
                         from edgecomp.frontends.tflite import load_tflite
                         g = load_tflite(path)
@@ -101,7 +105,7 @@ def main(argv=None) -> int:
                     res[k] = run(path, target, k, x, work)
                     res[k]["x"] = x
                 ref = res["reference"]
-                opt = res.get("dsp")
+                opt, fast = res.get("dsp"), res.get("speed")
                 macs = ref["manifest"]["macs"]
                 if xdemo is None:
                     want = tflm_run(path, ref["x"]).reshape(len(ref["x"]), -1).astype(np.int32)
@@ -110,32 +114,48 @@ def main(argv=None) -> int:
                     want = ref["outputs"]
                     diff_vs = "reference firmware"
                 best = opt or ref
-                diff = int(np.abs(best["outputs"] - want).max())
+                diff = max(int(np.abs(r["outputs"] - want).max()) for r in (best, fast) if r is not None)
                 rows.append({"model": name, "target": target, "macs": macs,
                              "ref_instr": ref["instructions"], "opt_instr": opt["instructions"] if opt else None,
+                             "fast_instr": fast["instructions"] if fast else None,
                              "ref_flash": ref["manifest"]["flash_bytes"],
                              "opt_flash": opt["manifest"]["flash_bytes"] if opt else None,
-                             "ram": best["manifest"]["ram_bytes"], "diff": diff, "diff_vs": diff_vs})
+                             "fast_flash": fast["manifest"]["flash_bytes"] if fast else None,
+                             "ram": best["manifest"]["ram_bytes"],
+                             "fast_ram": fast["manifest"]["ram_bytes"] if fast else None,
+                             "diff": diff, "diff_vs": diff_vs})
                 if opt and target == "cortex-m4" and name in ("kws_ref_model", "pretrainedResnet_quant"):
-                    layers[name] = (opt["manifest"]["layers"], opt["ticks"], opt["per_tick"],
-                                    ref["ticks"], ref["per_tick"])
+                    for label, r in (("optimized kernels", opt), ("optimized kernels, --optimize speed", fast)):
+                        layers[(name, label)] = (r["manifest"]["layers"], r["ticks"], r["per_tick"],
+                                                ref["ticks"], ref["per_tick"])
 
     def f(v, fmt="{:,}"):
         return "n/a" if v is None else fmt.format(v)
 
     lines = ["| model | target | MACs | instr. reference | instr/MAC | instr. optimized | instr/MAC | speed-up "
-             "| flash ref. (B) | flash opt. (B) | RAM (B) | max diff (vs) |", "|" + "---|" * 12]
+             "| instr. speed | instr/MAC | speed-up | flash ref. (B) | flash opt. (B) | flash speed (B) | RAM opt. (B) "
+             "| RAM speed (B) | max diff (vs) |", "|" + "---|" * 17]
+
+    def per_mac(v, macs):
+        return f(v / macs if v else None, "{:.2f}")
+
+    def ratio(a, b):
+        return f(a / b if b else None, "{:.2f}x")
     for r in rows:
-        sp = r["ref_instr"] / r["opt_instr"] if r["opt_instr"] else None
-        lines.append(f"| {r['model']} | {r['target']} | {r['macs']:,} | {f(r['ref_instr'])} | "
-                     f"{r['ref_instr'] / r['macs']:.2f} | {f(r['opt_instr'])} | "
-                     f"{f(r['opt_instr'] / r['macs'] if r['opt_instr'] else None, '{:.2f}')} | {f(sp, '{:.2f}x')} | "
-                     f"{r['ref_flash']:,} | {f(r['opt_flash'])} | {r['ram']:,} | {r['diff']} ({r['diff_vs']}) |")
+        m = r["macs"]
+        lines.append(f"| {r['model']} | {r['target']} | {m:,} | {f(r['ref_instr'])} | {r['ref_instr'] / m:.2f} | "
+                     f"{f(r['opt_instr'])} | {per_mac(r['opt_instr'], m)} | {ratio(r['ref_instr'], r['opt_instr'])} | "
+                     f"{f(r['fast_instr'])} | {per_mac(r['fast_instr'], m)} | {ratio(r['ref_instr'], r['fast_instr'])} | "
+                     f"{r['ref_flash']:,} | {f(r['opt_flash'])} | {f(r['fast_flash'])} | {r['ram']:,} | "
+                     f"{f(r['fast_ram'])} | {r['diff']} ({r['diff_vs']}) |")
     lines += ["", "Optimized = `--kernels dsp` (SMLAD/SXTB16 kernels; what `--kernels auto`, the default, picks on "
-              "cores with the DSP extension). The Cortex-M3 has no DSP extension: reference kernels only. "
-              "RAM = arena + static + stack peak of the optimized build where there is one."]
-    for name, (mlayers, ticks, per_tick, rticks, rper) in layers.items():
-        lines += ["", f"Per layer, {name} on cortex-m4 (optimized kernels):", "",
+              "cores with the DSP extension), with the default `--optimize balanced`. Speed = `--kernels dsp "
+              "--optimize speed`: the matrix-product layers' weights stored as int16 in flash (about twice their "
+              "bytes), their requantization constants too; the same arena. The Cortex-M3 has no DSP extension: "
+              "reference kernels only. RAM = arena + static + stack peak (the reference build's where there is no "
+              "optimized one). Max diff: the larger of the two optimized builds'."]
+    for (name, label), (mlayers, ticks, per_tick, rticks, rper) in layers.items():
+        lines += ["", f"Per layer, {name} on cortex-m4 ({label}):", "",
                   "| # | layer | op | MACs | instructions | instr/MAC | reference instr. | speed-up | kernel |",
                   "|---|---|---|---:|---:|---:|---:|---:|---|"]
         carry = None  # a layer computed row by row inside the next one: its MACs and reference time join it
