@@ -190,7 +190,7 @@ def _qemu_layer(g: ir.Graph, out: Path, seed: int, marker: str, optimize: str = 
 
     x = np.random.default_rng(seed).integers(-128, 128, size=(2,) + g.tensors[g.inputs[0]].shape[1:], dtype=np.int8)
     write_bundle(g, "cortex-m4", out, options={"kernels": "dsp", "optimize": optimize})
-    assert marker in (out / "model.c").read_text()
+    assert marker in (out / "model.c").read_text() + (out / "weights.c").read_text()
     got = np.asarray(run_bundle(out, x, emulate=True, progress=False).outputs)
     want = interp.run(g, x)[g.outputs[0]]
     assert np.ptp(want.astype(np.int32)) > 0
@@ -827,3 +827,41 @@ def test_optimize_option_is_checked(tmp_path):
     with pytest.raises(EdgecompError, match="optimization goal"):
         write_bundle(conv(5, 5, 8, 8, 1), "cortex-m4", tmp_path / "b", options={"optimize": "fastest"})
     assert not (tmp_path / "b").exists()
+
+
+# ---- fully connected: output rows in quads -------------------------------------------------------
+
+def fc_batched(batches, n_in, n_out, actk=None):
+    """A fully connected layer on `batches` rows at once (the input (1, batches, n_in))."""
+    x = act_t("x", (1, batches, n_in), "int8", 0.05, 9)
+    w = weights("w", (n_out, n_in), "int8")
+    y = act_t("y", (1, batches, n_out), "int8", 0.2, 4)
+    return graph([x, w, bias("b", n_out, "int8"), y],
+                 [ir.Node("fc", "fully_connected", ["x", "w", "b"], ["y"], {"act": act(actk, y)})], ["x"], ["y"])
+
+
+FC_CASES = [lambda: fc(23, 5), lambda: fc(64, 10, None), lambda: fc(3, 1, None), lambda: fc(128, 12),
+            lambda: fc_batched(3, 18, 7, "relu")]
+
+
+@needs_gcc
+@pytest.mark.parametrize("speed", [False, True])
+@pytest.mark.parametrize("case", range(len(FC_CASES)))
+def test_fc_quads_match_reference(tmp_path, speed, case):
+    """Rows in quads (zero rows padded), inputs in groups of 4 (the last zero padded, read from a
+    copy), int8 or widened weights: the interpreter's outputs."""
+    g = FC_CASES[case]()
+    check_dsp(g, tmp_path, n=3, seed=23 + case, speed=speed)
+    code = (tmp_path / "model.c").read_text()
+    assert ("ec_fully_connected_s8_dsp16(" in code) == speed and "filter_quads" in code
+    w = g.tensors["w"]
+    n = -(-w.shape[0] // 4) * 4 * -(-w.shape[1] // 4) * 4
+    assert re.search(rf"filter_quads\[{n}\]", (tmp_path / "weights.c").read_text())
+
+
+@needs_qemu
+@pytest.mark.parametrize("optimize", ["balanced", "speed"])
+def test_fc_quads_on_cortex_m4(tmp_path, optimize):
+    """The assembly quads (ec_fc_quad8, ec_fc_quad16) under QEMU."""
+    for i in range(len(FC_CASES)):
+        _qemu_layer(FC_CASES[i](), tmp_path / f"case{i}", 60 + i, "filter_quads", optimize=optimize)

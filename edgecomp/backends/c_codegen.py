@@ -127,8 +127,10 @@ def _shape(s) -> str:
 # --------------------------------------------------------------------------- generator
 class _Gen:
     def __init__(self, graph: ir.Graph, plan: MemoryPlan, name: str, dsp: bool = False,
-                 gemm: dict[str, "GemmLayout"] | None = None, fused: dict[str, int] | None = None):
+                 gemm: dict[str, "GemmLayout"] | None = None, fused: dict[str, int] | None = None,
+                 speed: bool = False):
         self.g = graph
+        self.speed = speed  # --optimize speed: int16 weights in flash where a kernel reads them
         self.fused = fused or {}  # row fusion: {producer A: buffer bytes}, A computed inside the next node
         # the consumer B of each fused producer A: {B: A}
         self.fused_b = {graph.nodes[i + 1].name: n.name for i, n in enumerate(graph.nodes) if n.name in self.fused}
@@ -195,6 +197,14 @@ class _Gen:
 
     # -- helpers
     def _const(self, node: ir.Node, idx: int, suffix: str, want: str) -> str | None:
+        t = self._const_tensor(node, idx, suffix, want)
+        if t is None:
+            return None
+        return self.const_array(self.ident_base, suffix, t.data, want,
+                                f"{node.name}: {suffix} {t.name} {_shape(t.shape)} {_fmt_q(t)}")
+
+    def _const_tensor(self, node: ir.Node, idx: int, suffix: str, want: str) -> ir.Tensor | None:
+        """A node's constant input ``idx`` of C type ``want`` (clear errors otherwise), or None."""
         if len(node.inputs) <= idx:
             return None
         t = self.g.tensors[node.inputs[idx]]
@@ -205,8 +215,7 @@ class _Gen:
                 or want == "int32_t" and t.dtype != "int32":
             raise UnsupportedError(f"{suffix} {t.name!r} is {t.dtype}", where=f"node {node.name!r}",
                                    fix="Quantize the model fully to int8 (int32 biases) or keep it float32")
-        return self.const_array(self.ident_base, suffix, t.data, want,
-                                f"{node.name}: {suffix} {t.name} {_shape(t.shape)} {_fmt_q(t)}")
+        return t
 
     def _dsp_bias(self, node: ir.Node, q: dict, n_out: int, pad_to: int = 0, live=None) -> str | None:
         """The folded bias of a DSP-kernel layer (bias + input_offset * sum(w)), or None: use the reference."""
@@ -593,8 +602,19 @@ class _Gen:
                              f"{_shape(out.shape)}", where=f"node {node.name!r}")
         if node.attrs.get("residual"):
             raise UnsupportedError("residual add fused into fully_connected", where=f"node {node.name!r}")
-        filt = self._const(node, 1, "filter", "int8_t" if s8 else "float")
-        dsp_bias = self._dsp_bias(node, self._q(node), w.shape[0]) if s8 else None
+        dsp_bias = self._dsp_bias(node, self._q(node), w.shape[0], pad_to=-(-w.shape[0] // 4) * 4) if s8 else None
+        if dsp_bias:
+            self._const_tensor(node, 1, "filter", "int8_t")
+            wide = self.speed
+            filt = self.const_array(self.ident_base, "filter_quads", pack_fc_weights(w.data, wide),
+                                    "int16_t" if wide else "int8_t",
+                                    f"{node.name}: filter {w.name} {_shape(w.shape)} {_fmt_q(w)}, in quads of "
+                                    "output rows and groups of 4 inputs" + (", widened to int16 (--optimize speed)"
+                                                                            if wide else ""), align=4)
+            if wide:
+                filt = f"(const int8_t *){filt}"
+        else:
+            filt = self._const(node, 1, "filter", "int8_t" if s8 else "float")
         bias = dsp_bias or self._const(node, 2, "bias", "int32_t" if s8 else "float") or "NULL"
         lo, hi, flo, fhi = self._act(node, out)
         fields = [("batches", x.size // w.shape[1]), ("in_features", w.shape[1]), ("out_features", w.shape[0])]
@@ -611,8 +631,9 @@ class _Gen:
                      c_comment(f"{node.name}: fully_connected"))
         k = "ec_fully_connected_" + ("s8" if s8 else "f32")
         if dsp_bias:
-            k += "_dsp"
-            head.append("  DSP kernel (SMLAD), input offset folded into the bias")
+            k += "_dsp16" if self.speed else "_dsp"
+            head.append("  DSP kernel (4 output rows at a time, SMLAD), input offset folded into the bias"
+                        + (", int16 weights in flash" if self.speed else ""))
         return f"{k}(&{self.ident_base}, {self.tensor(x.name)}, {filt}, {bias}, {self.tensor(out.name)}, {row});"
 
     def _pool(self, node, x, out, head, row) -> str:
@@ -844,6 +865,19 @@ def store_constants(q: dict, n: int, live=None) -> np.ndarray:
     k = ((1 + 2 * int(q["output_offset"])) << (s - 1)) & 0xFFFFFFFF
     k = np.where(k >= 1 << 31, k - (1 << 32), k)
     return np.stack([m, s, k], axis=1).reshape(-1)
+
+
+def pack_fc_weights(w: np.ndarray, wide: bool = False) -> np.ndarray:
+    """(out, in) int8 -> ec_fully_connected_s8_dsp's layout: rows in quads (zero rows to a multiple
+    of 4), inputs in groups of 4 (the last zero padded), per group the quad's 4 rows of 4 weights;
+    ``wide``: each row's 4 weights as int16 taps (0, 2, 1, 3) (ec_fully_connected_s8_dsp16)."""
+    o, n = w.shape
+    a = np.zeros((-(-o // 4) * 4, -(-n // 4) * 4), np.int16 if wide else np.int8)
+    a[:o, :n] = w
+    a = a.reshape(-1, 4, a.shape[1] // 4, 4).transpose(0, 2, 1, 3)
+    if wide:
+        a = a[..., [0, 2, 1, 3]]
+    return np.ascontiguousarray(a).reshape(-1)
 
 
 def residual_run_ok(lay: GemmLayout, fast: int, out_c: int, out_w: int) -> bool:
@@ -1129,7 +1163,7 @@ def generate(graph: ir.Graph, out_dir: Path, *, name: str = "model", probe: bool
     _check_graph(graph)
     g = _prepare(graph)
     plan, gemm, fused = plan_with_gemm(g, dsp, speed=speed)
-    gen = _Gen(g, plan, name, dsp=dsp, gemm=gemm, fused=fused)
+    gen = _Gen(g, plan, name, dsp=dsp, gemm=gemm, fused=fused, speed=speed)
     for i, node in enumerate(g.nodes):
         gen.layer(i, node)
     # the reserved runtime identifiers are not used by sanitize (no ec_ prefix)

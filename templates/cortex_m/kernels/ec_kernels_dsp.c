@@ -1280,23 +1280,128 @@ void ec_global_avg_pool2d_s8_dsp(const ec_pool_params_t *p, const int8_t *input,
 
 /* ---- fully connected ------------------------------------------------------- */
 
-void ec_fully_connected_s8_dsp(const ec_fc_params_t *p, const int8_t *input, const int8_t *filter,
-                               const int32_t *bias, int8_t *output, int8_t *row)
+/*
+ * The filter re-packed at compile time (c_codegen.pack_fc_weights): output rows in quads (zero rows
+ * to a multiple of 4), each quad's inputs in groups of 4, the last group zero padded; per group the
+ * 4 rows' 4 weights (int8: 16 bytes; widened, --optimize speed: per row the int16 pairs of inputs
+ * (0, 2) then (1, 3), 32 bytes).  A quad function adds `groups` groups of x to acc[0..3] and returns
+ * the weights after them.  With int8 weights: 22 instructions per 16 MACs, 15 widened.
+ */
+#if defined(__ARM_FEATURE_DSP) && defined(__thumb2__) && defined(__GNUC__)
+const int8_t *ec_fc_quad8(const int8_t *x, const int8_t *w, int32_t groups, int32_t *acc);
+const int8_t *ec_fc_quad16(const int8_t *x, const int8_t *w, int32_t groups, int32_t *acc);
+/* r0 x, r1 w, r2 groups left, r3 free (acc on the stack), r4-r7 the sums, r8/r9 the inputs (odd,
+ * even), r10-r12 and lr the weights */
+#define FC_ROW8(RW, A) \
+    "    sxtb16 r3, " RW "\n" \
+    "    smlad " A ", r9, r3, " A "\n" \
+    "    sxtb16 " RW ", " RW ", ror #8\n" \
+    "    smlad " A ", r8, " RW ", " A "\n"
+#define FC_QUAD(NAME, BODY) \
+    "    .section .text." NAME ",\"ax\",%progbits\n" \
+    "    .global " NAME "\n" \
+    "    .type " NAME ", %function\n" \
+    "    .syntax unified\n" \
+    "    .thumb\n" \
+    "    .thumb_func\n" \
+    "    .p2align 2\n" \
+    NAME ":\n" \
+    "    push {r3-r11, lr}\n" \
+    "    ldm r3, {r4-r7}\n" \
+    "1:\n" \
+    "    ldr r8, [r0], #4\n" \
+    "    sxtb16 r9, r8\n" \
+    "    sxtb16 r8, r8, ror #8\n" \
+    BODY \
+    "    subs r2, r2, #1\n" \
+    "    bne 1b\n" \
+    "    ldr r3, [sp]\n" \
+    "    stm r3, {r4-r7}\n" \
+    "    mov r0, r1\n" \
+    "    pop {r3-r11, pc}\n" \
+    "    .size " NAME ", .-" NAME "\n" \
+    "    .text\n"
+__asm__(FC_QUAD("ec_fc_quad8",
+                "    ldm r1!, {r10, r11, r12, lr}\n"
+                FC_ROW8("r10", "r4") FC_ROW8("r11", "r5") FC_ROW8("r12", "r6") FC_ROW8("lr", "r7")));
+__asm__(FC_QUAD("ec_fc_quad16",
+                "    ldm r1!, {r10, r11, r12, lr}\n"
+                "    smlad r4, r9, r10, r4\n"
+                "    smlad r4, r8, r11, r4\n"
+                "    smlad r5, r9, r12, r5\n"
+                "    smlad r5, r8, lr, r5\n"
+                "    ldm r1!, {r10, r11, r12, lr}\n"
+                "    smlad r6, r9, r10, r6\n"
+                "    smlad r6, r8, r11, r6\n"
+                "    smlad r7, r9, r12, r7\n"
+                "    smlad r7, r8, lr, r7\n"));
+#else
+/* The same arithmetic in plain C (host builds) */
+static const int8_t *fc_quad(const int8_t *x, const int8_t *w, int32_t groups, int32_t *acc, int wide)
 {
-    const int32_t n = p->in_features;
+    for (; groups > 0; groups--, x += 4) {
+        for (int32_t r = 0; r < 4; r++, w += wide ? 8 : 4) {
+            int32_t s = 0;
+            for (int32_t t = 0; t < 4; t++) {
+                /* widened: the int16 of tap t at (t & 1) * 4 + (t >> 1) * 2 bytes */
+                const int32_t wt = wide ? (int16_t)((uint16_t)(uint8_t)w[(t & 1) * 4 + (t >> 1) * 2] |
+                                                    (uint16_t)((uint16_t)(uint8_t)w[(t & 1) * 4 + (t >> 1) * 2 + 1] << 8))
+                                        : w[t];
+                s += x[t] * wt;
+            }
+            acc[r] = (int32_t)((uint32_t)acc[r] + (uint32_t)s);
+        }
+    }
+    return w;
+}
+static const int8_t *ec_fc_quad8(const int8_t *x, const int8_t *w, int32_t groups, int32_t *acc)
+{
+    return fc_quad(x, w, groups, acc, 0);
+}
+static const int8_t *ec_fc_quad16(const int8_t *x, const int8_t *w, int32_t groups, int32_t *acc)
+{
+    return fc_quad(x, w, groups, acc, 1);
+}
+#endif
+
+typedef const int8_t *(*fc_quad_fn)(const int8_t *x, const int8_t *w, int32_t groups, int32_t *acc);
+
+EC_INLINE void fc_packed(const ec_fc_params_t *p, const int8_t *input, const int8_t *w, const int32_t *bias,
+                         int8_t *output, int8_t *row, fc_quad_fn quad)
+{
+    const int32_t n = p->in_features, groups = n >> 2, rest = n & 3, o_n = p->out_features;
     for (int32_t b = 0; b < p->batches; b++) {
         const int8_t *x = input + b * n;
-        int8_t *dst = row != NULL ? row : output + b * p->out_features;
-        for (int32_t o = 0; o < p->out_features; o += 2) {
-            const int32_t o1 = o + 1 < p->out_features ? o + 1 : o;
-            int32_t acc[2] = {bias[o], bias[o1]};
-            dot_1x2(x, filter + o * n, filter + o1 * n, n, 1, 0, 0, acc);
-            for (int32_t k = 0; k < 2 && o + k < p->out_features; k++) {
-                int32_t v = requant(acc[k], p->multiplier[o + k], p->shift[o + k]);
+        int8_t *dst = row != NULL ? row : output + b * o_n;
+        /* the last inputs, zero padded to a group (no read past the input) */
+        int8_t last[4] = {0, 0, 0, 0};
+        for (int32_t t = 0; t < rest; t++)
+            last[t] = x[4 * groups + t];
+        const int8_t *wq = w;
+        for (int32_t o = 0; o < o_n; o += 4) {
+            int32_t acc[4] = {bias[o], bias[o + 1], bias[o + 2], bias[o + 3]}; /* (padded to 4) */
+            if (groups > 0)
+                wq = quad(x, wq, groups, acc);
+            if (rest > 0)
+                wq = quad(last, wq, 1, acc);
+            for (int32_t k = 0; k < 4 && o + k < o_n; k++) {
+                const int32_t v = requant(acc[k], p->multiplier[o + k], p->shift[o + k]);
                 dst[o + k] = (int8_t)clamp_i32(v + p->output_offset, p->act_min, p->act_max);
             }
         }
         if (row != NULL)
-            memcpy(output + b * p->out_features, row, (size_t)p->out_features);
+            memcpy(output + b * o_n, row, (size_t)o_n);
     }
+}
+
+void ec_fully_connected_s8_dsp(const ec_fc_params_t *p, const int8_t *input, const int8_t *filter,
+                               const int32_t *bias, int8_t *output, int8_t *row)
+{
+    fc_packed(p, input, filter, bias, output, row, ec_fc_quad8);
+}
+
+void ec_fully_connected_s8_dsp16(const ec_fc_params_t *p, const int8_t *input, const int8_t *filter,
+                                 const int32_t *bias, int8_t *output, int8_t *row)
+{
+    fc_packed(p, input, filter, bias, output, row, ec_fc_quad16);
 }

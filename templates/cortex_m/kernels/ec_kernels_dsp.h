@@ -44,8 +44,13 @@ void ec_depthwise_conv2d_s8_dsp3x3s2(const ec_conv_params_t *p, const int8_t *in
 /* Average pooling over the whole input (output 1x1, no padding, at most 256 pixels: the generator
  * checks), 4 channels at a time with SXTAB16; same results as ec_avg_pool2d_s8 (TFLM). */
 void ec_global_avg_pool2d_s8_dsp(const ec_pool_params_t *p, const int8_t *input, int8_t *output, int8_t *row);
+/* Fully connected: the filter re-packed by the generator (c_codegen.pack_fc_weights: output rows
+ * in quads, inputs in groups of 4), the bias folded and padded to a multiple of 4; ..._dsp16 with
+ * the weights stored widened to int16 (--optimize speed). */
 void ec_fully_connected_s8_dsp(const ec_fc_params_t *p, const int8_t *input, const int8_t *filter,
                                const int32_t *bias, int8_t *output, int8_t *row);
+void ec_fully_connected_s8_dsp16(const ec_fc_params_t *p, const int8_t *input, const int8_t *filter,
+                                 const int32_t *bias, int8_t *output, int8_t *row);
 
 #ifdef __cplusplus
 }
