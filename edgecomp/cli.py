@@ -159,8 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "auto (default) = dsp when the target has the DSP extension")
     c.add_argument("--optimize", choices=["balanced", "speed"], default="balanced",
                    help="balanced (default): least RAM, flash about the model's int8 weights; speed: the "
-                        "matrix-product layers' weights stored as int16 (about twice their flash, same RAM) "
-                        "so their inner loop skips the sign extension (DSP kernels only)")
+                        "matrix-product and fully connected layers' weights stored as int16 (about twice their "
+                        "flash) so their inner loops skip the sign extension, and the workspaces may grow the "
+                        "arena by up to a quarter plus 1 KiB (DSP kernels only)")
     c.add_argument("--json", action="store_true", help="print the manifest as JSON")
     c.set_defaults(func=cmd_compile)
 

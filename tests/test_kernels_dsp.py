@@ -213,9 +213,11 @@ def test_mlperf_dsp_on_cortex_m4_exact_and_fewer_instructions(tmp_path, mlperf_d
     np.testing.assert_array_equal(np.asarray(ref.outputs).reshape(-1), want)
     np.testing.assert_array_equal(np.asarray(dsp.outputs).reshape(-1), want)
     np.testing.assert_array_equal(np.asarray(fast.outputs).reshape(-1), want)
-    # --optimize speed: fewer instructions for more flash (int16 weights), the same arena
+    # --optimize speed: fewer instructions for more flash (int16 weights), the arena grown by the
+    # workspaces at most by GEMM_SPEED_GROWTH_*
     assert fast.instructions_per_inference < 0.95 * dsp.instructions_per_inference
-    assert man_s["ram"]["arena_bytes"] == man_d["ram"]["arena_bytes"]
+    assert man_s["ram"]["arena_bytes"] <= man_d["ram"]["arena_bytes"] * (1 + c_codegen.GEMM_SPEED_GROWTH_FRACTION) \
+        + c_codegen.GEMM_SPEED_GROWTH
     assert man_d["flash_bytes"] < man_s["flash_bytes"] < man_d["flash_bytes"] + man_d["model_flash_bytes"]
     assert dsp.instructions_per_inference * SPEEDUP[model] <= ref.instructions_per_inference, \
         (dsp.instructions_per_inference, ref.instructions_per_inference)
@@ -798,7 +800,7 @@ def _store2k(case) -> bool:
 def test_speed_weights_in_flash_match_reference(tmp_path, monkeypatch, case):
     """--optimize speed: every one-block layer reads int16 weights from flash (ec_gemm16_2x2, no
     arena buffer) and, where the store allows, its requantization constants from flash
-    (ec_gemm_store2k); same outputs as the interpreter, same arena as the default."""
+    (ec_gemm_store2k); same outputs as the interpreter."""
     monkeypatch.setattr(c_codegen, "GEMM_ARENA_GROWTH", 1 << 20)
     g = conv(**case)
     check_dsp(g, tmp_path / "speed", n=3, seed=19, speed=True)
@@ -807,8 +809,6 @@ def test_speed_weights_in_flash_match_reference(tmp_path, monkeypatch, case):
     assert (".store2k = ec_gemm_store2k," in code) == _store2k(case)
     kbp = -(-case["k"] ** 2 * case["c"] // 8) * 8
     assert ("ec_gemm16_2x2," in code) == (kbp > 64)  # else the one-pass ec_gemm16_2x2_1
-    arena = generate(g, tmp_path / "balanced", name="model", dsp=True).arena_bytes
-    assert generate(g, tmp_path / "speed2", name="model", dsp=True, speed=True).arena_bytes == arena
 
 
 @needs_qemu
@@ -865,3 +865,15 @@ def test_fc_quads_on_cortex_m4(tmp_path, optimize):
     """The assembly quads (ec_fc_quad8, ec_fc_quad16) under QEMU."""
     for i in range(len(FC_CASES)):
         _qemu_layer(FC_CASES[i](), tmp_path / f"case{i}", 60 + i, "filter_quads", optimize=optimize)
+
+
+def test_speed_workspaces_may_grow_the_arena(tmp_path, monkeypatch):
+    """--optimize speed lets the matrix-product workspaces grow the arena by a quarter plus 1 KiB;
+    the default by 3 % (GEMM_ARENA_GROWTH_FRACTION): a small layer gets its workspace only in speed."""
+    g = conv(8, 8, 1, 8, 3, 1, 1)
+    bal = generate(g, tmp_path / "b", name="model", dsp=True)
+    fast = generate(g, tmp_path / "s", name="model", dsp=True, speed=True)
+    assert "ec_conv2d_s8_gemm(" not in (tmp_path / "b" / "model.c").read_text()
+    assert "ec_conv2d_s8_gemm(" in (tmp_path / "s" / "model.c").read_text()
+    assert bal.arena_bytes < fast.arena_bytes <= bal.arena_bytes * (1 + c_codegen.GEMM_SPEED_GROWTH_FRACTION) \
+        + c_codegen.GEMM_SPEED_GROWTH
