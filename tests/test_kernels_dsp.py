@@ -877,3 +877,17 @@ def test_speed_workspaces_may_grow_the_arena(tmp_path, monkeypatch):
     assert "ec_conv2d_s8_gemm(" in (tmp_path / "s" / "model.c").read_text()
     assert bal.arena_bytes < fast.arena_bytes <= bal.arena_bytes * (1 + c_codegen.GEMM_SPEED_GROWTH_FRACTION) \
         + c_codegen.GEMM_SPEED_GROWTH
+
+
+@needs_qemu
+def test_speed_that_does_not_fit_flash_names_the_default(tmp_path):
+    """A model that fits a board's flash with int8 weights but not widened: the clear does-not-fit
+    error, naming --optimize balanced, and no bundle left."""
+    from edgecomp.backends.cortex_m import write_bundle
+
+    g = fc(1024, 640, None)  # 640 KiB of int8 weights, 1.25 MiB as int16; the board has 1 MiB of flash
+    write_bundle(g, "stm32f746g-disco", tmp_path / "b", options={})
+    with pytest.raises(EdgecompError) as e:
+        write_bundle(g, "stm32f746g-disco", tmp_path / "s", options={"optimize": "speed"})
+    assert "flash" in str(e.value) and "--optimize balanced" in str(e.value)
+    assert not (tmp_path / "s").exists()

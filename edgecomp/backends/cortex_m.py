@@ -342,7 +342,10 @@ def write_bundle(graph: ir.Graph, target: str | Target, out_dir: str | Path, opt
             except EdgecompError as e:
                 # name the bundle the user asked for, not the temporary folder it was built in
                 where = str(out_dir) if e.where in (None, str(tmp)) else e.where.replace(str(tmp), str(out_dir))
-                raise type(e)(e.what, where, e.fix) from None
+                fix = e.fix
+                if isinstance(e, DoesNotFitError) and options["optimize"] == "speed" and dsp:
+                    fix = "compile with --optimize balanced (int8 weights, the least RAM), or " + fix
+                raise type(e)(e.what, where, fix) from None
         arena = int(_get(info, "arena_bytes", 0) or 0)
         static = max(built.model_ram_bytes - arena, 0)
         if stack is not None and built.stack_available_bytes is not None and stack >= built.stack_available_bytes:
