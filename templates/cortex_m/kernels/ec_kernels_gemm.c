@@ -852,33 +852,43 @@ static GM_NOINLINE void scatter(const uint16_t *map, const int8_t *e0, const int
 
 /* Whether a layer's pixel pairs can take pointwise_pairs: a 1x1 convolution, stride 1, no
  * padding, one block of whole 8-tap groups, all channel pairs in one pass (one tile), every
- * channel computed, no residual add, outputs written pixel by pixel. */
+ * channel computed, no residual add; written pixel by pixel, or row by row through the scratch row
+ * when the rows have an even number of pixels. */
 GM_INLINE int pointwise_ok(const ec_conv_params_t *p, const ec_gemm_params_t *g, int32_t pairs, int32_t tile,
                            const int8_t *skip, int rowwise)
 {
     return p->kernel_h == 1 && p->kernel_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 &&
            p->pad_left == 0 && p->in_h == p->out_h && p->in_w == p->out_w && g->nb == 1 && (p->in_c & 7) == 0 &&
-           g->kbp == p->in_c && g->chunk >= pairs && tile >= pairs && g->n_live == 0 && skip == NULL && !rowwise;
+           g->kbp == p->in_c && g->chunk >= pairs && tile >= pairs && g->n_live == 0 && skip == NULL &&
+           (!rowwise || (p->out_w & 1) == 0);
 }
 
-/* The pixel pairs of a pointwise_ok layer (both pixels' windows are adjacent in the input): the
- * number of pixels done (an odd last one is left to the general loop). */
+/* The pixel pairs of a pointwise_ok layer (both pixels' windows are adjacent in the input), into
+ * the output or (row not NULL) a row at a time into `row`, then copied to the output: the number of
+ * pixels done (an odd last one is left to the general loop). */
 static GM_NOINLINE int32_t pointwise_pairs(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int8_t *in_b,
-                                      int8_t *out_b, uint32_t *col, int32_t *acc, int32_t pairs)
+                                           int8_t *out_b, uint32_t *col, int32_t *acc, int32_t pairs, int8_t *row)
 {
-    const int32_t in_c = p->in_c, oc_n = p->out_c, n2 = (p->out_h * p->out_w) & ~1, k8 = g->kbp >> 3;
-    for (int32_t i = 0; i < n2; i += 2, in_b += 2 * in_c, out_b += 2 * oc_n) {
-        ec_gemm_expand_pair(in_b, col, k8);
-        if (g->wtile > 0)
-            g->gemm16(g->wbuf, col, acc, pairs, k8, g->bias);
-        else
-            ec_gemm_2x2(g->wpk, col, acc, pairs, k8, 0, g->bias);
-        if (g->fast)
-            store_fast(p, g, acc, out_b, out_b + oc_n, 0, oc_n);
-        else
-            store_general(p, g, acc, out_b, out_b + oc_n, 0, oc_n);
+    const int32_t in_c = p->in_c, oc_n = p->out_c, k8 = g->kbp >> 3, n_pix = p->out_h * p->out_w;
+    const int32_t run = row != NULL ? p->out_w : n_pix, n2 = run & ~1; /* pixels a run; in pairs */
+    for (int32_t r0 = 0; r0 < n_pix; r0 += run) {
+        const int8_t *x = in_b + r0 * in_c;
+        int8_t *d = row != NULL ? row : out_b + r0 * oc_n;
+        for (int32_t i = 0; i < n2; i += 2, x += 2 * in_c, d += 2 * oc_n) {
+            ec_gemm_expand_pair(x, col, k8);
+            if (g->wtile > 0)
+                g->gemm16(g->wbuf, col, acc, pairs, k8, g->bias);
+            else
+                ec_gemm_2x2(g->wpk, col, acc, pairs, k8, 0, g->bias);
+            if (g->fast)
+                store_fast(p, g, acc, d, d + oc_n, 0, oc_n);
+            else
+                store_general(p, g, acc, d, d + oc_n, 0, oc_n);
+        }
+        if (row != NULL)
+            memcpy(out_b + r0 * oc_n, row, (size_t)(run * oc_n));
     }
-    return n2;
+    return row != NULL ? n_pix : n2;
 }
 
 void ec_conv2d_s8_gemm(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int8_t *input, int8_t *output)
@@ -910,7 +920,7 @@ void ec_conv2d_s8_gemm(const ec_conv_params_t *p, const ec_gemm_params_t *g, con
             int8_t *out_b = output + b * n_pix * oc_n;
             const int8_t *sk_b = skip != NULL ? skip + b * n_pix * oc_n : NULL;
             int32_t i = pointwise_ok(p, g, pairs, tile, skip, rowwise)
-                            ? pointwise_pairs(p, g, in_b, out_b, col, acc, pairs) : 0;
+                            ? pointwise_pairs(p, g, in_b, out_b, col, acc, pairs, rowwise ? row : NULL) : 0;
             while (i < n_pix) {
                 /* the pair: pixels i and i + 1 (same row when writing row by row) */
                 const int32_t oy = i / out_w, ox = i % out_w;
