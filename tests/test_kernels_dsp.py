@@ -894,3 +894,29 @@ def test_speed_that_does_not_fit_flash_names_the_default(tmp_path):
         write_bundle(g, "stm32f746g-disco", tmp_path / "s", options={"optimize": "speed"})
     assert "flash" in str(e.value) and "--optimize balanced" in str(e.value)
     assert not (tmp_path / "s").exists()
+
+
+@needs_qemu
+def test_fc_one_multiply_requantization_ties_on_cortex_m4(tmp_path):
+    """The fully connected kernel's one-multiply requantization (`fast`) on rounding ties of both
+    signs under QEMU: as TFLM (the interpreter)."""
+    from edgecomp.backends.cortex_m import write_bundle
+    from edgecomp.backends.run import run_bundle
+
+    g = fc(16, 8, None)
+    w = g.tensors["w"]
+    w.data = np.random.default_rng(3).integers(-1, 2, size=w.shape, dtype=np.int8)
+    # effective scale 0.05 * 1.5 / 0.2 = 0.375: multiplier in (2^30, 2^31), shift -1
+    w.quant = ir.QuantParams(np.full(8, 1.5, np.float32), np.zeros(8, np.int32), axis=0)
+    g.tensors["b"].data = np.random.default_rng(4).integers(-40, 40, size=8, dtype=np.int32)
+    q = c_codegen._prepare(g).nodes[0].attrs["q"]
+    assert (np.asarray(q["shift"]) == -1).all()
+    x = np.random.default_rng(5).integers(-128, 128, size=(24, 16), dtype=np.int8)
+    write_bundle(g, "cortex-m4", tmp_path / "b", options={"kernels": "dsp"})
+    assert ".fast = 1," in (tmp_path / "b" / "model.c").read_text()
+    got = np.asarray(run_bundle(tmp_path / "b", x, emulate=True, progress=False).outputs).reshape(-1)
+    want = interp.run(g, x)[g.outputs[0]].reshape(-1)
+    acc = (x.astype(np.int64) + int(q["input_offset"])) @ w.data.T.astype(np.int64) + g.tensors["b"].data
+    h = (acc * np.asarray(q["multiplier"], np.int64) + (1 << 30)) >> 31
+    assert ((acc.reshape(-1) < 0) & (h.reshape(-1) % 2 == 1) & (np.abs(want) < 127)).sum() >= 20
+    np.testing.assert_array_equal(got, want)

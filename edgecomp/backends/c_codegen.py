@@ -626,6 +626,9 @@ class _Gen:
         fields += [("act_min", lo), ("act_max", hi), ("act_min_f", flo), ("act_max_f", fhi)]
         if s8:
             fields += [("multiplier", mi), ("shift", si)]
+        if dsp_bias and gemm_fast_requant(self._q(node), None, w.shape[0]) and gemm_acc_ok(self.g, node):
+            fields.append(("fast", 1))
+            head.append("  one-multiply requantization (gemm_fast_requant, gemm_acc_ok)")
         head.append(f"  act [{lo if s8 else flo}, {hi if s8 else fhi}]")
         self._struct("ec_fc_params_t", self.ident_base, [(k, str(v)) for k, v in fields],
                      c_comment(f"{node.name}: fully_connected"))
@@ -926,8 +929,9 @@ def dead_channel_row(g: ir.Graph, node: ir.Node) -> np.ndarray:
 
 
 def gemm_acc_ok(g: ir.Graph, node: ir.Node, live=None) -> bool:
-    """Whether every accumulator of a conv2d stays below 2^30 in magnitude with room for the
-    output constant (ec_gemm_store2's SMMLAR form: 2a and a + (1 + 2 zp) 2^(s-1) fit 32 bits):
+    """Whether every accumulator of a conv2d or fully connected layer stays below 2^30 in magnitude
+    with room for the output constant (the SMMLAR form of ec_gemm_store2 and of the DSP fully
+    connected kernel: 2a and a + (1 + 2 zp) 2^(s-1) fit 32 bits):
     |bias| + 255 * sum|w| bounds TFLM's accumulator (inputs minus their zero point span 255)."""
     w = g.tensors[node.inputs[1]].data.astype(np.int64)
     bound = 255 * np.abs(w.reshape(w.shape[0], -1)).sum(axis=1)

@@ -70,6 +70,8 @@ typedef struct {
     float act_min_f, act_max_f;
     const int32_t *multiplier; /* int8: per output feature */
     const int8_t *shift;       /* > 0 is left */
+    int32_t fast; /* DSP kernels: 1 when every multiplier is in (2^30, 2^31), every shift in [-24, -1] and
+                   * every accumulator provably below 2^30 (the one-multiply requantization); else 0 */
 } ec_fc_params_t;
 
 typedef struct {

@@ -1366,6 +1366,20 @@ static const int8_t *ec_fc_quad16(const int8_t *x, const int8_t *w, int32_t grou
 
 typedef const int8_t *(*fc_quad_fn)(const int8_t *x, const int8_t *w, int32_t groups, int32_t *acc);
 
+/* TFLM's requantization in one multiply where the generator proved it exact (p->fast, see
+ * ec_kernels_gemm.c): h = SMMLAR(2a, M) onto (1 + 2 zp) << (s - 1), then (h - [a < 0]) >> s. */
+EC_INLINE int32_t requant_fast(int32_t a, int32_t m, int32_t shift, int32_t zp2)
+{
+    const int32_t s = -shift, k = (int32_t)((uint32_t)zp2 << (s - 1)), a2 = (int32_t)((uint32_t)a << 1);
+#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__)
+    int32_t h;
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(h) : "r"(a2), "r"(m), "r"(k));
+#else
+    const int32_t h = (int32_t)((uint32_t)k + (uint32_t)(int32_t)(((int64_t)a2 * m + ((int64_t)1 << 31)) >> 32));
+#endif
+    return (h + (a >> 31)) >> s;
+}
+
 EC_INLINE void fc_packed(const ec_fc_params_t *p, const int8_t *input, const int8_t *w, const int32_t *bias,
                          int8_t *output, int8_t *row, fc_quad_fn quad)
 {
@@ -1384,9 +1398,16 @@ EC_INLINE void fc_packed(const ec_fc_params_t *p, const int8_t *input, const int
                 wq = quad(x, wq, groups, acc);
             if (rest > 0)
                 wq = quad(last, wq, 1, acc);
-            for (int32_t k = 0; k < 4 && o + k < o_n; k++) {
-                const int32_t v = requant(acc[k], p->multiplier[o + k], p->shift[o + k]);
-                dst[o + k] = (int8_t)clamp_i32(v + p->output_offset, p->act_min, p->act_max);
+            if (p->fast) {
+                const int32_t zp2 = 1 + 2 * p->output_offset;
+                for (int32_t k = 0; k < 4 && o + k < o_n; k++)
+                    dst[o + k] = (int8_t)clamp_i32(requant_fast(acc[k], p->multiplier[o + k], p->shift[o + k], zp2),
+                                                   p->act_min, p->act_max);
+            } else {
+                for (int32_t k = 0; k < 4 && o + k < o_n; k++) {
+                    const int32_t v = requant(acc[k], p->multiplier[o + k], p->shift[o + k]);
+                    dst[o + k] = (int8_t)clamp_i32(v + p->output_offset, p->act_min, p->act_max);
+                }
             }
         }
         if (row != NULL)
