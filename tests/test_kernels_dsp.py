@@ -662,7 +662,7 @@ def test_pruned_channels_are_constants(tmp_path, monkeypatch, case, dead, wide):
     assert ("weights widened to int16 in the workspace" in code) == (wide == "arena")
     assert ("weights stored widened to int16 in flash" in code) == (wide == "flash")
     w = (tmp_path / "weights.c").read_text()
-    kbp = -(-case["k"] ** 2 * case["c"] // 8) * 8
+    kbp = case["k"] * -(-case["k"] * case["c"] // 4) * 4  # (kernel rows in whole words)
     name = "filter_wide" if wide == "flash" else "filter_packed"
     assert re.search(rf"{name}\[{2 * ((n_live + 1) // 2) * kbp}\]", w)  # the pruned rows are not there
 
@@ -810,7 +810,7 @@ def test_speed_weights_in_flash_match_reference(tmp_path, monkeypatch, case):
     code = (tmp_path / "speed" / "model.c").read_text()
     assert "weights stored widened to int16 in flash" in code and ".wpk = NULL," in code
     assert (".store2k = ec_gemm_store2k," in code) == _store2k(case)
-    kbp = -(-case["k"] ** 2 * case["c"] // 8) * 8
+    kbp = case["k"] * -(-case["k"] * case["c"] // 4) * 4  # (kernel rows in whole words)
     assert ("ec_gemm16_2x2," in code) == (kbp > 64)  # else the one-pass ec_gemm16_2x2_1
 
 

@@ -838,19 +838,23 @@ def gemm_layout(g: ir.Graph, node: ir.Node, blocked: bool, whole: bool = False) 
     live = gemm_live(g, node)
     oc = oc if live is None else len(live)
     nb = kh if blocked and kh > 1 else 1
-    kb = kh * kw * ic // nb
-    kbp = -(-kb // 8) * 8
+    kb = kh * -(-kw * ic // 4) * 4 // nb  # each kernel row in whole words (ec_kernels_gemm: kernel_row_bytes)
+    kbp = -(-kb // 4) * 4
     chunk = (oc + 1) // 2 if nb > 1 or whole else min((oc + 1) // 2, GEMM_CHUNK)
     work = (5 if ic % 4 else 4) * kbp + 16 * chunk + (0 if live is None else -(-2 * oc // 4) * 4)
     return GemmLayout(kb, kbp, nb, chunk, work)  # EC_GEMM_WORK_BYTES
 
 
 def pack_gemm_weights(w: np.ndarray, lay: GemmLayout) -> np.ndarray:
-    """OHWI int8 weights -> [pair][block][4-tap chunk][row of the pair][4 taps], zero padded."""
-    oc = w.shape[0]
+    """OHWI int8 weights -> [pair][block][4-tap chunk][row of the pair][4 taps], each kernel row's
+    kernel_w * in_c taps zero padded to whole words, each block to kbp."""
+    oc, kh = w.shape[0], w.shape[1]
+    seg = w.shape[2] * w.shape[3]
+    rows = np.zeros((oc, kh, -(-seg // 4) * 4), np.int8)
+    rows[:, :, :seg] = w.reshape(oc, kh, seg)
     pairs = (oc + 1) // 2
     a = np.zeros((2 * pairs, lay.nb, lay.kbp), np.int8)
-    a[:oc, :, :lay.kb] = w.reshape(oc, lay.nb, lay.kb)
+    a[:oc, :, :lay.kb] = rows.reshape(oc, lay.nb, lay.kb)
     a = a.reshape(pairs, 2, lay.nb, lay.kbp // 4, 4).transpose(0, 2, 3, 1, 4)
     return np.ascontiguousarray(a).reshape(-1)
 

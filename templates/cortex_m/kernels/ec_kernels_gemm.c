@@ -49,7 +49,7 @@ static inline int32_t gm_ssat8(int32_t x)
 
 /* The entry of both block products: the frame (col, acc, pairs left, entry address, passes, a
  * spare word), weights in r12, and the first pass's entry into the 16 chunks of CHUNK bytes at 3:
- * part way, so that the passes cover exactly 2 * k8 chunks (Duff's device). */
+ * part way, so that the passes cover exactly k4 chunks (Duff's device). */
 #define GM_BLOCK_ENTRY(NAME, CHUNK) \
     "    .section .text." NAME ",\"ax\",%progbits\n" \
     "    .global " NAME "\n" \
@@ -65,8 +65,7 @@ static inline int32_t gm_ssat8(int32_t x)
     "    str r2, [sp, #4]\n" \
     "    str r3, [sp, #8]\n" \
     "    mov r12, r0\n" \
-    "    ldr r4, [sp, #60]\n"      /* k8 */ \
-    "    lsl r4, r4, #1\n"         /* chunks */ \
+    "    ldr r4, [sp, #60]\n"      /* k4: chunks */ \
     "    add r5, r4, #15\n" \
     "    lsr r5, r5, #4\n" \
     "    str r5, [sp, #16]\n"      /* passes */ \
@@ -100,18 +99,18 @@ static inline int32_t gm_ssat8(int32_t x)
 /*
  * For each of `pairs` output-channel pairs: acc[0..3] (row 0 pixel 0, row 1 pixel 0, row 0
  * pixel 1, row 1 pixel 1; when `bias` is not NULL they start from the pair's two biases instead,
- * and bias += 2) += the dot products of the pair's k8 * 8 packed weights with the two
+ * and bias += 2) += the dot products of the pair's k4 * 8 packed weights with the two
  * pixels in `col`; then acc += 4 and w skips `wskip` bytes (the pair's other blocks).
  */
 #if defined(__ARM_FEATURE_DSP) && defined(__thumb2__) && defined(__GNUC__)
-void ec_gemm_2x2(const int8_t *w, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k8, int32_t wskip,
+void ec_gemm_2x2(const int8_t *w, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k4, int32_t wskip,
                  const int32_t *bias);
 /* r0-r3 accumulators, r4-r7 four words of col (both pixels, 4 taps), r8/r9 four weights of each
  * row, r10 the even or odd halves of a row, r11 col, r12 weights, lr the pass counter.
  * One chunk: 4 taps of both rows and both pixels (16 MACs, 14 instructions of 4 bytes each).
  * The loop runs 16 chunks a pass; the first pass enters part way (Duff's device), so a pair of
  * output channels costs 2 loop instructions per 64 taps.  Stack: col, acc, pairs left, entry
- * address, passes; then the saved registers, then the arguments k8, wskip and bias. */
+ * address, passes; then the saved registers, then the arguments k4, wskip and bias. */
 #define GM_MAC_CHUNK \
     "    ldm r11!, {r4-r7}\n" \
     "    ldrd r8, r9, [r12], #8\n" \
@@ -161,7 +160,7 @@ __asm__(
     GM_BLOCK_EXIT("ec_gemm_2x2"));
 #else
 /* The same arithmetic in plain C (host builds): SMLAD's wrap-around sums included. */
-static void ec_gemm_2x2(const int8_t *w, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k8, int32_t wskip,
+static void ec_gemm_2x2(const int8_t *w, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k4, int32_t wskip,
                         const int32_t *bias)
 {
     for (; pairs > 0; pairs--) {
@@ -172,7 +171,7 @@ static void ec_gemm_2x2(const int8_t *w, const uint32_t *col, int32_t *acc, int3
             bias += 2;
         }
         const uint32_t *x = col;
-        for (int32_t k = 0; k < 2 * k8; k++) {
+        for (int32_t k = 0; k < k4; k++) {
             /* col, per pixel: word 0 = taps (0, 2), word 1 = taps (1, 3) as int16 pairs */
             for (int px = 0; px < 2; px++) {
                 const int32_t t0 = (int16_t)(x[2 * px] & 0xffffu), t2 = (int16_t)(x[2 * px] >> 16);
@@ -203,7 +202,7 @@ static void ec_gemm_2x2(const int8_t *w, const uint32_t *col, int32_t *acc, int3
 #if defined(__ARM_FEATURE_DSP) && defined(__thumb2__) && defined(__GNUC__)
 /* r0-r3 accumulators, r4-r7 four words of col, r8-r10 and lr four words of weights, r11 col, r12
  * weights.  One chunk: 10 instructions of 4 bytes.  Stack: col, acc, pairs left, entry address,
- * passes, passes left; then the saved registers, then the arguments k8 and bias. */
+ * passes, passes left; then the saved registers, then the arguments k4 and bias. */
 #define GM16_MAC_CHUNK \
     "    ldm r11!, {r4-r7}\n" \
     "    ldm r12!, {r8-r10, lr}\n" \
@@ -247,17 +246,17 @@ __asm__(GM16_BODY("ec_gemm16_2x2",
                   "    subs r4, r4, #1\n"
                   "    str r4, [sp, #20]\n"
                   "    bne 3b\n"));
-/* k8 <= 8 (at most 64 taps: one pass), without the pass count: 6 instructions fewer a pair */
+/* k4 <= 16 (at most 64 taps: one pass), without the pass count: 6 instructions fewer a pair */
 __asm__(GM16_BODY("ec_gemm16_2x2_1", "", ""));
 #else
 /* The same arithmetic in plain C (host builds). */
-void ec_gemm16_2x2(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k8,
+void ec_gemm16_2x2(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k4,
                    const int32_t *bias)
 {
     for (; pairs > 0; pairs--, bias += 2, acc += 4) {
         uint32_t a[4] = {(uint32_t)bias[0], (uint32_t)bias[1], (uint32_t)bias[0], (uint32_t)bias[1]};
         const uint32_t *x = col;
-        for (int32_t k = 0; k < 2 * k8; k++, x += 4, w16 += 4) {
+        for (int32_t k = 0; k < k4; k++, x += 4, w16 += 4) {
             for (int i = 0; i < 4; i++) { /* i: pixel (i >> 1), row (i & 1) */
                 const uint32_t *xp = x + 2 * (i >> 1), *wr = w16 + 2 * (i & 1);
                 int32_t s = 0;
@@ -272,10 +271,10 @@ void ec_gemm16_2x2(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32
     }
 }
 
-void ec_gemm16_2x2_1(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k8,
+void ec_gemm16_2x2_1(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k4,
                      const int32_t *bias)
 {
-    ec_gemm16_2x2(w16, col, acc, pairs, k8, bias);
+    ec_gemm16_2x2(w16, col, acc, pairs, k4, bias);
 }
 #endif
 
@@ -396,29 +395,34 @@ GM_INLINE void copy_bytes(int8_t *d, const int8_t *s, int32_t n)
         d[i] = s[i];
 }
 
+/* The bytes a kernel row takes in col: kernel_w * in_c rounded up to whole words (the generator
+ * packs each row's weights so, with zero weights after a row's taps). */
+GM_INLINE int32_t kernel_row_bytes(const ec_conv_params_t *p)
+{
+    return (p->kernel_w * p->in_c + 3) & ~3;
+}
+
 /* Block `blk` of the kernel window of the output pixel whose first input tap is (iy0, ix0) into
  * col (this pixel's slots); padded taps are the input zero point, padding to kbp is zero. */
 static GM_COL void col_pixel(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int8_t *in_b,
                              int32_t iy0, int32_t ix0, int32_t blk, uint32_t *col, int8_t *tmp)
 {
     const int32_t in_c = p->in_c;
-    const int32_t seg = p->kernel_w * in_c;
+    const int32_t seg = p->kernel_w * in_c, kseg = kernel_row_bytes(p);
     const int32_t ky0 = g->nb == 1 ? 0 : blk;
     const int32_t ky1 = g->nb == 1 ? p->kernel_h : blk + 1;
     const int zp = (int8_t)(-p->input_offset);
-    const int direct = (seg & 3) == 0;
     int32_t kx0, kx1;
     ec_tap_range(ix0, 1, p->kernel_w, p->in_w, &kx0, &kx1);
-    int8_t *t = tmp;
     uint32_t *c = col;
     for (int32_t ky = ky0; ky < ky1; ky++) {
         const int32_t iy = iy0 + ky;
         const int row_ok = iy >= 0 && iy < p->in_h;
-        if (direct && row_ok && kx0 == 0 && kx1 == p->kernel_w) {
+        if (row_ok && kx0 == 0 && kx1 == p->kernel_w && kseg == seg) {
             c = expand(in_b + (iy * p->in_w + ix0) * in_c, seg, c);
             continue;
         }
-        if (direct && (in_c & 3) == 0) {
+        if ((in_c & 3) == 0) {
             /* whole words per tap: the padded taps are zero-point words, no gather */
             const uint32_t zw = EC_SXTB16((uint32_t)(uint8_t)zp * 0x01010101u);
             for (int32_t kx = 0; kx < p->kernel_w; kx++) {
@@ -434,65 +438,37 @@ static GM_COL void col_pixel(const ec_conv_params_t *p, const ec_gemm_params_t *
             }
             continue;
         }
-        /* a few bytes (in_c 1 or 3: the first layer): byte loops, cheaper than library calls */
+        /* a few bytes (in_c 1 to 3: first layers): byte loops into tmp, cheaper than library calls,
+         * then the row's padding to whole words (zero weights) */
         if (!row_ok || kx1 <= kx0) {
-            fill_bytes(t, zp, seg);
+            fill_bytes(tmp, zp, seg);
         } else {
-            fill_bytes(t, zp, kx0 * in_c);
-            copy_bytes(t + kx0 * in_c, in_b + (iy * p->in_w + ix0 + kx0) * in_c, (kx1 - kx0) * in_c);
-            fill_bytes(t + kx1 * in_c, zp, (p->kernel_w - kx1) * in_c);
+            fill_bytes(tmp, zp, kx0 * in_c);
+            copy_bytes(tmp + kx0 * in_c, in_b + (iy * p->in_w + ix0 + kx0) * in_c, (kx1 - kx0) * in_c);
+            fill_bytes(tmp + kx1 * in_c, zp, (p->kernel_w - kx1) * in_c);
         }
-        if (direct)
-            c = expand(t, seg, c);
-        else
-            t += seg;
+        fill_bytes(tmp + seg, 0, kseg - seg);
+        c = expand(tmp, kseg, c);
     }
-    if (!direct) {
-        fill_bytes(t, 0, g->kbp - g->kb);
-        expand(tmp, g->kbp, col);
-    } else {
-        for (int32_t i = g->kb; i < g->kbp; i += 4) {
-            c[0] = 0;
-            c[1] = 0;
-            c += 4;
-        }
+    for (int32_t i = g->kb; i < g->kbp; i += 4) {
+        c[0] = 0;
+        c[1] = 0;
+        c += 4;
     }
 }
 
-/* The same for taps not in whole words (in_c 3: the first layer): the rows gathered into tmp a word
- * at a time, zero padded to kbp, then expanded two words a pass. */
-static GM_COL void col_gather_inside(const int8_t *src, int32_t stride, int32_t rows, int32_t seg, int32_t kbp,
-                                     int8_t *tmp, uint32_t *c)
-{
-    int8_t *t = tmp;
-    for (int32_t r = 0; r < rows; r++, src += stride) {
-        int32_t i = 0;
-        for (; i + 4 <= seg; i += 4) {
-            const uint32_t v = ec_load32(src + i);
-            memcpy(t + i, &v, 4);
-        }
-        for (; i < seg; i++)
-            t[i] = src[i];
-        t += seg;
-    }
-    for (int8_t *end = tmp + kbp; t < end; t++)
-        *t = 0;
-    expand2(tmp, kbp, c);
-}
-
-/* Block `blk` of a pixel's kernel window into col: col_inside when it lies inside the input. */
+/* Block `blk` of a pixel's kernel window into col: col_inside when it lies inside the input (rows
+ * of kernel_row_bytes: a row whose taps end inside a word reads the next bytes of the input with
+ * it, multiplied by zero weights, so the last row must not end within 3 bytes of the input). */
 static GM_NOINLINE void col_window(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int8_t *in_b, int32_t iy0,
                           int32_t ix0, int32_t blk, uint32_t *col, int8_t *tmp)
 {
     const int32_t ky0 = g->nb == 1 ? 0 : blk, ky1 = g->nb == 1 ? p->kernel_h : blk + 1;
-    const int32_t seg = p->kernel_w * p->in_c;
-    const int inside = iy0 + ky0 >= 0 && iy0 + ky1 <= p->in_h && ix0 >= 0 && ix0 + p->kernel_w <= p->in_w;
-    if (inside && (seg & 3) == 0)
-        col_inside(in_b + ((iy0 + ky0) * p->in_w + ix0) * p->in_c, p->in_w * p->in_c, ky1 - ky0, seg,
-                   (g->kbp - g->kb) >> 2, col);
-    else if (inside && (p->in_c & 3) != 0)
-        col_gather_inside(in_b + ((iy0 + ky0) * p->in_w + ix0) * p->in_c, p->in_w * p->in_c, ky1 - ky0, seg,
-                          g->kbp, tmp, col);
+    const int32_t kseg = kernel_row_bytes(p), row = p->in_w * p->in_c;
+    const int inside = iy0 + ky0 >= 0 && iy0 + ky1 <= p->in_h && ix0 >= 0 && ix0 + p->kernel_w <= p->in_w &&
+                       (iy0 + ky1 - 1) * row + ix0 * p->in_c + kseg <= p->in_h * row;
+    if (inside)
+        col_inside(in_b + (iy0 + ky0) * row + ix0 * p->in_c, row, ky1 - ky0, kseg, (g->kbp - g->kb) >> 2, col);
     else
         col_pixel(p, g, in_b, iy0, ix0, blk, col, tmp);
 }
@@ -869,17 +845,17 @@ GM_INLINE int pointwise_ok(const ec_conv_params_t *p, const ec_gemm_params_t *g,
 static GM_NOINLINE int32_t pointwise_pairs(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int8_t *in_b,
                                            int8_t *out_b, uint32_t *col, int32_t *acc, int32_t pairs, int8_t *row)
 {
-    const int32_t in_c = p->in_c, oc_n = p->out_c, k8 = g->kbp >> 3, n_pix = p->out_h * p->out_w;
+    const int32_t in_c = p->in_c, oc_n = p->out_c, k4 = g->kbp >> 2, n_pix = p->out_h * p->out_w;
     const int32_t run = row != NULL ? p->out_w : n_pix, n2 = run & ~1; /* pixels a run; in pairs */
     for (int32_t r0 = 0; r0 < n_pix; r0 += run) {
         const int8_t *x = in_b + r0 * in_c;
         int8_t *d = row != NULL ? row : out_b + r0 * oc_n;
         for (int32_t i = 0; i < n2; i += 2, x += 2 * in_c, d += 2 * oc_n) {
-            ec_gemm_expand_pair(x, col, k8);
+            ec_gemm_expand_pair(x, col, k4 >> 1); /* (pointwise_ok: kbp = in_c, a multiple of 8) */
             if (g->wtile > 0)
-                g->gemm16(g->wbuf, col, acc, pairs, k8, g->bias);
+                g->gemm16(g->wbuf, col, acc, pairs, k4, g->bias);
             else
-                ec_gemm_2x2(g->wpk, col, acc, pairs, k8, 0, g->bias);
+                ec_gemm_2x2(g->wpk, col, acc, pairs, k4, 0, g->bias);
             if (g->fast)
                 store_fast(p, g, acc, d, d + oc_n, 0, oc_n);
             else
@@ -939,9 +915,9 @@ void ec_conv2d_s8_gemm(const ec_conv_params_t *p, const ec_gemm_params_t *g, con
                         const int32_t n = t1 - j0 < g->chunk ? t1 - j0 : g->chunk;
                         int32_t *a = g->nb == 1 ? acc : acc + 4 * j0;
                         if (g->wtile > 0)
-                            g->gemm16(g->wbuf + (j0 - t0) * g->kbp, col, a, n, g->kbp >> 3, bias + 2 * j0);
+                            g->gemm16(g->wbuf + (j0 - t0) * g->kbp, col, a, n, g->kbp >> 2, bias + 2 * j0);
                         else
-                            ec_gemm_2x2(wpk + (j0 * g->nb + blk) * wblk, col, a, n, g->kbp >> 3,
+                            ec_gemm_2x2(wpk + (j0 * g->nb + blk) * wblk, col, a, n, g->kbp >> 2,
                                         (g->nb - 1) * wblk, blk == 0 ? bias + 2 * j0 : NULL);
                         if (blk + 1 < g->nb)
                             continue;

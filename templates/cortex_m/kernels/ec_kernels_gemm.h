@@ -7,7 +7,8 @@
  *  - `wpk`: the filter re-packed at compile time: output channels in pairs, each pair's
  *    weights four at a time, [row 0: 4 bytes][row 1: 4 bytes], block by block (a block is the
  *    whole kernel window, or one kernel row when the layer has little RAM to spare), every
- *    block padded with zero weights to a multiple of 8 values;
+ *    block padded with zero weights to a multiple of 4 values (each kernel row first to whole
+ *    words: kernel_w * in_c rounded up to a multiple of 4);
  *  - `bias`: the folded bias, bias[oc] + input_offset * sum(filter[oc]), padded to an even
  *    count, so padded taps are the input zero point and raw int8 inputs multiply raw weights;
  *  - `work`: EC_GEMM_WORK_BYTES, 4-byte aligned, planned in the arena: two pixels' kernel
@@ -33,7 +34,7 @@ typedef struct ec_gemm_params ec_gemm_params_t;
 /* The outputs of a layer with a fused residual add (ec_gemm_store_residual). */
 /* The 2x2 block product on widened weights (ec_gemm16_2x2), reached through the layer's params
  * so that models whose layers all read int8 weights do not link it. */
-typedef void (*ec_gemm16_fn)(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k8,
+typedef void (*ec_gemm16_fn)(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k4,
                              const int32_t *bias);
 
 /* The requantizing store with per-channel constants (ec_gemm_store2k), through the params too. */
@@ -45,7 +46,7 @@ typedef void (*ec_gemm_residual_fn)(const ec_conv_params_t *p, const ec_gemm_par
 
 struct ec_gemm_params {
     int32_t kb;     /* values per block: kernel_h * kernel_w * in_c (nb 1) or kernel_w * in_c (nb kernel_h) */
-    int32_t kbp;    /* kb rounded up to a multiple of 8 */
+    int32_t kbp;    /* kb rounded up to a multiple of 4 */
     int32_t nb;     /* blocks per output pixel: 1 or kernel_h */
     int32_t chunk;  /* output-channel pairs per pass over a block (all of them when nb > 1) */
     int32_t fast;   /* 1: every shift in [-24, -1] (and the residual's too): the one-multiply requantization;
@@ -93,10 +94,10 @@ struct ec_gemm_params {
  * two table loads, a sum and the output's requantization. */
 void ec_gemm_add_tables(const ec_conv_params_t *p, const ec_gemm_params_t *g);
 
-void ec_gemm16_2x2(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k8,
+void ec_gemm16_2x2(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k4,
                    const int32_t *bias);
-/* The same for k8 <= 8 (one pass of the inner loop) */
-void ec_gemm16_2x2_1(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k8,
+/* The same for k4 <= 16 (one pass of the inner loop) */
+void ec_gemm16_2x2_1(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k4,
                      const int32_t *bias);
 
 /* Requantize the accumulators of one pixel pair (2 * channel_pairs channels, laid out as
