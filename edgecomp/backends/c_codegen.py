@@ -602,9 +602,9 @@ class _Gen:
                              f"{_shape(out.shape)}", where=f"node {node.name!r}")
         if node.attrs.get("residual"):
             raise UnsupportedError("residual add fused into fully_connected", where=f"node {node.name!r}")
+        self._const_tensor(node, 1, "filter", "int8_t" if s8 else "float")  # (clear errors first)
         dsp_bias = self._dsp_bias(node, self._q(node), w.shape[0], pad_to=-(-w.shape[0] // 4) * 4) if s8 else None
         if dsp_bias:
-            self._const_tensor(node, 1, "filter", "int8_t")
             wide = self.speed
             filt = self.const_array(self.ident_base, "filter_quads", pack_fc_weights(w.data, wide),
                                     "int16_t" if wide else "int8_t",

@@ -1298,14 +1298,7 @@ const int8_t *ec_fc_quad16(const int8_t *x, const int8_t *w, int32_t groups, int
     "    sxtb16 " RW ", " RW ", ror #8\n" \
     "    smlad " A ", r8, " RW ", " A "\n"
 #define FC_QUAD(NAME, BODY) \
-    "    .section .text." NAME ",\"ax\",%progbits\n" \
-    "    .global " NAME "\n" \
-    "    .type " NAME ", %function\n" \
-    "    .syntax unified\n" \
-    "    .thumb\n" \
-    "    .thumb_func\n" \
-    "    .p2align 2\n" \
-    NAME ":\n" \
+    EC_ASM_FUNC(NAME) \
     "    push {r3-r11, lr}\n" \
     "    ldm r3, {r4-r7}\n" \
     "1:\n" \
@@ -1319,8 +1312,7 @@ const int8_t *ec_fc_quad16(const int8_t *x, const int8_t *w, int32_t groups, int
     "    stm r3, {r4-r7}\n" \
     "    mov r0, r1\n" \
     "    pop {r3-r11, pc}\n" \
-    "    .size " NAME ", .-" NAME "\n" \
-    "    .text\n"
+    EC_ASM_END(NAME)
 __asm__(FC_QUAD("ec_fc_quad8",
                 "    ldm r1!, {r10, r11, r12, lr}\n"
                 FC_ROW8("r10", "r4") FC_ROW8("r11", "r5") FC_ROW8("r12", "r6") FC_ROW8("lr", "r7")));

@@ -51,14 +51,7 @@ static inline int32_t gm_ssat8(int32_t x)
  * spare word), weights in r12, and the first pass's entry into the 16 chunks of CHUNK bytes at 3:
  * part way, so that the passes cover exactly k4 chunks (Duff's device). */
 #define GM_BLOCK_ENTRY(NAME, CHUNK) \
-    "    .section .text." NAME ",\"ax\",%progbits\n" \
-    "    .global " NAME "\n" \
-    "    .type " NAME ", %function\n" \
-    "    .syntax unified\n" \
-    "    .thumb\n" \
-    "    .thumb_func\n" \
-    "    .p2align 2\n" \
-    NAME ":\n" \
+    EC_ASM_FUNC(NAME) \
     "    push {r4-r11, lr}\n" \
     "    sub sp, sp, #24\n" \
     "    str r1, [sp, #0]\n" \
@@ -92,8 +85,7 @@ static inline int32_t gm_ssat8(int32_t x)
     "    bne 1b\n" \
     "    add sp, sp, #24\n" \
     "    pop {r4-r11, pc}\n" \
-    "    .size " NAME ", .-" NAME "\n" \
-    "    .text\n"
+    EC_ASM_END(NAME)
 
 
 /*
@@ -337,14 +329,7 @@ static GM_HOT void col_inside(const int8_t *src, int32_t stride, int32_t rows, i
 void ec_gemm_expand_pair(const int8_t *s, uint32_t *col, int32_t n8);
 /* r0 pixel 0, r1 pixel 1, r2 col, r3 passes left; r4-r11 the words */
 __asm__(
-    "    .section .text.ec_gemm_expand_pair,\"ax\",%progbits\n"
-    "    .global ec_gemm_expand_pair\n"
-    "    .type ec_gemm_expand_pair, %function\n"
-    "    .syntax unified\n"
-    "    .thumb\n"
-    "    .thumb_func\n"
-    "    .p2align 2\n"
-    "ec_gemm_expand_pair:\n"
+    EC_ASM_FUNC("ec_gemm_expand_pair")
     "    push {r4-r11}\n"
     "    mov r3, r2\n"
     "    mov r2, r1\n"
@@ -366,8 +351,7 @@ __asm__(
     "    bne 1b\n"
     "    pop {r4-r11}\n"
     "    bx lr\n"
-    "    .size ec_gemm_expand_pair, .-ec_gemm_expand_pair\n"
-    "    .text\n");
+    EC_ASM_END("ec_gemm_expand_pair"));
 #else
 static void ec_gemm_expand_pair(const int8_t *s, uint32_t *col, int32_t n8)
 {
@@ -584,14 +568,7 @@ void ec_gemm_store2(const int32_t *acc, int8_t *d0, int8_t *d1, int32_t channel_
     "    lsl r11, r6, r7\n"                                                                           \
     "    rsb r10, r10, #0\n" GM_RQ_ONE(OFF0, "r1") GM_RQ_ONE(OFF1, "r2")
 __asm__(
-    "    .section .text.ec_gemm_store2,\"ax\",%progbits\n"
-    "    .global ec_gemm_store2\n"
-    "    .type ec_gemm_store2, %function\n"
-    "    .syntax unified\n"
-    "    .thumb\n"
-    "    .thumb_func\n"
-    "    .p2align 2\n"
-    "ec_gemm_store2:\n"
+    EC_ASM_FUNC("ec_gemm_store2")
     "    push {r4-r11, lr}\n"
     "    ldr r4, [sp, #36]\n"
     "    ldr r5, [sp, #40]\n"
@@ -603,21 +580,13 @@ __asm__(
     "    subs r3, r3, #1\n"
     "    bne 1b\n"
     "    pop {r4-r11, pc}\n"
-    "    .size ec_gemm_store2, .-ec_gemm_store2\n"
-    "    .text\n");
+    EC_ASM_END("ec_gemm_store2"));
 
 /* ec_gemm_store2k (see the header): one LDM a channel instead of five instructions. */
 #define GM_RQK_CHANNEL(OFF0, OFF1)                                                                   \
     "    ldm r4!, {r9, r10, r11}\n" GM_RQ_ONE(OFF0, "r1") GM_RQ_ONE(OFF1, "r2")
 __asm__(
-    "    .section .text.ec_gemm_store2k,\"ax\",%progbits\n"
-    "    .global ec_gemm_store2k\n"
-    "    .type ec_gemm_store2k, %function\n"
-    "    .syntax unified\n"
-    "    .thumb\n"
-    "    .thumb_func\n"
-    "    .p2align 2\n"
-    "ec_gemm_store2k:\n"
+    EC_ASM_FUNC("ec_gemm_store2k")
     "    push {r4-r11, lr}\n"
     "    ldr r4, [sp, #36]\n"
     "1:\n"
@@ -627,8 +596,7 @@ __asm__(
     "    subs r3, r3, #1\n"
     "    bne 1b\n"
     "    pop {r4-r11, pc}\n"
-    "    .size ec_gemm_store2k, .-ec_gemm_store2k\n"
-    "    .text\n");
+    EC_ASM_END("ec_gemm_store2k"));
 #else
 /* The assembly's arithmetic in C (host builds): h = k + SMMLAR(2a, M) - [a < 0], h >> s, saturated */
 void ec_gemm_store2k(const int32_t *acc, int8_t *d0, int8_t *d1, int32_t channel_pairs, const int32_t *rq)

@@ -50,4 +50,19 @@ static inline uint32_t ec_load32(const int8_t *p)
     return v;
 }
 
+/* The head and the tail of a function written in a top-level __asm__ block: Thumb-2, unified syntax,
+ * its own section (unused ones are dropped at link time). */
+#define EC_ASM_FUNC(NAME) \
+    "    .section .text." NAME ",\"ax\",%progbits\n" \
+    "    .global " NAME "\n" \
+    "    .type " NAME ", %function\n" \
+    "    .syntax unified\n" \
+    "    .thumb\n" \
+    "    .thumb_func\n" \
+    "    .p2align 2\n" \
+    NAME ":\n"
+#define EC_ASM_END(NAME) \
+    "    .size " NAME ", .-" NAME "\n" \
+    "    .text\n"
+
 #endif /* EC_SIMD_H */
