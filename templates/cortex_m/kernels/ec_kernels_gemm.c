@@ -849,7 +849,7 @@ void ec_conv2d_s8_gemm(const ec_conv_params_t *p, const ec_gemm_params_t *g, con
     const int32_t n_pix = p->out_h * out_w;
     uint32_t *col = (uint32_t *)work;
     int8_t *tmp = (int8_t *)(col + g->kbp);
-    int32_t *acc = (int32_t *)(tmp + (p->in_c % 4 ? g->kbp : 0)); /* no gather buffer: see col_pixel */
+    int32_t *acc = (int32_t *)(tmp + (p->in_c % 4 ? g->kbp : 0)); /* (the byte buffer: see col_pixel) */
     const int32_t wblk = 2 * g->kbp;
     const int rowwise = row != NULL && !g->direct;
     /* the output-channel pairs in tiles of wtile (widened weights; the generator uses several

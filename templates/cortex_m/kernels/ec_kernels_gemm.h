@@ -13,8 +13,8 @@
  *    count, so padded taps are the input zero point and raw int8 inputs multiply raw weights;
  *  - `work`: EC_GEMM_WORK_BYTES, 4-byte aligned, planned in the arena: two pixels' kernel
  *    windows sign-extended to int16 pairs (the layout SMLAD reads: one 4-word load per 4 taps
- *    of both pixels), a gather buffer (only when in_c is not a multiple of 4), the
- *    accumulators, and with n_live the computed outputs of two pixels before they are scattered.
+ *    of both pixels), a byte buffer for a bordered kernel row (only when in_c is not a
+ *    multiple of 4), the accumulators, and with n_live the computed outputs of two pixels before they are scattered.
  *
  * Two output pixels times two output channels per pass of the inner loop; on Cortex-M4/M7 the
  * inner loop is assembly (LDM, LDRD, SXTB16, SMLAD: 14 instructions per 16 MACs; 10 when the
@@ -45,7 +45,8 @@ typedef void (*ec_gemm_residual_fn)(const ec_conv_params_t *p, const ec_gemm_par
                                     int8_t *d0, int8_t *d1, const int8_t *s0, int32_t oc0, int32_t oc1);
 
 struct ec_gemm_params {
-    int32_t kb;     /* values per block: kernel_h * kernel_w * in_c (nb 1) or kernel_w * in_c (nb kernel_h) */
+    int32_t kb;     /* values per block: kernel_h (nb 1) or one (nb kernel_h) kernel rows of kernel_w * in_c
+                     * taps each, rounded up to whole words */
     int32_t kbp;    /* kb rounded up to a multiple of 4 */
     int32_t nb;     /* blocks per output pixel: 1 or kernel_h */
     int32_t chunk;  /* output-channel pairs per pass over a block (all of them when nb > 1) */
