@@ -483,7 +483,7 @@ class _Gen:
                 head.append(f"  {out.shape[3] - len(live)} of {out.shape[3]} output channels have only zero weights: "
                             "constants, not computed")
                 self.kernel_notes.append(f"{len(live)}/{out.shape[3]} channels")
-            gemm_fields = [("kb", str(lay.kb)), ("kbp", str(lay.kbp)), ("nb", str(lay.nb)), ("chunk", str(lay.chunk)),
+            gemm_fields = [("kbp", str(lay.kbp)), ("nb", str(lay.nb)), ("chunk", str(lay.chunk)),
                            ("fast", str(fast)), ("direct", str(direct)),
                            ("wpk", filt), ("bias", bias), ("row", "NULL" if direct else row),
                            ("skip", skip), ("work", f"(int32_t *)(arena.bytes + {ws_off})"),
@@ -505,7 +505,7 @@ class _Gen:
                 return self._row_fusion(node, x, out, head, conv_fields, gemm_fields)
             gid = self.ident(f"{node.name}_gemm")
             self._struct("ec_gemm_params_t", gid, gemm_fields, c_comment(f"{node.name}: matrix-product layout"))
-            head.append(f"  DSP matrix product (2x2 SMLAD blocks), {lay.nb} block(s) of {lay.kb} taps, "
+            head.append(f"  DSP matrix product (2x2 SMLAD blocks), {lay.nb} block(s) of {lay.kbp} taps, "
                         f"{ws_bytes}-byte workspace at {ws_off}" + (", pixel by pixel in place" if direct else "")
                         + ("" if fast else ", reference requantization"))
             if lay.wflash:
@@ -805,8 +805,8 @@ GEMM_WIDE_TILE_CAP = 0  # tests: at most this many channel pairs per tile (0: no
 
 @dataclass
 class GemmLayout:
-    """How ec_kernels_gemm runs one convolution: nb blocks of kb taps, each padded to kbp."""
-    kb: int
+    """How ec_kernels_gemm runs one convolution: nb blocks of kbp taps (kernel rows padded to
+    whole words)."""
     kbp: int
     nb: int
     chunk: int  # output-channel pairs per pass
@@ -838,23 +838,22 @@ def gemm_layout(g: ir.Graph, node: ir.Node, blocked: bool, whole: bool = False) 
     live = gemm_live(g, node)
     oc = oc if live is None else len(live)
     nb = kh if blocked and kh > 1 else 1
-    kb = kh * -(-kw * ic // 4) * 4 // nb  # each kernel row in whole words (ec_kernels_gemm: kernel_row_bytes)
-    kbp = -(-kb // 4) * 4
+    kbp = kh * -(-kw * ic // 4) * 4 // nb  # each kernel row in whole words (ec_kernels_gemm: kernel_row_bytes)
     chunk = (oc + 1) // 2 if nb > 1 or whole else min((oc + 1) // 2, GEMM_CHUNK)
     work = (5 if ic % 4 else 4) * kbp + 16 * chunk + (0 if live is None else -(-2 * oc // 4) * 4)
-    return GemmLayout(kb, kbp, nb, chunk, work)  # EC_GEMM_WORK_BYTES
+    return GemmLayout(kbp, nb, chunk, work)  # EC_GEMM_WORK_BYTES
 
 
 def pack_gemm_weights(w: np.ndarray, lay: GemmLayout) -> np.ndarray:
     """OHWI int8 weights -> [pair][block][4-tap chunk][row of the pair][4 taps], each kernel row's
-    kernel_w * in_c taps zero padded to whole words, each block to kbp."""
+    kernel_w * in_c taps zero padded to whole words (blocks of kbp)."""
     oc, kh = w.shape[0], w.shape[1]
     seg = w.shape[2] * w.shape[3]
     rows = np.zeros((oc, kh, -(-seg // 4) * 4), np.int8)
     rows[:, :, :seg] = w.reshape(oc, kh, seg)
     pairs = (oc + 1) // 2
     a = np.zeros((2 * pairs, lay.nb, lay.kbp), np.int8)
-    a[:oc, :, :lay.kb] = rows.reshape(oc, lay.nb, lay.kb)
+    a[:oc] = rows.reshape(oc, lay.nb, lay.kbp)
     a = a.reshape(pairs, 2, lay.nb, lay.kbp // 4, 4).transpose(0, 2, 3, 1, 4)
     return np.ascontiguousarray(a).reshape(-1)
 

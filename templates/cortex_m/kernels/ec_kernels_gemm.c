@@ -313,18 +313,15 @@ GM_INLINE uint32_t *expand2(const int8_t *s, int32_t n, uint32_t *c)
 }
 
 /* A kernel window (or block) wholly inside the input, taps in whole words: `rows` runs of `seg`
- * bytes `stride` apart, then `padw` zero groups (padding to kbp). */
-static GM_HOT void col_inside(const int8_t *src, int32_t stride, int32_t rows, int32_t seg, int32_t padw,
-                              uint32_t *c)
+ * bytes `stride` apart. */
+static GM_HOT void col_inside(const int8_t *src, int32_t stride, int32_t rows, int32_t seg, uint32_t *c)
 {
     for (int32_t r = 0; r < rows; r++, src += stride)
         c = expand2(src, seg, c);
-    for (; padw > 0; padw--, c += 4)
-        c[0] = c[1] = 0;
 }
 
 /* Two adjacent pixels' windows of 8 * n8 bytes each (s, then s + 8 * n8: a 1x1 convolution's pixel
- * pair) into col, 8 taps of both pixels a pass. */
+ * pair) into col, 8 taps of both pixels a pass (expand of each pixel into its slots). */
 #if defined(__ARM_FEATURE_DSP) && defined(__thumb2__) && defined(__GNUC__)
 void ec_gemm_expand_pair(const int8_t *s, uint32_t *col, int32_t n8);
 /* r0 pixel 0, r1 pixel 1, r2 col, r3 passes left; r4-r11 the words */
@@ -355,14 +352,8 @@ __asm__(
 #else
 static void ec_gemm_expand_pair(const int8_t *s, uint32_t *col, int32_t n8)
 {
-    const int8_t *s1 = s + 8 * n8;
-    for (int32_t i = 0; i < 8 * n8; i += 4, col += 4) {
-        const uint32_t v = ec_load32(s + i), u = ec_load32(s1 + i);
-        col[0] = EC_SXTB16(v);
-        col[1] = EC_SXTB16_ROR8(v);
-        col[2] = EC_SXTB16(u);
-        col[3] = EC_SXTB16_ROR8(u);
-    }
+    expand(s, 8 * n8, col);
+    expand(s + 8 * n8, 8 * n8, col + 2);
 }
 #endif
 
@@ -387,7 +378,8 @@ GM_INLINE int32_t kernel_row_bytes(const ec_conv_params_t *p)
 }
 
 /* Block `blk` of the kernel window of the output pixel whose first input tap is (iy0, ix0) into
- * col (this pixel's slots); padded taps are the input zero point, padding to kbp is zero. */
+ * col (this pixel's slots); padded taps are the input zero point, a row's padding to whole words
+ * is zero. */
 static GM_COL void col_pixel(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int8_t *in_b,
                              int32_t iy0, int32_t ix0, int32_t blk, uint32_t *col, int8_t *tmp)
 {
@@ -434,11 +426,6 @@ static GM_COL void col_pixel(const ec_conv_params_t *p, const ec_gemm_params_t *
         fill_bytes(tmp + seg, 0, kseg - seg);
         c = expand(tmp, kseg, c);
     }
-    for (int32_t i = g->kb; i < g->kbp; i += 4) {
-        c[0] = 0;
-        c[1] = 0;
-        c += 4;
-    }
 }
 
 /* Block `blk` of a pixel's kernel window into col: col_inside when it lies inside the input (rows
@@ -452,7 +439,7 @@ static GM_NOINLINE void col_window(const ec_conv_params_t *p, const ec_gemm_para
     const int inside = iy0 + ky0 >= 0 && iy0 + ky1 <= p->in_h && ix0 >= 0 && ix0 + p->kernel_w <= p->in_w &&
                        (iy0 + ky1 - 1) * row + ix0 * p->in_c + kseg <= p->in_h * row;
     if (inside)
-        col_inside(in_b + (iy0 + ky0) * row + ix0 * p->in_c, row, ky1 - ky0, kseg, (g->kbp - g->kb) >> 2, col);
+        col_inside(in_b + (iy0 + ky0) * row + ix0 * p->in_c, row, ky1 - ky0, kseg, col);
     else
         col_pixel(p, g, in_b, iy0, ix0, blk, col, tmp);
 }

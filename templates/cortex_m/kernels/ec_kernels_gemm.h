@@ -7,8 +7,8 @@
  *  - `wpk`: the filter re-packed at compile time: output channels in pairs, each pair's
  *    weights four at a time, [row 0: 4 bytes][row 1: 4 bytes], block by block (a block is the
  *    whole kernel window, or one kernel row when the layer has little RAM to spare), every
- *    block padded with zero weights to a multiple of 4 values (each kernel row first to whole
- *    words: kernel_w * in_c rounded up to a multiple of 4);
+ *    kernel row padded with zero weights to whole words (kernel_w * in_c rounded up to a
+ *    multiple of 4);
  *  - `bias`: the folded bias, bias[oc] + input_offset * sum(filter[oc]), padded to an even
  *    count, so padded taps are the input zero point and raw int8 inputs multiply raw weights;
  *  - `work`: EC_GEMM_WORK_BYTES, 4-byte aligned, planned in the arena: two pixels' kernel
@@ -45,9 +45,8 @@ typedef void (*ec_gemm_residual_fn)(const ec_conv_params_t *p, const ec_gemm_par
                                     int8_t *d0, int8_t *d1, const int8_t *s0, int32_t oc0, int32_t oc1);
 
 struct ec_gemm_params {
-    int32_t kb;     /* values per block: kernel_h (nb 1) or one (nb kernel_h) kernel rows of kernel_w * in_c
-                     * taps each, rounded up to whole words */
-    int32_t kbp;    /* kb rounded up to a multiple of 4 */
+    int32_t kbp;    /* values per block: kernel_h (nb 1) or one (nb kernel_h) kernel rows of kernel_w * in_c
+                     * taps each, rounded up to whole words (a multiple of 4) */
     int32_t nb;     /* blocks per output pixel: 1 or kernel_h */
     int32_t chunk;  /* output-channel pairs per pass over a block (all of them when nb > 1) */
     int32_t fast;   /* 1: every shift in [-24, -1] (and the residual's too): the one-multiply requantization;
