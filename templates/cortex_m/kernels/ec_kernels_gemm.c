@@ -770,6 +770,16 @@ void ec_gemm_store_residual_any(const ec_conv_params_t *p, const ec_gemm_params_
 
 /* ---- the layer ------------------------------------------------------------------- */
 
+/* The outputs of one pixel pair (d1 NULL: one pixel) without a residual add */
+GM_INLINE void store_pixels(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int32_t *acc, int8_t *d0,
+                            int8_t *d1, int32_t oc0, int32_t oc1)
+{
+    if (g->fast && d1 != NULL)
+        store_fast(p, g, acc, d0, d1, oc0, oc1);
+    else
+        store_general(p, g, acc, d0, d1, oc0, oc1);
+}
+
 /* Computed channels [oc0, oc1) of one or two pixels to their places (n_live > 0). */
 static GM_NOINLINE void scatter(const uint16_t *map, const int8_t *e0, const int8_t *e1, int8_t *d0, int8_t *d1,
                                 int32_t oc0, int32_t oc1)
@@ -811,10 +821,7 @@ static GM_NOINLINE int32_t pointwise_pairs(const ec_conv_params_t *p, const ec_g
                 g->gemm16(g->wbuf, col, acc, pairs, k4, g->bias);
             else
                 ec_gemm_2x2(g->wpk, col, acc, pairs, k4, 0, g->bias);
-            if (g->fast)
-                store_fast(p, g, acc, d, d + oc_n, 0, oc_n);
-            else
-                store_general(p, g, acc, d, d + oc_n, 0, oc_n);
+            store_pixels(p, g, acc, d, d + oc_n, 0, oc_n);
         }
         if (row != NULL)
             memcpy(out_b + r0 * oc_n, row, (size_t)(run * oc_n));
@@ -882,10 +889,8 @@ void ec_conv2d_s8_gemm(const ec_conv_params_t *p, const ec_gemm_params_t *g, con
                         int8_t *e1 = g->n_live > 0 && d1 != NULL ? e0 + n_oc : d1;
                         if (s0 != NULL)
                             g->residual_store(p, g, a, d0, d1, s0, oc0, oc1);
-                        else if (g->fast && d1 != NULL)
-                            store_fast(p, g, a, e0, e1, oc0, oc1);
                         else
-                            store_general(p, g, a, e0, e1, oc0, oc1);
+                            store_pixels(p, g, a, e0, e1, oc0, oc1);
                         if (g->n_live > 0) {
                             if (oc0 == 0) { /* the constant channels first (the windows are read: in place is safe) */
                                 memcpy(d0, g->dead_row, (size_t)oc_n);
