@@ -1143,7 +1143,7 @@ def plan_with_gemm(g: ir.Graph, dsp: bool, fusions: bool = True, speed: bool = F
         if t.arena_bytes <= max(plan.arena_bytes, limit):
             lays[name], plan = tab, t
     plan = _dw_apart(g, plan, dw_apart, lambda apart: _plan(g, lays, fused, apart))
-    if speed:  # the same plan: no buffer in the arena
+    if speed:  # the weights widened in flash: no buffer in the arena, the plan stays
         for name, lay in lays.items():
             if lay.nb == 1:
                 pairs = (g.tensors[nodes[name].outputs[0]].shape[3] + 1) // 2

@@ -1335,10 +1335,9 @@ static const int8_t *fc_quad(const int8_t *x, const int8_t *w, int32_t groups, i
         for (int32_t r = 0; r < 4; r++, w += wide ? 8 : 4) {
             int32_t s = 0;
             for (int32_t t = 0; t < 4; t++) {
-                /* widened: the int16 of tap t at (t & 1) * 4 + (t >> 1) * 2 bytes */
-                const int32_t wt = wide ? (int16_t)((uint16_t)(uint8_t)w[(t & 1) * 4 + (t >> 1) * 2] |
-                                                    (uint16_t)((uint16_t)(uint8_t)w[(t & 1) * 4 + (t >> 1) * 2 + 1] << 8))
-                                        : w[t];
+                int16_t wt = w[t];
+                if (wide) /* the int16 of tap t (an int16_t array in weights.c): taps 0, 2, 1, 3 */
+                    memcpy(&wt, w + 2 * ((t & 1) * 2 + (t >> 1)), 2);
                 s += x[t] * wt;
             }
             acc[r] = (int32_t)((uint32_t)acc[r] + (uint32_t)s);
