@@ -82,10 +82,12 @@ def conv(h, w, c, oc, k, stride=1, pad=0, op="conv2d", mult=1, actk="relu", resi
     return graph(ts, nodes, ["x"], [out])
 
 
-def fc(n_in, n_out, actk="relu6"):
-    x = act_t("x", (1, n_in), "int8", 0.05, -7)
+def fc(n_in, n_out, actk="relu6", batches=0):
+    """A fully connected layer; with `batches`, on that many rows at once (input (1, batches, n_in))."""
+    lead = (1, batches) if batches else (1,)
+    x = act_t("x", lead + (n_in,), "int8", 0.05, -7)
     w = weights("w", (n_out, n_in), "int8")
-    y = act_t("y", (1, n_out), "int8", 0.2, -1)
+    y = act_t("y", lead + (n_out,), "int8", 0.2, -1)
     return graph([x, w, bias("b", n_out, "int8"), y],
                  [ir.Node("fc", "fully_connected", ["x", "w", "b"], ["y"], {"act": act(actk, y)})], ["x"], ["y"])
 
@@ -834,17 +836,8 @@ def test_optimize_option_is_checked(tmp_path):
 
 # ---- fully connected: output rows in quads -------------------------------------------------------
 
-def fc_batched(batches, n_in, n_out, actk=None):
-    """A fully connected layer on `batches` rows at once (the input (1, batches, n_in))."""
-    x = act_t("x", (1, batches, n_in), "int8", 0.05, 9)
-    w = weights("w", (n_out, n_in), "int8")
-    y = act_t("y", (1, batches, n_out), "int8", 0.2, 4)
-    return graph([x, w, bias("b", n_out, "int8"), y],
-                 [ir.Node("fc", "fully_connected", ["x", "w", "b"], ["y"], {"act": act(actk, y)})], ["x"], ["y"])
-
-
 FC_CASES = [lambda: fc(23, 5), lambda: fc(64, 10, None), lambda: fc(3, 1, None), lambda: fc(128, 12),
-            lambda: fc_batched(3, 18, 7, "relu")]
+            lambda: fc(18, 7, "relu", batches=3)]
 
 
 @needs_gcc
