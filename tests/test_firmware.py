@@ -379,7 +379,7 @@ def test_model_names_that_cannot_go_into_c_are_refused(tmp_path):
 
 def test_firmware_errors_and_exit_status_reach_the_host(tmp_path):
     need("arm-none-eabi-gcc", "qemu-system-arm")
-    from edgecomp.backends.run import qemu_command, run_firmware
+    from edgecomp.backends.emulator import qemu_command, run_firmware
 
     target = load_target("cortex-m4")
     elf = build(tiny_bundle(tmp_path / "m4", "cortex-m4"), target).elf

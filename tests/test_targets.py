@@ -123,7 +123,7 @@ def _need_arm_tools():
 def test_systick_factor_matches_a_loop_of_known_length(name, tmp_path):
     _need_arm_tools()
     from edgecomp.backends.cortex_m import build, write_firmware
-    from edgecomp.backends.run import qemu_command
+    from edgecomp.backends.emulator import qemu_command
 
     target = load_target(name)
     write_firmware(tmp_path, target, "loop")
@@ -145,7 +145,7 @@ def test_timer_is_extended_past_the_24_bit_systick(tmp_path):
     """An inference longer than 2^24 SysTick ticks (671M instructions on mps2) still times right."""
     _need_arm_tools()
     from edgecomp.backends.cortex_m import build, write_firmware
-    from edgecomp.backends.run import qemu_command
+    from edgecomp.backends.emulator import qemu_command
 
     target = load_target("cortex-m4")
     write_firmware(tmp_path, target, "loop")

@@ -249,7 +249,7 @@ def measure_stack(bundle_dir: Path, target: Target, built: BuildResult, input_by
     the board's own compiler flags (same core, same code).  Returns None when
     there is no way to run it (no emulator for that core, or QEMU missing).
     """
-    from .run import run_firmware
+    from .emulator import run_firmware
 
     if built.host or target.is_host:
         exe, emu = built.elf, None
