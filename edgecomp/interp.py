@@ -262,8 +262,8 @@ def _node(graph: ir.Graph, node: ir.Node, env: dict[str, np.ndarray]) -> np.ndar
         if _is_int(out):
             q = res.get("q")
             if q is None:
-                from .passes.requantize import add_q, conv_out_quant
-                q = add_q(conv_out_quant(node), graph.tensors[res["tensor"]].quant, out.quant)
+                from .passes.requantize import residual_q
+                q = residual_q(graph, node)
             y = add_int8(y, skip, q, res.get("act"), out.dtype)
         else:
             y = _fclamp(y.astype(np.float64) + skip, res.get("act"))

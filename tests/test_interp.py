@@ -98,8 +98,8 @@ def test_input_errors_are_model_errors(resnet):
 
 
 def test_fuse_pass_output_runs_bit_exact(resnet, mlperf_dir):
-    """The graph passes.fuse hands the C backend runs here too, equal to TFLM."""
-    from edgecomp.passes.fuse import fuse_residual_adds as fuse_pass
+    """The graph passes.fuse_residual hands the C backend runs here too, equal to TFLM."""
+    from edgecomp.passes.fuse_residual import fuse_residual_adds as fuse_pass
     fused = requantize(fuse_pass(resnet))
     assert sum("residual" in n.attrs for n in fused.nodes) == 3
     x = _x(6, seed=4)

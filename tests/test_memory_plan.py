@@ -16,7 +16,7 @@ from hypothesis import given, settings, strategies as st
 
 from edgecomp import ir
 from edgecomp.frontends.tflite import load_tflite
-from edgecomp.passes.fuse import fuse_residual_adds
+from edgecomp.passes.fuse_residual import fuse_residual_adds
 from edgecomp.passes.memory_plan import MemoryPlan, plan_memory
 
 TFLM_ARENA = {"ad01_int8": 3984, "kws_ref_model": 24272, "pretrainedResnet_quant": 55984, "vww_96_int8": 103680}

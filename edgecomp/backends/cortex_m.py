@@ -174,12 +174,10 @@ def _nm_sizes(nm: str, objects: list[Path]) -> tuple[int, int]:
 
 def _model_sources(bundle_dir: Path) -> list[str]:
     """The generated model's C files (a user's own files, e.g. a UART driver, are not the model)."""
-    try:
-        from .c_codegen import GENERATED_FILES, GENERATED_FILES_S16
-        GENERATED_FILES = GENERATED_FILES + GENERATED_FILES_S16
-    except ImportError:  # pragma: no cover - the generator is part of the package
-        GENERATED_FILES = ()
-    generated = sorted(n for n in GENERATED_FILES if n.endswith(".c") and (bundle_dir / n).is_file())
+    from .c.generate import MODEL_FILES
+    from .c.kernels.catalogue import KERNEL_GROUPS
+    files = MODEL_FILES + KERNEL_GROUPS["reference"] + KERNEL_GROUPS["s16"]
+    generated = sorted(n for n in files if n.endswith(".c") and (bundle_dir / n).is_file())
     return generated or sorted(p.name for p in bundle_dir.glob("*.c") if p.name not in NOT_MODEL)
 
 
@@ -309,13 +307,17 @@ def _json_safe(options: dict) -> dict:
     return out
 
 
-def write_bundle(graph: ir.Graph, target: str | Target, out_dir: str | Path, options: dict | None = None) -> dict:
+def write_bundle(graph: ir.Graph, target: str | Target, out_dir: str | Path, options: dict | None = None, *,
+                 dump_ir: str | Path | None = None) -> dict:
     """Generate, build and measure a Cortex-M (or host) bundle in ``out_dir``; return its manifest.
+
+    ``dump_ir``: a folder for the graph after each of the C backend's passes (``--dump-ir``).
 
     Raises :class:`DoesNotFitError` (and leaves no bundle) when the model does not
     fit the target's flash or RAM.
     """
-    from . import c_codegen
+    from ..options import CodegenOptions
+    from .c import generate
 
     target = load_target(target)
     if target.kind not in ("cortex-m", "host"):
@@ -325,14 +327,11 @@ def write_bundle(graph: ir.Graph, target: str | Target, out_dir: str | Path, opt
     name = check_model_name(str(options.get("name") or graph.name or "model"))
     probe = bool(options.get("probe", True))
     options.setdefault("kernels", "auto")
-    dsp = c_codegen.kernels_choice(options["kernels"], target.dsp)
     options.setdefault("optimize", "balanced")
-    if options["optimize"] not in ("balanced", "speed"):
-        raise EdgecompError(f"unknown optimization goal {options['optimize']!r}", None,
-                            "use 'balanced' (the default) or 'speed'")
+    opts = CodegenOptions.for_target(target.dsp, options["kernels"], options["optimize"], probe=probe)
+    dsp = opts.dsp
     with atomic_dir(Path(out_dir)) as tmp:
-        info = c_codegen.generate(graph, tmp, name=name, probe=probe, dsp=dsp,
-                                  speed=options["optimize"] == "speed")
+        info = generate(graph, tmp, name=name, options=opts, dump=dump_ir)
         write_firmware(tmp, target, name, probe)
         with tempfile.TemporaryDirectory(prefix="edgecomp-build-") as bd:
             try:

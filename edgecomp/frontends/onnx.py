@@ -3,13 +3,12 @@
 Two steps:
 
 1. :func:`lower` translates ONNX node by node into float IR ops in NHWC layout
-   (weights transposed to TFLite layouts, batch-norm folded, Relu/Clip fused into
-   their producer).  ``QuantizeLinear``/``DequantizeLinear`` become IR
-   ``quantize``/``dequantize`` nodes; a ``DequantizeLinear`` of a constant becomes
-   a float constant that remembers its integer form.
-2. :func:`fold_qdq` rewrites every ``dequantize -> op -> quantize`` island into
-   one integer op, cancels back-to-back quantize/dequantize pairs and makes the
-   graph's inputs and outputs int8 (their quantization is in the manifest).
+   (weights transposed to TFLite layouts, batch-norm folded).  ``QuantizeLinear`` /
+   ``DequantizeLinear`` become IR ``quantize``/``dequantize`` nodes; a ``DequantizeLinear``
+   of a constant becomes a float constant that remembers its integer form.
+2. :data:`IMPORT_PASSES` (``edgecomp/passes``): activation fusion, QDQ folding into integer
+   ops, cancelling back-to-back quantize/dequantize pairs, int8 graph inputs and outputs
+   (their quantization is in the manifest).
 """
 from __future__ import annotations
 
@@ -24,6 +23,10 @@ from onnx import numpy_helper
 
 from .. import ir
 from ..errors import ModelError, UnsupportedError
+from ..passes import Pass, dump_graph, run_passes
+from ..passes.fuse_activations import fuse_activations
+from ..passes.graph_edit import remove_dead
+from ..passes.qdq import cancel_qdq, fold_qdq, int_boundaries
 
 MAX_ELEMENTS = 1 << 28  # refuse absurd declared shapes before allocating anything
 
@@ -230,8 +233,9 @@ def _value_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
     return out
 
 
-def lower(model: onnx.ModelProto, name: str | None = None) -> ir.Graph:
-    """Translate an ONNX graph (float or QDQ) into a float-op IR graph in NHWC."""
+def lower(model: onnx.ModelProto, name: str | None = None, *, fuse: bool = True) -> ir.Graph:
+    """Translate an ONNX graph (float or QDQ) into a float-op IR graph in NHWC (``fuse``: with
+    Relu/Clip folded into their producers, the first of IMPORT_PASSES)."""
     bad = [n for n in model.graph.node if n.op_type not in SUPPORTED or n.domain not in ("", "ai.onnx")]
     if bad:
         ops = sorted({n.op_type for n in bad})
@@ -282,7 +286,8 @@ def lower(model: onnx.ModelProto, name: str | None = None) -> ir.Graph:
     g.meta["onnx_inputs"] = [i for i in g.inputs]
     g.meta["onnx_outputs"] = [o.name for o in model.graph.output]
     try:
-        _fuse_activations(g)
+        if fuse:
+            fuse_activations(g)
         g.validate()
     except Exception as e:
         raise _malformed("graph", e) from None
@@ -642,305 +647,31 @@ def _lower_pool(c: _Ctx, n, a, x, xs, where):
     c.add_node(n.name, op, [x], [o], kernel=k, stride=s, pad=pad, act=(-math.inf, math.inf))
 
 
-FUSABLE = ("conv2d", "depthwise_conv2d", "fully_connected", "add", "max_pool2d", "avg_pool2d")
+#: The rewrites the ONNX frontend's output goes through before anything reads it (the canonical
+#: IR: activations fused, QDQ islands folded into integer ops, int8 graph inputs and outputs).
+IMPORT_PASSES = [
+    Pass("fuse_activations", fuse_activations, "Relu / Clip folded into the op before them"),
+    Pass("fold_qdq", fold_qdq, "dequantize -> op -> quantize islands become int8 / int16 ops"),
+    Pass("cancel_qdq", cancel_qdq, "quantize(dequantize(x)) dropped or made an int -> int requantize"),
+    Pass("fuse_int_activations", fuse_activations, "int16 clamps with their producer's quantization folded"),
+    Pass("int_boundaries", int_boundaries, "int8 graph inputs and outputs where only quantized"),
+    Pass("remove_dead", remove_dead, "nodes and tensors nothing reads"),
+]
 
 
-def _fuse_activations(g: ir.Graph) -> None:
-    """Fold float clamp nodes into the op that produces their input."""
-    changed = True
-    while changed:
-        changed = False
-        for n in list(g.nodes):
-            if n.op != "clamp":
-                continue
-            src = n.inputs[0]
-            p = g.producer(src)
-            if p is None or p.op not in FUSABLE or len(g.consumers(src)) != 1 or src in g.outputs:
-                continue
-            lo, hi = p.attrs["act"]
-            nlo, nhi = n.attrs["act"]
-            p.attrs["act"] = (max(lo, nlo), min(hi, nhi))
-            p.outputs = [n.outputs[0]]
-            g.nodes.remove(n)
-            del g.tensors[src]
-            changed = True
+def from_onnx(path: str | Path, name: str | None = None, *, dump: str | Path | None = None) -> ir.Graph:
+    """Load an ONNX file (float or QDQ int8/int16) and lower it to the canonical IR.
 
-
-# --------------------------------------------------------------------------- QDQ folding
-INT_OPS = ("conv2d", "depthwise_conv2d", "fully_connected", "add", "max_pool2d", "avg_pool2d",
-           "softmax", "reshape", "concat", "clamp")
-
-
-def _same_quant(a: ir.QuantParams | None, b: ir.QuantParams | None) -> bool:
-    return a is not None and b is not None and np.array_equal(a.scale, b.scale) and \
-        np.array_equal(a.zero_point, b.zero_point)
-
-
-#: Ops folded into int16 (16x8) integer ops; other int16 islands stay float (dequantize/quantize kept).
-INT16_OPS = ("conv2d", "depthwise_conv2d", "fully_connected", "max_pool2d", "add", "avg_pool2d", "reshape", "clamp",
-             "concat")
-
-
-def _int_act(act, quant: ir.QuantParams, dtype: str = "int8") -> tuple[int, int]:
-    lo, hi = act
-    if lo == -math.inf and hi == math.inf:
-        info = np.iinfo(ir.np_dtype(dtype))
-        return (int(info.min), int(info.max))
-    return ir.activation_range("clip", quant, dtype, None if lo == -math.inf else lo,
-                               None if hi == math.inf else hi)
-
-
-def _int16_island(g: ir.Graph, n: ir.Node, srcs: list[str], yq: str, qconst: dict) -> bool | None:
-    """None if the island is not int16; else whether the int16 kernels can run it (16x8)."""
-    dts = {g.tensors[yq].dtype} | {g.tensors[s].dtype for s in srcs if not g.tensors[s].is_const}
-    if "int16" not in dts:
-        return None
-    if dts != {"int16"} or n.op not in INT16_OPS:
-        return False
-    if len(n.inputs) > 1 and g.tensors[n.inputs[1]].is_const:  # weights int8 (16x8), bias int32
-        w = qconst.get(n.inputs[1])
-        if w is None or w[0].dtype != np.int8:
-            return False
-        if len(n.inputs) > 2 and n.inputs[2] in qconst and qconst[n.inputs[2]][0].dtype != np.int32:
-            return False
-    return True
-
-
-def fold_qdq(g: ir.Graph) -> ir.Graph:
-    """Rewrite dequantize -> float op -> quantize islands into integer ops (in place)."""
-    qconst = g.meta.get("qconst", {})
-    for n in list(g.nodes):
-        if n.op not in INT_OPS:
-            continue
-        cons = g.consumers(n.outputs[0])
-        if len(cons) != 1 or cons[0].op != "quantize" or n.outputs[0] in g.outputs:
-            continue
-        qnode = cons[0]
-        if n.op in ("conv2d", "depthwise_conv2d", "fully_connected") and len(n.inputs) > 1 \
-                and g.tensors[n.inputs[1]].is_const and n.inputs[1] not in qconst:
-            continue  # a layer left in float (mixed precision): its dequantize/quantize nodes stay
-        srcs = []
-        ok = True
-        for i in n.inputs:
-            t = g.tensors[i]
-            if t.is_const:
-                srcs.append(i)
-                continue
-            p = g.producer(i)
-            if p is None or p.op != "dequantize":
-                ok = False
-                break
-            srcs.append(p.inputs[0])
-        if not ok:
-            continue
-        yq = qnode.outputs[0]
-        yquant = g.tensors[yq].quant
-        ydtype = g.tensors[yq].dtype
-        if _int16_island(g, n, srcs, yq, qconst) is False:
-            continue  # int16 where the int16 kernels do not go: the float op stays between dequantize/quantize
-        if n.op == "softmax" and not (abs(float(yquant.scale[0]) - 1 / 256) < 1e-9 and int(yquant.zero_point[0]) == -128):
-            continue  # TFLM's int8 softmax needs scale 1/256, zp -128: keep it in float
-        requant_after = None
-        if n.op == "concat":
-            # concat moves int8 values without rescaling (TFLite's rule): requantize any input
-            # whose parameters differ from the output's first (an int8 -> int8 quantize node)
-            srcs = [s if _same_quant(g.tensors[s].quant, yquant) else _requantize_before(g, n, s, yquant)
-                    for s in srcs]
-        elif n.op == "avg_pool2d" and not _same_quant(g.tensors[srcs[0]].quant, yquant) and ydtype != "int16":
-            continue  # an average rounded at the input's scale then rescaled loses precision: stays float
-            # (the int16 kernel keeps 16 fraction bits of the mean and rescales once)
-        elif n.op in ("max_pool2d", "reshape", "clamp") and not _same_quant(g.tensors[srcs[0]].quant, yquant):
-            # single-input ops work in their input's quantization, then one requantize to the
-            # output's (before pooling it would clip values that the average still needs)
-            requant_after = yquant
-        new_inputs = []
-        for k, (orig, s) in enumerate(zip(n.inputs, srcs)):
-            t = g.tensors[orig]
-            if not t.is_const:
-                new_inputs.append(s)
-                continue
-            new_inputs.append(_int_const(g, n, k, orig, qconst, srcs))
-        n.inputs = new_inputs
-        old_out = n.outputs[0]
-        if requant_after is not None:
-            xquant = g.tensors[srcs[0]].quant
-            mid = f"{yq}_before_requant"
-            g.tensors[mid] = ir.Tensor(mid, g.tensors[yq].shape, ydtype,
-                                       ir.QuantParams(xquant.scale.copy(), xquant.zero_point.copy()))
-            n.outputs = [mid]
-            if "act" in n.attrs:
-                n.attrs["act"] = _int_act(n.attrs["act"], xquant, ydtype)
-            qnode.inputs = [mid]  # the quantize node stays: int8 -> int8 requantize
-        else:
-            n.outputs = [yq]
-            if "act" in n.attrs:
-                n.attrs["act"] = _int_act(n.attrs["act"], yquant, ydtype)
-            g.nodes.remove(qnode)
-        del g.tensors[old_out]
-    _remove_dead(g)
-    _cancel_qdq(g)
-    _fuse_int16_clamps(g)
-    _int_boundaries(g)
-    _remove_dead(g)
-    g.meta.pop("qconst", None)
-    g.validate()
-    return g
-
-
-def _requantize_before(g: ir.Graph, n: ir.Node, src: str, quant: ir.QuantParams) -> str:
-    """Insert ``quantize`` (int8 -> int8, TFLite's requantize) of ``src`` to ``quant`` before node ``n``."""
-    name = f"{src}_requant_{n.name}"
-    t = g.tensors[src]
-    g.tensors[name] = ir.Tensor(name, t.shape, t.dtype, ir.QuantParams(quant.scale.copy(), quant.zero_point.copy()))
-    g.nodes.insert(g.nodes.index(n), ir.Node(f"{n.name}_requant_{len(g.nodes)}", "quantize", [src], [name]))
-    return name
-
-
-def _int_const(g: ir.Graph, n: ir.Node, k: int, name: str, qconst: dict, srcs: list[str]) -> str:
-    """The integer form of constant input k of node n (weights int8, bias int32)."""
-    t = g.tensors[name]
-    if k == 1:  # weights
-        if name not in qconst:
-            raise UnsupportedError("float weights inside a quantized layer", where=f"node {n.name!r}",
-                                   fix="Quantize weights too (edgecomp compile --precision int8 does)")
-        q, s, z, axis = qconst[name]
-        if np.any(z != 0):
-            raise UnsupportedError("asymmetric int8 weights", where=f"node {n.name!r}",
-                                   fix="Quantize weights symmetrically (WeightSymmetric=True)")
-        qname = name.replace("_DequantizeLinear_Output", "") + "_q"
-        g.tensors[qname] = ir.Tensor(qname, q.shape, "int8", ir.QuantParams(s, z, axis), q.astype(np.int8))
-        return qname
-    # bias: int32 with scale s_in * s_w
-    x_quant = g.tensors[srcs[0]].quant
-    w_quant = g.tensors[n.inputs[1]].quant if n.inputs[1] in g.tensors else None
-    if name in qconst:
-        q, s, z, axis = qconst[name]
-        data = q.astype(np.int32)
-        quant = ir.QuantParams(s, z, axis)
-    else:
-        ws = w_quant.scale.astype(np.float64) if w_quant is not None else np.ones(1)
-        s = (float(x_quant.scale[0]) * ws).astype(np.float32)
-        data = np.round(t.data.astype(np.float64) / s.astype(np.float64)).astype(np.int64)
-        data = np.clip(data, -2**31, 2**31 - 1).astype(np.int32)
-        quant = ir.QuantParams(s, np.zeros_like(s, dtype=np.int32), 0 if s.size > 1 else None)
-    qname = name + "_q"
-    g.tensors[qname] = ir.Tensor(qname, data.shape, "int32", quant, data)
-    return qname
-
-
-def _replace_uses(g: ir.Graph, old: str, new: str) -> None:
-    for n in g.nodes:
-        n.inputs = [new if i == old else i for i in n.inputs]
-    g.outputs = [new if o == old else o for o in g.outputs]
-
-
-def _cancel_qdq(g: ir.Graph) -> None:
-    """quantize(dequantize(x)): drop it when the parameters agree, else requantize int8 -> int8."""
-    for q in list(g.nodes):
-        if q.op != "quantize":
-            continue
-        p = g.producer(q.inputs[0])
-        if p is None or p.op != "dequantize":
-            continue
-        x = p.inputs[0]
-        if g.tensors[x].dtype != g.tensors[q.outputs[0]].dtype:
-            continue  # int8 <-> int16: through float (dequantize, quantize)
-        if _same_quant(g.tensors[x].quant, g.tensors[q.outputs[0]].quant) and q.outputs[0] not in g.outputs:
-            _replace_uses(g, q.outputs[0], x)
-            g.nodes.remove(q)
-            del g.tensors[q.outputs[0]]
-        else:
-            q.inputs = [x]
-    _remove_dead(g)
-
-
-def _fuse_int16_clamps(g: ir.Graph) -> None:
-    """An int16 clamp (ORT keeps Relu/Clip as their own QDQ islands when activations are symmetric)
-    after an int16 layer with the same quantization: fold its range into the layer's ``act``."""
-    for n in list(g.nodes):
-        if n.op != "clamp" or g.tensors[n.outputs[0]].dtype != "int16":
-            continue
-        src = n.inputs[0]
-        p = g.producer(src)
-        if p is None or p.op not in INT16_OPS[:6] or len(g.consumers(src)) != 1 or src in g.outputs \
-                or not _same_quant(g.tensors[src].quant, g.tensors[n.outputs[0]].quant) \
-                or g.tensors[src].dtype != "int16":
-            continue
-        lo, hi = p.attrs["act"]
-        nlo, nhi = n.attrs["act"]
-        p.attrs["act"] = (max(lo, nlo), min(hi, nhi))
-        p.outputs = [n.outputs[0]]
-        g.nodes.remove(n)
-        del g.tensors[src]
-
-
-def _int_boundaries(g: ir.Graph) -> None:
-    """Make graph inputs/outputs int8 where they are only quantized/dequantized.
-
-    int16 models keep float inputs and outputs: their first layer is a float -> int16
-    quantize and their last an int16 -> float dequantize (the C API stays int8/float32)."""
-    new_inputs = []
-    for i in g.inputs:
-        cons = g.consumers(i)
-        if len(cons) == 1 and cons[0].op == "quantize" and i not in g.outputs \
-                and g.tensors[cons[0].outputs[0]].dtype == "int8":
-            q = cons[0]
-            g.nodes.remove(q)
-            del g.tensors[i]
-            _rename(g, q.outputs[0], i)
-            new_inputs.append(i)
-        else:
-            new_inputs.append(i)
-    g.inputs = new_inputs
-    new_outputs = []
-    for o in g.outputs:
-        p = g.producer(o)
-        if p is not None and p.op == "dequantize" and len(g.consumers(o)) == 0 \
-                and g.tensors[p.inputs[0]].dtype == "int8":
-            g.nodes.remove(p)
-            del g.tensors[o]
-            _rename(g, p.inputs[0], o)
-            new_outputs.append(o)
-        else:
-            new_outputs.append(o)
-    g.outputs = new_outputs
-
-
-def _rename(g: ir.Graph, old: str, new: str) -> None:
-    """Give tensor ``old`` the name ``new`` (graph inputs/outputs keep their ONNX names)."""
-    t = g.tensors.pop(old)
-    t.name = new
-    g.tensors[new] = t
-    for n in g.nodes:
-        n.inputs = [new if i == old else i for i in n.inputs]
-        n.outputs = [new if o == old else o for o in n.outputs]
-    g.outputs = [new if o == old else o for o in g.outputs]
-
-
-def _remove_dead(g: ir.Graph) -> None:
-    changed = True
-    while changed:
-        changed = False
-        used = set(g.outputs) | {i for n in g.nodes for i in n.inputs}
-        for n in list(g.nodes):
-            if not any(o in used for o in n.outputs):
-                g.nodes.remove(n)
-                changed = True
-        live = used | {o for n in g.nodes for o in n.outputs} | set(g.inputs)
-        for name in list(g.tensors):
-            if name not in live:
-                del g.tensors[name]
-
-
-def from_onnx(path: str | Path, name: str | None = None) -> ir.Graph:
-    """Load an ONNX file (float or QDQ int8) and lower it to the IR."""
+    ``dump``: a folder to write the graph into after lowering and after each of IMPORT_PASSES."""
     model = load_onnx(path)
-    g = lower(model, name or Path(path).stem)
-    if any(n.op in ("quantize", "dequantize") for n in g.nodes):
-        try:
-            fold_qdq(g)
-        except (ModelError, UnsupportedError):
-            raise
-        except Exception as e:
-            raise _malformed("quantized graph", e) from None
-    return g
+    g = lower(model, name or Path(path).stem, fuse=False)
+    if dump is not None:
+        dump_graph(g, Path(dump) / "00_onnx.txt", "onnx (lowered)")
+    quantized = any(n.op in ("quantize", "dequantize") for n in g.nodes)
+    passes = IMPORT_PASSES if quantized else IMPORT_PASSES[:1]
+    try:
+        return run_passes(g, passes, dump=dump, first_index=1)
+    except (ModelError, UnsupportedError):
+        raise
+    except Exception as e:
+        raise _malformed("quantized graph" if quantized else "graph", e) from None

@@ -124,17 +124,27 @@ def node_q(graph: ir.Graph, node: ir.Node) -> dict | None:
     return None
 
 
-def requantize(graph: ir.Graph) -> ir.Graph:
-    """Set ``node.attrs["q"]`` on every int8 node that needs integer multipliers; return graph.
+def residual_q(graph: ir.Graph, node: ir.Node) -> dict | None:
+    """The ``q`` of a residual add fused into an int8 conv (``attrs["residual"]``): TFLM's add with
+    input1 = the conv's own result (``conv_out_quant``), input2 = the skip tensor; None if none."""
+    res = node.attrs.get("residual")
+    if not res or graph.tensors[node.outputs[0]].dtype != "int8":
+        return None
+    own = conv_out_quant(node)
+    if own is None:
+        raise ModelError("fused residual add without the convolution's own output quantization",
+                         where=f"node {node.name!r}", fix="Fuse the add with edgecomp.passes.fuse_residual")
+    return add_q(own, _quant(graph, node, res["tensor"]), _quant(graph, node, node.outputs[0]))
 
-    A ``residual`` attribute (a fused add, see interp.py) gets its own ``q`` computed from
-    the conv's own output quantization (``conv_out_quant``), the skip tensor and the output.
-    """
+
+def requantize(graph: ir.Graph, ctx=None) -> ir.Graph:
+    """The requantization pass: set ``node.attrs["q"]`` on every integer node that needs integer
+    multipliers, and ``attrs["residual"]["q"]`` on every fused residual add; return the graph."""
     for node in graph.nodes:
         q = node_q(graph, node)
         if q is not None:
             node.attrs["q"] = q
-        res = node.attrs.get("residual")
-        if res and "conv_out_quant" in node.attrs and graph.tensors[node.outputs[0]].dtype == "int8":
-            res["q"] = add_q(conv_out_quant(node), _quant(graph, node, res["tensor"]), _quant(graph, node, node.outputs[0]))
+        rq = residual_q(graph, node)
+        if rq is not None:
+            node.attrs["residual"] = {**node.attrs["residual"], "q": rq}
     return graph

@@ -1,10 +1,8 @@
-"""int16 ("16x8") layers for the C generator: int16 activations (zero point 0), int8 weights.
+"""int16 ("16x8") layers: int16 activations (zero point 0), int8 weights, int64 sums.
 
-:mod:`edgecomp.backends.c_codegen` hands every layer that reads or writes an int16
-activation to :func:`layer_call`, which writes the parameter block and returns the call
-of a kernel from ``ec_kernels_s16.{h,c}`` (copied into the bundle only when the graph
-has int16 layers, see :func:`uses_s16`).  Parameter blocks are the int8 kernels'
-structs (``ec_conv_params_t``, ``ec_fc_params_t``, ``ec_pool_params_t``) with zero offsets.
+Their kernels are in ``ec_kernels_s16.{h,c}`` (copied into a bundle only when the graph has
+int16 layers).  Parameter blocks are the int8 kernels' structs (``ec_conv_params_t``,
+``ec_fc_params_t``, ``ec_pool_params_t``) with zero offsets.
 
 Requantization is per output channel ``(multiplier Q31, shift)`` from
 ``passes/requantize.py``; when every multiplier of a layer is exactly 2^30 (power-of-two
@@ -15,10 +13,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import ir
-from ..errors import ModelError, UnsupportedError
+from .... import ir
+from ....errors import ModelError, UnsupportedError
+from ....numerics import quantize_multiplier
+from ....sanitize import c_comment
+from ..kernels.catalogue import kernel
+from ..literals import c_float
 
-S16_FILES = ("ec_kernels_s16.h", "ec_kernels_s16.c")
+GROUPS = ("s16",)
 POW2_MULTIPLIER = 1 << 30
 INT16_MIN, INT16_MAX = -32768, 32767
 
@@ -58,7 +60,7 @@ def _check_s16(node: ir.Node, *tensors: ir.Tensor) -> None:
 
 def _requant_arrays(gen, node: ir.Node, n: int, head: list[str]) -> tuple[str, str]:
     """(multiplier array or NULL, shift array) of a weighted int16 layer."""
-    q = gen._q(node)
+    q = gen.q(node)
     if q.get("input_offset", 0) or q.get("output_offset", 0) or q.get("filter_offset", 0):
         raise UnsupportedError("int16 layer with a zero point", where=f"node {node.name!r}",
                                fix="Quantize int16 activations and int8 weights symmetrically")
@@ -75,7 +77,11 @@ def _requant_arrays(gen, node: ir.Node, n: int, head: list[str]) -> tuple[str, s
     return mi, si
 
 
-def _conv(gen, node, x, out, head, row) -> str:
+@kernel("ec_conv2d_s16", "conv2d", "int16", groups=GROUPS)
+@kernel("ec_depthwise_conv2d_s16", "depthwise_conv2d", "int16", groups=GROUPS)
+def emit_conv(gen, L, k) -> str:
+    """A 16x8 convolution: int16 activations, int8 weights, int64 sums."""
+    node, x, out, head, row = L.node, L.x, L.out, L.head, L.row
     a = node.attrs
     g = gen.g
     if a.get("residual"):
@@ -93,8 +99,8 @@ def _conv(gen, node, x, out, head, row) -> str:
     sh, sw = a.get("stride", (1, 1))
     dh, dwl = a.get("dilation", (1, 1))
     pt, pl, pb, pr = a.get("pad", (0, 0, 0, 0))
-    filt = gen._const(node, 1, "filter", "int8_t")
-    bias = gen._const(node, 2, "bias", "int32_t") or "NULL"
+    filt = gen.const(node, 1, "filter", "int8_t")
+    bias = gen.const(node, 2, "bias", "int32_t") or "NULL"
     lo, hi = _act(node)
     head.append(f"  kernel {kh}x{kw}, stride {sh}x{sw}, dilation {dh}x{dwl}, pad t{pt} l{pl} b{pb} r{pr}"
                 + (f", depth multiplier {mult}" if dw else "") + f", act [{lo}, {hi}] (int16 x int8, int64 sums)")
@@ -106,13 +112,15 @@ def _conv(gen, node, x, out, head, row) -> str:
               ("depth_multiplier", mult), ("input_offset", 0), ("filter_offset", 0), ("output_offset", 0),
               ("act_min", lo), ("act_max", hi), ("act_min_f", "0.0f"), ("act_max_f", "0.0f"),
               ("multiplier", mi), ("shift", si), ("residual", "NULL")]
-    gen._struct("ec_conv_params_t", gen.ident_base, [(k, str(v)) for k, v in fields],
-                _comment(f"{node.name}: {node.op} int16"))
-    k = "ec_depthwise_conv2d_s16" if dw else "ec_conv2d_s16"
-    return f"{k}(&{gen.ident_base}, {gen.tensor(x.name)}, {filt}, {bias}, {gen.tensor(out.name)}, {row});"
+    gen.struct("ec_conv_params_t", gen.ident_base, [(f, str(v)) for f, v in fields],
+               _comment(f"{node.name}: {node.op} int16"))
+    return f"{k.name}(&{gen.ident_base}, {gen.tensor(x.name)}, {filt}, {bias}, {gen.tensor(out.name)}, {row});"
 
 
-def _fc(gen, node, x, out, head, row) -> str:
+@kernel("ec_fully_connected_s16", "fully_connected", "int16", groups=GROUPS)
+def emit_fc(gen, L, k) -> str:
+    """A 16x8 fully connected layer."""
+    node, x, out, head, row = L.node, L.x, L.out, L.head, L.row
     g = gen.g
     _check_s16(node, x, out)
     w = g.tensors[node.inputs[1]]
@@ -121,21 +129,25 @@ def _fc(gen, node, x, out, head, row) -> str:
     if len(w.shape) != 2 or x.size % w.shape[1] or out.size != (x.size // w.shape[1]) * w.shape[0]:
         raise ModelError(f"weights {list(w.shape)} do not match input {list(x.shape)} and output {list(out.shape)}",
                          where=f"node {node.name!r}")
-    filt = gen._const(node, 1, "filter", "int8_t")
-    bias = gen._const(node, 2, "bias", "int32_t") or "NULL"
+    filt = gen.const(node, 1, "filter", "int8_t")
+    bias = gen.const(node, 2, "bias", "int32_t") or "NULL"
     lo, hi = _act(node)
     head.append(f"  act [{lo}, {hi}] (int16 x int8, int64 sums)")
     mi, si = _requant_arrays(gen, node, w.shape[0], head)
     fields = [("batches", x.size // w.shape[1]), ("in_features", w.shape[1]), ("out_features", w.shape[0]),
               ("input_offset", 0), ("filter_offset", 0), ("output_offset", 0), ("act_min", lo), ("act_max", hi),
               ("act_min_f", "0.0f"), ("act_max_f", "0.0f"), ("multiplier", mi), ("shift", si)]
-    gen._struct("ec_fc_params_t", gen.ident_base, [(k, str(v)) for k, v in fields],
-                _comment(f"{node.name}: fully_connected int16"))
+    gen.struct("ec_fc_params_t", gen.ident_base, [(f, str(v)) for f, v in fields],
+               _comment(f"{node.name}: fully_connected int16"))
     return (f"ec_fully_connected_s16(&{gen.ident_base}, {gen.tensor(x.name)}, {filt}, {bias}, "
             f"{gen.tensor(out.name)}, {row});")
 
 
-def _pool(gen, node, x, out, head, row) -> str:
+@kernel("ec_max_pool2d_s16", "max_pool2d", "int16", groups=GROUPS)
+@kernel("ec_avg_pool2d_s16", "avg_pool2d", "int16", groups=GROUPS)
+def emit_pool(gen, L, k) -> str:
+    """An int16 pool (the average with 16 fraction bits, rescaled once)."""
+    node, x, out, head, row = L.node, L.x, L.out, L.head, L.row
     a = node.attrs
     _check_s16(node, x, out)
     avg = node.op == "avg_pool2d"
@@ -153,8 +165,8 @@ def _pool(gen, node, x, out, head, row) -> str:
               ("stride_h", sh), ("stride_w", sw), ("pad_top", pt), ("pad_left", pl),
               ("act_min", lo), ("act_max", hi), ("act_min_f", "0.0f"), ("act_max_f", "0.0f")]
     head.append(f"  window {kh}x{kw}, stride {sh}x{sw}, pad t{pt} l{pl} b{pb} r{pr}")
-    gen._struct("ec_pool_params_t", gen.ident_base, [(k, str(v)) for k, v in fields],
-                _comment(f"{node.name}: {node.op} int16"))
+    gen.struct("ec_pool_params_t", gen.ident_base, [(f, str(v)) for f, v in fields],
+               _comment(f"{node.name}: {node.op} int16"))
     if avg:
         m, sh = _mult_shift(_scale(x) / _scale(out))
         head.append("  mean rescaled by s_in/s_out: " + ("a shift" if m == 0 else "Q31 multiplier") + f", shift {sh}")
@@ -169,7 +181,6 @@ def _scale(t: ir.Tensor) -> float:
 
 def _mult_shift(real: float) -> tuple[int, int]:
     """(Q31 multiplier, shift) of a positive real; multiplier 0 when it is 2^30 (shift only)."""
-    from ..numerics import quantize_multiplier
     m, sh = quantize_multiplier(real)
     return (0 if int(m) == POW2_MULTIPLIER else int(m)), int(sh)
 
@@ -188,7 +199,10 @@ def add_params(sa: float, sb: float, so: float) -> dict:
     return {"a_multiplier": ma, "b_multiplier": mb, "output_multiplier": mo, "output_shift": sho - p}
 
 
-def _add(gen, node, x, out, head) -> str:
+@kernel("ec_add_s16", "add", "int16", groups=GROUPS)
+def emit_add(gen, L, k) -> str:
+    """int16 add: both operands scaled to a common unit, summed, requantized once."""
+    node, x, out, head = L.node, L.x, L.out, L.head
     b = gen.g.tensors[node.inputs[1]]
     _check_s16(node, x, b, out)
     if b.shape != x.shape or x.size != out.size:
@@ -198,8 +212,8 @@ def _add(gen, node, x, out, head) -> str:
     lo, hi = _act(node)
     head.append(f"  int16 add: (a * {q['a_multiplier']} + b * {q['b_multiplier']}) requantized "
                 + ("by a shift" if q["output_multiplier"] == 0 else "(Q31)") + f", act [{lo}, {hi}]")
-    fields = [(k, str(v)) for k, v in q.items()] + [("act_min", str(lo)), ("act_max", str(hi))]
-    gen._struct("ec_add_s16_params_t", gen.ident_base, fields, _comment(f"{node.name}: add int16"))
+    fields = [(f, str(v)) for f, v in q.items()] + [("act_min", str(lo)), ("act_max", str(hi))]
+    gen.struct("ec_add_s16_params_t", gen.ident_base, fields, _comment(f"{node.name}: add int16"))
     return (f"ec_add_s16(&{gen.ident_base}, {gen.tensor(x.name)}, {gen.tensor(b.name)}, {gen.tensor(out.name)}, "
             f"{out.size});")
 
@@ -209,47 +223,42 @@ def _same(a: ir.Tensor, b: ir.Tensor) -> bool:
 
 
 def _comment(text: str) -> str:
-    from ..sanitize import c_comment
     return c_comment(text)
 
 
 def _f32(v) -> str:
-    from .c_codegen import c_float
     return c_float(float(np.float32(v)))
 
 
-def layer_call(gen, node: ir.Node, x: ir.Tensor | None, out: ir.Tensor, head: list[str], row: str) -> str | None:
-    """The C call of an int16 layer (parameters written through ``gen``), or None if not int16."""
-    g = gen.g
-    if not is_s16(g, node) or node.op in ("reshape", "concat"):
-        return None  # reshape is an alias of its input and concat moves bytes, whatever the type
-    op = node.op
-    if op in ("conv2d", "depthwise_conv2d"):
-        return _conv(gen, node, x, out, head, row)
-    if op == "fully_connected":
-        return _fc(gen, node, x, out, head, row)
-    if op in ("max_pool2d", "avg_pool2d"):
-        return _pool(gen, node, x, out, head, row)
-    if op == "add":
-        return _add(gen, node, x, out, head)
-    if op == "clamp":
-        _check_s16(node, x, out)
-        lo, hi = _act(node)
-        return f"ec_clamp_s16({gen.tensor(x.name)}, {gen.tensor(out.name)}, {out.size}, {lo}, {hi});"
-    if op == "quantize" and x.dtype == "float32":
+@kernel("ec_clamp_s16", "clamp", "int16", groups=GROUPS)
+def emit_clamp(gen, L, k) -> str:
+    """int16 values clamped (a clamp not fused into its producer)."""
+    _check_s16(L.node, L.x, L.out)
+    lo, hi = _act(L.node)
+    return f"ec_clamp_s16({gen.tensor(L.x.name)}, {gen.tensor(L.out.name)}, {L.out.size}, {lo}, {hi});"
+
+
+@kernel("ec_quantize_f32_s16", "quantize", "int16", groups=GROUPS, rank=10,
+        applies=lambda gen, n: gen.g.tensors[n.inputs[0]].dtype == "float32")
+@kernel("ec_requantize_s16", "quantize", "int16", groups=GROUPS)
+def emit_quantize(gen, L, k) -> str:
+    """float -> int16 (ties to even, as ONNX QuantizeLinear) or int16 -> int16."""
+    node, x, out = L.node, L.x, L.out
+    if k.name == "ec_quantize_f32_s16":
         _check_s16(node, out)
         return (f"ec_quantize_f32_s16({gen.tensor(x.name)}, {gen.tensor(out.name)}, {out.size}, "
                 f"{_f32(out.quant.scale[0])});")
-    if op == "quantize":
-        _check_s16(node, x, out)
-        q = gen._q(node)
-        m = 0 if shift_only({"multiplier": q["multiplier"]}) else int(q["multiplier"])
-        return (f"ec_requantize_s16({gen.tensor(x.name)}, {gen.tensor(out.name)}, {out.size}, {m}, "
-                f"{int(q['shift'])});")
-    if op == "dequantize" and out.dtype == "float32":
-        _check_s16(node, x)
-        return (f"ec_dequantize_s16_f32({gen.tensor(x.name)}, {gen.tensor(out.name)}, {out.size}, "
-                f"{_f32(x.quant.scale[0])});")
-    raise UnsupportedError(f"int16 {op} in the C backend", where=f"node {node.name!r}",
-                           fix="Only conv2d, depthwise_conv2d, fully_connected, max/avg pools, add, concat, reshape, "
-                               "clamp, quantize and dequantize run in int16; the frontend keeps other ops in float")
+    _check_s16(node, x, out)
+    q = gen.q(node)
+    m = 0 if shift_only({"multiplier": q["multiplier"]}) else int(q["multiplier"])
+    return (f"ec_requantize_s16({gen.tensor(x.name)}, {gen.tensor(out.name)}, {out.size}, {m}, "
+            f"{int(q['shift'])});")
+
+
+@kernel("ec_dequantize_s16_f32", "dequantize", "int16", groups=GROUPS,
+        applies=lambda gen, n: gen.g.tensors[n.outputs[0]].dtype == "float32")
+def emit_dequantize(gen, L, k) -> str:
+    """int16 -> float (float32 arithmetic, as ONNX DequantizeLinear)."""
+    _check_s16(L.node, L.x)
+    return (f"ec_dequantize_s16_f32({gen.tensor(L.x.name)}, {gen.tensor(L.out.name)}, {L.out.size}, "
+            f"{_f32(L.x.quant.scale[0])});")

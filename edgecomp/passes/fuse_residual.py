@@ -22,7 +22,7 @@ from .. import ir
 FUSABLE = ("conv2d", "depthwise_conv2d")
 
 
-def fuse_residual_adds(graph: ir.Graph) -> ir.Graph:
+def fuse_residual_adds(graph: ir.Graph, ctx=None) -> ir.Graph:
     """Return a copy of ``graph`` with residual adds fused into their producing convs."""
     g = copy.copy(graph)
     g.nodes = [copy.copy(n) for n in graph.nodes]
