@@ -77,21 +77,23 @@ def prepare_onnx(model: Any, workdir: Path, *, example_input=None, calib=None, p
                          activations="int16" if precision == "int16" else "int8")
 
 
-def load_graph(model: Any, workdir: Path, **kw) -> tuple[ir.Graph, Path]:
-    """Any supported model -> (IR graph, the model file it came from)."""
+def load_graph(model: Any, workdir: Path, *, dump_ir: str | Path | None = None, **kw) -> tuple[ir.Graph, Path]:
+    """Any supported model -> (canonical IR graph, the model file it came from)."""
+    from .pipeline import import_model
     if not _is_torch_module(model) and Path(str(model)).suffix.lower() == ".tflite":
-        from .frontends.tflite import load_tflite
-        return load_tflite(model), Path(model)
-    from .frontends.onnx import from_onnx
+        return import_model(model, dump=dump_ir), Path(model)
     path = prepare_onnx(model, workdir, **kw)
     name = Path(str(model)).stem if not _is_torch_module(model) else type(model).__name__.lower()
-    return from_onnx(path, name=name), path
+    return import_model(path, name=name, dump=dump_ir), path
 
 
 def compile_model(model: Any, target: str, out_dir: str | Path, *, example_input=None, calib=None,
                   precision: str = "int8", calibrate_method: str = "minmax", per_channel: bool = True,
-                  options: dict | None = None, keep_onnx: str | Path | None = None, keep_float=None) -> dict:
+                  options: dict | None = None, keep_onnx: str | Path | None = None, keep_float=None,
+                  dump_ir: str | Path | None = None) -> dict:
     """Compile ``model`` (nn.Module, .onnx or .tflite) for ``target`` into ``out_dir``; return the manifest.
+
+    ``dump_ir``: a folder to write the graph into after every pass of the pipeline (debugging).
 
     ``keep_float``: layers left in float32 in an otherwise int8 model (mixed precision; see
     :func:`edgecomp.compress.quantize.resolve_layers` for how they are named).
@@ -121,11 +123,12 @@ def compile_model(model: Any, target: str, out_dir: str | Path, *, example_input
             name = type(model).__name__.lower() if _is_torch_module(model) else Path(str(model)).stem
             return write_rpi_bundle(src, tgt.name, out_dir, options={**opts, "name": name})
         graph, src = load_graph(model, work, example_input=example_input, calib=calib, precision=precision,
-                                calibrate_method=calibrate_method, per_channel=per_channel, keep_float=keep_float)
+                                calibrate_method=calibrate_method, per_channel=per_channel, keep_float=keep_float,
+                                dump_ir=dump_ir)
         if keep_onnx is not None and src.suffix == ".onnx":
             shutil.copyfile(src, keep_onnx)
-        from .backends.cortex_m import write_bundle
-        return write_bundle(graph, tgt, Path(out_dir), opts)
+        from .pipeline import compile_c
+        return compile_c(graph, tgt, Path(out_dir), opts, dump=dump_ir)
 
 
 # --------------------------------------------------------------------------- running

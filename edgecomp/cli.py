@@ -39,7 +39,8 @@ def cmd_compile(a) -> int:
         raise EdgecompError(f"model file {model} does not exist", fix="Check the path")
     man = compile_model(model, a.target, a.output, calib=a.calib, precision=a.precision,
                         calibrate_method=a.calibrate_method, per_channel=not a.per_tensor,
-                        keep_float=a.keep_float, options={"kernels": a.kernels, "optimize": a.optimize})
+                        keep_float=a.keep_float, options={"kernels": a.kernels, "optimize": a.optimize},
+                        dump_ir=a.dump_ir)
     if a.json:
         print(json.dumps(man, indent=2, sort_keys=True))
     else:
@@ -163,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "flash) so their inner loops skip the sign extension, and the workspaces may grow the "
                         "arena by up to a quarter plus 1 KiB (DSP kernels only)")
     c.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    c.add_argument("--dump-ir", metavar="DIR", help="write the graph after every compiler pass into DIR "
+                   "(NN_<pass>.txt: tensors, nodes and attributes; for debugging)")
     c.set_defaults(func=cmd_compile)
 
     r = sub.add_parser("run", help="run a bundle (QEMU with --emulate, or natively for a host bundle) and print the probe")

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from edgecomp import interp, ir
-from edgecomp.backends.c_codegen import generate
+from edgecomp.backends.c import generate
 from edgecomp.errors import ModelError, UnsupportedError
 from edgecomp.resources import templates_dir
 

@@ -77,7 +77,7 @@ def test_single_int16_layer_matches_onnxruntime_within_one_lsb(tmp_path, kind, d
 
 
 def test_int16_tensors_are_planned_two_bytes_per_element(tmp_path, data):
-    from edgecomp.backends.c_codegen import generate
+    from edgecomp.backends.c import generate
 
     calib, _ = data
     torch.manual_seed(0)

@@ -2,7 +2,7 @@
 
 A bundle folder holds C sources and a Makefile, nothing built::
 
-    model.c model.h weights.c ec_kernels.c ec_kernels.h   (backends/c_codegen.py)
+    model.c model.h weights.c ec_kernels.c ec_kernels.h   (backends/c/)
     main.c ec_platform.c ec_platform.h ec_platform_host.c startup.c
     linker.ld Makefile                                    (from the target file)
     manifest.json
@@ -308,10 +308,12 @@ def _json_safe(options: dict) -> dict:
 
 
 def write_bundle(graph: ir.Graph, target: str | Target, out_dir: str | Path, options: dict | None = None, *,
-                 dump_ir: str | Path | None = None) -> dict:
+                 dump_ir: str | Path | None = None, tuning: dict | None = None) -> dict:
     """Generate, build and measure a Cortex-M (or host) bundle in ``out_dir``; return its manifest.
 
     ``dump_ir``: a folder for the graph after each of the C backend's passes (``--dump-ir``).
+    ``tuning``: the kernel planner's limits (:class:`~edgecomp.options.CodegenOptions` fields, e.g.
+    ``arena_growth``), for tests and experiments; not recorded in the manifest.
 
     Raises :class:`DoesNotFitError` (and leaves no bundle) when the model does not
     fit the target's flash or RAM.
@@ -328,7 +330,8 @@ def write_bundle(graph: ir.Graph, target: str | Target, out_dir: str | Path, opt
     probe = bool(options.get("probe", True))
     options.setdefault("kernels", "auto")
     options.setdefault("optimize", "balanced")
-    opts = CodegenOptions.for_target(target.dsp, options["kernels"], options["optimize"], probe=probe)
+    opts = CodegenOptions.for_target(target.dsp, options["kernels"], options["optimize"], probe=probe,
+                                     **(tuning or {}))
     dsp = opts.dsp
     with atomic_dir(Path(out_dir)) as tmp:
         info = generate(graph, tmp, name=name, options=opts, dump=dump_ir)

@@ -154,9 +154,9 @@ def plan_memory(graph: ir.Graph, *, align: int = 4, inplace: bool = True,
     """Plan the arena of ``graph`` (see the module docstring).
 
     ``fused``: {node name: bytes} of producers run row by row inside their only consumer, the next
-    node (c_codegen's row fusion): the output gets only that many bytes (a few rows), the
+    node (the C backend's row fusion, backends/c/kernel_plan.py): the output gets only that many bytes (a few rows), the
     consumer's output is not placed over it, and both nodes' workspaces live through both nodes.
-    ``apart``: row ops whose output must not overlap their input (c_codegen's tiled layers read
+    ``apart``: row ops whose output must not overlap their input (the C backend's tiled layers read
     the whole input once per tile of output channels)."""
     workspace = {n: b for n, b in (workspace or {}).items() if b > 0}
     fused = dict(fused or {})

@@ -21,6 +21,7 @@ from ...errors import ModelError, UnsupportedError
 from ...options import CodegenOptions
 from ...passes.memory_plan import MemoryPlan, reads
 from ...sanitize import c_comment, c_identifier
+from . import emit  # noqa: F401  (the emitters' @kernel records fill the catalogue)
 from .kernels.catalogue import choose
 from .literals import CTYPE, RESERVED, array_body, c_float, c_int, fmt_q, shape_text
 

@@ -8,6 +8,7 @@ preference: the first whose ``applies`` holds runs the layer, and the last (the 
 kernel) applies to every layer its emitter accepts.  Adding an op means adding a kernel (C),
 an emitter and a record here (``@kernel`` on the emitter).
 
+    >>> import edgecomp.backends.c.emit  # the emitters' @kernel records fill the catalogue
     >>> [k.name for k in candidates("depthwise_conv2d", "int8")]  # doctest: +NORMALIZE_WHITESPACE
     ['ec_depthwise_conv2d_s8_dsp3x3', 'ec_depthwise_conv2d_s8_dsp3x3s2', 'ec_depthwise_conv2d_s8_dsp',
      'ec_depthwise_conv2d_s8']
@@ -84,7 +85,8 @@ def layer_dtype(g: ir.Graph, node: ir.Node) -> str:
 
 
 def candidates(op: str, dtype: str) -> list[Kernel]:
-    _load()
+    """The kernels of (op, dtype) in order of preference (those registered for "any" type when
+    none is for this one).  The emitter modules (``backends/c/emit``) must have been imported."""
     exact = [k for k in CATALOGUE if k.op == op and k.dtype == dtype]
     return sorted(exact or [k for k in CATALOGUE if k.op == op and k.dtype == "any"], key=lambda k: k.rank)
 
@@ -100,7 +102,6 @@ def choose(gen: Any, node: ir.Node) -> Kernel:
 
 
 def supported_text() -> str:
-    _load()
     by_type: dict[str, set[str]] = {}
     for k in CATALOGUE:
         by_type.setdefault(k.dtype, set()).add(k.op)
@@ -113,8 +114,3 @@ def files_for(groups: set[str]) -> list[str]:
     if groups & {"dsp", "gemm"}:
         groups.add("simd")
     return [f for g in GROUP_ORDER if g in groups for f in KERNEL_GROUPS[g]]
-
-
-def _load() -> None:
-    """Import the emitter modules (their @kernel decorators fill the catalogue)."""
-    from ..emit import ALL  # noqa: F401
