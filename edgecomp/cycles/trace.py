@@ -85,9 +85,10 @@ def symbols(elf: Path) -> dict[str, tuple[int, int]]:
                         "build the bundle again")
     syms: dict[str, tuple[int, int]] = {}
     for line in out.stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 4 and parts[2].lower() in ("t", "w"):
-            syms[parts[3]] = (int(parts[0], 16) & ~1, int(parts[1], 16))
+        parts = line.split()  # address [size] type name (no size for assembly without .size)
+        if len(parts) in (3, 4) and parts[-2].lower() in ("t", "w"):
+            size = int(parts[1], 16) if len(parts) == 4 else 0
+            syms[parts[-1]] = (int(parts[0], 16) & ~1, size)
     return syms
 
 
