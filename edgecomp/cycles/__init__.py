@@ -71,4 +71,6 @@ def estimate_firmware(elf: Path, emu, target, sample: np.ndarray, manifest: dict
                             "this is a bug in edgecomp's trace reader; report it with the QEMU version")
     return CycleReport(model=model.describe(), layers=per_layer, probe_overhead=overhead, total=total,
                        manifest_layers=layers, clock_hz=clock_hz or getattr(target, "clock_hz", None),
-                       trace_seconds=trace.seconds, probe_instructions=probe_instructions)
+                       trace_seconds=trace.seconds, probe_instructions=probe_instructions,
+                       hot_blocks=[st.hot_blocks(trace.blocks, top=8) for st in per_layer],
+                       total_hot_blocks=total.hot_blocks(trace.blocks, top=16))

@@ -36,6 +36,7 @@ class SegmentStats:
     functions: dict[str, list[float]] = field(default_factory=dict)  # name -> [instructions, cycles]
     taken: int = 0
     not_taken: int = 0
+    blocks: dict[int, list[float]] = field(default_factory=dict)  # block id -> [runs, instructions, cycles]
 
     def add(self, other: "SegmentStats") -> None:
         self.instructions += other.instructions
@@ -50,6 +51,21 @@ class SegmentStats:
             f = self.functions.setdefault(k, [0, 0.0])
             f[0] += i
             f[1] += c
+        for k, v in other.blocks.items():
+            b = self.blocks.setdefault(k, [0, 0, 0.0])
+            for j in range(3):
+                b[j] += v[j]
+
+    def hot_blocks(self, blocks, top: int = 10) -> list[dict[str, Any]]:
+        """The blocks that took the most estimated cycles (``blocks``: the trace's list)."""
+        out = []
+        for bid, (runs, ninsn, cyc) in sorted(self.blocks.items(), key=lambda kv: -kv[1][2])[:top]:
+            b = blocks[bid]
+            out.append({"function": b.func, "pc": f"{b.pc:#x}", "runs": int(runs), "instructions": int(ninsn),
+                        "cycles": round(cyc, 1), "cycles_per_run": round(cyc / runs, 2) if runs else None,
+                        "share_pct": round(100.0 * cyc / self.cycles, 2) if self.cycles else None,
+                        "code": [i.text for i in b.insns]})
+        return out
 
     def groups(self) -> dict[str, float]:
         out = {g: 0.0 for g in GROUPS}
@@ -113,5 +129,9 @@ def price(trace: Trace, model: TimingModel) -> list[SegmentStats]:
             f = st.functions.setdefault(A.func, [0, 0.0])
             f[0] += ninsn * n
             f[1] += (cyc + adj) * n
+            bl = st.blocks.setdefault(a, [0, 0, 0.0])
+            bl[0] += n
+            bl[1] += ninsn * n
+            bl[2] += (cyc + adj) * n
         out.append(st)
     return out

@@ -14,7 +14,7 @@ decoded (docs/cycles.md, "Instruction classes"); a mnemonic this module does not
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 CONDITIONS = frozenset("eq ne cs hs cc lo mi pl vs vc hi ls ge lt gt le al".split())
 
@@ -103,6 +103,7 @@ class Insn:
     writes_pc: bool = False    # may change the program counter (a branch of some kind)
     it_count: int = 0    # for IT: how many instructions it makes conditional
     reads: frozenset = frozenset()  # general registers read (for the dual-issue rule)
+    text: str = field(default="", compare=False)  # as QEMU printed it (for hot-spot listings)
 
     @property
     def end(self) -> int:
@@ -269,7 +270,8 @@ def parse_line(line: str) -> Insn | None:
     if not m:
         return None
     size = 4 if m.group(3) else 2
-    return classify(int(m.group(1), 16), size, m.group(4), m.group(5))
+    ins = classify(int(m.group(1), 16), size, m.group(4), m.group(5))
+    return replace(ins, text=f"{m.group(4)} {m.group(5).strip()}".strip())
 
 
 def mark_it_blocks(insns: list[Insn]) -> list[Insn]:

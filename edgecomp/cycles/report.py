@@ -30,6 +30,8 @@ class CycleReport:
     clock_hz: float | None = None
     trace_seconds: float = 0.0
     probe_instructions: int | None = None  # the probe's count for the same inference (SysTick-exact)
+    hot_blocks: list[list[dict[str, Any]]] = field(default_factory=list)  # per layer, the costliest blocks
+    total_hot_blocks: list[dict[str, Any]] = field(default_factory=list)
 
     # ------------------------------------------------------------------ rows
     def rows(self) -> list[dict[str, Any]]:
@@ -74,8 +76,9 @@ class CycleReport:
             "probe_instructions": self.probe_instructions,
             "probe_overhead": {"instructions": self.probe_overhead.instructions,
                                "cycles": round(self.probe_overhead.cycles, 1)},
-            "layers": [dict(r, detail=st.to_json()) for r, st in zip(self.rows(), self.layers)],
-            "total_detail": tot.to_json(top_functions=12),
+            "layers": [dict(r, detail=dict(st.to_json(), hot_blocks=hb))
+                       for r, st, hb in zip(self.rows(), self.layers, self.hot_blocks or [[]] * len(self.layers))],
+            "total_detail": dict(tot.to_json(top_functions=12), hot_blocks=self.total_hot_blocks),
             "trace_seconds": round(self.trace_seconds, 2),
         }
 
