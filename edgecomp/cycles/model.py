@@ -134,9 +134,9 @@ class TimingModel:
         return (prev is not None and prev.single_load and ins.cls in ("load", "store")
                 and not ins.writes_pc and not (prev.writes & ins.addr_regs))
 
-    def pairs(self, prev: Insn | None, ins: Insn, prev_paired: bool, prev_taken: bool = False) -> bool:
+    def pairs(self, prev: Insn | None, ins: Insn, prev_paired: bool) -> bool:
         """Dual issue: does ``ins`` issue in the same cycle as ``prev``?"""
-        if self.issue != "dual" or prev is None or prev_paired or prev_taken:
+        if self.issue != "dual" or prev is None or prev_paired:
             return False
         alone = self.dual["alone"]
         if prev.cls in alone or ins.cls in alone:

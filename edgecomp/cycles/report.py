@@ -106,7 +106,7 @@ class CycleReport:
         text = format_table(headers, rows, "rlrrrrr" + "r" * ms + "l")
         tot, macs = self.total, self.macs()
         line = (f"total (estimate): {tot.cycles:,.0f} cycles for {tot.instructions:,} instructions "
-                f"({tot.cycles / tot.instructions:.2f} cycles per instruction")
+                f"({tot.cycles / max(tot.instructions, 1):.2f} cycles per instruction")
         if macs:
             line += f", {tot.cycles / macs:.2f} per MAC"
         line += ")"
