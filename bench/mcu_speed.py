@@ -11,6 +11,11 @@ matrix-product layers' weights stored as int16 in flash); flash of every build
 (`arm-none-eabi-size`), and the largest output difference of the optimized firmwares
 from TensorFlow Lite Micro (MLPerf) or from the reference-kernel firmware (demo). Then
 per-layer tables for DS-CNN and ResNet-8 on the Cortex-M4 with the optimized kernels.
+
+Beside the exact instruction counts, the optimized builds report *estimated* cycles (`edgecomp run
+--cycles`: the core's timing table over the instructions QEMU executed, docs/cycles.md) and cycles
+per MAC; on the Cortex-M4 also estimated ms at the NUCLEO-L4R5ZI's 120 MHz. Speed work is judged
+in estimated cycles; instructions stay the exact, cheap count.
 """
 from __future__ import annotations
 
@@ -56,16 +61,23 @@ def kernel_choices(target: str) -> list[str]:
     return ["reference", "dsp", "speed"] if getattr(load_target(target), "dsp", False) else ["reference"]
 
 
+L4R5ZI_HZ = 120e6  # the NUCLEO-L4R5ZI's clock (MLPerf Tiny v1.1 results were measured at it)
+#: MLPerf Tiny v1.1, NUCLEO-L4R5ZI at 120 MHz, X-CUBE-AI 8.1 (closed division latency, ms)
+PUBLISHED_MS = {"kws_ref_model": 62.9, "pretrainedResnet_quant": 214.0}
+
+
 def run(model: Path, target: str, kernels: str, x: np.ndarray, work: Path) -> dict:
     from edgecomp import api
 
     out = work / f"{model.stem}-{target}-{kernels}"
     opts = {"kernels": "dsp", "optimize": "speed"} if kernels == "speed" else {"kernels": kernels}
     man = api.compile_model(str(model), target, out, options=opts)
-    pred = api.run_bundle(out, x, progress=False)
+    cycles = kernels != "reference"  # estimated cycles of the optimized builds (a second, traced run)
+    pred = api.run_bundle(out, x, progress=False, cycles=cycles,
+                          clock_hz=L4R5ZI_HZ if target == "cortex-m4" else None)
     return {"manifest": man, "outputs": pred.outputs.reshape(len(x), -1).astype(np.int32),
             "instructions": pred.result.instructions_per_inference, "ticks": pred.result.layer_ticks,
-            "per_tick": man.get("probe", {}).get("qemu_insns_per_systick") or 0}
+            "per_tick": man.get("probe", {}).get("qemu_insns_per_systick") or 0, "cycles": pred.result.cycles}
 
 
 def main(argv=None) -> int:
@@ -78,7 +90,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "mcu_speed.md")
     a = p.parse_args(argv)
     t0 = time.time()
-    rows, layers = [], {}
+    rows, layers, cyc = [], {}, []
     with tempfile.TemporaryDirectory(prefix="ec-mcu-speed-") as td:
         work = Path(td)
         jobs = []
@@ -115,6 +127,11 @@ def main(argv=None) -> int:
                     diff_vs = "reference firmware"
                 best = opt or ref
                 diff = max(int(np.abs(r["outputs"] - want).max()) for r in (best, fast) if r is not None)
+                for label, r in (("default", opt), ("speed", fast)):
+                    if r is not None and r.get("cycles") is not None:
+                        cyc.append({"model": name, "target": target, "mode": label, "macs": macs,
+                                    "instructions": r["cycles"].total.instructions, "cycles": r["cycles"].total.cycles,
+                                    "model_table": r["cycles"].model.get("table")})
                 rows.append({"model": name, "target": target, "macs": macs,
                              "ref_instr": ref["instructions"], "opt_instr": opt["instructions"] if opt else None,
                              "fast_instr": fast["instructions"] if fast else None,
@@ -127,7 +144,7 @@ def main(argv=None) -> int:
                 if opt and target == "cortex-m4" and name in ("kws_ref_model", "pretrainedResnet_quant"):
                     for label, r in (("optimized kernels", opt), ("optimized kernels, --optimize speed", fast)):
                         layers[(name, label)] = (r["manifest"]["layers"], r["ticks"], r["per_tick"],
-                                                ref["ticks"], ref["per_tick"])
+                                                ref["ticks"], ref["per_tick"], r["cycles"])
 
     def f(v, fmt="{:,}"):
         return "n/a" if v is None else fmt.format(v)
@@ -154,25 +171,45 @@ def main(argv=None) -> int:
               "bytes), their requantization constants too; the same arena. The Cortex-M3 has no DSP extension: "
               "reference kernels only. RAM = arena + static + stack peak (the reference build's where there is no "
               "optimized one). Max diff: the larger of the two optimized builds'."]
-    for (name, label), (mlayers, ticks, per_tick, rticks, rper) in layers.items():
+    if cyc:
+        lines += ["", "Estimated cycles of the optimized builds (`edgecomp run --cycles`: the core's timing table "
+                  "over the instructions QEMU executed; estimates, not measurements, docs/cycles.md). On the "
+                  "Cortex-M4 (the NUCLEO-L4R5ZI's core) also estimated ms at its 120 MHz, and the published MLPerf "
+                  "Tiny v1.1 latency of X-CUBE-AI 8.1 on that board for comparison:", "",
+                  "| model | target | mode | MACs | instructions | instr/MAC | est. cycles | cyc/instr | cyc/MAC "
+                  "| est. ms at 120 MHz | X-CUBE-AI 8.1 on L4R5ZI (ms) | timing table |",
+                  "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+        for c in cyc:
+            m4 = c["target"] == "cortex-m4"
+            pub = PUBLISHED_MS.get(c["model"]) if m4 else None
+            lines.append(f"| {c['model']} | {c['target']} | {c['mode']} | {c['macs']:,} | {c['instructions']:,} | "
+                         f"{c['instructions'] / c['macs']:.2f} | {c['cycles']:,.0f} | "
+                         f"{c['cycles'] / c['instructions']:.2f} | {c['cycles'] / c['macs']:.2f} | "
+                         f"{f(c['cycles'] * 1e3 / L4R5ZI_HZ if m4 else None, '{:.1f}')} | {f(pub, '{:.1f}')} | "
+                         f"{c['model_table']} |")
+    for (name, label), (mlayers, ticks, per_tick, rticks, rper, cyc_rep) in layers.items():
         lines += ["", f"Per layer, {name} on cortex-m4 ({label}):", "",
-                  "| # | layer | op | MACs | instructions | instr/MAC | reference instr. | speed-up | kernel |",
-                  "|---|---|---|---:|---:|---:|---:|---:|---|"]
+                  "| # | layer | op | MACs | instructions | instr/MAC | est. cycles | cyc/MAC | reference instr. "
+                  "| speed-up | kernel |",
+                  "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+        crow = cyc_rep.rows() if cyc_rep is not None else []
         carry = None  # a layer computed row by row inside the next one: its MACs and reference time join it
         for i, (lay, t, rt) in enumerate(zip(mlayers, ticks, rticks)):
             ins, rins = t * per_tick, rt * rper
             if lay.get("fused_into"):
                 carry = (lay.get("macs", 0), rins)
                 lines.append(f"| {i} | {lay['name'][:40]} | {lay['op']} | {lay.get('macs', 0):,} | "
-                             f"(in {lay['fused_into'][:40]}) | - | {rins:,.0f} | - | |")
+                             f"(in {lay['fused_into'][:40]}) | - | - | - | {rins:,.0f} | - | |")
                 continue
             macs = lay.get("macs", 0) + (carry[0] if carry else 0)
             rall = rins + (carry[1] if carry else 0)
             ipm = f"{ins / macs:.2f}" if macs else "-"
             sp = f"{rall / ins:.2f}x" if ins else "-"
             note = f" (+ layer {i - 1})" if carry else ""
+            est = crow[i]["cycles"] if i < len(crow) else None
+            cpm = f"{est / macs:.2f}" if (est and macs) else "-"
             lines.append(f"| {i} | {lay['name'][:40]}{note} | {lay['op']} | {macs:,} | {ins:,.0f} | {ipm} | "
-                         f"{rall:,.0f} | {sp} | {lay.get('kernel', '')} |")
+                         f"{f(est, '{:,.0f}')} | {cpm} | {rall:,.0f} | {sp} | {lay.get('kernel', '')} |")
             carry = None
     lines += ["", f"Command: `python bench/mcu_speed.py --inputs {a.inputs}` ({time.time() - t0:.0f} s on this machine)"]
     table = "\n".join(lines)

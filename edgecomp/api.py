@@ -162,8 +162,13 @@ def dequantize_output(y: np.ndarray, io: dict) -> np.ndarray:
     return ((y.astype(np.float32) - q["zero_point"][0]) * np.float32(q["scale"][0])).astype(np.float32)
 
 
-def run_bundle(bundle: str | Path, x: np.ndarray, *, emulate: bool = True, progress: bool = True) -> Prediction:
-    """Run float (or already quantized) samples ``x`` [N, ...] through a compiled bundle."""
+def run_bundle(bundle: str | Path, x: np.ndarray, *, emulate: bool = True, progress: bool = True,
+               cycles: bool = False, clock_hz: float | None = None) -> Prediction:
+    """Run float (or already quantized) samples ``x`` [N, ...] through a compiled bundle.
+
+    ``cycles=True`` adds estimated cycles per layer of the first inference (``result.cycles``, an
+    :class:`edgecomp.cycles.CycleReport`; estimated ms at ``clock_hz``, default the target's clock).
+    """
     from .backends.run import run_bundle as _run
     from .bundle import read_manifest
 
@@ -178,7 +183,7 @@ def run_bundle(bundle: str | Path, x: np.ndarray, *, emulate: bool = True, progr
     if tuple(xin.shape[1:]) != want:
         raise EdgecompError(f"input samples have shape {tuple(x.shape[1:])}, the bundle expects {want}",
                             fix="Give samples of the model's input shape with the batch axis first")
-    res = _run(bundle, xin, emulate=emulate)
+    res = _run(bundle, xin, emulate=emulate, cycles=cycles, clock_hz=clock_hz)
     out = np.asarray(res.outputs).reshape((len(xin),) + tuple(io_out["shape"][1:]))
     if io_out.get("source_layout") == "NCHW" and out.ndim == 4:  # give ONNX users their layout back
         out = out.transpose(0, 3, 1, 2)

@@ -80,17 +80,23 @@ def cmd_run(a) -> int:
             else rng.standard_normal(shape).astype(np.float32)
     if a.host:
         a.emulate = False
-    pred = run_bundle(bundle, x, emulate=a.emulate)
+    pred = run_bundle(bundle, x, emulate=a.emulate, cycles=a.cycles, clock_hz=a.clock_hz)
     from .probe import layer_table
     table = layer_table(man, pred.result, clock_hz=a.clock_hz)
+    cycles = pred.result.cycles  # estimated cycles (--cycles): printed beside the instruction counts
     if a.output:
         np.save(a.output, pred.outputs)
     if a.json:
-        print(json.dumps(table.to_json() if hasattr(table, "to_json") else table, indent=2))
+        out = table.to_json() if hasattr(table, "to_json") else table
+        if cycles is not None:
+            out["estimated_cycles"] = cycles.to_json()
+        print(json.dumps(out, indent=2))
     else:
         print(table if isinstance(table, str) else table.render())
+        if cycles is not None:
+            print("\n" + cycles.render())
     if a.plot:
-        table.plot(a.plot)
+        (cycles or table).plot(a.plot)
     return 0
 
 
@@ -175,7 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--input", help="input samples .npy (float in the model's layout, or already int8)")
     r.add_argument("--count", type=int, default=1, help="random inputs when no --input is given")
     r.add_argument("--output", help="write the raw outputs to this .npy")
-    r.add_argument("--clock-hz", type=float, help="convert cycles to milliseconds at this clock")
+    r.add_argument("--clock-hz", type=float, help="convert cycles (and estimated cycles) to milliseconds at this clock")
+    r.add_argument("--cycles", action="store_true",
+                   help="also estimate cycles per layer from the core's timing table over the instructions QEMU "
+                        "executes (an estimate, not a measurement; docs/cycles.md); --plot then charts them")
     r.add_argument("--json", action="store_true")
     r.add_argument("--plot", help="write a PNG bar chart of per-layer time")
     r.set_defaults(func=cmd_run)

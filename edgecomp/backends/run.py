@@ -14,6 +14,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -33,15 +34,19 @@ class RunResult:
     emulated: bool = False
     machine: str | None = None
     log: str = field(default="", repr=False)
+    cycles: Any = None  # edgecomp.cycles.CycleReport when run with cycles=True (estimated cycles per layer)
 
 
 def run_bundle(bundle_dir: str | Path, inputs: np.ndarray, *, target: str | Target | None = None,
-               emulate: bool = True, timeout: float | None = None, progress: bool = True) -> RunResult:
+               emulate: bool = True, timeout: float | None = None, progress: bool = True,
+               cycles: bool = False, clock_hz: float | None = None) -> RunResult:
     """Build the bundle if needed and run ``inputs`` [N, ...] through it.
 
     ``emulate=True`` runs the Cortex-M firmware under QEMU (a board without an
     emulator runs on its ``emulate_with`` target); ``emulate=False`` or target
     ``host`` builds the same sources with the host's gcc and runs them natively.
+    ``cycles=True`` also traces the first inference under QEMU and estimates its cycles per layer on
+    the target's core (``RunResult.cycles``, :mod:`edgecomp.cycles`; ms at ``clock_hz`` or the target's).
     """
     from .cortex_m import build, write_firmware
 
@@ -71,6 +76,12 @@ def run_bundle(bundle_dir: str | Path, inputs: np.ndarray, *, target: str | Targ
     n = x.shape[0]
 
     host = tgt.is_host or not emulate
+    if cycles:
+        from ..cycles import check_target
+        if host:
+            raise EdgecompError("estimated cycles need the emulator", str(bundle_dir),
+                                "run with --emulate (the default) on a Cortex-M bundle")
+        check_target(tgt)
     emu: Target | None = None
     src, build_dir, tmp_src = bundle_dir, None, None
     if not host:
@@ -109,7 +120,12 @@ def run_bundle(bundle_dir: str | Path, inputs: np.ndarray, *, target: str | Targ
     insns = None
     if emu is not None and rep.unit == "systick" and rep.total is not None and emu.insns_per_systick:
         insns = int(round(rep.total * emu.insns_per_systick))
+    est = None
+    if cycles:
+        from ..cycles import estimate_firmware
+        est = estimate_firmware(built.elf, emu, tgt, x[:1], man, clock_hz=clock_hz, probe_instructions=insns,
+                                timeout=timeout + 60.0)
     return RunResult(outputs=outputs, layer_ticks=[t if t is not None else 0 for t in rep.ticks_list()],
                      total_ticks=rep.total, unit=rep.unit, stack_peak=rep.stack,
                      instructions_per_inference=insns, emulated=emu is not None,
-                     machine=emu.qemu_machine if emu else None, log=fr.stdout)
+                     machine=emu.qemu_machine if emu else None, log=fr.stdout, cycles=est)
