@@ -156,36 +156,12 @@ def _pool(gen, node, x, out, head, row) -> str:
     gen._struct("ec_pool_params_t", gen.ident_base, [(k, str(v)) for k, v in fields],
                 _comment(f"{node.name}: {node.op} int16"))
     if avg:
-        m, sh = _mult_shift(_scale(x) / _scale(out))
+        q = gen._q(node)  # passes.requantize.avg_pool_s16_q
+        m, sh = q["multiplier"], q["shift"]
         head.append("  mean rescaled by s_in/s_out: " + ("a shift" if m == 0 else "Q31 multiplier") + f", shift {sh}")
         return (f"ec_avg_pool2d_s16(&{gen.ident_base}, {m}, {sh}, {gen.tensor(x.name)}, {gen.tensor(out.name)}, "
                 f"{row});")
     return f"ec_max_pool2d_s16(&{gen.ident_base}, {gen.tensor(x.name)}, {gen.tensor(out.name)}, {row});"
-
-
-def _scale(t: ir.Tensor) -> float:
-    return float(np.float32(t.quant.scale[0]))
-
-
-def _mult_shift(real: float) -> tuple[int, int]:
-    """(Q31 multiplier, shift) of a positive real; multiplier 0 when it is 2^30 (shift only)."""
-    from ..numerics import quantize_multiplier
-    m, sh = quantize_multiplier(real)
-    return (0 if int(m) == POW2_MULTIPLIER else int(m)), int(sh)
-
-
-def add_params(sa: float, sb: float, so: float) -> dict:
-    """ec_add_s16_params_t: y = (a * Ma + b * Mb) * 2^-P * 2s / s_out, rounded once.
-
-    With s = max(s_a, s_b): Ma = round(s_a / 2s * 2^P), Mb = round(s_b / 2s * 2^P) and
-    (output_multiplier, sho) = 2s / s_out as Q31; P = min(31, 31 + sho) keeps the final right
-    shift n = 31 - sho + P within 62 (when 2s / s_out is small the result is small too)."""
-    smax = max(sa, sb)
-    mo, sho = _mult_shift(2.0 * smax / so)
-    p = max(1, min(31, 31 + sho))
-    ma = int(round(sa / (2.0 * smax) * 2.0 ** p))
-    mb = int(round(sb / (2.0 * smax) * 2.0 ** p))
-    return {"a_multiplier": ma, "b_multiplier": mb, "output_multiplier": mo, "output_shift": sho - p}
 
 
 def _add(gen, node, x, out, head) -> str:
@@ -194,7 +170,7 @@ def _add(gen, node, x, out, head) -> str:
     if b.shape != x.shape or x.size != out.size:
         raise UnsupportedError("add with broadcasting", where=f"node {node.name!r}",
                                fix="Give both inputs the same shape")
-    q = add_params(_scale(x), _scale(b), _scale(out))
+    q = gen._q(node)  # passes.requantize.add_s16_q
     lo, hi = _act(node)
     head.append(f"  int16 add: (a * {q['a_multiplier']} + b * {q['b_multiplier']}) requantized "
                 + ("by a shift" if q["output_multiplier"] == 0 else "(Q31)") + f", act [{lo}, {hi}]")
