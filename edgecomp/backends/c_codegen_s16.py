@@ -218,8 +218,8 @@ def layer_call(gen, node: ir.Node, x: ir.Tensor | None, out: ir.Tensor, head: li
                 f"{_f32(out.quant.scale[0])});")
     if op == "quantize":
         _check_s16(node, x, out)
-        q = gen._q(node)
-        m = 0 if shift_only({"multiplier": q["multiplier"]}) else int(q["multiplier"])
+        q = gen._q(node)  # passes.requantize.requantize_s16_q (multiplier 0: shift only)
+        m = int(q["multiplier"])
         return (f"ec_requantize_s16({gen.tensor(x.name)}, {gen.tensor(out.name)}, {out.size}, {m}, "
                 f"{int(q['shift'])});")
     if op == "dequantize" and out.dtype == "float32":

@@ -15,9 +15,10 @@ Fields beyond docs/internals.md:
 
 int16 ("16x8") nodes get the parameters of the ``ec_kernels_s16.c`` kernel they run, the
 one set both the C emitter and ``edgecomp.interp_s16`` read: conv2d / depthwise_conv2d /
-fully_connected and int16 -> int16 ``quantize`` as for int8 (Q31 multipliers, offsets 0),
-``add`` :func:`add_s16_q`, ``avg_pool2d`` :func:`avg_pool_s16_q`.  In those two sets a
-multiplier 0 means *shift only* (the effective scale is a power of two).
+fully_connected as for int8 (per-channel Q31 multipliers, offsets 0; a layer whose multipliers
+are all 2^30 is *shift only*), ``add`` :func:`add_s16_q`, ``avg_pool2d`` :func:`avg_pool_s16_q`,
+int16 -> int16 ``quantize`` :func:`requantize_s16_q`.  In those three sets a multiplier 0 means
+shift only (the effective scale is a power of two).
 """
 from __future__ import annotations
 
@@ -123,6 +124,13 @@ def avg_pool_s16_q(qi: ir.QuantParams, qo: ir.QuantParams) -> dict:
     return {"multiplier": m, "shift": sh}
 
 
+def requantize_s16_q(qi: ir.QuantParams, qo: ir.QuantParams) -> dict:
+    """``ec_requantize_s16``'s (multiplier, shift): int16 -> int16 by s_in / s_out; multiplier 0:
+    shift only."""
+    m, sh = _s16_mult_shift(_f32(qi.scale[0]) / _f32(qo.scale[0]))
+    return {"multiplier": m, "shift": sh}
+
+
 def _softmax_q(graph: ir.Graph, node: ir.Node) -> dict:
     qi = _quant(graph, node, node.inputs[0])
     qo = _quant(graph, node, node.outputs[0])
@@ -175,7 +183,7 @@ def _s16_q(graph: ir.Graph, node: ir.Node) -> dict | None:
     if node.op == "avg_pool2d":
         return avg_pool_s16_q(_quant(graph, node, node.inputs[0]), _quant(graph, node, node.outputs[0]))
     if node.op == "quantize":
-        return _requant_q(graph, node)
+        return requantize_s16_q(_quant(graph, node, node.inputs[0]), _quant(graph, node, node.outputs[0]))
     return None
 
 
