@@ -124,7 +124,7 @@ def int16_graph(pow2: bool) -> ir.Graph:
     """Every int16 kernel on the same input, side by side (concat moves the bytes, so the output holds
     each layer's own values): conv (strided, dilated, asymmetric padding, relu), depthwise (multiplier
     2), fully connected (clipped), max and average pools, add (three scales, relu), requantize to a
-    finer scale (a left shift with power-of-two scales), clamp."""
+    finer scale (a left shift with power-of-two scales) and to a coarser one, clamp."""
     b = _Builder((1, 9, 8, 4), pow2, seed=3)
     relu = lambda name: ir.activation_range("relu", b.t(name).quant, "int16")  # noqa: E731 (after the tensor exists)
     oh, ow = ir.conv_output_size(9, 3, 2, 1, 1, 2), ir.conv_output_size(8, 3, 1, 2, 0, 1)
@@ -144,6 +144,7 @@ def int16_graph(pow2: bool) -> ir.Graph:
     b.layer("add", "add", ["pw", "q"], (1, 9, 8, 4), 1 / 2200)
     b.nodes[-2].attrs["act"] = relu("add")
     b.layer("requant", "quantize", ["add"], (1, 9, 8, 4), 1 / 5000)
+    b.layer("coarse", "quantize", ["q"], (1, 9, 8, 4), 1 / 760)  # a right shift by 2: exact ties with 2^-n scales
     b.layer("clip", "clamp", ["q"], (1, 9, 8, 4), 1 / 3000, {"act": (-20000, 25000)})
     return b.graph("int16_layers")
 
