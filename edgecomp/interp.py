@@ -3,8 +3,10 @@
 int8 graphs are computed exactly as TensorFlow Lite Micro's reference kernels do
 (requantization rounding and saturation, average-pool rounding over the in-bounds
 window, int8 softmax, add), so results are bit-exact with TFLM on imported
-``.tflite`` models.  float32 graphs are computed in float64 per layer and stored
-as float32 (within ~1e-5 of LiteRT / ONNX Runtime).
+``.tflite`` models.  Nodes with int16 ("16x8") activations run in
+:mod:`edgecomp.interp_s16`, exactly as the C kernels ``ec_kernels_s16.c`` do (their
+own rounding, add and average pool; not TFLM's int8 ones).  float32 graphs are
+computed in float64 per layer and stored as float32 (within ~1e-5 of LiteRT / ONNX Runtime).
 
 Batches: every graph tensor's first axis is the batch; ``run`` takes N samples.
 Integer dot products are done in float64 BLAS (exact: all partial sums < 2^53).
