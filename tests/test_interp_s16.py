@@ -126,11 +126,10 @@ def int16_graph(pow2: bool) -> ir.Graph:
     2), fully connected (clipped), max and average pools, add (three scales, relu), requantize to a
     finer scale (a left shift with power-of-two scales) and to a coarser one, clamp."""
     b = _Builder((1, 9, 8, 4), pow2, seed=3)
-    relu = lambda name: ir.activation_range("relu", b.t(name).quant, "int16")  # noqa: E731 (after the tensor exists)
+    relu = (0, 32767)  # ir.activation_range("relu", ...) of a symmetric int16 tensor
     oh, ow = ir.conv_output_size(9, 3, 2, 1, 1, 2), ir.conv_output_size(8, 3, 1, 2, 0, 1)
     b.layer("conv", "conv2d", ["q"], (1, oh, ow, 5), 1 / 1500, {"stride": (2, 1), "dilation": (1, 2),
-            "pad": (1, 0, 2, 1)}, weights=((5, 3, 3, 4), 0))
-    b.nodes[-2].attrs["act"] = relu("conv")
+            "pad": (1, 0, 2, 1), "act": relu}, weights=((5, 3, 3, 4), 0))
     b.layer("dw", "depthwise_conv2d", ["q"], (1, 5, 4, 8), 1 / 700, {"stride": (2, 2), "dilation": (1, 1),
             "pad": (1, 1, 1, 1), "depth_multiplier": 2, "act": None}, weights=((1, 3, 3, 8), 3))
     b.layer("q_flat", "reshape", ["q"], (1, 288), 1 / 3000, {"shape": (1, 288)}, flatten=False)
@@ -141,8 +140,7 @@ def int16_graph(pow2: bool) -> ir.Graph:
             "pad": (1, 1, 1, 1), "act": None})
     b.layer("pw", "conv2d", ["q"], (1, 9, 8, 4), 1 / 900, {"stride": (1, 1), "dilation": (1, 1), "pad": (0, 0, 0, 0),
             "act": None}, weights=((4, 1, 1, 4), 0))
-    b.layer("add", "add", ["pw", "q"], (1, 9, 8, 4), 1 / 2200)
-    b.nodes[-2].attrs["act"] = relu("add")
+    b.layer("add", "add", ["pw", "q"], (1, 9, 8, 4), 1 / 2200, {"act": relu})
     b.layer("requant", "quantize", ["add"], (1, 9, 8, 4), 1 / 5000)
     b.layer("coarse", "quantize", ["q"], (1, 9, 8, 4), 1 / 760)  # a right shift by 2: exact ties with 2^-n scales
     b.layer("clip", "clamp", ["q"], (1, 9, 8, 4), 1 / 3000, {"act": (-20000, 25000)})
