@@ -3,8 +3,10 @@
 int8 graphs are computed exactly as TensorFlow Lite Micro's reference kernels do
 (requantization rounding and saturation, average-pool rounding over the in-bounds
 window, int8 softmax, add), so results are bit-exact with TFLM on imported
-``.tflite`` models.  float32 graphs are computed in float64 per layer and stored
-as float32 (within ~1e-5 of LiteRT / ONNX Runtime).
+``.tflite`` models.  Nodes with int16 ("16x8") activations run in
+:mod:`edgecomp.interp_s16`, exactly as the C kernels ``ec_kernels_s16.c`` do (their
+own rounding, add and average pool; not TFLM's int8 ones).  float32 graphs are
+computed in float64 per layer and stored as float32 (within ~1e-5 of LiteRT / ONNX Runtime).
 
 Batches: every graph tensor's first axis is the batch; ``run`` takes N samples.
 Integer dot products are done in float64 BLAS (exact: all partial sums < 2^53).
@@ -21,11 +23,13 @@ the node's output tensor holds the sum.  The skip tensor may also be listed in
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
-from . import ir
+from . import interp_s16, ir
 from . import numerics as nx
 from .errors import ModelError, UnsupportedError
+from .im2col import conv_acc
+from .im2col import pad as _pad
+from .im2col import windows as _windows
 
 CHUNK = 16  # samples per pass: bounds the im2col buffers
 
@@ -59,20 +63,6 @@ def _fclamp(v: np.ndarray, act) -> np.ndarray:
     return v.astype(np.float32)
 
 
-def _windows(x: np.ndarray, k: tuple, stride: tuple, dilation: tuple, out_hw: tuple) -> np.ndarray:
-    """(N,Hp,Wp,C) padded input -> view (N,OH,OW,C,KH,KW)."""
-    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = k, stride, dilation, out_hw
-    v = sliding_window_view(x, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(1, 2))
-    return v[:, ::sh, ::sw, :, ::dh, ::dw][:, :oh, :ow]
-
-
-def _pad(x: np.ndarray, pad, value) -> np.ndarray:
-    t, left, b, r = pad
-    if not any(pad):
-        return x
-    return np.pad(x, ((0, 0), (t, b), (left, r), (0, 0)), constant_values=value)
-
-
 def _requant_out(acc: np.ndarray, q: dict, act, dtype: str) -> np.ndarray:
     acc = nx.wrap_int32(acc)
     v = nx.multiply_by_quantized_multiplier(acc, np.asarray(q["multiplier"], np.int64),
@@ -90,7 +80,6 @@ def _bias(graph: ir.Graph, node: ir.Node):
 def _conv(graph: ir.Graph, node: ir.Node, x: np.ndarray, out: ir.Tensor) -> np.ndarray:
     w = graph.tensors[node.inputs[1]].data
     a = node.attrs
-    n = x.shape[0]
     oh, ow = out.shape[1], out.shape[2]
     quant = _is_int(out)
     if quant:
@@ -101,15 +90,7 @@ def _conv(graph: ir.Graph, node: ir.Node, x: np.ndarray, out: ir.Tensor) -> np.n
         return _hybrid_conv(graph, node, x, out)
     else:
         xo, wf = x.astype(np.float64), w.astype(np.float64)
-    cols = _windows(_pad(xo, a["pad"], 0.0), (w.shape[1], w.shape[2]), a["stride"], a.get("dilation", (1, 1)), (oh, ow))
-    if node.op == "conv2d":
-        cols = cols.transpose(0, 1, 2, 4, 5, 3).reshape(n * oh * ow, -1)
-        acc = (cols @ wf.reshape(w.shape[0], -1).T).reshape(n, oh, ow, w.shape[0])
-    else:
-        m = int(a.get("depth_multiplier", 1))
-        if m != 1:
-            cols = np.repeat(cols, m, axis=3)
-        acc = np.einsum("nhwckl,klc->nhwc", cols, wf[0], optimize=True)
+    acc = conv_acc(xo, wf, node.op, a, (oh, ow))
     return _finish_acc(graph, node, acc, out, quant)
 
 
@@ -229,6 +210,8 @@ def _node(graph: ir.Graph, node: ir.Node, env: dict[str, np.ndarray]) -> np.ndar
     x = env[node.inputs[0]] if node.inputs else None
     op = node.op
     n = x.shape[0]
+    if interp_s16.is_s16(graph, node):  # int16 activations: ec_kernels_s16.c semantics
+        return interp_s16.run_node(graph, node, env).reshape((n,) + out.shape[1:])
     if op in ("conv2d", "depthwise_conv2d"):
         y = _conv(graph, node, x, out)
     elif op == "fully_connected":

@@ -1,6 +1,6 @@
 """Requantization pass: float scales -> Q31 multipliers and shifts, as TFLite Micro computes them.
 
-``requantize(graph)`` fills ``node.attrs["q"]`` of every int8 node (see
+``requantize(graph)`` fills ``node.attrs["q"]`` of every int8 and int16 node (see
 docs/internals.md for the field names, which the C backend reads).  Effective
 scales are formed with the same float/double casts as TFLM's Prepare functions,
 so the integers are identical to the ones TFLM computes at init time.
@@ -12,12 +12,20 @@ Fields beyond docs/internals.md:
   input1 = the conv result, input2 = the skip tensor).
 * Fully-connected multipliers use double(s_in) * double(s_w) / double(s_out), like conv:
   verified bit-exact against the PyPI tflite-micro build (a float32 product differs).
+
+int16 ("16x8") nodes get the parameters of the ``ec_kernels_s16.c`` kernel they run, the
+one set both the C emitter and ``edgecomp.interp_s16`` read: conv2d / depthwise_conv2d /
+fully_connected as for int8 (per-channel Q31 multipliers, offsets 0; a layer whose multipliers
+are all 2^30 is *shift only*), ``add`` :func:`add_s16_q`, ``avg_pool2d`` :func:`avg_pool_s16_q`,
+int16 -> int16 ``quantize`` :func:`requantize_s16_q`.  In those three sets a multiplier 0 means
+shift only (the effective scale is a power of two).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .. import ir
+from ..int16 import POW2_MULTIPLIER
 from ..errors import ModelError, UnsupportedError
 from ..numerics import (SOFTMAX_SCALED_DIFF_INTEGER_BITS, calculate_input_radius, preprocess_softmax_scaling,
                         quantize_multiplier, quantize_multiplier_smaller_than_one_exp)
@@ -28,7 +36,7 @@ ADD_LEFT_SHIFT = 20  # TFLM add/sub int8
 def _quant(graph: ir.Graph, node: ir.Node, name: str) -> ir.QuantParams:
     t = graph.tensors[name]
     if t.quant is None:
-        raise ModelError(f"int8 tensor {name!r} has no quantization parameters", where=f"node {node.name!r}",
+        raise ModelError(f"{t.dtype} tensor {name!r} has no quantization parameters", where=f"node {node.name!r}",
                          fix="Quantize the model fully (int8 scale and zero point on every tensor)")
     return t.quant
 
@@ -84,6 +92,45 @@ def add_q(qa: ir.QuantParams, qb: ir.QuantParams, qo: ir.QuantParams) -> dict:
             "output_multiplier": mo, "output_shift": sho}
 
 
+def _s16_mult_shift(real: float) -> tuple[int, int]:
+    """(Q31 multiplier, shift) of a positive real as an int16 kernel takes it: multiplier 0 means
+    shift only (the real is 2^(shift - 1)); a real too small for a Q31 multiplier (below 2^-32,
+    ``quantize_multiplier`` flushes it to 0) becomes a shift that gives 0 (shift-only k > 62)."""
+    m, sh = quantize_multiplier(real)
+    if int(m) == 0:
+        return 0, -62
+    return (0 if int(m) == POW2_MULTIPLIER else int(m)), int(sh)
+
+
+def add_s16_q(qa: ir.QuantParams, qb: ir.QuantParams, qo: ir.QuantParams) -> dict:
+    """``ec_add_s16_params_t`` (int16 add): y = (a * Ma + b * Mb) * 2^-P * 2s / s_out, rounded once.
+
+    With s = max(s_a, s_b): Ma = round(s_a / 2s * 2^P), Mb = round(s_b / 2s * 2^P) and
+    (output_multiplier, sho) = 2s / s_out as Q31 (0: shift only); P = min(31, 31 + sho) keeps the
+    final right shift n = 31 - sho + P within 62 (when 2s / s_out is small the result is small too)."""
+    sa, sb, so = _f32(qa.scale[0]), _f32(qb.scale[0]), _f32(qo.scale[0])
+    smax = max(sa, sb)
+    mo, sho = _s16_mult_shift(2.0 * smax / so)
+    p = max(1, min(31, 31 + sho))
+    ma = int(round(sa / (2.0 * smax) * 2.0 ** p))
+    mb = int(round(sb / (2.0 * smax) * 2.0 ** p))
+    return {"a_multiplier": ma, "b_multiplier": mb, "output_multiplier": mo, "output_shift": sho - p}
+
+
+def avg_pool_s16_q(qi: ir.QuantParams, qo: ir.QuantParams) -> dict:
+    """``ec_avg_pool2d_s16``'s (multiplier, shift): the window mean (16 fraction bits) is rescaled
+    by s_in / s_out with (multiplier, shift - 16); multiplier 0: shift only."""
+    m, sh = _s16_mult_shift(_f32(qi.scale[0]) / _f32(qo.scale[0]))
+    return {"multiplier": m, "shift": sh}
+
+
+def requantize_s16_q(qi: ir.QuantParams, qo: ir.QuantParams) -> dict:
+    """``ec_requantize_s16``'s (multiplier, shift): int16 -> int16 by s_in / s_out; multiplier 0:
+    shift only."""
+    m, sh = _s16_mult_shift(_f32(qi.scale[0]) / _f32(qo.scale[0]))
+    return {"multiplier": m, "shift": sh}
+
+
 def _softmax_q(graph: ir.Graph, node: ir.Node) -> dict:
     qi = _quant(graph, node, node.inputs[0])
     qo = _quant(graph, node, node.outputs[0])
@@ -112,6 +159,8 @@ def node_q(graph: ir.Graph, node: ir.Node) -> dict | None:
     src = graph.tensors[node.inputs[0]] if node.inputs else out
     if out.dtype == "float32" or src.dtype == "float32":
         return None  # float ops, quantize float->int and dequantize need no integers
+    if "int16" in (out.dtype, src.dtype):
+        return _s16_q(graph, node)
     if node.op in ("conv2d", "depthwise_conv2d", "fully_connected"):
         return _conv_q(graph, node)
     if node.op == "add":
@@ -135,6 +184,20 @@ def residual_q(graph: ir.Graph, node: ir.Node) -> dict | None:
         raise ModelError("fused residual add without the convolution's own output quantization",
                          where=f"node {node.name!r}", fix="Fuse the add with edgecomp.passes.fuse_residual")
     return add_q(own, _quant(graph, node, res["tensor"]), _quant(graph, node, node.outputs[0]))
+
+
+def _s16_q(graph: ir.Graph, node: ir.Node) -> dict | None:
+    """The parameters of an int16 node's kernel (see the module docstring)."""
+    if node.op in ("conv2d", "depthwise_conv2d", "fully_connected"):
+        return _conv_q(graph, node)
+    if node.op == "add":
+        return add_s16_q(_quant(graph, node, node.inputs[0]), _quant(graph, node, node.inputs[1]),
+                         _quant(graph, node, node.outputs[0]))
+    if node.op == "avg_pool2d":
+        return avg_pool_s16_q(_quant(graph, node, node.inputs[0]), _quant(graph, node, node.outputs[0]))
+    if node.op == "quantize":
+        return requantize_s16_q(_quant(graph, node, node.inputs[0]), _quant(graph, node, node.outputs[0]))
+    return None
 
 
 def requantize(graph: ir.Graph, ctx=None) -> ir.Graph:

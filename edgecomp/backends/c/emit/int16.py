@@ -15,47 +15,14 @@ import numpy as np
 
 from .... import ir
 from ....errors import ModelError, UnsupportedError
-from ....numerics import quantize_multiplier
 from ....sanitize import c_comment
+from ....int16 import act_range as _act
+from ....int16 import check_tensors as _check_s16
+from ....int16 import shift_only
 from ..kernels.catalogue import kernel
 from ..literals import c_float
 
 GROUPS = ("s16",)
-POW2_MULTIPLIER = 1 << 30
-INT16_MIN, INT16_MAX = -32768, 32767
-
-
-def is_s16(graph: ir.Graph, node: ir.Node) -> bool:
-    names = [i for i in node.inputs if not graph.tensors[i].is_const] + list(node.outputs)
-    return any(graph.tensors[n].dtype == "int16" for n in names)
-
-
-def uses_s16(graph: ir.Graph) -> bool:
-    return any(is_s16(graph, n) for n in graph.nodes)
-
-
-def shift_only(q: dict) -> bool:
-    """Every multiplier is 2^30: requantization is a shift."""
-    return bool(np.all(np.asarray(q["multiplier"], dtype=np.int64) == POW2_MULTIPLIER))
-
-
-def _act(node: ir.Node) -> tuple[int, int]:
-    act = node.attrs.get("act")
-    lo, hi = act if act is not None else (INT16_MIN, INT16_MAX)
-    lo = INT16_MIN if lo is None else max(int(lo), INT16_MIN)
-    hi = INT16_MAX if hi is None else min(int(hi), INT16_MAX)
-    return lo, hi
-
-
-def _check_s16(node: ir.Node, *tensors: ir.Tensor) -> None:
-    for t in tensors:
-        if t.dtype != "int16":
-            raise UnsupportedError(f"{node.op} with a {t.dtype} tensor {t.name!r} among int16 ones",
-                                   where=f"node {node.name!r}", fix="Quantize the model with int16 activations "
-                                   "throughout (--precision int16)")
-        if t.quant is None or np.any(t.quant.zero_point != 0):
-            raise UnsupportedError(f"int16 tensor {t.name!r} without symmetric quantization (zero point 0)",
-                                   where=f"node {node.name!r}", fix="Quantize int16 activations symmetrically")
 
 
 def _requant_arrays(gen, node: ir.Node, n: int, head: list[str]) -> tuple[str, str]:
@@ -168,35 +135,12 @@ def emit_pool(gen, L, k) -> str:
     gen.struct("ec_pool_params_t", gen.ident_base, [(f, str(v)) for f, v in fields],
                _comment(f"{node.name}: {node.op} int16"))
     if avg:
-        m, sh = _mult_shift(_scale(x) / _scale(out))
+        q = gen.q(node)  # passes.requantize.avg_pool_s16_q
+        m, sh = q["multiplier"], q["shift"]
         head.append("  mean rescaled by s_in/s_out: " + ("a shift" if m == 0 else "Q31 multiplier") + f", shift {sh}")
         return (f"ec_avg_pool2d_s16(&{gen.ident_base}, {m}, {sh}, {gen.tensor(x.name)}, {gen.tensor(out.name)}, "
                 f"{row});")
     return f"ec_max_pool2d_s16(&{gen.ident_base}, {gen.tensor(x.name)}, {gen.tensor(out.name)}, {row});"
-
-
-def _scale(t: ir.Tensor) -> float:
-    return float(np.float32(t.quant.scale[0]))
-
-
-def _mult_shift(real: float) -> tuple[int, int]:
-    """(Q31 multiplier, shift) of a positive real; multiplier 0 when it is 2^30 (shift only)."""
-    m, sh = quantize_multiplier(real)
-    return (0 if int(m) == POW2_MULTIPLIER else int(m)), int(sh)
-
-
-def add_params(sa: float, sb: float, so: float) -> dict:
-    """ec_add_s16_params_t: y = (a * Ma + b * Mb) * 2^-P * 2s / s_out, rounded once.
-
-    With s = max(s_a, s_b): Ma = round(s_a / 2s * 2^P), Mb = round(s_b / 2s * 2^P) and
-    (output_multiplier, sho) = 2s / s_out as Q31; P = min(31, 31 + sho) keeps the final right
-    shift n = 31 - sho + P within 62 (when 2s / s_out is small the result is small too)."""
-    smax = max(sa, sb)
-    mo, sho = _mult_shift(2.0 * smax / so)
-    p = max(1, min(31, 31 + sho))
-    ma = int(round(sa / (2.0 * smax) * 2.0 ** p))
-    mb = int(round(sb / (2.0 * smax) * 2.0 ** p))
-    return {"a_multiplier": ma, "b_multiplier": mb, "output_multiplier": mo, "output_shift": sho - p}
 
 
 @kernel("ec_add_s16", "add", "int16", groups=GROUPS)
@@ -208,7 +152,7 @@ def emit_add(gen, L, k) -> str:
     if b.shape != x.shape or x.size != out.size:
         raise UnsupportedError("add with broadcasting", where=f"node {node.name!r}",
                                fix="Give both inputs the same shape")
-    q = add_params(_scale(x), _scale(b), _scale(out))
+    q = gen.q(node)  # passes.requantize.add_s16_q
     lo, hi = _act(node)
     head.append(f"  int16 add: (a * {q['a_multiplier']} + b * {q['b_multiplier']}) requantized "
                 + ("by a shift" if q["output_multiplier"] == 0 else "(Q31)") + f", act [{lo}, {hi}]")
@@ -249,9 +193,8 @@ def emit_quantize(gen, L, k) -> str:
         return (f"ec_quantize_f32_s16({gen.tensor(x.name)}, {gen.tensor(out.name)}, {out.size}, "
                 f"{_f32(out.quant.scale[0])});")
     _check_s16(node, x, out)
-    q = gen.q(node)
-    m = 0 if shift_only({"multiplier": q["multiplier"]}) else int(q["multiplier"])
-    return (f"ec_requantize_s16({gen.tensor(x.name)}, {gen.tensor(out.name)}, {out.size}, {m}, "
+    q = gen.q(node)  # passes.requantize.requantize_s16_q (multiplier 0: shift only)
+    return (f"ec_requantize_s16({gen.tensor(x.name)}, {gen.tensor(out.name)}, {out.size}, {int(q['multiplier'])}, "
             f"{int(q['shift'])});")
 
 
