@@ -7,10 +7,10 @@ the lowest candidate offset that overlaps no tensor alive at the same time.
 Several placement orders are tried and the smallest arena is kept.
 
 Beyond plain lifetimes three in-place rules let an op's output share bytes
-with an input that dies at that op:
+with an input that dies at that op, by the op's ``layout`` (``edgecomp.ir.OPS``):
 
-* ``reshape`` is an alias: its output *is* its input (same offset).
-* Row ops (conv2d, depthwise_conv2d, pools, fully_connected) compute each
+* "alias" ops (``reshape``): the output *is* the input (same offset).
+* "rows" and "matrix_rows" ops (conv2d, depthwise_conv2d, pools, fully_connected) compute each
   output row into a small row scratch buffer and then copy it to the output,
   so the output may start at ``offset(in) + d`` for any ``d <= d*`` where
   ``d* = min over output rows yo in [0, Ho-2] of first_in_row(yo+1) * in_row_bytes
@@ -18,7 +18,7 @@ with an input that dies at that op:
   when row ``yo`` is copied out, the input rows still needed are intact.  The
   scratch is a planned tensor alive only during its op; it is dropped (and the
   kernel writes directly) when the output does not overlap the input.
-* Elementwise ops (add, softmax, requantize, clamp, quantize) and a residual add
+* "elementwise" ops (add, softmax, requantize, clamp, quantize) and a residual add
   fused into a conv (output over the skip tensor) allow ``d <= 0``.
 
 A node may also ask for a workspace (``workspace={node name: bytes}``, e.g. the
@@ -36,8 +36,6 @@ from dataclasses import dataclass, field
 
 from .. import ir
 
-ROW_OPS = ("conv2d", "depthwise_conv2d", "max_pool2d", "avg_pool2d", "fully_connected")
-ELEMENTWISE_OPS = ("add", "softmax", "quantize", "clamp")
 INF = math.inf
 SHUFFLES = tuple(f"shuffle{i}" for i in range(32))  # extra greedy orders tried after the fixed ones
 
@@ -79,12 +77,13 @@ def row_geometry(graph: ir.Graph, node: ir.Node) -> tuple[int, int, int, int, in
     x = graph.tensors[node.inputs[0]]
     y = graph.tensors[node.outputs[0]]
     eb_in, eb_out = ir.dtype_bytes(x.dtype), ir.dtype_bytes(y.dtype)
-    if node.op == "fully_connected":
+    layout = ir.OPS[node.op].layout
+    if layout == "matrix_rows":
         w = graph.tensors[node.inputs[1]]
         features = w.shape[1]
         rows = x.size // features
         return rows, features * eb_in, w.shape[0] * eb_out, 1, 0
-    if node.op in ROW_OPS:
+    if layout == "rows":
         if len(x.shape) != 4 or x.shape[0] != 1:
             return None
         stride = int(node.attrs.get("stride", (1, 1))[0])
@@ -118,7 +117,7 @@ def _lifetimes(graph: ir.Graph):
         return t
 
     for node in graph.nodes:
-        if node.op == "reshape":
+        if ir.OPS[node.op].layout == "alias":
             group[node.outputs[0]] = root(node.inputs[0])
     acts = [t.name for t in graph.activations()]
     for node in graph.nodes:  # fused residual tensors are read but not in node.inputs
@@ -173,7 +172,7 @@ def plan_memory(graph: ir.Graph, *, align: int = 4, inplace: bool = True,
     pairs: dict[tuple[str, str], float] = {}
     row_ops: dict[str, tuple[str, str]] = {}  # node -> (in group, out group) of a row op in place
     for i, node in enumerate(graph.nodes):
-        if not inplace or node.op == "reshape":
+        if not inplace or ir.OPS[node.op].layout == "alias":
             continue
         out = root(node.outputs[0])
         if first[out] != i:
@@ -194,7 +193,7 @@ def plan_memory(graph: ir.Graph, *, align: int = 4, inplace: bool = True,
             allow(node.inputs[0], row_shift_limit(*geo))
             if (root(node.inputs[0]), out) in pairs:
                 row_ops[node.name] = (root(node.inputs[0]), out)
-        elif node.op in ELEMENTWISE_OPS and ir.dtype_bytes(y.dtype) <= ir.dtype_bytes(x.dtype) \
+        elif ir.OPS[node.op].layout == "elementwise" and ir.dtype_bytes(y.dtype) <= ir.dtype_bytes(x.dtype) \
                 and y.size == x.size:
             for t in node.inputs:
                 allow(t, 0)

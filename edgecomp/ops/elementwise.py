@@ -1,0 +1,39 @@
+"""add, clamp and softmax: the interpreter's semantics (int8: TFLM's add and softmax)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import ir
+from .. import numerics as nx
+from ..errors import UnsupportedError
+from .common import add_int8, clamp_any, fclamp, is_int, q_of
+
+
+@ir.define_op("add", layout="elementwise")
+def add(graph: ir.Graph, node: ir.Node, env: dict) -> np.ndarray:
+    x, b = env[node.inputs[0]], env[node.inputs[1]]
+    out = graph.tensors[node.outputs[0]]
+    if is_int(out):
+        return add_int8(x, b, q_of(graph, node), node.attrs.get("act"), out.dtype)
+    return fclamp(x.astype(np.float64) + b, node.attrs.get("act"))
+
+
+@ir.define_op("clamp", layout="elementwise")
+def clamp(graph: ir.Graph, node: ir.Node, env: dict) -> np.ndarray:
+    return clamp_any(env[node.inputs[0]], node.attrs.get("act"), graph.tensors[node.outputs[0]])
+
+
+@ir.define_op("softmax", layout="elementwise")
+def softmax(graph: ir.Graph, node: ir.Node, env: dict) -> np.ndarray:
+    """Over the last axis; int8 -> int8 with TFLM's fixed-point exp and reciprocal."""
+    x = env[node.inputs[0]]
+    out = graph.tensors[node.outputs[0]]
+    if is_int(out):
+        if out.dtype != "int8" or x.dtype != np.int8:
+            raise UnsupportedError("softmax other than int8 -> int8", where=f"node {node.name!r}")
+        q = q_of(graph, node)
+        return nx.softmax_int8(x, q["input_multiplier"], q["input_left_shift"], q["diff_min"])
+    beta = float(node.attrs.get("beta", 1.0))
+    z = (x.astype(np.float64) - x.max(axis=-1, keepdims=True)) * beta
+    e = np.exp(z)
+    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
