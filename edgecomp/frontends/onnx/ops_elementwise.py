@@ -1,0 +1,45 @@
+"""Elementwise ops: Relu and Clip (a clamp, fused into its producer by fuse_activations), Add,
+Softmax."""
+from __future__ import annotations
+
+import math
+
+from ...errors import UnsupportedError
+from .context import Ctx, out_tensor, shape_of
+from .registry import onnx_op
+
+
+@onnx_op("Relu", "Clip")
+def lower_clamp(c: Ctx, n, a: dict, x: str, xs: tuple, where: str) -> None:
+    ins = list(n.input)
+    op = n.op_type
+    lo, hi = 0.0, math.inf
+    if op == "Clip":
+        lo = float(c.consts[ins[1]]) if len(ins) > 1 and ins[1] else float(a.get("min", -math.inf))
+        hi = float(c.consts[ins[2]]) if len(ins) > 2 and ins[2] else float(a.get("max", math.inf))
+    o = out_tensor(c, n, xs)
+    c.add_node(n.name, "clamp", [x], [o], act=(lo, hi))
+
+
+@onnx_op("Add")
+def lower_add(c: Ctx, n, a: dict, x: str, xs: tuple, where: str) -> None:
+    ins = list(n.input)
+    y = c.name(ins[1])
+    if ins[1] in c.consts or y not in c.g.tensors:
+        raise UnsupportedError("Add with a constant operand", where=where,
+                               fix="Fold the constant into the previous layer's bias")
+    ys = shape_of(c, ins[1])
+    if tuple(xs) != tuple(ys):
+        raise UnsupportedError(f"Add with broadcasting ({xs} + {ys})", where=where,
+                               fix="Give both operands the same shape")
+    o = out_tensor(c, n, xs)
+    c.add_node(n.name, "add", [x, y], [o], act=(-math.inf, math.inf))
+
+
+@onnx_op("Softmax")
+def lower_softmax(c: Ctx, n, a: dict, x: str, xs: tuple, where: str) -> None:
+    axis = a.get("axis", -1)
+    if axis not in (-1, len(xs) - 1):
+        raise UnsupportedError(f"Softmax over axis {axis}", where=where, fix="Apply softmax over the last axis")
+    o = out_tensor(c, n, xs)
+    c.add_node(n.name, "softmax", [x], [o], beta=1.0)
