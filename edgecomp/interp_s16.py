@@ -29,7 +29,7 @@ INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 ACC_LIMIT = 1 << 47  # EC_S16_ACC_LIMIT: beyond it every requantized value saturates int16
 MAX_SHIFT = 30  # the kernels shift right by 31 - shift >= 1 (quantize_multiplier's shifts are <= 30)
 OPS = ("conv2d", "depthwise_conv2d", "fully_connected", "max_pool2d", "avg_pool2d", "add", "clamp", "quantize",
-       "dequantize", "reshape", "concat")
+       "dequantize", "reshape", "concat", "transpose")
 
 
 def _i64(v) -> np.ndarray:
@@ -268,6 +268,8 @@ def run_node(graph: ir.Graph, node: ir.Node, env: dict[str, np.ndarray]) -> np.n
         return ec_dequantize_s16_f32(x, x_t.quant.scale[0])
     if op == "reshape":
         return x.reshape((x.shape[0],) + tuple(node.attrs.get("shape", out.shape))[1:])
+    if op == "transpose":  # moves values, whatever the scale (in and out share it)
+        return np.ascontiguousarray(np.transpose(x, tuple(int(p) for p in node.attrs["perm"])))
     # concat moves bytes, whatever the scales (the frontend requantizes inputs to the output's)
     parts = [graph.tensors[i] for i in node.inputs]
     if any(t.is_const or t.dtype != out.dtype for t in parts):

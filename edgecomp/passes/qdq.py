@@ -23,11 +23,12 @@ from ..errors import UnsupportedError
 from .graph_edit import remove_dead, rename, replace_uses, same_quant
 
 INT_OPS = ("conv2d", "depthwise_conv2d", "fully_connected", "add", "max_pool2d", "avg_pool2d",
-           "softmax", "reshape", "concat", "clamp")
+           "softmax", "reshape", "concat", "clamp", "transpose")
 
 
 #: Ops folded into int16 (16x8) integer ops; other int16 islands stay float (dequantize/quantize kept).
 INT16_OPS = ("conv2d", "depthwise_conv2d", "fully_connected", "max_pool2d", "add", "avg_pool2d", "reshape", "clamp",
+             "transpose",
              "concat")
 
 
@@ -99,7 +100,7 @@ def fold_qdq(g: ir.Graph, ctx=None) -> ir.Graph:
         elif n.op == "avg_pool2d" and not same_quant(g.tensors[srcs[0]].quant, yquant) and ydtype != "int16":
             continue  # an average rounded at the input's scale then rescaled loses precision: stays float
             # (the int16 kernel keeps 16 fraction bits of the mean and rescales once)
-        elif n.op in ("max_pool2d", "reshape", "clamp") and not same_quant(g.tensors[srcs[0]].quant, yquant):
+        elif n.op in ("max_pool2d", "reshape", "clamp", "transpose") and not same_quant(g.tensors[srcs[0]].quant, yquant):
             # single-input ops work in their input's quantization, then one requantize to the
             # output's (before pooling it would clip values that the average still needs)
             requant_after = yquant

@@ -10,6 +10,7 @@ import onnx
 
 from ... import ir
 from ...errors import ModelError, UnsupportedError
+from .layout import Layout, channels_last_layout, ir_shape, set_layout
 from .load import MAX_ELEMENTS
 
 NCHW_TO_NHWC_AXIS = {0: 0, 1: 3, 2: 1, 3: 2}
@@ -25,7 +26,8 @@ class Ctx:
     qconsts: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, int | None]] = field(default_factory=dict)
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # ONNX (NCHW) shapes
     alias: dict[str, str] = field(default_factory=dict)  # ONNX name -> IR tensor name
-    flat_chw: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # flattened NHWC that ONNX sees as CHW
+    layouts: dict[str, Layout] = field(default_factory=dict)  # IR tensor -> how it holds its ONNX tensor (layout.py)
+    moved: dict = field(default_factory=dict)  # (IR tensor, layout) -> the copy of it in that layout
     counter: int = 0
 
     def name(self, onnx_name: str) -> str:
@@ -133,10 +135,24 @@ def const_value(c: Ctx, name: str) -> np.ndarray | None:
     return c.consts.get(name)
 
 
-def out_tensor(c: Ctx, node, shape_onnx, dtype="float32", quant=None) -> str:
+def out_tensor(c: Ctx, node, shape_onnx, dtype="float32", quant=None, layout="auto") -> str:
+    """The node's (first) output: ONNX shape ``shape_onnx``, held in ``layout`` ("auto": NHWC for a
+    4-D tensor, ONNX order else); its IR shape is the layout's memory shape."""
+    o = node.output[0]
+    s = tuple(shape_onnx)
+    c.shapes[o] = s
+    if layout == "auto":
+        layout = channels_last_layout(s) if len(s) == 4 else None
+    set_layout(c, o, layout)
+    return c.add_tensor(o, ir_shape(layout, s), dtype, quant)
+
+
+def like_input(c: Ctx, node, x: str, shape_onnx, dtype="float32", quant=None) -> str:
+    """An output with the same shape and layout as the IR tensor ``x`` (elementwise ops)."""
     o = node.output[0]
     c.shapes[o] = tuple(shape_onnx)
-    return c.add_tensor(o, nhwc(tuple(shape_onnx)), dtype, quant)
+    set_layout(c, o, c.layouts.get(x))
+    return c.add_tensor(o, tuple(c.g.tensors[x].shape), dtype, quant)
 
 
 def weight(c: Ctx, name: str, where: str) -> np.ndarray:

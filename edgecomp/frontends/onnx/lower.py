@@ -16,10 +16,11 @@ from ... import ir
 from ...errors import ModelError, UnsupportedError
 from ...passes import Pass, dump_graph, run_passes
 from ...passes.fuse_activations import fuse_activations
-from ...passes.graph_edit import remove_dead
+from ...passes.graph_edit import remove_dead, rename
 from ...passes.qdq import cancel_qdq, fold_qdq, int_boundaries
 from . import ops_conv, ops_elementwise, ops_pool, ops_qdq, ops_shape  # noqa: F401,E402  (their @onnx_op fill ONNX_OPS)
 from .context import Ctx, Wrap, check_attrs, malformed, nhwc, shape_of, value_shapes
+from .layout import channels_last_layout, normal, set_layout, to_layout
 from .load import dtype_name, load_onnx, to_array
 from .registry import ONNX_OPS
 
@@ -71,6 +72,8 @@ def lower(model: onnx.ModelProto, name: str | None = None, *, fuse: bool = True)
             raise UnsupportedError(f"input {vi.name!r} has element type {dtype_name(elem)}",
                                    fix="Use a float32 model input")
         c.add_tensor(vi.name, nhwc(c.shapes[vi.name]))
+        if len(c.shapes[vi.name]) == 4:  # a 4-D input is NHWC in the IR (the API transposes the user's NCHW)
+            set_layout(c, vi.name, channels_last_layout(c.shapes[vi.name]))
         g.inputs.append(vi.name)
     try:
         nodes = ir.topo_sort([Wrap(n) for n in model.graph.node], g.inputs, inits)
@@ -88,7 +91,8 @@ def lower(model: onnx.ModelProto, name: str | None = None, *, fuse: bool = True)
         nm = c.name(o.name)
         if nm not in g.tensors:
             raise ModelError(f"graph output {o.name!r} is not produced by any supported node")
-        g.outputs.append(nm)
+        out = _output_layout(c, nm, o.name)  # (may rename tensors: g.outputs is rebuilt)
+        g.outputs.append(out)
     g.meta["onnx_inputs"] = [i for i in g.inputs]
     g.meta["onnx_outputs"] = [o.name for o in model.graph.output]
     try:
@@ -98,6 +102,24 @@ def lower(model: onnx.ModelProto, name: str | None = None, *, fuse: bool = True)
     except Exception as e:
         raise malformed("graph", e) from None
     return g
+
+
+def _output_layout(c: Ctx, nm: str, onnx_name: str) -> str:
+    """A graph output as the API hands it over: NHWC for 4-D tensors (transposed back to NCHW for
+    the user), ONNX order else.  The output keeps the name of the tensor it was made from."""
+    s = tuple(c.shapes.get(onnx_name) or c.shapes.get(nm) or c.g.tensors[nm].shape)
+    want = channels_last_layout(s) if len(s) == 4 else None
+    want_shape = nhwc(s)
+    if normal(c.layouts.get(nm)) == normal(want) and tuple(c.g.tensors[nm].shape) == want_shape:
+        return nm
+    inner = nm + "_in_layout"
+    rename(c.g, nm, inner)
+    c.layouts[inner] = c.layouts.pop(nm, None) or c.layouts.pop(inner, None)
+    if c.layouts[inner] is None:
+        del c.layouts[inner]
+    y = to_layout(c, inner, s, want, shape=want_shape)
+    rename(c.g, y, nm)
+    return nm
 
 
 #: The rewrites the ONNX frontend's output goes through before anything reads it (the canonical

@@ -9,6 +9,7 @@ import numpy as np
 from ... import ir
 from ...errors import UnsupportedError
 from .context import Ctx, attrs_of, ir_const, out_tensor, pads, weight
+from .layout import channels_last, groups, onnx_order
 from .registry import onnx_op
 
 
@@ -17,6 +18,7 @@ def lower_conv(c: Ctx, n, a: dict, x: str, xs: tuple, where: str) -> None:
     w = weight(c, n.input[1], where)
     if w.ndim != 4 or len(xs) != 4:
         raise UnsupportedError(f"{w.ndim - 2}-D convolution", where=where, fix="Use 2-D convolutions (Conv2d)")
+    x = channels_last(c, x, xs)
     O, Ig, KH, KW = w.shape
     group = a.get("group", 1)
     strides = tuple(a.get("strides", [1, 1]))
@@ -88,9 +90,14 @@ def lower_gemm(c: Ctx, n, a: dict, x: str, xs: tuple, where: str) -> None:
     wname = ir_const(c, n.input[1], perm, 0)
     wt = c.g.tensors[wname]
     O, I = wt.shape
-    if x in c.flat_chw:  # ONNX flattened (C,H,W); our tensor is (H,W,C): permute weight columns
-        C, H, W = c.flat_chw[x]
-        idx = np.arange(C * H * W).reshape(C, H, W).transpose(1, 2, 0).reshape(-1)
+    L = c.layouts.get(x)
+    gs = groups(tuple(xs), L.logical) if L is not None and len(xs) == 2 else None
+    if L is not None and (gs is None or gs[0] != [0] or L.perm[0] != 0):
+        x, L = onnx_order(c, x, xs), None  # (the batch axis mixed with the features: move the data)
+    if L is not None:  # the features in another order than ONNX's (a flattened NHWC tensor): permute
+        # the weight columns to the memory order instead of moving the data
+        fdims = L.logical[1:]
+        idx = np.arange(int(np.prod(fdims))).reshape(fdims).transpose([p - 1 for p in L.perm[1:]]).reshape(-1)
         wt.data = wt.data[:, idx]
         qc = c.g.meta.get("qconst", {}).get(wname)
         if qc is not None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 
 from ...errors import UnsupportedError
-from .context import Ctx, out_tensor, shape_of
+from .context import Ctx, like_input, shape_of
+from .layout import onnx_axis, onnx_order, to_layout
 from .registry import onnx_op
 
 
@@ -17,7 +18,7 @@ def lower_clamp(c: Ctx, n, a: dict, x: str, xs: tuple, where: str) -> None:
     if op == "Clip":
         lo = float(c.consts[ins[1]]) if len(ins) > 1 and ins[1] else float(a.get("min", -math.inf))
         hi = float(c.consts[ins[2]]) if len(ins) > 2 and ins[2] else float(a.get("max", math.inf))
-    o = out_tensor(c, n, xs)
+    o = like_input(c, n, x, xs)
     c.add_node(n.name, "clamp", [x], [o], act=(lo, hi))
 
 
@@ -32,14 +33,22 @@ def lower_add(c: Ctx, n, a: dict, x: str, xs: tuple, where: str) -> None:
     if tuple(xs) != tuple(ys):
         raise UnsupportedError(f"Add with broadcasting ({xs} + {ys})", where=where,
                                fix="Give both operands the same shape")
-    o = out_tensor(c, n, xs)
+    y = to_layout(c, y, ys, c.layouts.get(x), shape=c.g.tensors[x].shape)  # both operands' memory in one order
+    o = like_input(c, n, x, xs)
     c.add_node(n.name, "add", [x, y], [o], act=(-math.inf, math.inf))
 
 
 @onnx_op("Softmax")
 def lower_softmax(c: Ctx, n, a: dict, x: str, xs: tuple, where: str) -> None:
-    axis = a.get("axis", -1)
-    if axis not in (-1, len(xs) - 1):
-        raise UnsupportedError(f"Softmax over axis {axis}", where=where, fix="Apply softmax over the last axis")
-    o = out_tensor(c, n, xs)
+    axis = a.get("axis", -1) % len(xs)
+    ir_axis = onnx_axis(c, x, xs, axis)
+    if ir_axis != len(c.g.tensors[x].shape) - 1 and axis == len(xs) - 1:
+        x = onnx_order(c, x, xs)  # the data in ONNX order: the axis is the innermost one
+        ir_axis = axis
+    if ir_axis != len(c.g.tensors[x].shape) - 1:
+        raise UnsupportedError(f"Softmax over axis {a.get('axis', -1)} of a {len(xs)}-D tensor, which is not the "
+                               "innermost axis of the data as edgecomp lays it out (NHWC for 4-D tensors)",
+                               where=where, fix="Apply softmax over the channel axis or over the last axis of a "
+                                                "tensor that is not 4-D")
+    o = like_input(c, n, x, xs)
     c.add_node(n.name, "softmax", [x], [o], beta=1.0)

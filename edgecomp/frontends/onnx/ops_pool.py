@@ -6,6 +6,7 @@ import math
 from ... import ir
 from ...errors import UnsupportedError
 from .context import Ctx, out_tensor, pads
+from .layout import channels_last
 from .registry import onnx_op
 
 
@@ -13,6 +14,7 @@ from .registry import onnx_op
 def lower_pool(c: Ctx, n, a: dict, x: str, xs: tuple, where: str) -> None:
     if len(xs) != 4:
         raise UnsupportedError("pooling on a non-4-D tensor", where=where)
+    x = channels_last(c, x, xs)
     if n.op_type == "GlobalAveragePool":
         k, s, pad = (xs[2], xs[3]), (1, 1), (0, 0, 0, 0)
         op = "avg_pool2d"

@@ -6,7 +6,7 @@ import numpy as np
 
 from ... import ir
 from ...errors import UnsupportedError
-from .context import Ctx, out_tensor, shape_of
+from .context import Ctx, like_input, shape_of
 from .load import to_array
 from .registry import onnx_op
 
@@ -57,8 +57,7 @@ def lower_dequantize(c: Ctx, n, a: dict, where: str) -> None:
     st = c.g.tensors[src]
     if st.quant is None:
         st.quant = qp
-    o = out_tensor(c, n, shape_of(c, ins[0]))
-    c.flat_chw.update({o: c.flat_chw[src]} if src in c.flat_chw else {})
+    o = like_input(c, n, src, shape_of(c, ins[0]))
     c.add_node(n.name, "dequantize", [src], [o])
     return
 
@@ -80,8 +79,7 @@ def lower_quantize(c: Ctx, n, a: dict, where: str) -> None:
     if ins[0] in c.consts:
         raise UnsupportedError("QuantizeLinear of a constant", where=where)
     src = c.name(ins[0])
-    o = out_tensor(c, n, shape_of(c, ins[0]), "int16" if zp.dtype == np.int16 else "int8",
-             ir.QuantParams(scale, zp.astype(np.int32)))
-    c.flat_chw.update({o: c.flat_chw[src]} if src in c.flat_chw else {})
+    o = like_input(c, n, src, shape_of(c, ins[0]), "int16" if zp.dtype == np.int16 else "int8",
+                   ir.QuantParams(scale, zp.astype(np.int32)))
     c.add_node(n.name, "quantize", [src], [o])
     return

@@ -5,6 +5,7 @@ import math
 
 from .... import ir
 from ....errors import UnsupportedError
+from ....sanitize import c_comment
 from ..kernels.catalogue import kernel
 
 
@@ -37,3 +38,29 @@ def emit_concat(gen, L, k) -> str:
                      f"{out_bytes}, {off});")
         off += in_bytes
     return "\n    ".join(calls)
+
+
+MAX_DIMS = 6  # EC_TRANSPOSE_MAX_DIMS
+
+
+@kernel("ec_transpose", "transpose", "any", groups=("data",))
+def emit_transpose(gen, L, k) -> str:
+    """Axes permuted: the input walked in memory order, each element written at its output place."""
+    node, x, out = L.node, L.x, L.out
+    perm = [int(v) for v in node.attrs["perm"]]
+    dims = list(x.shape)
+    if len(dims) > MAX_DIMS or sorted(perm) != list(range(len(dims))) or perm[0] != 0:
+        raise UnsupportedError(f"transpose {perm} of a {len(dims)}-D tensor", where=f"node {node.name!r}",
+                               fix=f"Keep the batch axis first and at most {MAX_DIMS} dimensions")
+    oshape = [dims[p] for p in perm]
+    ostride = [int(math.prod(oshape[i + 1:])) for i in range(len(oshape))]
+    in_stride_out = [0] * len(dims)
+    for i, p in enumerate(perm):
+        in_stride_out[p] = ostride[i]
+    pad = MAX_DIMS - len(dims)
+    fields = [("rank", str(len(dims))), ("elem_bytes", str(ir.dtype_bytes(x.dtype))),
+              ("dims", "{" + ", ".join(str(d) for d in dims + [1] * pad) + "}"),
+              ("out_strides", "{" + ", ".join(str(s) for s in in_stride_out + [0] * pad) + "}")]
+    L.head.append(f"  perm {perm}")
+    gen.struct("ec_transpose_params_t", L.base, fields, c_comment(f"{node.name}: transpose"))
+    return f"ec_transpose(&{L.base}, {gen.tensor(x.name)}, {gen.tensor(out.name)});"
