@@ -151,6 +151,13 @@ def test_pico2_bundle_carries_a_bootable_uf2(tmp_path, mlperf_dir):
     assert struct.unpack_from("<I", block["items"][0x03], 4)[0] == 0x10000000  # vector table address
     assert block["last_size"] == block["words"]
 
+    # `edgecomp flash` without a debug probe points at the file
+    from edgecomp.errors import ToolError
+    from edgecomp.flash import flash_bundle
+    with pytest.raises(ToolError) as e:
+        flash_bundle(tmp_path / "b")
+    assert "BOOTSEL" in str(e.value) and str(path) in str(e.value)
+
 
 def test_uf2_command(tmp_path):
     """`python -m edgecomp.uf2` (the bundle's `make uf2`): a bad input is one clear line, exit 2."""
