@@ -198,8 +198,8 @@ EC_MVE_INLINE void dot_1x6(const int8_t *x, const int8_t *w, int32_t k, int32x4_
  * Every channel group of two pixels, in assembly: for a layer without left shifts and without a
  * fused residual add (the common case).  Per group of 3 channels: the accumulators start from
  * the folded bias, the 2x3 block loop, then both pixels requantized on four lanes and stored
- * (VCTP on the channels left: the last group writes only its own).  One pixel: x1 == x0 and
- * d1 == d0 (the same bytes written twice).  37 + 12 * ceil(k / 16) instructions a group.
+ * (VCTP on the channels left: the last group writes only its own).  37 + 12 * ceil(k / 16)
+ * instructions a group.
  */
 typedef struct {
     const int8_t *x0, *x1; /* the two windows (k bytes each) */
@@ -285,6 +285,63 @@ __asm__("    .section .text.ec_mve_conv_groups,\"ax\",%progbits\n"
         "    vpop {d8-d15}\n"
         "    pop {r4-r11, pc}\n"
         "    .size ec_mve_conv_groups, .-ec_mve_conv_groups\n"
+        "    .text\n");
+
+/* The same for one pixel (a row's last of an odd width): 22 + 8 * ceil(k / 16) instructions a group. */
+void ec_mve_conv_groups1(const ec_mve_conv_job_t *job);
+
+__asm__("    .section .text.ec_mve_conv_groups1,\"ax\",%progbits\n"
+        "    .global ec_mve_conv_groups1\n"
+        "    .type ec_mve_conv_groups1, %function\n"
+        "    .syntax unified\n"
+        "    .thumb\n"
+        "    .thumb_func\n"
+        "    .p2align 2\n"
+        "ec_mve_conv_groups1:\n"
+        "    push {r4-r11, lr}\n"
+        "    vpush {d8-d15}\n"
+        "    ldr r1, [r0, #32]\n"          /* lo, hi: q3, q4 */
+        "    vdup.32 q3, r1\n"
+        "    ldr r1, [r0, #36]\n"
+        "    vdup.32 q4, r1\n"
+        "    ldr r8, [r0, #28]\n"          /* r8 zero point, r9 the window, r5 packed, r1 output */
+        "    ldr r9, [r0, #0]\n"
+        "    ldr r5, [r0, #8]\n"
+        "    ldr r1, [r0, #12]\n"
+        "    ldrd r7, r12, [r0, #20]\n"    /* r7 k, r12 channels left */
+        "1:  ldrd r0, r2, [r5]\n"          /* accumulators r0 r2 r4 = bias */
+        "    ldr r4, [r5, #8]\n"
+        "    vldrw.u32 q6, [r5, #16]\n"
+        "    vldrw.u32 q7, [r5, #48]\n"
+        "    adds r5, r5, #64\n"
+        "    mov r11, r9\n"
+        "    dlstp.8 lr, r7\n"
+        "2:  vldrb.8 q0, [r11], #16\n"
+        "    vldrb.8 q2, [r5], #16\n"
+        "    vmladava.s8 r0, q0, q2\n"
+        "    vldrb.8 q2, [r5], #16\n"
+        "    vmladava.s8 r2, q0, q2\n"
+        "    vldrb.8 q2, [r5], #16\n"
+        "    vmladava.s8 r4, q0, q2\n"
+        "    letp lr, 2b\n"
+        "    vmov q0[2], q0[0], r0, r4\n"
+        "    vmov q0[3], q0[1], r2, r2\n"
+        "    vqrdmulh.s32 q0, q0, q6\n"
+        "    vand q2, q0, q7\n"
+        "    vshr.s32 q2, q2, #31\n"
+        "    vqadd.s32 q0, q0, q2\n"
+        "    vrshl.s32 q0, q0, q7\n"
+        "    vadd.i32 q0, q0, r8\n"
+        "    vmax.s32 q0, q0, q3\n"
+        "    vmin.s32 q0, q0, q4\n"
+        "    vctp.32 r12\n"
+        "    vpst\n"
+        "    vstrbt.32 q0, [r1], #3\n"
+        "    subs r12, r12, #3\n"
+        "    bgt 1b\n"
+        "    vpop {d8-d15}\n"
+        "    pop {r4-r11, pc}\n"
+        "    .size ec_mve_conv_groups1, .-ec_mve_conv_groups1\n"
         "    .text\n");
 
 /* The kernel window of output pixel (oy, ox), taps in the padding set to the input zero point. */
@@ -390,8 +447,11 @@ void ec_conv2d_s8_mve(const ec_conv_params_t *p, const int8_t *input, const int8
                     job.x0 = x0;
                     job.x1 = x1;
                     job.d0 = dst + ox * out_c;
-                    job.d1 = two ? job.d0 + out_c : job.d0;
-                    ec_mve_conv_groups(&job);
+                    job.d1 = job.d0 + out_c;
+                    if (two)
+                        ec_mve_conv_groups(&job);
+                    else
+                        ec_mve_conv_groups1(&job);
                 } else {
                     conv_pixels(p, x0, x1, packed, k, dst + ox * out_c, two ? dst + (ox + 1) * out_c : NULL,
                                 sk != NULL ? sk + ox * out_c : NULL, sk != NULL ? sk + (ox + 1) * out_c : NULL);
@@ -523,6 +583,7 @@ typedef struct {
     const int8_t *packed;
     int8_t *d;
     int32_t taps, channels, zp, lo, hi;
+    int32_t offset; /* added to every tap address (the pixel's distance from the one t[] was made for) */
 } ec_mve_dw_job_t;
 
 void ec_mve_dw_pixel(const ec_mve_dw_job_t *job);
@@ -545,7 +606,7 @@ __asm__("    .section .text.ec_mve_dw_pixel,\"ax\",%progbits\n"
         "    strd r9, r10, [sp]\n"
         "    lsls r11, r4, #4\n"            /* r11 group bytes: 256 + 16 * taps */
         "    add r11, r11, #256\n"
-        "    movs r7, #0\n"                 /* r7 channel offset */
+        "    ldr r7, [r0, #32]\n"           /* r7 offset of the channels (and of the pixel) */
         "1:  vldrw.u32 q4, [r2]\n"          /* accumulators = bias */
         "    vldrw.u32 q5, [r2, #16]\n"
         "    vldrw.u32 q6, [r2, #32]\n"
@@ -690,7 +751,7 @@ void ec_depthwise_conv2d_s8_mve(const ec_conv_params_t *p, const int8_t *input, 
         left |= p->shift[i] > 0;
     fill_bytes(work, (int8_t)(-p->input_offset), c); /* what a tap in the padding reads */
     const int general = left || p->residual != NULL; /* else the assembly pixel */
-    ec_mve_dw_job_t job = {t, packed, NULL, taps, c, p->output_offset, p->act_min, p->act_max};
+    ec_mve_dw_job_t job = {t, packed, NULL, taps, c, p->output_offset, p->act_min, p->act_max, 0};
     for (int32_t b = 0; b < p->batches; b++) {
         const int8_t *in_b = input + b * p->in_h * p->in_w * c;
         for (int32_t oy = 0; oy < p->out_h; oy++) {
@@ -699,25 +760,23 @@ void ec_depthwise_conv2d_s8_mve(const ec_conv_params_t *p, const int8_t *input, 
             const int8_t *sk = skip != NULL ? skip + out_row : NULL;
             const int32_t iy0 = oy * p->stride_h - p->pad_top;
             const int rows_inside = iy0 >= 0 && iy0 + (kh - 1) * p->dilation_h < p->in_h;
-            int inside = 0; /* t[] holds the previous pixel's taps, all inside the input */
+            int32_t run = -1; /* t[] holds the taps of pixel `run`, all inside the input (-1: none) */
             for (int32_t ox = 0; ox < p->out_w; ox++) {
                 const int32_t ix0 = ox * p->stride_w - p->pad_left;
                 if (rows_inside && ix0 >= 0 && ix0 + (kw - 1) * p->dilation_w < p->in_w) {
-                    if (inside) { /* the next pixel along the row: every tap moves by a stride */
-                        for (int32_t k = 0; k < taps; k++)
-                            t[k] += step;
-                    } else {
+                    if (run < 0 || general) { /* (the C path moves the taps, the assembly an offset) */
                         dw_taps(p, in_b, oy, ox, work, t);
-                        inside = 1;
+                        run = ox;
                     }
                 } else {
                     dw_taps(p, in_b, oy, ox, work, t);
-                    inside = 0;
+                    run = -1;
                 }
                 if (general) {
                     dw_pixel(p, t, packed, dst + ox * c, sk != NULL ? sk + ox * c : NULL, left);
                 } else {
                     job.d = dst + ox * c;
+                    job.offset = run < 0 ? 0 : (ox - run) * step; /* the next pixels along the row: a stride each */
                     ec_mve_dw_pixel(&job);
                 }
             }
