@@ -1,6 +1,6 @@
 """Cortex-M speed: reference C kernels vs the DSP-optimized kernels, counted under QEMU.
 
-    python bench/mcu_speed.py [--targets cortex-m4 cortex-m7 cortex-m3] [--inputs 2] [--out bench/results/mcu_speed.md]
+    python bench/mcu_speed.py [--targets cortex-m4 cortex-m7 cortex-m3 cortex-m33 cortex-m55] [--inputs 2] [--out bench/results/mcu_speed.md]
 
 For the four MLPerf Tiny int8 models and the digits demo model, on each target:
 instructions per inference and per MAC under QEMU `-icount shift=0` (deterministic
@@ -16,6 +16,9 @@ Beside the exact instruction counts, the optimized builds report *estimated* cyc
 --cycles`: the core's timing table over the instructions QEMU executed, docs/cycles.md) and cycles
 per MAC; on the Cortex-M4 also estimated ms at the NUCLEO-L4R5ZI's 120 MHz. Speed work is judged
 in estimated cycles; instructions stay the exact, cheap count.
+The Cortex-M33 (mps2-an505) and Cortex-M55 (mps3-an547) run today's DSP kernels (the Helium
+kernels are measured standalone by bench/mve_kernels.py); a build that does not fit a target's
+flash (the M55's 512 KB ITCM with --optimize speed's int16 weights) is reported as such.
 """
 from __future__ import annotations
 
@@ -66,12 +69,18 @@ L4R5ZI_HZ = 120e6  # the NUCLEO-L4R5ZI's clock (MLPerf Tiny v1.1 results were me
 PUBLISHED_MS = {"kws_ref_model": 62.9, "pretrainedResnet_quant": 214.0}
 
 
-def run(model: Path, target: str, kernels: str, x: np.ndarray, work: Path) -> dict:
+def run(model: Path, target: str, kernels: str, x: np.ndarray, work: Path) -> dict | None:
+    """One build measured; None when it does not fit the target."""
     from edgecomp import api
+    from edgecomp.errors import DoesNotFitError
 
     out = work / f"{model.stem}-{target}-{kernels}"
     opts = {"kernels": "dsp", "optimize": "speed"} if kernels == "speed" else {"kernels": kernels}
-    man = api.compile_model(str(model), target, out, options=opts)
+    try:
+        man = api.compile_model(str(model), target, out, options=opts)
+    except DoesNotFitError as e:
+        print(f"    does not fit: {e.what}", file=sys.stderr, flush=True)
+        return None
     cycles = kernels != "reference"  # estimated cycles of the optimized builds (a second, traced run)
     pred = api.run_bundle(out, x, progress=False, cycles=cycles,
                           clock_hz=L4R5ZI_HZ if target == "cortex-m4" else None)
@@ -84,7 +93,7 @@ def main(argv=None) -> int:
     from edgecomp.reference import tflm_run
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--targets", nargs="*", default=["cortex-m4", "cortex-m7", "cortex-m3"])
+    p.add_argument("--targets", nargs="*", default=["cortex-m4", "cortex-m7", "cortex-m3", "cortex-m33", "cortex-m55"])
     p.add_argument("--models", type=Path, default=models_dir())
     p.add_argument("--inputs", type=int, default=2, help="random inputs per model run in QEMU")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "mcu_speed.md")
@@ -114,8 +123,10 @@ def main(argv=None) -> int:
                                                               dtype=np.int8)
                     else:
                         x = xdemo[:a.inputs]
-                    res[k] = run(path, target, k, x, work)
-                    res[k]["x"] = x
+                    r = run(path, target, k, x, work)
+                    if r is not None:
+                        r["x"] = x
+                        res[k] = r
                 ref = res["reference"]
                 opt, fast = res.get("dsp"), res.get("speed")
                 macs = ref["manifest"]["macs"]
@@ -170,7 +181,10 @@ def main(argv=None) -> int:
               "--optimize speed`: the matrix-product layers' weights stored as int16 in flash (about twice their "
               "bytes), their requantization constants too; the same arena. The Cortex-M3 has no DSP extension: "
               "reference kernels only. RAM = arena + static + stack peak (the reference build's where there is no "
-              "optimized one). Max diff: the larger of the two optimized builds'."]
+              "optimized one). Max diff: the larger of the two optimized builds'. The Cortex-M33 (QEMU mps2-an505, "
+              "50 instructions a SysTick tick) and Cortex-M55 (mps3-an547, 31.25) run the same DSP kernels as the M4; "
+              "n/a in a speed column: that build (int16 weights) does not fit the target (AD01 on the M55's 512 KB "
+              "ITCM). The Helium kernels, standalone: bench/results/mve_kernels.md."]
     if cyc:
         lines += ["", "Estimated cycles of the optimized builds (`edgecomp run --cycles`: the core's timing table "
                   "over the instructions QEMU executed; estimates, not measurements, docs/cycles.md). On the "

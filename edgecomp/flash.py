@@ -33,6 +33,9 @@ def flash_bundle(bundle: Path, probe_id: str | None = None) -> int:
     man = read_manifest(bundle)
     target = load_target(man["target"])
     pyocd_target = target.flasher.get("target") if target.flasher.get("tool", "pyocd") == "pyocd" else None
+    if not pyocd_target and target.flasher.get("how"):  # a board flashed with its vendor's tool
+        raise EdgecompError(f"{target.name} is flashed with {target.flasher.get('tool', 'its vendor tool')}, "
+                            "not pyOCD", where=str(bundle), fix=target.flasher["how"])
     if not pyocd_target:
         raise EdgecompError(f"target {target.name!r} has no flasher (it runs under QEMU or on the host)",
                             fix="Compile for a board target such as nucleo-l4r5zi, or use `edgecomp run --emulate`")
@@ -40,8 +43,12 @@ def flash_bundle(bundle: Path, probe_id: str | None = None) -> int:
     if probe_id:
         probes = [p for p in probes if p.unique_id == probe_id]
     if not probes:
-        raise ToolError("no debug probe attached" + (f" with id {probe_id}" if probe_id else ""),
-                        fix="Connect the board's ST-Link/CMSIS-DAP USB port (and check `pyocd list`)")
+        fix = "Connect the board's ST-Link/CMSIS-DAP USB port (and check `pyocd list`)"
+        uf2 = bundle / f"{man.get('name', 'model')}.uf2"
+        if target.uf2_family is not None and uf2.is_file():
+            fix = (f"Connect a debug probe to the SWD pins, or flash without one: hold BOOTSEL while plugging "
+                   f"the board in and copy {uf2} onto the USB drive that appears")
+        raise ToolError("no debug probe attached" + (f" with id {probe_id}" if probe_id else ""), fix=fix)
     res = build(bundle, target)
     from pyocd.core.helpers import ConnectHelper
     from pyocd.flash.file_programmer import FileProgrammer

@@ -235,6 +235,9 @@ def build(bundle_dir: str | Path, target: str | Target | None = None, *, build_d
     if flash > target.flash_size:  # the linker script already refuses this; keep the check explicit
         raise DoesNotFitError(f"the firmware needs {flash:,} bytes of flash, {target.name} has {target.flash_size:,}",
                               str(bundle_dir), "compress the model more or pick a target with more flash")
+    if target.uf2_family is not None:  # boards flashed by drag-and-drop (Pico 2): fw.uf2 beside fw.elf
+        from ..uf2 import target_uf2
+        target_uf2(elf, build_dir / "fw.uf2", target)
     return res
 
 
@@ -341,6 +344,8 @@ def write_bundle(graph: ir.Graph, target: str | Target, out_dir: str | Path, opt
                 built = build(tmp, target, build_dir=Path(bd))
                 in_t = graph.t(graph.inputs[0])
                 stack = measure_stack(tmp, target, built, in_t.nbytes)
+                if target.uf2_family is not None:  # the file a user drags onto the board, listed in the manifest
+                    shutil.copyfile(built.elf.with_name("fw.uf2"), tmp / f"{name}.uf2")
             except EdgecompError as e:
                 # name the bundle the user asked for, not the temporary folder it was built in
                 where = str(out_dir) if e.where in (None, str(tmp)) else e.where.replace(str(tmp), str(out_dir))
