@@ -1,4 +1,4 @@
-"""TFLite flatbuffer -> ir.Graph (int8 or float32).
+"""Reading a TFLite flatbuffer into an ir.Graph (int8 or float32): tensors, buffers, operators.
 
 Reads the file with the ``tflite`` schema package, checking every offset, length
 and size against the file before using it, so a corrupt or hostile file gives a
@@ -12,8 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import ir
-from ..errors import EdgecompError, ModelError, UnsupportedError
+from ... import ir
+from ...errors import EdgecompError, ModelError, UnsupportedError
+from . import ops_conv, ops_elementwise, ops_pool, ops_quant, ops_shape  # noqa: F401  (fill TFLITE_OPS)
+from .registry import CONV_2D, DEPTHWISE_CONV_2D, DEQUANTIZE, FULLY_CONNECTED, TFLITE_OPS, builtin_name
 
 MAX_ELEMENTS = 1 << 28  # no tensor in a microcontroller model comes near this
 MAX_RANK = 8
@@ -22,24 +24,10 @@ MAX_RANK = 8
 _TYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 7: "int16", 9: "int8"}
 _NP_TYPES = {"float32": np.float32, "float16": np.float16, "int32": np.int32, "uint8": np.uint8,
              "int64": np.int64, "int16": np.int16, "int8": np.int8}
-# tflite.BuiltinOperator codes we read
-ADD, AVERAGE_POOL_2D, CONCATENATION, CONV_2D, DEPTHWISE_CONV_2D = 0, 1, 2, 3, 4
-DEQUANTIZE, FULLY_CONNECTED, MAX_POOL_2D, RESHAPE, SOFTMAX, QUANTIZE = 6, 9, 17, 22, 25, 114
-SUPPORTED = {ADD: "ADD", AVERAGE_POOL_2D: "AVERAGE_POOL_2D", CONCATENATION: "CONCATENATION", CONV_2D: "CONV_2D",
-             DEPTHWISE_CONV_2D: "DEPTHWISE_CONV_2D", DEQUANTIZE: "DEQUANTIZE", FULLY_CONNECTED: "FULLY_CONNECTED",
-             MAX_POOL_2D: "MAX_POOL_2D", RESHAPE: "RESHAPE", SOFTMAX: "SOFTMAX", QUANTIZE: "QUANTIZE"}
 # tflite.ActivationFunctionType
 _ACT = {0: "none", 1: "relu", 2: "relu_n1_to_1", 3: "relu6"}
 _ACT_NAMES = {4: "TANH", 5: "SIGN_BIT"}
 SAME, VALID = 0, 1
-
-
-def _op_name(code: int) -> str:
-    import tflite
-    for k, v in vars(tflite.BuiltinOperator).items():
-        if not k.startswith("_") and v == code:
-            return k
-    return f"builtin code {code}"
 
 
 class _Reader:
@@ -213,7 +201,7 @@ class _Importer:
 
     # -- operators -------------------------------------------------------------------------
     def run(self) -> ir.Graph:
-        m, r, tfl = self.model, self.r, self.tfl
+        m, r = self.model, self.r
         self._raw: dict[str, tuple] = {}
         n_codes = r.count(m.OperatorCodesLength(), "operator code table")
         self._n_buffers = r.count(m.BuffersLength(), "buffer table")
@@ -235,8 +223,8 @@ class _Importer:
             ci = int(op.OpcodeIndex())
             if not 0 <= ci < n_codes:
                 raise r.bad(f"operator {k} uses opcode index {ci}, the table has {n_codes}")
-            if codes[ci] not in SUPPORTED:
-                label = _op_name(codes[ci])
+            if codes[ci] not in TFLITE_OPS:
+                label = builtin_name(codes[ci])
                 if codes[ci] == 32:  # CUSTOM
                     cc = m.OperatorCodes(ci).CustomCode()
                     label = f"CUSTOM({cc.decode('utf-8', 'replace') if cc else '?'})"
@@ -246,7 +234,7 @@ class _Importer:
             listed = ", ".join(f"{k} (x{v})" for k, v in sorted(unsupported.items()))
             raise UnsupportedError(
                 f"the model uses TFLite ops edgecomp does not support: {listed}", where=self.where,
-                fix=f"Supported ops: {', '.join(sorted(SUPPORTED.values()))}. Replace the others in the "
+                fix=f"Supported ops: {', '.join(sorted(o.name for o in TFLITE_OPS.values()))}. Replace the others in the "
                     "model (e.g. fuse activations, use AVERAGE_POOL_2D) or export it as ONNX")
         n_in = r.count(sg.InputsLength(), "subgraph inputs")
         n_out = r.count(sg.OutputsLength(), "subgraph outputs")
@@ -307,114 +295,21 @@ class _Importer:
                 raise UnsupportedError(f"tensor {t!r} is {dtype}", where=where,
                                        fix="Use a fully int8 model (int8 input and output) or a float32 model")
 
+    def shape(self, name: str) -> tuple:
+        return self._raw[name][1]
+
     def _operator(self, sg, k: int, op, code: int) -> None:
-        tfl, r = self.tfl, self.r
+        spec = TFLITE_OPS[code]
         ins, outs = self._io(sg, op, k)
-        where = f"operator {k} ({SUPPORTED[code]})"
-        shape = lambda n: self._raw[n][1]  # noqa: E731
-        need = {CONV_2D: 2, DEPTHWISE_CONV_2D: 2, FULLY_CONNECTED: 2, ADD: 2, RESHAPE: 1, SOFTMAX: 1,
-                AVERAGE_POOL_2D: 1, MAX_POOL_2D: 1, QUANTIZE: 1, DEQUANTIZE: 1, CONCATENATION: 1}[code]
-        if len([i for i in ins if i]) < need:
-            raise r.bad(f"{where} has {len(ins)} inputs, needs {need}")
+        where = f"operator {k} ({spec.name})"
+        if len([i for i in ins if i]) < spec.inputs:
+            raise self.r.bad(f"{where} has {len(ins)} inputs, needs {spec.inputs}")
         if code == DEQUANTIZE and self._raw[ins[0]][3] is not None:
             self._fold_dequantize(ins[0], outs[0])
             return
         hybrid = self._hybrid(code, ins, outs, where)
         self._check_dtypes([i for i in ins if i], outs, where)
-        if code in (CONV_2D, DEPTHWISE_CONV_2D):
-            x, w = ins[0], ins[1]
-            b = ins[2] if len(ins) > 2 and ins[2] else None
-            if self._raw[w][3] is None:
-                raise UnsupportedError("non-constant convolution weights", where=where, fix="Freeze the weights")
-            xs, ws = shape(x), shape(w)
-            if len(xs) != 4 or len(ws) != 4:
-                raise r.bad(f"{where}: input {list(xs)} and weights {list(ws)} must be 4-D")
-            cls = tfl.Conv2DOptions if code == CONV_2D else tfl.DepthwiseConv2DOptions
-            o = self._options(op, cls)
-            if o is None:
-                raise r.bad(f"{where} has no options")
-            sh, sw = int(o.StrideH()), int(o.StrideW())
-            dh, dw = max(1, int(o.DilationHFactor())), max(1, int(o.DilationWFactor()))
-            if sh < 1 or sw < 1:
-                raise r.bad(f"{where} has stride {sh}x{sw}")
-            kh, kw = ws[1], ws[2]
-            pad = self._pad(int(o.Padding()), xs, kh, kw, sh, sw, dh, dw)
-            attrs = {"stride": (sh, sw), "dilation": (dh, dw), "pad": pad,
-                     "act": self._act(int(o.FusedActivationFunction()), outs[0], where)}
-            if hybrid:
-                attrs["hybrid"] = hybrid
-            if code == CONV_2D:
-                if ws[3] != xs[3]:
-                    raise UnsupportedError(f"grouped convolution (input {xs[3]} channels, filter {ws[3]})",
-                                           where=where, fix="Use CONV_2D without groups or DEPTHWISE_CONV_2D")
-                self._add("conv2d", [x, w] + ([b] if b else []), outs[:1], k, **attrs)
-            else:
-                if xs[3] == 0 or ws[3] % xs[3]:
-                    raise r.bad(f"{where}: {ws[3]} filter channels for {xs[3]} input channels")
-                attrs["depth_multiplier"] = ws[3] // xs[3]
-                self._add("depthwise_conv2d", [x, w] + ([b] if b else []), outs[:1], k, **attrs)
-        elif code == FULLY_CONNECTED:
-            x, w = ins[0], ins[1]
-            b = ins[2] if len(ins) > 2 and ins[2] else None
-            if self._raw[w][3] is None or len(shape(w)) != 2:
-                raise UnsupportedError("fully connected weights must be a constant [O, I] matrix", where=where,
-                                       fix="Freeze the weights")
-            o = self._options(op, tfl.FullyConnectedOptions)
-            act = 0
-            if o is not None:
-                if int(o.WeightsFormat()) != 0:
-                    raise UnsupportedError("shuffled fully-connected weights", where=where,
-                                           fix="Convert with the default weights format")
-                act = int(o.FusedActivationFunction())
-            if math.prod(shape(x)) % shape(w)[1]:
-                raise r.bad(f"{where}: input {list(shape(x))} does not flatten to rows of {shape(w)[1]}")
-            self._add("fully_connected", [x, w] + ([b] if b else []), outs[:1], k,
-                      act=self._act(act, outs[0], where))
-        elif code == ADD:
-            if shape(ins[0]) != shape(ins[1]) or shape(ins[0]) != shape(outs[0]):
-                raise UnsupportedError(f"ADD with broadcasting ({list(shape(ins[0]))} + {list(shape(ins[1]))})",
-                                       where=where, fix="Give both inputs the same shape")
-            o = self._options(op, tfl.AddOptions)
-            act = int(o.FusedActivationFunction()) if o is not None else 0
-            self._add("add", ins[:2], outs[:1], k, act=self._act(act, outs[0], where))
-        elif code in (AVERAGE_POOL_2D, MAX_POOL_2D):
-            o = self._options(op, tfl.Pool2DOptions)
-            if o is None:
-                raise r.bad(f"{where} has no options")
-            xs = shape(ins[0])
-            if len(xs) != 4:
-                raise r.bad(f"{where}: input {list(xs)} must be 4-D")
-            fh, fw, sh, sw = (int(o.FilterHeight()), int(o.FilterWidth()), int(o.StrideH()), int(o.StrideW()))
-            if min(fh, fw, sh, sw) < 1:
-                raise r.bad(f"{where} has filter {fh}x{fw} stride {sh}x{sw}")
-            self._check_same_quant(ins[0], outs[0], where)
-            self._add("avg_pool2d" if code == AVERAGE_POOL_2D else "max_pool2d", ins[:1], outs[:1], k,
-                      kernel=(fh, fw), stride=(sh, sw), pad=self._pad(int(o.Padding()), xs, fh, fw, sh, sw, 1, 1),
-                      act=self._act(int(o.FusedActivationFunction()), outs[0], where))
-        elif code == RESHAPE:
-            if math.prod(shape(ins[0])) != math.prod(shape(outs[0])):
-                raise r.bad(f"{where}: reshape {list(shape(ins[0]))} -> {list(shape(outs[0]))} changes the size")
-            self._add("reshape", ins[:1], outs[:1], k, shape=tuple(shape(outs[0])))
-        elif code == SOFTMAX:
-            o = self._options(op, tfl.SoftmaxOptions)
-            self._add("softmax", ins[:1], outs[:1], k, beta=float(o.Beta()) if o is not None else 1.0)
-        elif code == CONCATENATION:
-            o = self._options(op, tfl.ConcatenationOptions)
-            rank = len(shape(outs[0]))
-            axis = int(o.Axis()) if o is not None else 0
-            if not -rank <= axis < rank:
-                raise r.bad(f"{where}: axis {axis} for rank {rank}")
-            for i in ins:
-                self._check_same_quant(i, outs[0], where)
-            act = int(o.FusedActivationFunction()) if o is not None else 0
-            if act:
-                raise UnsupportedError("CONCATENATION with a fused activation", where=where,
-                                       fix="Apply the activation before concatenating")
-            self._add("concat", [i for i in ins if i], outs[:1], k, axis=axis % rank)
-        elif code == QUANTIZE:
-            self._add("quantize", ins[:1], outs[:1], k)
-        elif code == DEQUANTIZE:
-            self._add("dequantize", ins[:1], outs[:1], k)
+        spec.lower(self, op, k, code, ins, outs, where, hybrid)
 
     def _hybrid(self, code: int, ins: list[str], outs: list[str], where: str) -> dict | None:
         """A float op with int8 constant weights (dynamic-range "hybrid" model): dequantize the weights.
@@ -430,7 +325,7 @@ class _Importer:
         if self._raw[outs[0]][0] != "float32" or dtype != "int8" or arr is None:
             return None
         if code != CONV_2D or quant is None or quant.scale.size != 1 or int(quant.zero_point[0]) != 0:
-            raise UnsupportedError(f"hybrid (dynamic-range quantized) {SUPPORTED[code]} with int8 weights "
+            raise UnsupportedError(f"hybrid (dynamic-range quantized) {builtin_name(code)} with int8 weights "
                                    "and float activations", where=where,
                                    fix="Convert the model fully to int8, or keep it fully float32")
         scale = float(quant.scale[0])
