@@ -141,9 +141,10 @@ def emit(g: ir.Graph, out_dir: Path, *, name: str, opts: CodegenOptions) -> Code
     out_dir.mkdir(parents=True, exist_ok=True)
     for f, text in texts.items():
         (out_dir / f).write_text(text)
-    kernel_files = files_for(groups)
-    for f in kernel_files:
-        shutil.copyfile(templates_dir() / "cortex_m" / "kernels" / f, out_dir / f)
+    kernel_files = []
+    for f in files_for(groups):  # (a source may sit in a family folder: the bundle is flat)
+        shutil.copyfile(templates_dir() / "cortex_m" / "kernels" / f, out_dir / Path(f).name)
+        kernel_files.append(Path(f).name)
     return CodegenInfo(
         arena_bytes=plan.arena_bytes,
         scratch_bytes=max((n for _, n in plan.scratch.values()), default=0),

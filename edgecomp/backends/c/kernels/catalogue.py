@@ -21,7 +21,8 @@ from typing import Any, Callable
 from .... import ir
 from ....errors import UnsupportedError
 
-#: C sources (under templates/cortex_m/kernels) a bundle gets for each group of kernels;
+#: C sources (under templates/cortex_m/kernels, possibly in a family folder: the bundle gets them
+#: flat, so names must be unique) a bundle gets for each group of kernels;
 #: "reference" always, the others when a layer runs one of their kernels ("simd" comes with
 #: "dsp" and "gemm").
 KERNEL_GROUPS: dict[str, tuple[str, ...]] = {
