@@ -90,12 +90,18 @@ def load_graph(model: Any, workdir: Path, **kw) -> tuple[ir.Graph, Path]:
 
 def compile_model(model: Any, target: str, out_dir: str | Path, *, example_input=None, calib=None,
                   precision: str = "int8", calibrate_method: str = "minmax", per_channel: bool = True,
-                  options: dict | None = None, keep_onnx: str | Path | None = None, keep_float=None) -> dict:
+                  options: dict | None = None, keep_onnx: str | Path | None = None, keep_float=None,
+                  force: bool = False) -> dict:
     """Compile ``model`` (nn.Module, .onnx or .tflite) for ``target`` into ``out_dir``; return the manifest.
 
     ``keep_float``: layers left in float32 in an otherwise int8 model (mixed precision; see
     :func:`edgecomp.compress.quantize.resolve_layers` for how they are named).
+    ``out_dir`` follows the output-folder rule of :mod:`edgecomp.outputs`, checked before any
+    work: a missing, empty or edgecomp-written folder is replaced, anything else refused unless
+    ``force`` (then written into, deleting only what edgecomp wrote).
     """
+    from .outputs import check_output_dir
+    check_output_dir(out_dir, force=force)
     if isinstance(keep_float, str):
         keep_float = [k for k in keep_float.split(",") if k.strip()]
     keep_float = list(keep_float or [])
@@ -119,13 +125,13 @@ def compile_model(model: Any, target: str, out_dir: str | Path, *, example_input
             else:
                 src = Path(model)
             name = type(model).__name__.lower() if _is_torch_module(model) else Path(str(model)).stem
-            return write_rpi_bundle(src, tgt.name, out_dir, options={**opts, "name": name})
+            return write_rpi_bundle(src, tgt.name, out_dir, options={**opts, "name": name}, force=force)
         graph, src = load_graph(model, work, example_input=example_input, calib=calib, precision=precision,
                                 calibrate_method=calibrate_method, per_channel=per_channel, keep_float=keep_float)
         if keep_onnx is not None and src.suffix == ".onnx":
             shutil.copyfile(src, keep_onnx)
         from .backends.cortex_m import write_bundle
-        return write_bundle(graph, tgt, Path(out_dir), opts)
+        return write_bundle(graph, tgt, Path(out_dir), opts, force=force)
 
 
 # --------------------------------------------------------------------------- running

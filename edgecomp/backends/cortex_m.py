@@ -309,11 +309,14 @@ def _json_safe(options: dict) -> dict:
     return out
 
 
-def write_bundle(graph: ir.Graph, target: str | Target, out_dir: str | Path, options: dict | None = None) -> dict:
+def write_bundle(graph: ir.Graph, target: str | Target, out_dir: str | Path, options: dict | None = None,
+                 *, force: bool = False, extra: dict | None = None) -> dict:
     """Generate, build and measure a Cortex-M (or host) bundle in ``out_dir``; return its manifest.
 
     Raises :class:`DoesNotFitError` (and leaves no bundle) when the model does not
-    fit the target's flash or RAM.
+    fit the target's flash or RAM.  ``out_dir`` follows :mod:`edgecomp.outputs` (``force``:
+    write into a folder that holds other files).  ``extra``: more manifest entries (the
+    quantization report).
     """
     from . import c_codegen
 
@@ -330,7 +333,7 @@ def write_bundle(graph: ir.Graph, target: str | Target, out_dir: str | Path, opt
     if options["optimize"] not in ("balanced", "speed"):
         raise EdgecompError(f"unknown optimization goal {options['optimize']!r}", None,
                             "use 'balanced' (the default) or 'speed'")
-    with atomic_dir(Path(out_dir)) as tmp:
+    with atomic_dir(Path(out_dir), force=force) as tmp:
         info = c_codegen.generate(graph, tmp, name=name, probe=probe, dsp=dsp,
                                   speed=options["optimize"] == "speed")
         write_firmware(tmp, target, name, probe)
@@ -373,11 +376,13 @@ def write_bundle(graph: ir.Graph, target: str | Target, out_dir: str | Path, opt
             "probe": {"timer": target.timer, "qemu_insns_per_systick": target.insns_per_systick},
         }
         if not target.is_host:
+            # the same RAM number as ram_bytes (the model's), against the target's RAM
             manifest["fits"] = {
                 "flash": f"{built.flash_bytes:,} of {target.flash_size:,} bytes "
                          f"({100.0 * built.flash_bytes / target.flash_size:.1f}%)",
-                "ram": f"{built.static_ram_bytes + (stack or 0):,} of {target.ram_size:,} bytes "
-                       f"({100.0 * (built.static_ram_bytes + (stack or 0)) / target.ram_size:.1f}%, "
-                       f"whole firmware, stack {'peak' if stack is not None else 'not measured'})",
+                "ram": f"{manifest['ram_bytes']:,} of {target.ram_size:,} bytes "
+                       f"({100.0 * manifest['ram_bytes'] / target.ram_size:.1f}%, arena + static + "
+                       f"{'stack peak' if stack is not None else 'stack not measured'})",
             }
+        manifest.update(extra or {})
         return write_manifest(tmp, manifest)
