@@ -320,7 +320,7 @@ def probe_serial(port: str, baud: int = 115200, timeout: float = 10.0, bundle: s
         got = f"{len(report.layer_ticks)} of {report.layers if report.layers is not None else '?'} layer lines"
         raise ToolError(f"the probe block from {port} has no end line (@ec end) within {timeout:g} s ({got}, "
                         f"total {'missing' if report.total is None else 'seen'})", port,
-                        "the board may have stopped or reset during the inference; reset it after starting "
+                        "The board may have stopped or reset during the inference: reset it after starting "
                         "the probe, or give a longer --timeout")
     from .bundle import read_bundle_manifest
     manifest = read_bundle_manifest(Path(bundle)) if bundle else None
