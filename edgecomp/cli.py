@@ -40,7 +40,7 @@ def cmd_compile(a) -> int:
     man = compile_model(model, a.target, a.output, calib=a.calib, precision=a.precision,
                         calibrate_method=a.calibrate_method, per_channel=not a.per_tensor,
                         keep_float=a.keep_float, options={"kernels": a.kernels, "optimize": a.optimize},
-                        force=a.force)
+                        force=a.force, validate=a.validate, labels=a.labels)
     if a.json:
         print(json.dumps(man, indent=2, sort_keys=True))
     else:
@@ -175,6 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-quantize", dest="precision", action="store_const", const="float32",
                    help="keep float32 (same as --precision float32)")
     c.add_argument("--calibrate-method", choices=["minmax", "entropy", "percentile"], default="minmax")
+    c.add_argument("--validate", metavar="X.npy",
+                   help="samples to measure the int8 model against the float model on (the quantization report; "
+                        "default: the calibration samples)")
+    c.add_argument("--labels", metavar="Y.npy", help="classes of the --validate samples: accuracy float vs int8")
     c.add_argument("--per-tensor", action="store_true", help="per-tensor instead of per-channel weights")
     c.add_argument("--keep-float", action="append", metavar="LAYER",
                    help="leave this layer in float32 in an int8 model (mixed precision; ONNX node name or PyTorch "

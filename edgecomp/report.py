@@ -52,6 +52,10 @@ def compile_report(man: dict, where: str | Path | None = None) -> str:
     if isinstance(fit, dict):
         for k, v in fit.items():
             lines.append(f"  fits {k}: {v}")
+    q = man.get("quantization")
+    if isinstance(q, dict):
+        from .compress.quant_report import format_report
+        lines += format_report(q)
     layers = man.get("layers", [])
     if layers:
         rows = [[i, l.get("name", ""), l.get("op", ""), "x".join(map(str, l.get("out_shape", []))), l.get("macs", 0)]
