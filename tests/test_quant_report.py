@@ -85,8 +85,13 @@ def test_good_calibration_report_matches_the_firmware(digits, tmp_path, capsys):
     e2e = q["end_to_end"]
     assert e2e["kind"] == "classifier" and e2e["top1_agreement"] > 0.97 and e2e["cosine"] > 0.99
     pred = api.run_bundle(tmp_path / "b", xte, emulate=False)
-    fw_acc = float(np.mean(pred.outputs.reshape(len(xte), -1).argmax(1) == yte))
-    assert e2e["accuracy_int8"] == round(fw_acc, 4)
+    fw = pred.outputs_float.reshape(len(xte), -1).astype(np.float64)
+    assert e2e["accuracy_int8"] == round(float(np.mean(fw.argmax(1) == yte)), 4)
+    from edgecomp.demo import ort_outputs
+    ref = ort_outputs(d / "digits.onnx", xte).reshape(len(xte), -1).astype(np.float64)
+    sqnr = 10 * np.log10(np.sum(ref ** 2) / np.sum((ref - fw) ** 2))
+    assert abs(e2e["output_sqnr_db"] - sqnr) < 0.06, (e2e, sqnr)
+    assert e2e["top1_agreement"] == round(float(np.mean(fw.argmax(1) == ref.argmax(1))), 4)
     assert abs(e2e["accuracy_float"] - e2e["accuracy_int8"]) < 0.03
     # `edgecomp report` shows the same numbers
     assert cli.main(["report", str(tmp_path / "b")]) == 0

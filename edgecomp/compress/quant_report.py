@@ -165,15 +165,15 @@ class _Acc:
 
 
 def _quantize_input(x: np.ndarray, graph: ir.Graph) -> np.ndarray:
-    """Float samples (the float model's layout) -> the IR graph's input (NHWC, int8 where quantized)."""
+    """Float samples (the float model's layout) -> the IR graph's input, exactly as ``edgecomp run`` and
+    :func:`edgecomp.api.run_bundle` feed the firmware (the same function)."""
+    from ..api import quantize_input
+
     t = graph.t(graph.inputs[0])
-    if x.ndim == 4 and graph.meta.get("source_layout") == "NCHW":
-        x = x.transpose(0, 2, 3, 1)
-    if t.dtype == "float32" or t.quant is None:
-        return x.astype(np.float32)
-    info = np.iinfo(ir.np_dtype(t.dtype))
-    v = np.rint(x.astype(np.float32) / np.float32(t.quant.scale[0])) + int(t.quant.zero_point[0])
-    return np.clip(v, info.min, info.max).astype(ir.np_dtype(t.dtype))
+    io = {"dtype": t.dtype, "quantization": t.quant.to_json() if t.quant is not None else None}
+    if len(t.shape) == 4 and graph.meta.get("source_layout"):
+        io["source_layout"] = graph.meta["source_layout"]
+    return quantize_input(np.asarray(x, np.float32), io)
 
 
 def _permuted_tensors(graph: ir.Graph) -> set[str]:
