@@ -15,6 +15,7 @@ per-layer tables for DS-CNN and ResNet-8 on the Cortex-M4 with the optimized ker
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -29,7 +30,8 @@ MLPERF = ["ad01_int8", "kws_ref_model", "pretrainedResnet_quant", "vww_96_int8"]
 
 
 def models_dir() -> Path:
-    return ROOT.parent / "shared" / "benchmarks" / "mlperf_tiny"
+    """EDGECOMP_MLPERF_DIR, else ../shared/benchmarks/mlperf_tiny beside the repository (as the tests)."""
+    return Path(os.environ.get("EDGECOMP_MLPERF_DIR", ROOT.parent / "shared" / "benchmarks" / "mlperf_tiny"))
 
 
 def demo_qdq(work: Path) -> tuple[Path, np.ndarray]:

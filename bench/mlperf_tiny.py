@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import tempfile
 import time
@@ -26,7 +27,8 @@ MODELS = ["ad01_int8.tflite", "kws_ref_model.tflite", "pretrainedResnet_quant.tf
 
 
 def default_models_dir() -> Path:
-    return ROOT.parent / "shared" / "benchmarks" / "mlperf_tiny"
+    """EDGECOMP_MLPERF_DIR, else ../shared/benchmarks/mlperf_tiny beside the repository (as the tests)."""
+    return Path(os.environ.get("EDGECOMP_MLPERF_DIR", ROOT.parent / "shared" / "benchmarks" / "mlperf_tiny"))
 
 
 def random_inputs(man: dict, n: int, seed: int = 0) -> np.ndarray:
