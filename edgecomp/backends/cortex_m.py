@@ -74,8 +74,45 @@ def check_model_name(name: str) -> str:
     return name
 
 
+def cmake_library(model_name: str) -> str:
+    """The bundle's CMake static library target: ``<model name>_model`` (a C identifier)."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", model_name) + "_model"
+
+
+def _model_files(out_dir: Path) -> tuple[list[str], list[str]]:
+    """(model sources, kernel files) in a bundle folder: the generated C, not the harness."""
+    harness = set(SHELL_FILES) | set(HOST_SHELL_FILES)
+    sources = sorted(p.name for p in out_dir.glob("*.c") if p.name not in harness)
+    kernels = sorted(p.name for p in out_dir.iterdir() if p.suffix in (".c", ".h") and p.name not in harness
+                     and p.name not in ("model.c", "model.h", "weights.c"))
+    return sources, kernels
+
+
+def write_readme(out_dir: Path, target: Target, model_name: str, model: dict | None = None) -> None:
+    """The bundle's README.md: files, the model's input and output, the commands that run it, and how to
+    put it into a firmware (``model``: see :func:`readme_model`; without it, the generic text)."""
+    _, kernels = _model_files(Path(out_dir))
+    (Path(out_dir) / "README.md").write_text(_env().get_template("README.md.j2").render(
+        target=target, model_name=model_name, model=model, kernel_files=kernels,
+        cmake_library=cmake_library(model_name)))
+
+
+def readme_model(graph: ir.Graph, arena_bytes: int, stack_bytes: int | None) -> dict:
+    """What the README says about the model: its input and output, arena and stack."""
+    def io(name: str) -> dict:
+        t = graph.t(name)
+        return {"name": name, "shape": list(t.shape), "ctype": {"int8": "int8_t", "int16": "int16_t"}.get(t.dtype, "float"),
+                "elements": t.size, "bytes": t.nbytes,
+                "scale": f"{float(t.quant.scale[0]):.9g}" if t.quant is not None else None,
+                "zero_point": int(t.quant.zero_point[0]) if t.quant is not None else None,
+                "source_layout": graph.meta.get("source_layout") if len(t.shape) == 4 else None}
+    return {"input": io(graph.inputs[0]), "output": io(graph.outputs[0]), "arena_bytes": int(arena_bytes),
+            "stack_bytes": stack_bytes}
+
+
 def write_firmware(out_dir: Path, target: Target, model_name: str, probe: bool = True) -> list[str]:
-    """Add the firmware shell (harness, platform, startup, linker script, Makefile) to ``out_dir``."""
+    """Add the firmware shell (harness, platform, startup, linker script, Makefile, CMakeLists.txt,
+    README) to ``out_dir``, which holds the generated model."""
     out_dir = Path(out_dir)
     check_model_name(model_name)
     src = templates_dir() / "cortex_m"
@@ -85,9 +122,11 @@ def write_firmware(out_dir: Path, target: Target, model_name: str, probe: bool =
     env = _env()
     (out_dir / "Makefile").write_text(env.get_template("Makefile.j2").render(
         target=target, model_name=model_name, probe=probe))
-    (out_dir / "README.md").write_text(env.get_template("README.md.j2").render(
-        target=target, model_name=model_name))
-    written = list(files) + ["Makefile", "README.md"]
+    sources, _ = _model_files(out_dir)
+    (out_dir / "CMakeLists.txt").write_text(env.get_template("CMakeLists.txt.j2").render(
+        target=target, model_name=model_name, library=cmake_library(model_name), sources=sources))
+    write_readme(out_dir, target, model_name)
+    written = list(files) + ["Makefile", "CMakeLists.txt", "README.md"]
     if not target.is_host:
         (out_dir / "linker.ld").write_text(env.get_template("linker.ld.j2").render(target=target))
         written.append("linker.ld")
@@ -385,4 +424,5 @@ def write_bundle(graph: ir.Graph, target: str | Target, out_dir: str | Path, opt
                        f"{'stack peak' if stack is not None else 'stack not measured'})",
             }
         manifest.update(extra or {})
+        write_readme(tmp, target, name, readme_model(graph, arena, stack))
         return write_manifest(tmp, manifest)
