@@ -258,6 +258,12 @@ def _commit_into(tmp: Path, dest: Path) -> None:
         os.replace(tmp / rel, dest / rel)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _disk_error(e: BaseException, dest: Path) -> None:
     if isinstance(e, OSError) and e.errno in _DISK_ERRORS:
         raise ToolError(f"cannot write the bundle: {os.strerror(e.errno)}", str(dest.parent),
@@ -291,6 +297,7 @@ def atomic_dir(dest: Path, *, force: bool = False) -> Iterator[Path]:
     tmp = None
     try:
         tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700: the folder gets the user's usual mode
         yield tmp
         # The folder may have changed while we worked (a user saved a file in it): the rule again.
         if check_output_dir(dest, force=force, probe=False).mode == "into":

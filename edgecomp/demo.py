@@ -96,7 +96,9 @@ def main(target: str = "cortex-m4", out: str | Path = "out/digits", quick: bool 
     :mod:`edgecomp.outputs`, checked before training)."""
     from .bundle import atomic_dir
     from .outputs import check_output_dir
+    from .targets import load_target
 
+    load_target(target)  # found now, not after the training
     out = check_output_dir(out, force=force).dest
     with atomic_dir(out, force=force) as work:
         return _demo(target, out, work, quick, seed)

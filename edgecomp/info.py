@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from . import ir
@@ -36,8 +37,9 @@ def model_info(path: Path, as_json: bool = False) -> int:
     try:
         g = _load(path)
     except EdgecompError as e:
-        if as_json:
+        if as_json:  # the JSON for a script, the message for the person who runs it
             print(json.dumps({"model": str(path), "supported": False, "reason": e.message()}, indent=2))
+            print(f"edgecomp: error: {e.message()}", file=sys.stderr)
             return e.exit_code
         raise
     layers = [{"name": n.name, "op": n.op, "out_shape": list(g.tensors[n.outputs[0]].shape),

@@ -410,6 +410,10 @@ def run_compress(model=None, data=None, *, example: str = "mnist", target: str =
             raise ModelError(f"the {name} budget must be positive, got {v}", f"compress --{name}",
                              "Give e.g. --flash 32KiB --ram 8KiB")
     from ..outputs import check_output_dir, prepare_in_place
+    from ..targets import load_target
+    load_target(target)  # an unknown target is found now, not after the training
+    if data is None and example not in ("mnist", "digits"):
+        raise ModelError(f"unknown example {example!r}", "compress --example", "Use mnist or digits")
     plan = check_output_dir(out_dir, force=force)  # before any training
     out = plan.dest
     foreign = prepare_in_place(plan, OUTPUT_NAMES)
