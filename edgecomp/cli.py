@@ -139,6 +139,10 @@ def cmd_flash(a) -> int:
 
 def cmd_deploy(a) -> int:
     from .deploy import deploy_cli
+    if not 1 <= a.port <= 65535:
+        raise EdgecompError(f"--port must be 1 to 65535, got {a.port}", fix="Give the device's ssh port, e.g. --port 22")
+    if a.runs < 1:
+        raise EdgecompError(f"--runs must be at least 1, got {a.runs}", fix="Give e.g. --runs 100")
     return deploy_cli(a)
 
 
