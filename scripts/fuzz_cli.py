@@ -270,12 +270,13 @@ def invocations(sb: Sandbox) -> st.SearchStrategy:
                                     ["--workers", "0"], ["--example", "cifar"], ["--target", "nope"],
                                     ["-o", p("project")], ["-o", p("out_file")], ["-o", p("proc")],
                                     ["-o", p("under_file")], ["--seed", "x"], ["--executor", "slurm"]])
+    # (no --force: it would make the project folder a valid output)
     compress = st.tuples(st.just(["compress"]), _opt("--flash", ["32KiB", "1M"]),
                          _opt("--max-accuracy-drop", ["1", "-1", "nan"]), _flag("--quick"), _flag("--estimate"),
-                         _flag("--force"), compress_bad)  # last: an option given twice takes the last value
+                         compress_bad)  # last: an option given twice takes the last value
     demo_bad = st.sampled_from([["--target", "nope"], ["--target", ""], ["-o", p("project")], ["-o", p("out_file")],
                                 ["-o", p("proc")], ["-o", p("under_file")], ["-o", p("sys")]])
-    demo = st.tuples(st.just(["demo"]), _flag("--quick"), _flag("--force"), demo_bad)
+    demo = st.tuples(st.just(["demo"]), _flag("--quick"), demo_bad)
     junk = st.lists(st.one_of(st.sampled_from(["compile", "run", "-o", "--json", "--", "-h", "--version", "x",
                                                "--no-such-option"]),
                               st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
