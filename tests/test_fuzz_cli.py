@@ -47,14 +47,23 @@ def test_the_checks_catch_what_they_should(tmp_path, monkeypatch):
     sb = fz.Sandbox(tmp_path, tmp_path / "in", tmp_path / "out", tmp_path / "pristine", tmp_path / "tmp")
     for d in (sb.inputs, sb.outputs, sb.pristine, sb.tmp):
         d.mkdir()
-    cases = {
-        "raise": lambda argv: (_ for _ in ()).throw(RuntimeError("boom")),
-        "silent": lambda argv: 2,
-        "half": lambda argv: ((sb.outputs / "half").write_text("x"), 2)[1],
-        "temp": lambda argv: ((sb.tmp / "edgecomp-x").mkdir(), 0)[1],
-        "input": lambda argv: ((sb.inputs / "new").write_text("x"), 0)[1],
+    def error(rc):
+        print("edgecomp: error: something", file=sys.stderr)
+        return rc
+
+    cases = {  # a fake cli.main -> the one problem it must be reported for
+        "raise": (lambda argv: (_ for _ in ()).throw(RuntimeError("boom")), "exception escaped"),
+        "silent": (lambda argv: 2, "failed without an error message"),
+        "twice": (lambda argv: (error(2), error(2))[0], "more than one error message"),
+        "code": (lambda argv: error(3), "exit code 3"),
+        "half": (lambda argv: ((sb.outputs / "half").write_text("x"), error(2))[1], "a failed command wrote"),
+        "temp": (lambda argv: ((sb.tmp / "edgecomp-x").mkdir(), 0)[1], "temporary files left"),
+        "input": (lambda argv: ((sb.inputs / "new").write_text("x"), 0)[1], "inputs changed"),
+        "trace": (lambda argv: (print("Traceback (most recent call last):"), 0)[1], "a traceback was printed"),
     }
-    for name, fake in cases.items():
+    for name, (fake, want) in cases.items():
         monkeypatch.setattr(cli, "main", fake)
         rc, out, err, problems = fz.run_one(sb, [name])
-        assert problems, name
+        assert problems and problems[0].startswith(want) and (name == "raise" or len(problems) == 1), (name, problems)
+    monkeypatch.setattr(cli, "main", lambda argv: (print("fine"), 0)[1])
+    assert fz.run_one(sb, ["ok"])[3] == []
