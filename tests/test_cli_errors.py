@@ -157,3 +157,50 @@ def test_fits_line_and_ram_bytes_are_one_number(model, tmp_path, capsys):
     assert man["ram_bytes"] == ram["arena_bytes"] + ram["static_bytes"] + ram["stack_peak_bytes"]
     assert man["fits"]["ram"].startswith(f"{man['ram_bytes']:,} of ")
     assert f"RAM: {man['ram_bytes']:,} B" in text and f"fits ram: {man['ram_bytes']:,} of" in text
+
+
+# -- found by scripts/fuzz_cli.py ---------------------------------------------------------------
+def test_info_json_failure_also_says_so_on_stderr(tmp_path, capsys):
+    rc = cli.main(["info", str(tmp_path / "missing.onnx"), "--json"])
+    cap = capsys.readouterr()
+    assert rc == 2 and '"supported": false' in cap.out
+    _one_line_error(rc, cap.err)
+
+
+def test_flash_report_and_probe_on_a_demo_folder(tmp_path, capsys):
+    from edgecomp.bundle import write_manifest
+    (tmp_path / "summary.json").write_text("{}\n")
+    write_manifest(tmp_path, {"kind": "demo"})
+    for argv in (["flash", str(tmp_path)], ["report", str(tmp_path)], ["run", str(tmp_path)]):
+        rc = cli.main(argv)
+        err = capsys.readouterr().err
+        _one_line_error(rc, err)
+        assert "results of `edgecomp demo`, not a bundle" in err
+
+
+@pytest.mark.parametrize("argv", [["demo", "--target", "nope"], ["compress", "--target", "nope"],
+                                  ["compress", "--example", "cifar"]])
+def test_demo_and_compress_check_their_arguments_before_training(tmp_path, capsys, argv):
+    t0 = time.monotonic()
+    rc = cli.main(argv + ["-o", str(tmp_path / "out")])
+    _one_line_error(rc, capsys.readouterr().err)
+    assert time.monotonic() - t0 < 20 and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("opt", [["--port", "0"], ["--port", "70000"], ["--runs", "0"]])
+def test_deploy_checks_port_and_runs_before_ssh(tmp_path, capsys, opt):
+    rc = cli.main(["deploy", str(tmp_path), "--host", "pi@127.0.0.1", *opt])
+    err = capsys.readouterr().err
+    _one_line_error(rc, err)
+    assert opt[0] in err
+
+
+def test_bundle_folder_gets_the_users_mode(tmp_path):
+    from edgecomp.bundle import atomic_dir
+    old = os.umask(0o022)
+    try:
+        with atomic_dir(tmp_path / "b") as d:
+            (d / "x").write_text("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "b").stat().st_mode & 0o777 == 0o755
