@@ -79,6 +79,8 @@ def main(argv=None) -> int:
     p.add_argument("--inputs", type=int, default=2, help="random inputs per model run in QEMU")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "mcu_speed.md")
     a = p.parse_args(argv)
+    from edgecomp.outputs import check_output_file
+    check_output_file(a.out, "--out", create_parent=True)  # before the work
     t0 = time.time()
     rows, layers = [], {}
     with tempfile.TemporaryDirectory(prefix="ec-mcu-speed-") as td:

@@ -104,6 +104,8 @@ def main(argv=None) -> int:
     p.add_argument("--only", nargs="*", help="model file names to run (default: all four)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "mlperf_tiny.md")
     a = p.parse_args(argv)
+    from edgecomp.outputs import check_output_file
+    check_output_file(a.out, "--out", create_parent=True)  # before the work
     rows = []
     with tempfile.TemporaryDirectory(prefix="ec-bench-") as td:
         for name in a.only or MODELS:

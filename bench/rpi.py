@@ -86,6 +86,8 @@ def main(argv=None) -> int:
     ap.add_argument("--aarch64", default=str(Path.home() / ".cache" / "edgecomp" / "aarch64"),
                     help="aarch64 userland from scripts/aarch64_userland.sh ('none' to skip)")
     a = ap.parse_args(argv)
+    from edgecomp.outputs import check_output_file
+    check_output_file(a.out, "--out", create_parent=True)  # before the work
     from edgecomp.backends.rpi import write_rpi_bundle
     import onnxruntime as ort
     threads = [int(t) for t in a.threads.split(",")]

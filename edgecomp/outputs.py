@@ -196,12 +196,19 @@ def check_output_dir(dest: str | Path, *, force: bool = False, option: str = "-o
     raise _refuse(what, dest, fix)
 
 
-def check_output_file(path: str | Path | None, option: str) -> Path | None:
-    """An output file the user named (``--output y.npy``, ``--plot x.png``): its folder must exist and be
-    writable, and the path must not be a folder.  Checked before the work that produces it."""
+def check_output_file(path: str | Path | None, option: str, create_parent: bool = False) -> Path | None:
+    """An output file the user named (``--output y.npy``, ``--plot x.png``): its folder must exist (or be
+    made, ``create_parent``) and be writable, and the path must not be a folder.  Checked before the work
+    that produces it."""
     if path is None:
         return None
     p = Path(path)
+    if create_parent and str(path) and not p.parent.exists():
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise _refuse(f"cannot create the folder of {option} {p}: {e.strerror or e}", p.parent,
+                          "choose a path you can write to") from None
     if str(path) == "" or p.name in ("", ".", ".."):
         raise _refuse(f"{option} needs a file name, got {str(path)!r}", p, f"give a file, e.g. {option} out.png")
     if p.is_dir():
