@@ -18,6 +18,7 @@ import numpy as np
 
 from . import ir
 from .errors import EdgecompError, ModelError
+from .samples import dequantize_output, quantize_input  # noqa: F401  (part of the API)
 
 PRECISIONS = ("int8", "int16", "float32")  # int16: 16x8 (int16 activations, int8 weights)
 
@@ -238,29 +239,6 @@ class Prediction:
     outputs: np.ndarray  # raw outputs (int8 or float32), batch first, in the source model's layout
     outputs_float: np.ndarray  # dequantized
     result: Any  # backends.run.RunResult (ticks, unit, stack peak, ...)
-
-
-def quantize_input(x: np.ndarray, io: dict) -> np.ndarray:
-    """Float samples -> the bundle's input dtype and layout (per the manifest entry ``io``)."""
-    x = np.asarray(x)
-    if io.get("source_layout") == "NCHW" and x.ndim == 4:
-        x = x.transpose(0, 2, 3, 1)
-    if io["dtype"] == "float32":
-        return x.astype(np.float32)
-    if x.dtype == np.dtype(io["dtype"]):
-        return x
-    q = io["quantization"]
-    info = np.iinfo(np.dtype(io["dtype"]))
-    # ONNX QuantizeLinear rounds half to even; the firmware's input is what ORT would have made
-    v = np.rint(x.astype(np.float32) / np.float32(q["scale"][0])) + q["zero_point"][0]
-    return np.clip(v, info.min, info.max).astype(io["dtype"])
-
-
-def dequantize_output(y: np.ndarray, io: dict) -> np.ndarray:
-    if io["dtype"] == "float32":
-        return y.astype(np.float32)
-    q = io["quantization"]
-    return ((y.astype(np.float32) - q["zero_point"][0]) * np.float32(q["scale"][0])).astype(np.float32)
 
 
 def run_bundle(bundle: str | Path, x: np.ndarray, *, emulate: bool = True, progress: bool = True) -> Prediction:

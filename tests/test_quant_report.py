@@ -201,3 +201,12 @@ def test_report_is_deterministic(digits, tmp_path):
     with pytest.raises(EdgecompError):
         from edgecomp.compress.quant_report import check_finite
         check_finite([np.array([[1.0, np.nan]])])
+
+
+def test_report_text_knows_the_exact_marker():
+    from edgecomp import report
+    from edgecomp.compress import quant_report
+    assert report._EXACT_DB == quant_report.EXACT_DB
+    lines = report.quantization_lines({"samples": 3, "data": "calibration", "input_sqnr_db": quant_report.EXACT_DB,
+                                       "layers": [{"name": "c", "op": "conv2d", "sqnr_db": quant_report.EXACT_DB}]})
+    assert "input exact" in lines[1] and lines[-1].split()[-1] == "exact"

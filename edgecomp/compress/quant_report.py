@@ -16,7 +16,8 @@ validation or ONNX Runtime's QDQ debugging (``onnxruntime.quantization.qdq_loss_
   samples, a layer whose SQNR is far below the others (keep it in float or use int16), and
   end-to-end disagreement.  NaN / Inf in calibration data is refused (:func:`check_finite`).
 
-The calibration checks run on the samples after they are loaded (loading them safely is
+The text form is `edgecomp.report.quantization_lines`.  The calibration checks run on the samples
+after they are loaded (loading them safely is
 :func:`edgecomp.compress.quantize.load_calibration`'s job).
 """
 from __future__ import annotations
@@ -167,7 +168,7 @@ class _Acc:
 def _quantize_input(x: np.ndarray, graph: ir.Graph) -> np.ndarray:
     """Float samples (the float model's layout) -> the IR graph's input, exactly as ``edgecomp run`` and
     :func:`edgecomp.api.run_bundle` feed the firmware (the same function)."""
-    from ..api import quantize_input
+    from ..samples import quantize_input
 
     t = graph.t(graph.inputs[0])
     io = {"dtype": t.dtype, "quantization": t.quant.to_json() if t.quant is not None else None}
@@ -354,44 +355,3 @@ def _sqnr_warnings(graph: ir.Graph, layers: list[dict], input_db: float | None, 
         out.append(f"layer {n.name} ({n.op}) has an SQNR of {db:g} dB, far below the other layers (best {best:g} "
                    f"dB) and {min(ins) - db:.1f} dB below its input: {fix}")
     return out
-
-
-def format_report(rep: dict[str, Any]) -> list[str]:
-    """The report as text lines for `edgecomp compile` / `edgecomp report`."""
-    if not isinstance(rep, dict):
-        return []
-    lines = []
-    if rep.get("samples"):
-        lines.append(f"  quantization: int8 against the float model on {rep['samples']} {rep.get('data', '')} "
-                     "sample(s)")
-        e = rep.get("end_to_end") or {}
-        parts = []
-        if e.get("top1_agreement") is not None:
-            parts.append(f"top-1 agreement {100 * e['top1_agreement']:.1f} %")
-        if e.get("accuracy_float") is not None:
-            parts.append(f"accuracy float {100 * e['accuracy_float']:.1f} % -> int8 {100 * e['accuracy_int8']:.1f} %")
-        if e.get("output_sqnr_db") is not None:
-            parts.append(f"output SQNR {e['output_sqnr_db']:.1f} dB")
-        if e.get("cosine") is not None:
-            parts.append(f"cosine {e['cosine']:.4f}")
-        if rep.get("input_sqnr_db") is not None:
-            db = rep["input_sqnr_db"]
-            parts.append("input exact" if db == EXACT_DB else f"input SQNR {db:.1f} dB")
-        if parts:
-            lines.append("    end to end: " + ", ".join(parts))
-        layers = rep.get("layers") or []
-        if layers:
-            w = max(len(str(l.get("name", ""))) for l in layers)
-            lines.append(f"    {'layer'.ljust(w)}  {'op':18s} SQNR dB")
-            for l in layers:
-                db = l.get("sqnr_db")
-                lines.append(f"    {str(l.get('name', '')).ljust(w)}  {str(l.get('op', '')):18s} "
-                             f"{'-' if db is None else ('exact' if db == EXACT_DB else format(db, '.1f'))}")
-    elif rep.get("note"):
-        lines.append(f"  quantization: {rep['note']}")
-    for f in rep.get("float_layers") or []:
-        lines.append(f"    left in float: {f.get('name')} ({f.get('op')}): {f.get('reason')}; "
-                     f"{f.get('float_macs', 0):,} float MACs, +{f.get('extra_flash_bytes', 0):,} B of weights")
-    for w in rep.get("warnings") or []:
-        lines.append(f"    warning: {w}")
-    return lines
