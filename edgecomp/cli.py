@@ -54,6 +54,7 @@ def cmd_run(a) -> int:
     from .api import run_bundle
     from .bundle import read_bundle_manifest
     from .outputs import check_output_file
+    from .samples import check_samples
 
     bundle = Path(a.bundle)
     man = read_bundle_manifest(bundle)
@@ -74,6 +75,7 @@ def cmd_run(a) -> int:
             raise EdgecompError(f"cannot read input file: {e}", where=a.input, fix="Give a .npy array") from None
         if hasattr(x, "files"):
             x = x[x.files[0]]
+        check_samples(x, "input samples", a.input)
         if x.ndim == len(io["shape"]) - 1:  # one sample without its batch axis
             x = x[None]
     else:

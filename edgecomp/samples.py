@@ -7,6 +7,20 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import ModelError
+
+
+def check_samples(x: np.ndarray, what: str = "samples", where: str | None = None) -> np.ndarray:
+    """Numbers with a sample axis, finite: anything else (strings, records, a scalar, NaN) is one clear error."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise ModelError(f"{what} are of type {x.dtype}, not numbers", where, "Give a numeric .npy array")
+    if x.ndim == 0 or x.size == 0:
+        raise ModelError(f"{what} hold no sample (shape {x.shape})", where, "Give an array [N, ...] of samples")
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        raise ModelError(f"{what} hold NaN or infinite values", where, "Remove or replace them before running")
+    return x
+
 
 def quantize_input(x: np.ndarray, io: dict) -> np.ndarray:
     """Float samples -> the bundle's input dtype and layout (per the manifest entry ``io``)."""

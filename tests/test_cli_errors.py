@@ -204,3 +204,18 @@ def test_bundle_folder_gets_the_users_mode(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "b").stat().st_mode & 0o777 == 0o755
+
+
+@pytest.mark.parametrize("arr", [np.array(["a", "b"]), np.float32(3.0), np.zeros((0, 4)), np.array([[np.nan]])])
+def test_run_input_that_is_not_samples(tmp_path, capsys, arr):
+    """Found by scripts/fuzz_cli.py: strings as --input were a ValueError deep in the quantization."""
+    from edgecomp.bundle import write_manifest
+    np.save(tmp_path / "x.npy", arr)
+    b = tmp_path / "b"
+    b.mkdir()
+    write_manifest(b, {"target": "host", "inputs": [{"name": "x", "shape": [1, 4], "dtype": "int8",
+                                                     "quantization": {"scale": [0.1], "zero_point": [0]}}],
+                       "outputs": [{"name": "y", "shape": [1, 2], "dtype": "int8",
+                                    "quantization": {"scale": [0.1], "zero_point": [0]}}], "layers": []})
+    rc = cli.main(["run", str(b), "--host", "--input", str(tmp_path / "x.npy")])
+    _one_line_error(rc, capsys.readouterr().err)
