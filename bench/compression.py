@@ -38,6 +38,8 @@ def main(argv=None) -> int:
     p.add_argument("--search", action="store_true",
                    help="also run `edgecomp compress --flash 32KiB --ram 8KiB --max-accuracy-drop 1` (about 5-10 min)")
     a = p.parse_args(argv)
+    from edgecomp.outputs import check_output_file
+    check_output_file(a.results, "--results", create_parent=True)  # before the work
     measure = "estimate" if a.estimate else "auto"
     with tempfile.TemporaryDirectory(prefix="edgecomp-bench-") as td:
         work = Path(a.work or td)

@@ -23,6 +23,7 @@ flash (the M55's 512 KB ITCM with --optimize speed's int16 weights) is reported 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -37,7 +38,8 @@ MLPERF = ["ad01_int8", "kws_ref_model", "pretrainedResnet_quant", "vww_96_int8"]
 
 
 def models_dir() -> Path:
-    return ROOT.parent / "shared" / "benchmarks" / "mlperf_tiny"
+    """EDGECOMP_MLPERF_DIR, else ../shared/benchmarks/mlperf_tiny beside the repository (as the tests)."""
+    return Path(os.environ.get("EDGECOMP_MLPERF_DIR", ROOT.parent / "shared" / "benchmarks" / "mlperf_tiny"))
 
 
 def demo_qdq(work: Path) -> tuple[Path, np.ndarray]:
@@ -98,6 +100,8 @@ def main(argv=None) -> int:
     p.add_argument("--inputs", type=int, default=2, help="random inputs per model run in QEMU")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "mcu_speed.md")
     a = p.parse_args(argv)
+    from edgecomp.outputs import check_output_file
+    check_output_file(a.out, "--out", create_parent=True)  # before the work
     t0 = time.time()
     rows, layers, cyc = [], {}, []
     with tempfile.TemporaryDirectory(prefix="ec-mcu-speed-") as td:

@@ -40,7 +40,7 @@ def cmd_compile(a) -> int:
     man = compile_model(model, a.target, a.output, calib=a.calib, precision=a.precision,
                         calibrate_method=a.calibrate_method, per_channel=not a.per_tensor,
                         keep_float=a.keep_float, options={"kernels": a.kernels, "optimize": a.optimize},
-                        dump_ir=a.dump_ir)
+                        force=a.force, validate=a.validate, labels=a.labels, dump_ir=a.dump_ir)
     if a.json:
         print(json.dumps(man, indent=2, sort_keys=True))
     else:
@@ -52,13 +52,19 @@ def cmd_run(a) -> int:
     import numpy as np
 
     from .api import run_bundle
-    from .bundle import read_manifest
+    from .bundle import read_bundle_manifest
+    from .outputs import check_output_file
+    from .samples import check_samples
 
     bundle = Path(a.bundle)
-    if not (bundle / "manifest.json").is_file():
-        raise EdgecompError(f"{bundle} is not an edgecomp bundle (no manifest.json)",
-                            fix="Pass the folder written by `edgecomp compile`")
-    man = read_manifest(bundle)
+    man = read_bundle_manifest(bundle)
+    # outputs are checked before the run, not found unwritable after it
+    check_output_file(a.output, "--output")
+    check_output_file(a.plot, "--plot")
+    if a.count < 1 or a.count > 100000:
+        raise EdgecompError(f"--count must be 1 to 100,000, got {a.count}", fix="Give e.g. --count 10")
+    if a.clock_hz is not None and not (0 < a.clock_hz < 1e12):
+        raise EdgecompError(f"--clock-hz must be a positive frequency, got {a.clock_hz}", fix="Give e.g. --clock-hz 120e6")
     if man.get("target", "").startswith("rpi"):
         raise EdgecompError("a Raspberry Pi bundle runs on the Pi", fix="Use `edgecomp deploy BUNDLE --host user@pi`")
     io = man["inputs"][0]
@@ -69,6 +75,7 @@ def cmd_run(a) -> int:
             raise EdgecompError(f"cannot read input file: {e}", where=a.input, fix="Give a .npy array") from None
         if hasattr(x, "files"):
             x = x[x.files[0]]
+        check_samples(x, "input samples", a.input)
         if x.ndim == len(io["shape"]) - 1:  # one sample without its batch axis
             x = x[None]
     else:
@@ -106,9 +113,9 @@ def cmd_info(a) -> int:
 
 
 def cmd_report(a) -> int:
-    from .bundle import read_manifest
+    from .bundle import read_bundle_manifest
     from .report import print_compile_report
-    man = read_manifest(Path(a.bundle))
+    man = read_bundle_manifest(Path(a.bundle))
     if a.json:
         print(json.dumps(man, indent=2, sort_keys=True))
     else:
@@ -117,7 +124,18 @@ def cmd_report(a) -> int:
 
 
 def cmd_probe(a) -> int:
+    from .outputs import check_output_file
     from .probe import probe_serial
+    check_output_file(a.plot, "--plot")
+    if a.bundle is not None:
+        from .bundle import read_bundle_manifest
+        read_bundle_manifest(Path(a.bundle))
+    if not (0 < a.timeout <= 3600):
+        raise EdgecompError(f"--timeout must be 0 to 3600 seconds, got {a.timeout}", fix="Give e.g. --timeout 10")
+    if a.baud <= 0:
+        raise EdgecompError(f"--baud must be positive, got {a.baud}", fix="Give e.g. --baud 115200")
+    if a.clock_hz is not None and not (0 < a.clock_hz < 1e12):
+        raise EdgecompError(f"--clock-hz must be a positive frequency, got {a.clock_hz}", fix="Give e.g. --clock-hz 120e6")
     return probe_serial(a.port, baud=a.baud, timeout=a.timeout, bundle=a.bundle, clock_hz=a.clock_hz,
                         as_json=a.json, plot=a.plot)
 
@@ -129,6 +147,10 @@ def cmd_flash(a) -> int:
 
 def cmd_deploy(a) -> int:
     from .deploy import deploy_cli
+    if not 1 <= a.port <= 65535:
+        raise EdgecompError(f"--port must be 1 to 65535, got {a.port}", fix="Give the device's ssh port, e.g. --port 22")
+    if a.runs < 1:
+        raise EdgecompError(f"--runs must be at least 1, got {a.runs}", fix="Give e.g. --runs 100")
     return deploy_cli(a)
 
 
@@ -139,7 +161,12 @@ def cmd_compress(a) -> int:
 
 def cmd_demo(a) -> int:
     from .demo import main as demo_main
-    return demo_main(target=a.target, out=a.output, quick=a.quick)
+    return demo_main(target=a.target, out=a.output, quick=a.quick, force=a.force)
+
+
+_FORCE_HELP = ("write into an existing folder that holds files edgecomp did not write: only the files a previous "
+               "edgecomp run wrote there are replaced or deleted, and a file edgecomp did not write is never "
+               "overwritten")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,13 +177,20 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compile", help="compile a .onnx or .tflite model into a bundle for a target")
     c.add_argument("model", help=".onnx (float or QDQ int8) or .tflite (int8 or float32)")
     c.add_argument("--target", "-t", default="cortex-m4", help="target name (see targets/*.toml); default cortex-m4")
-    c.add_argument("--output", "-o", default="bundle", help="bundle folder to write (replaced atomically)")
+    c.add_argument("--output", "-o", default="bundle",
+                   help="bundle folder to write: a new, empty or edgecomp-written folder is replaced atomically; "
+                        "anything else is refused (see --force)")
+    c.add_argument("--force", action="store_true", help=_FORCE_HELP)
     c.add_argument("--calib", help="calibration samples (.npy / .npz) for int8 quantization of a float model")
     c.add_argument("--precision", choices=["int8", "int16", "float32"], default="int8",
                    help="int16: int16 activations with int8 weights (16x8)")
     c.add_argument("--no-quantize", dest="precision", action="store_const", const="float32",
                    help="keep float32 (same as --precision float32)")
     c.add_argument("--calibrate-method", choices=["minmax", "entropy", "percentile"], default="minmax")
+    c.add_argument("--validate", metavar="X.npy",
+                   help="samples to measure the int8 model against the float model on (the quantization report; "
+                        "default: the calibration samples)")
+    c.add_argument("--labels", metavar="Y.npy", help="classes of the --validate samples: accuracy float vs int8")
     c.add_argument("--per-tensor", action="store_true", help="per-tensor instead of per-channel weights")
     c.add_argument("--keep-float", action="append", metavar="LAYER",
                    help="leave this layer in float32 in an int8 model (mixed precision; ONNX node name or PyTorch "
@@ -235,7 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--latency", type=float, help="latency budget in instructions per inference")
     cp.add_argument("--max-accuracy-drop", type=float, default=1.0, help="points of accuracy you accept to lose")
     cp.add_argument("--target", default="cortex-m4")
-    cp.add_argument("--output", "-o", default="compress-out")
+    cp.add_argument("--output", "-o", default="compress-out", help="results folder (the same rule as compile -o)")
+    cp.add_argument("--force", action="store_true", help=_FORCE_HELP)
     cp.add_argument("--executor", choices=["local", "ray"], default="local")
     cp.add_argument("--workers", type=int, default=2)
     cp.add_argument("--quick", action="store_true", help="fewer epochs and candidates")
@@ -246,17 +281,47 @@ def build_parser() -> argparse.ArgumentParser:
 
     dm = sub.add_parser("demo", help="the built-in example: digits CNN -> int8 -> Cortex-M4 firmware in QEMU")
     dm.add_argument("--target", default="cortex-m4")
-    dm.add_argument("--output", "-o", default="out/digits")
+    dm.add_argument("--output", "-o", default="out/digits", help="results folder (the same rule as compile -o)")
+    dm.add_argument("--force", action="store_true", help=_FORCE_HELP)
     dm.add_argument("--quick", action="store_true", help="fewer epochs")
     dm.set_defaults(func=cmd_demo)
     return p
+
+
+def _stdout_closed() -> bool:
+    """True when the reader of our stdout went away (``edgecomp info m.onnx --json | head``)."""
+    import select
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & select.POLLERR for _, ev in poll.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _quiet_exit_on_broken_pipe() -> int:
+    # Like other command-line tools killed by SIGPIPE: no message, and no second error when
+    # Python flushes stdout at exit (stdout now points at /dev/null).
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return 128 + 13  # what a shell reports for a tool ended by SIGPIPE
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
     try:
-        return int(a.func(a) or 0)
+        rc = int(a.func(a) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not as a message at interpreter exit
+        return rc
+    except BrokenPipeError as e:
+        if _stdout_closed():
+            return _quiet_exit_on_broken_pipe()
+        return _internal_error(e)
     except EdgecompError as e:
         print(f"edgecomp: error: {e.message()}", file=sys.stderr)
         return e.exit_code
@@ -264,11 +329,15 @@ def main(argv: list[str] | None = None) -> int:
         print("edgecomp: interrupted; earlier outputs are left as they were", file=sys.stderr)
         return 130
     except Exception as e:  # an internal error is still one clear message
-        if os.environ.get("EDGECOMP_DEBUG"):
-            traceback.print_exc()
-        print(f"edgecomp: internal error: {type(e).__name__}: {e}. This is a bug in edgecomp; "
-              "rerun with EDGECOMP_DEBUG=1 and report the traceback.", file=sys.stderr)
-        return 1
+        return _internal_error(e)
+
+
+def _internal_error(e: BaseException) -> int:
+    if os.environ.get("EDGECOMP_DEBUG"):
+        traceback.print_exception(e)
+    print(f"edgecomp: internal error: {type(e).__name__}: {e}. This is a bug in edgecomp; "
+          "rerun with EDGECOMP_DEBUG=1 and report the traceback.", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

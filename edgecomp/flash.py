@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .bundle import read_manifest, verify_manifest
+from .bundle import read_bundle_manifest, verify_manifest
 from .errors import EdgecompError, ToolError
 
 
@@ -30,7 +30,7 @@ def flash_bundle(bundle: Path, probe_id: str | None = None) -> int:
     if bad:
         raise EdgecompError(f"bundle files differ from the manifest: {', '.join(bad[:5])}", where=str(bundle),
                             fix="Compile the bundle again; do not edit generated files in place")
-    man = read_manifest(bundle)
+    man = read_bundle_manifest(bundle)  # a demo folder or a malformed manifest: one message
     target = load_target(man["target"])
     pyocd_target = target.flasher.get("target") if target.flasher.get("tool", "pyocd") == "pyocd" else None
     if not pyocd_target and target.flasher.get("how"):  # a board flashed with its vendor's tool

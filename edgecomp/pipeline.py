@@ -43,10 +43,12 @@ def import_model(path: str | Path, name: str | None = None, *, dump: str | Path 
 
 
 def compile_c(graph: ir.Graph, target, out_dir: str | Path, options: dict | None = None, *,
-              dump: str | Path | None = None, tuning: dict | None = None) -> dict:
-    """The canonical graph through C_PASSES and emission into a built, measured bundle; its manifest."""
+              dump: str | Path | None = None, tuning: dict | None = None, force: bool = False,
+              extra: dict | None = None) -> dict:
+    """The canonical graph through C_PASSES and emission into a built, measured bundle; its manifest
+    (``extra``: more manifest entries, e.g. the quantization report; ``force``: see edgecomp.outputs)."""
     from .backends.cortex_m import write_bundle
-    return write_bundle(graph, target, out_dir, options, dump_ir=dump, tuning=tuning)
+    return write_bundle(graph, target, out_dir, options, dump_ir=dump, tuning=tuning, force=force, extra=extra)
 
 
 def pass_names() -> list[str]:

@@ -305,7 +305,6 @@ def read_serial(port: str, baud: int = 115200, timeout: float = 10.0) -> str:
 def probe_serial(port: str, baud: int = 115200, timeout: float = 10.0, bundle: str | Path | None = None,
                  clock_hz: float | None = None, as_json: bool = False, plot: str | Path | None = None) -> int:
     """`edgecomp probe`: read the probe from a board's serial port and print the table."""
-    from .bundle import read_manifest
 
     text = read_serial(port, baud, timeout)
     try:
@@ -317,7 +316,14 @@ def probe_serial(port: str, baud: int = 115200, timeout: float = 10.0, bundle: s
     if report.faults:
         raise ToolError(f"the firmware reported: {'; '.join(report.faults)}", port,
                         "check the model's RAM use against the board and the stack size")
-    manifest = read_manifest(Path(bundle)) if bundle else None
+    if not report.complete:
+        got = f"{len(report.layer_ticks)} of {report.layers if report.layers is not None else '?'} layer lines"
+        raise ToolError(f"the probe block from {port} has no end line (@ec end) within {timeout:g} s ({got}, "
+                        f"total {'missing' if report.total is None else 'seen'})", port,
+                        "The board may have stopped or reset during the inference: reset it after starting "
+                        "the probe, or give a longer --timeout")
+    from .bundle import read_bundle_manifest
+    manifest = read_bundle_manifest(Path(bundle)) if bundle else None
     table = layer_table(manifest, report, clock_hz=clock_hz)
     if as_json:
         print(json.dumps(table.to_json(), indent=2))

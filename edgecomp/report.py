@@ -52,6 +52,9 @@ def compile_report(man: dict, where: str | Path | None = None) -> str:
     if isinstance(fit, dict):
         for k, v in fit.items():
             lines.append(f"  fits {k}: {v}")
+    q = man.get("quantization")
+    if isinstance(q, dict):
+        lines += quantization_lines(q)
     layers = man.get("layers", [])
     if layers:
         rows = [[i, l.get("name", ""), l.get("op", ""), "x".join(map(str, l.get("out_shape", []))), l.get("macs", 0)]
@@ -63,3 +66,48 @@ def compile_report(man: dict, where: str | Path | None = None) -> str:
 
 def print_compile_report(man: dict, where=None) -> None:
     print(compile_report(man, where))
+
+
+#: The SQNR the quantization report writes for a tensor computed exactly (quant_report.EXACT_DB).
+_EXACT_DB = 99.0
+
+
+def quantization_lines(rep: dict) -> list[str]:
+    """The manifest's quantization report (edgecomp.compress.quant_report) as text lines."""
+    if not isinstance(rep, dict):
+        return []
+    lines = []
+    if rep.get("samples"):
+        lines.append(f"  quantization: int8 against the float model on {rep['samples']} {rep.get('data', '')} "
+                     "sample(s)")
+        e = rep.get("end_to_end") or {}
+        parts = []
+        if e.get("top1_agreement") is not None:
+            parts.append(f"top-1 agreement {100 * e['top1_agreement']:.1f} %")
+        if e.get("accuracy_float") is not None:
+            parts.append(f"accuracy float {100 * e['accuracy_float']:.1f} % -> int8 {100 * e['accuracy_int8']:.1f} %")
+        if e.get("output_sqnr_db") is not None:
+            parts.append(f"output SQNR {e['output_sqnr_db']:.1f} dB")
+        if e.get("cosine") is not None:
+            parts.append(f"cosine {e['cosine']:.4f}")
+        if rep.get("input_sqnr_db") is not None:
+            db = rep["input_sqnr_db"]
+            parts.append("input exact" if db == _EXACT_DB else f"input SQNR {db:.1f} dB")
+        if parts:
+            lines.append("    end to end: " + ", ".join(parts))
+        layers = rep.get("layers") or []
+        if layers:
+            w = max(len(str(l.get("name", ""))) for l in layers)
+            lines.append(f"    {'layer'.ljust(w)}  {'op':18s} SQNR dB")
+            for l in layers:
+                db = l.get("sqnr_db")
+                lines.append(f"    {str(l.get('name', '')).ljust(w)}  {str(l.get('op', '')):18s} "
+                             f"{'-' if db is None else ('exact' if db == _EXACT_DB else format(db, '.1f'))}")
+    elif rep.get("note"):
+        lines.append(f"  quantization: {rep['note']}")
+    for f in rep.get("float_layers") or []:
+        lines.append(f"    left in float: {f.get('name')} ({f.get('op')}): {f.get('reason')}; "
+                     f"{f.get('float_macs', 0):,} float MACs, +{f.get('extra_flash_bytes', 0):,} B of weights")
+    for w in rep.get("warnings") or []:
+        lines.append(f"    warning: {w}")
+    return lines

@@ -74,8 +74,45 @@ def check_model_name(name: str) -> str:
     return name
 
 
+def cmake_library(model_name: str) -> str:
+    """The bundle's CMake static library target: ``<model name>_model`` (a C identifier)."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", model_name) + "_model"
+
+
+def _model_files(out_dir: Path) -> tuple[list[str], list[str]]:
+    """(model sources, kernel files) in a bundle folder: the generated C, not the harness."""
+    harness = set(SHELL_FILES) | set(HOST_SHELL_FILES)
+    sources = sorted(p.name for p in out_dir.glob("*.c") if p.name not in harness)
+    kernels = sorted(p.name for p in out_dir.iterdir() if p.suffix in (".c", ".h") and p.name not in harness
+                     and p.name not in ("model.c", "model.h", "weights.c"))
+    return sources, kernels
+
+
+def write_readme(out_dir: Path, target: Target, model_name: str, model: dict | None = None) -> None:
+    """The bundle's README.md: files, the model's input and output, the commands that run it, and how to
+    put it into a firmware (``model``: see :func:`readme_model`; without it, the generic text)."""
+    _, kernels = _model_files(Path(out_dir))
+    (Path(out_dir) / "README.md").write_text(_env().get_template("README.md.j2").render(
+        target=target, model_name=model_name, model=model, kernel_files=kernels,
+        cmake_library=cmake_library(model_name)))
+
+
+def readme_model(graph: ir.Graph, arena_bytes: int, stack_bytes: int | None) -> dict:
+    """What the README says about the model: its input and output, arena and stack."""
+    def io(name: str) -> dict:
+        t = graph.t(name)
+        return {"name": name, "shape": list(t.shape), "ctype": {"int8": "int8_t", "int16": "int16_t"}.get(t.dtype, "float"),
+                "elements": t.size, "bytes": t.nbytes,
+                "scale": f"{float(t.quant.scale[0]):.9g}" if t.quant is not None else None,
+                "zero_point": int(t.quant.zero_point[0]) if t.quant is not None else None,
+                "source_layout": graph.meta.get("source_layout") if len(t.shape) == 4 else None}
+    return {"input": io(graph.inputs[0]), "output": io(graph.outputs[0]), "arena_bytes": int(arena_bytes),
+            "stack_bytes": stack_bytes}
+
+
 def write_firmware(out_dir: Path, target: Target, model_name: str, probe: bool = True) -> list[str]:
-    """Add the firmware shell (harness, platform, startup, linker script, Makefile) to ``out_dir``."""
+    """Add the firmware shell (harness, platform, startup, linker script, Makefile, CMakeLists.txt,
+    README) to ``out_dir``, which holds the generated model."""
     out_dir = Path(out_dir)
     check_model_name(model_name)
     src = templates_dir() / "cortex_m"
@@ -85,9 +122,11 @@ def write_firmware(out_dir: Path, target: Target, model_name: str, probe: bool =
     env = _env()
     (out_dir / "Makefile").write_text(env.get_template("Makefile.j2").render(
         target=target, model_name=model_name, probe=probe))
-    (out_dir / "README.md").write_text(env.get_template("README.md.j2").render(
-        target=target, model_name=model_name))
-    written = list(files) + ["Makefile", "README.md"]
+    sources, _ = _model_files(out_dir)
+    (out_dir / "CMakeLists.txt").write_text(env.get_template("CMakeLists.txt.j2").render(
+        target=target, model_name=model_name, library=cmake_library(model_name), sources=sources))
+    write_readme(out_dir, target, model_name)
+    written = list(files) + ["Makefile", "CMakeLists.txt", "README.md"]
     if not target.is_host:
         (out_dir / "linker.ld").write_text(env.get_template("linker.ld.j2").render(target=target))
         written.append("linker.ld")
@@ -311,7 +350,8 @@ def _json_safe(options: dict) -> dict:
 
 
 def write_bundle(graph: ir.Graph, target: str | Target, out_dir: str | Path, options: dict | None = None, *,
-                 dump_ir: str | Path | None = None, tuning: dict | None = None) -> dict:
+                 dump_ir: str | Path | None = None, tuning: dict | None = None, force: bool = False,
+                 extra: dict | None = None) -> dict:
     """Generate, build and measure a Cortex-M (or host) bundle in ``out_dir``; return its manifest.
 
     ``dump_ir``: a folder for the graph after each of the C backend's passes (``--dump-ir``).
@@ -319,7 +359,9 @@ def write_bundle(graph: ir.Graph, target: str | Target, out_dir: str | Path, opt
     ``arena_growth``), for tests and experiments; not recorded in the manifest.
 
     Raises :class:`DoesNotFitError` (and leaves no bundle) when the model does not
-    fit the target's flash or RAM.
+    fit the target's flash or RAM.  ``out_dir`` follows :mod:`edgecomp.outputs` (``force``:
+    write into a folder that holds other files).  ``extra``: more manifest entries (the
+    quantization report).
     """
     from ..options import CodegenOptions
     from .c import generate
@@ -336,7 +378,7 @@ def write_bundle(graph: ir.Graph, target: str | Target, out_dir: str | Path, opt
     opts = CodegenOptions.for_target(target.dsp, options["kernels"], options["optimize"], probe=probe,
                                      **(tuning or {}))
     dsp = opts.dsp
-    with atomic_dir(Path(out_dir)) as tmp:
+    with atomic_dir(Path(out_dir), force=force) as tmp:
         info = generate(graph, tmp, name=name, options=opts, dump=dump_ir)
         write_firmware(tmp, target, name, probe)
         with tempfile.TemporaryDirectory(prefix="edgecomp-build-") as bd:
@@ -380,11 +422,14 @@ def write_bundle(graph: ir.Graph, target: str | Target, out_dir: str | Path, opt
             "probe": {"timer": target.timer, "qemu_insns_per_systick": target.insns_per_systick},
         }
         if not target.is_host:
+            # the same RAM number as ram_bytes (the model's), against the target's RAM
             manifest["fits"] = {
                 "flash": f"{built.flash_bytes:,} of {target.flash_size:,} bytes "
                          f"({100.0 * built.flash_bytes / target.flash_size:.1f}%)",
-                "ram": f"{built.static_ram_bytes + (stack or 0):,} of {target.ram_size:,} bytes "
-                       f"({100.0 * (built.static_ram_bytes + (stack or 0)) / target.ram_size:.1f}%, "
-                       f"whole firmware, stack {'peak' if stack is not None else 'not measured'})",
+                "ram": f"{manifest['ram_bytes']:,} of {target.ram_size:,} bytes "
+                       f"({100.0 * manifest['ram_bytes'] / target.ram_size:.1f}%, arena + static + "
+                       f"{'stack peak' if stack is not None else 'stack not measured'})",
             }
+        manifest.update(extra or {})
+        write_readme(tmp, target, name, readme_model(graph, arena, stack))
         return write_manifest(tmp, manifest)

@@ -199,9 +199,10 @@ def _render(template: str, **ctx) -> str:
 
 def write_rpi_bundle(model_path: str | Path, target_name: str, out_dir: str | Path, *, calib: Any = None,
                      calibrate_method: str = "minmax", precision: str = "int8",
-                     options: dict | None = None) -> dict:
+                     options: dict | None = None, force: bool = False, extra: dict | None = None) -> dict:
     """Compile a float .onnx (quantized here when precision is int8), a QDQ .onnx or a .tflite
-    into a Raspberry Pi bundle at ``out_dir``; return the manifest."""
+    into a Raspberry Pi bundle at ``out_dir``; return the manifest.  ``force`` and ``extra``: as
+    :func:`edgecomp.backends.cortex_m.write_bundle`."""
     from .. import __version__
     options = dict(options or {})
     precision = options.get("precision", precision)
@@ -260,7 +261,7 @@ def write_rpi_bundle(model_path: str | Path, target_name: str, out_dir: str | Pa
                                 "no int8 dot-product instructions (Armv8.0), so int8 speed-ups over "
                                 "float32 are smaller than on a Pi 5")
         out_dir = Path(out_dir)
-        with atomic_dir(out_dir) as tmp:
+        with atomic_dir(out_dir, force=force) as tmp:
             shutil.copyfile(src, tmp / runtime["model_file"])
             for f in TEMPLATE_FILES:
                 shutil.copyfile(templates_dir() / "rpi" / f, tmp / f)
@@ -278,6 +279,7 @@ def write_rpi_bundle(model_path: str | Path, target_name: str, out_dir: str | Pa
                     "outputs": outputs, "ops": ops, "layers": []}
             if params is not None:
                 data["params"] = params
+            data.update(extra or {})
             manifest = write_manifest(tmp, data)
     return manifest
 

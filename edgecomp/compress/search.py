@@ -27,7 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bundle import write_manifest
 from ..errors import EdgecompError, ModelError, ToolError
+
+#: What `edgecomp compress` writes in its output folder (patterns): never over a file it did not write.
+OUTPUT_NAMES = ("trials.jsonl", "pareto.md", "pareto.png", "summary.json", "baseline.pt", "data.npz", "trials",
+                "chosen.*", ".*.tmp")
 
 __all__ = ["MnistCNN", "mnist_cnn", "run_compress", "compress_cli", "default_candidates", "pareto_front",
            "run_trial"]
@@ -385,7 +390,7 @@ def run_compress(model=None, data=None, *, example: str = "mnist", target: str =
                  latency: float | None = None, max_accuracy_drop: float | None = 1.0, executor: str = "local",
                  workers: int = 2, quick: bool = False, seed: int = 0, candidates: list[dict] | None = None,
                  epochs: int | None = None, lr: float | None = None, measure: str = "auto",
-                 verbose: bool = True) -> dict:
+                 verbose: bool = True, force: bool = False) -> dict:
     """Search compression candidates for ``model`` on ``data`` = (x_train, y_train, x_val, y_val).
 
     Without ``model``/``data`` the built-in ``example`` ("mnist" or "digits") is
@@ -404,8 +409,15 @@ def run_compress(model=None, data=None, *, example: str = "mnist", target: str =
         if v is not None and v <= 0:
             raise ModelError(f"the {name} budget must be positive, got {v}", f"compress --{name}",
                              "Give e.g. --flash 32KiB --ram 8KiB")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    from ..outputs import check_output_dir, prepare_in_place
+    from ..targets import load_target
+    load_target(target)  # an unknown target is found now, not after the training
+    if data is None and example not in ("mnist", "digits"):
+        raise ModelError(f"unknown example {example!r}", "compress --example", "Use mnist or digits")
+    plan = check_output_dir(out_dir, force=force)  # before any training
+    out = plan.dest
+    foreign = prepare_in_place(plan, OUTPUT_NAMES)
+    write_manifest(out, {"kind": "compress", "complete": False}, skip=foreign)
     budgets = {"flash": flash, "ram": ram, "latency": latency, "max_accuracy_drop": max_accuracy_drop}
     ex_epochs, ex_lr = 12, 3e-3
     if data is None:
@@ -454,6 +466,7 @@ def run_compress(model=None, data=None, *, example: str = "mnist", target: str =
             f.flush()
             os.fsync(f.fileno())
         _write_outputs(out, rows, budgets, base_acc, target)
+        write_manifest(out, {"kind": "compress", "complete": False}, skip=foreign)
         if verbose:
             est = " (estimated)" if row.get("estimated") else ""
             print(f"[compress] {len(rows)}/{len(cands)} {row['label']}: acc {row['accuracy'] * 100:.2f} %, "
@@ -482,6 +495,7 @@ def run_compress(model=None, data=None, *, example: str = "mnist", target: str =
         print(f"\n[compress] interrupted: {len(rows)} finished trials kept in {out}", file=sys.stderr)
         raise
     summary = _write_outputs(out, rows, budgets, base_acc, target)
+    write_manifest(out, {"kind": "compress", "complete": True}, skip=foreign)
     if verbose:
         print((out / "pareto.md").read_text())
     return summary
@@ -541,7 +555,8 @@ def compress_cli(a) -> int:
     summary = run_compress(example=a.example, target=a.target, out_dir=a.output, flash=a.flash, ram=a.ram,
                            latency=a.latency, max_accuracy_drop=a.max_accuracy_drop, executor=a.executor,
                            workers=a.workers, quick=a.quick, seed=getattr(a, "seed", 0),
-                           measure="estimate" if getattr(a, "estimate", False) else getattr(a, "measure", "auto"))
+                           measure="estimate" if getattr(a, "estimate", False) else getattr(a, "measure", "auto"),
+                           force=getattr(a, "force", False))
     if not summary["fits"]:
         failing = ", ".join(summary["failing_budgets"]) or "the combination of budgets"
         print(f"edgecomp compress: no candidate meets every budget ({failing}); closest: {summary['chosen']}. "
