@@ -117,7 +117,7 @@ def cmd_probe(a) -> int:
 
 def cmd_flash(a) -> int:
     from .flash import flash_bundle
-    return flash_bundle(Path(a.bundle), probe_id=a.probe)
+    return flash_bundle(Path(a.bundle), probe_id=a.probe, extra_sources=a.source or ())
 
 
 def cmd_deploy(a) -> int:
@@ -200,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("flash", help="build and flash a bundle to a board through pyOCD")
     f.add_argument("bundle")
     f.add_argument("--probe", help="debug probe unique id")
+    f.add_argument("--source", action="append", metavar="FILE.c",
+                   help="a C file of your own compiled with the bundle, e.g. a UART driver defining ec_putc "
+                        "(repeatable; files are never picked up from the bundle folder)")
     f.set_defaults(func=cmd_flash)
 
     d = sub.add_parser("deploy", help="copy a Raspberry Pi bundle over ssh, run its probe, fetch the results")
@@ -212,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--runs", type=int, default=100)
     d.add_argument("--threads", default="1,2,4")
     d.add_argument("--python", default="python3", help="python on the remote host")
+    d.add_argument("--remote-dir", default="edgecomp-bundles",
+                   help="folder on the device for bundles and the venv (relative to the remote home; "
+                        "default edgecomp-bundles)")
     d.add_argument("--profile", action="store_true", help="also collect ONNX Runtime's per-node profile")
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=cmd_deploy)

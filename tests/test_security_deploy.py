@@ -132,7 +132,13 @@ def test_bundle_path_with_spaces_and_metacharacters(rpi_bundle, fake_ssh):
     r = _deploy(env, tmp, rpi_bundle, "pi")
     assert r.returncode == 0, r.stderr
     scp = [a for a in _calls(log) if a[0] == "scp"]
-    assert scp and all(any(x.startswith(str(rpi_bundle) + "/") for x in a) for a in scp)
+    assert scp
+    # what is sent is the checked copy of the bundle's listed files, byte for byte (each one argv element)
+    listed = set(json.loads((rpi_bundle / "manifest.json").read_text())["files"]) | {"manifest.json"}
+    remote = next(home.glob("edgecomp-bundles/*"))
+    assert {p.name for p in remote.iterdir()} >= listed
+    for name in listed:
+        assert (remote / name).read_bytes() == (rpi_bundle / name).read_bytes()
     assert _pwned(tmp, home, rpi_bundle.parent) == []
 
 

@@ -317,12 +317,37 @@ def read_probe(data: str | bytes | Path | dict, where: str = "probe output") -> 
     return data
 
 
+def _system_line(s: Any) -> str:
+    """'governor performance, 1500 MHz (max 1800), 52.1 C, throttled 0x0' with what is known only."""
+    from ..sanitize import terminal_text
+
+    if not isinstance(s, dict):
+        return ""
+    t = lambda v: terminal_text(v, limit=40)  # noqa: E731
+    parts = []
+    if s.get("governor") is not None:
+        parts.append(f"governor {t(s['governor'])}")
+    if s.get("freq_mhz") is not None:
+        parts.append(f"{t(s['freq_mhz'])} MHz" + (f" (max {t(s['max_freq_mhz'])})"
+                                                   if s.get("max_freq_mhz") is not None else ""))
+    elif s.get("max_freq_mhz") is not None:
+        parts.append(f"max {t(s['max_freq_mhz'])} MHz")
+    if s.get("temp_c") is not None:
+        parts.append(f"{t(s['temp_c'])} C")
+    if s.get("throttled") is not None:
+        parts.append(f"throttled {t(s['throttled'])}")
+    return ", ".join(parts)
+
+
 def render_probe_table(probe: dict) -> str:
     """The probe result as a markdown table (latency per thread count, then CPU state, profile, accuracy)."""
+    from ..sanitize import terminal_text
+
     p = read_probe(probe)
-    head = (f"{p.get('model', 'model')} on {p.get('cpu_model') or p.get('machine', '?')}: "
-            f"{p.get('runtime', '?')} {p.get('runtime_version', '')}, {p.get('precision') or '?'}, "
-            f"Python {p.get('python', '?')}")
+    t = lambda v: terminal_text(v, limit=80)  # noqa: E731 - the device's text reaches the terminal escaped
+    head = (f"{t(p.get('model', 'model'))} on {t(p.get('cpu_model') or p.get('machine', '?'))}: "
+            f"{t(p.get('runtime', '?'))} {t(p.get('runtime_version', ''))}, {t(p.get('precision') or '?')}, "
+            f"Python {t(p.get('python', '?'))}")
     lines = [head, "", "| threads | p50 ms | p90 ms | p99 ms | mean ms | min ms | runs |",
              "|---:|---:|---:|---:|---:|---:|---:|"]
     for r in p["results"]:
@@ -330,14 +355,13 @@ def render_probe_table(probe: dict) -> str:
                      f"{r['mean_ms']:.3f} | {r['min_ms']:.3f} | {r.get('runs', '?')} |")
     sysinfo = p.get("system") or {}
     for when in ("before", "after"):
-        s = sysinfo.get(when) or {}
-        if s:
-            lines.append(f"\n{when}: governor {s.get('governor')}, {s.get('freq_mhz')} MHz "
-                         f"(max {s.get('max_freq_mhz')}), {s.get('temp_c')} C, throttled {s.get('throttled')}")
+        line = _system_line(sysinfo.get(when) if isinstance(sysinfo, dict) else None)
+        if line:
+            lines.append(f"\n{when}: {line}")
     if p.get("profile"):
         lines += ["", "| op type | nodes | time us | share |", "|---|---:|---:|---:|"]
         for r in p["profile"]:
-            lines.append(f"| {r['op_type']} | {r['nodes']} | {r['total_us']} | {100 * r['share']:.1f}% |")
+            lines.append(f"| {t(r['op_type'])} | {t(r['nodes'])} | {t(r['total_us'])} | {100 * r['share']:.1f}% |")
     if p.get("accuracy"):
         a = p["accuracy"]
         lines.append(f"\naccuracy: {a['correct']}/{a['samples']} = {100 * a['top1']:.2f}% top-1")
@@ -346,6 +370,8 @@ def render_probe_table(probe: dict) -> str:
 
 def plot_probe(probe: dict, png: str | Path) -> Path | None:
     """Bar chart of p50 latency per thread count (p90/p99 as marks); None without matplotlib."""
+    from ..sanitize import terminal_text
+
     p = read_probe(probe)
     try:
         import matplotlib
@@ -361,11 +387,15 @@ def plot_probe(probe: dict, png: str | Path) -> Path | None:
     ax.scatter(xs, [r["p99_ms"] for r in rs], color="#c03030", marker="_", s=400, label="p99", zorder=3)
     ax.set_xlabel("threads")
     ax.set_ylabel("latency (ms)")
-    ax.set_title(f"{p.get('model', 'model')}: {p.get('runtime', '')} on {p.get('cpu_model') or p.get('machine', '')}",
+    ax.set_title(terminal_text(f"{p.get('model', 'model')}: {p.get('runtime', '')} on "
+                               f"{p.get('cpu_model') or p.get('machine', '')}", limit=120),
                  fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    png = Path(png)
-    fig.savefig(png)
+    if hasattr(png, "write"):  # a file object (edgecomp deploy writes the bytes itself, never through a link)
+        fig.savefig(png, format="png")
+    else:
+        png = Path(png)
+        fig.savefig(png)
     plt.close(fig)
     return png
