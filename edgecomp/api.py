@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,10 +51,18 @@ def _check_model_file(path: Path) -> None:
 
 
 def prepare_onnx(model: Any, workdir: Path, *, example_input=None, calib=None, precision: str = "int8",
-                 calibrate_method: str = "minmax", per_channel: bool = True, keep_float=()) -> Path:
-    """Return the ONNX file to lower: exported from torch and/or quantized with ORT as asked."""
+                 calibrate_method: str = "minmax", per_channel: bool = True, keep_float=(),
+                 runtime: bool = False) -> Path:
+    """Return the ONNX file to lower: exported from torch and/or quantized with ORT as asked.
+
+    Calibration executes the model, so every check that can refuse it runs first: the C
+    backend's full import (structure, ops, attribute bounds, shapes: the float path's checks),
+    or with ``runtime=True`` (ONNX Runtime targets) the checks that hold for any runtime
+    (:func:`edgecomp.frontends.onnx.check_for_runtime`).  Calibration itself then runs in a
+    child process with time and memory limits (compress/calibrate.py).
+    """
     from .compress.quantize import quantize_onnx
-    from .frontends.onnx import load_onnx
+    from .frontends.onnx import check_for_runtime, from_onnx, load_onnx
     from .frontends.torch import export_onnx
 
     if precision not in PRECISIONS:
@@ -72,6 +79,10 @@ def prepare_onnx(model: Any, workdir: Path, *, example_input=None, calib=None, p
     if calib is None:
         raise ModelError(f"{precision} quantization needs calibration data", where=str(src),
                          fix="Pass --calib samples.npy (a few hundred typical inputs), or --precision float32")
+    if runtime:
+        check_for_runtime(load_onnx(src), str(src))
+    else:
+        from_onnx(src)  # refuses in seconds what calibration would otherwise run (or hang on)
     return quantize_onnx(src, calib, workdir / f"model.{precision}.onnx", method=calibrate_method,
                          per_channel=per_channel, keep_float=keep_float or (),
                          activations="int16" if precision == "int16" else "int8")
@@ -105,8 +116,9 @@ def compile_model(model: Any, target: str, out_dir: str | Path, *, example_input
         _check_model_file(Path(model))
     from .targets import load_target
     tgt = load_target(target)
-    with tempfile.TemporaryDirectory(prefix="edgecomp-") as td:
-        work = Path(td)
+    from . import workdirs
+
+    with workdirs.work_dir("compile") as work:
         if getattr(tgt, "kind", "mcu") == "rpi":
             from .backends.rpi import write_rpi_bundle
             if precision == "int16":
@@ -115,7 +127,8 @@ def compile_model(model: Any, target: str, out_dir: str | Path, *, example_input
                                        fix="Use --precision int8 or float32 there (int16 is for the C backend)")
             if _is_torch_module(model) or Path(str(model)).suffix.lower() != ".tflite":
                 src = prepare_onnx(model, work, example_input=example_input, calib=calib, precision=precision,
-                                   calibrate_method=calibrate_method, per_channel=per_channel, keep_float=keep_float)
+                                   calibrate_method=calibrate_method, per_channel=per_channel, keep_float=keep_float,
+                                   runtime=True)
             else:
                 src = Path(model)
             name = type(model).__name__.lower() if _is_torch_module(model) else Path(str(model)).stem

@@ -51,7 +51,26 @@ def write_manifest(root: Path, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_manifest(root: Path) -> dict[str, Any]:
-    return json.loads((Path(root) / MANIFEST).read_text())
+    """The bundle's manifest; a missing, damaged or non-object manifest is a ModelError (exit 2).
+    (:func:`edgecomp.integrity.read_checked_manifest` also checks its file list.)"""
+    from .errors import ModelError
+
+    p = Path(root) / MANIFEST
+    try:
+        data = json.loads(p.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"{root} is not an edgecomp bundle (no {MANIFEST})",
+                         fix="Pass the folder written by `edgecomp compile`") from None
+    except (NotADirectoryError, IsADirectoryError):
+        raise ModelError(f"{root} is not a bundle folder", fix="Pass the folder written by `edgecomp compile`") from None
+    except OSError as e:
+        raise ModelError(f"cannot read {p}: {e.strerror}", fix="Check the path and permissions") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise ModelError(f"{MANIFEST} is not valid JSON ({type(e).__name__}: {str(e)[:80]})", where=str(root),
+                         fix="Compile the bundle again") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"{MANIFEST} is not a JSON object", where=str(root), fix="Compile the bundle again")
+    return data
 
 
 def verify_manifest(root: Path) -> list[str]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import EdgecompError
+from .sanitize import terminal_text
 
 
 def _size(text: str) -> int:
@@ -51,23 +52,18 @@ def cmd_run(a) -> int:
     import numpy as np
 
     from .api import run_bundle
-    from .bundle import read_manifest
+    from .arrays import load_samples
+    from .integrity import read_checked_manifest
 
     bundle = Path(a.bundle)
-    if not (bundle / "manifest.json").is_file():
-        raise EdgecompError(f"{bundle} is not an edgecomp bundle (no manifest.json)",
-                            fix="Pass the folder written by `edgecomp compile`")
-    man = read_manifest(bundle)
-    if man.get("target", "").startswith("rpi"):
+    man = read_checked_manifest(bundle)
+    if str(man.get("target", "")).startswith("rpi") or man.get("kind") == "rpi":
         raise EdgecompError("a Raspberry Pi bundle runs on the Pi", fix="Use `edgecomp deploy BUNDLE --host user@pi`")
+    if not man.get("inputs") or not isinstance(man["inputs"][0], dict) or "shape" not in man["inputs"][0]:
+        raise EdgecompError("the bundle's manifest lists no input", where=str(bundle), fix="Compile the bundle again")
     io = man["inputs"][0]
     if a.input:
-        try:
-            x = np.load(a.input, allow_pickle=False)
-        except Exception as e:
-            raise EdgecompError(f"cannot read input file: {e}", where=a.input, fix="Give a .npy array") from None
-        if hasattr(x, "files"):
-            x = x[x.files[0]]
+        x = load_samples(a.input, prefer=(str(io.get("name", "x")), "x"), first_if_many=True, what="input file")
         if x.ndim == len(io["shape"]) - 1:  # one sample without its batch axis
             x = x[None]
     else:
@@ -99,9 +95,9 @@ def cmd_info(a) -> int:
 
 
 def cmd_report(a) -> int:
-    from .bundle import read_manifest
+    from .integrity import read_checked_manifest
     from .report import print_compile_report
-    man = read_manifest(Path(a.bundle))
+    man = read_checked_manifest(Path(a.bundle))
     if a.json:
         print(json.dumps(man, indent=2, sort_keys=True))
     else:
@@ -252,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(a.func(a) or 0)
     except EdgecompError as e:
-        print(f"edgecomp: error: {e.message()}", file=sys.stderr)
+        # model-derived names in a message reach the terminal with control characters escaped
+        print(f"edgecomp: error: {terminal_text(e.message(), keep_newlines=e.exit_code != 2)}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("edgecomp: interrupted; earlier outputs are left as they were", file=sys.stderr)
@@ -260,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # an internal error is still one clear message
         if os.environ.get("EDGECOMP_DEBUG"):
             traceback.print_exc()
-        print(f"edgecomp: internal error: {type(e).__name__}: {e}. This is a bug in edgecomp; "
+        print(f"edgecomp: internal error: {type(e).__name__}: {terminal_text(e)}. This is a bug in edgecomp; "
               "rerun with EDGECOMP_DEBUG=1 and report the traceback.", file=sys.stderr)
         return 1
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -98,14 +97,18 @@ def onnx_is_quantized(model) -> bool:
 
 
 def _load_onnx(path: Path):
-    import onnx
-    try:
-        model = onnx.load(str(path))
-        onnx.checker.check_model(model)
-    except Exception as e:  # onnx raises DecodeError, ValidationError, OSError...
-        raise ModelError(f"not a valid ONNX model: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
-                         where=str(path), fix="Export the model again (torch.onnx.export) or check the file") from None
+    """The model with its external data (confined to the model's folder, loaded into memory) and the
+    checks any runtime needs (frontends/onnx.py: load_onnx, check_for_runtime)."""
+    from ..frontends.onnx import check_for_runtime, load_onnx
+    model = load_onnx(path)
+    check_for_runtime(model, str(path))
     return model
+
+
+def _uses_external_data(model) -> bool:
+    from onnx.external_data_helper import uses_external_data
+    from ..frontends.onnx import _all_initializers
+    return any(t.data_location == 1 or uses_external_data(t) for t in _all_initializers(model))
 
 
 def _ort_io(path: Path) -> tuple[list[dict], list[dict]]:
@@ -180,6 +183,7 @@ def _tflite_params(path: Path) -> int | None:
 
 def _quantize(src: Path, calib: Any, out: Path, method: str, per_channel: bool) -> Path:
     from ..compress.quantize import quantize_onnx
+    _load_onnx(src)  # every check before calibration runs the model
     try:
         return quantize_onnx(src, calib, out, method=method, per_channel=per_channel, progress=False)
     except EdgecompError:
@@ -221,10 +225,29 @@ def write_rpi_bundle(model_path: str | Path, target_name: str, out_dir: str | Pa
         if name.endswith(tail) and len(name) > len(tail):
             name = name[: -len(tail)]
     name = options.pop("name", name)
+    from .cortex_m import check_model_name
+    check_model_name(str(name))  # the same rule as the C path: it names files and folders
 
-    with tempfile.TemporaryDirectory(prefix="edgecomp-rpi-") as td:
+    from .. import workdirs
+    from ..sanitize import markdown_code
+
+    with workdirs.work_dir("rpi") as td:
+        embedded = None
         if suffix == ".onnx":
             model = _load_onnx(src)
+            if _uses_external_data(model):
+                # the bundle holds one self-contained model.onnx (its external data, checked and loaded
+                # from the model's own folder, embedded), so what the manifest lists is all the Pi needs
+                import onnx
+                from onnx.external_data_helper import convert_model_from_external_data
+                convert_model_from_external_data(model)
+                embedded = Path(td) / "model.embedded.onnx"
+                try:
+                    onnx.save(model, str(embedded))
+                except ValueError as e:
+                    raise ModelError(f"the model with its external data does not fit one ONNX file ({e})",
+                                     where=str(src), fix="Models for a Raspberry Pi bundle must be under 2 GB") from None
+                src = embedded
             quantized = onnx_is_quantized(model)
             if precision == "int8" and not quantized:
                 if calib is None:
@@ -265,10 +288,16 @@ def write_rpi_bundle(model_path: str | Path, target_name: str, out_dir: str | Pa
             for f in TEMPLATE_FILES:
                 shutil.copyfile(templates_dir() / "rpi" / f, tmp / f)
             (tmp / "requirements.txt").write_text(_render("requirements.txt.j2", requirements=reqs))
+            # model-derived text (names, shapes) goes into the README only as Markdown code spans
+            # that render literally (no new line, heading, link or HTML can start inside one)
+            # (dtypes come from a fixed list, shapes are integers, the name passed check_model_name)
+            def md_io(ios):
+                return [{**io, "name": markdown_code(io["name"])} for io in ios]
             (tmp / "README.md").write_text(_render(
-                "README.md.j2", name=name, target=info, tool_version=__version__, precision=eff_precision,
-                runtime_title=runtime_title, runtime_package=runtime_package, model_file=runtime["model_file"],
-                precision_note=precision_note, inputs=inputs, outputs=outputs, pin_note=PIN_NOTE))
+                "README.md.j2", name=name, target=info, tool_version=__version__,
+                precision=eff_precision, runtime_title=runtime_title, runtime_package=runtime_package,
+                model_file=runtime["model_file"], precision_note=precision_note, inputs=md_io(inputs),
+                outputs=md_io(outputs), pin_note=PIN_NOTE))
             info.pop("cpu_title")
             info.pop("dotprod_note")
             # a .tflite keeps its own precision (it is not re-quantized): record what the bundle holds
