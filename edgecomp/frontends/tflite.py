@@ -17,6 +17,10 @@ from ..errors import EdgecompError, ModelError, UnsupportedError
 
 MAX_ELEMENTS = 1 << 28  # no tensor in a microcontroller model comes near this
 MAX_RANK = 8
+#: Strides, dilations, filter sizes and depth multipliers must lie in [1, ATTR_LIMIT] (the ONNX
+#: frontend's bound): the kernels' int32 index arithmetic stays far from overflow.
+ATTR_LIMIT = 1 << 16
+_ZP_RANGE = {"int8": (-128, 127), "uint8": (0, 255), "int16": (0, 0), "int32": (0, 0)}
 
 # tflite.TensorType
 _TYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 7: "int16", 9: "int8"}
@@ -160,6 +164,9 @@ class _Importer:
                 raise r.bad(f"tensor {tname!r} has invalid shape {list(shape)}")
         if math.prod(shape) > MAX_ELEMENTS:
             raise r.bad(f"tensor {tname!r} has an absurd shape {list(shape)}")
+        if 0 in shape:
+            raise ModelError(f"tensor {tname!r} has a zero dimension (shape {list(shape)}): it holds no data",
+                             where=self.where, fix="Export with static, non-empty shapes (batch size 1)")
         ttype = t.Type()
         dtype = _TYPES.get(ttype)
         if dtype is None:
@@ -174,9 +181,30 @@ class _Importer:
                 raise r.bad(f"constant {tname!r} has {len(data)} bytes, its shape {list(shape)} needs "
                             f"{math.prod(shape) * item}")
             arr = np.frombuffer(data, dtype=_NP_TYPES[dtype]).reshape(shape).copy()
+        if quant is not None:
+            self._check_quant(tname, dtype, quant, constant=arr is not None)
         self.names[i] = tname
         self._raw[tname] = (dtype, shape, quant, arr)
         return tname
+
+    def _check_quant(self, tname: str, dtype: str, quant: ir.QuantParams, constant: bool) -> None:
+        """Scales the kernels divide by and zero points that fit the type (TFLite's int8 spec)."""
+        if not constant and np.any(quant.scale <= 0):
+            raise ModelError(f"tensor {tname!r} has a quantization scale of {float(np.min(quant.scale)):g}; "
+                             "an activation's scale must be positive", where=self.where,
+                             fix="Re-export the model with the TensorFlow Lite converter")
+        if np.any(quant.scale > 1e30) or (np.any(quant.scale < 1e-30) and not constant):
+            raise ModelError(f"tensor {tname!r} has an absurd quantization scale", where=self.where,
+                             fix="Re-export the model with the TensorFlow Lite converter")
+        lo, hi = _ZP_RANGE.get(dtype, (-(1 << 31), (1 << 31) - 1))
+        if dtype == "int32" and not constant:
+            lo, hi = -(1 << 31), (1 << 31) - 1
+        if np.any(quant.zero_point < lo) or np.any(quant.zero_point > hi):
+            raise ModelError(f"tensor {tname!r} ({dtype}) has zero point "
+                             f"{int(quant.zero_point[np.argmax((quant.zero_point < lo) | (quant.zero_point > hi))])}"
+                             f", outside [{lo}, {hi}]", where=self.where,
+                             fix="Re-export the model with the TensorFlow Lite converter (int8: zero points in "
+                                 "[-128, 127]; int16 and biases: 0)")
 
     def _quant(self, t, tname: str, shape: tuple) -> ir.QuantParams | None:
         q = t.Quantization()
@@ -335,8 +363,7 @@ class _Importer:
                 raise r.bad(f"{where} has no options")
             sh, sw = int(o.StrideH()), int(o.StrideW())
             dh, dw = max(1, int(o.DilationHFactor())), max(1, int(o.DilationWFactor()))
-            if sh < 1 or sw < 1:
-                raise r.bad(f"{where} has stride {sh}x{sw}")
+            self._bounded(where, stride=(sh, sw), dilation=(dh, dw), kernel=(ws[1], ws[2]))
             kh, kw = ws[1], ws[2]
             pad = self._pad(int(o.Padding()), xs, kh, kw, sh, sw, dh, dw)
             attrs = {"stride": (sh, sw), "dilation": (dh, dw), "pad": pad,
@@ -352,6 +379,7 @@ class _Importer:
                 if xs[3] == 0 or ws[3] % xs[3]:
                     raise r.bad(f"{where}: {ws[3]} filter channels for {xs[3]} input channels")
                 attrs["depth_multiplier"] = ws[3] // xs[3]
+                self._bounded(where, depth_multiplier=(attrs["depth_multiplier"],))
                 self._add("depthwise_conv2d", [x, w] + ([b] if b else []), outs[:1], k, **attrs)
         elif code == FULLY_CONNECTED:
             x, w = ins[0], ins[1]
@@ -385,8 +413,7 @@ class _Importer:
             if len(xs) != 4:
                 raise r.bad(f"{where}: input {list(xs)} must be 4-D")
             fh, fw, sh, sw = (int(o.FilterHeight()), int(o.FilterWidth()), int(o.StrideH()), int(o.StrideW()))
-            if min(fh, fw, sh, sw) < 1:
-                raise r.bad(f"{where} has filter {fh}x{fw} stride {sh}x{sw}")
+            self._bounded(where, filter=(fh, fw), stride=(sh, sw))
             self._check_same_quant(ins[0], outs[0], where)
             self._add("avg_pool2d" if code == AVERAGE_POOL_2D else "max_pool2d", ins[:1], outs[:1], k,
                       kernel=(fh, fw), stride=(sh, sw), pad=self._pad(int(o.Padding()), xs, fh, fw, sh, sw, 1, 1),
@@ -397,7 +424,18 @@ class _Importer:
             self._add("reshape", ins[:1], outs[:1], k, shape=tuple(shape(outs[0])))
         elif code == SOFTMAX:
             o = self._options(op, tfl.SoftmaxOptions)
-            self._add("softmax", ins[:1], outs[:1], k, beta=float(o.Beta()) if o is not None else 1.0)
+            beta = float(o.Beta()) if o is not None else 1.0
+            if not math.isfinite(beta) or not 0 < beta <= 1e6:
+                raise ModelError(f"{where} has softmax beta {beta:g}; edgecomp (like TFLite Micro) needs a "
+                                 "positive, finite beta", where=self.where,
+                                 fix="Re-export the model (Keras softmax has beta 1)")
+            out_q = self._raw[outs[0]][2]
+            if self._raw[outs[0]][0] == "int8" and out_q is not None and (
+                    abs(float(out_q.scale[0]) - 1 / 256) > 1e-9 or int(out_q.zero_point[0]) != -128):
+                raise UnsupportedError(f"{where}: an int8 softmax output must have scale 1/256 and zero point -128 "
+                                       f"(has {float(out_q.scale[0]):g}, {int(out_q.zero_point[0])})",
+                                       where=self.where, fix="Quantize with the TensorFlow Lite converter")
+            self._add("softmax", ins[:1], outs[:1], k, beta=beta)
         elif code == CONCATENATION:
             o = self._options(op, tfl.ConcatenationOptions)
             rank = len(shape(outs[0]))
@@ -415,6 +453,13 @@ class _Importer:
             self._add("quantize", ins[:1], outs[:1], k)
         elif code == DEQUANTIZE:
             self._add("dequantize", ins[:1], outs[:1], k)
+
+    def _bounded(self, where: str, **attrs: tuple) -> None:
+        for name, vals in attrs.items():
+            if any(not 1 <= int(v) <= ATTR_LIMIT for v in vals):
+                raise ModelError(f"{where}: {name} {'x'.join(str(int(v)) for v in vals)} is out of range "
+                                 f"[1, {ATTR_LIMIT}]", where=self.where,
+                                 fix="Re-export the model with the TensorFlow Lite converter")
 
     def _hybrid(self, code: int, ins: list[str], outs: list[str], where: str) -> dict | None:
         """A float op with int8 constant weights (dynamic-range "hybrid" model): dequantize the weights.
