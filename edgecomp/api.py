@@ -7,8 +7,10 @@
 """
 from __future__ import annotations
 
+import os
 import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,10 +81,9 @@ def prepare_onnx(model: Any, workdir: Path, *, example_input=None, calib=None, p
     if calib is None:
         raise ModelError(f"{precision} quantization needs calibration data", where=str(src),
                          fix="Pass --calib samples.npy (a few hundred typical inputs), or --precision float32")
-    if runtime:
-        check_for_runtime(load_onnx(src), str(src))
-    else:
-        from_onnx(src)  # refuses in seconds what calibration would otherwise run (or hang on)
+    check_for_runtime(load_onnx(src), str(src))
+    if not runtime:
+        from_onnx(src)  # the C backend's full checks: refuses in seconds what calibration would run (or hang on)
     return quantize_onnx(src, calib, workdir / f"model.{precision}.onnx", method=calibrate_method,
                          per_channel=per_channel, keep_float=keep_float or (),
                          activations="int16" if precision == "int16" else "int8")
@@ -97,6 +98,27 @@ def load_graph(model: Any, workdir: Path, **kw) -> tuple[ir.Graph, Path]:
     path = prepare_onnx(model, workdir, **kw)
     name = Path(str(model)).stem if not _is_torch_module(model) else type(model).__name__.lower()
     return from_onnx(path, name=name), path
+
+
+def check_output_writable(out_dir: str | Path) -> None:
+    """Find out now, before any work, that the bundle can be written where it is asked for.
+
+    The nearest existing folder above ``out_dir`` must be a folder in which a folder can be made
+    (tried for real: as root, access(2) says yes on /proc and /sys and cannot be trusted).
+    """
+    out = Path(os.path.abspath(out_dir))
+    parent = out.parent
+    while not os.path.lexists(parent) and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise EdgecompError(f"cannot write the bundle {out}: {parent} is not a folder",
+                            fix="Choose an output folder (-o) whose parent is a folder")
+    try:
+        probe = tempfile.mkdtemp(prefix=".edgecomp-write-test-", dir=parent)
+        os.rmdir(probe)
+    except OSError as e:
+        raise EdgecompError(f"cannot write the bundle {out}: {e.strerror} in {parent}",
+                            fix="Choose an output folder (-o) you can write to") from None
 
 
 def compile_model(model: Any, target: str, out_dir: str | Path, *, example_input=None, calib=None,
@@ -114,6 +136,7 @@ def compile_model(model: Any, target: str, out_dir: str | Path, *, example_input
             **({"keep_float": keep_float} if keep_float else {}), **(options or {})}
     if not _is_torch_module(model):
         _check_model_file(Path(model))
+    check_output_writable(out_dir)
     from .targets import load_target
     tgt = load_target(target)
     from . import workdirs

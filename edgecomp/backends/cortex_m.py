@@ -235,7 +235,7 @@ def check_own_files(src: Path, manifest: dict) -> None:
             d = ref / f"probe{int(probe)}"
             d.mkdir()
             for f in files:
-                if f.endswith((".c", ".h")) and f not in SHELL_FILES:
+                if f in MODEL_FILES or f in kernels:
                     (d / f).touch()
             write_firmware(d, target, name, probe)
             variants.append(d)
@@ -243,6 +243,9 @@ def check_own_files(src: Path, manifest: dict) -> None:
         odd = []
         for f in files:
             if f in MODEL_FILES:
+                continue
+            if f not in kernels and not (variants[0] / f).is_file():
+                odd.append(f"{f} (not a file edgecomp writes)")
                 continue
             got = (src / f).read_bytes()
             if f in kernels:

@@ -68,8 +68,22 @@ def _child(job: dict, counter, conn) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (lim, lim))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+        # ONNX Runtime's own chatter (C++ warnings, printed tracebacks) goes to a log file; only
+        # the progress line reaches the user's terminal, and errors come back as one line.
+        progress = os.fdopen(os.dup(2), "w", buffering=1)
+        log = os.open(job["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        try:
+            import onnxruntime
+            onnxruntime.set_default_logger_severity(3)
+        except Exception:  # noqa: BLE001 - logging only
+            pass
+        # ORT's own temporary folders go into the parent's private folder (removed even if we are killed)
+        import tempfile
+        tempfile.tempdir = os.environ["TMPDIR"] = str(Path(job["out"]).parent)
         from .quantize import quantize_here
-        quantize_here(job, counter)
+        quantize_here(job, counter, progress)
         conn.send(("ok", None, None, None))
     except EdgecompError as e:
         conn.send((type(e).__name__, e.what, e.where, e.fix))
@@ -163,4 +177,5 @@ def child_usage() -> dict[str, Any]:
 
 
 def job_paths(work: Path) -> dict[str, str]:
-    return {"model": str(work / "model.onnx"), "samples": str(work / "samples.npy"), "out": str(work / "out.onnx")}
+    return {"model": str(work / "model.onnx"), "samples": str(work / "samples.npy"), "out": str(work / "out.onnx"),
+            "log": str(work / "ort.log")}

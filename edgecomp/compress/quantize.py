@@ -131,7 +131,7 @@ def quantize_onnx(float_onnx_path: str | Path, calib: Any, out_path: str | Path,
     return out_path
 
 
-def quantize_here(job: dict, counter=None) -> None:
+def quantize_here(job: dict, counter=None, progress_stream=None) -> None:
     """ORT's ``quantize_static`` on the job's files (runs in the limited child, see calibrate.py)."""
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
                                           QuantType, quantize_static)
@@ -151,7 +151,8 @@ def quantize_here(job: dict, counter=None) -> None:
             if self.i >= len(samples):
                 return None
             if progress and (self.i % max(1, len(samples) // 10) == 0 or self.i == len(samples) - 1):
-                print(f"\rcalibrating ({method}): {self.i + 1}/{len(samples)}", end="", file=sys.stderr, flush=True)
+                print(f"\rcalibrating ({method}): {self.i + 1}/{len(samples)}", end="",
+                      file=progress_stream or sys.stderr, flush=True)
             s = samples[self.i]
             self.i += 1
             return {name: s}
