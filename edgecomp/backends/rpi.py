@@ -105,10 +105,12 @@ def _load_onnx(path: Path):
     return model
 
 
-def _uses_external_data(model) -> bool:
+def _uses_external_data(path: Path) -> bool:
+    import onnx
     from onnx.external_data_helper import uses_external_data
     from ..frontends.onnx import _all_initializers
-    return any(t.data_location == 1 or uses_external_data(t) for t in _all_initializers(model))
+    model = onnx.load(str(path), load_external_data=False)  # load_onnx already refused a bad file
+    return any(uses_external_data(t) for t in _all_initializers(model))
 
 
 def _ort_io(path: Path) -> tuple[list[dict], list[dict]]:
@@ -235,7 +237,7 @@ def write_rpi_bundle(model_path: str | Path, target_name: str, out_dir: str | Pa
         embedded = None
         if suffix == ".onnx":
             model = _load_onnx(src)
-            if _uses_external_data(model):
+            if _uses_external_data(src):
                 # the bundle holds one self-contained model.onnx (its external data, checked and loaded
                 # from the model's own folder, embedded), so what the manifest lists is all the Pi needs
                 import onnx

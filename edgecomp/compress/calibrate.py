@@ -143,8 +143,8 @@ def run_calibration(job: dict, where: str) -> None:
         raise
     finally:
         recv.close()
-    if progress_line_open(job):
-        print(file=sys.stderr)
+        if job.get("progress") and counter.value > 0:
+            print(file=sys.stderr, flush=True)  # end the child's "\rcalibrating" line
     if msg is None or msg[0] in ("memory",) or (msg[0] == "error" and any(w in msg[1].lower()
                                                                             for w in _MEMORY_WORDS)):
         if msg is None and p.exitcode is not None and p.exitcode > 0:
@@ -165,10 +165,6 @@ def run_calibration(job: dict, where: str) -> None:
     cls = {"ModelError": ModelError, "UnsupportedError": UnsupportedError, "ToolError": ToolError}.get(
         kind, EdgecompError)
     raise cls(what, w, fix)
-
-
-def progress_line_open(job: dict) -> bool:
-    return bool(job.get("progress"))
 
 
 def child_usage() -> dict[str, Any]:
