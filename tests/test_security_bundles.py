@@ -171,7 +171,7 @@ def test_hostile_output_paths_compile_and_run(model, tmp_path, name):
 @pytest.mark.qemu
 def test_hostile_tmpdir_and_bundle_path_on_cortex_m(model, tmp_path):
     """A TMPDIR with a space and make syntax: every host and Cortex-M build happens in it."""
-    tmpdir = tmp_path / "t mp $(shell touch PWNED_TMP) 'q'"
+    tmpdir = tmp_path / "t mp=$(shell touch PWNED_TMP) 'q'"  # '=': gcc left cc*.res files (fuzz_long paths)
     tmpdir.mkdir()
     env = {"TMPDIR": str(tmpdir)}
     for tgt in ("host", "cortex-m4"):
@@ -183,7 +183,7 @@ def test_hostile_tmpdir_and_bundle_path_on_cortex_m(model, tmp_path):
         assert r.returncode == 0, r.stderr
         assert "instructions" in r.stdout or tgt == "host"
     assert pwned(tmp_path) == []
-    assert [p.name for p in tmpdir.iterdir() if "edgecomp" in p.name or "ort" in p.name] == []  # nothing left
+    assert [p.name for p in tmpdir.iterdir() if p.name != ".ses"] == []  # nothing left (.ses: the Python here)
 
 
 # --------------------------------------------------------------------------- item 9: manifests and -o

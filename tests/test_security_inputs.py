@@ -279,3 +279,8 @@ def test_pi_bundle_does_not_follow_external_data_outside_the_model_folder(tmp_pa
     (d / "net.onnx").write_bytes(m.SerializeToString())
     msg = one_error(edgecomp("compile", d / "net.onnx", "-t", "rpi4", "--precision", "float32", "-o", tmp_path / "b"))
     assert "outside the model's folder" in msg
+    from edgecomp.backends.rpi import write_rpi_bundle  # the backend itself, as the Python API calls it
+    from edgecomp.errors import ModelError
+    with pytest.raises(ModelError, match="outside the model's folder"):
+        write_rpi_bundle(d / "net.onnx", "rpi4", tmp_path / "b", precision="float32")
+    assert not (tmp_path / "b").exists()

@@ -122,9 +122,12 @@ def _run_make(src_dir: Path, goal: str | None, target: Target | None = None,
     cmd = ["make", "--no-print-directory", "BUILD=build", f"CROSS={env_cross}", *(extra or [])]
     if goal:
         cmd.append(goal)
+    # The compilers' own temporary files go to a relative folder too: gcc leaves its link
+    # resolution files (cc*.res) behind when $TMPDIR holds '=', and they belong to this build.
+    (Path(src_dir) / "tmp").mkdir(exist_ok=True)
     try:
         p = subprocess.run(cmd, cwd=src_dir, capture_output=True, text=True, timeout=600,
-                           stdin=subprocess.DEVNULL)
+                           stdin=subprocess.DEVNULL, env={**os.environ, "TMPDIR": "tmp"})
     except subprocess.TimeoutExpired:
         raise ToolError("the build took more than 10 minutes", None, "check the Makefile") from None
     log = p.stdout + p.stderr

@@ -65,6 +65,9 @@ def _child(job: dict, counter, conn) -> None:
     """In the child: limits first, then the calibration; the outcome goes back over ``conn``."""
     try:
         lim = job["memory_bytes"]
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if hard != resource.RLIM_INFINITY:  # never above a limit this process already runs under
+            lim = min(lim, hard)
         resource.setrlimit(resource.RLIMIT_AS, (lim, lim))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
