@@ -39,6 +39,8 @@ import hostile_models as H  # noqa: E402
 #: Limits the calibration target runs under (and asserts).
 CALIB_STALL_S = 8.0
 CALIB_MEMORY_MB = 2048
+#: What the calibration target saw: case kind -> [cases, slowest seconds], and the children's peak memory.
+CALIB_SEEN: dict[str, list] = {}
 RAW_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
 
 
@@ -127,6 +129,11 @@ def check_calib(case, work: Path) -> int:
     assert_clean_exit(rc, err)
     assert took < CALIB_STALL_S * 3 + 60, f"{desc}: {took:.0f} s"
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
+    kind = desc.split(":")[0] if ":" in desc else desc  # a bomb's name, or the mutated seed
+    seen = CALIB_SEEN.setdefault(f"{kind} ({target}, exit {rc})", [0, 0.0])
+    seen[0] += 1
+    seen[1] = max(seen[1], took)
+    CALIB_SEEN["peak child MiB"] = [peak, 0.0]
     assert peak <= CALIB_MEMORY_MB + 64, f"{desc}: a child reached {peak} MiB"
     if rc != 0:
         assert not out.exists(), f"{desc}: a bundle was left after an error"
@@ -142,7 +149,11 @@ _PAYLOAD_PY = "import os\nopen(os.path.join({d!r}, 'PWNED_PY'), 'w').close()\n"
 
 
 def _rehash(b: Path) -> None:
-    man = json.loads((b / "manifest.json").read_text())
+    try:
+        man = json.loads((b / "manifest.json").read_text())
+        assert isinstance(man, dict)
+    except (ValueError, UnicodeDecodeError, AssertionError, OSError):  # an earlier edit broke it: nothing to re-hash
+        return
     man["files"] = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(b.iterdir())
                     if p.is_file() and not p.is_symlink() and p.name != "manifest.json"}
     (b / "manifest.json").write_text(json.dumps(man))

@@ -832,6 +832,9 @@ def main(argv=None) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"cases tried: {STATS.line()}; total {sum(STATS.cases.values())}; peak RSS {_peak_rss_mib()} MiB")
+    if "fuzz_hostile" in sys.modules and sys.modules["fuzz_hostile"].CALIB_SEEN:
+        for k, (n, s) in sorted(sys.modules["fuzz_hostile"].CALIB_SEEN.items()):
+            print(f"  calib {k}: {n}" + (f" cases, slowest {s:.1f} s" if s else ""))
     return 0
 
 

@@ -7,8 +7,9 @@ them), then runs ``quantize_static`` in a forked child process (``multiprocessin
 "fork": it starts in milliseconds and, unlike "spawn"/"forkserver", never re-runs
 the user's main script) with:
 
-* ``RLIMIT_AS`` (``EDGECOMP_CALIB_MEMORY_MB``, default the smaller of 8 GiB and
-  half the machine's memory): an allocation beyond it fails inside the child;
+* ``RLIMIT_AS`` at what the fork inherited plus ``EDGECOMP_CALIB_MEMORY_MB`` (default
+  the smaller of 8 GiB and half the machine's memory): an allocation beyond it fails
+  inside the child;
 * a stall limit (``EDGECOMP_CALIB_STALL``, default 120 s) while the model is
   prepared and the samples are run: a sample that takes longer (a ``Loop`` with a
   trip count of 10^15) stops the child;
@@ -64,7 +65,8 @@ def _context():
 def _child(job: dict, counter, conn) -> None:
     """In the child: limits first, then the calibration; the outcome goes back over ``conn``."""
     try:
-        lim = job["memory_bytes"]
+        # The budget is on top of what the fork inherited (a Ray worker maps gigabytes it never touches).
+        lim = job["memory_bytes"] + _address_space_bytes()
         soft, hard = resource.getrlimit(resource.RLIMIT_AS)
         if hard != resource.RLIM_INFINITY:  # never above a limit this process already runs under
             lim = min(lim, hard)
@@ -97,6 +99,15 @@ def _child(job: dict, counter, conn) -> None:
         conn.send(("error", f"{type(e).__name__}: {text[0][:300] if text else ''}", None, None))
     finally:
         conn.close()
+
+
+def _address_space_bytes() -> int:
+    """This process's mapped address space (VmSize), 0 where /proc does not say."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 _MEMORY_WORDS = ("bad_alloc", "failed to allocate", "memoryerror", "cannot allocate", "out of memory",
