@@ -28,7 +28,7 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .errors import EdgecompError, ModelError, ToolError
 
@@ -230,7 +230,3 @@ def write_result(root: str | Path, name: str, data: bytes) -> Path:
         raise ToolError(f"cannot write {name}: {e.strerror}", str(root),
                         "check that the bundle folder is writable and that no folder has that name") from None
     return root / name
-
-
-def listed_names(manifest: dict) -> Iterable[str]:
-    return sorted(manifest["files"])

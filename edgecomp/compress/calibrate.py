@@ -28,7 +28,6 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from ..errors import EdgecompError, ModelError, ToolError, UnsupportedError
 
@@ -179,11 +178,6 @@ def run_calibration(job: dict, where: str) -> None:
     cls = {"ModelError": ModelError, "UnsupportedError": UnsupportedError, "ToolError": ToolError}.get(
         kind, EdgecompError)
     raise cls(what, w, fix)
-
-
-def child_usage() -> dict[str, Any]:
-    """Peak resident memory of finished children (MiB), for tests and the fuzzer."""
-    return {"max_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024}
 
 
 def job_paths(work: Path) -> dict[str, str]:
