@@ -26,7 +26,9 @@ def flash_bundle(bundle: Path, probe_id: str | None = None, extra_sources: list 
     from .integrity import verify_bundle
     from .targets import load_target
 
-    man = verify_bundle(bundle)  # before anything else: hashes, no unlisted file, no symbolic link
+    bundle = Path(bundle)
+    inside = {Path(f).name for f in extra_sources if Path(f).resolve().parent == bundle.resolve()}
+    man = verify_bundle(bundle, inside)  # before anything else: hashes, no unlisted file, no symbolic link
     target = load_target(man["target"])
     pyocd_target = target.flasher.get("target") if target.flasher.get("tool", "pyocd") == "pyocd" else None
     if not pyocd_target:

@@ -108,11 +108,12 @@ def extras_allowed(manifest: dict) -> dict[str, str]:
     return allowed
 
 
-def check_folder(root: str | Path, manifest: dict) -> None:
-    """Refuse symbolic links, unlisted files and missing files (ModelError naming them)."""
+def check_folder(root: str | Path, manifest: dict, allow: tuple | set = ()) -> None:
+    """Refuse symbolic links, unlisted files and missing files (ModelError naming them).
+    ``allow``: names of files the user named explicitly (``edgecomp flash --source uart.c``)."""
     root = Path(root)
     files = manifest["files"]
-    allowed = extras_allowed(manifest)
+    allowed = {**extras_allowed(manifest), **{n: "file" for n in allow}}
     links, unlisted, odd = [], [], []
     seen = set()
     with os.scandir(root) as it:
@@ -156,7 +157,7 @@ def _read_regular(path: Path) -> bytes:
         return f.read()
 
 
-def stage(root: str | Path, dest: str | Path, manifest: dict | None = None) -> dict[str, Any]:
+def stage(root: str | Path, dest: str | Path, manifest: dict | None = None, allow: tuple | set = ()) -> dict[str, Any]:
     """Check ``root`` and copy its listed files into ``dest``; return the manifest.
 
     Each file is hashed as it is copied and compared with the manifest, so the
@@ -165,7 +166,7 @@ def stage(root: str | Path, dest: str | Path, manifest: dict | None = None) -> d
     root, dest = Path(root), Path(dest)
     if manifest is None:
         manifest = read_checked_manifest(root)
-    check_folder(root, manifest)
+    check_folder(root, manifest, allow)
     bad = []
     for name, digest in sorted(manifest["files"].items()):
         try:
@@ -186,11 +187,11 @@ def stage(root: str | Path, dest: str | Path, manifest: dict | None = None) -> d
     return manifest
 
 
-def verify_bundle(root: str | Path) -> dict[str, Any]:
+def verify_bundle(root: str | Path, allow: tuple | set = ()) -> dict[str, Any]:
     """Check ``root`` in place (manifest, folder, every hash); return the manifest."""
     root = Path(root)
     manifest = read_checked_manifest(root)
-    check_folder(root, manifest)
+    check_folder(root, manifest, allow)
     bad = []
     for name, digest in sorted(manifest["files"].items()):
         h = hashlib.sha256()

@@ -149,6 +149,13 @@ def test_flash_refuses_a_tampered_bundle_before_anything_else(tmp_path, monkeypa
     assert "does not list" in msg and "zz_evil.c" in msg
     with pytest.raises(ModelError, match="does not list"):
         build(b)
+    # the user's own driver, named explicitly (edgecomp flash --source uart.c), is compiled with the bundle
+    (b / "zz_evil.c").rename(b / "uart.c")
+    elf = build(b, extra_sources=[b / "uart.c"], build_dir=tmp_path / "out").elf
+    syms = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True, check=True).stdout
+    assert " T ec_board_init" in syms
+    with pytest.raises(ModelError, match="does not list"):
+        build(b)  # not named: refused again
 
 
 # --------------------------------------------------------------------------- item 4: hostile paths

@@ -267,17 +267,18 @@ def check_own_files(src: Path, manifest: dict) -> None:
                             "bundle again (a bundle from another edgecomp version needs that version)")
 
 
-def stage_bundle(bundle_dir: Path, dest: Path) -> dict:
-    """Check a Cortex-M bundle and copy it into ``dest`` (manifest left out): see :func:`check_own_files`."""
+def stage_bundle(bundle_dir: Path, dest: Path, allow: tuple | set = ()) -> dict:
+    """Check a Cortex-M bundle and copy it into ``dest`` (manifest left out): see :func:`check_own_files`.
+    ``allow``: names of the user's own files in the folder, named explicitly (not copied)."""
     from ..integrity import MANIFEST, stage
 
-    manifest = stage(bundle_dir, dest)
+    manifest = stage(bundle_dir, dest, allow=allow)
     (dest / MANIFEST).unlink()
     check_own_files(dest, {**manifest, "_where": str(bundle_dir)})
     return manifest
 
 
-def stage_sources(bundle_dir: Path, dest: Path) -> dict | None:
+def stage_sources(bundle_dir: Path, dest: Path, allow: tuple | set = ()) -> dict | None:
     """Copy what is to be built from ``bundle_dir`` into the private folder ``dest``.
 
     A bundle (it has a manifest) is checked first: its listed files only, each hashed
@@ -288,7 +289,7 @@ def stage_sources(bundle_dir: Path, dest: Path) -> dict | None:
     from ..integrity import MANIFEST
 
     if os.path.lexists(bundle_dir / MANIFEST):
-        return stage_bundle(bundle_dir, dest)
+        return stage_bundle(bundle_dir, dest, allow)
     with os.scandir(bundle_dir) as it:
         for e in it:
             if e.is_file(follow_symlinks=False) and _MAKE_SAFE.fullmatch(e.name):
@@ -321,11 +322,14 @@ def build(bundle_dir: str | Path, target: str | Target | None = None, *, build_d
     if src.exists():
         shutil.rmtree(src)
     src.mkdir(parents=True)
-    manifest = stage_sources(bundle_dir, src)
+    extra_sources = [Path(f) for f in extra_sources]
+    inside = {f.name for f in extra_sources if f.resolve().parent == bundle_dir}
+    manifest = stage_sources(bundle_dir, src, inside)
     user = []
     for f in extra_sources:
         f = Path(f)
-        if not f.is_file() or f.suffix != ".c" or not _MAKE_SAFE.fullmatch(f.name) or (src / f.name).exists():
+        if (not f.is_file() or f.is_symlink() or f.suffix != ".c" or not _MAKE_SAFE.fullmatch(f.name)
+                or (src / f.name).exists()):
             raise EdgecompError(f"extra source {f} must be an existing .c file whose name (letters, digits, '_', "
                                 "'.', '-') differs from the bundle's files", None, "rename or move it")
         shutil.copyfile(f, src / f.name)
