@@ -197,7 +197,7 @@ def _apply(b: Path, edits, d: Path) -> None:
                 payload = {".c": _PAYLOAD_C, ".py": _PAYLOAD_PY}.get(p.suffix, _PAYLOAD_MK)
                 with open(p, "a") as f:
                     f.write(payload.replace("{d}", str(d)) if "{d}" in payload else payload.format(d=str(d)))
-            elif op == "makefile" and (b / "Makefile").is_file():
+            elif op == "makefile" and (b / "Makefile").is_file() and not (b / "Makefile").is_symlink():
                 with open(b / "Makefile", "a") as f:
                     f.write(_PAYLOAD_MK.replace("{d}", str(d)))
             elif op == "rehash":

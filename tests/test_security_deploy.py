@@ -204,6 +204,7 @@ def test_deploy_never_writes_through_a_symbolic_link(rpi_bundle, fake_ssh, link)
     victim = tmp / "victim.txt"
     victim.write_text("precious")
     b = _copy(rpi_bundle, tmp / "b")
+    (b / link).unlink(missing_ok=True)  # an earlier deploy of the shared bundle left its result there
     os.symlink(victim, b / link)
     r = subprocess.run([sys.executable, "-m", "edgecomp.cli", "deploy", str(b), "--host", "pi", "--no-venv",
                         "--runs", "2", "--threads", "1"], capture_output=True, text=True, env=env, cwd=tmp,
