@@ -284,3 +284,34 @@ def test_pi_bundle_does_not_follow_external_data_outside_the_model_folder(tmp_pa
     with pytest.raises(ModelError, match="outside the model's folder"):
         write_rpi_bundle(d / "net.onnx", "rpi4", tmp_path / "b", precision="float32")
     assert not (tmp_path / "b").exists()
+
+
+def test_calibration_child_dies_with_a_killed_edgecomp(tmp_path):
+    """The parent holds the time limits: SIGKILL on edgecomp must not leave ORT looping for ever."""
+    import signal
+    (tmp_path / "m.onnx").write_bytes(H.loop())
+    np.save(tmp_path / "c.npy", np.zeros((2, 4), np.float32))
+    p = subprocess.Popen([sys.executable, "-m", "edgecomp.cli", "compile", str(tmp_path / "m.onnx"), "-t", "rpi4",
+                          "--calib", str(tmp_path / "c.npy"), "-o", str(tmp_path / "b")],
+                         env={**os.environ, "PYTHONPATH": str(ROOT), "EDGECOMP_CALIB_STALL": "600"},
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    children: list[int] = []
+    deadline = time.monotonic() + 60
+    while not children and time.monotonic() < deadline:
+        time.sleep(0.2)
+        children = [int(c) for c in Path(f"/proc/{p.pid}/task/{p.pid}/children").read_text().split()]
+    assert children, "the calibration child never started"
+    time.sleep(1.0)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{children[0]}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+        try:
+            if "State:\tZ" in Path(f"/proc/{children[0]}/status").read_text():
+                break
+        except OSError:
+            break
+    alive = Path(f"/proc/{children[0]}/status").exists() and "State:\tZ" not in Path(
+        f"/proc/{children[0]}/status").read_text()
+    assert not alive, "the calibration child outlived a killed edgecomp"

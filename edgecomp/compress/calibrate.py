@@ -72,6 +72,10 @@ def _child(job: dict, counter, conn) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (lim, lim))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+        _die_with_parent(job["parent_pid"])
+        # a backstop if the parent's timers cannot act: CPU seconds for the overall limit on every core
+        cpu = int(job["total_seconds"] * (os.cpu_count() or 1)) + 60
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
         # ONNX Runtime's own chatter (C++ warnings, printed tracebacks) goes to a log file; only
         # the progress line reaches the user's terminal, and errors come back as one line.
         progress = os.fdopen(os.dup(2), "w", buffering=1)
@@ -100,6 +104,17 @@ def _child(job: dict, counter, conn) -> None:
         conn.close()
 
 
+def _die_with_parent(parent_pid: int) -> None:
+    """The parent enforces the time limits: if it is killed (SIGKILL), the child must not run on."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def _address_space_bytes() -> int:
     """This process's mapped address space (VmSize), 0 where /proc does not say."""
     try:
@@ -116,7 +131,8 @@ _MEMORY_WORDS = ("bad_alloc", "failed to allocate", "memoryerror", "cannot alloc
 def run_calibration(job: dict, where: str) -> None:
     """Run ``quantize_here(job)`` in a limited child; raise a clear EdgecompError when it fails."""
     lim = limits()
-    job = {**job, "memory_bytes": lim["memory_bytes"]}
+    job = {**job, "memory_bytes": lim["memory_bytes"], "total_seconds": lim["total_seconds"],
+           "parent_pid": os.getpid()}
     ctx = _context()
     counter = ctx.Value("q", 0, lock=False)
     recv, send = ctx.Pipe(duplex=False)
