@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -54,15 +55,21 @@ def _check_model_file(path: Path) -> None:
 
 def prepare_onnx(model: Any, workdir: Path, *, example_input=None, calib=None, precision: str = "int8",
                  calibrate_method: str = "minmax", per_channel: bool = True, keep_float=(), validate=None,
-                 notes: dict | None = None) -> Path:
+                 notes: dict | None = None, runtime: bool = False) -> Path:
     """Return the ONNX file to lower: exported from torch and/or quantized with ORT as asked.
+
+    Calibration executes the model, so every check that can refuse it runs first: the C
+    backend's full import (structure, ops, attribute bounds, shapes: the float path's checks),
+    or with ``runtime=True`` (ONNX Runtime targets) the checks that hold for any runtime
+    (:func:`edgecomp.frontends.onnx.check_for_runtime`).  Calibration itself then runs in a
+    child process with time and memory limits (compress/calibrate.py).
 
     ``notes`` (a dict), when given, receives what the quantization report needs: ``float_onnx``
     (the float model quantized), ``samples`` (calibration, loaded), ``validate`` (loaded) and
     ``warnings`` (about the calibration data).
     """
     from .compress.quantize import quantize_onnx
-    from .frontends.onnx import load_onnx
+    from .frontends.onnx import check_for_runtime, from_onnx, load_onnx
     from .frontends.torch import export_onnx
 
     if precision not in PRECISIONS:
@@ -79,6 +86,9 @@ def prepare_onnx(model: Any, workdir: Path, *, example_input=None, calib=None, p
     if calib is None:
         raise ModelError(f"{precision} quantization needs calibration data", where=str(src),
                          fix="Pass --calib samples.npy (a few hundred typical inputs), or --precision float32")
+    check_for_runtime(load_onnx(src), str(src))
+    if not runtime:
+        from_onnx(src)  # the C backend's full checks: refuses in seconds what calibration would run (or hang on)
     samples, checked = _checked_calibration(src, calib, validate)
     if notes is not None:
         notes.update(checked)
@@ -139,6 +149,27 @@ def load_graph(model: Any, workdir: Path, *, dump_ir: str | Path | None = None, 
     return import_model(path, name=name, dump=dump_ir), path
 
 
+def check_output_writable(out_dir: str | Path) -> None:
+    """Find out now, before any work, that the bundle can be written where it is asked for.
+
+    The nearest existing folder above ``out_dir`` must be a folder in which a folder can be made
+    (tried for real: as root, access(2) says yes on /proc and /sys and cannot be trusted).
+    """
+    out = Path(os.path.abspath(out_dir))
+    parent = out.parent
+    while not os.path.lexists(parent) and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise EdgecompError(f"cannot write the bundle {out}: {parent} is not a folder",
+                            fix="Choose an output folder (-o) whose parent is a folder")
+    try:
+        probe = tempfile.mkdtemp(prefix=".edgecomp-write-test-", dir=parent)
+        os.rmdir(probe)
+    except OSError as e:
+        raise EdgecompError(f"cannot write the bundle {out}: {e.strerror} in {parent}",
+                            fix="Choose an output folder (-o) you can write to") from None
+
+
 def compile_model(model: Any, target: str, out_dir: str | Path, *, example_input=None, calib=None,
                   precision: str = "int8", calibrate_method: str = "minmax", per_channel: bool = True,
                   options: dict | None = None, keep_onnx: str | Path | None = None, keep_float=None,
@@ -168,11 +199,13 @@ def compile_model(model: Any, target: str, out_dir: str | Path, *, example_input
     labels = _labels(labels, None)  # a bad labels file is found before calibration
     if not _is_torch_module(model):
         _check_model_file(Path(model))
+    check_output_writable(out_dir)
     from .targets import load_target
     tgt = load_target(target)
     notes: dict = {}
-    with tempfile.TemporaryDirectory(prefix="edgecomp-") as td:
-        work = Path(td)
+    from . import workdirs
+
+    with workdirs.work_dir("compile") as work:
         if getattr(tgt, "kind", "mcu") == "rpi":
             from .backends.rpi import write_rpi_bundle
             if precision == "int16":
@@ -182,7 +215,7 @@ def compile_model(model: Any, target: str, out_dir: str | Path, *, example_input
             if _is_torch_module(model) or Path(str(model)).suffix.lower() != ".tflite":
                 src = prepare_onnx(model, work, example_input=example_input, calib=calib, precision=precision,
                                    calibrate_method=calibrate_method, per_channel=per_channel, keep_float=keep_float,
-                                   validate=validate, notes=notes)
+                                   validate=validate, notes=notes, runtime=True)
             else:
                 src = Path(model)
             name = type(model).__name__.lower() if _is_torch_module(model) else Path(str(model)).stem

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import EdgecompError
+from .sanitize import terminal_text
 
 
 def _size(text: str) -> int:
@@ -52,12 +53,15 @@ def cmd_run(a) -> int:
     import numpy as np
 
     from .api import run_bundle
+    from .arrays import load_samples
     from .bundle import read_bundle_manifest
+    from .integrity import read_checked_manifest
     from .outputs import check_output_file
     from .samples import check_samples
 
     bundle = Path(a.bundle)
-    man = read_bundle_manifest(bundle)
+    read_checked_manifest(bundle)  # a regular file, JSON, its file list well formed
+    man = read_bundle_manifest(bundle)  # and the fields run reads
     # outputs are checked before the run, not found unwritable after it
     check_output_file(a.output, "--output")
     check_output_file(a.plot, "--plot")
@@ -65,16 +69,13 @@ def cmd_run(a) -> int:
         raise EdgecompError(f"--count must be 1 to 100,000, got {a.count}", fix="Give e.g. --count 10")
     if a.clock_hz is not None and not (0 < a.clock_hz < 1e12):
         raise EdgecompError(f"--clock-hz must be a positive frequency, got {a.clock_hz}", fix="Give e.g. --clock-hz 120e6")
-    if man.get("target", "").startswith("rpi"):
+    if str(man.get("target", "")).startswith("rpi") or man.get("kind") == "rpi":
         raise EdgecompError("a Raspberry Pi bundle runs on the Pi", fix="Use `edgecomp deploy BUNDLE --host user@pi`")
+    if not man.get("inputs") or not isinstance(man["inputs"][0], dict) or "shape" not in man["inputs"][0]:
+        raise EdgecompError("the bundle's manifest lists no input", where=str(bundle), fix="Compile the bundle again")
     io = man["inputs"][0]
     if a.input:
-        try:
-            x = np.load(a.input, allow_pickle=False)
-        except Exception as e:
-            raise EdgecompError(f"cannot read input file: {e}", where=a.input, fix="Give a .npy array") from None
-        if hasattr(x, "files"):
-            x = x[x.files[0]]
+        x = load_samples(a.input, prefer=(str(io.get("name", "x")), "x"), first_if_many=True, what="input file")
         check_samples(x, "input samples", a.input)
         if x.ndim == len(io["shape"]) - 1:  # one sample without its batch axis
             x = x[None]
@@ -114,7 +115,9 @@ def cmd_info(a) -> int:
 
 def cmd_report(a) -> int:
     from .bundle import read_bundle_manifest
+    from .integrity import read_checked_manifest
     from .report import print_compile_report
+    read_checked_manifest(Path(a.bundle))
     man = read_bundle_manifest(Path(a.bundle))
     if a.json:
         print(json.dumps(man, indent=2, sort_keys=True))
@@ -142,7 +145,7 @@ def cmd_probe(a) -> int:
 
 def cmd_flash(a) -> int:
     from .flash import flash_bundle
-    return flash_bundle(Path(a.bundle), probe_id=a.probe)
+    return flash_bundle(Path(a.bundle), probe_id=a.probe, extra_sources=a.source or ())
 
 
 def cmd_deploy(a) -> int:
@@ -246,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("flash", help="build and flash a bundle to a board through pyOCD")
     f.add_argument("bundle")
     f.add_argument("--probe", help="debug probe unique id")
+    f.add_argument("--source", action="append", metavar="FILE.c",
+                   help="a C file of your own compiled with the bundle, e.g. a UART driver defining ec_putc "
+                        "(repeatable; files are never picked up from the bundle folder)")
     f.set_defaults(func=cmd_flash)
 
     d = sub.add_parser("deploy", help="copy a Raspberry Pi bundle over ssh, run its probe, fetch the results")
@@ -258,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--runs", type=int, default=100)
     d.add_argument("--threads", default="1,2,4")
     d.add_argument("--python", default="python3", help="python on the remote host")
+    d.add_argument("--remote-dir", default="edgecomp-bundles",
+                   help="folder on the device for bundles and the venv (relative to the remote home; "
+                        "default edgecomp-bundles)")
     d.add_argument("--profile", action="store_true", help="also collect ONNX Runtime's per-node profile")
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=cmd_deploy)
@@ -323,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
             return _quiet_exit_on_broken_pipe()
         return _internal_error(e)
     except EdgecompError as e:
-        print(f"edgecomp: error: {e.message()}", file=sys.stderr)
+        # model-derived names in a message reach the terminal with control characters escaped
+        print(f"edgecomp: error: {terminal_text(e.message(), keep_newlines=e.exit_code != 2)}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("edgecomp: interrupted; earlier outputs are left as they were", file=sys.stderr)
@@ -335,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
 def _internal_error(e: BaseException) -> int:
     if os.environ.get("EDGECOMP_DEBUG"):
         traceback.print_exception(e)
-    print(f"edgecomp: internal error: {type(e).__name__}: {e}. This is a bug in edgecomp; "
+    print(f"edgecomp: internal error: {type(e).__name__}: {terminal_text(e)}. This is a bug in edgecomp; "
           "rerun with EDGECOMP_DEBUG=1 and report the traceback.", file=sys.stderr)
     return 1
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .bundle import read_bundle_manifest, verify_manifest
 from .errors import EdgecompError, ToolError
 
 
@@ -19,18 +18,17 @@ def connected_probes() -> list:
         raise ToolError(f"pyOCD cannot list debug probes: {e}", fix="Check USB permissions and libusb") from None
 
 
-def flash_bundle(bundle: Path, probe_id: str | None = None) -> int:
+def flash_bundle(bundle: Path, probe_id: str | None = None, extra_sources: list | tuple = ()) -> int:
+    """Check the bundle (:mod:`edgecomp.integrity`), build its listed files (plus the user's
+    ``extra_sources``, e.g. a UART driver) outside it, and program the board."""
+    from . import workdirs
     from .backends.cortex_m import build
+    from .integrity import verify_bundle
     from .targets import load_target
 
-    if not (bundle / "manifest.json").is_file():
-        raise EdgecompError(f"{bundle} is not an edgecomp bundle (no manifest.json)",
-                            fix="Pass the folder written by `edgecomp compile`")
-    bad = verify_manifest(bundle)
-    if bad:
-        raise EdgecompError(f"bundle files differ from the manifest: {', '.join(bad[:5])}", where=str(bundle),
-                            fix="Compile the bundle again; do not edit generated files in place")
-    man = read_bundle_manifest(bundle)  # a demo folder or a malformed manifest: one message
+    bundle = Path(bundle)
+    inside = {Path(f).name for f in extra_sources if Path(f).resolve().parent == bundle.resolve()}
+    man = verify_bundle(bundle, inside)  # before anything else: hashes, no unlisted file, no symbolic link
     target = load_target(man["target"])
     pyocd_target = target.flasher.get("target") if target.flasher.get("tool", "pyocd") == "pyocd" else None
     if not pyocd_target and target.flasher.get("how"):  # a board flashed with its vendor's tool
@@ -49,13 +47,14 @@ def flash_bundle(bundle: Path, probe_id: str | None = None) -> int:
             fix = (f"Connect a debug probe to the SWD pins, or flash without one: hold BOOTSEL while plugging "
                    f"the board in and copy {uf2} onto the USB drive that appears")
         raise ToolError("no debug probe attached" + (f" with id {probe_id}" if probe_id else ""), fix=fix)
-    res = build(bundle, target)
-    from pyocd.core.helpers import ConnectHelper
-    from pyocd.flash.file_programmer import FileProgrammer
+    with workdirs.work_dir("flash") as work:
+        res = build(bundle, target, build_dir=work, extra_sources=extra_sources)
+        from pyocd.core.helpers import ConnectHelper
+        from pyocd.flash.file_programmer import FileProgrammer
 
-    with ConnectHelper.session_with_chosen_probe(unique_id=probes[0].unique_id, target_override=pyocd_target,
-                                                 options={"frequency": 4000000}) as session:
-        FileProgrammer(session).program(str(res.elf))
-        session.target.reset()
-    print(f"flashed {res.elf} to {pyocd_target} through probe {probes[0].unique_id}")
+        with ConnectHelper.session_with_chosen_probe(unique_id=probes[0].unique_id, target_override=pyocd_target,
+                                                     options={"frequency": 4000000}) as session:
+            FileProgrammer(session).program(str(res.elf))
+            session.target.reset()
+    print(f"flashed {bundle} ({res.flash_bytes:,} bytes) to {pyocd_target} through probe {probes[0].unique_id}")
     return 0

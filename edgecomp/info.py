@@ -8,6 +8,7 @@ from pathlib import Path
 from . import ir
 from .errors import EdgecompError, ModelError
 from .report import format_table
+from .sanitize import terminal_text
 
 
 def _load(path: Path) -> ir.Graph:
@@ -55,10 +56,11 @@ def model_info(path: Path, as_json: bool = False) -> int:
     if as_json:
         print(json.dumps(info, indent=2))
         return 0
-    print(f"{path}: {info['source']} model, {info['precision']}, supported by edgecomp")
+    print(f"{terminal_text(path)}: {info['source']} model, {info['precision']}, supported by edgecomp")
     for k in ("inputs", "outputs"):
-        for io in info[k]:
-            print(f"  {k[:-1]:6s} {io['name']}: {io['dtype']} {io['shape']}" + (f" ({io['layout']})" if io["layout"] else ""))
+        for io in info[k]:  # names from the model file: control characters escaped
+            print(f"  {k[:-1]:6s} {terminal_text(io['name'], limit=120)}: {io['dtype']} {io['shape']}"
+                  + (f" ({io['layout']})" if io["layout"] else ""))
     print(f"  parameters {info['params']:,}  weight bytes {info['weight_bytes']:,}  MACs {info['macs']:,}")
     rows = [[i, l["name"], l["op"], "x".join(map(str, l["out_shape"])), l["dtype"], l["macs"]]
             for i, l in enumerate(layers)]

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .sanitize import terminal_text
+
 
 def _kib(n) -> str:
     return "n/a" if n is None else f"{n:,} B ({n / 1024:.1f} KiB)"
@@ -10,7 +12,9 @@ def _kib(n) -> str:
 
 def format_table(headers: list[str], rows: list[list], align: str | None = None) -> str:
     """A plain-text table; ``align`` is one char per column, 'l' or 'r' (default: r for numbers)."""
-    cells = [[str(c) for c in r] for r in rows]
+    # cells may hold names from a model file: control characters are shown escaped, never sent raw
+    cells = [[terminal_text(c, limit=120) for c in r] for r in rows]
+    headers = [terminal_text(h) for h in headers]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
     if align is None:
         align = "".join("r" if rows and isinstance(rows[0][i], (int, float)) else "l" for i in range(len(headers)))
@@ -24,41 +28,49 @@ def format_table(headers: list[str], rows: list[list], align: str | None = None)
 
 
 def compile_report(man: dict, where: str | Path | None = None) -> str:
+    t = terminal_text
     lines = []
-    title = f"edgecomp bundle for {man.get('target', '?')}"
+    title = f"edgecomp bundle for {t(man.get('target', '?'))}"
     if where is not None:
-        title += f": {where}"
+        title += f": {t(where)}"
     lines.append(title)
     opts = man.get("options", {})
-    if opts:
-        lines.append("  options: " + ", ".join(f"{k}={v}" for k, v in sorted(opts.items())))
+    if isinstance(opts, dict) and opts:
+        lines.append("  options: " + ", ".join(f"{t(k)}={t(v)}" for k, v in sorted(opts.items())))
     for io_key in ("inputs", "outputs"):
         for io in man.get(io_key, []):
+            if not isinstance(io, dict):
+                continue
             q = io.get("quantization")
-            qs = f" scale={q['scale'][0]:.6g} zero_point={q['zero_point'][0]}" if q else ""
-            lines.append(f"  {io_key[:-1]:6s} {io.get('name')}: {io.get('dtype')} {io.get('shape')} "
-                         f"{io.get('layout', '')}{qs}")
-    if "params" in man:
+            try:
+                qs = f" scale={float(q['scale'][0]):.6g} zero_point={int(q['zero_point'][0])}" if q else ""
+            except (KeyError, IndexError, TypeError, ValueError):
+                qs = " (quantization unreadable)"
+            lines.append(f"  {io_key[:-1]:6s} {t(io.get('name'))}: {t(io.get('dtype'))} {t(io.get('shape'))} "
+                         f"{t(io.get('layout', ''))}{qs}")
+    num = lambda k: isinstance(man.get(k), int) and not isinstance(man.get(k), bool)  # noqa: E731
+    if num("params"):
         lines.append(f"  parameters: {man['params']:,}")
-    if "macs" in man:
+    if num("macs"):
         lines.append(f"  MACs per inference: {man['macs']:,}")
-    if "flash_bytes" in man:
+    if num("flash_bytes"):
         lines.append(f"  flash (.text+.rodata+.data): {_kib(man['flash_bytes'])}")
-    if "ram_bytes" in man:
-        ram = man.get("ram", {})
-        parts = ", ".join(f"{k.replace('_bytes', '')} {v:,}" for k, v in ram.items() if isinstance(v, int))
+    if num("ram_bytes"):
+        ram = man.get("ram", {}) if isinstance(man.get("ram"), dict) else {}
+        parts = ", ".join(f"{t(k).replace('_bytes', '')} {v:,}" for k, v in ram.items() if isinstance(v, int))
         lines.append(f"  RAM: {_kib(man['ram_bytes'])}" + (f" = {parts}" if parts else ""))
     fit = man.get("fits")
     if isinstance(fit, dict):
         for k, v in fit.items():
-            lines.append(f"  fits {k}: {v}")
+            lines.append(f"  fits {t(k)}: {t(v)}")
     q = man.get("quantization")
     if isinstance(q, dict):
         lines += quantization_lines(q)
-    layers = man.get("layers", [])
+    layers = [l for l in man.get("layers", []) or [] if isinstance(l, dict)]
     if layers:
-        rows = [[i, l.get("name", ""), l.get("op", ""), "x".join(map(str, l.get("out_shape", []))), l.get("macs", 0)]
-                for i, l in enumerate(layers)]
+        rows = [[i, l.get("name", ""), l.get("op", ""),
+                 "x".join(map(str, l.get("out_shape", []))) if isinstance(l.get("out_shape"), list) else "",
+                 l.get("macs", 0)] for i, l in enumerate(layers)]
         lines.append("")
         lines.append(format_table(["#", "layer", "op", "output", "MACs"], rows, "rllrr"))
     return "\n".join(lines)

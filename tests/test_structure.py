@@ -154,3 +154,13 @@ def test_dump_ir_writes_the_graph_after_every_pass(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["03_first.txt", "04_second.txt"]
     text = (tmp_path / "04_second.txt").read_text()
     assert "c: clamp(x) -> y" in text and "act = (0.0, 6.0)" in text
+
+
+def test_every_package_is_installed():
+    """Every folder of edgecomp with an ``__init__.py`` is a package pyproject.toml installs: a
+    package left out is missing from the wheel, and ``edgecomp`` fails to import once installed
+    (the tests that import the checkout would not notice)."""
+    import tomllib
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {_module_name(p) for p in PKG.rglob("__init__.py")}
+    assert not found - listed, f"add these packages to [tool.setuptools] packages: {sorted(found - listed)}"

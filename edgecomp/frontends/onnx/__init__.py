@@ -16,9 +16,9 @@ helpers every op uses), ``lower.py`` (the driver, the op registry, the import pa
 op families ``ops_qdq``, ``ops_conv``, ``ops_pool``, ``ops_elementwise``, ``ops_shape``.
 """
 from .context import NCHW_TO_NHWC_AXIS
-from .load import MAX_ELEMENTS, load_onnx
+from .load import MAX_ELEMENTS, check_for_runtime, load_onnx
 from .lower import IMPORT_PASSES, from_onnx, lower
 from .registry import ONNX_OPS, onnx_op
 
-__all__ = ["IMPORT_PASSES", "MAX_ELEMENTS", "NCHW_TO_NHWC_AXIS", "ONNX_OPS", "from_onnx", "load_onnx", "lower",
+__all__ = ["IMPORT_PASSES", "MAX_ELEMENTS", "check_for_runtime", "NCHW_TO_NHWC_AXIS", "ONNX_OPS", "from_onnx", "load_onnx", "lower",
            "onnx_op"]

@@ -11,12 +11,9 @@ import onnx
 from ... import ir
 from ...errors import ModelError, UnsupportedError
 from .layout import Layout, channels_last_layout, ir_shape, set_layout
-from .load import MAX_ELEMENTS
+from .load import ATTR_LIMIT, MAX_ELEMENTS, POSITIVE_INTS, check_attrs  # noqa: F401
 
 NCHW_TO_NHWC_AXIS = {0: 0, 1: 3, 2: 1, 3: 2}
-#: Attributes that must be small positive (or, for pads, non-negative) integers.
-POSITIVE_INTS = ("strides", "dilations", "kernel_shape", "group")
-ATTR_LIMIT = 1 << 16
 
 
 @dataclass
@@ -98,19 +95,6 @@ def malformed(where: str, e: Exception) -> ModelError:
     return ModelError(f"malformed ONNX model ({type(e).__name__}: {str(e)[:160]})", where=where,
                       fix="Check the model with onnx.checker and onnxruntime; if both accept it, please report "
                           "this as an edgecomp bug")
-
-
-def check_attrs(n) -> None:
-    """Refuse absurd spatial attributes with a clear message before any arithmetic uses them."""
-    for a in n.attribute:
-        if a.name not in POSITIVE_INTS + ("pads",):
-            continue
-        vals = list(a.ints) if a.type == onnx.AttributeProto.INTS else [a.i]
-        lo = 0 if a.name == "pads" else 1
-        if a.type not in (onnx.AttributeProto.INTS, onnx.AttributeProto.INT) or \
-                any(v < lo or v > ATTR_LIMIT for v in vals):
-            raise ModelError(f"attribute {a.name}={vals} is out of range [{lo}, {ATTR_LIMIT}]",
-                             where=f"node {n.name or n.op_type!r} ({n.op_type})", fix="Re-export the model")
 
 
 class Wrap:

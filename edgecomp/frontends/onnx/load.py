@@ -13,6 +13,9 @@ from onnx import numpy_helper
 from ...errors import ModelError, UnsupportedError
 
 MAX_ELEMENTS = 1 << 28  # refuse absurd declared shapes before allocating anything
+#: Attributes that must be small positive (or, for pads, non-negative) integers.
+POSITIVE_INTS = ("strides", "dilations", "kernel_shape", "group")
+ATTR_LIMIT = 1 << 16
 
 
 def load_onnx(path: str | Path) -> onnx.ModelProto:
@@ -134,3 +137,63 @@ def _all_initializers(model: onnx.ModelProto):
         for a in n.attribute:
             if a.HasField("t"):
                 yield a.t
+
+
+def _all_nodes(graph: onnx.GraphProto, depth: int = 0):
+    """Every node of ``graph`` and of the subgraphs its nodes carry (If/Loop/Scan bodies)."""
+    if depth > 64:
+        raise ModelError("the model nests subgraphs more than 64 deep", fix="Check the model")
+    for n in graph.node:
+        yield n
+        for a in n.attribute:
+            for g in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                yield from _all_nodes(g, depth + 1)
+
+
+def check_for_runtime(model: onnx.ModelProto, where: str | None = None) -> None:
+    """The checks that hold whatever executes the model (ONNX Runtime on a Pi, or calibration).
+
+    ONNX Runtime runs ops edgecomp's C backend does not, so this is not :func:`lower`'s full
+    check, but it refuses what makes a runtime allocate or loop absurdly before anything runs:
+    spatial attributes outside [0/1, 65536] on every node (subgraphs included), unknown element
+    types, and tensors whose inferred shape has more than 2^28 elements.  What remains (a Loop
+    with a huge trip count) is bounded by calibrate.py's time and memory limits.
+    """
+    for n in _all_nodes(model.graph):
+        check_attrs(n)
+        for a in n.attribute:
+            if n.op_type == "Cast" and a.name == "to" and a.i not in onnx.TensorProto.DataType.values():
+                raise ModelError(f"Cast to unknown element type {a.i}", where=f"node {n.name or n.op_type!r} (Cast)",
+                                 fix="Re-export the model")
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    except Exception as e:
+        raise ModelError(f"ONNX shape inference failed: {str(e).splitlines()[0][:200] if str(e) else type(e).__name__}",
+                         where=where, fix="Export the model with static shapes") from None
+    g = inferred.graph
+    for vi in list(g.value_info) + list(g.input) + list(g.output):
+        tt = vi.type.tensor_type
+        if vi.type.HasField("tensor_type") and tt.elem_type not in onnx.TensorProto.DataType.values():
+            raise ModelError(f"tensor {vi.name!r} has unknown element type {tt.elem_type}", where=where,
+                             fix="Re-export the model")
+        if not tt.HasField("shape"):
+            continue
+        dims = [d.dim_value for d in tt.shape.dim if d.HasField("dim_value")]
+        if any(d < 0 for d in dims) or math.prod(dims) > MAX_ELEMENTS:
+            raise ModelError(f"tensor {vi.name!r} has shape {dims}: more than edgecomp accepts "
+                             f"({MAX_ELEMENTS:,} elements)", where=where,
+                             fix="Check the model's pads, strides and shapes; models for small devices have far "
+                                 "smaller tensors")
+
+
+def check_attrs(n) -> None:
+    """Refuse absurd spatial attributes with a clear message before any arithmetic uses them."""
+    for a in n.attribute:
+        if a.name not in POSITIVE_INTS + ("pads",):
+            continue
+        vals = list(a.ints) if a.type == onnx.AttributeProto.INTS else [a.i]
+        lo = 0 if a.name == "pads" else 1
+        if a.type not in (onnx.AttributeProto.INTS, onnx.AttributeProto.INT) or \
+                any(v < lo or v > ATTR_LIMIT for v in vals):
+            raise ModelError(f"attribute {a.name}={vals} is out of range [{lo}, {ATTR_LIMIT}]",
+                             where=f"node {n.name or n.op_type!r} ({n.op_type})", fix="Re-export the model")

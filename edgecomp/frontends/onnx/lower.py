@@ -37,6 +37,12 @@ def lower_node(c: Ctx, n) -> None:
     x = c.name(n.input[0])
     if x not in c.g.tensors:
         raise UnsupportedError(f"{op} on a constant input", where=where, fix="Fold constants before export")
+    if c.g.tensors[x].dtype != "float32" and op not in ("Flatten", "Reshape", "Squeeze", "Unsqueeze"):
+        # In a QDQ graph every op reads a DequantizeLinear's float output; an op on the integers
+        # of a QuantizeLinear would become a float kernel called on int8 data (C that does not compile).
+        raise UnsupportedError(f"{op} on the {c.g.tensors[x].dtype} output of a QuantizeLinear", where=where,
+                               fix="In a QDQ graph, put a DequantizeLinear before the op (quantize with "
+                                   "onnxruntime.quantization)")
     spec.lower(c, n, a, x, shape_of(c, n.input[0]), where)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ... import ir
-from ...errors import UnsupportedError
+from ...errors import ModelError, UnsupportedError
 from .context import Ctx, like_input, shape_of
 from .load import to_array
 from .registry import onnx_op
@@ -39,6 +39,7 @@ def lower_dequantize(c: Ctx, n, a: dict, where: str) -> None:
     zp = c.consts.get(ins[2]) if len(ins) > 2 and ins[2] else np.zeros((), np.int8)
     if scale is None:
         raise UnsupportedError("DequantizeLinear with a non-constant scale", where=where)
+    check_scale(scale, where)
     axis = a.get("axis", 1) if scale.size > 1 else None
     if ins[0] in c.consts:  # quantized constant: keep both forms
         q = c.consts[ins[0]]
@@ -69,6 +70,7 @@ def lower_quantize(c: Ctx, n, a: dict, where: str) -> None:
     zp = c.consts.get(ins[2]) if len(ins) > 2 and ins[2] else np.zeros((), np.uint8)
     if scale is None or scale.size != 1:
         raise UnsupportedError("QuantizeLinear needs a constant per-tensor scale", where=where)
+    check_scale(scale, where)
     if zp.dtype not in (np.int8, np.int16):
         raise UnsupportedError(f"{zp.dtype} quantization (edgecomp's int8 scheme is signed)", where=where,
                                fix="Quantize with QuantType.QInt8 for activations and weights (S8S8), "
@@ -83,3 +85,16 @@ def lower_quantize(c: Ctx, n, a: dict, where: str) -> None:
                    ir.QuantParams(scale, zp.astype(np.int32)))
     c.add_node(n.name, "quantize", [src], [o])
     return
+
+
+def check_scale(scale: np.ndarray, where: str) -> None:
+    """A quantization scale is a positive, finite, sane float (every kernel divides by it)."""
+    s = np.asarray(scale)
+    if s.dtype.kind != "f" or s.size == 0:
+        raise ModelError(f"quantization scale of type {s.dtype}", where=where, fix="Use float32 scales")
+    s = s.astype(np.float64)
+    if not np.all(np.isfinite(s)) or np.any(s <= 0) or np.any(s < 1e-30) or np.any(s > 1e30):
+        bad = s[~(np.isfinite(s) & (s > 1e-30) & (s <= 1e30))]
+        raise ModelError(f"quantization scale {float(bad.reshape(-1)[0]):g} is not a positive, finite number",
+                         where=where, fix="Quantize the model again (calibration data with NaN, infinite or "
+                                          "constant values gives such scales)")

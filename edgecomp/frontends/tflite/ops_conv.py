@@ -25,8 +25,7 @@ def lower_conv(t, op, k: int, code: int, ins: list[str], outs: list[str], where:
         raise r.bad(f"{where} has no options")
     sh, sw = int(o.StrideH()), int(o.StrideW())
     dh, dw = max(1, int(o.DilationHFactor())), max(1, int(o.DilationWFactor()))
-    if sh < 1 or sw < 1:
-        raise r.bad(f"{where} has stride {sh}x{sw}")
+    t._bounded(where, stride=(sh, sw), dilation=(dh, dw), kernel=(ws[1], ws[2]))
     kh, kw = ws[1], ws[2]
     pad = t._pad(int(o.Padding()), xs, kh, kw, sh, sw, dh, dw)
     attrs = {"stride": (sh, sw), "dilation": (dh, dw), "pad": pad,
@@ -42,6 +41,7 @@ def lower_conv(t, op, k: int, code: int, ins: list[str], outs: list[str], where:
         if xs[3] == 0 or ws[3] % xs[3]:
             raise r.bad(f"{where}: {ws[3]} filter channels for {xs[3]} input channels")
         attrs["depth_multiplier"] = ws[3] // xs[3]
+        t._bounded(where, depth_multiplier=(attrs["depth_multiplier"],))
         t._add("depthwise_conv2d", [x, w] + ([b] if b else []), outs[:1], k, **attrs)
 
 

@@ -1,7 +1,9 @@
 """ADD and SOFTMAX."""
 from __future__ import annotations
 
-from ...errors import UnsupportedError
+import math
+
+from ...errors import ModelError, UnsupportedError
 from .registry import tflite_op
 
 
@@ -24,4 +26,15 @@ def lower_softmax(t, op, k: int, code: int, ins: list[str], outs: list[str], whe
     """softmax over the last axis."""
     tfl = t.tfl
     o = t._options(op, tfl.SoftmaxOptions)
-    t._add("softmax", ins[:1], outs[:1], k, beta=float(o.Beta()) if o is not None else 1.0)
+    beta = float(o.Beta()) if o is not None else 1.0
+    if not math.isfinite(beta) or not 0 < beta <= 1e6:
+        raise ModelError(f"{where} has softmax beta {beta:g}; edgecomp (like TFLite Micro) needs a "
+                         "positive, finite beta", where=t.where,
+                         fix="Re-export the model (Keras softmax has beta 1)")
+    out_q = t._raw[outs[0]][2]
+    if t._raw[outs[0]][0] == "int8" and out_q is not None and (
+            abs(float(out_q.scale[0]) - 1 / 256) > 1e-9 or int(out_q.zero_point[0]) != -128):
+        raise UnsupportedError(f"{where}: an int8 softmax output must have scale 1/256 and zero point -128 "
+                               f"(has {float(out_q.scale[0]):g}, {int(out_q.zero_point[0])})",
+                               where=t.where, fix="Quantize with the TensorFlow Lite converter")
+    t._add("softmax", ins[:1], outs[:1], k, beta=beta)

@@ -16,8 +16,7 @@ def lower_pool(t, op, k: int, code: int, ins: list[str], outs: list[str], where:
     if len(xs) != 4:
         raise r.bad(f"{where}: input {list(xs)} must be 4-D")
     fh, fw, sh, sw = (int(o.FilterHeight()), int(o.FilterWidth()), int(o.StrideH()), int(o.StrideW()))
-    if min(fh, fw, sh, sw) < 1:
-        raise r.bad(f"{where} has filter {fh}x{fw} stride {sh}x{sw}")
+    t._bounded(where, filter=(fh, fw), stride=(sh, sw))
     t._check_same_quant(ins[0], outs[0], where)
     t._add("avg_pool2d" if code == AVERAGE_POOL_2D else "max_pool2d", ins[:1], outs[:1], k,
               kernel=(fh, fw), stride=(sh, sw), pad=t._pad(int(o.Padding()), xs, fh, fw, sh, sw, 1, 1),

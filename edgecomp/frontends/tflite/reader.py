@@ -15,10 +15,21 @@ import numpy as np
 from ... import ir
 from ...errors import EdgecompError, ModelError, UnsupportedError
 from . import ops_conv, ops_elementwise, ops_pool, ops_quant, ops_shape  # noqa: F401  (fill TFLITE_OPS)
-from .registry import CONV_2D, DEPTHWISE_CONV_2D, DEQUANTIZE, FULLY_CONNECTED, TFLITE_OPS, builtin_name
+from .registry import (
+    CONV_2D,
+    DEPTHWISE_CONV_2D,
+    DEQUANTIZE,
+    FULLY_CONNECTED,
+    TFLITE_OPS,
+    builtin_name,
+)
 
 MAX_ELEMENTS = 1 << 28  # no tensor in a microcontroller model comes near this
 MAX_RANK = 8
+#: Strides, dilations, filter sizes and depth multipliers must lie in [1, ATTR_LIMIT] (the ONNX
+#: frontend's bound): the kernels' int32 index arithmetic stays far from overflow.
+ATTR_LIMIT = 1 << 16
+_ZP_RANGE = {"int8": (-128, 127), "uint8": (0, 255), "int16": (0, 0), "int32": (0, 0)}
 
 # tflite.TensorType
 _TYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 7: "int16", 9: "int8"}
@@ -148,6 +159,9 @@ class _Importer:
                 raise r.bad(f"tensor {tname!r} has invalid shape {list(shape)}")
         if math.prod(shape) > MAX_ELEMENTS:
             raise r.bad(f"tensor {tname!r} has an absurd shape {list(shape)}")
+        if 0 in shape:
+            raise ModelError(f"tensor {tname!r} has a zero dimension (shape {list(shape)}): it holds no data",
+                             where=self.where, fix="Export with static, non-empty shapes (batch size 1)")
         ttype = t.Type()
         dtype = _TYPES.get(ttype)
         if dtype is None:
@@ -162,9 +176,30 @@ class _Importer:
                 raise r.bad(f"constant {tname!r} has {len(data)} bytes, its shape {list(shape)} needs "
                             f"{math.prod(shape) * item}")
             arr = np.frombuffer(data, dtype=_NP_TYPES[dtype]).reshape(shape).copy()
+        if quant is not None:
+            self._check_quant(tname, dtype, quant, constant=arr is not None)
         self.names[i] = tname
         self._raw[tname] = (dtype, shape, quant, arr)
         return tname
+
+    def _check_quant(self, tname: str, dtype: str, quant: ir.QuantParams, constant: bool) -> None:
+        """Scales the kernels divide by and zero points that fit the type (TFLite's int8 spec)."""
+        if not constant and np.any(quant.scale <= 0):
+            raise ModelError(f"tensor {tname!r} has a quantization scale of {float(np.min(quant.scale)):g}; "
+                             "an activation's scale must be positive", where=self.where,
+                             fix="Re-export the model with the TensorFlow Lite converter")
+        if np.any(quant.scale > 1e30) or (np.any(quant.scale < 1e-30) and not constant):
+            raise ModelError(f"tensor {tname!r} has an absurd quantization scale", where=self.where,
+                             fix="Re-export the model with the TensorFlow Lite converter")
+        lo, hi = _ZP_RANGE.get(dtype, (-(1 << 31), (1 << 31) - 1))
+        if dtype == "int32" and not constant:
+            lo, hi = -(1 << 31), (1 << 31) - 1
+        if np.any(quant.zero_point < lo) or np.any(quant.zero_point > hi):
+            raise ModelError(f"tensor {tname!r} ({dtype}) has zero point "
+                             f"{int(quant.zero_point[np.argmax((quant.zero_point < lo) | (quant.zero_point > hi))])}"
+                             f", outside [{lo}, {hi}]", where=self.where,
+                             fix="Re-export the model with the TensorFlow Lite converter (int8: zero points in "
+                                 "[-128, 127]; int16 and biases: 0)")
 
     def _quant(self, t, tname: str, shape: tuple) -> ir.QuantParams | None:
         q = t.Quantization()
@@ -310,6 +345,13 @@ class _Importer:
         hybrid = self._hybrid(code, ins, outs, where)
         self._check_dtypes([i for i in ins if i], outs, where)
         spec.lower(self, op, k, code, ins, outs, where, hybrid)
+
+    def _bounded(self, where: str, **attrs: tuple) -> None:
+        for name, vals in attrs.items():
+            if any(not 1 <= int(v) <= ATTR_LIMIT for v in vals):
+                raise ModelError(f"{where}: {name} {'x'.join(str(int(v)) for v in vals)} is out of range "
+                                 f"[1, {ATTR_LIMIT}]", where=self.where,
+                                 fix="Re-export the model with the TensorFlow Lite converter")
 
     def _hybrid(self, code: int, ins: list[str], outs: list[str], where: str) -> dict | None:
         """A float op with int8 constant weights (dynamic-range "hybrid" model): dequantize the weights.
