@@ -232,6 +232,8 @@ def test_qat_exports_qdq_that_ort_runs_accurately(trained, digits, tmp_path):
 
 
 # --------------------------------------------------------------------------- search
+@pytest.mark.toolchain
+@pytest.mark.qemu
 def test_search_writes_pareto_and_respects_budgets(digits, tmp_path):
     from edgecomp.compress.search import mnist_cnn, run_compress
     xtr, ytr, xte, yte = digits
@@ -249,15 +251,85 @@ def test_search_writes_pareto_and_respects_budgets(digits, tmp_path):
     by = {r["label"]: r for r in rows}
     assert by["fp32"]["flash_bytes"] > 16 * 1024  # fp32 is too big: it must not be chosen
     assert s["fits"] and s["chosen"] != "fp32"
-    chosen = by[s["chosen"]]
+    chosen = s["chosen_row"]  # compiled before it was chosen: measured, not estimated
+    assert not chosen["estimated"] and chosen["compiled_final"]
     assert chosen["flash_bytes"] <= 16 * 1024 and (s["baseline_accuracy"] - chosen["accuracy"]) * 100 <= 3.0
-    assert (tmp_path / "o" / "chosen.int8.onnx").is_file()
+    assert (tmp_path / "o" / "chosen.int8.onnx").is_file() and (tmp_path / "o" / "bundle" / "manifest.json").is_file()
+    # the reported test number is the firmware's, on samples the selection never saw
+    t = s["test"]
+    assert t["where"].startswith("firmware under QEMU") and t["samples"] == len(xte) // 2
+    assert abs(t["score"] - t["ort"]) <= 0.02
     # an impossible budget: says which one fails and what came closest
     s2 = run_compress(model, (xtr, ytr, xte, yte), out_dir=tmp_path / "o2", flash=100, max_accuracy_drop=3.0,
                       candidates=[{"method": "ptq"}], executor="inline", epochs=1, measure="estimate", verbose=False)
     assert not s2["fits"] and "flash" in s2["failing_budgets"] and s2["chosen"] == "ptq"
     assert "No candidate meets every budget" in (tmp_path / "o2" / "pareto.md").read_text()
-    assert not (tmp_path / "o2" / "chosen.int8.onnx").exists()
+    assert not (tmp_path / "o2" / "chosen.int8.onnx").exists() and not (tmp_path / "o2" / "bundle").exists()
+
+
+def test_selection_ties_and_budgets():
+    from edgecomp.compress.selection import ranked, select
+    from edgecomp.compress.task import make_task
+    task = make_task()
+    rows = [dict(label="b", score=0.95, tiebreak=-0.30, flash_bytes=900, instructions=10, ram_bytes=1),
+            dict(label="a", score=0.95, tiebreak=-0.20, flash_bytes=1000, instructions=10, ram_bytes=1),
+            dict(label="c", score=0.96, tiebreak=-0.50, flash_bytes=5000, instructions=10, ram_bytes=1),
+            dict(label="d", score=0.95, tiebreak=-0.20, flash_bytes=800, instructions=10, ram_bytes=1)]
+    # equal validation accuracy: the finer score decides, then less flash (not the order trials finished in)
+    assert [r["label"] for r in ranked(rows, {"flash": 4096, "max_drop": 1.0}, 0.955, task)] == ["d", "a", "b"]
+    assert select(rows, {"flash": 8192, "max_drop": 1.0}, 0.955, task)["chosen"]["label"] == "c"
+    rows[2]["rejected"] = "over budget when compiled"
+    assert select(rows, {"flash": 8192, "max_drop": 1.0}, 0.955, task)["chosen"]["label"] == "d"
+    s = select(rows, {"flash": 100, "max_drop": 1.0}, 0.955, task)
+    assert not s["fits"] and "flash" in s["failing"]
+
+
+def test_no_finished_trial_is_an_error_not_an_empty_result(digits, tmp_path):
+    from edgecomp.compress.search import mnist_cnn, run_compress
+    from edgecomp.errors import ToolError
+    xtr, ytr, xte, yte = digits
+    with pytest.raises(ToolError, match="no trial finished"):
+        run_compress(mnist_cnn(0.5, 32, in_hw=8), (xtr, ytr, xte, yte), out_dir=tmp_path,
+                     candidates=[{"method": "nonsense"}], executor="inline", epochs=1, measure="estimate",
+                     verbose=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["script", "stdin"])
+def test_search_from_a_script_without_main_guard_runs_its_trials(tmp_path, where):
+    """A script without `if __name__ == "__main__":` (or code on standard input) used to get
+    `trials: 0, fits: False` from the process pool; the trials now run in worker processes, or in
+    the script's own process (with a message) when the model's class lives in __main__."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    script = tmp_path / "search.py"
+    script.write_text(f"""
+import torch, torch.nn as nn
+from edgecomp.compress.search import run_compress, mnist_cnn
+from edgecomp.datasets import load_digits_split
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c, self.fc = nn.Conv2d(1, 4, 3, padding=1), nn.Linear(4 * 64, 10)
+    def forward(self, x):
+        return self.fc(torch.relu(self.c(x)).flatten(1))
+xtr, ytr, xte, yte = load_digits_split(0)
+for name, m in (("main", Net()), ("importable", mnist_cnn(0.25, 8, in_hw=8))):
+    s = run_compress(m, (xtr[:300], ytr[:300], xte[:200], yte[:200]), out_dir=r"{tmp_path}" + "/" + name,
+                     candidates=[{{"method": "ptq"}}, {{"method": "fp32"}}], epochs=1, measure="estimate",
+                     verbose=False, firmware_test=False, target="host", workers=2)
+    print(name, s["trials"], s["fits"])
+""")
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**__import__("os").environ, "PYTHONPATH": root}
+    cmd = [sys.executable, str(script)] if where == "script" else [sys.executable, "-"]
+    r = subprocess.run(cmd, input=None if where == "script" else script.read_text(), capture_output=True, text=True,
+                       cwd=tmp_path, env=env, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "main 2 True" in r.stdout and "importable 2 True" in r.stdout
+    assert "trials run in this process: the model's class is defined in __main__" in r.stderr
+    assert (tmp_path / "importable" / "trials" / "01" / "worker.log").is_file()  # ran in a worker process
 
 
 def test_search_rejects_bad_arguments(tmp_path):
@@ -349,27 +421,29 @@ def test_search_interrupt_keeps_finished_trials(digits, tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_compress_cli_process_pool(tmp_path, capsys):
     from edgecomp.cli import build_parser
-    from edgecomp.compress.search import compress_cli
+    from edgecomp.compress.search import compress_cli, default_candidates
 
     def cli(*argv):
         a = build_parser().parse_args(["compress", *argv])
-        a.estimate = True  # flash/RAM/instructions estimated: no 8 firmware builds in a unit test
+        a.estimate = True  # flash/RAM/instructions estimated: only the finalists are built
         return compress_cli(a)
 
     rc = cli("--example", "digits", "--quick", "--flash", "64KiB", "--ram", "8KiB", "--max-accuracy-drop", "3",
              "--workers", "2", "--output", str(tmp_path / "c"))
     summary = json.loads((tmp_path / "c" / "summary.json").read_text())
-    assert summary["trials"] == 8  # every default quick candidate ran in the pool
+    assert summary["trials"] == len(default_candidates(quick=True))  # every default quick candidate ran
     assert rc == 0 and summary["fits"] and (tmp_path / "c" / "chosen.int8.onnx").is_file()
+    assert (tmp_path / "c" / "bundle" / "manifest.json").is_file()
     # a budget no candidate meets: non-zero exit, and the message names the budget
     from edgecomp.compress import search as S
+    from edgecomp.compress.task import make_task
     rows = [json.loads(line) for line in (tmp_path / "c" / "trials.jsonl").read_text().splitlines()]
-    base = summary["baseline_accuracy"]
-    md = S.results_markdown(rows, {"flash": 1024, "max_accuracy_drop": 3}, base, "cortex-m4")
+    base = summary["baseline_score"]
+    md = S.results_markdown(rows, {"flash": 1024, "max_drop": 3}, base, "cortex-m4", make_task())
     assert "Budgets no candidate meets: flash" in md
     orig = S.run_compress
     try:
-        S.run_compress = lambda **k: {"fits": False, "failing_budgets": {"flash": "x"}, "chosen": "ptq"}
+        S.run_compress = lambda *a, **k: {"fits": False, "failing_budgets": {"flash": "x"}, "chosen": "ptq"}
         assert cli("--flash", "1KiB", "--output", str(tmp_path / "d")) != 0
     finally:
         S.run_compress = orig

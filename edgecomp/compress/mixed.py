@@ -29,28 +29,33 @@ def _layers(model):
     return [n for n, m in model.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))]
 
 
-def _fq_accuracy(model, bits: dict[str, int], x_cal, x, y) -> float:
-    from .distill import accuracy
+def _fq_accuracy(model, bits: dict[str, int], x_cal, x, y, task=None) -> float:
+    from .distill import evaluate
     from .qat import attach_fake_quant, calibrate_observers
     h = attach_fake_quant(model, weight_bits=bits, act_bits=bits, quantize_input=False)
     try:
         calibrate_observers(model, h, x_cal)
-        return accuracy(model, x, y)
+        return evaluate(model, x, y, task)
     finally:
         h.remove(bake=False)
 
 
-def layer_sensitivity(model, x_cal, x_val, y_val, *, bits: int = 8, verbose: bool = False) -> list[dict]:
-    """[{layer, params, accuracy, drop (points)}] quantizing one layer at a time, most sensitive first."""
-    from .distill import accuracy
+def _drop(base: float, score: float, task) -> float:
+    return (base - score) * 100 if task is None else task.drop(base, score)
+
+
+def layer_sensitivity(model, x_cal, x_val, y_val, *, bits: int = 8, verbose: bool = False, task=None) -> list[dict]:
+    """[{layer, params, accuracy, drop (points)}] quantizing one layer at a time, most sensitive first
+    (``accuracy`` is the task's score when a :class:`~edgecomp.compress.task.Task` is given)."""
+    from .distill import evaluate
     from .qat import fold_batchnorm
     m = fold_batchnorm(model)
-    base = accuracy(m, x_val, y_val)
+    base = evaluate(m, x_val, y_val, task)
     rows = []
     for name in _layers(m):
-        acc = _fq_accuracy(m, {name: bits}, x_cal, x_val, y_val)
+        acc = _fq_accuracy(m, {name: bits}, x_cal, x_val, y_val, task)
         p = sum(q.numel() for q in m.get_submodule(name).parameters())
-        rows.append({"layer": name, "params": p, "accuracy": acc, "drop": (base - acc) * 100})
+        rows.append({"layer": name, "params": p, "accuracy": acc, "drop": _drop(base, acc, task)})
         if verbose:
             print(f"  [sensitivity int{bits}] {name}: {acc * 100:.2f} % ({(base - acc) * 100:+.2f} pts)",
                   file=sys.stderr)
@@ -58,32 +63,32 @@ def layer_sensitivity(model, x_cal, x_val, y_val, *, bits: int = 8, verbose: boo
 
 
 def choose_precision(model, x_cal, x_val, y_val, *, max_drop: float = 0.5, options=(8, 16, 32),
-                     verbose: bool = False) -> dict:
+                     verbose: bool = False, task=None) -> dict:
     """Per-layer bits within ``max_drop`` accuracy points of float; returns
     {bits: {layer: b}, accuracy, drop, baseline, bytes, bytes_int8, sensitivity}."""
-    from .distill import accuracy
+    from .distill import evaluate
     from .qat import fold_batchnorm
     if max_drop < 0:
         raise ModelError(f"max_drop must be >= 0, got {max_drop}", "choose_precision", "Use e.g. 0.5 (points)")
     opts = sorted(options)
     m = fold_batchnorm(model)
-    base = accuracy(m, x_val, y_val)
-    sens = layer_sensitivity(m, x_cal, x_val, y_val, bits=opts[0], verbose=verbose)
+    base = evaluate(m, x_val, y_val, task)
+    sens = layer_sensitivity(m, x_cal, x_val, y_val, bits=opts[0], verbose=verbose, task=task)
     bits = {r["layer"]: opts[0] for r in sens}
-    acc = _fq_accuracy(m, bits, x_cal, x_val, y_val)
+    acc = _fq_accuracy(m, bits, x_cal, x_val, y_val, task)
     order = [r["layer"] for r in sens]
-    while (base - acc) * 100 > max_drop:
+    while _drop(base, acc, task) > max_drop:
         cand = next((l for lvl in opts[:-1] for l in order if bits[l] == lvl), None)
         if cand is None:
             break
         bits[cand] = opts[opts.index(bits[cand]) + 1]
-        acc = _fq_accuracy(m, bits, x_cal, x_val, y_val)
+        acc = _fq_accuracy(m, bits, x_cal, x_val, y_val, task)
         if verbose:
             print(f"  [mixed] {cand} -> {'float32' if bits[cand] >= 32 else f'int{bits[cand]}'}: "
                   f"{acc * 100:.2f} %", file=sys.stderr)
     params = {r["layer"]: r["params"] for r in sens}
     nbytes = sum(params[l] * b // 8 for l, b in bits.items())
-    return {"bits": bits, "accuracy": acc, "drop": (base - acc) * 100, "baseline": base, "bytes": nbytes,
+    return {"bits": bits, "accuracy": acc, "drop": _drop(base, acc, task), "baseline": base, "bytes": nbytes,
             "bytes_int8": sum(params.values()), "sensitivity": sens, "compiled": False}
 
 

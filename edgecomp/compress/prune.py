@@ -435,13 +435,15 @@ def structured_prune(model, example_input, amount: float | dict[str, float], *, 
 def iterative_prune(model, x, y, *, final_amount: float, steps: int = 3, epochs_per_step: int = 2,
                     method: str = "structured", saliency: str = "l1", example_input=None, lr: float = 1e-3,
                     x_val=None, y_val=None, seed: int = 0, verbose: bool = True, teacher=None,
-                    temperature: float = 4.0, alpha: float = 0.7,
+                    temperature: float = 4.0, alpha: float = 0.7, round_to: int = 1, task=None,
                     callback: Callable[[int, Any], None] | None = None):
     """Prune in ``steps`` equal geometric steps to ``final_amount``, fine-tuning after each.
 
     ``method``: ``"structured"`` (channels removed), ``"magnitude"`` / ``"magnitude-global"``
     or ``"taylor"`` (unstructured masks, made permanent at the end).  Progress goes to stderr.
-    ``teacher`` (e.g. the unpruned model) turns each fine-tune into distillation.
+    ``teacher`` (e.g. the unpruned model) turns each fine-tune into distillation; ``round_to``
+    keeps structured channel counts multiples of it (4 on cores whose kernels take channels in
+    fours); ``task`` picks the loss (:class:`edgecomp.compress.task.Task`, classification by default).
     """
     from .distill import accuracy, fit
     _check_amount(final_amount, "iterative_prune")
@@ -454,7 +456,8 @@ def iterative_prune(model, x, y, *, final_amount: float, steps: int = 3, epochs_
         if method == "structured":
             step_amount = 1.0 - keep_final ** (1.0 / steps)
             model = structured_prune(model, example_input if example_input is not None else x[:1], step_amount,
-                                     saliency=saliency, x=x, y=y, inplace=True)
+                                     saliency=saliency, x=x, y=y, inplace=True,
+                                     round_to=round_to if s == steps else 1)
         elif method in ("magnitude", "magnitude-global"):
             make_permanent(model)
             # re-prune to the cumulative fraction of all weights (already-zero ones stay smallest)
@@ -466,7 +469,7 @@ def iterative_prune(model, x, y, *, final_amount: float, steps: int = 3, epochs_
             raise ModelError(f"unknown pruning method {method!r}", "iterative_prune",
                              "Use structured, magnitude, magnitude-global or taylor")
         fit(model, x, y, epochs=epochs_per_step, lr=lr, seed=seed + s, verbose=False, teacher=teacher,
-            temperature=temperature, alpha=alpha)
+            temperature=temperature, alpha=alpha, task=task)
         if verbose:
             n = sum(p.numel() for p in model.parameters())
             msg = f"  [prune {method}] step {s}/{steps}: {cum * 100:.0f} % pruned, {n:,} params"

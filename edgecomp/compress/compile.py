@@ -1,0 +1,16 @@
+"""Compiling a candidate's ONNX model for the target (and, with a weight plan, its low-bit layers).
+
+:func:`compile_onnx` is :func:`edgecomp.api.compile_model` for the files a trial writes.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["compile_onnx"]
+
+
+def compile_onnx(onnx_path: Path, target: str, out_dir: Path, *, precision: str = "int8",
+                 weight_plan: dict | None = None) -> dict:
+    """Compile ``onnx_path`` (float or QDQ) for ``target`` into ``out_dir``; returns the manifest."""
+    from ..api import compile_model
+    return compile_model(onnx_path, target, out_dir, precision=precision)
