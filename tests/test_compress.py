@@ -516,20 +516,30 @@ def test_global_average_pool_head_is_prunable():
     assert p.c2.out_channels == 8 and p.fc.in_features == 8 and p(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
 
 
-def test_search_mixed_candidate_keeps_its_float_layers_in_the_qdq_file(digits, tmp_path):
+def test_search_mixed_candidate_keeps_its_float_and_lowbit_layers_in_the_qdq_file(digits, tmp_path):
     import onnx
+    from onnx import numpy_helper as nh
 
     from edgecomp.compress.search import mnist_cnn, run_compress
     xtr, ytr, xte, yte = digits
     torch.manual_seed(0)
     model = mnist_cnn(0.5, 32, in_hw=8)
     D.fit(model, xtr, ytr, epochs=4, lr=3e-3, verbose=False)
-    run_compress(model, (xtr, ytr, xte, yte), out_dir=tmp_path / "o", candidates=[{"method": "mixed", "max_drop": 0.0}],
-                 executor="inline", epochs=1, measure="estimate", verbose=False)
+    run_compress(model, (xtr, ytr, xte, yte), out_dir=tmp_path / "o", target="host",
+                 candidates=[{"method": "mixed", "max_drop": 0.0, "options": (2, 32)}],
+                 executor="inline", epochs=1, measure="estimate", verbose=False, firmware_test=False)
     row = json.loads((tmp_path / "o" / "trials.jsonl").read_text().splitlines()[0])
     assert row["method"] == "mixed" and row["float_layers"]  # a zero-drop budget promotes some layer
     g = onnx.load(row["onnx"])
-    quantized_w = {n.output[0] for n in g.graph.node if n.op_type == "DequantizeLinear"}
-    float_nodes = [n.name for n in g.graph.node if n.op_type in ("Conv", "Gemm") and n.input[1] not in quantized_w]
+    inits = {i.name: nh.to_array(i) for i in g.graph.initializer}
+    dq = {n.output[0]: n for n in g.graph.node if n.op_type == "DequantizeLinear"}
+    float_nodes = [n.name for n in g.graph.node if n.op_type in ("Conv", "Gemm") and n.input[1] not in dq]
     assert len(float_nodes) == len(row["float_layers"])
     assert all(any(f"/{k}/" in n for k in row["float_layers"]) for n in float_nodes)
+    # the other layers are stored at 2 bits: their QDQ weights lie on the ternary grid, the plan packs them
+    assert sorted(row["weight_plan"]) == sorted(n.name for n in g.graph.node if n.op_type in ("Conv", "Gemm")
+                                                and n.input[1] in dq)
+    for n in g.graph.node:
+        if n.op_type in ("Conv", "Gemm") and n.input[1] in dq:
+            w = inits[dq[n.input[1]].input[0]]
+            assert w.min() >= -1 and w.max() <= 1 and row["weight_plan"][n.name]["bits"] == 2

@@ -29,9 +29,12 @@ from dataclasses import dataclass, field
 
 from ..errors import ModelError
 
-__all__ = ["default_candidates", "sized_candidates", "label", "apply", "Built", "METHODS"]
+__all__ = ["default_candidates", "sized_candidates", "label", "apply", "Built", "METHODS", "STAGES"]
 
-METHODS = ("fp32", "ptq", "qat", "mixed", "prune", "prune+qat", "width", "global", "distill", "lowrank")
+METHODS = ("fp32", "ptq", "qat", "mixed", "int4", "cluster", "prune", "prune+qat", "width", "global", "distill",
+           "lowrank")
+#: What ``"then"`` may add after a structural method: the low-bit stages.
+STAGES = ("mixed", "int4", "cluster")
 
 
 def label(spec: dict) -> str:
@@ -52,24 +55,31 @@ def default_candidates(quick: bool = False) -> list[dict]:
 
 
 def params_fraction(flash_budget: int, int8_flash: int, params: int, margin: float = 0.97) -> float:
-    """The fraction of the parameters an int8 bundle can keep within ``flash_budget``: the plain int8
-    bundle spends about one byte per parameter plus a fixed part (code, tables)."""
+    """A first guess of the fraction of the parameters an int8 bundle keeps within ``flash_budget``
+    (about one byte a parameter plus a fixed part); :mod:`edgecomp.compress.sizing` refines it by
+    compiling."""
     fixed = max(int8_flash - params, 0)
     return (flash_budget * margin - fixed) / max(params, 1)
 
 
-def sized_candidates(flash_budget: int, int8_flash: int, params: int, quick: bool = False) -> list[dict]:
-    """Candidates sized to a flash budget, after the plain int8 (ptq) trial measured ``int8_flash``."""
-    f = params_fraction(flash_budget, int8_flash, params)
-    if f >= 0.95 or f <= 0.005:  # everything fits as int8, or nothing can: a fixed grid shows the trade-off
+def sized_candidates(f8: float, f4: float | None = None, quick: bool = False) -> list[dict]:
+    """Candidates sized to a flash budget: ``f8`` the fraction of the parameters a uniformly
+    narrowed int8 network keeps within it, ``f4`` the same with every weight in 4 bits."""
+    if f8 >= 0.95 or f8 <= 0.003:  # everything fits as int8, or nothing can: a fixed grid shows the trade-off
         return [c for c in default_candidates(quick) if c["method"] != "ptq"]
-    f = round(f, 3)
-    c = [{"method": "fp32"}, {"method": "qat"}]
-    c += [{"method": "width", "params": f, "init": "scratch"}, {"method": "global", "params": f}]
+    f8 = round(f8, 3)
+    c = [{"method": "fp32"}]
+    c += [{"method": "width", "params": f8, "init": "scratch"}, {"method": "global", "params": f8}]
+    if f4 is not None and f4 < 0.95:
+        f4 = round(f4, 3)
+        c += [{"method": "width", "params": f4, "init": "scratch", "then": "int4"}]
+        if not quick:
+            c += [{"method": "width", "params": f4, "init": "scratch", "then": "mixed"},
+                  {"method": "global", "params": f4, "then": "int4"}]
     if not quick:
-        c += [{"method": "mixed"}, {"method": "width", "params": f, "init": "pruned"},
-              {"method": "prune", "params": f}, {"method": "width", "params": round(0.75 * f, 3), "init": "scratch"},
-              {"method": "prune+qat", "params": f}, {"method": "lowrank", "energy": 0.75}]
+        c += [{"method": "width", "params": f8, "init": "pruned"}, {"method": "prune", "params": f8},
+              {"method": "width", "params": round(0.7 * f8, 3), "init": "scratch"},
+              {"method": "mixed"}, {"method": "cluster", "k": 16}, {"method": "lowrank", "energy": 0.75}]
     return c
 
 
@@ -87,7 +97,9 @@ class Context:
     task: object
     round_to: int = 1
     sensitivity: dict | None = None
-    notes: list[str] = field(default_factory=list)
+    flash_budget: int | None = None  # bytes, for mixed precision's choice
+    fixed: int | None = None  # flash of the plain int8 bundle that is not layer constants (mixed.fixed_bytes)
+    max_drop: float | None = None  # the search's budget in the task's unit
 
 
 @dataclass
@@ -96,6 +108,7 @@ class Built:
     mode: str  # "float32" | "ptq" | "qat"
     keep_float: list[str] = field(default_factory=list)
     note: str = ""
+    lowbit: dict = field(default_factory=dict)  # {module: {"bits": b} | {"clusters": k}} stored packed
 
 
 def _fit(model, ctx: Context, epochs: int, lr: float, teacher):
@@ -125,7 +138,57 @@ def _amount_for(spec: dict, base, ctx: Context) -> float:
 
 
 def apply(spec: dict, base, ctx: Context) -> Built:
-    """Build the compressed float model for ``spec`` from ``base`` (never modified)."""
+    """Build the compressed float model for ``spec`` from ``base`` (never modified); ``spec["then"]``
+    (one of :data:`STAGES`, e.g. ``{"method": "width", "params": 0.3, "then": "int4"}``) adds a low-bit
+    stage on the result."""
+    then = spec.get("then")
+    if then is not None:
+        if then not in STAGES:
+            raise ModelError(f"unknown stage then={then!r}", "compress candidates", f"Use one of {', '.join(STAGES)}")
+        first = _apply({k: v for k, v in spec.items() if k != "then"}, base, ctx)
+        if first.mode != "ptq" or first.keep_float or first.lowbit:
+            raise ModelError(f"then={then} needs an int8 result first, {label(spec)} is {first.mode}",
+                             "compress candidates", "Put the low-bit stage after a structural method")
+        out = lowbit_stage(then, spec, first.model, ctx, teacher=base)
+        out.note = f"{first.note}; {out.note}" if first.note else out.note
+        return out
+    return _apply(spec, base, ctx)
+
+
+def lowbit_stage(stage: str, spec: dict, model, ctx: Context, teacher) -> Built:
+    """Mixed precision under the flash budget, int4 everywhere, or weight clustering, on ``model``."""
+    from .mixed import choose_precision, finetune_bits, float_layers, layer_shapes, lowbit_layers
+    ft = max(1, ctx.epochs // 3)
+    if stage == "cluster":
+        from .lowbit import layer_bytes
+        k = int(spec.get("k", 16))
+        layers = {n: {"clusters": k} for n, (o, t) in layer_shapes(model).items()
+                  if layer_bytes(o, t, 8, k) < layer_bytes(o, t, 8)}  # where indices + codebook are smaller
+        return Built(model, "ptq", lowbit=layers, note=f"{k} clusters in {len(layers)} layers (k-means, int8 values)")
+    if stage == "int4":
+        bits = {n: int(spec.get("bits", 4)) for n in layer_shapes(model)}
+        tuned = finetune_bits(model, bits, ctx.x_train, ctx.y_train, epochs=ft, lr=ctx.lr / 10, teacher=teacher,
+                              task=ctx.task, seed=ctx.seed)
+        return Built(tuned, "ptq", lowbit=lowbit_layers({"bits": bits}),
+                     note=f"every layer int{int(spec.get('bits', 4))}, fake-quantized fine-tune distilled from the "
+                     "baseline")
+    budget = spec.get("max_drop", 0.5 * ctx.max_drop if ctx.max_drop is not None else 0.5)
+    r = choose_precision(model, ctx.x_train[:200], ctx.x_val, ctx.y_val, max_drop=budget,
+                         options=tuple(spec.get("options", (4, 8, 32))), task=ctx.task,
+                         flash_budget=ctx.flash_budget, fixed=ctx.fixed)
+    keep, low = float_layers(r), lowbit_layers(r)
+    tuned = finetune_bits(model, r["bits"], ctx.x_train, ctx.y_train, epochs=ft, lr=ctx.lr / 10, teacher=teacher,
+                          task=ctx.task, seed=ctx.seed) if low else model
+    counts = {}
+    for b in r["bits"].values():
+        counts[b] = counts.get(b, 0) + 1
+    note = ", ".join(f"{c} x {'float32' if b > 8 else f'int{b}'}" for b, c in sorted(counts.items()))
+    if r.get("predicted_flash"):
+        note += f", predicted flash {r['predicted_flash']:,} B"
+    return Built(tuned, "ptq", keep, note, lowbit=low)
+
+
+def _apply(spec: dict, base, ctx: Context) -> Built:
     from .distill import distill
     from .lowrank import factorize
     from .prune import iterative_prune
@@ -136,12 +199,8 @@ def apply(spec: dict, base, ctx: Context) -> Built:
     ft = max(1, epochs // 3)
     if m in ("fp32", "ptq"):
         return Built(copy.deepcopy(base), "float32" if m == "fp32" else "ptq")
-    if m == "mixed":  # int8 except the layers the sensitivity analysis keeps in float32
-        from .mixed import choose_precision, float_layers
-        r = choose_precision(base, ctx.x_train[:200], ctx.x_val, ctx.y_val, max_drop=spec.get("max_drop", 0.3),
-                             options=(8, 32), task=ctx.task)
-        keep = float_layers(r)
-        return Built(copy.deepcopy(base), "ptq", keep, ("float32: " + ", ".join(keep)) if keep else "all int8")
+    if m in STAGES:
+        return lowbit_stage(m, spec, copy.deepcopy(base), ctx, teacher=base)
     if m == "qat":
         return Built(qat(base, ctx.x_train, ctx.y_train, epochs=ft, lr=lr / 30, seed=ctx.seed, verbose=False,
                          task=ctx.task), "qat")

@@ -35,7 +35,7 @@ class Progress:
     """One line per finished trial: what it scored and measured, elapsed time and an ETA (the mean
     wall time per finished trial so far times the trials left)."""
 
-    def __init__(self, total: int, verbose: bool, describe: Callable[[dict], str]):
+    def __init__(self, total: int | None, verbose: bool, describe: Callable[[dict], str]):
         self.total, self.verbose, self.describe = total, verbose, describe
         self.t0 = time.time()
         self.done = 0
@@ -43,9 +43,10 @@ class Progress:
     def line(self, text: str) -> str:
         self.done += 1
         el = time.time() - self.t0
-        left = self.total - self.done
+        left = self.total - self.done if self.total is not None else 0
         eta = f", ETA {fmt_seconds(el / self.done * left)}" if left > 0 else ""
-        msg = f"[compress] {self.done}/{self.total} {text} (elapsed {fmt_seconds(el)}{eta})"
+        count = f"{self.done}/{self.total}" if self.total is not None else f"{self.done}"
+        msg = f"[compress] {count} {text} (elapsed {fmt_seconds(el)}{eta})"
         if self.verbose:
             print(msg, file=sys.stderr, flush=True)
         return msg
@@ -90,9 +91,11 @@ def _run_subprocess(spec: dict, job: dict, procs: dict, lock: threading.Lock) ->
 
 
 def run_trials(items: list[tuple[dict, dict]], record: Callable[[dict], None], *, executor: str = "local",
-               workers: int = 2, progress: Progress, inline_reason: str = "") -> list[str]:
+               workers: int = 2, progress: Progress, inline_reason: str = "",
+               trial_fn: Callable[[dict, dict], dict] | None = None) -> list[str]:
     """Run every (spec, job) in ``items``; ``record(row)`` each finished one as it comes.  Returns
-    the failure messages.  ``inline_reason``: why the trials must run in this process (printed)."""
+    the failure messages.  ``inline_reason``: why the trials must run in this process (printed);
+    ``trial_fn``: what runs a trial in this process (default :func:`edgecomp.compress.trial.run_trial`)."""
     from .candidates import label
     failures: list[str] = []
 
@@ -100,11 +103,13 @@ def run_trials(items: list[tuple[dict, dict]], record: Callable[[dict], None], *
         failures.append(f"{label(spec)}: {why}")
         progress.failed(label(spec), why)
 
+    if trial_fn is None:
+        from .trial import run_trial as trial_fn
+
     def inline():
-        from . import search
         for spec, job in items:
             try:
-                row = search.run_trial(spec, job)
+                row = trial_fn(spec, job)
             except EdgecompError as e:
                 fail(spec, e.message())
                 continue
@@ -159,7 +164,7 @@ def run_trials(items: list[tuple[dict, dict]], record: Callable[[dict], None], *
         print(f"[compress] worker processes cannot start ({cannot_start}); running "
               f"{len(items) - len(finished)} trial(s) in this process", file=sys.stderr, flush=True)
         rest = [it for i, it in enumerate(items) if i not in finished]
-        failures += run_trials(rest, record, executor="inline", workers=1, progress=progress)
+        failures += run_trials(rest, record, executor="inline", workers=1, progress=progress, trial_fn=trial_fn)
     return failures
 
 

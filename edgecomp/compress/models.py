@@ -205,7 +205,15 @@ def portable(model) -> tuple[bool, str, tuple[str, ...]]:
     return True, "", tuple(imports)
 
 
-def rebuild(source: dict, pickled_loader) -> Any:
+def _load_pickled(base_path):
+    """The one place the search unpickles: a baseline module it wrote itself into its output folder
+    moments earlier (SECURITY.md), for worker processes."""
+    import torch
+    base = torch.load(base_path, weights_only=False)
+    return base
+
+
+def rebuild(source: dict) -> Any:
     """The baseline model in a worker process, from a :class:`ModelSource` as a dict."""
     src = ModelSource(**{**source, "imports": tuple(source.get("imports", ()))})
     if src.kind == "factory":
@@ -217,5 +225,5 @@ def rebuild(source: dict, pickled_loader) -> Any:
     if src.kind == "pickle":
         for f in src.imports:
             _import_file(Path(f))
-        return pickled_loader(src.path)
+        return _load_pickled(src.path)
     raise ModelError(f"unknown model source {src.kind!r}", "compress worker")

@@ -35,14 +35,6 @@ __all__ = ["MnistCNN", "mnist_cnn", "run_compress", "compress_cli", "default_can
            "run_trial", "measure_on_target", "select", "results_markdown"]
 
 
-def _load_pickled(base_path):
-    """The one place the search unpickles: a baseline module it wrote itself into its output folder
-    moments earlier (SECURITY.md), for worker processes."""
-    import torch
-    base = torch.load(base_path, weights_only=False)
-    return base
-
-
 def _example(name: str, seed: int):
     """(splits, make model, epochs, lr) of a built-in example; validation split off the training data."""
     from ..datasets import load_digits_split, load_mnist_split
@@ -182,7 +174,7 @@ def run_compress(model=None, data=None, *, example: str = "mnist", target: str =
     sens_path = _sensitivity(model, splits, tk, round_to, out, verbose)
     job0 = {"source": src.to_json(), "data": str(data_path), "target": target, "epochs": epochs, "lr": lr,
             "seed": seed, "measure": measure, "task": tk.to_json(), "round_to": round_to,
-            "sensitivity": str(sens_path) if sens_path else None}
+            "sensitivity": str(sens_path) if sens_path else None, "flash_budget": flash, "max_drop": max_drop}
     rows: list[dict] = []
     jsonl = out / "trials.jsonl"
     jsonl.write_text("")
@@ -199,27 +191,31 @@ def run_compress(model=None, data=None, *, example: str = "mnist", target: str =
     given = candidates is not None
     cands = list(candidates) if given else None
     failures: list[str] = []
-    n_total = len(cands) if given else len(default_candidates(quick))
-    progress = Progress(n_total, verbose, _describe(tk))
+    n_total = len(cands) if given else None
+    progress = Progress(n_total if given else None, verbose, _describe(tk))
     items = lambda cs, start: [(c, dict(job0, dir=str(out / "trials" / f"{start + i:02d}")))  # noqa: E731
                                for i, c in enumerate(cs)]
     try:
         if not given:
             first = [{"method": "ptq"}]  # the plain int8 bundle sizes the other candidates
-            failures += run_trials(items(first, 0), record, executor="inline", workers=1, progress=progress)
+            failures += run_trials(items(first, 0), record, executor="inline", workers=1, progress=progress,
+                                   trial_fn=_trial)
             ptq = next((r for r in rows if r["method"] == "ptq"), None)
+            if ptq is not None and ptq.get("flash_bytes"):
+                from .mixed import fixed_bytes
+                job0["fixed_bytes"] = fixed_bytes(ptq["flash_bytes"], model)
             if flash is not None and ptq is not None and ptq.get("flash_bytes"):
-                cands = sized_candidates(flash, ptq["flash_bytes"], ptq["params"], quick)
-                notes.append(f"structural candidates sized to the flash budget from the plain int8 bundle "
-                             f"({fmt_bytes(ptq['flash_bytes'])}, {ptq['params']:,} parameters)")
+                f8, f4, how = _size(model, splits, target, flash, ptq, round_to, measure, verbose)
+                cands = sized_candidates(f8, f4, quick)
+                notes.append(how)
             else:
                 cands = [c for c in default_candidates(quick) if c["method"] != "ptq"]
             progress.total = 1 + len(cands)
             failures += run_trials(items(cands, 1), record, executor=executor, workers=workers, progress=progress,
-                                   inline_reason=inline_reason)
+                                   inline_reason=inline_reason, trial_fn=_trial)
         else:
             failures += run_trials(items(cands, 0), record, executor=executor, workers=workers, progress=progress,
-                                   inline_reason=inline_reason)
+                                   inline_reason=inline_reason, trial_fn=_trial)
     except KeyboardInterrupt:
         print(f"\n[compress] interrupted: {len(rows)} finished trials kept in {out}", file=sys.stderr)
         raise
@@ -234,6 +230,38 @@ def run_compress(model=None, data=None, *, example: str = "mnist", target: str =
     if verbose:
         print((out / "pareto.md").read_text())
     return summary
+
+
+def _size(model, splits, target, flash, ptq, round_to, measure, verbose) -> tuple[float, float | None, str]:
+    """(int8 fraction, int4 fraction, note) of the parameters a uniformly narrowed network keeps within
+    the flash budget: by compiling the shapes (:mod:`edgecomp.compress.sizing`), or from the plain
+    int8 bundle's bytes per parameter when the search only estimates."""
+    import torch
+
+    from .candidates import params_fraction
+    guess = params_fraction(flash, ptq["flash_bytes"], ptq["params"])
+    if measure == "estimate" or not (0.003 < guess < 0.95):
+        f4 = min(2 * guess, 1.0) if 0.003 < guess < 0.95 else None
+        return guess, f4, (f"structural candidates sized from the plain int8 bundle's bytes per parameter "
+                           f"({fmt_bytes(ptq['flash_bytes'])}, {ptq['params']:,} parameters)")
+    from .sizing import size_to_flash
+    ex = torch.from_numpy(splits.x_val[:1])
+    calib = splits.x_train[:100]
+    try:
+        s8 = size_to_flash(model, ex, calib, target, flash, round_to=round_to, bits=8,
+                           start=(ptq["params"], ptq["flash_bytes"]), guess=guess * 0.95, verbose=verbose)
+        s4 = size_to_flash(model, ex, calib, target, flash, round_to=round_to, bits=4, guess=min(2 * s8["fraction"], 1.0),
+                           verbose=verbose)
+    except Exception as e:  # noqa: BLE001 - a toolchain problem: the estimate still sizes the candidates
+        return guess, min(2 * guess, 1.0), f"sizing by compiling failed ({type(e).__name__}: {e}); sized from bytes per parameter"
+    return s8["fraction"], s4["fraction"] if s4["fits"] else None, (
+        f"structural candidates sized by compiling untrained narrowed copies for {target}: {s8['fraction']:.1%} of the "
+        f"parameters in int8 ({fmt_bytes(s8['flash'])}), {s4['fraction']:.1%} with 4-bit weights "
+        f"({fmt_bytes(s4['flash'])})")
+
+
+def _trial(spec: dict, job: dict) -> dict:
+    return run_trial(spec, job)  # looked up at call time (tests replace run_trial)
 
 
 def _needs_training(model, x, y) -> bool:

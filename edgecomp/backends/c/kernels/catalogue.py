@@ -30,10 +30,12 @@ KERNEL_GROUPS: dict[str, tuple[str, ...]] = {
     "dsp": ("ec_kernels_dsp.h", "ec_kernels_dsp.c"),
     "gemm": ("ec_kernels_gemm.h", "ec_kernels_gemm.c"),
     "simd": ("ec_simd.h",),
+    "s4": ("ec_kernels_s4.h", "ec_kernels_s4.c"),  # packed (int4 / codebook) weights: emit/int4.py
 }
 #: The header model.c includes for a group (in this order).
-GROUP_HEADERS = {"s16": "ec_kernels_s16.h", "dsp": "ec_kernels_dsp.h", "gemm": "ec_kernels_gemm.h"}
-GROUP_ORDER = ("reference", "s16", "dsp", "gemm", "simd")
+GROUP_HEADERS = {"s16": "ec_kernels_s16.h", "dsp": "ec_kernels_dsp.h", "gemm": "ec_kernels_gemm.h",
+                 "s4": "ec_kernels_s4.h"}
+GROUP_ORDER = ("reference", "s16", "dsp", "gemm", "simd", "s4")
 
 
 def always(gen: Any, node: ir.Node) -> bool:
