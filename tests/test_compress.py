@@ -108,23 +108,80 @@ def test_structured_prune_finetune_recovers_accuracy(trained, digits):
     assert D.accuracy(pruned, xte, yte) > base - 0.06
 
 
-def test_unsupported_pattern_is_locked_not_broken(digits):
-    class Cat(nn.Module):
+class CatGrouped(nn.Module):
+    """Two branches concatenated with the image, a 1x1 conv over the concatenation, a grouped conv
+    (2 groups), a depthwise conv, flatten -> linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(1, 8, 3, padding=1)
+        self.b = nn.Conv2d(1, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(13)
+        self.c = nn.Conv2d(13, 8, 1)
+        self.g = nn.Conv2d(8, 8, 3, padding=1, groups=2)
+        self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.fc = nn.Linear(8 * 64, 10)
+
+    def forward(self, x):
+        y = self.bn(torch.cat([torch.relu(self.a(x)), x, torch.relu(self.b(x))], 1))
+        return self.fc(torch.relu(self.dw(torch.relu(self.g(torch.relu(self.c(y)))))).flatten(1))
+
+
+def _zero_channels(conv, idx):
+    with torch.no_grad():
+        conv.weight[idx] = 0
+        conv.bias[idx] = 0
+
+
+def test_pruning_through_concat_and_grouped_convs_keeps_outputs_exact():
+    """Channels whose weights are zero carry nothing: pruning exactly those (L1) through a
+    concatenation (offsets of later segments move), batch norm over the concatenation and a grouped
+    conv (the same number kept per group) must leave the outputs unchanged."""
+    torch.manual_seed(0)
+    m = CatGrouped().eval()
+    with torch.no_grad():
+        m.bn.running_mean.uniform_(-0.5, 0.5)
+        m.bn.running_var.uniform_(0.5, 2)
+    _zero_channels(m.a, [1, 6])
+    _zero_channels(m.b, [2])
+    _zero_channels(m.c, [0, 5])  # one channel in each of the grouped conv's two input blocks
+    _zero_channels(m.g, [3, 4])  # and one of its outputs in each group
+    with torch.no_grad():  # a zero channel still passes bn's shift and the depthwise bias: zero them too
+        m.dw.bias[[3, 4]] = 0
+        for i in (1, 6, 8 + 1 + 2):
+            m.bn.bias[i] = m.bn.running_mean[i] * m.bn.weight[i] / torch.sqrt(m.bn.running_var[i] + m.bn.eps)
+    groups = {g.name: g for g in P.channel_groups(m, torch.zeros(1, 1, 8, 8))}
+    assert not groups["a"].locked and not groups["b"].locked and groups["c"].blocks == 2 and groups["g"].blocks == 2
+    assert {(n, i) for n, _, _, i in groups["b"].seg_carriers} == {("bn", 2)}
+    x = torch.randn(5, 1, 8, 8)
+    p = P.structured_prune(m, torch.zeros(1, 1, 8, 8), {"a": 0.25, "b": 0.25, "c": 0.25, "g": 0.25})
+    assert (p.a.out_channels, p.b.out_channels, p.bn.num_features, p.c.in_channels) == (6, 3, 10, 10)
+    assert (p.c.out_channels, p.g.in_channels, p.g.out_channels, p.dw.groups, p.fc.in_features) == (6, 6, 6, 6, 6 * 64)
+    torch.testing.assert_close(p.eval()(x), m(x), rtol=1e-5, atol=1e-5)
+    # the two least salient channels in the same block: still one pruned per block of the grouped conv
+    m2 = CatGrouped().eval()
+    _zero_channels(m2.c, [0, 1])
+    p2 = P.structured_prune(m2, torch.zeros(1, 1, 8, 8), {"c": 0.25})
+    assert p2.g.weight.shape[1] == 3 and p2.eval()(x).shape == (5, 10)
+
+
+def test_unsupported_pattern_is_locked_not_broken():
+    class Split(nn.Module):
         def __init__(self):
             super().__init__()
-            self.a = nn.Conv2d(1, 4, 3, padding=1)
-            self.b = nn.Conv2d(1, 4, 3, padding=1)
-            self.c = nn.Conv2d(8, 4, 1)
+            self.a = nn.Conv2d(1, 8, 3, padding=1)
+            self.c = nn.Conv2d(4, 4, 1)
             self.fc = nn.Linear(4 * 64, 10)
 
         def forward(self, x):
-            return self.fc(self.c(torch.cat([self.a(x), self.b(x)], 1)).flatten(1))
+            lo, hi = torch.chunk(self.a(x), 2, 1)
+            return self.fc(self.c(lo * hi).flatten(1))
 
-    m = Cat()
+    m = Split()
     groups = {g.name: g for g in P.channel_groups(m, torch.zeros(1, 1, 8, 8))}
-    assert groups["a"].locked and groups["b"].locked and not groups["c"].locked
+    assert "chunk" in groups["a"].locked and not groups["c"].locked
     p = P.structured_prune(m, torch.zeros(1, 1, 8, 8), 0.5)
-    assert p.a.out_channels == 4 and p.c.out_channels == 2
+    assert p.a.out_channels == 8 and p.c.out_channels == 2
     assert p(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
 
 
