@@ -27,36 +27,48 @@ def _q(name, shape, scale, zp):
     return dict(name=name, shape=list(shape), dtype="int8", scale=[scale], zero_point=[zp])
 
 
-def _model(builder, seed: int) -> tuple[bytes, tuple]:
-    """x [1,7,6,3] -> CONV_2D int4 per channel (3x3 stride 2, SAME, relu, 5 channels: 27 taps a row,
-    odd) -> RESHAPE -> FULLY_CONNECTED int4 per tensor (60 -> 9) -> FULLY_CONNECTED int8 (9 -> 4)."""
+def _model(builder, seed: int, dilation: int = 1) -> tuple[bytes, tuple]:
+    """x [1,7,6,4] -> CONV_2D int4 per channel (3x3 stride 2, SAME, relu, 5 channels: rows of 12 taps,
+    the SMLAD path on cortex-m4) -> CONV_2D int4 3x3 SAME (5 -> 3: every channel decoded once, border windows)
+    -> RESHAPE ->
+    FULLY_CONNECTED int4 per tensor (36 -> 9, odd rows of 36) -> FULLY_CONNECTED int8 (9 -> 4)."""
     rng = np.random.default_rng(seed)
-    wc = rng.integers(-8, 8, (5, 3, 3, 3)).astype(np.int8)
+    wc = rng.integers(-8, 8, (5, 3, 3, 4)).astype(np.int8)
     wc[0, 0, 0, 0], wc[1, 0, 0, 0] = -8, 7  # both ends of the int4 range
     sc = rng.uniform(0.02, 0.06, 5).astype(np.float32)
-    wf = rng.integers(-8, 8, (9, 60)).astype(np.int8)
+    wp = rng.integers(-8, 8, (3, 3, 3, 5)).astype(np.int8)
+    sp = rng.uniform(0.02, 0.06, 3).astype(np.float32)
+    wf = rng.integers(-8, 8, (9, 36)).astype(np.int8)
     wg = rng.integers(-127, 128, (4, 9)).astype(np.int8)
-    conv = ("Conv2DOptions", {"Padding": 0, "StrideH": 2, "StrideW": 2, "DilationHFactor": 1, "DilationWFactor": 1,
-                              "FusedActivationFunction": 1})
+    conv = ("Conv2DOptions", {"Padding": 0, "StrideH": 2, "StrideW": 2, "DilationHFactor": dilation,
+                              "DilationWFactor": dilation, "FusedActivationFunction": 1})
+    pw = ("Conv2DOptions", {"Padding": 0, "StrideH": 1, "StrideW": 1, "DilationHFactor": 1, "DilationWFactor": 1,
+                            "FusedActivationFunction": 0})
     fc = ("FullyConnectedOptions", {"FusedActivationFunction": 0})
-    tensors = [_q("x", (1, 7, 6, 3), 0.05, 3),
-               dict(name="wc", shape=[5, 3, 3, 3], dtype="int4", data=_pack_tflite(wc), scale=list(sc),
+    tensors = [_q("x", (1, 7, 6, 4), 0.05, 3),
+               dict(name="wc", shape=[5, 3, 3, 4], dtype="int4", data=_pack_tflite(wc), scale=list(sc),
                     zero_point=[0] * 5, axis=0),
                dict(name="bc", shape=[5], dtype="int32", data=rng.integers(-400, 400, 5).astype(np.int32),
                     scale=list(0.05 * sc), zero_point=[0] * 5),
                _q("c", (1, 4, 3, 5), 0.09, -128),
-               _q("r", (1, 60), 0.09, -128),
-               dict(name="wf", shape=[9, 60], dtype="int4", data=_pack_tflite(wf), scale=[0.04], zero_point=[0]),
+               dict(name="wp", shape=[3, 3, 3, 5], dtype="int4", data=_pack_tflite(wp), scale=list(sp),
+                    zero_point=[0] * 3, axis=0),
+               dict(name="bp", shape=[3], dtype="int32", data=rng.integers(-300, 300, 3).astype(np.int32),
+                    scale=list(0.09 * sp), zero_point=[0] * 3),
+               _q("d", (1, 4, 3, 3), 0.07, 6),
+               _q("r", (1, 36), 0.07, 6),
+               dict(name="wf", shape=[9, 36], dtype="int4", data=_pack_tflite(wf), scale=[0.04], zero_point=[0]),
                dict(name="bf", shape=[9], dtype="int32", data=rng.integers(-900, 900, 9).astype(np.int32),
-                    scale=[0.09 * 0.04], zero_point=[0]),
+                    scale=[0.07 * 0.04], zero_point=[0]),
                _q("f", (1, 9), 0.5, 2),
                dict(name="wg", shape=[4, 9], dtype="int8", data=wg, scale=[0.01], zero_point=[0]),
                _q("y", (1, 4), 0.3, -1)]
     ops = [dict(op="CONV_2D", inputs=[0, 1, 2], outputs=[3], options=conv),
-           dict(op="RESHAPE", inputs=[3], outputs=[4]),
-           dict(op="FULLY_CONNECTED", inputs=[4, 5, 6], outputs=[7], options=fc),
-           dict(op="FULLY_CONNECTED", inputs=[7, 8], outputs=[9], options=fc)]
-    return builder(tensors, ops, [0], [9]), (wc, wf)
+           dict(op="CONV_2D", inputs=[3, 4, 5], outputs=[6], options=pw),
+           dict(op="RESHAPE", inputs=[6], outputs=[7]),
+           dict(op="FULLY_CONNECTED", inputs=[7, 8, 9], outputs=[10], options=fc),
+           dict(op="FULLY_CONNECTED", inputs=[10, 11], outputs=[12], options=fc)]
+    return builder(tensors, ops, [0], [12]), (wc, wf)
 
 
 def _tflm(model: bytes, x: np.ndarray) -> np.ndarray:
@@ -71,13 +83,13 @@ def _tflm(model: bytes, x: np.ndarray) -> np.ndarray:
 
 
 def _inputs(n, seed):
-    return np.random.default_rng(seed).integers(-128, 128, (n, 7, 6, 3)).astype(np.int8)
+    return np.random.default_rng(seed).integers(-128, 128, (n, 7, 6, 4)).astype(np.int8)
 
 
 def test_int4_tflite_is_read_as_packed_layers_and_interp_matches_tflm(tflite_builder):
     m, (wc, wf) = _model(tflite_builder, 0)
     g = load_tflite(m)
-    conv, fc, fc8 = [n for n in g.nodes if n.op in ("conv2d", "fully_connected")]
+    conv, _pw, fc, fc8 = [n for n in g.nodes if n.op in ("conv2d", "fully_connected")]
     assert conv.attrs["packed_weights"] == {"bits": 4, "codebook": None} and fc.attrs["packed_weights"]["bits"] == 4
     assert "packed_weights" not in fc8.attrs  # the int8 layer stays int8
     np.testing.assert_array_equal(g.tensors[conv.inputs[1]].data, wc)  # unpacked exactly
@@ -109,11 +121,12 @@ def test_int4_layers_compile_packed_and_are_bit_exact_on_the_host(tflite_builder
     m, (wc, wf) = _model(tflite_builder, 5)
     man, b = _compile(tmp_path, m, "host", "b4")
     kernels = [layer["kernel"] for layer in man["layers"]]
-    assert kernels[0].startswith("conv2d_s4, int4 weights") and kernels[2].startswith("fully_connected_s4")
-    assert not kernels[3].startswith("fully_connected_s4")
+    assert kernels[0].startswith("conv2d_s4, int4 weights") and kernels[1].startswith("conv2d_s4")
+    assert kernels[3].startswith("fully_connected_s4") and not kernels[4].startswith("fully_connected_s4")
     weights = (b / "weights.c").read_text()
-    # two weights a byte: 5 channels x ceil(27 / 2) bytes, 9 rows x 30 bytes
-    assert re.search(r"int8_t \w*filter_packed\[70\]", weights) and re.search(r"int8_t \w*filter_packed\[270\]", weights)
+    # two weights a byte: 5 channels x 36 / 2 bytes, 3 x ceil(45 / 2), 9 rows x 36 / 2
+    for n in (90, 69, 162):
+        assert re.search(rf"int8_t \w*filter_packed\[{n}\]", weights), n
     assert "ec_kernels_s4.c" in man["files"]
     x = _inputs(40, 6)
     got = api.run_bundle(b, x, emulate=False).outputs
@@ -122,9 +135,9 @@ def test_int4_layers_compile_packed_and_are_bit_exact_on_the_host(tflite_builder
 
 @pytest.mark.toolchain
 @pytest.mark.qemu
-@pytest.mark.parametrize("target", ["cortex-m4", "cortex-m0"])
-def test_int4_firmware_is_bit_exact_with_tflm(tflite_builder, tmp_path, target):
-    m, _ = _model(tflite_builder, 7)
+@pytest.mark.parametrize("target,dilation", [("cortex-m4", 1), ("cortex-m0", 1), ("cortex-m4", 2)])
+def test_int4_firmware_is_bit_exact_with_tflm(tflite_builder, tmp_path, target, dilation):
+    m, _ = _model(tflite_builder, 7, dilation)
     man, b = _compile(tmp_path, m, target, "b4")
     x = _inputs(25, 8)
     got = api.run_bundle(b, x, progress=False).outputs

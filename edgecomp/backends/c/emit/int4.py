@@ -23,6 +23,7 @@ from .... import ir
 from ....errors import ModelError, UnsupportedError
 from ....sanitize import c_comment
 from ..kernels.catalogue import kernel
+from ..kernels.packing import folded_bias
 from ..literals import c_int, fmt_q, shape_text
 
 GROUPS = ("s4",)
@@ -99,17 +100,22 @@ def _applies(gen, node: ir.Node) -> bool:
     return len(w.shape) == 2 and not node.attrs.get("residual")
 
 
+def _work_taps(g: ir.Graph) -> int:
+    """Taps of the largest packed convolution of the model (the shared buffer holds 4 bytes a tap)."""
+    return max([int(np.prod(g.tensors[n.inputs[1]].shape[1:])) for n in g.nodes
+                if n.op == "conv2d" and n.attrs.get("packed_weights")] or [0])
+
+
 def _row_buffer(gen, taps: int) -> str:
-    """One static buffer for a convolution's decoded filter, as big as the largest packed conv of the
-    model needs (in .bss: counted in the bundle's static RAM)."""
-    name = "ec_s4_filter_row"
+    """One static buffer for a convolution's decoded filter (as int16 pairs for SMLAD, then int8) and
+    a border window: 4 bytes a tap of the largest packed conv of the model (in .bss: counted in the
+    bundle's static RAM)."""
+    name = "ec_s4_work"
     if getattr(gen, "_s4_row_taps", None) is None:
-        need = [int(np.prod(gen.g.tensors[n.inputs[1]].shape[1:])) for n in gen.g.nodes
-                if n.op == "conv2d" and n.attrs.get("packed_weights")]
-        gen._s4_row_taps = max(need + [taps])
-        gen.params.append(f"{c_comment('decoded filter of one output channel (packed-weight convolutions)')}\n"
-                          f"static int8_t {name}[{gen._s4_row_taps}];")
-    return name
+        gen._s4_row_taps = max(_work_taps(gen.g), taps)
+        gen.params.append(f"{c_comment('one output channel decoded (SMLAD pairs, int8), a border window (packed-weight convolutions)')}"
+                          f"\nstatic uint32_t {name}[{gen._s4_row_taps}];")
+    return f"(int8_t *){name}"
 
 
 @kernel("ec_conv2d_s4", "conv2d", "int8", rank=1, groups=GROUPS, applies=_applies)
@@ -130,12 +136,22 @@ def emit_packed(gen, L, k) -> str:
                            f"{packed.shape[1]} bytes per output channel", align=4)
     book = gen.const_array(L.base, "codebook", np.asarray(cb, np.int8), "int8_t",
                            f"{node.name}: the {len(cb)} weight values") if cb is not None else "NULL"
+    q = gen.q(node)
+    # the input offset folded into the bias (sums of raw inputs) when the filter is symmetric
+    fold = int(q["filter_offset"]) == 0 and folded_bias(g, node, q["input_offset"], rows) is not None \
+        and tuple(node.attrs.get("dilation", (1, 1))) == (1, 1)
     pid = gen.ident(f"{node.name}_packed")
     gen.struct("ec_packed_weights_t", pid, [("indices", f"(const uint8_t *){filt}"), ("codebook", book),
-                                            ("bits", str(bits)), ("row_bytes", str(packed.shape[1]))],
+                                            ("bits", str(bits)), ("row_bytes", str(packed.shape[1])),
+                                            ("folded", "1" if fold else "0"),
+                                            ("work_bytes", str(4 * _work_taps(g)) if node.op == "conv2d" else "0")],
                c_comment(f"{node.name}: packed filter ({kind})"))
-    bias = gen.const(node, 2, "bias", "int32_t") or "NULL"
-    q = gen.q(node)
+    if fold:
+        name = node.inputs[2] if len(node.inputs) > 2 else "(none)"
+        bias = gen.const_array(L.base, "bias", folded_bias(g, node, q["input_offset"], rows), "int32_t",
+                               f"{node.name}: bias {name} + input_offset * sum(filter)")
+    else:
+        bias = gen.const(node, 2, "bias", "int32_t") or "NULL"
     lo, hi, flo, fhi = gen.act(node, out)
     mi, si = gen.mult_shift(node, rows)
     offsets = [("input_offset", c_int(q["input_offset"])), ("filter_offset", c_int(q["filter_offset"])),
