@@ -30,8 +30,11 @@ __all__ = ["layer_sensitivity", "choose_precision", "precision_table", "float_la
 
 
 def _layers(model):
+    """Conv (not grouped or depthwise: those stay int8, they are small and have no packed kernel) and
+    Linear layers."""
     import torch.nn as nn
-    return [n for n, m in model.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))]
+    return [n for n, m in model.named_modules()
+            if isinstance(m, nn.Linear) or (isinstance(m, (nn.Conv1d, nn.Conv2d)) and m.groups == 1)]
 
 
 def layer_shapes(model) -> dict[str, tuple[int, int]]:
