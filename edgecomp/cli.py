@@ -231,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     cp = sub.add_parser("compress", help="search compression methods under flash/RAM/latency/accuracy budgets and "
                         "write the chosen model's bundle")
     cp.add_argument("--model", help="your PyTorch model: FILE.py:FACTORY (a function or class returning the "
-                    "nn.Module) or a torch.export program (.pt2); default: the built-in --example")
+                    "nn.Module; with --weights); default: the built-in --example")
     cp.add_argument("--weights", help="state dict for --model FILE.py:FACTORY (torch.save(model.state_dict(), path))")
     cp.add_argument("--data", help="training data .npz with arrays x and y (needed with --model)")
     cp.add_argument("--val", help="validation .npz (selects the candidate; default: split off --data)")

@@ -600,3 +600,49 @@ def test_search_mixed_candidate_keeps_its_float_and_lowbit_layers_in_the_qdq_fil
         if n.op_type in ("Conv", "Gemm") and n.input[1] in dq:
             w = inits[dq[n.input[1]].input[0]]
             assert w.min() >= -1 and w.max() <= 1 and row["weight_plan"][n.name]["bits"] == 2
+
+
+# --------------------------------------------------------------------------- data and tasks
+def test_splits_from_npz_loaders_and_arrays(tmp_path):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from edgecomp.compress.task import make_splits, make_task
+    rng = np.random.default_rng(0)
+    x = rng.random((200, 1, 8, 8), dtype=np.float32)
+    y = np.arange(200) % 10
+    np.savez(tmp_path / "train.npz", x=x, y=y)
+    loader = DataLoader(TensorDataset(torch.from_numpy(x[:120]), torch.from_numpy(y[:120])), batch_size=32)
+    s = make_splits(tmp_path / "train.npz", loader, None, task=make_task())
+    assert (len(s.x_train), len(s.x_val), len(s.x_test)) == (200, 60, 60)  # test: half of the validation data
+    assert "half of the validation data" in s.notes[0] and s.y_val.dtype == np.int64
+    s2 = make_splits((x, y), task=make_task(), seed=3)
+    assert len(s2.x_train) + len(s2.x_val) + len(s2.x_test) == 200 and len(s2.notes) == 2
+    rows = {r.tobytes() for r in s2.x_train}
+    assert not any(r.tobytes() in rows for r in s2.x_test) and not any(r.tobytes() in rows for r in s2.x_val)
+    with pytest.raises(ModelError, match="class indices"):
+        make_splits((x, y + 0.5), task=make_task())
+    with pytest.raises(ModelError, match="x and y"):
+        np.savez(tmp_path / "bad.npz", inputs=x)
+        make_splits(tmp_path / "bad.npz", task=make_task())
+
+
+@pytest.mark.toolchain
+def test_regression_search_reports_errors_and_scores_the_host_bundle(digits, tmp_path):
+    """A regression task (the mean ink of a digit): MSE training, RMSE selection and budget in percent
+    of the baseline error, the test RMSE measured on the compiled bundle."""
+    from edgecomp.compress.search import run_compress
+    xtr, _, xte, _ = digits
+    ytr, yte = xtr.mean((1, 2, 3), keepdims=False)[:, None], xte.mean((1, 2, 3))[:, None]
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 64, 1))
+    from edgecomp.compress.task import make_task
+    task = make_task("regression")
+    D.fit(model, xtr, ytr, epochs=4, lr=3e-3, verbose=False, task=task)
+    s = run_compress(model, (xtr, ytr, xte, yte), out_dir=tmp_path / "r", task="regression", max_error_increase=50,
+                     target="host", candidates=[{"method": "ptq"}, {"method": "width", "params": 0.5}],
+                     executor="inline", epochs=2, measure="estimate", verbose=False)
+    assert s["fits"] and s["task"] == {"kind": "regression", "metric": "rmse"}
+    t = s["test"]
+    assert t["where"].startswith("host build") and t["score"] < 0 and -t["score"] < 0.05  # minus the RMSE
+    md = (tmp_path / "r" / "pareto.md").read_text()
+    assert "val RMSE (int8, ORT)" in md and "max_error_increase 50 % error" in md

@@ -70,6 +70,7 @@ def test_user_model_loading_errors_are_one_clear_message(user_files, tmp_path):
              (["--model", f"{d / 'net.py'}:make_net", "--weights", str(d / "train.npz"), "--data",
                str(d / "train.npz")], "cannot read the weights"),
              (["--model", str(d / "net.py"), "--data", str(d / "train.npz")], "is not FILE.py:FACTORY"),
+             (["--model", str(d / "net.pt"), "--data", str(d / "train.npz")], "is a saved model"),
              (["--model", f"{d / 'net.py'}:make_net", "--weights", str(d / "net.pt")], "--model needs --data"),
              (["--model", f"{d / 'net.py'}:make_net", "--weights", str(d / "net.pt"), "--data",
                str(d / "missing.npz")], "does not exist")]

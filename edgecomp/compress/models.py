@@ -3,12 +3,12 @@
 * The built-in examples (``MnistCNN`` on MNIST or sklearn digits).
 * The user's own PyTorch model: ``file.py:factory`` (a function or class in a Python file that
   returns the ``nn.Module``) with ``--weights state.pt`` (a state dict, read with
-  ``weights_only=True``), or an exported program saved with ``torch.export.save`` (``.pt2``).
+  ``weights_only=True``).  Not an exported program (``.pt2``) or TorchScript: the search trains and
+  prunes the network, which needs its Python module (``torch.export`` modules have no train mode).
 
 Trials run in separate Python processes (``python -m edgecomp.compress.worker``), so the model
 must be rebuilt there: a :class:`ModelSource` says how ("factory": import the file again and
-load the weights; "exported": ``torch.export.load``; "pickle": a module whose classes the worker
-can import).  :func:`portable` decides whether a module object handed to the Python API can
+load the weights; "pickle": a module whose classes the worker can import).  :func:`portable` decides whether a module object handed to the Python API can
 be pickled for the workers (its classes importable by name, nothing from ``__main__``); when it
 cannot, the search runs its trials in its own process and says so.
 """
@@ -73,8 +73,8 @@ def mnist_cnn(width: float = 1.0, hidden: int | None = None, in_hw: int = 28):
 @dataclass
 class ModelSource:
     """How a worker process rebuilds the baseline model."""
-    kind: str  # "factory" | "exported" | "pickle"
-    path: str  # the Python file, the .pt2 file, or the pickled module
+    kind: str  # "factory" | "pickle"
+    path: str  # the Python file, or the pickled module
     factory: str = ""
     weights: str = ""  # state dict for "factory" (after training, the baseline's own)
     imports: tuple[str, ...] = ()  # --model files a pickled module's classes come from
@@ -124,24 +124,19 @@ def _state_dict(weights: Path) -> dict:
 
 
 def load_user_model(spec: str, weights: str | Path | None = None):
-    """The user's ``nn.Module`` and its :class:`ModelSource` from ``file.py:factory`` (+ weights)
-    or a ``.pt2`` exported program."""
+    """The user's ``nn.Module`` and its :class:`ModelSource` from ``file.py:factory`` (+ weights)."""
     import torch
-    if spec.endswith(".pt2") and Path(spec).is_file():
-        try:
-            ep = torch.export.load(spec)
-        except Exception as e:
-            raise ModelError(f"cannot load the exported program: {str(e).splitlines()[0]}", f"compress --model {spec}",
-                             "Save it with torch.export.save(torch.export.export(model, (x,)), path)") from None
-        if weights:
-            raise ModelError("an exported program carries its weights", "compress --weights",
-                             "Drop --weights, or give --model file.py:factory")
-        return ep.module(), ModelSource("exported", str(Path(spec).resolve()))
+    if spec.endswith((".pt2", ".pt", ".pth", ".onnx", ".tflite")) and ":" not in Path(spec).name:
+        raise ModelError(f"--model {spec!r} is a saved model, not FILE.py:FACTORY", "compress --model",
+                         "The search fine-tunes, prunes and re-trains the network, which needs its Python class: "
+                         "give the file that defines it and a function returning it (--model net.py:make_net) "
+                         "and the weights as a state dict (--weights net.pt). Exported programs (.pt2) and "
+                         "TorchScript cannot be trained or pruned; `edgecomp compile` takes .onnx and .tflite files")
     file, sep, factory = spec.rpartition(":")
     if not sep or not file.endswith(".py") or not factory.isidentifier():
-        raise ModelError(f"--model {spec!r} is not FILE.py:FACTORY or a .pt2 file", "compress --model",
+        raise ModelError(f"--model {spec!r} is not FILE.py:FACTORY", "compress --model",
                          "Give e.g. --model models/net.py:make_net --weights net.pt (a function or class returning "
-                         "the nn.Module), or a program saved with torch.export.save (.pt2)")
+                         "the nn.Module)")
     path = Path(file)
     if not path.is_file():
         raise ModelError(f"model file {path} does not exist", "compress --model", "Check the path")
@@ -218,9 +213,6 @@ def rebuild(source: dict) -> Any:
     src = ModelSource(**{**source, "imports": tuple(source.get("imports", ()))})
     if src.kind == "factory":
         model, _ = load_user_model(f"{src.path}:{src.factory}", src.weights or None)
-        return model
-    if src.kind == "exported":
-        model, _ = load_user_model(src.path)
         return model
     if src.kind == "pickle":
         for f in src.imports:

@@ -277,8 +277,6 @@ def _baseline_source(model, source: ModelSource | None, out: Path, executor: str
         sd = out / "baseline.state.pt"
         torch.save(model.state_dict(), sd)
         return ModelSource("factory", source.path, source.factory, str(sd.resolve())), ""
-    if source is not None and source.kind == "exported":
-        return source, ""
     base_path = out / "baseline.pt"
     torch.save(model, base_path)
     ok, why, imports = portable(model)
