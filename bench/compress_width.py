@@ -32,7 +32,6 @@ def main(argv=None) -> int:
     p.add_argument("--work", default=None)
     p.add_argument("--results", default=str(ROOT / "bench" / "results" / "compress_width.md"))
     a = p.parse_args(argv)
-    import numpy as np
     import torch
 
     from edgecomp.compress.distill import distill, fit
@@ -89,7 +88,6 @@ def main(argv=None) -> int:
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     tmp.write_text(md)
     os.replace(tmp, out)
-    _ = np
     return 0
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError, ToolError
-from .candidates import default_candidates, label as _label, sized_candidates
+from .candidates import default_candidates, sized_candidates
 from .executor import Progress, fmt_seconds, run_trials
 from .models import MnistCNN, ModelSource, load_user_model, mnist_cnn, portable
 from .selection import fmt_bytes, pareto_front, plot_pareto, results_markdown, select

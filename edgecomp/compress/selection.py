@@ -200,6 +200,7 @@ def plot_pareto(rows: list[dict], base: float, budgets: dict, task, path: Path, 
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401
     front = {id(r) for r in pareto_front(rows)}
     fig, ax = plt.subplots(figsize=(8, 5))
     sign = 100 if task.classification else -1
@@ -220,6 +221,10 @@ def plot_pareto(rows: list[dict], base: float, budgets: dict, task, path: Path, 
         floor = base - budgets["max_drop"] / 100 if task.classification else base * (1 + budgets["max_drop"] / 100)
         ax.axhline(floor * sign, ls=":", c="tab:green", label=f"{task.score_name} floor")
     ax.set_xscale("log")
+    plain = matplotlib.ticker.FuncFormatter(lambda v, _pos: f"{v:g}")
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain)
+    ax.tick_params(axis="x", which="minor", labelsize=7)
     ax.set_xlabel("flash (KiB, log scale)")
     ax.set_ylabel(f"validation {task.score_name}" + (" (%)" if task.classification else ""))
     ax.set_title("compression candidates (red: Pareto set, x: estimated, star: chosen)")
