@@ -142,3 +142,36 @@ def test_int4_firmware_is_bit_exact_with_tflm(tflite_builder, tmp_path, target, 
     x = _inputs(25, 8)
     got = api.run_bundle(b, x, progress=False).outputs
     np.testing.assert_array_equal(got.reshape(25, 4), _tflm(m, x).reshape(25, 4))
+
+
+@pytest.mark.slow
+@pytest.mark.toolchain
+@pytest.mark.qemu
+def test_clustered_layers_stored_as_indices_compute_what_int8_storage_computes(tmp_path):
+    """Weight clustering with 64, 32 and 16 values per layer (6-, 5- and 4-bit indices into a codebook):
+    the packed bundle gives exactly the outputs of the same rewritten QDQ model stored as int8, on the
+    host and on cortex-m4 (where the int8 storage runs the DSP kernels), with fewer bytes of weights."""
+    import torch
+
+    from edgecomp.compress.distill import fit
+    from edgecomp.compress.lowbit import compile_lowbit, rewrite, weighted_layers
+    from edgecomp.compress.qat import export_qdq
+    from edgecomp.compress.search import mnist_cnn
+    from edgecomp.datasets import load_digits_split
+    xtr, ytr, xte, _ = load_digits_split(0)
+    torch.manual_seed(0)
+    m = fit(mnist_cnn(0.5, 32, in_hw=8), xtr, ytr, epochs=2, lr=3e-3, verbose=False)
+    q = export_qdq(m, torch.from_numpy(xte[:1]), xtr[:100], tmp_path / "m.int8.onnx")
+    names = sorted(weighted_layers(q))  # conv1..3, fc1, fc2
+    ks = dict(zip(names, (64, 32, 16, 64, 32)))
+    plan = rewrite(q, tmp_path / "m.cl.onnx", {n: {"clusters": k} for n, k in ks.items()})
+    assert {n: p["bits"] for n, p in plan.items()} == {n: {64: 6, 32: 5, 16: 4}[k] for n, k in ks.items()}
+    x = xte[:30]
+    for target in ("host", "cortex-m4"):
+        packed = compile_lowbit(tmp_path / "m.cl.onnx", target, tmp_path / f"p-{target}", plan)
+        plain = api.compile_model(tmp_path / "m.cl.onnx", target, tmp_path / f"i-{target}")
+        assert sum("codebook" in layer["kernel"] for layer in packed["layers"]) == len(names)
+        a = api.run_bundle(tmp_path / f"p-{target}", x, emulate=target != "host", progress=False).outputs
+        b = api.run_bundle(tmp_path / f"i-{target}", x, emulate=target != "host", progress=False).outputs
+        np.testing.assert_array_equal(a, b)
+        assert packed["model_flash_bytes"] < plain["model_flash_bytes"]
