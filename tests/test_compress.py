@@ -443,7 +443,8 @@ def test_mixed_precision_promotes_sensitive_layers(trained, digits):
     from edgecomp.compress.mixed import choose_precision, layer_sensitivity, precision_table
     xtr, ytr, xte, yte = digits
     sens = layer_sensitivity(trained, xtr[:200], xte, yte, bits=2)
-    assert len(sens) == 7 and sens[0]["drop"] >= sens[-1]["drop"]
+    # 6 of the 7 conv / linear layers: the depthwise one stays int8 (no packed depthwise kernel)
+    assert len(sens) == 6 and "dw.0" not in [r["layer"] for r in sens] and sens[0]["drop"] >= sens[-1]["drop"]
     assert sens[0]["drop"] > 1.0  # 2-bit on the worst layer hurts
     r = choose_precision(trained, xtr[:200], xte, yte, max_drop=0.5, options=(2, 8, 32))
     assert r["drop"] <= 0.5 and any(b > 2 for b in r["bits"].values())
