@@ -108,7 +108,8 @@ def _state_dict(weights: Path) -> dict:
     if not weights.is_file():
         raise ModelError(f"weights file {weights} does not exist", "compress --weights", "Check the path")
     try:
-        sd = torch.load(str(weights), map_location="cpu", weights_only=True)
+        path = str(weights)
+        sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise ModelError(f"cannot read the weights: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
                          f"compress --weights {weights}",
