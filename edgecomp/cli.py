@@ -271,20 +271,35 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=cmd_deploy)
 
-    cp = sub.add_parser("compress", help="search compression methods under flash/RAM/latency/accuracy budgets")
+    cp = sub.add_parser("compress", help="search compression methods under flash/RAM/latency/accuracy budgets and "
+                        "write the chosen model's bundle")
+    cp.add_argument("--model", help="your PyTorch model: FILE.py:FACTORY (a function or class returning the "
+                    "nn.Module; with --weights); default: the built-in --example")
+    cp.add_argument("--weights", help="state dict for --model FILE.py:FACTORY (torch.save(model.state_dict(), path))")
+    cp.add_argument("--data", help="training data .npz with arrays x and y (needed with --model)")
+    cp.add_argument("--val", help="validation .npz (selects the candidate; default: split off --data)")
+    cp.add_argument("--test", help="test .npz (reports the chosen candidate on its firmware; default: split off)")
+    cp.add_argument("--task", choices=["classification", "regression"], default="classification")
+    cp.add_argument("--metric", choices=["accuracy", "rmse", "mae"],
+                    help="accuracy (classification) or rmse / mae (regression, default rmse)")
     cp.add_argument("--example", default="mnist", help="built-in example model and data (mnist or digits)")
     cp.add_argument("--flash", type=_size, help="flash budget, e.g. 32KiB")
     cp.add_argument("--ram", type=_size, help="RAM budget, e.g. 8KiB")
     cp.add_argument("--latency", type=float, help="latency budget in instructions per inference")
-    cp.add_argument("--max-accuracy-drop", type=float, default=1.0, help="points of accuracy you accept to lose")
+    cp.add_argument("--max-accuracy-drop", type=float, default=1.0,
+                    help="points of validation accuracy you accept to lose (classification)")
+    cp.add_argument("--max-error-increase", type=float, default=10.0,
+                    help="percent of the baseline error you accept to add (regression)")
     cp.add_argument("--target", default="cortex-m4")
     cp.add_argument("--output", "-o", default="compress-out", help="results folder (the same rule as compile -o)")
     cp.add_argument("--force", action="store_true", help=_FORCE_HELP)
-    cp.add_argument("--executor", choices=["local", "ray"], default="local")
+    cp.add_argument("--executor", choices=["local", "inline", "ray"], default="local",
+                    help="local: worker processes (--workers); inline: this process; ray: a Ray cluster")
     cp.add_argument("--workers", type=int, default=2)
     cp.add_argument("--quick", action="store_true", help="fewer epochs and candidates")
     cp.add_argument("--estimate", action="store_true",
-                    help="estimate flash/RAM/instructions from parameters and MACs instead of building firmware")
+                    help="estimate flash/RAM/instructions of the trials from parameters and MACs instead of building "
+                         "firmware (the finalists are still compiled before one is chosen)")
     cp.add_argument("--seed", type=int, default=0)
     cp.set_defaults(func=cmd_compress)
 

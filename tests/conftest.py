@@ -35,7 +35,7 @@ def mlperf_dir() -> Path:
 
 # -- tiny TFLite models built in memory (for op-level tests against TFLite Micro) -------------
 
-_TFL_TYPES = {"float32": 0, "float16": 1, "int32": 2, "int8": 9, "int16": 7, "uint8": 3, "int64": 4}
+_TFL_TYPES = {"float32": 0, "float16": 1, "int32": 2, "int8": 9, "int16": 7, "uint8": 3, "int64": 4, "int4": 17}
 
 
 def build_tflite(tensors: list[dict], ops: list[dict], inputs: list[int], outputs: list[int],

@@ -32,6 +32,8 @@ def lower_conv(t, op, k: int, code: int, ins: list[str], outs: list[str], where:
              "act": t._act(int(o.FusedActivationFunction()), outs[0], where)}
     if hybrid:
         attrs["hybrid"] = hybrid
+    if w in t._int4 and code == CONV_2D:
+        attrs["packed_weights"] = {"bits": 4, "codebook": None}
     if code == CONV_2D:
         if ws[3] != xs[3]:
             raise UnsupportedError(f"grouped convolution (input {xs[3]} channels, filter {ws[3]})",
@@ -66,4 +68,5 @@ def lower_fully_connected(t, op, k: int, code: int, ins: list[str], outs: list[s
     if math.prod(shape(x)) % shape(w)[1]:
         raise r.bad(f"{where}: input {list(shape(x))} does not flatten to rows of {shape(w)[1]}")
     t._add("fully_connected", [x, w] + ([b] if b else []), outs[:1], k,
-              act=t._act(act, outs[0], where))
+           act=t._act(act, outs[0], where),
+           **({"packed_weights": {"bits": 4, "codebook": None}} if w in t._int4 else {}))

@@ -32,13 +32,25 @@ ATTR_LIMIT = 1 << 16
 _ZP_RANGE = {"int8": (-128, 127), "uint8": (0, 255), "int16": (0, 0), "int32": (0, 0)}
 
 # tflite.TensorType
-_TYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 7: "int16", 9: "int8"}
+_TYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 7: "int16", 9: "int8", 17: "int4"}
 _NP_TYPES = {"float32": np.float32, "float16": np.float16, "int32": np.int32, "uint8": np.uint8,
              "int64": np.int64, "int16": np.int16, "int8": np.int8}
 # tflite.ActivationFunctionType
 _ACT = {0: "none", 1: "relu", 2: "relu_n1_to_1", 3: "relu6"}
 _ACT_NAMES = {4: "TANH", 5: "SIGN_BIT"}
 SAME, VALID = 0, 1
+
+
+def _unpack_int4(data: bytes, shape: tuple, r, tname: str) -> np.ndarray:
+    """TFLite INT4 constants: two values a byte, element 2i in the low nibble (TFLM's
+    UnpackDenseInt4IntoInt8), as int8 values in [-8, 7]."""
+    n = math.prod(shape)
+    if len(data) != (n + 1) // 2:
+        raise r.bad(f"int4 constant {tname!r} has {len(data)} bytes, its shape {list(shape)} needs {(n + 1) // 2}")
+    b = np.frombuffer(data, dtype=np.uint8)
+    lo = ((b & 0x0F).astype(np.int16) ^ 8) - 8
+    hi = ((b >> 4).astype(np.int16) ^ 8) - 8
+    return np.stack([lo, hi], 1).reshape(-1)[:n].astype(np.int8).reshape(shape)
 
 
 class _Reader:
@@ -98,6 +110,7 @@ class _Importer:
             raise self.r.bad("root table offset points outside the file")
         self.model = tflite.Model.GetRootAsModel(buf, 0)
         self.tensors: dict[str, ir.Tensor] = {}
+        self._int4: set[str] = set()  # INT4 weight tensors (their layers keep them packed)
         self.names: dict[int, str] = {}
         self.nodes: list[ir.Node] = []
 
@@ -170,7 +183,11 @@ class _Importer:
         quant = self._quant(t, tname, shape)
         data = self._buffer_bytes(int(t.Buffer()))
         arr = None
-        if data is not None:
+        if dtype == "int4":  # two per byte, low nibble first: unpacked to int8, packed again by the C backend
+            arr = _unpack_int4(data, shape, r, tname) if data is not None else None
+            dtype = "int8"
+            self._int4.add(tname)
+        elif data is not None:
             item = np.dtype(_NP_TYPES[dtype]).itemsize
             if len(data) != math.prod(shape) * item:
                 raise r.bad(f"constant {tname!r} has {len(data)} bytes, its shape {list(shape)} needs "
