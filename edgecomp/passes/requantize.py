@@ -27,6 +27,7 @@ import numpy as np
 from .. import ir
 from ..int16 import POW2_MULTIPLIER
 from ..errors import ModelError, UnsupportedError
+from .requantize_elementwise import ELEMENTWISE_Q, elementwise_q
 from ..numerics import (SOFTMAX_SCALED_DIFF_INTEGER_BITS, calculate_input_radius, preprocess_softmax_scaling,
                         quantize_multiplier, quantize_multiplier_smaller_than_one_exp)
 
@@ -170,6 +171,8 @@ def node_q(graph: ir.Graph, node: ir.Node) -> dict | None:
         return _softmax_q(graph, node)
     if node.op == "quantize":
         return _requant_q(graph, node)
+    if node.op in ELEMENTWISE_Q:
+        return elementwise_q(graph, node, _quant)
     return None
 
 
