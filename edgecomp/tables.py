@@ -92,11 +92,24 @@ def quantize_linear(y: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     return _clamp8(np.rint(v).astype(np.float64).clip(-1e9, 1e9).astype(np.int64) + int(zero_point))
 
 
+def float_step(step: dict, x: np.ndarray) -> np.ndarray:
+    """One step of a chain of float functions (float32 in, float32 out, as ONNX Runtime's ops)."""
+    fn = step["fn"]
+    x = np.asarray(x, np.float32)
+    if fn == "affine":
+        return (x * _f32(step["scale"]) + _f32(step["bias"])).astype(np.float32)
+    if fn == "clamp":
+        return np.clip(x, _f32(step["lo"]), _f32(step["hi"])).astype(np.float32)
+    return float_fn(fn, x.astype(np.float64), step).astype(np.float32)
+
+
 def float_table(fn: str, attrs: dict, si: float, zi: int, so: float, zo: int) -> np.ndarray:
-    """The table of ``quantize(f(dequantize(x)))`` as ONNX Runtime runs a QDQ island."""
+    """The table of ``quantize(f(dequantize(x)))`` as ONNX Runtime runs a QDQ island; with
+    ``attrs["chain"]`` (a list of steps, see :func:`float_step`) the functions one after the other."""
     xf = (INPUTS - int(zi)).astype(np.float32) * _f32(si)  # DequantizeLinear, float32
-    yf = float_fn(fn, xf.astype(np.float64), attrs).astype(np.float32)
-    return quantize_linear(yf, so, zo)
+    for step in attrs.get("chain") or [dict(attrs, fn=fn)]:
+        xf = float_step(step, xf)
+    return quantize_linear(xf, so, zo)
 
 
 # -- TFLite builtins, as TFLM computes them --------------------------------------------------------

@@ -187,13 +187,14 @@ def _problem(graph: ir.Graph, inplace: bool, fused: dict[str, int], apart) -> _P
         if first[out] != i:
             continue
 
-        def allow(t: str, d: float) -> None:
+        def allow(t: str, d: float) -> bool:
             if t in graph.tensors and graph.tensors[t].is_const:
-                return
+                return False
             r = root(t)
             if r == out or last[r] != i:
-                return
+                return False
             pairs[(r, out)] = min(pairs.get((r, out), INF), d)
+            return True
 
         x = graph.tensors[node.inputs[0]]
         y = graph.tensors[node.outputs[0]]
@@ -209,10 +210,9 @@ def _problem(graph: ir.Graph, inplace: bool, fused: dict[str, int], apart) -> _P
             broadcast = any(graph.tensors[t].size != y.size for t in node.inputs)
             for t in node.inputs:
                 u = graph.tensors[t]
-                if u.size == y.size and ir.dtype_bytes(y.dtype) <= ir.dtype_bytes(u.dtype):
-                    allow(t, 0)
-                    if broadcast and not u.is_const:
-                        exact.add((root(t), out))
+                if u.size == y.size and ir.dtype_bytes(y.dtype) <= ir.dtype_bytes(u.dtype) and allow(t, 0) \
+                        and broadcast:
+                    exact.add((root(t), out))
         res = node.attrs.get("residual")
         if res:
             allow(res["tensor"], 0)
