@@ -101,7 +101,8 @@ def lut_islands(g: ir.Graph) -> ir.Graph:
                 chain.append(n)
                 steps += s
                 n = _single_reader(g, n.outputs[0])
-            if not chain or n is None or n.op != "quantize" or g.tensors[n.outputs[0]].dtype != "int8":
+            if not chain or n is None or n.op != "quantize" or g.tensors[n.outputs[0]].dtype != "int8" \
+                    or all(c.op == "clamp" for c in chain):  # (a lone Relu / Clip stays an int8 clamp)
                 continue
             if any(g.tensors[i].is_const is False and i != (chain[k - 1].outputs[0] if k else d.outputs[0])
                    for k, c in enumerate(chain) for i in c.inputs):

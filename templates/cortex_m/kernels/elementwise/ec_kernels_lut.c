@@ -8,16 +8,18 @@
 void ec_lut_s8(const int8_t *table, const int8_t *input, int8_t *output, int32_t size)
 {
     const uint8_t *in = (const uint8_t *)input;
-    int32_t i = 0;
-    for (; i + 4 <= size; i += 4) { /* four loads before four stores: in place is safe */
-        uint8_t a = in[i], b = in[i + 1], c = in[i + 2], d = in[i + 3];
-        output[i] = table[a];
-        output[i + 1] = table[b];
-        output[i + 2] = table[c];
-        output[i + 3] = table[d];
+    const uint8_t *end4 = in + (size & ~3), *end = in + size;
+    while (in != end4) { /* four loads before four stores: in place is safe */
+        const uint8_t a = in[0], b = in[1], c = in[2], d = in[3];
+        in += 4;
+        output[0] = table[a];
+        output[1] = table[b];
+        output[2] = table[c];
+        output[3] = table[d];
+        output += 4;
     }
-    for (; i < size; i++)
-        output[i] = table[in[i]];
+    while (in != end)
+        *output++ = table[*in++];
 }
 
 static float sigmoid(float x)
