@@ -21,7 +21,7 @@ from .. import ir
 from .. import numerics as nx
 from .. import tables
 from ..errors import UnsupportedError
-from .common import clamp_cast, fclamp, is_int, q_of
+from .common import broadcast_inputs, clamp_cast, fclamp, is_int, q_of, stacked
 
 
 def _size(graph: ir.Graph, node: ir.Node) -> int:
@@ -49,14 +49,14 @@ def unary(graph: ir.Graph, node: ir.Node, env: dict) -> np.ndarray:
 @ir.define_op("prelu", layout="elementwise", macs=_size)
 def prelu(graph: ir.Graph, node: ir.Node, env: dict) -> np.ndarray:
     """x where x >= 0, else alpha * x."""
-    x = env[node.inputs[0]]
+    (x, a), _ = broadcast_inputs(graph, node, env)
     out = graph.tensors[node.outputs[0]]
     if not is_int(out):
-        a = env[node.inputs[1]].astype(np.float64)
-        return fclamp(np.where(x >= 0, x, x * a), node.attrs.get("act"))
+        return stacked(fclamp(np.where(x >= 0, x, x * a.astype(np.float64)), node.attrs.get("act")), out)
     q = q_of(graph, node)
     xi = x.astype(np.int64) + int(q["input_offset"])
-    w = np.asarray(q["alpha"], np.int64)
+    w = np.reshape(np.asarray(q["alpha"], np.int64), a.shape)
     pos = nx.multiply_by_quantized_multiplier(xi, q["multiplier_1"], q["shift_1"])
     neg = nx.multiply_by_quantized_multiplier(nx.wrap_int32(xi * w), q["multiplier_2"], q["shift_2"])
-    return clamp_cast(np.where(xi >= 0, pos, neg) + int(q["output_offset"]), node.attrs.get("act"), out.dtype)
+    y = clamp_cast(np.where(xi >= 0, pos, neg) + int(q["output_offset"]), node.attrs.get("act"), out.dtype)
+    return stacked(y, out)

@@ -25,7 +25,7 @@ import numpy as np
 from .. import ir
 from .. import numerics as nx
 from ..errors import UnsupportedError
-from .common import clamp_cast, fclamp, is_int, q_of
+from .common import broadcast_inputs, clamp_cast, fclamp, is_int, q_of, stacked
 
 
 def _size(graph: ir.Graph, node: ir.Node) -> int:
@@ -52,8 +52,12 @@ def _float(node: ir.Node, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 @ir.define_op("squared_difference", layout="elementwise", macs=_size)
 def binary(graph: ir.Graph, node: ir.Node, env: dict) -> np.ndarray:
     """a (op) b, broadcast."""
-    a, b = env[node.inputs[0]], env[node.inputs[1]]
+    (a, b), _ = broadcast_inputs(graph, node, env)
     out = graph.tensors[node.outputs[0]]
+    return stacked(_binary(node, graph, a, b, out), out)
+
+
+def _binary(node: ir.Node, graph: ir.Graph, a: np.ndarray, b: np.ndarray, out: ir.Tensor) -> np.ndarray:
     if not is_int(out):
         return _float(node, a, b)
     if out.dtype != "int8" or a.dtype != np.int8 or b.dtype != np.int8:
@@ -77,13 +81,13 @@ def binary(graph: ir.Graph, node: ir.Node, env: dict) -> np.ndarray:
 @ir.define_op("affine", layout="elementwise", macs=_size)
 def affine(graph: ir.Graph, node: ir.Node, env: dict) -> np.ndarray:
     """x * scale + bias (constants broadcast against x)."""
-    x = env[node.inputs[0]]
+    (x, s, b), _ = broadcast_inputs(graph, node, env)
     out = graph.tensors[node.outputs[0]]
     if not is_int(out):
-        s = graph.tensors[node.inputs[1]].data.astype(np.float64)
-        b = graph.tensors[node.inputs[2]].data.astype(np.float64)
-        return fclamp(x.astype(np.float64) * s + b, node.attrs.get("act"))
+        return stacked(fclamp(x.astype(np.float64) * s.astype(np.float64) + b.astype(np.float64),
+                              node.attrs.get("act")), out)
     q = q_of(graph, node)
-    acc = (x.astype(np.int64) + int(q["input_offset"])) * np.asarray(q["w"], np.int64) + np.asarray(q["b"], np.int64)
+    w, b = (np.reshape(np.asarray(q[k], np.int64), s.shape) for k in ("w", "b"))
+    acc = (x.astype(np.int64) + int(q["input_offset"])) * w + b
     v = nx.multiply_by_quantized_multiplier(nx.wrap_int32(acc), q["multiplier"], q["shift"])
-    return clamp_cast(v + int(q["output_offset"]), node.attrs.get("act"), out.dtype)
+    return stacked(clamp_cast(v + int(q["output_offset"]), node.attrs.get("act"), out.dtype), out)

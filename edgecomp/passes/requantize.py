@@ -164,7 +164,9 @@ def node_q(graph: ir.Graph, node: ir.Node) -> dict | None:
         return _s16_q(graph, node)
     if node.op in ("conv2d", "depthwise_conv2d", "fully_connected"):
         return _conv_q(graph, node)
-    if node.op == "add":
+    if node.op in ("add", "sub"):
+        # SUB's parameters are ADD's: the tflite-micro build on PyPI (the reference) forms its scale
+        # ratios in double as ADD does (TFLM's source once had them as float32; checked on random scales)
         return add_q(_quant(graph, node, node.inputs[0]), _quant(graph, node, node.inputs[1]),
                      _quant(graph, node, node.outputs[0]))
     if node.op == "softmax":

@@ -1,5 +1,6 @@
 """The integer parameters of the elementwise ops (part of the requantization pass, see
-requantize.py): lut tables, prelu, mul, sub, squared_difference and affine.
+requantize.py): lut tables, prelu, mul, squared_difference and affine (sub takes add's: see
+requantize.node_q).
 
 Each is formed with the float / double casts of the TFLM Prepare function it mirrors (noted per
 function), so the integers are the ones TFLM computes.  ``affine`` and the float slopes of an ONNX
@@ -18,8 +19,7 @@ from ..errors import UnsupportedError
 from ..numerics import quantize_multiplier, quantize_multiplier_smaller_than_one_exp
 
 #: Ops whose parameters :func:`elementwise_q` forms.
-ELEMENTWISE_Q = ("lut", "prelu", "mul", "sub", "squared_difference", "affine")
-SUB_LEFT_SHIFT = 20  # TFLM SUB int8
+ELEMENTWISE_Q = ("lut", "prelu", "mul", "squared_difference", "affine")
 SQUARED_DIFFERENCE_LEFT_SHIFT = 7  # TFLM SQUARED_DIFFERENCE int8
 PRELU_SLOPE_BITS = 14  # float slopes in units of max|slope| / 2^14
 
@@ -38,19 +38,6 @@ def mul_q(qa: ir.QuantParams, qb: ir.QuantParams, qo: ir.QuantParams) -> dict:
     m, s = quantize_multiplier(sa * sb / so)
     return {"input1_offset": -za, "input2_offset": -zb, "output_offset": zo, "output_multiplier": m,
             "output_shift": s}
-
-
-def sub_q(qa: ir.QuantParams, qb: ir.QuantParams, qo: ir.QuantParams) -> dict:
-    """TFLM SUB: ADD's parameters, but its scale ratios are float32 divisions (ADD's are double)."""
-    (sa, za), (sb, zb), (so, zo) = _sz(qa), _sz(qb), _sz(qo)
-    twice_max = _f32(2 * max(_f32(sa), _f32(sb)))
-    m1, s1 = quantize_multiplier_smaller_than_one_exp(float(_f32(_f32(sa) / twice_max)))
-    m2, s2 = quantize_multiplier_smaller_than_one_exp(float(_f32(_f32(sb) / twice_max)))
-    mo, sho = quantize_multiplier_smaller_than_one_exp(
-        float(_f32(twice_max / _f32(_f32(1 << SUB_LEFT_SHIFT) * _f32(so)))))
-    return {"left_shift": SUB_LEFT_SHIFT, "input1_offset": -za, "input2_offset": -zb, "output_offset": zo,
-            "input1_multiplier": m1, "input1_shift": s1, "input2_multiplier": m2, "input2_shift": s2,
-            "output_multiplier": mo, "output_shift": sho}
 
 
 def squared_difference_q(qa: ir.QuantParams, qb: ir.QuantParams, qo: ir.QuantParams) -> dict:
@@ -112,7 +99,7 @@ def affine_q(qi: ir.QuantParams, scale: np.ndarray, bias: np.ndarray, qo: ir.Qua
 
 
 def elementwise_q(graph: ir.Graph, node: ir.Node, quant) -> dict:
-    """``q`` of an int8 lut / prelu / mul / sub / squared_difference / affine node (``quant(graph,
+    """``q`` of an int8 lut / prelu / mul / squared_difference / affine node (``quant(graph,
     node, name)`` is requantize's check that a tensor has quantization parameters)."""
     where = f"node {node.name!r}"
     out = graph.tensors[node.outputs[0]]
@@ -127,4 +114,4 @@ def elementwise_q(graph: ir.Graph, node: ir.Node, quant) -> dict:
     if node.op == "affine":
         return affine_q(qi, graph.tensors[node.inputs[1]].data, graph.tensors[node.inputs[2]].data, qo)
     qb = quant(graph, node, node.inputs[1])
-    return {"mul": mul_q, "sub": sub_q, "squared_difference": squared_difference_q}[node.op](qi, qb, qo)
+    return {"mul": mul_q, "squared_difference": squared_difference_q}[node.op](qi, qb, qo)
