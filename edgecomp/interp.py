@@ -30,11 +30,17 @@ from .errors import ModelError, UnsupportedError
 from .ops.common import add_int8, fclamp, is_int
 
 CHUNK = 16  # samples per pass: bounds the im2col buffers
+#: Ops whose operands broadcast (an operand's model batch may be 1 where the output's is N).
+BROADCASTING = ("add", "mul", "sub", "maximum", "minimum", "squared_difference", "prelu", "affine")
 
 
 def _node(graph: ir.Graph, node: ir.Node, env: dict[str, np.ndarray]) -> np.ndarray:
     out = graph.tensors[node.outputs[0]]
     n = env[node.inputs[0]].shape[0] if node.inputs else 1
+    if node.op in BROADCASTING:  # the output's batch, whatever the first operand's (broadcast) batch
+        x = graph.tensors[node.inputs[0]]
+        n = (env[node.inputs[0]].size // max(x.size, 1)) * out.shape[0] if not x.is_const else \
+            next(env[i].size // graph.tensors[i].size * out.shape[0] for i in node.inputs if not graph.tensors[i].is_const)
     if interp_s16.is_s16(graph, node):  # int16 activations: ec_kernels_s16.c semantics
         return interp_s16.run_node(graph, node, env).reshape((n,) + out.shape[1:])
     d = ir.OPS.get(node.op)

@@ -206,6 +206,37 @@ def one_over_one_plus_x_for_x_in_0_1(a) -> np.ndarray:
     return _rescale(x, 1, 0)
 
 
+def one_minus_x_over_one_plus_x_for_x_in_0_1(a) -> np.ndarray:
+    """gemmlowp one_minus_x_over_one_plus_x_for_x_in_0_1: FixedPoint<0> a in [0,1) -> (1-a)/(1+a), F0."""
+    half_denominator = _rounding_half_sum(a, INT32_MAX)
+    one_f2 = 1 << 29
+    x = 1515870810 + _fx_mul(half_denominator, -1010580540)
+    for _ in range(3):
+        one_minus = one_f2 - _fx_mul(half_denominator, x)
+        x = x + _rescale(_fx_mul(x, one_minus), 4, 2)
+    return _rescale(x - one_f2, 2, 0)
+
+
+def logistic_fixed(a, integer_bits: int) -> np.ndarray:
+    """gemmlowp logistic: FixedPoint<integer_bits> a -> 1/(1+exp(-a)) as a FixedPoint<0> raw."""
+    a = _i64(a)
+    pos = a > 0
+    abs_in = np.where(pos, a, wrap_int32(-a))
+    r_pos = one_over_one_plus_x_for_x_in_0_1(exp_on_negative_values(wrap_int32(-abs_in), integer_bits))
+    r_neg = wrap_int32(INT32_MAX - r_pos)
+    return np.where(a == 0, 1 << 30, np.where(pos, r_pos, r_neg))
+
+
+def tanh_fixed(a, integer_bits: int) -> np.ndarray:
+    """gemmlowp tanh: FixedPoint<integer_bits> a -> tanh(a) as a FixedPoint<0> raw (exp of 2a, one more
+    integer bit, through (1 - x) / (1 + x))."""
+    a = _i64(a)
+    neg = a < 0
+    n = np.where(neg, a, wrap_int32(-a))
+    t = one_minus_x_over_one_plus_x_for_x_in_0_1(exp_on_negative_values(n, integer_bits + 1))
+    return np.where(a == 0, 0, np.where(neg, wrap_int32(-t), t))
+
+
 def count_leading_zeros_u32(x) -> np.ndarray:
     """Leading zero bits of x taken as uint32 (32 for 0)."""
     x = _i64(x) & 0xFFFFFFFF

@@ -4,11 +4,11 @@
 
     PyTorch nn.Module --torch.onnx.export--> ONNX float --ORT quantize_static (calibration)--> ONNX QDQ
     ONNX (float / QDQ) --frontends.onnx.lower--> ir.Graph   (NHWC, TFLite weight layouts, QDQ nodes)
-        IMPORT_PASSES: fuse_activations, fold_qdq, cancel_qdq, fuse_int_activations,
+        IMPORT_PASSES: fuse_activations, fuse_affine, fold_qdq, cancel_qdq, fuse_int_activations,
                        int_boundaries, remove_dead
     int8 TFLite --frontends.tflite.load_tflite--> ir.Graph  (already canonical)
         => the canonical IR: what edgecomp.interp runs, the numerics spec of every backend
-    C_PASSES (backends.c): check_c, fuse_residual, requantize, plan_kernels, plan_memory
+    C_PASSES (backends.c): check_c, fold_luts, fuse_residual, requantize, plan_kernels, plan_memory
         => a lowered graph: integer parameters, kernel choices, arena offsets
     emit (backends.c.emit): model.h, model.c, weights.c + the kernel sources the layers use
     backends.cortex_m: firmware shell, linker script, Makefile; build; flash / RAM measured

@@ -63,3 +63,28 @@ def add_int8(a: np.ndarray, b: np.ndarray, q: dict, act, dtype: str = "int8") ->
     raw = nx.multiply_by_quantized_multiplier_smaller_than_one_exp(
         nx.wrap_int32(sa + sb), q["output_multiplier"], q["output_shift"]) + q["output_offset"]
     return clamp_cast(raw, act, dtype)
+
+
+def broadcast_inputs(graph: ir.Graph, node: ir.Node, env: dict) -> tuple[list[np.ndarray], int]:
+    """A broadcasting op's inputs, each as ``[S, *its model shape right-aligned to the output's rank]``
+    for S samples run at once (the interpreter stacks samples on the first axis; an operand's model
+    batch may be 1 where the output's is N), and S.  Constants count as one sample."""
+    out = graph.tensors[node.outputs[0]]
+    r = len(out.shape)
+    samples = 1
+    for i in node.inputs:
+        t = graph.tensors[i]
+        if not t.is_const and t.size:
+            samples = max(1, env[i].size // t.size)
+            break
+    arrs = []
+    for i in node.inputs:
+        t = graph.tensors[i]
+        shape = (1,) * (r - len(t.shape)) + tuple(t.shape)
+        arrs.append(np.reshape(env[i], ((1 if t.is_const else samples),) + shape))
+    return arrs, samples
+
+
+def stacked(y: np.ndarray, out: ir.Tensor) -> np.ndarray:
+    """A broadcast result [S, *model shape] back to the interpreter's stacked samples."""
+    return y.reshape((-1,) + tuple(out.shape[1:]))

@@ -6,16 +6,17 @@ import numpy as np
 from .. import ir
 from .. import numerics as nx
 from ..errors import UnsupportedError
-from .common import add_int8, clamp_any, fclamp, is_int, q_of
+from .common import add_int8, broadcast_inputs, clamp_any, fclamp, is_int, q_of, stacked
 
 
 @ir.define_op("add", layout="elementwise")
 def add(graph: ir.Graph, node: ir.Node, env: dict) -> np.ndarray:
-    x, b = env[node.inputs[0]], env[node.inputs[1]]
+    """a + b (broadcast: numpy's rules in the IR layout, as TFLM's ADD)."""
+    (x, b), _ = broadcast_inputs(graph, node, env)
     out = graph.tensors[node.outputs[0]]
     if is_int(out):
-        return add_int8(x, b, q_of(graph, node), node.attrs.get("act"), out.dtype)
-    return fclamp(x.astype(np.float64) + b, node.attrs.get("act"))
+        return stacked(add_int8(x, b, q_of(graph, node), node.attrs.get("act"), out.dtype), out)
+    return stacked(fclamp(x.astype(np.float64) + b, node.attrs.get("act")), out)
 
 
 @ir.define_op("clamp", layout="elementwise")

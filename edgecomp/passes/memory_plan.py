@@ -18,8 +18,10 @@ with an input that dies at that op, by the op's ``layout`` (``edgecomp.ir.OPS``)
   when row ``yo`` is copied out, the input rows still needed are intact.  The
   scratch is a planned tensor alive only during its op; it is dropped (and the
   kernel writes directly) when the output does not overlap the input.
-* "elementwise" ops (add, softmax, requantize, clamp, quantize) and a residual add
-  fused into a conv (output over the skip tensor) allow ``d <= 0``.
+* "elementwise" ops (add, softmax, requantize, clamp, quantize, lut, mul, ...) and a residual add
+  fused into a conv (output over the skip tensor) allow ``d <= 0`` for an input of the output's
+  size; when another operand is broadcast (squeeze-excite's per-channel scale) only ``d = 0``, and
+  the broadcast operand itself is never overwritten.
 
 A node may also ask for a workspace (``workspace={node name: bytes}``, e.g. the
 matrix-product convolution's kernel windows and accumulators): a buffer alive only
@@ -185,13 +187,14 @@ def _problem(graph: ir.Graph, inplace: bool, fused: dict[str, int], apart) -> _P
         if first[out] != i:
             continue
 
-        def allow(t: str, d: float) -> None:
+        def allow(t: str, d: float) -> bool:
             if t in graph.tensors and graph.tensors[t].is_const:
-                return
+                return False
             r = root(t)
             if r == out or last[r] != i:
-                return
+                return False
             pairs[(r, out)] = min(pairs.get((r, out), INF), d)
+            return True
 
         x = graph.tensors[node.inputs[0]]
         y = graph.tensors[node.outputs[0]]
@@ -200,10 +203,16 @@ def _problem(graph: ir.Graph, inplace: bool, fused: dict[str, int], apart) -> _P
             allow(node.inputs[0], row_shift_limit(*geo))
             if (root(node.inputs[0]), out) in pairs:
                 row_ops[node.name] = (root(node.inputs[0]), out)
-        elif ir.OPS[node.op].layout == "elementwise" and ir.dtype_bytes(y.dtype) <= ir.dtype_bytes(x.dtype) \
-                and y.size == x.size:
+        elif ir.OPS[node.op].layout == "elementwise":
+            # an input of the output's size and type width may share its bytes; with a broadcast
+            # operand (read again and again: never overwritten) only exactly (kernels may then visit
+            # the elements in any order, each written where it was read)
+            broadcast = any(graph.tensors[t].size != y.size for t in node.inputs)
             for t in node.inputs:
-                allow(t, 0)
+                u = graph.tensors[t]
+                if u.size == y.size and ir.dtype_bytes(y.dtype) <= ir.dtype_bytes(u.dtype) and allow(t, 0) \
+                        and broadcast:
+                    exact.add((root(t), out))
         res = node.attrs.get("residual")
         if res:
             allow(res["tensor"], 0)

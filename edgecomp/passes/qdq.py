@@ -3,7 +3,10 @@
 Three passes (run by :mod:`edgecomp.pipeline` after the ONNX frontend, in this order):
 
 * :func:`fold_qdq` rewrites every island into one int8 (or int16, "16x8") op with int8 weights
-  and int32 bias.  Ops that move values without rescaling (concat, max pool, reshape, clamp) get
+  and int32 bias; an island of one-element float functions (Sigmoid, HardSwish, a scalar affine,
+  ...) becomes one int8 ``lut`` (:func:`edgecomp.passes.elementwise.lut_islands`); maximum /
+  minimum requantize their inputs to the output's parameters first, as concat does; affine and
+  prelu keep their float constants (requantize.py forms their integers).  Ops that move values without rescaling (concat, max pool, reshape, clamp) get
   an int -> int ``quantize`` (TFLite's requantize) where ORT chose different scales: before
   concat, after the others.  An int8 average pool whose output scale differs from its input's
   stays in float (averaging at the coarse scale and rescaling loses precision).
@@ -20,10 +23,13 @@ import numpy as np
 
 from .. import ir
 from ..errors import UnsupportedError
+from .elementwise import lut_islands
 from .graph_edit import remove_dead, rename, replace_uses, same_quant
 
 INT_OPS = ("conv2d", "depthwise_conv2d", "fully_connected", "add", "max_pool2d", "avg_pool2d",
-           "softmax", "reshape", "concat", "clamp", "transpose")
+           "softmax", "reshape", "concat", "clamp", "transpose", "mul", "sub", "maximum", "minimum", "affine", "prelu")
+#: Ops whose constant inputs stay float in their int8 form (requantize.py makes their integers).
+FLOAT_CONST_OPS = ("affine", "prelu")
 
 
 #: Ops folded into int16 (16x8) integer ops; other int16 islands stay float (dequantize/quantize kept).
@@ -58,11 +64,15 @@ def _int16_island(g: ir.Graph, n: ir.Node, srcs: list[str], yq: str, qconst: dic
 
 
 def fold_qdq(g: ir.Graph, ctx=None) -> ir.Graph:
-    """Rewrite dequantize -> float op -> quantize islands into integer ops (in place)."""
+    """Rewrite dequantize -> float op -> quantize islands into integer ops (in place); islands of
+    one-element float functions become tables first (``elementwise.lut_islands``)."""
+    lut_islands(g)
     qconst = g.meta.get("qconst", {})
     for n in list(g.nodes):
         if n.op not in INT_OPS:
             continue
+        if n.op in ("maximum", "minimum") and any(g.tensors[i].is_const for i in n.inputs):
+            continue  # a constant operand: the float op stays between dequantize / quantize
         cons = g.consumers(n.outputs[0])
         if len(cons) != 1 or cons[0].op != "quantize" or n.outputs[0] in g.outputs:
             continue
@@ -92,7 +102,9 @@ def fold_qdq(g: ir.Graph, ctx=None) -> ir.Graph:
         if n.op == "softmax" and not (abs(float(yquant.scale[0]) - 1 / 256) < 1e-9 and int(yquant.zero_point[0]) == -128):
             continue  # TFLM's int8 softmax needs scale 1/256, zp -128: keep it in float
         requant_after = None
-        if n.op == "concat":
+        if n.op in ("mul", "sub", "maximum", "minimum", "affine", "prelu") and ydtype != "int8":
+            continue
+        if n.op in ("concat", "maximum", "minimum"):
             # concat moves int8 values without rescaling (TFLite's rule): requantize any input
             # whose parameters differ from the output's first (an int8 -> int8 quantize node)
             srcs = [s if same_quant(g.tensors[s].quant, yquant) else _requantize_before(g, n, s, yquant)
@@ -107,7 +119,7 @@ def fold_qdq(g: ir.Graph, ctx=None) -> ir.Graph:
         new_inputs = []
         for k, (orig, s) in enumerate(zip(n.inputs, srcs)):
             t = g.tensors[orig]
-            if not t.is_const:
+            if not t.is_const or n.op in FLOAT_CONST_OPS:
                 new_inputs.append(s)
                 continue
             new_inputs.append(_int_const(g, n, k, orig, qconst, srcs))

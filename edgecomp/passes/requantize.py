@@ -27,6 +27,7 @@ import numpy as np
 from .. import ir
 from ..int16 import POW2_MULTIPLIER
 from ..errors import ModelError, UnsupportedError
+from .requantize_elementwise import ELEMENTWISE_Q, elementwise_q
 from ..numerics import (SOFTMAX_SCALED_DIFF_INTEGER_BITS, calculate_input_radius, preprocess_softmax_scaling,
                         quantize_multiplier, quantize_multiplier_smaller_than_one_exp)
 
@@ -163,13 +164,17 @@ def node_q(graph: ir.Graph, node: ir.Node) -> dict | None:
         return _s16_q(graph, node)
     if node.op in ("conv2d", "depthwise_conv2d", "fully_connected"):
         return _conv_q(graph, node)
-    if node.op == "add":
+    if node.op in ("add", "sub"):
+        # SUB's parameters are ADD's: the tflite-micro build on PyPI (the reference) forms its scale
+        # ratios in double as ADD does (TFLM's source once had them as float32; checked on random scales)
         return add_q(_quant(graph, node, node.inputs[0]), _quant(graph, node, node.inputs[1]),
                      _quant(graph, node, node.outputs[0]))
     if node.op == "softmax":
         return _softmax_q(graph, node)
     if node.op == "quantize":
         return _requant_q(graph, node)
+    if node.op in ELEMENTWISE_Q:
+        return elementwise_q(graph, node, _quant)
     return None
 
 

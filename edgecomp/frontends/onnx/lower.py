@@ -15,10 +15,11 @@ import onnx
 from ... import ir
 from ...errors import ModelError, UnsupportedError
 from ...passes import Pass, dump_graph, run_passes
+from ...passes.elementwise import fuse_affine
 from ...passes.fuse_activations import fuse_activations
 from ...passes.graph_edit import remove_dead, rename
 from ...passes.qdq import cancel_qdq, fold_qdq, int_boundaries
-from . import ops_conv, ops_elementwise, ops_pool, ops_qdq, ops_shape  # noqa: F401,E402  (their @onnx_op fill ONNX_OPS)
+from . import ops_activation, ops_binary, ops_conv, ops_elementwise, ops_pool, ops_qdq, ops_shape  # noqa: F401,E402  (their @onnx_op fill ONNX_OPS)
 from .context import Ctx, Wrap, check_attrs, malformed, nhwc, shape_of, value_shapes
 from .layout import channels_last_layout, normal, set_layout, to_layout
 from .load import dtype_name, load_onnx, to_array
@@ -132,6 +133,7 @@ def _output_layout(c: Ctx, nm: str, onnx_name: str) -> str:
 #: IR: activations fused, QDQ islands folded into integer ops, int8 graph inputs and outputs).
 IMPORT_PASSES = [
     Pass("fuse_activations", fuse_activations, "Relu / Clip folded into the op before them"),
+    Pass("fuse_affine", fuse_affine, "affine after affine (constant Sub / Add / Mul / Div) as one"),
     Pass("fold_qdq", fold_qdq, "dequantize -> op -> quantize islands become int8 / int16 ops"),
     Pass("cancel_qdq", cancel_qdq, "quantize(dequantize(x)) dropped or made an int -> int requantize"),
     Pass("fuse_int_activations", fuse_activations, "int16 clamps with their producer's quantization folded"),
@@ -149,7 +151,7 @@ def from_onnx(path: str | Path, name: str | None = None, *, dump: str | Path | N
     if dump is not None:
         dump_graph(g, Path(dump) / "00_onnx.txt", "onnx (lowered)")
     quantized = any(n.op in ("quantize", "dequantize") for n in g.nodes)
-    passes = IMPORT_PASSES if quantized else IMPORT_PASSES[:1]
+    passes = IMPORT_PASSES if quantized else IMPORT_PASSES[:2]
     try:
         return run_passes(g, passes, dump=dump, first_index=1)
     except (ModelError, UnsupportedError):

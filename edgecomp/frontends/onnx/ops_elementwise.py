@@ -1,12 +1,12 @@
-"""Elementwise ops: Relu and Clip (a clamp, fused into its producer by fuse_activations), Add,
-Softmax."""
+"""Elementwise ops: Relu and Clip (a clamp, fused into its producer by fuse_activations) and Softmax
+(Add, Sub, Mul, ... are in ops_binary.py)."""
 from __future__ import annotations
 
 import math
 
 from ...errors import UnsupportedError
-from .context import Ctx, like_input, shape_of
-from .layout import onnx_axis, onnx_order, to_layout
+from .context import Ctx, like_input
+from .layout import onnx_axis, onnx_order
 from .registry import onnx_op
 
 
@@ -20,22 +20,6 @@ def lower_clamp(c: Ctx, n, a: dict, x: str, xs: tuple, where: str) -> None:
         hi = float(c.consts[ins[2]]) if len(ins) > 2 and ins[2] else float(a.get("max", math.inf))
     o = like_input(c, n, x, xs)
     c.add_node(n.name, "clamp", [x], [o], act=(lo, hi))
-
-
-@onnx_op("Add")
-def lower_add(c: Ctx, n, a: dict, x: str, xs: tuple, where: str) -> None:
-    ins = list(n.input)
-    y = c.name(ins[1])
-    if ins[1] in c.consts or y not in c.g.tensors:
-        raise UnsupportedError("Add with a constant operand", where=where,
-                               fix="Fold the constant into the previous layer's bias")
-    ys = shape_of(c, ins[1])
-    if tuple(xs) != tuple(ys):
-        raise UnsupportedError(f"Add with broadcasting ({xs} + {ys})", where=where,
-                               fix="Give both operands the same shape")
-    y = to_layout(c, y, ys, c.layouts.get(x), shape=c.g.tensors[x].shape)  # both operands' memory in one order
-    o = like_input(c, n, x, xs)
-    c.add_node(n.name, "add", [x, y], [o], act=(-math.inf, math.inf))
 
 
 @onnx_op("Softmax")

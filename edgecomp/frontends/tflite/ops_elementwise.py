@@ -1,24 +1,38 @@
-"""ADD and SOFTMAX."""
+"""ADD, MUL, SUB, MAXIMUM, MINIMUM, SQUARED_DIFFERENCE (broadcast) and SOFTMAX."""
 from __future__ import annotations
 
 import math
 
 from ...errors import ModelError, UnsupportedError
-from .registry import tflite_op
+from .ops_activation import check_broadcast
+from .registry import builtin_name, tflite_op
 
 
-@tflite_op('ADD', inputs=2)
-def lower_add(t, op, k: int, code: int, ins: list[str], outs: list[str], where: str, hybrid: dict | None) -> None:
-    """add (same shapes)."""
-    tfl = t.tfl
-    shape = t.shape
-    if shape(ins[0]) != shape(ins[1]) or shape(ins[0]) != shape(outs[0]):
-        raise UnsupportedError(f"ADD with broadcasting ({list(shape(ins[0]))} + {list(shape(ins[1]))})",
-                               where=where, fix="Give both inputs the same shape")
-    o = t._options(op, tfl.AddOptions)
-    act = int(o.FusedActivationFunction()) if o is not None else 0
-    t._add("add", ins[:2], outs[:1], k, act=t._act(act, outs[0], where))
+#: builtin -> (IR op, options table or None)
+BINARY = {"ADD": ("add", "AddOptions"), "MUL": ("mul", "MulOptions"), "SUB": ("sub", "SubOptions"),
+          "MAXIMUM": ("maximum", None), "MINIMUM": ("minimum", None), "SQUARED_DIFFERENCE": ("squared_difference", None)}
 
+
+@tflite_op('ADD', 'MUL', 'SUB', 'MAXIMUM', 'MINIMUM', 'SQUARED_DIFFERENCE', inputs=2)
+def lower_binary(t, op, k: int, code: int, ins: list[str], outs: list[str], where: str, hybrid: dict | None) -> None:
+    """add / mul / sub / maximum / minimum / squared_difference, broadcast as TFLM does (numpy's rules)."""
+    name = builtin_name(code)
+    ir_op, opts = BINARY[name]
+    check_broadcast(t, ins[:2], outs[0], where)
+    if all(t._raw[i][3] is not None for i in ins[:2]):
+        raise UnsupportedError(f"{name} of two constants", where=where, fix="Fold the constants before conversion")
+    dtypes = {t._raw[i][0] for i in ins[:2] + outs[:1]}
+    if dtypes not in ({"int8"}, {"float32"}):
+        raise UnsupportedError(f"{name} on {sorted(dtypes)} tensors", where=where,
+                               fix="Use a fully int8 or a fully float32 model")
+    if ir_op in ("maximum", "minimum"):  # TFLM compares the raw integers
+        for i in ins[:2]:
+            t._check_same_quant(i, outs[0], where)
+    attrs = {}
+    if opts is not None:
+        o = t._options(op, getattr(t.tfl, opts))
+        attrs["act"] = t._act(int(o.FusedActivationFunction()) if o is not None else 0, outs[0], where)
+    t._add(ir_op, ins[:2], outs[:1], k, **attrs)
 
 
 @tflite_op('SOFTMAX', inputs=1)

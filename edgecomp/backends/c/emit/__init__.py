@@ -2,6 +2,6 @@
 
 Importing this package fills :data:`edgecomp.backends.c.kernels.catalogue.CATALOGUE`.
 """
-from . import conv, data, elementwise, fully_connected, gemm, int4, int16, pooling
+from . import activation, binary, conv, data, elementwise, fully_connected, gemm, int4, int16, pooling
 
-ALL = (conv, gemm, fully_connected, pooling, elementwise, data, int16, int4)
+ALL = (conv, gemm, fully_connected, pooling, elementwise, data, int16, int4, activation, binary)

@@ -24,7 +24,7 @@ from ....errors import UnsupportedError
 #: C sources (under templates/cortex_m/kernels, possibly in a family folder: the bundle gets them
 #: flat, so names must be unique) a bundle gets for each group of kernels;
 #: "reference" always, the others when a layer runs one of their kernels ("simd" comes with
-#: "dsp" and "gemm").
+#: "dsp", "gemm" and "binary_dsp").
 KERNEL_GROUPS: dict[str, tuple[str, ...]] = {
     "reference": ("ec_kernels.h", "ec_kernels.c"),
     "s16": ("ec_kernels_s16.h", "ec_kernels_s16.c"),
@@ -33,13 +33,17 @@ KERNEL_GROUPS: dict[str, tuple[str, ...]] = {
     "simd": ("ec_simd.h",),
     "data": ("ec_kernels_data.h", "ec_kernels_data.c"),
     "s4": ("ec_kernels_s4.h", "ec_kernels_s4.c"),  # packed (int4 / codebook) weights: emit/int4.py
+    "lut": ("elementwise/ec_kernels_lut.h", "elementwise/ec_kernels_lut.c"),
+    "binary": ("elementwise/ec_kernels_binary.h", "elementwise/ec_kernels_binary.c"),
+    "binary_dsp": ("elementwise/ec_kernels_binary_dsp.h", "elementwise/ec_kernels_binary_dsp.c"),
 }
 #: Groups of plain C kernels that run on every core (the reference each optimized kernel is tested against).
-PORTABLE_GROUPS = frozenset({"reference", "s16", "data"})
+PORTABLE_GROUPS = frozenset({"reference", "s16", "data", "lut", "binary"})
 #: The header model.c includes for a group (in this order).
 GROUP_HEADERS = {"s16": "ec_kernels_s16.h", "dsp": "ec_kernels_dsp.h", "gemm": "ec_kernels_gemm.h",
-                 "data": "ec_kernels_data.h", "s4": "ec_kernels_s4.h"}
-GROUP_ORDER = ("reference", "s16", "dsp", "gemm", "simd", "data", "s4")
+                 "data": "ec_kernels_data.h", "s4": "ec_kernels_s4.h", "lut": "ec_kernels_lut.h",
+                 "binary": "ec_kernels_binary.h", "binary_dsp": "ec_kernels_binary_dsp.h"}
+GROUP_ORDER = ("reference", "s16", "dsp", "gemm", "simd", "data", "s4", "lut", "binary", "binary_dsp")
 
 
 def always(gen: Any, node: ir.Node) -> bool:
@@ -117,6 +121,6 @@ def supported_text() -> str:
 def files_for(groups: set[str]) -> list[str]:
     """The kernel files of these groups, in a fixed order (simd with dsp or gemm)."""
     groups = set(groups) | {"reference"}
-    if groups & {"dsp", "gemm"}:
+    if groups & {"dsp", "gemm", "binary_dsp"}:
         groups.add("simd")
     return [f for g in GROUP_ORDER if g in groups for f in KERNEL_GROUPS[g]]
