@@ -14,7 +14,7 @@ import numpy as np
 
 from ... import ir
 from ...errors import EdgecompError, ModelError, UnsupportedError
-from . import ops_conv, ops_elementwise, ops_pool, ops_quant, ops_shape  # noqa: F401  (fill TFLITE_OPS)
+from . import ops_conv, ops_elementwise, ops_pool, ops_quant, ops_reduce, ops_shape  # noqa: F401  (fill TFLITE_OPS)
 from .registry import CONV_2D, DEPTHWISE_CONV_2D, DEQUANTIZE, FULLY_CONNECTED, TFLITE_OPS, builtin_name
 
 MAX_ELEMENTS = 1 << 28  # no tensor in a microcontroller model comes near this

@@ -24,7 +24,7 @@ from ....errors import UnsupportedError
 #: C sources (under templates/cortex_m/kernels, possibly in a family folder: the bundle gets them
 #: flat, so names must be unique) a bundle gets for each group of kernels;
 #: "reference" always, the others when a layer runs one of their kernels ("simd" comes with
-#: "dsp" and "gemm").
+#: the groups in SIMD_USERS).
 KERNEL_GROUPS: dict[str, tuple[str, ...]] = {
     "reference": ("ec_kernels.h", "ec_kernels.c"),
     "s16": ("ec_kernels_s16.h", "ec_kernels_s16.c"),
@@ -32,13 +32,17 @@ KERNEL_GROUPS: dict[str, tuple[str, ...]] = {
     "gemm": ("ec_kernels_gemm.h", "ec_kernels_gemm.c"),
     "simd": ("ec_simd.h",),
     "data": ("ec_kernels_data.h", "ec_kernels_data.c"),
+    "reduce": ("reduce/ec_kernels_reduce.h", "reduce/ec_kernels_reduce.c"),
+    "reduce_dsp": ("reduce/ec_kernels_reduce_dsp.h", "reduce/ec_kernels_reduce_dsp.c"),
 }
 #: Groups of plain C kernels that run on every core (the reference each optimized kernel is tested against).
-PORTABLE_GROUPS = frozenset({"reference", "s16", "data"})
+PORTABLE_GROUPS = frozenset({"reference", "s16", "data", "reduce"})
 #: The header model.c includes for a group (in this order).
 GROUP_HEADERS = {"s16": "ec_kernels_s16.h", "dsp": "ec_kernels_dsp.h", "gemm": "ec_kernels_gemm.h",
-                 "data": "ec_kernels_data.h"}
-GROUP_ORDER = ("reference", "s16", "dsp", "gemm", "simd", "data")
+                 "data": "ec_kernels_data.h", "reduce": "ec_kernels_reduce.h", "reduce_dsp": "ec_kernels_reduce_dsp.h"}
+GROUP_ORDER = ("reference", "s16", "dsp", "gemm", "simd", "data", "reduce", "reduce_dsp")
+#: Groups whose kernels use the packed-byte helpers of ec_simd.h.
+SIMD_USERS = frozenset({"dsp", "gemm", "reduce_dsp"})
 
 
 def always(gen: Any, node: ir.Node) -> bool:
@@ -114,8 +118,8 @@ def supported_text() -> str:
 
 
 def files_for(groups: set[str]) -> list[str]:
-    """The kernel files of these groups, in a fixed order (simd with dsp or gemm)."""
+    """The kernel files of these groups, in a fixed order (simd with the groups that use it)."""
     groups = set(groups) | {"reference"}
-    if groups & {"dsp", "gemm"}:
+    if groups & SIMD_USERS:
         groups.add("simd")
     return [f for g in GROUP_ORDER if g in groups for f in KERNEL_GROUPS[g]]
