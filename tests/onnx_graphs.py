@@ -75,8 +75,8 @@ def io_of(g, name: str) -> dict:
 
 def to_onnx_layout(y: np.ndarray, shape) -> np.ndarray:
     """A graph output as edgecomp hands it over (NHWC for 4-D tensors) in ONNX order."""
-    if y.ndim == 4 and len(shape) == 4 and tuple(y.shape) != tuple(shape):
-        return y.transpose(0, 3, 1, 2)
+    if len(shape) == 4:
+        return y.reshape(shape[0], shape[2], shape[3], shape[1]).transpose(0, 3, 1, 2)
     return y.reshape(shape)
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from .. import ir
 from ..errors import UnsupportedError
+from ..ops.pool import tflite_window
 from .graph_edit import remove_dead, rename, replace_uses, same_quant
 
 INT_OPS = ("conv2d", "depthwise_conv2d", "fully_connected", "add", "max_pool2d", "avg_pool2d",
@@ -53,6 +54,8 @@ def _int16_island(g: ir.Graph, n: ir.Node, srcs: list[str], yq: str, qconst: dic
         return None
     if dts != {"int16"} or n.op not in INT16_OPS:
         return False
+    if n.op in ("max_pool2d", "avg_pool2d") and not tflite_window(n.attrs):
+        return False  # dilated, or counting the padding: the int16 kernels do not
 
     if len(n.inputs) > 1 and g.tensors[n.inputs[1]].is_const:  # weights int8 (16x8), bias int32
         w = qconst.get(n.inputs[1])
