@@ -225,6 +225,8 @@ def run_node(graph: ir.Graph, node: ir.Node, env: dict[str, np.ndarray]) -> np.n
     if node.attrs.get("residual"):
         raise _refuse(node, f"residual add fused into an int16 {op}", "Keep int16 adds as add nodes")
     hw = tuple(out.shape[1:3])
+    if int(node.attrs.get("groups", 1)) != 1:
+        raise _refuse(node, "int16 grouped convolution", "Keep the layer in int8 or float")
     if op in ("max_pool2d", "avg_pool2d") and not tflite_window(node.attrs):
         raise _refuse(node, f"int16 {op} with dilation or count_include_pad", "Keep the pool in int8 or float")
     if op in ("conv2d", "depthwise_conv2d", "fully_connected"):

@@ -13,7 +13,7 @@ from .. import ir
 from .graph_edit import same_quant
 
 #: Ops whose kernels apply a clamp range (``act``) to their output.
-FUSABLE = ("conv2d", "depthwise_conv2d", "fully_connected", "add", "max_pool2d", "avg_pool2d")
+FUSABLE = ("conv2d", "depthwise_conv2d", "fully_connected", "add", "max_pool2d", "avg_pool2d", "transpose_conv2d")
 
 
 def _fusable(g: ir.Graph, clamp: ir.Node) -> ir.Node | None:

@@ -26,7 +26,7 @@ from ..ops.pool import tflite_window
 from .graph_edit import remove_dead, rename, replace_uses, same_quant
 
 INT_OPS = ("conv2d", "depthwise_conv2d", "fully_connected", "add", "max_pool2d", "avg_pool2d",
-           "softmax", "reshape", "concat", "clamp", "transpose", "mean")
+           "softmax", "reshape", "concat", "clamp", "transpose", "mean", "transpose_conv2d")
 #: Ops whose result depends only on the order of their input values (int32 outputs, no
 #: quantize after them): they read a dequantize's integers directly (scale > 0 keeps the order).
 ORDER_OPS = ("argmax",)
@@ -54,8 +54,8 @@ def _int16_island(g: ir.Graph, n: ir.Node, srcs: list[str], yq: str, qconst: dic
         return None
     if dts != {"int16"} or n.op not in INT16_OPS:
         return False
-    if n.op in ("max_pool2d", "avg_pool2d") and not tflite_window(n.attrs):
-        return False  # dilated, or counting the padding: the int16 kernels do not
+    if n.op in ("max_pool2d", "avg_pool2d") and not tflite_window(n.attrs) or int(n.attrs.get("groups", 1)) != 1:
+        return False  # dilated, counting the padding, grouped: the int16 kernels do not
 
     if len(n.inputs) > 1 and g.tensors[n.inputs[1]].is_const:  # weights int8 (16x8), bias int32
         w = qconst.get(n.inputs[1])
@@ -76,7 +76,7 @@ def fold_qdq(g: ir.Graph, ctx=None) -> ir.Graph:
         if len(cons) != 1 or cons[0].op != "quantize" or n.outputs[0] in g.outputs:
             continue
         qnode = cons[0]
-        if n.op in ("conv2d", "depthwise_conv2d", "fully_connected") and len(n.inputs) > 1 \
+        if n.op in ("conv2d", "depthwise_conv2d", "fully_connected", "transpose_conv2d") and len(n.inputs) > 1 \
                 and g.tensors[n.inputs[1]].is_const and n.inputs[1] not in qconst:
             continue  # a layer left in float (mixed precision): its dequantize/quantize nodes stay
         srcs = []
@@ -183,6 +183,8 @@ def _int_const(g: ir.Graph, n: ir.Node, k: int, name: str, qconst: dict, srcs: l
     # bias: int32 with scale s_in * s_w
     x_quant = g.tensors[srcs[0]].quant
     w_quant = g.tensors[n.inputs[1]].quant if n.inputs[1] in g.tensors else None
+    if n.inputs[1] in qconst:  # (n.inputs still names the float weights: their integer form's scales)
+        w_quant = ir.QuantParams(qconst[n.inputs[1]][1], qconst[n.inputs[1]][2], qconst[n.inputs[1]][3])
     if name in qconst:
         q, s, z, axis = qconst[name]
         data = q.astype(np.int32)

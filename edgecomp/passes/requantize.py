@@ -55,12 +55,12 @@ def conv_out_quant(node: ir.Node) -> ir.QuantParams | None:
 
 
 def _conv_q(graph: ir.Graph, node: ir.Node) -> dict:
-    """conv2d / depthwise_conv2d / fully_connected: per-channel multipliers and shifts."""
+    """conv2d / depthwise_conv2d / fully_connected / transpose_conv2d: per-channel multipliers and shifts."""
     qi = _quant(graph, node, node.inputs[0])
     qw = _quant(graph, node, node.inputs[1])
     qo = conv_out_quant(node) or _quant(graph, node, node.outputs[0])
     w = graph.tensors[node.inputs[1]]
-    n_out = w.shape[0] if node.op in ("conv2d", "fully_connected") else w.shape[-1]
+    n_out = w.shape[0] if node.op in ("conv2d", "fully_connected", "transpose_conv2d") else w.shape[-1]
     scales = qw.scale if qw.scale.size > 1 else np.full(n_out, qw.scale[0], dtype=np.float32)
     if scales.size != n_out:
         raise ModelError(f"weight {w.name!r} has {scales.size} scales for {n_out} output channels",
@@ -188,7 +188,7 @@ def node_q(graph: ir.Graph, node: ir.Node) -> dict | None:
         return None  # float ops, quantize float->int and dequantize need no integers
     if "int16" in (out.dtype, src.dtype):
         return _s16_q(graph, node)
-    if node.op in ("conv2d", "depthwise_conv2d", "fully_connected"):
+    if node.op in ("conv2d", "depthwise_conv2d", "fully_connected", "transpose_conv2d"):
         return _conv_q(graph, node)
     if node.op == "add":
         return add_q(_quant(graph, node, node.inputs[0]), _quant(graph, node, node.inputs[1]),

@@ -53,7 +53,8 @@ def gemm_layout(g: ir.Graph, node: ir.Node, blocked: bool, whole: bool = False,
     else).  ``opts.gemm_blocks`` "whole" / "rows" overrides ``blocked``."""
     if opts.gemm_blocks != "auto":
         blocked = opts.gemm_blocks == "rows"
-    if node.op != "conv2d" or "hybrid" in node.attrs or node.attrs.get("dilation", (1, 1)) != (1, 1):
+    if node.op != "conv2d" or "hybrid" in node.attrs or node.attrs.get("dilation", (1, 1)) != (1, 1) \
+            or int(node.attrs.get("groups", 1)) != 1:
         return None
     out, x = g.tensors[node.outputs[0]], g.tensors[node.inputs[0]]
     w = g.tensors[node.inputs[1]]

@@ -2,6 +2,6 @@
 
 Importing this package fills :data:`edgecomp.backends.c.kernels.catalogue.CATALOGUE`.
 """
-from . import conv, data, elementwise, fully_connected, gemm, int16, pooling, reduce
+from . import conv, conv_ext, data, elementwise, fully_connected, gemm, int16, pooling, reduce
 
-ALL = (conv, gemm, fully_connected, pooling, elementwise, data, int16, reduce)
+ALL = (conv, conv_ext, gemm, fully_connected, pooling, elementwise, data, int16, reduce)

@@ -35,14 +35,15 @@ KERNEL_GROUPS: dict[str, tuple[str, ...]] = {
     "reduce": ("reduce/ec_kernels_reduce.h", "reduce/ec_kernels_reduce.c"),
     "reduce_dsp": ("reduce/ec_kernels_reduce_dsp.h", "reduce/ec_kernels_reduce_dsp.c"),
     "pool_ext": ("pooling/ec_kernels_pool_ext.h", "pooling/ec_kernels_pool_ext.c"),
+    "conv_ext": ("conv/ec_kernels_conv_ext.h", "conv/ec_kernels_conv_ext.c"),
 }
 #: Groups of plain C kernels that run on every core (the reference each optimized kernel is tested against).
-PORTABLE_GROUPS = frozenset({"reference", "s16", "data", "reduce", "pool_ext"})
+PORTABLE_GROUPS = frozenset({"reference", "s16", "data", "reduce", "pool_ext", "conv_ext"})
 #: The header model.c includes for a group (in this order).
 GROUP_HEADERS = {"s16": "ec_kernels_s16.h", "dsp": "ec_kernels_dsp.h", "gemm": "ec_kernels_gemm.h",
                  "data": "ec_kernels_data.h", "reduce": "ec_kernels_reduce.h", "reduce_dsp": "ec_kernels_reduce_dsp.h",
-                 "pool_ext": "ec_kernels_pool_ext.h"}
-GROUP_ORDER = ("reference", "s16", "dsp", "gemm", "simd", "data", "reduce", "reduce_dsp", "pool_ext")
+                 "pool_ext": "ec_kernels_pool_ext.h", "conv_ext": "ec_kernels_conv_ext.h"}
+GROUP_ORDER = ("reference", "s16", "dsp", "gemm", "simd", "data", "reduce", "reduce_dsp", "pool_ext", "conv_ext")
 #: Groups whose kernels use the packed-byte helpers of ec_simd.h.
 SIMD_USERS = frozenset({"dsp", "gemm", "reduce_dsp"})
 
