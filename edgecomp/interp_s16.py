@@ -23,6 +23,7 @@ from .im2col import conv_acc, pad, windows
 from .int16 import INT16_MAX, INT16_MIN, POW2_MULTIPLIER, is_s16  # noqa: F401  (is_s16: interp dispatches on it)
 from .int16 import act_range as _act
 from .int16 import check_tensors as _check_s16
+from .ops.pool import tflite_window
 from .passes.requantize import node_q
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
@@ -224,6 +225,10 @@ def run_node(graph: ir.Graph, node: ir.Node, env: dict[str, np.ndarray]) -> np.n
     if node.attrs.get("residual"):
         raise _refuse(node, f"residual add fused into an int16 {op}", "Keep int16 adds as add nodes")
     hw = tuple(out.shape[1:3])
+    if int(node.attrs.get("groups", 1)) != 1:
+        raise _refuse(node, "int16 grouped convolution", "Keep the layer in int8 or float")
+    if op in ("max_pool2d", "avg_pool2d") and not tflite_window(node.attrs):
+        raise _refuse(node, f"int16 {op} with dilation or count_include_pad", "Keep the pool in int8 or float")
     if op in ("conv2d", "depthwise_conv2d", "fully_connected"):
         _check_s16(node, x_t, out)
         w, b, q = _weights(graph, node)

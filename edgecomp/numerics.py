@@ -253,6 +253,32 @@ def get_reciprocal(x, x_integer_digits: int) -> tuple[np.ndarray, np.ndarray]:
     return one_over_one_plus_x_for_x_in_0_1(shifted_sum_minus_one), num_bits_over_unit
 
 
+def inv_sqrt_quantized_multiplier_exp(x, reverse_shift: int = -1) -> tuple[np.ndarray, np.ndarray]:
+    """TFLite GetInvSqrtQuantizedMultiplierExp: (multiplier, shift) with 1/sqrt(x) ~ multiplier * 2^shift
+    (Newton-Raphson in FixedPoint<3>), for int32 x >= 0 (0 and 1 give (INT32_MAX, 0))."""
+    x = _i64(x)
+    small = x <= 1
+    v = np.where(small, 2, x)
+    shift = np.full(v.shape, 11, dtype=np.int64)
+    while np.any(v >= (1 << 29)):
+        big = v >= (1 << 29)
+        v = np.where(big, v // 4, v)
+        shift = shift + big
+    pairs = (count_leading_zeros_u32(v) - 1) // 2 - 1
+    shift = shift - pairs
+    v = v << (2 * pairs)
+    half_input = rounding_divide_by_pot(v >> 1, 1)
+    half_three = (1 << 28) + (1 << 27)
+    r = np.full(v.shape, 1 << 28, dtype=np.int64)  # F3 one
+    for _ in range(5):
+        x3 = saturating_rounding_multiply_by_pot(_fx_mul(_fx_mul(r, r), r), 6)
+        r = saturating_rounding_multiply_by_pot(wrap_int32(_fx_mul(half_three, r) - _fx_mul(half_input, x3)), 3)
+    r = _fx_mul(r, 1518500250)  # sqrt(2) / 2 in F0
+    r = np.where(shift < 0, wrap_int32(r << np.maximum(-shift, 0)), r)
+    shift = np.maximum(shift, 0) * reverse_shift
+    return np.where(small, INT32_MAX, r), np.where(small, 0, shift)
+
+
 # -- softmax parameters --------------------------------------------------------------------
 
 SOFTMAX_SCALED_DIFF_INTEGER_BITS = 5

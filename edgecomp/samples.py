@@ -39,7 +39,7 @@ def quantize_input(x: np.ndarray, io: dict) -> np.ndarray:
 
 
 def dequantize_output(y: np.ndarray, io: dict) -> np.ndarray:
-    if io["dtype"] == "float32":
+    if io["dtype"] == "float32" or io.get("quantization") is None:  # (int32 indices: as they are)
         return y.astype(np.float32)
     q = io["quantization"]
     return ((y.astype(np.float32) - q["zero_point"][0]) * np.float32(q["scale"][0])).astype(np.float32)

@@ -1,4 +1,5 @@
-"""conv2d, depthwise_conv2d and fully_connected: the interpreter's semantics and their MACs.
+"""conv2d (``groups`` too), depthwise_conv2d, transpose_conv2d and fully_connected: the interpreter's
+semantics and their MACs.
 
 int8: TFLM's reference kernels (input and filter offsets, int32 accumulation with the bias,
 per-channel requantization); integer dot products in float64 BLAS are exact (partial sums
@@ -58,7 +59,13 @@ def conv(graph: ir.Graph, node: ir.Node, env: dict) -> np.ndarray:
         return _hybrid_conv(graph, node, x, out)
     else:
         xo, wf = x.astype(np.float64), w.astype(np.float64)
-    acc = conv_acc(xo, wf, node.op, a, (oh, ow))
+    groups = int(a.get("groups", 1))
+    if groups == 1:
+        acc = conv_acc(xo, wf, node.op, a, (oh, ow))
+    else:  # grouped: output channels [g*O/G, (g+1)*O/G) read input channels [g*I/G, (g+1)*I/G)
+        ig, og = wf.shape[3], wf.shape[0] // groups
+        acc = np.concatenate([conv_acc(xo[..., g * ig:(g + 1) * ig], wf[g * og:(g + 1) * og], node.op, a, (oh, ow))
+                              for g in range(groups)], axis=3)
     return _finish_acc(graph, node, acc, out, quant)
 
 
@@ -108,3 +115,34 @@ def fully_connected(graph: ir.Graph, node: ir.Node, env: dict) -> np.ndarray:
         wf = wf + q["filter_offset"]
     acc = rows @ wf.T
     return _finish_acc(graph, node, acc, out, quant).reshape((x.shape[0],) + out.shape[1:])
+
+
+def transpose_conv_macs(graph: ir.Graph, node: ir.Node) -> int:
+    """Every input value times every tap of every output channel (the scatter, padding included)."""
+    x, w = graph.tensors[node.inputs[0]], graph.tensors[node.inputs[1]]
+    return x.size * w.shape[0] * w.shape[1] * w.shape[2]
+
+
+@ir.define_op("transpose_conv2d", macs=transpose_conv_macs)
+def transpose_conv(graph: ir.Graph, node: ir.Node, env: dict) -> np.ndarray:
+    """Each input pixel scattered through the filter (w [O, KH, KW, I]) at ``stride`` and
+    ``dilation``; the output is that scatter cropped at ``pad`` (top, left) to the output tensor's
+    size (ONNX's output_padding: rows and columns the scatter does not reach hold the bias).
+    int8: TFLM's TransposeConv (the input offset added, the filter symmetric, int32 sums, the conv
+    requantization per output channel)."""
+    x = env[node.inputs[0]]
+    out = graph.tensors[node.outputs[0]]
+    w = graph.tensors[node.inputs[1]].data.astype(np.float64)
+    a = node.attrs
+    (sh, sw), (dh, dw) = a["stride"], a.get("dilation", (1, 1))
+    pt, pl = a["pad"][0], a["pad"][1]
+    n, h, wd, _ = x.shape
+    o, kh, kw, _ = w.shape
+    oh, ow = out.shape[1], out.shape[2]
+    quant = is_int(out)
+    xo = x.astype(np.float64) + (q_of(graph, node)["input_offset"] if quant else 0.0)
+    full = np.zeros((n, max((h - 1) * sh + (kh - 1) * dh + 1, pt + oh), max((wd - 1) * sw + (kw - 1) * dw + 1, pl + ow), o))
+    for ky in range(kh):
+        for kx in range(kw):
+            full[:, ky * dh:ky * dh + (h - 1) * sh + 1:sh, kx * dw:kx * dw + (wd - 1) * sw + 1:sw] += xo @ w[:, ky, kx, :].T
+    return _finish_acc(graph, node, full[:, pt:pt + oh, pl:pl + ow], out, quant)

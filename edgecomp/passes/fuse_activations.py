@@ -14,7 +14,7 @@ from .graph_edit import same_quant
 
 #: Ops whose kernels apply a clamp range (``act``) to their output.
 FUSABLE = ("conv2d", "depthwise_conv2d", "fully_connected", "add", "max_pool2d", "avg_pool2d", "mul", "sub",
-           "affine")
+           "affine", "transpose_conv2d")
 
 
 def _fusable(g: ir.Graph, clamp: ir.Node) -> ir.Node | None:

@@ -21,7 +21,8 @@ with an input that dies at that op, by the op's ``layout`` (``edgecomp.ir.OPS``)
 * "elementwise" ops (add, softmax, requantize, clamp, quantize, lut, mul, ...) and a residual add
   fused into a conv (output over the skip tensor) allow ``d <= 0`` for an input of the output's
   size; when another operand is broadcast (squeeze-excite's per-channel scale) only ``d = 0``, and
-  the broadcast operand itself is never overwritten.
+  the broadcast operand itself is never overwritten; a softmax along a strided axis only ``d = 0``
+  (:func:`strided_rows`).
 
 A node may also ask for a workspace (``workspace={node name: bytes}``, e.g. the
 matrix-product convolution's kernel windows and accumulators): a buffer alive only
@@ -102,6 +103,16 @@ def row_shift_limit(rows: int, in_row: int, out_row: int, stride: int, pad_top: 
         first = max(0, (yo + 1) * stride - pad_top)
         d = min(d, first * in_row - (yo + 1) * out_row)
     return d
+
+
+def strided_rows(graph: ir.Graph, node: ir.Node) -> bool:
+    """A softmax along an axis that is not the innermost: each row is read and written across the
+    tensor, so its output may coincide with its input but not overlap it partly."""
+    if node.op != "softmax" or "axis" not in node.attrs:
+        return False
+    x = graph.tensors[node.inputs[0]]
+    return int(node.attrs["axis"]) % len(x.shape) != len(x.shape) - 1 and \
+        math.prod(x.shape[int(node.attrs["axis"]) % len(x.shape) + 1:]) > 1
 
 
 def _scratch_bytes(graph: ir.Graph, node: ir.Node) -> int:
@@ -213,6 +224,8 @@ def _problem(graph: ir.Graph, inplace: bool, fused: dict[str, int], apart) -> _P
                 if u.size == y.size and ir.dtype_bytes(y.dtype) <= ir.dtype_bytes(u.dtype) and allow(t, 0) \
                         and broadcast:
                     exact.add((root(t), out))
+            if strided_rows(graph, node):
+                exact.add((root(node.inputs[0]), out))
         res = node.attrs.get("residual")
         if res:
             allow(res["tensor"], 0)

@@ -8,8 +8,10 @@ Three passes (run by :mod:`edgecomp.pipeline` after the ONNX frontend, in this o
   minimum requantize their inputs to the output's parameters first, as concat does; affine and
   prelu keep their float constants (requantize.py forms their integers).  Ops that move values without rescaling (concat, max pool, reshape, clamp) get
   an int -> int ``quantize`` (TFLite's requantize) where ORT chose different scales: before
-  concat, after the others.  An int8 average pool whose output scale differs from its input's
-  stays in float (averaging at the coarse scale and rescaling loses precision).
+  concat, after the others.  An int8 global average pool whose output scale differs from its
+  input's becomes the int8 ``mean`` (summed, requantized once); another average pool with two
+  scales stays in float (averaging at the coarse scale and rescaling loses precision).  An
+  ``argmax`` of a dequantized tensor reads its integers (the order is the same).
 * :func:`cancel_qdq` drops ``quantize(dequantize(x))`` pairs with equal parameters and turns the
   others into int -> int requantizations.
 * :func:`int_boundaries` makes the graph's inputs and outputs int8 where they are only quantized
@@ -23,13 +25,18 @@ import numpy as np
 
 from .. import ir
 from ..errors import UnsupportedError
+from ..ops.pool import tflite_window
 from .elementwise import lut_islands
 from .graph_edit import remove_dead, rename, replace_uses, same_quant
 
 INT_OPS = ("conv2d", "depthwise_conv2d", "fully_connected", "add", "max_pool2d", "avg_pool2d",
-           "softmax", "reshape", "concat", "clamp", "transpose", "mul", "sub", "maximum", "minimum", "affine", "prelu")
+           "softmax", "reshape", "concat", "clamp", "transpose", "mul", "sub", "maximum", "minimum", "affine", "prelu",
+           "mean", "transpose_conv2d")
 #: Ops whose constant inputs stay float in their int8 form (requantize.py makes their integers).
 FLOAT_CONST_OPS = ("affine", "prelu")
+#: Ops whose result depends only on the order of their input values (int32 outputs, no
+#: quantize after them): they read a dequantize's integers directly (scale > 0 keeps the order).
+ORDER_OPS = ("argmax",)
 
 
 #: Ops folded into int16 (16x8) integer ops; other int16 islands stay float (dequantize/quantize kept).
@@ -54,6 +61,9 @@ def _int16_island(g: ir.Graph, n: ir.Node, srcs: list[str], yq: str, qconst: dic
         return None
     if dts != {"int16"} or n.op not in INT16_OPS:
         return False
+    if n.op in ("max_pool2d", "avg_pool2d") and not tflite_window(n.attrs) or int(n.attrs.get("groups", 1)) != 1:
+        return False  # dilated, counting the padding, grouped: the int16 kernels do not
+
     if len(n.inputs) > 1 and g.tensors[n.inputs[1]].is_const:  # weights int8 (16x8), bias int32
         w = qconst.get(n.inputs[1])
         if w is None or w[0].dtype != np.int8:
@@ -77,7 +87,7 @@ def fold_qdq(g: ir.Graph, ctx=None) -> ir.Graph:
         if len(cons) != 1 or cons[0].op != "quantize" or n.outputs[0] in g.outputs:
             continue
         qnode = cons[0]
-        if n.op in ("conv2d", "depthwise_conv2d", "fully_connected") and len(n.inputs) > 1 \
+        if n.op in ("conv2d", "depthwise_conv2d", "fully_connected", "transpose_conv2d") and len(n.inputs) > 1 \
                 and g.tensors[n.inputs[1]].is_const and n.inputs[1] not in qconst:
             continue  # a layer left in float (mixed precision): its dequantize/quantize nodes stay
         srcs = []
@@ -110,8 +120,12 @@ def fold_qdq(g: ir.Graph, ctx=None) -> ir.Graph:
             srcs = [s if same_quant(g.tensors[s].quant, yquant) else _requantize_before(g, n, s, yquant)
                     for s in srcs]
         elif n.op == "avg_pool2d" and not same_quant(g.tensors[srcs[0]].quant, yquant) and ydtype != "int16":
-            continue  # an average rounded at the input's scale then rescaled loses precision: stays float
-            # (the int16 kernel keeps 16 fraction bits of the mean and rescales once)
+            if not _global_pool(g, n) or ydtype != "int8":
+                continue  # an average rounded at the input's scale then rescaled loses precision: stays float
+                # (the int16 kernel keeps 16 fraction bits of the mean and rescales once)
+            # a global average: the int8 mean, summed and requantized once to the output scale
+            n.op = "mean"
+            n.attrs = {"axes": (1, 2), "keep_dims": True, "act": n.attrs.get("act", (-math.inf, math.inf))}
         elif n.op in ("max_pool2d", "reshape", "clamp", "transpose") and not same_quant(g.tensors[srcs[0]].quant, yquant):
             # single-input ops work in their input's quantization, then one requantize to the
             # output's (before pooling it would clip values that the average still needs)
@@ -140,8 +154,20 @@ def fold_qdq(g: ir.Graph, ctx=None) -> ir.Graph:
                 n.attrs["act"] = _int_act(n.attrs["act"], yquant, ydtype)
             g.nodes.remove(qnode)
         del g.tensors[old_out]
+    for n in g.nodes:
+        p = g.producer(n.inputs[0]) if n.op in ORDER_OPS else None
+        if p is not None and p.op == "dequantize" and g.tensors[p.inputs[0]].quant is not None \
+                and float(g.tensors[p.inputs[0]].quant.scale[0]) > 0:
+            n.inputs[0] = p.inputs[0]
     g.meta.pop("qconst", None)  # the integer forms of constants are in the graph now
     return remove_dead(g)
+
+
+def _global_pool(g: ir.Graph, n: ir.Node) -> bool:
+    """An average pool over the whole of each channel (GlobalAveragePool): one output pixel."""
+    x, y = g.tensors[n.inputs[0]], g.tensors[n.outputs[0]]
+    return len(x.shape) == 4 and tuple(n.attrs["kernel"]) == tuple(x.shape[1:3]) and not any(n.attrs["pad"]) \
+        and tuple(y.shape[1:3]) == (1, 1)
 
 
 def _requantize_before(g: ir.Graph, n: ir.Node, src: str, quant: ir.QuantParams) -> str:
@@ -170,6 +196,8 @@ def _int_const(g: ir.Graph, n: ir.Node, k: int, name: str, qconst: dict, srcs: l
     # bias: int32 with scale s_in * s_w
     x_quant = g.tensors[srcs[0]].quant
     w_quant = g.tensors[n.inputs[1]].quant if n.inputs[1] in g.tensors else None
+    if n.inputs[1] in qconst:  # (n.inputs still names the float weights: their integer form's scales)
+        w_quant = ir.QuantParams(qconst[n.inputs[1]][1], qconst[n.inputs[1]][2], qconst[n.inputs[1]][3])
     if name in qconst:
         q, s, z, axis = qconst[name]
         data = q.astype(np.int32)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ir
+from ..axes import count, reduced_axes
 from ..int16 import POW2_MULTIPLIER
 from ..errors import ModelError, UnsupportedError
 from .requantize_elementwise import ELEMENTWISE_Q, elementwise_q
@@ -55,12 +56,12 @@ def conv_out_quant(node: ir.Node) -> ir.QuantParams | None:
 
 
 def _conv_q(graph: ir.Graph, node: ir.Node) -> dict:
-    """conv2d / depthwise_conv2d / fully_connected: per-channel multipliers and shifts."""
+    """conv2d / depthwise_conv2d / fully_connected / transpose_conv2d: per-channel multipliers and shifts."""
     qi = _quant(graph, node, node.inputs[0])
     qw = _quant(graph, node, node.inputs[1])
     qo = conv_out_quant(node) or _quant(graph, node, node.outputs[0])
     w = graph.tensors[node.inputs[1]]
-    n_out = w.shape[0] if node.op in ("conv2d", "fully_connected") else w.shape[-1]
+    n_out = w.shape[0] if node.op in ("conv2d", "fully_connected", "transpose_conv2d") else w.shape[-1]
     scales = qw.scale if qw.scale.size > 1 else np.full(n_out, qw.scale[0], dtype=np.float32)
     if scales.size != n_out:
         raise ModelError(f"weight {w.name!r} has {scales.size} scales for {n_out} output channels",
@@ -146,6 +147,32 @@ def _softmax_q(graph: ir.Graph, node: ir.Node) -> dict:
     return {"input_multiplier": mult, "input_left_shift": left_shift, "diff_min": int(diff_min)}
 
 
+def mean_q(qi: ir.QuantParams, qo: ir.QuantParams, count: int) -> dict:
+    """TFLM's int8 MEAN: QuantizeMultiplier(double(s_in) / double(s_out)) = (M, s), then the
+    1/count folded in as QuantizedMeanOrSum does: k = min(floor(log2 count), 32, 31 + s),
+    multiplier (M << k) / count (truncated), shift s - k."""
+    m, s = quantize_multiplier(_f32(qi.scale[0]) / _f32(qo.scale[0]))
+    k = min(int(count).bit_length() - 1, 32, 31 + s)
+    return {"input_offset": -int(qi.zero_point[0]), "output_offset": int(qo.zero_point[0]),
+            "multiplier": int((int(m) << k) // int(count)), "shift": int(s - k), "count": int(count)}
+
+
+def _mean_q(graph: ir.Graph, node: ir.Node) -> dict:
+    x = graph.tensors[node.inputs[0]]
+    n = count(x.shape, reduced_axes(node, len(x.shape)))
+    return mean_q(_quant(graph, node, node.inputs[0]), _quant(graph, node, node.outputs[0]), n)
+
+
+def _l2_norm_q(graph: ir.Graph, node: ir.Node) -> dict:
+    """TFLM's int8 L2_NORMALIZATION: its output is scale 1/128, zero point 0 whatever the tensor says."""
+    qo = _quant(graph, node, node.outputs[0])
+    if abs(float(qo.scale[0]) * 128 - 1) > 1e-6 or int(qo.zero_point[0]) != 0:
+        raise UnsupportedError(f"int8 L2 normalization output with scale {float(qo.scale[0])} and zero point "
+                               f"{int(qo.zero_point[0])}", where=f"node {node.name!r}",
+                               fix="Quantize its output with scale 1/128 and zero point 0 (the TFLite converter does)")
+    return {"input_offset": -int(_quant(graph, node, node.inputs[0]).zero_point[0])}
+
+
 def _requant_q(graph: ir.Graph, node: ir.Node) -> dict:
     qi = _quant(graph, node, node.inputs[0])
     qo = _quant(graph, node, node.outputs[0])
@@ -162,7 +189,7 @@ def node_q(graph: ir.Graph, node: ir.Node) -> dict | None:
         return None  # float ops, quantize float->int and dequantize need no integers
     if "int16" in (out.dtype, src.dtype):
         return _s16_q(graph, node)
-    if node.op in ("conv2d", "depthwise_conv2d", "fully_connected"):
+    if node.op in ("conv2d", "depthwise_conv2d", "fully_connected", "transpose_conv2d"):
         return _conv_q(graph, node)
     if node.op in ("add", "sub"):
         # SUB's parameters are ADD's: the tflite-micro build on PyPI (the reference) forms its scale
@@ -175,6 +202,10 @@ def node_q(graph: ir.Graph, node: ir.Node) -> dict | None:
         return _requant_q(graph, node)
     if node.op in ELEMENTWISE_Q:
         return elementwise_q(graph, node, _quant)
+    if node.op == "mean":
+        return _mean_q(graph, node)
+    if node.op == "l2_normalization":
+        return _l2_norm_q(graph, node)
     return None
 
 

@@ -95,7 +95,7 @@ class Emitter:
     def tensor(self, name: str) -> str:
         if name not in self.tensor_id:
             t = self.g.tensors[name]
-            if t.dtype not in ("int8", "int16", "float32"):
+            if t.dtype not in ("int8", "int16", "int32", "float32"):
                 raise UnsupportedError(f"{t.dtype} activation {name!r}", where=f"tensor {name!r}",
                                        fix="Use an int8, int16 or float32 model")
             ident = self.ident(name)

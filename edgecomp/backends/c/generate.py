@@ -50,7 +50,7 @@ class CodegenInfo:
 
 def check_c_graph(graph: ir.Graph, opts: CodegenOptions | None = None) -> ir.Graph:
     """What the C bundle API takes: one input and one output (int8 or float32, quantized when
-    int8), at least one layer, one output per node."""
+    int8; an int32 output too: the indices of an argmax), at least one layer, one output per node."""
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise UnsupportedError(f"{len(graph.inputs)} inputs and {len(graph.outputs)} outputs",
                                where=f"graph {graph.name!r}", fix="The C backend takes one input and one output")
@@ -58,7 +58,7 @@ def check_c_graph(graph: ir.Graph, opts: CodegenOptions | None = None) -> ir.Gra
         raise ModelError("the graph has no layers", where=f"graph {graph.name!r}")
     for name in graph.inputs + graph.outputs:
         t = graph.tensors[name]
-        if t.dtype not in ("int8", "float32"):
+        if t.dtype not in ("int8", "float32") and not (t.dtype == "int32" and name in graph.outputs):
             raise UnsupportedError(f"{t.dtype} model input/output {name!r}", where=f"graph {graph.name!r}",
                                    fix="Use int8 or float32 inputs and outputs")
         if t.dtype == "int8" and t.quant is None:
@@ -115,6 +115,8 @@ def emit(g: ir.Graph, out_dir: Path, *, name: str, opts: CodegenOptions) -> Code
         qo = out_t.quant
         dqo = (f"    ec_dequantize_s8_f32(q, y, EC_OUTPUT_SIZE, {c_double(float(np.float32(qo.scale[0])))}, "
                f"{int(qo.zero_point[0])});")
+    elif out_t.dtype == "int32":  # indices (argmax): as floats
+        dqo = "    for (int32_t i = 0; i < EC_OUTPUT_SIZE; i++)\n        y[i] = (float)q[i];"
     else:
         dqo = "    memcpy(y, q, EC_OUTPUT_SIZE * sizeof(float));"
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir() / "cortex_m")),

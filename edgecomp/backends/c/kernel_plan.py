@@ -22,7 +22,7 @@ import numpy as np
 
 from ... import ir
 from ...options import CodegenOptions
-from ...passes.memory_plan import MemoryPlan, plan_memory, reads
+from ...passes.memory_plan import MemoryPlan, plan_memory, reads, strided_rows
 from .kernels.predicates import (GEMM_ADD_TABLE_BYTES, dw_fast_ok, gemm_acc_ok, gemm_fast_requant,
                                  gemm_work_bytes, kernel_row_bytes)
 
@@ -54,7 +54,8 @@ def gemm_layout(g: ir.Graph, node: ir.Node, blocked: bool, whole: bool = False,
     if opts.gemm_blocks != "auto":
         blocked = opts.gemm_blocks == "rows"
     if node.op != "conv2d" or "hybrid" in node.attrs or node.attrs.get("dilation", (1, 1)) != (1, 1) \
-            or node.attrs.get("packed_weights"):  # packed (int4 / codebook) weights run ec_kernels_s4
+            or node.attrs.get("packed_weights") \
+            or int(node.attrs.get("groups", 1)) != 1:  # packed (int4 / codebook) weights run ec_kernels_s4
         return None
     out, x = g.tensors[node.outputs[0]], g.tensors[node.inputs[0]]
     w = g.tensors[node.inputs[1]]
@@ -125,12 +126,24 @@ def _tiled(g: ir.Graph, name: str, lay: GemmLayout) -> bool:
     return 0 < lay.wtile < (g.tensors[node.outputs[0]].shape[3] + 1) // 2
 
 
+def kernel_workspaces(g: ir.Graph) -> dict[str, int]:
+    """Workspaces kernels need whatever the plan: a softmax along a strided axis gathers each row
+    into one (ec_softmax_axis_*)."""
+    out = {}
+    for n in g.nodes:
+        if strided_rows(g, n):
+            x = g.tensors[n.inputs[0]]
+            out[n.name] = x.shape[int(n.attrs["axis"]) % len(x.shape)] * ir.dtype_bytes(x.dtype)
+    return out
+
+
 def plan_with_layouts(g: ir.Graph, lays: dict[str, GemmLayout], fused: dict[str, int], apart=frozenset(),
                       opts: CodegenOptions = DEFAULT) -> MemoryPlan:
     """The memory plan with these matrix-product layouts (their workspaces; tiled layers apart
-    from their input), row fusions and layers kept apart."""
-    return plan_memory(g, workspace={n: x.work_bytes for n, x in lays.items()}, fused=fused,
-                       apart={n for n, x in lays.items() if _tiled(g, n, x)} | set(apart), inplace=opts.inplace)
+    from their input), row fusions, layers kept apart and the kernels' own workspaces."""
+    return plan_memory(g, workspace={**kernel_workspaces(g), **{n: x.work_bytes for n, x in lays.items()}},
+                       fused=fused, apart={n for n, x in lays.items() if _tiled(g, n, x)} | set(apart),
+                       inplace=opts.inplace)
 
 
 def _dw_dsp(g: ir.Graph, node: ir.Node) -> bool:
@@ -225,10 +238,10 @@ def plan_with_gemm(g: ir.Graph, opts: CodegenOptions, fusions: bool | None = Non
     if fusions is None:
         fusions = opts.row_fusion
     if not opts.dsp:
-        return plan_memory(g, inplace=opts.inplace), {}, {}, set()
+        return plan_memory(g, inplace=opts.inplace, workspace=kernel_workspaces(g)), {}, {}, set()
     speed = opts.speed
     fused = find_row_fusions(g, opts) if fusions else {}
-    base = plan_memory(g, fused=fused, inplace=opts.inplace)
+    base = plan_memory(g, fused=fused, inplace=opts.inplace, workspace=kernel_workspaces(g))
     macs = {n.name: ir.macs(g, n) for n in g.nodes}
     cands = [(n.name, [lay for lay in (gemm_layout(g, n, False, opts=opts), gemm_layout(g, n, True, opts=opts))
                        if lay is not None]) for n in g.nodes]

@@ -26,6 +26,7 @@ class Ctx:
     layouts: dict[str, Layout] = field(default_factory=dict)  # IR tensor -> how it holds its ONNX tensor (layout.py)
     moved: dict = field(default_factory=dict)  # (IR tensor, layout) -> the copy of it in that layout
     counter: int = 0
+    opset: int = 17  # the model's ai.onnx opset (some ops changed their semantics over the versions)
 
     def name(self, onnx_name: str) -> str:
         return self.alias.get(onnx_name, onnx_name)
@@ -37,6 +38,14 @@ class Ctx:
     def add_node(self, name, op, inputs, outputs, **attrs) -> ir.Node:
         n = ir.Node(name or f"{op}_{len(self.g.nodes)}", op, list(inputs), list(outputs), attrs)
         self.g.nodes.append(n)
+        return n
+
+    def fresh(self, base: str) -> str:
+        """A tensor name not taken yet (``base`` or ``base_<n>``)."""
+        n = base
+        while n in self.g.tensors:
+            self.counter += 1
+            n = f"{base}_{self.counter}"
         return n
 
     def const(self, name, data: np.ndarray) -> str:

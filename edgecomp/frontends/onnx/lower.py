@@ -19,7 +19,7 @@ from ...passes.elementwise import fuse_affine
 from ...passes.fuse_activations import fuse_activations
 from ...passes.graph_edit import remove_dead, rename
 from ...passes.qdq import cancel_qdq, fold_qdq, int_boundaries
-from . import ops_activation, ops_binary, ops_conv, ops_elementwise, ops_pool, ops_qdq, ops_shape  # noqa: F401,E402  (their @onnx_op fill ONNX_OPS)
+from . import ops_activation, ops_binary, ops_conv, ops_elementwise, ops_pool, ops_qdq, ops_reduce, ops_shape  # noqa: F401,E402  (their @onnx_op fill ONNX_OPS)
 from .context import Ctx, Wrap, check_attrs, malformed, nhwc, shape_of, value_shapes
 from .layout import channels_last_layout, normal, set_layout, to_layout
 from .load import dtype_name, load_onnx, to_array
@@ -65,6 +65,7 @@ def lower(model: onnx.ModelProto, name: str | None = None, *, fuse: bool = True)
     g = ir.Graph(name or model.graph.name or "model", {}, [], [], [], {"source": "onnx", "input_layout": "NHWC",
                                                                       "source_layout": "NCHW"})
     c = Ctx(g)
+    c.opset = next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
     for t in model.graph.initializer:
         c.consts[t.name] = to_array(t)
     c.shapes = value_shapes(model)

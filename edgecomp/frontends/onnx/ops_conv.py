@@ -1,5 +1,6 @@
-"""Layers with weights: Conv (conv2d, depthwise), BatchNormalization (folded into the convolution
-before it), Gemm / MatMul with constant weights (fully_connected)."""
+"""Layers with weights: Conv (conv2d, grouped, depthwise), ConvTranspose (transpose_conv2d),
+BatchNormalization (folded into the convolution before it, else a per-channel affine), Gemm /
+MatMul with constant weights (fully_connected)."""
 from __future__ import annotations
 
 import math
@@ -9,7 +10,7 @@ import numpy as np
 from ... import ir
 from ...errors import UnsupportedError
 from .context import Ctx, attrs_of, ir_const, out_tensor, pads, weight
-from .layout import channels_last, groups, onnx_order
+from .layout import Layout, channels_last, groups, onnx_order, to_layout
 from .registry import onnx_op
 
 
@@ -33,9 +34,12 @@ def lower_conv(c: Ctx, n, a: dict, x: str, xs: tuple, where: str) -> None:
     elif group == Cin and Ig == 1 and O % Cin == 0:
         op, perm, qaxis = "depthwise_conv2d", (1, 2, 3, 0), 3
         attrs = {"depth_multiplier": O // Cin}
+    elif Cin % group == 0 and Ig == Cin // group and O % group == 0:  # grouped (ResNeXt, RegNet)
+        op, perm, qaxis = "conv2d", (0, 2, 3, 1), 0
+        attrs = {"groups": group}
     else:
-        raise UnsupportedError(f"grouped convolution (group={group})", where=where,
-                               fix="Use group=1 or depthwise (group = input channels)")
+        raise UnsupportedError(f"convolution with group={group}, {Cin} input channels and weights {list(w.shape)}",
+                               where=where, fix="Check the model")
     wname = ir_const(c, n.input[1], perm, qaxis)
     inputs = [x, wname]
     if len(n.input) > 2 and n.input[2]:
@@ -46,14 +50,18 @@ def lower_conv(c: Ctx, n, a: dict, x: str, xs: tuple, where: str) -> None:
 
 @onnx_op("BatchNormalization")
 def lower_batchnorm(c: Ctx, n, a: dict, x: str, xs: tuple, where: str) -> None:
+    """Folded into the float convolution before it; anywhere else a per-channel affine
+    y = x * k + (B - mean * k), k = scale / sqrt(var + eps): a 1x1 depthwise convolution."""
     scale, bias, mean, var = (weight(c, i, where).astype(np.float64) for i in n.input[1:5])
     eps = attrs_of(n).get("epsilon", 1e-5)
+    if a.get("training_mode", 0) or len([o for o in n.output if o]) > 1:
+        raise UnsupportedError("BatchNormalization in training mode", where=where, fix="Export with model.eval()")
     k = scale / np.sqrt(var + eps)
     prod = c.g.producer(x)
     if prod is None or prod.op not in ("conv2d", "depthwise_conv2d") or len(c.g.consumers(x)) != 1 \
             or x in c.g.outputs or c.g.meta.get("qconst", {}).get(prod.inputs[1]) is not None:
-        raise UnsupportedError("BatchNormalization that does not follow a float convolution", where=where,
-                               fix="Fold batch-norm into the convolution before export (model.eval())")
+        _channel_affine(c, n, x, xs, k, bias - mean * k, where)
+        return
     w = c.g.tensors[prod.inputs[1]]
     if prod.op == "conv2d":
         w.data = (w.data * k.reshape(-1, 1, 1, 1)).astype(np.float32)
@@ -67,6 +75,30 @@ def lower_batchnorm(c: Ctx, n, a: dict, x: str, xs: tuple, where: str) -> None:
         prod.inputs.append(c.const(prod.name + "_bias", nb))
     c.alias[n.output[0]] = x
     c.shapes[n.output[0]] = c.shapes.get(n.input[0], ())
+
+
+def _channel_affine(c: Ctx, n, x: str, xs: tuple, k: np.ndarray, b: np.ndarray, where: str) -> None:
+    """y = x * k[ch] + b[ch] along ONNX axis 1 as a depthwise 1x1 convolution on the channels-last
+    data (a [N, C] or [N, C, L] tensor viewed as [N, 1, 1, C] / [N, 1, L, C]).  In a quantized graph
+    (x dequantized) the weight is int8 +-127 with the per-channel scale |k| / 127 (exact) and the
+    bias int32 at s_in * s_w, like any quantized depthwise layer."""
+    if len(xs) not in (2, 3, 4) or k.size != xs[1]:
+        raise UnsupportedError(f"BatchNormalization of a {len(xs)}-D tensor with {k.size} channels", where=where,
+                               fix="Normalize [N, C], [N, C, L] or [N, C, H, W] tensors along C")
+    view = tuple(xs) + (1,) * (4 - len(xs)) if len(xs) == 2 else tuple(xs[:2]) + (1,) + tuple(xs[2:3]) \
+        if len(xs) == 3 else tuple(xs)
+    lay = Layout(view, (0, 2, 3, 1))  # the data channels-last, as a 4-D tensor
+    x = to_layout(c, x, xs, lay, shape=lay.memory_shape)
+    wname = c.const(f"{n.output[0]}_scale", k.reshape(1, 1, 1, -1).astype(np.float32))
+    p = c.g.producer(x)
+    if p is not None and p.op == "dequantize":  # quantized: the weights' integer form for fold_qdq
+        s = np.where(k != 0, np.abs(k) / 127.0, 1.0 / 127).astype(np.float32)
+        q = np.where(k != 0, np.sign(k) * 127, 0).astype(np.int8).reshape(1, 1, 1, -1)
+        c.g.meta.setdefault("qconst", {})[wname] = (q, s, np.zeros(s.shape, np.int32), 3)
+    bname = c.const(f"{n.output[0]}_shift", b.astype(np.float32))
+    o = out_tensor(c, n, xs, layout=lay)
+    c.add_node(n.name or f"{n.output[0]}_affine", "depthwise_conv2d", [x, wname, bname], [o], stride=(1, 1),
+               dilation=(1, 1), pad=(0, 0, 0, 0), act=(-math.inf, math.inf), depth_multiplier=1)
 
 
 @onnx_op("Gemm", "MatMul")
@@ -115,3 +147,52 @@ def lower_gemm(c: Ctx, n, a: dict, x: str, xs: tuple, where: str) -> None:
                                fix="Flatten the input to [N, features] before the linear layer")
     o = out_tensor(c, n, (xs[0], O))
     c.add_node(n.name, "fully_connected", inputs, [o], act=(-math.inf, math.inf))
+
+
+@onnx_op("ConvTranspose")
+def lower_conv_transpose(c: Ctx, n, a: dict, x: str, xs: tuple, where: str) -> None:
+    """transpose_conv2d (group 1): the ONNX weights [C_in, C_out, KH, KW] as [O, KH, KW, I]; pads crop
+    the scatter, output_padding (or output_shape) extends it at the bottom and right."""
+    w = weight(c, n.input[1], where)
+    if w.ndim != 4 or len(xs) != 4:
+        raise UnsupportedError(f"{w.ndim - 2}-D transpose convolution", where=where,
+                               fix="Use 2-D transpose convolutions (ConvTranspose2d)")
+    if a.get("group", 1) != 1:
+        raise UnsupportedError(f"grouped ConvTranspose (group={a['group']})", where=where,
+                               fix="Use group=1 (or Resize followed by a grouped Conv)")
+    ci, co, kh, kw = w.shape
+    if ci != xs[1]:
+        raise UnsupportedError(f"ConvTranspose weights {list(w.shape)} for {xs[1]} input channels", where=where)
+    s = tuple(a.get("strides", [1, 1]))
+    d = tuple(a.get("dilations", [1, 1]))
+    op = tuple(a.get("output_padding", [0, 0]))
+    if len(s) != 2 or len(d) != 2 or len(op) != 2 or any(op[i] >= max(s[i], d[i]) or op[i] < 0 for i in (0, 1)):
+        raise UnsupportedError(f"ConvTranspose strides {list(s)}, dilations {list(d)}, output_padding {list(op)}",
+                               where=where, fix="Check the model (output_padding must be below the stride)")
+    eff = ((kh - 1) * d[0] + 1, (kw - 1) * d[1] + 1)
+    full = (s[0] * (xs[2] - 1) + op[0] + eff[0], s[1] * (xs[3] - 1) + op[1] + eff[1])
+    auto = a.get("auto_pad", b"NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else auto
+    if "output_shape" in a or auto in ("SAME_UPPER", "SAME_LOWER"):
+        want = tuple(a["output_shape"][-2:]) if "output_shape" in a else (xs[2] * s[0], xs[3] * s[1])
+        total = (full[0] - want[0], full[1] - want[1])
+        # the ONNX specification's split: SAME_UPPER puts the extra pixel at the end
+        begin = tuple(t // 2 if auto == "SAME_UPPER" else t - t // 2 for t in total)
+        pad = (begin[0], begin[1], total[0] - begin[0], total[1] - begin[1])
+    elif auto == "VALID":
+        pad = (0, 0, 0, 0)
+    else:
+        pad = tuple(a.get("pads", [0, 0, 0, 0]))
+    if len(pad) != 4 or pad[0] < 0 or pad[1] < 0:
+        raise UnsupportedError(f"ConvTranspose padding {list(pad)}", where=where, fix="Check the model")
+    ho, wo = full[0] - pad[0] - pad[2], full[1] - pad[1] - pad[3]
+    inferred = c.shapes.get(n.output[0])
+    if ho < 1 or wo < 1 or (inferred is not None and tuple(inferred) != (xs[0], co, ho, wo)):
+        raise UnsupportedError(f"ConvTranspose output {(xs[0], co, ho, wo)} where ONNX's shape inference says "
+                               f"{inferred}", where=where, fix="Give explicit pads and output_padding")
+    x = channels_last(c, x, xs)
+    inputs = [x, ir_const(c, n.input[1], (1, 2, 3, 0), 0)]
+    if len(n.input) > 2 and n.input[2]:
+        inputs.append(ir_const(c, n.input[2], None, 0))
+    o = out_tensor(c, n, (xs[0], co, ho, wo))
+    c.add_node(n.name, "transpose_conv2d", inputs, [o], stride=s, dilation=d, pad=pad, act=(-math.inf, math.inf))

@@ -14,7 +14,7 @@ import numpy as np
 
 from ... import ir
 from ...errors import EdgecompError, ModelError, UnsupportedError
-from . import ops_activation, ops_conv, ops_elementwise, ops_pool, ops_quant, ops_shape  # noqa: F401  (fill TFLITE_OPS)
+from . import ops_activation, ops_conv, ops_elementwise, ops_pool, ops_quant, ops_reduce, ops_shape  # noqa: F401  (fill TFLITE_OPS)
 from .registry import (
     CONV_2D,
     DEPTHWISE_CONV_2D,

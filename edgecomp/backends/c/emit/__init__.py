@@ -2,6 +2,6 @@
 
 Importing this package fills :data:`edgecomp.backends.c.kernels.catalogue.CATALOGUE`.
 """
-from . import activation, binary, conv, data, elementwise, fully_connected, gemm, int4, int16, pooling
+from . import activation, binary, conv, conv_ext, data, elementwise, fully_connected, gemm, int4, int16, pooling, reduce
 
-ALL = (conv, gemm, fully_connected, pooling, elementwise, data, int16, int4, activation, binary)
+ALL = (conv, conv_ext, gemm, fully_connected, pooling, elementwise, data, int16, int4, activation, binary, reduce)

@@ -1,4 +1,5 @@
-"""conv2d and depthwise_conv2d layers: the reference, DSP and matrix-product kernels.
+"""conv2d and depthwise_conv2d layers: the reference, DSP and matrix-product kernels (and the
+grouped convolution's, ``ec_kernels_conv_ext``).
 
 Every convolution kernel takes the same ``ec_conv_params_t`` (shapes, stride, dilation,
 padding, offsets, clamp, per-channel multipliers and shifts, a fused residual add); the
@@ -47,6 +48,12 @@ def _dw_dsp(gen, node: ir.Node) -> bool:
         and int(q["filter_offset"]) == 0 and _shapes_ok(gen, node)
 
 
+def _grouped(gen, node: ir.Node) -> bool:
+    return int(node.attrs.get("groups", 1)) > 1
+
+
+@kernel("ec_conv2d_grouped_s8", "conv2d", "int8", applies=_grouped, groups=("conv_ext",), rank=5)
+@kernel("ec_conv2d_grouped_f32", "conv2d", "float32", applies=_grouped, groups=("conv_ext",), rank=5)
 @kernel("ec_conv2d_s8_gemm", "conv2d", "int8", applies=lambda gen, n: n.name in gen.gemm and _folds_bias(gen, n),
         groups=("dsp", "gemm"), workspace=lambda n: n.attrs["gemm"].work_bytes, packer=pack_gemm_weights, rank=10)
 @kernel("ec_conv2d_s8_dsp", "conv2d", "int8", applies=_folds_bias, groups=("dsp",), rank=20)
@@ -73,8 +80,9 @@ def emit_conv(gen, L, k) -> str:
     dw = node.op == "depthwise_conv2d"
     kh, kw = w.shape[1], w.shape[2]
     mult = int(a.get("depth_multiplier", 1)) if dw else 1
-    if (dw and w.shape[3] != x.shape[3] * mult) or (not dw and w.shape[3] != x.shape[3]) \
-            or (w.shape[0 if not dw else 3] != out.shape[3]):
+    groups = 1 if dw else int(a.get("groups", 1))
+    if (dw and w.shape[3] != x.shape[3] * mult) or (not dw and w.shape[3] * groups != x.shape[3]) \
+            or (w.shape[0 if not dw else 3] != out.shape[3]) or out.shape[3] % groups:
         raise ModelError(f"weights {shape_text(w.shape)} do not match input {shape_text(x.shape)} and output "
                          f"{shape_text(out.shape)}", where=f"node {node.name!r}")
     sh, sw = a.get("stride", (1, 1))
@@ -148,6 +156,11 @@ def emit_conv(gen, L, k) -> str:
     if lay is not None:
         return gemm.emit_gemm(gen, L, lay, live, q, conv_fields, filt, bias, skip, wflash, (lo, hi), fused)
     ins = f"{gen.tensor(x.name)}, {filt}, {bias}, {gen.tensor(out.name)}, {row}"
+    if groups > 1:
+        if not k.name.startswith("ec_conv2d_grouped"):
+            raise AssertionError("grouped convolutions take ec_conv2d_grouped_*")
+        head.append(f"  {groups} groups of {x.shape[3] // groups} input and {out.shape[3] // groups} output channels")
+        return f"{k.name}(&{L.base}, {groups}, {ins}, {skip});"
     if k.name == "ec_conv2d_s8_dsp":
         head.append("  DSP kernel (SMLAD), input offset folded into the bias")
     elif k.name == "ec_depthwise_conv2d_s8_dsp3x3":

@@ -19,6 +19,7 @@ from ....sanitize import c_comment
 from ....int16 import act_range as _act
 from ....int16 import check_tensors as _check_s16
 from ....int16 import shift_only
+from ....ops.pool import tflite_window
 from ..kernels.catalogue import kernel
 from ..literals import c_float
 
@@ -117,6 +118,9 @@ def emit_pool(gen, L, k) -> str:
     node, x, out, head, row = L.node, L.x, L.out, L.head, L.row
     a = node.attrs
     _check_s16(node, x, out)
+    if not tflite_window(node.attrs):
+        raise UnsupportedError(f"int16 {node.op} with dilation or count_include_pad", where=f"node {node.name!r}",
+                               fix="Keep the pool in int8 or float")
     avg = node.op == "avg_pool2d"
     if not avg and not _same(x, out):
         raise UnsupportedError("int16 max pool whose output quantization differs from its input's",

@@ -24,7 +24,7 @@ from ....errors import UnsupportedError
 #: C sources (under templates/cortex_m/kernels, possibly in a family folder: the bundle gets them
 #: flat, so names must be unique) a bundle gets for each group of kernels;
 #: "reference" always, the others when a layer runs one of their kernels ("simd" comes with
-#: "dsp", "gemm" and "binary_dsp").
+#: the groups in SIMD_USERS).
 KERNEL_GROUPS: dict[str, tuple[str, ...]] = {
     "reference": ("ec_kernels.h", "ec_kernels.c"),
     "s16": ("ec_kernels_s16.h", "ec_kernels_s16.c"),
@@ -36,14 +36,23 @@ KERNEL_GROUPS: dict[str, tuple[str, ...]] = {
     "lut": ("elementwise/ec_kernels_lut.h", "elementwise/ec_kernels_lut.c"),
     "binary": ("elementwise/ec_kernels_binary.h", "elementwise/ec_kernels_binary.c"),
     "binary_dsp": ("elementwise/ec_kernels_binary_dsp.h", "elementwise/ec_kernels_binary_dsp.c"),
+    "reduce": ("reduce/ec_kernels_reduce.h", "reduce/ec_kernels_reduce.c"),
+    "reduce_dsp": ("reduce/ec_kernels_reduce_dsp.h", "reduce/ec_kernels_reduce_dsp.c"),
+    "pool_ext": ("pooling/ec_kernels_pool_ext.h", "pooling/ec_kernels_pool_ext.c"),
+    "conv_ext": ("conv/ec_kernels_conv_ext.h", "conv/ec_kernels_conv_ext.c"),
 }
 #: Groups of plain C kernels that run on every core (the reference each optimized kernel is tested against).
-PORTABLE_GROUPS = frozenset({"reference", "s16", "data", "lut", "binary"})
+PORTABLE_GROUPS = frozenset({"reference", "s16", "data", "lut", "binary", "reduce", "pool_ext", "conv_ext"})
 #: The header model.c includes for a group (in this order).
 GROUP_HEADERS = {"s16": "ec_kernels_s16.h", "dsp": "ec_kernels_dsp.h", "gemm": "ec_kernels_gemm.h",
                  "data": "ec_kernels_data.h", "s4": "ec_kernels_s4.h", "lut": "ec_kernels_lut.h",
-                 "binary": "ec_kernels_binary.h", "binary_dsp": "ec_kernels_binary_dsp.h"}
-GROUP_ORDER = ("reference", "s16", "dsp", "gemm", "simd", "data", "s4", "lut", "binary", "binary_dsp")
+                 "binary": "ec_kernels_binary.h", "binary_dsp": "ec_kernels_binary_dsp.h",
+                 "reduce": "ec_kernels_reduce.h", "reduce_dsp": "ec_kernels_reduce_dsp.h",
+                 "pool_ext": "ec_kernels_pool_ext.h", "conv_ext": "ec_kernels_conv_ext.h"}
+GROUP_ORDER = ("reference", "s16", "dsp", "gemm", "simd", "data", "s4", "lut", "binary", "binary_dsp",
+               "reduce", "reduce_dsp", "pool_ext", "conv_ext")
+#: Groups whose kernels use the packed-byte helpers of ec_simd.h.
+SIMD_USERS = frozenset({"dsp", "gemm", "binary_dsp", "reduce_dsp"})
 
 
 def always(gen: Any, node: ir.Node) -> bool:
@@ -119,9 +128,9 @@ def supported_text() -> str:
 
 
 def files_for(groups: set[str]) -> list[str]:
-    """The kernel files of these groups, in a fixed order (simd with dsp or gemm)."""
+    """The kernel files of these groups, in a fixed order (simd with the groups that use it)."""
     groups = set(groups) | {"reference"}
-    if groups & {"dsp", "gemm", "binary_dsp"}:
+    if groups & SIMD_USERS:
         groups.add("simd")
     return [f for g in GROUP_ORDER if g in groups for f in KERNEL_GROUPS[g]]
 
