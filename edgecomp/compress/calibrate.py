@@ -61,7 +61,7 @@ def _context():
     return _ctx
 
 
-def _child(job: dict, counter, conn) -> None:
+def _child(job: dict, counter, conn, work) -> None:
     """In the child: limits first, then the calibration; the outcome goes back over ``conn``."""
     try:
         # The budget is on top of what the fork inherited (a Ray worker maps gigabytes it never touches).
@@ -90,8 +90,7 @@ def _child(job: dict, counter, conn) -> None:
         # ORT's own temporary folders go into the parent's private folder (removed even if we are killed)
         import tempfile
         tempfile.tempdir = os.environ["TMPDIR"] = str(Path(job["out"]).parent)
-        from .quantize import quantize_here
-        quantize_here(job, counter, progress)
+        work(job, counter, progress)
         conn.send(("ok", None, None, None))
     except EdgecompError as e:
         conn.send((type(e).__name__, e.what, e.where, e.fix))
@@ -128,15 +127,16 @@ _MEMORY_WORDS = ("bad_alloc", "failed to allocate", "memoryerror", "cannot alloc
                  "std::length_error")
 
 
-def run_calibration(job: dict, where: str) -> None:
-    """Run ``quantize_here(job)`` in a limited child; raise a clear EdgecompError when it fails."""
+def run_calibration(job: dict, where: str, work) -> None:
+    """Run ``work(job, counter, progress_stream)`` (the quantizer's ``quantize_here``) in a limited child;
+    raise a clear EdgecompError when it fails."""
     lim = limits()
     job = {**job, "memory_bytes": lim["memory_bytes"], "total_seconds": lim["total_seconds"],
            "parent_pid": os.getpid()}
     ctx = _context()
     counter = ctx.Value("q", 0, lock=False)
     recv, send = ctx.Pipe(duplex=False)
-    p = ctx.Process(target=_child, args=(job, counter, send), daemon=True)
+    p = ctx.Process(target=_child, args=(job, counter, send, work), daemon=True)
     n_samples = int(job.get("n_samples", 0))
     start = last_change = time.monotonic()
     last = 0

@@ -126,7 +126,7 @@ def quantize_onnx(float_onnx_path: str | Path, calib: Any, out_path: str | Path,
                "per_channel": bool(per_channel), "progress": bool(progress), "percentile": float(percentile),
                "keep_float": list(keep_float) if not isinstance(keep_float, str) else keep_float,
                "activations": activations}
-        run_calibration(job, str(float_onnx_path))
+        run_calibration(job, str(float_onnx_path), quantize_here)
         out_path.write_bytes(Path(paths["out"]).read_bytes())
     return out_path
 
