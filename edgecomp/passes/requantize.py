@@ -170,6 +170,9 @@ def node_q(graph: ir.Graph, node: ir.Node) -> dict | None:
         return _softmax_q(graph, node)
     if node.op == "quantize":
         return _requant_q(graph, node)
+    if node.op in ("lstm", "gru"):
+        from .recurrent_q import gru_q, lstm_q
+        return lstm_q(graph, node) if node.op == "lstm" else gru_q(graph, node)
     return None
 
 

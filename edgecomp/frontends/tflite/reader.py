@@ -14,7 +14,7 @@ import numpy as np
 
 from ... import ir
 from ...errors import EdgecompError, ModelError, UnsupportedError
-from . import ops_conv, ops_elementwise, ops_pool, ops_quant, ops_shape  # noqa: F401  (fill TFLITE_OPS)
+from . import ops_conv, ops_elementwise, ops_pool, ops_quant, ops_recurrent, ops_shape  # noqa: F401  (fill TFLITE_OPS)
 from .registry import CONV_2D, DEPTHWISE_CONV_2D, DEQUANTIZE, FULLY_CONNECTED, TFLITE_OPS, builtin_name
 
 MAX_ELEMENTS = 1 << 28  # no tensor in a microcontroller model comes near this
@@ -308,7 +308,8 @@ class _Importer:
             self._fold_dequantize(ins[0], outs[0])
             return
         hybrid = self._hybrid(code, ins, outs, where)
-        self._check_dtypes([i for i in ins if i], outs, where)
+        if spec.check_dtypes:
+            self._check_dtypes([i for i in ins if i], outs, where)
         spec.lower(self, op, k, code, ins, outs, where, hybrid)
 
     def _hybrid(self, code: int, ins: list[str], outs: list[str], where: str) -> dict | None:
