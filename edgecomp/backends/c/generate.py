@@ -131,6 +131,7 @@ def emit(g: ir.Graph, out_dir: Path, *, name: str, opts: CodegenOptions) -> Code
         quantize_input_body=qin, dequantize_output_body=dqo,
         weight_bytes=gen.weight_bytes, arrays=gen.arrays,
         extra_includes=[f'#include "{h}"' for grp, h in GROUP_HEADERS.items() if grp in groups],
+        state_bytes=gen.state_bytes, state_resets=gen.state_resets, streaming=bool(g.meta.get("streaming")),
     )
     fused = g.meta.get("row_fusions", {})
     for i, lay in enumerate(gen.layers):  # row fusion: the producer's time is counted in the consumer's
@@ -148,7 +149,7 @@ def emit(g: ir.Graph, out_dir: Path, *, name: str, opts: CodegenOptions) -> Code
     return CodegenInfo(
         arena_bytes=plan.arena_bytes,
         scratch_bytes=max((n for _, n in plan.scratch.values()), default=0),
-        static_bytes=4 * len(g.nodes) if opts.probe else 0,
+        static_bytes=(4 * len(g.nodes) if opts.probe else 0) + gen.state_bytes,
         weight_bytes=gen.weight_bytes,
         layers=gen.layers,
         offsets=dict(plan.offsets),

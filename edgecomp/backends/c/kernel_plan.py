@@ -128,7 +128,9 @@ def plan_with_layouts(g: ir.Graph, lays: dict[str, GemmLayout], fused: dict[str,
                       opts: CodegenOptions = DEFAULT) -> MemoryPlan:
     """The memory plan with these matrix-product layouts (their workspaces; tiled layers apart
     from their input), row fusions and layers kept apart."""
-    return plan_memory(g, workspace={n: x.work_bytes for n, x in lays.items()}, fused=fused,
+    from .emit.recurrent import scratch_bytes  # recurrent layers' gate scratch
+    work = {n.name: scratch_bytes(g, n) for n in g.nodes if scratch_bytes(g, n)}
+    return plan_memory(g, workspace={**work, **{n: x.work_bytes for n, x in lays.items()}}, fused=fused,
                        apart={n for n, x in lays.items() if _tiled(g, n, x)} | set(apart), inplace=opts.inplace)
 
 
