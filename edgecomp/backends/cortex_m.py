@@ -334,7 +334,7 @@ def write_bundle(graph: ir.Graph, target: str | Target, out_dir: str | Path, opt
     options.setdefault("kernels", "auto")
     options.setdefault("optimize", "balanced")
     opts = CodegenOptions.for_target(target.dsp, options["kernels"], options["optimize"], probe=probe,
-                                     **(tuning or {}))
+                                     streaming=bool(options.get("streaming", False)), **(tuning or {}))
     dsp = opts.dsp
     with atomic_dir(Path(out_dir)) as tmp:
         info = generate(graph, tmp, name=name, options=opts, dump=dump_ir)

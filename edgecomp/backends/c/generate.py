@@ -25,6 +25,7 @@ from ...passes import Pass, run_passes
 from ...passes.fuse_residual import fuse_residual_adds
 from ...passes.memory_plan import MemoryPlan
 from ...passes.requantize import requantize
+from ...passes.streaming import stream_frames
 from ...resources import templates_dir
 from ...sanitize import c_comment_text, c_string
 from .emitter import Emitter
@@ -71,6 +72,7 @@ def check_c_graph(graph: ir.Graph, opts: CodegenOptions | None = None) -> ir.Gra
 #: The C backend's lowering, after the frontend's import passes.
 C_PASSES = [
     Pass("check_c", check_c_graph, "the graph is one the C bundle API can take"),
+    Pass("stream_frames", stream_frames, "with --streaming: one frame per inference, recurrent state kept"),
     Pass("fuse_residual", fuse_residual_adds, "a residual add folded into the convolution producing an operand"),
     Pass("requantize", requantize, "Q31 multipliers and shifts of every integer op, as TFLM computes them"),
     Pass("plan_kernels", plan_kernels, "which optimized kernel runs each layer (matrix product, workspaces)"),
