@@ -155,6 +155,9 @@ def quantize_onnx(float_onnx_path: str | Path, calib: Any, out_path: str | Path,
                         weight_type=QuantType.QInt8,
                         per_channel=per_channel, calibrate_method=cm, extra_options=extra,
                         nodes_to_exclude=exclude)
+        if activations == "int8":  # the LSTM / GRU layers ORT leaves in float: calibrated QDQ pairs
+            from .quantize_rnn import add_recurrent_qdq
+            add_recurrent_qdq(pre, out_path, name, samples)
     if progress:
         print(file=sys.stderr)
     return out_path

@@ -18,6 +18,7 @@ from ...passes import Pass, dump_graph, run_passes
 from ...passes.fuse_activations import fuse_activations
 from ...passes.graph_edit import remove_dead, rename
 from ...passes.qdq import cancel_qdq, fold_qdq, int_boundaries
+from ...passes.qdq_recurrent import fold_recurrent
 from . import ops_conv, ops_elementwise, ops_pool, ops_qdq, ops_recurrent, ops_shape  # noqa: F401,E402  (their @onnx_op fill ONNX_OPS)
 from .context import Ctx, Wrap, check_attrs, malformed, nhwc, shape_of, value_shapes
 from .fold import fold_constants
@@ -136,6 +137,7 @@ def _output_layout(c: Ctx, nm: str, onnx_name: str) -> str:
 IMPORT_PASSES = [
     Pass("fuse_activations", fuse_activations, "Relu / Clip folded into the op before them"),
     Pass("fold_qdq", fold_qdq, "dequantize -> op -> quantize islands become int8 / int16 ops"),
+    Pass("fold_recurrent", fold_recurrent, "dequantize -> lstm / gru -> quantize become int8 recurrent layers"),
     Pass("cancel_qdq", cancel_qdq, "quantize(dequantize(x)) dropped or made an int -> int requantize"),
     Pass("fuse_int_activations", fuse_activations, "int16 clamps with their producer's quantization folded"),
     Pass("int_boundaries", int_boundaries, "int8 graph inputs and outputs where only quantized"),
