@@ -105,6 +105,9 @@ def lower_lstm(c: Ctx, n, a: dict, x: str, xs: tuple, where: str) -> None:
         p = c.consts.get(ins[7])
         if p is None or np.any(p != 0):
             raise UnsupportedError("LSTM with peephole weights", where=where, fix="Use an LSTM without peepholes")
+    if float(a.get("clip", 0.0) or 0.0) > 0:
+        raise UnsupportedError("LSTM with clip (ONNX clips the gates' pre-activations)", where=where,
+                               fix="Export without clip")
     xi, W, R, B, H, T, seq, o, shape = _common(c, n, a, x, xs, where, 4)
     nm = n.name or o
     wx = c.const(f"{nm}_w_x", _blocks(W, LSTM_ORDER, H))
@@ -116,8 +119,7 @@ def lower_lstm(c: Ctx, n, a: dict, x: str, xs: tuple, where: str) -> None:
         inputs += [h0 or c.const(f"{nm}_h0", np.zeros((1, H), np.float32)),
                    c0 or c.const(f"{nm}_c0", np.zeros((1, H), np.float32))]
     c.add_tensor(o, shape)
-    clip = float(a.get("clip", 0.0) or 0.0)
-    c.add_node(n.name or o, "lstm", inputs, [o], cell_clip=clip, cell_act="tanh", sequence=seq)
+    c.add_node(n.name or o, "lstm", inputs, [o], cell_clip=0.0, cell_act="tanh", sequence=seq)
 
 
 @onnx_op("GRU")
