@@ -68,3 +68,19 @@ def stream_frames(g: ir.Graph, opts=None) -> ir.Graph:
     g.meta["streaming"] = True
     g.meta["stream_steps"] = T
     return g
+
+
+def streamed(graph: ir.Graph) -> ir.Graph:
+    """A copy of ``graph`` as its streaming build runs it (one frame in, one frame out); the graph
+    itself is left as it is."""
+    import copy
+
+    from ..options import CodegenOptions
+
+    g = copy.copy(graph)
+    g.nodes = [copy.copy(n) for n in graph.nodes]
+    for n in g.nodes:
+        n.attrs = dict(n.attrs)
+    g.tensors = dict(graph.tensors)
+    g.meta = dict(graph.meta)
+    return stream_frames(g, CodegenOptions(streaming=True))
