@@ -235,3 +235,33 @@ def test_tflite_int8_lstm_on_cortex_m4_equals_tflm(tmp_path):
     api.compile_model(str(p), "cortex-m4", tmp_path / "m4")
     got = api.run_bundle(tmp_path / "m4", x.reshape(4, 8, 5), progress=False).outputs
     np.testing.assert_array_equal(got.reshape(4, -1), tflm_run(p, x).reshape(4, -1))
+
+
+def test_stacked_torch_lstm_int8_within_1lsb(tmp_path):
+    """nn.LSTM(num_layers=2), every step out: two int8 layers, the first one's output quantized once."""
+    import torch
+
+    from edgecomp.compress.quantize import quantize_onnx, reference_session
+    from edgecomp.frontends.torch import export_onnx
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = torch.nn.LSTM(5, 8, num_layers=2, batch_first=True)
+
+        def forward(self, x):
+            return self.rnn(x)[0]
+
+    torch.manual_seed(2)
+    f = export_onnx(Net().eval(), torch.zeros(1, 6, 5), tmp_path / "two.onnx")
+    x = np.random.default_rng(5).normal(0, 1, (40, 6, 5)).astype(np.float32)
+    q = quantize_onnx(f, x[:20], tmp_path / "two.int8.onnx", progress=False)
+    g = from_onnx(q)
+    rnn = [n for n in g.nodes if n.op == "lstm"]
+    assert len(rnn) == 2 and all(g.tensors[n.outputs[0]].dtype == "int8" for n in rnn)
+    ti = g.tensors[g.inputs[0]]
+    y = interp.run(g, affine_quantize(x, float(ti.quant.scale[0]), int(ti.quant.zero_point[0])))[g.outputs[0]]
+    s = reference_session(q)
+    ref = np.concatenate([s.run(None, {"input": xi[None]})[0] for xi in x])
+    lsb = float(g.tensors[rnn[1].outputs[0]].quant.scale[0])
+    assert np.abs(y.reshape(ref.shape) - ref).max() <= lsb * 1.001

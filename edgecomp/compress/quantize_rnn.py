@@ -72,6 +72,8 @@ def add_recurrent_qdq(float_path: str | Path, qdq_path: str | Path, input_name: 
                 todo.append((n, -1 - k, o))
     if not todo:
         return 0
+    outs = {t for _, k, t in todo if k < 0}  # a layer's output feeding the next layer (stacked LSTMs):
+    todo = [(n, k, t) for n, k, t in todo if k < 0 or t not in outs]  # its pair serves both
     ranges = _ranges(Path(float_path), sorted({t for _, _, t in todo}), input_name, samples)
     new_nodes: dict[int, list] = {}
     for n, k, t in todo:
