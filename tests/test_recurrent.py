@@ -225,6 +225,25 @@ def test_torch_rnn_int8_within_1lsb_of_qdq_onnxruntime(torch_rnns, kind):
     assert (y.argmax(1) == fref.argmax(1)).mean() >= 0.9
 
 
+@pytest.mark.toolchain
+@pytest.mark.skipif(not HAS_GCC, reason="needs gcc")
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_torch_rnn_int8_host_c_equals_interpreter_and_streams(torch_rnns, tmp_path, kind):
+    from edgecomp.backends.c import generate
+
+    g = from_onnx(torch_rnns[kind][1])
+    x = np.random.default_rng(8).integers(-128, 128, (30, 10, 6), dtype=np.int8)
+    want = interp.run(g, x)[g.outputs[0]]
+    np.testing.assert_array_equal(run_c(g, x, tmp_path / "whole"), want)
+    d = tmp_path / "stream"
+    info = generate(g, d, options=CodegenOptions(streaming=True))
+    exe = build(d, sources=[f for f in info.files if f.endswith(".c")])
+    r = subprocess.run([str(exe)], input=np.ascontiguousarray(x[0]).tobytes(), capture_output=True, check=True)
+    frames = np.frombuffer(r.stdout, dtype=np.int8).reshape(10, -1)
+    np.testing.assert_array_equal(frames[-1], want[0])  # the last step read after each frame: frame 9 = whole
+    assert len({f.tobytes() for f in frames}) > 5  # the state moves from frame to frame
+
+
 # ------------------------------------------------------------------------------------- cortex-m4
 @pytest.mark.qemu
 @pytest.mark.toolchain
