@@ -516,8 +516,11 @@ def write_bundle(graph: ir.Graph, target: str | Target, out_dir: str | Path, opt
     options.setdefault("kernels", "auto")
     options.setdefault("optimize", "balanced")
     opts = CodegenOptions.for_target(target.dsp, options["kernels"], options["optimize"], probe=probe,
-                                     **(tuning or {}))
+                                     streaming=bool(options.get("streaming", False)), **(tuning or {}))
     dsp = opts.dsp
+    if opts.streaming:  # the bundle's inputs, outputs and MACs are one frame's
+        from ..passes.streaming import streamed
+        graph = streamed(graph)
     with atomic_dir(Path(out_dir), force=force) as tmp:
         info = generate(graph, tmp, name=name, options=opts, dump=dump_ir)
         write_firmware(tmp, target, name, probe)

@@ -26,6 +26,7 @@ from ...passes.elementwise import fold_luts
 from ...passes.fuse_residual import fuse_residual_adds
 from ...passes.memory_plan import MemoryPlan
 from ...passes.requantize import requantize
+from ...passes.streaming import stream_frames
 from ...resources import templates_dir
 from ...sanitize import c_comment_text, c_string
 from .emitter import Emitter
@@ -72,6 +73,7 @@ def check_c_graph(graph: ir.Graph, opts: CodegenOptions | None = None) -> ir.Gra
 #: The C backend's lowering, after the frontend's import passes.
 C_PASSES = [
     Pass("check_c", check_c_graph, "the graph is one the C bundle API can take"),
+    Pass("stream_frames", stream_frames, "with --streaming: one frame per inference, recurrent state kept"),
     Pass("fold_luts", fold_luts, "luts, int8 clamps and binary ops of one tensor composed into one table"),
     Pass("fuse_residual", fuse_residual_adds, "a residual add folded into the convolution producing an operand"),
     Pass("requantize", requantize, "Q31 multipliers and shifts of every integer op, as TFLM computes them"),
@@ -135,6 +137,7 @@ def emit(g: ir.Graph, out_dir: Path, *, name: str, opts: CodegenOptions) -> Code
         quantize_input_body=qin, dequantize_output_body=dqo,
         weight_bytes=gen.weight_bytes, arrays=gen.arrays,
         extra_includes=[f'#include "{h}"' for grp, h in GROUP_HEADERS.items() if grp in groups],
+        state_bytes=gen.state_bytes, state_resets=gen.state_resets, streaming=bool(g.meta.get("streaming")),
     )
     fused = g.meta.get("row_fusions", {})
     for i, lay in enumerate(gen.layers):  # row fusion: the producer's time is counted in the consumer's
@@ -152,7 +155,7 @@ def emit(g: ir.Graph, out_dir: Path, *, name: str, opts: CodegenOptions) -> Code
     return CodegenInfo(
         arena_bytes=plan.arena_bytes,
         scratch_bytes=max((n for _, n in plan.scratch.values()), default=0),
-        static_bytes=4 * len(g.nodes) if opts.probe else 0,
+        static_bytes=(4 * len(g.nodes) if opts.probe else 0) + gen.state_bytes,
         weight_bytes=gen.weight_bytes,
         layers=gen.layers,
         offsets=dict(plan.offsets),
