@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from .. import ir
 from ..errors import UnsupportedError
+from .graph_edit import working_copy
 
 RECURRENT = ("lstm", "gru")
 PER_FRAME = ("quantize", "dequantize", "clamp", "reshape", "fully_connected", "softmax")
@@ -73,14 +74,6 @@ def stream_frames(g: ir.Graph, opts=None) -> ir.Graph:
 def streamed(graph: ir.Graph) -> ir.Graph:
     """A copy of ``graph`` as its streaming build runs it (one frame in, one frame out); the graph
     itself is left as it is."""
-    import copy
-
     from ..options import CodegenOptions
 
-    g = copy.copy(graph)
-    g.nodes = [copy.copy(n) for n in graph.nodes]
-    for n in g.nodes:
-        n.attrs = dict(n.attrs)
-    g.tensors = dict(graph.tensors)
-    g.meta = dict(graph.meta)
-    return stream_frames(g, CodegenOptions(streaming=True))
+    return stream_frames(working_copy(graph), CodegenOptions(streaming=True))

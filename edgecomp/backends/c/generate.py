@@ -9,7 +9,6 @@ const arrays (flash); the kernel sources a layer uses are copied from ``template
 """
 from __future__ import annotations
 
-import copy
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from ...options import CodegenOptions
 from ...passes import Pass, run_passes
 from ...passes.elementwise import fold_luts
 from ...passes.fuse_residual import fuse_residual_adds
+from ...passes.graph_edit import working_copy
 from ...passes.memory_plan import MemoryPlan
 from ...passes.requantize import requantize
 from ...passes.streaming import stream_frames
@@ -88,13 +88,7 @@ def lower(graph: ir.Graph, opts: CodegenOptions, *, dump: str | Path | None = No
         graph.validate()
     except ValueError as e:
         raise ModelError(str(e), where=f"graph {graph.name!r}", fix="Re-export the model") from None
-    g = copy.copy(graph)
-    g.nodes = [copy.copy(n) for n in graph.nodes]
-    for n in g.nodes:
-        n.attrs = dict(n.attrs)
-    g.tensors = dict(graph.tensors)
-    g.meta = dict(graph.meta)
-    return run_passes(g, C_PASSES, opts, dump=dump, first_index=first_index)
+    return run_passes(working_copy(graph), C_PASSES, opts, dump=dump, first_index=first_index)
 
 
 def emit(g: ir.Graph, out_dir: Path, *, name: str, opts: CodegenOptions) -> CodegenInfo:
