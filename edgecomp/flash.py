@@ -23,12 +23,14 @@ def flash_bundle(bundle: Path, probe_id: str | None = None, extra_sources: list 
     ``extra_sources``, e.g. a UART driver) outside it, and program the board."""
     from . import workdirs
     from .backends.cortex_m import build
+    from .bundle import read_bundle_manifest
     from .integrity import verify_bundle
     from .targets import load_target
 
     bundle = Path(bundle)
     inside = {Path(f).name for f in extra_sources if Path(f).resolve().parent == bundle.resolve()}
     man = verify_bundle(bundle, inside)  # before anything else: hashes, no unlisted file, no symbolic link
+    man = read_bundle_manifest(bundle)  # a demo folder or missing fields: one message
     target = load_target(man["target"])
     pyocd_target = target.flasher.get("target") if target.flasher.get("tool", "pyocd") == "pyocd" else None
     if not pyocd_target and target.flasher.get("how"):  # a board flashed with its vendor's tool
