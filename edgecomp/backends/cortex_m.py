@@ -414,7 +414,7 @@ def build(bundle_dir: str | Path, target: str | Target | None = None, *, build_d
                               str(bundle_dir), "compress the model more or pick a target with more flash")
     if target.uf2_family is not None:  # boards flashed by drag-and-drop (Pico 2): fw.uf2 beside fw.elf
         from ..uf2 import target_uf2
-        target_uf2(elf, build_dir / "fw.uf2", target)
+        target_uf2(elf, elf.with_name("fw.uf2"), target)
     return res
 
 
