@@ -134,7 +134,7 @@ def test_pico2_bundle_carries_a_bootable_uf2(tmp_path, mlperf_dir):
     for b in image:
         flat[b["addr"] - 0x10000000:b["addr"] - 0x10000000 + 256] = b["payload"]
     built = build(tmp_path / "b", target, build_dir=tmp_path / "build")
-    assert (tmp_path / "build" / "fw.uf2").read_bytes() == data  # the same file from `edgecomp flash`'s build
+    assert built.elf.with_name("fw.uf2").read_bytes() == data  # the same file from `edgecomp flash`'s build
     subprocess.run(["arm-none-eabi-objcopy", "-O", "binary", str(built.elf), str(tmp_path / "fw.bin")], check=True)
     binary = (tmp_path / "fw.bin").read_bytes()
     assert bytes(flat[:len(binary)]) == binary and not any(flat[len(binary):])

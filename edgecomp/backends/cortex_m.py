@@ -281,8 +281,8 @@ def check_own_files(src: Path, manifest: dict) -> None:
         kdir = templates_dir() / "cortex_m" / "kernels"
         odd = []
         for f in files:
-            if f in MODEL_FILES:
-                continue
+            if f in MODEL_FILES or (target.uf2_family is not None and f == f"{name}.uf2"):
+                continue  # (the UF2 image is the built firmware: no build reads it; its hash is checked)
             if f not in kernels and not (variants[0] / f).is_file():
                 odd.append(f"{f} (not a file edgecomp writes)")
                 continue
