@@ -125,20 +125,20 @@ def run_bundle(bundle_dir: str | Path, inputs: np.ndarray, *, target: str | Targ
         fr = run_firmware(built.elf, emu, io_dir, timeout=timeout, progress_total=n if progress else None,
                           output_bytes=out_elems * out_dtype.itemsize)
         raw = (io_dir / OUTPUT_FILE).read_bytes() if (io_dir / OUTPUT_FILE).exists() else b""
+        rep = fr.report
+        insns = None
+        if emu is not None and rep.unit == "systick" and rep.total is not None and emu.insns_per_systick:
+            insns = int(round(rep.total * emu.insns_per_systick))
+        est = None
+        if cycles:  # (inside the private folder: the traced run needs the ELF just built)
+            from ..cycles import estimate_firmware
+            est = estimate_firmware(built.elf, emu, tgt, x[:1], man, clock_hz=clock_hz, probe_instructions=insns,
+                                    timeout=timeout + 60.0)
     want = n * out_elems * out_dtype.itemsize
     if len(raw) != want:
         raise ToolError(f"the firmware wrote {len(raw)} output bytes, expected {want}", str(bundle_dir),
                         "the bundle's manifest and its model.h disagree; compile the bundle again")
     outputs = np.frombuffer(raw, dtype=out_dtype).reshape((n,) + out_shape).copy()
-    rep = fr.report
-    insns = None
-    if emu is not None and rep.unit == "systick" and rep.total is not None and emu.insns_per_systick:
-        insns = int(round(rep.total * emu.insns_per_systick))
-    est = None
-    if cycles:
-        from ..cycles import estimate_firmware
-        est = estimate_firmware(built.elf, emu, tgt, x[:1], man, clock_hz=clock_hz, probe_instructions=insns,
-                                timeout=timeout + 60.0)
     return RunResult(outputs=outputs, layer_ticks=[t if t is not None else 0 for t in rep.ticks_list()],
                      total_ticks=rep.total, unit=rep.unit, stack_peak=rep.stack,
                      instructions_per_inference=insns, emulated=emu is not None,
