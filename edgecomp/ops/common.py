@@ -63,3 +63,19 @@ def add_int8(a: np.ndarray, b: np.ndarray, q: dict, act, dtype: str = "int8") ->
     raw = nx.multiply_by_quantized_multiplier_smaller_than_one_exp(
         nx.wrap_int32(sa + sb), q["output_multiplier"], q["output_shift"]) + q["output_offset"]
     return clamp_cast(raw, act, dtype)
+
+
+def grouped(graph: ir.Graph, name: str, env: dict) -> np.ndarray:
+    """The rows of tensor ``name`` as [k, *shape]: k model invocations of its batch (for ops that
+    mix the batch axis with the others; see :mod:`edgecomp.ir`, "The batch axis")."""
+    x = env[name]
+    shape = tuple(graph.tensors[name].shape)
+    if x.shape[0] % shape[0]:
+        raise ModelError(f"{x.shape[0]} rows of tensor {name!r}, whose batch is {shape[0]}",
+                         fix=f"Pass a multiple of {shape[0]} samples (the model's batch)")
+    return x.reshape((-1,) + shape)
+
+
+def ungroup(y: np.ndarray) -> np.ndarray:
+    """[k, B, ...] back to k * B rows."""
+    return y.reshape((-1,) + y.shape[2:])

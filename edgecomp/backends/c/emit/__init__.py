@@ -2,6 +2,6 @@
 
 Importing this package fills :data:`edgecomp.backends.c.kernels.catalogue.CATALOGUE`.
 """
-from . import conv, data, elementwise, fully_connected, gemm, int16, pooling
+from . import conv, data, elementwise, fully_connected, gemm, int16, pooling, resize
 
-ALL = (conv, gemm, fully_connected, pooling, elementwise, data, int16)
+ALL = (conv, gemm, fully_connected, pooling, elementwise, data, resize, int16)

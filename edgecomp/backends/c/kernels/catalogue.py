@@ -32,13 +32,14 @@ KERNEL_GROUPS: dict[str, tuple[str, ...]] = {
     "gemm": ("ec_kernels_gemm.h", "ec_kernels_gemm.c"),
     "simd": ("ec_simd.h",),
     "data": ("ec_kernels_data.h", "ec_kernels_data.c"),
+    "resize": ("ec_kernels_resize.h", "ec_kernels_resize.c"),
 }
 #: Groups of plain C kernels that run on every core (the reference each optimized kernel is tested against).
-PORTABLE_GROUPS = frozenset({"reference", "s16", "data"})
+PORTABLE_GROUPS = frozenset({"reference", "s16", "data", "resize"})
 #: The header model.c includes for a group (in this order).
 GROUP_HEADERS = {"s16": "ec_kernels_s16.h", "dsp": "ec_kernels_dsp.h", "gemm": "ec_kernels_gemm.h",
-                 "data": "ec_kernels_data.h"}
-GROUP_ORDER = ("reference", "s16", "dsp", "gemm", "simd", "data")
+                 "data": "ec_kernels_data.h", "resize": "ec_kernels_resize.h"}
+GROUP_ORDER = ("reference", "s16", "dsp", "gemm", "simd", "data", "resize")
 
 
 def always(gen: Any, node: ir.Node) -> bool:
