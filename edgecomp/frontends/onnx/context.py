@@ -29,6 +29,7 @@ class Ctx:
     layouts: dict[str, Layout] = field(default_factory=dict)  # IR tensor -> how it holds its ONNX tensor (layout.py)
     moved: dict = field(default_factory=dict)  # (IR tensor, layout) -> the copy of it in that layout
     counter: int = 0
+    opset: int = 13  # the model's default-domain opset
 
     def name(self, onnx_name: str) -> str:
         return self.alias.get(onnx_name, onnx_name)

@@ -19,15 +19,19 @@ from ...passes.fuse_activations import fuse_activations
 from ...passes.graph_edit import remove_dead, rename
 from ...passes.qdq import cancel_qdq, fold_qdq, int_boundaries
 from . import ops_conv, ops_elementwise, ops_pool, ops_qdq, ops_shape  # noqa: F401,E402  (their @onnx_op fill ONNX_OPS)
+from .fold import OWN, constant_nodes, fold, node_key, opset_of
 from .context import Ctx, Wrap, check_attrs, malformed, nhwc, shape_of, value_shapes
 from .layout import channels_last_layout, normal, set_layout, to_layout
 from .load import dtype_name, load_onnx, to_array
 from .registry import ONNX_OPS
 
 
-def lower_node(c: Ctx, n) -> None:
+def lower_node(c: Ctx, n, folded: set[tuple] = frozenset()) -> None:
     op, a = n.op_type, {at.name: onnx.helper.get_attribute_value(at) for at in n.attribute}
     where = f"node {n.name or n.op_type!r} ({op})"
+    if op not in OWN and node_key(n) in folded:  # every input a constant: computed now
+        fold(c, n, c.opset, where)
+        return
     spec = ONNX_OPS.get(op)
     if spec is None:  # pragma: no cover - lower() refuses unknown ops first
         raise UnsupportedError(f"unsupported op {op}", where=where)
@@ -43,7 +47,9 @@ def lower_node(c: Ctx, n) -> None:
 def lower(model: onnx.ModelProto, name: str | None = None, *, fuse: bool = True) -> ir.Graph:
     """Translate an ONNX graph (float or QDQ) into a float-op IR graph in NHWC (``fuse``: with
     Relu/Clip folded into their producers, the first of IMPORT_PASSES)."""
-    bad = [n for n in model.graph.node if n.op_type not in ONNX_OPS or n.domain not in ("", "ai.onnx")]
+    folded = constant_nodes(model.graph.node, {t.name for t in model.graph.initializer})
+    bad = [n for n in model.graph.node if node_key(n) not in folded
+           and (n.op_type not in ONNX_OPS or n.domain not in ("", "ai.onnx"))]
     if bad:
         ops = sorted({n.op_type for n in bad})
         nodes = ", ".join(f"{n.name or '(unnamed)'} ({n.op_type})" for n in bad[:5]) + (" ..." if len(bad) > 5 else "")
@@ -57,7 +63,7 @@ def lower(model: onnx.ModelProto, name: str | None = None, *, fuse: bool = True)
                          fix="Export the model with static shapes") from None
     g = ir.Graph(name or model.graph.name or "model", {}, [], [], [], {"source": "onnx", "input_layout": "NHWC",
                                                                       "source_layout": "NCHW"})
-    c = Ctx(g)
+    c = Ctx(g, opset=opset_of(model))
     for t in model.graph.initializer:
         c.consts[t.name] = to_array(t)
     c.shapes = value_shapes(model)
@@ -82,7 +88,7 @@ def lower(model: onnx.ModelProto, name: str | None = None, *, fuse: bool = True)
     for w in nodes:
         try:
             check_attrs(w.n)
-            lower_node(c, w.n)
+            lower_node(c, w.n, folded)
         except (ModelError, UnsupportedError):
             raise
         except Exception as e:  # a malformed node the checks above did not name: still one clear error

@@ -1,0 +1,63 @@
+"""Constant subgraphs of an ONNX model, computed at import.
+
+Exporters write shape arithmetic as nodes on constants (PyTorch's ``F.pad`` builds its pads with
+ConstantOfShape, Concat, Reshape, Slice, Transpose and Cast); ONNX Runtime folds them when it
+runs the model.  :func:`constant_nodes` finds every node whose inputs are all constants (through
+chains of them), and :func:`fold` computes one with ONNX's own reference implementation
+(``onnx.reference``), so these nodes need no IR op and are never reported as unsupported.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from ...errors import ModelError
+
+#: Nodes with a lowering of their own for constants (a DequantizeLinear of a constant keeps its
+#: integer form for the QDQ folding) or that never fold.
+OWN = ("Constant", "Identity", "Dropout", "DequantizeLinear", "QuantizeLinear")
+MAX_FOLDED = 1 << 22  # elements: shape arithmetic is tiny; a huge folded tensor is a mistake
+
+
+def node_key(n) -> tuple:
+    """A node's identity by content (protobuf hands out new wrapper objects, and shape inference a
+    new model: ``id()`` of a node is no key)."""
+    return n.op_type, tuple(n.input), tuple(n.output)
+
+
+def constant_nodes(nodes, initializers) -> set[tuple]:
+    """Keys (:func:`node_key`) of the nodes (in topological order) whose inputs are all constants
+    and that compute a constant: everything but quantize (a quantized constant is an error the
+    lowering names)."""
+    const = set(initializers)
+    out: set[tuple] = set()
+    for n in nodes:
+        ins = [i for i in n.input if i]
+        if n.op_type == "QuantizeLinear" or n.domain not in ("", "ai.onnx"):
+            continue
+        if all(i in const for i in ins):
+            out.add(node_key(n))
+            const.update(o for o in n.output if o)
+    return out
+
+
+def fold(c, n, opset: int, where: str) -> None:
+    """Compute node ``n`` on constants into ``c.consts``."""
+    try:
+        from onnx.reference import ReferenceEvaluator
+        outs = ReferenceEvaluator(n, opsets={"": opset}).run(None, {i: c.consts[i] for i in n.input if i})
+    except Exception as e:  # the reference implementation's own errors: one clear message
+        raise ModelError(f"cannot compute {n.op_type} on constants ({type(e).__name__}: {str(e)[:120]})",
+                         where=where, fix="Check the model with onnx.checker and onnxruntime") from None
+    for name, v in zip(n.output, outs):
+        v = np.asarray(v)
+        if v.size > MAX_FOLDED:
+            raise ModelError(f"{n.op_type} on constants makes {v.size:,} elements", where=where,
+                             fix="Check the model; microcontroller models have far smaller tensors")
+        if name:
+            c.consts[name] = v
+            c.shapes[name] = tuple(v.shape)
+
+
+def opset_of(model: onnx.ModelProto) -> int:
+    return next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
