@@ -23,7 +23,7 @@ from ..errors import UnsupportedError
 from .graph_edit import remove_dead, rename, replace_uses, same_quant
 
 INT_OPS = ("conv2d", "depthwise_conv2d", "fully_connected", "add", "max_pool2d", "avg_pool2d",
-           "softmax", "reshape", "concat", "clamp", "transpose")
+           "softmax", "reshape", "concat", "clamp", "transpose", "resize")
 
 
 #: Ops folded into int16 (16x8) integer ops; other int16 islands stay float (dequantize/quantize kept).
@@ -100,7 +100,8 @@ def fold_qdq(g: ir.Graph, ctx=None) -> ir.Graph:
         elif n.op == "avg_pool2d" and not same_quant(g.tensors[srcs[0]].quant, yquant) and ydtype != "int16":
             continue  # an average rounded at the input's scale then rescaled loses precision: stays float
             # (the int16 kernel keeps 16 fraction bits of the mean and rescales once)
-        elif n.op in ("max_pool2d", "reshape", "clamp", "transpose") and not same_quant(g.tensors[srcs[0]].quant, yquant):
+        elif n.op in ("max_pool2d", "reshape", "clamp", "transpose", "resize") \
+                and not same_quant(g.tensors[srcs[0]].quant, yquant):
             # single-input ops work in their input's quantization, then one requantize to the
             # output's (before pooling it would clip values that the average still needs)
             requant_after = yquant
@@ -129,7 +130,63 @@ def fold_qdq(g: ir.Graph, ctx=None) -> ir.Graph:
             g.nodes.remove(qnode)
         del g.tensors[old_out]
     g.meta.pop("qconst", None)  # the integer forms of constants are in the graph now
+    sink_dequantize(g)
     return remove_dead(g)
+
+
+def _dequantized(g: ir.Graph, n: ir.Node) -> list[ir.Node] | None:
+    """The dequantize nodes feeding an op that moves values without changing them (its one
+    activation input, the first; or every input of a concat, all in one quantization), or None."""
+    if not ir.OPS[n.op].moves or (n.op == "resize" and n.attrs.get("mode") != "nearest"):
+        return None
+    acts = [i for i in n.inputs if not g.tensors[i].is_const]
+    if n.op != "concat" and acts != n.inputs[:1]:
+        return None
+    ps = [g.producer(i) for i in acts]
+    if not ps or any(p is None or p.op != "dequantize" for p in ps):
+        return None
+    srcs = [g.tensors[p.inputs[0]] for p in ps]
+    if any(t.dtype != srcs[0].dtype or not same_quant(t.quant, srcs[0].quant) for t in srcs):
+        return None
+    return ps
+
+
+def sink_dequantize(g: ir.Graph) -> ir.Graph:
+    """``move(dequantize(x))`` becomes ``dequantize(move(x))`` for ops that only move values (pad,
+    slice, split, gather, broadcast, nearest resize, reshape, transpose; concat of inputs in one
+    quantization): exact, and it brings the
+    move to the integer side (ONNX Runtime leaves some of them in float, e.g. DepthToSpace; the
+    QDQ pairs it leaves behind are then cancelled or become requantizations).  A pad's constant is
+    quantized (rounded half to even, as QuantizeLinear) into the input's parameters."""
+    changed = True
+    while changed:
+        changed = False
+        for n in list(g.nodes):
+            ps = _dequantized(g, n)
+            if ps is None:
+                continue
+            src = g.tensors[ps[0].inputs[0]]
+            if n.op == "pad" and n.attrs.get("mode", "constant") == "constant":
+                info = np.iinfo(ir.np_dtype(src.dtype))
+                s, z = float(src.quant.scale[0]), int(src.quant.zero_point[0])
+                v = int(np.clip(np.rint(np.float32(n.attrs.get("value", 0.0)) / np.float32(s)) + z, info.min, info.max))
+                n.attrs["value"] = v
+            ints = []
+            for o in n.outputs:
+                t = g.tensors[o]
+                name = f"{o}_int"
+                while name in g.tensors:
+                    name += "_"
+                g.tensors[name] = ir.Tensor(name, t.shape, src.dtype,
+                                            ir.QuantParams(src.quant.scale.copy(), src.quant.zero_point.copy()))
+                ints.append(name)
+            at = g.nodes.index(n)
+            for j, (q, o) in enumerate(zip(ints, n.outputs)):
+                g.nodes.insert(at + 1 + j, ir.Node(f"{o}_dequantize", "dequantize", [q], [o]))
+            n.inputs = [p.inputs[0] for p in ps] if n.op == "concat" else [ps[0].inputs[0]] + n.inputs[1:]
+            n.outputs = ints
+            changed = True
+    return g
 
 
 def _requantize_before(g: ir.Graph, n: ir.Node, src: str, quant: ir.QuantParams) -> str:
