@@ -18,9 +18,9 @@ from ...passes import Pass, dump_graph, run_passes
 from ...passes.fuse_activations import fuse_activations
 from ...passes.graph_edit import remove_dead, rename
 from ...passes.qdq import cancel_qdq, fold_qdq, int_boundaries
-from . import ops_conv, ops_elementwise, ops_pool, ops_qdq, ops_shape  # noqa: F401,E402  (their @onnx_op fill ONNX_OPS)
-from .fold import OWN, constant_nodes, fold, node_key, opset_of
+from . import ops_conv, ops_data, ops_elementwise, ops_pool, ops_qdq, ops_resize, ops_shape  # noqa: F401,E402  (fill ONNX_OPS)
 from .context import Ctx, Wrap, check_attrs, malformed, nhwc, shape_of, value_shapes
+from .fold import OWN, constant_nodes, fold, node_key, opset_of
 from .layout import channels_last_layout, normal, set_layout, to_layout
 from .load import dtype_name, load_onnx, to_array
 from .registry import ONNX_OPS
