@@ -24,7 +24,7 @@ from onnx import helper as oh
 
 from edgecomp import api, interp
 from edgecomp.compress.quantize import reference_session
-from edgecomp.errors import UnsupportedError
+from edgecomp.errors import ModelError, UnsupportedError
 from edgecomp.frontends.onnx import from_onnx
 
 BIG = 2 ** 62
@@ -320,6 +320,17 @@ def test_refusals_name_the_op(tmp_path):
     body = [oh.make_node("Pad", ["a", "pads"], ["y"], mode="reflect")]
     with pytest.raises(UnsupportedError, match="reflect padding"):
         from_onnx(make(tmp_path, s, body, ["y"], [const("pads", np.array([0, 0, 4, 0, 0, 0, 0, 0], np.int64))]))
+
+
+def test_constant_subgraph_too_big_refused_before_computing(tmp_path):
+    """A constant subgraph asking for more elements than any microcontroller tensor (a shape that
+    shape inference does not see) is refused before onnx.reference allocates it."""
+    s = (1, 4)
+    body = [oh.make_node("Add", ["shp0", "z"], ["shp"]), oh.make_node("ConstantOfShape", ["shp"], ["big"]),
+            oh.make_node("Add", ["a", "big"], ["y"])]
+    inits = [const("shp0", np.array([50_000_000], np.int64)), const("z", np.array([0], np.int64))]
+    with pytest.raises(ModelError, match="ConstantOfShape on constants would make 50,000,000 elements"):
+        from_onnx(make(tmp_path, s, body, ["y"], inits))
 
 
 # -- chains through the C backend ------------------------------------------------------------------------------

@@ -8,6 +8,9 @@ chains of them), and :func:`fold` computes one with ONNX's own reference impleme
 """
 from __future__ import annotations
 
+import itertools
+import math
+
 import numpy as np
 import onnx
 
@@ -41,8 +44,35 @@ def constant_nodes(nodes, initializers) -> set[tuple]:
     return out
 
 
+def _planned_size(c, n) -> float:
+    """The number of elements node ``n`` would make (as far as known before computing it): the
+    inferred output shapes, and for the ops whose size comes from their inputs' values the size
+    those values ask for, so a hostile model cannot make the import allocate gigabytes."""
+    sizes = [math.prod(c.shapes[o]) for o in n.output if o and c.shapes.get(o) is not None]
+    v = [np.asarray(c.consts[i]) if i else None for i in n.input]
+    try:
+        if n.op_type == "ConstantOfShape":
+            sizes.append(math.prod(float(d) for d in v[0].reshape(-1)))
+        elif n.op_type == "Tile":
+            sizes.append(v[0].size * math.prod(float(d) for d in v[1].reshape(-1)))
+        elif n.op_type == "Expand":
+            want = [float(d) for d in v[1].reshape(-1)]
+            have = [1.0] * (len(want) - v[0].ndim) + [float(d) for d in v[0].shape]
+            sizes.append(math.prod(max(a, b) for a, b in itertools.zip_longest(have, want, fillvalue=1.0)))
+        elif n.op_type == "Range":
+            start, limit, delta = (float(np.asarray(t).reshape(-1)[0]) for t in v[:3])
+            sizes.append(abs((limit - start) / delta) if delta else math.inf)
+    except (IndexError, TypeError, ValueError, AttributeError):
+        pass  # malformed: the reference implementation names it
+    return max(sizes, default=0)
+
+
 def fold(c, n, opset: int, where: str) -> None:
     """Compute node ``n`` on constants into ``c.consts``."""
+    planned = _planned_size(c, n)
+    if planned > MAX_FOLDED:
+        raise ModelError(f"{n.op_type} on constants would make {planned:,.0f} elements", where=where,
+                         fix="Check the model; microcontroller models have far smaller tensors")
     try:
         from onnx.reference import ReferenceEvaluator
         outs = ReferenceEvaluator(n, opsets={"": opset}).run(None, {i: c.consts[i] for i in n.input if i})
