@@ -320,6 +320,12 @@ def test_refusals_name_the_op(tmp_path):
     body = [oh.make_node("Pad", ["a", "pads"], ["y"], mode="reflect")]
     with pytest.raises(UnsupportedError, match="reflect padding"):
         from_onnx(make(tmp_path, s, body, ["y"], [const("pads", np.array([0, 0, 4, 0, 0, 0, 0, 0], np.int64))]))
+    body = [oh.make_node("Pad", ["a", "pads"], ["y"], mode="wrap")]
+    with pytest.raises(UnsupportedError, match="Pad mode 'wrap'"):
+        from_onnx(make(tmp_path, s, body, ["y"], [const("pads", np.array([0, 0, 1, 0, 0, 0, 0, 0], np.int64))], opset=19))
+    body = [oh.make_node("Resize", ["a", "", "scales"], ["y"], mode="nearest")]
+    with pytest.raises(UnsupportedError, match="batch or channel axis"):
+        from_onnx(make(tmp_path, s, body, ["y"], [const("scales", np.array([1, 2, 1, 1], np.float32))]))
 
 
 def test_constant_subgraph_too_big_refused_before_computing(tmp_path):
