@@ -439,6 +439,38 @@ class Decoder:
         return Net().eval()
 
 
+def test_shufflenet_v2_units_from_pytorch(tmp_path):
+    """Two ShuffleNetV2 units as PyTorch exports them (chunk and the shuffle's reshape sizes computed
+    with Shape -> Gather -> Div: folded at import) within 1e-5 of ONNX Runtime.  The copies the
+    layout model leaves, per unit of a 24 x 8 x 8 map (1,536 elements): the two channel halves
+    (768 each), the concat (1,536) and the shuffle's transpose (1,536): 3x the map."""
+    import torch
+    import torch.nn as nn
+
+    from edgecomp.frontends.torch import export_onnx
+
+    class Unit(nn.Module):
+        def __init__(self, c=24):
+            super().__init__()
+            h = c // 2
+            self.b = nn.Sequential(nn.Conv2d(h, h, 1), nn.ReLU(), nn.Conv2d(h, h, 3, padding=1, groups=h),
+                                   nn.Conv2d(h, h, 1), nn.ReLU())
+
+        def forward(self, x):
+            a, b = x.chunk(2, dim=1)
+            z = torch.cat([a, self.b(b)], 1)
+            n, c, h, w = z.shape
+            return z.reshape(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+    torch.manual_seed(0)
+    s = (1, 24, 8, 8)
+    path = export_onnx(nn.Sequential(Unit(), Unit()).eval(), torch.zeros(s), tmp_path / "shuffle.onnx")
+    g = check(path, s, n=3)
+    copied = sum(int(np.prod(g.tensors[n.outputs[0]].shape)) for n in g.nodes
+                 if n.op in ("transpose", "slice", "concat"))
+    assert copied == 2 * 3 * 24 * 8 * 8
+
+
 @pytest.mark.toolchain
 @pytest.mark.slow
 def test_decoder_quantized_by_onnxruntime_host_c_within_one_lsb(tmp_path):

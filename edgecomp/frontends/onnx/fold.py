@@ -3,8 +3,9 @@
 Exporters write shape arithmetic as nodes on constants (PyTorch's ``F.pad`` builds its pads with
 ConstantOfShape, Concat, Reshape, Slice, Transpose and Cast); ONNX Runtime folds them when it
 runs the model.  :func:`constant_nodes` finds every node whose inputs are all constants (through
-chains of them), and :func:`fold` computes one with ONNX's own reference implementation
-(``onnx.reference``), so these nodes need no IR op and are never reported as unsupported.
+chains of them; Shape and Size of any tensor are constants, shapes being static), and :func:`fold`
+computes one with ONNX's own reference implementation (``onnx.reference``), so these nodes need
+no IR op and are never reported as unsupported.
 """
 from __future__ import annotations
 
@@ -14,11 +15,14 @@ import math
 import numpy as np
 import onnx
 
-from ...errors import ModelError
+from ...errors import ModelError, UnsupportedError
 
 #: Nodes with a lowering of their own for constants (a DequantizeLinear of a constant keeps its
 #: integer form for the QDQ folding) or that never fold.
 OWN = ("Constant", "Identity", "Dropout", "DequantizeLinear", "QuantizeLinear")
+#: Ops whose result is a constant when their input's shape is static (PyTorch's ``chunk`` and
+#: ``reshape(n, c // 2, ...)`` compute their sizes with Shape -> Gather -> Div -> ...).
+SHAPE_OPS = ("Shape", "Size")
 MAX_FOLDED = 1 << 22  # elements: shape arithmetic is tiny; a huge folded tensor is a mistake
 
 
@@ -38,7 +42,7 @@ def constant_nodes(nodes, initializers) -> set[tuple]:
         ins = [i for i in n.input if i]
         if n.op_type == "QuantizeLinear" or n.domain not in ("", "ai.onnx"):
             continue
-        if all(i in const for i in ins):
+        if n.op_type in SHAPE_OPS or all(i in const for i in ins):
             out.add(node_key(n))
             const.update(o for o in n.output if o)
     return out
@@ -69,6 +73,20 @@ def _planned_size(c, n) -> float:
 
 def fold(c, n, opset: int, where: str) -> None:
     """Compute node ``n`` on constants into ``c.consts``."""
+    if n.op_type in SHAPE_OPS:
+        shape = c.shapes.get(n.input[0]) if n.input[0] not in c.consts else c.consts[n.input[0]].shape
+        if shape is None:
+            raise UnsupportedError(f"{n.op_type} of a tensor whose shape is not static", where=where,
+                                   fix="Export the model with static shapes")
+        shape = np.array(shape, np.int64)
+        if n.op_type == "Size":
+            v = np.array(np.prod(shape), np.int64)
+        else:  # opset 15: start / end, negative from the end, clamped (as Python slicing)
+            a = {at.name: onnx.helper.get_attribute_value(at) for at in n.attribute}
+            v = shape[int(a.get("start", 0)):a["end"] if "end" in a else None]
+        c.consts[n.output[0]] = v
+        c.shapes[n.output[0]] = tuple(v.shape)
+        return
     planned = _planned_size(c, n)
     if planned > MAX_FOLDED:
         raise ModelError(f"{n.op_type} on constants would make {planned:,.0f} elements", where=where,
