@@ -51,7 +51,8 @@ class CodegenInfo:
 
 def check_c_graph(graph: ir.Graph, opts: CodegenOptions | None = None) -> ir.Graph:
     """What the C bundle API takes: one input and one output (int8 or float32, quantized when
-    int8; an int32 output too: the indices of an argmax), at least one layer, one output per node."""
+    int8; an int32 output too: the indices of an argmax), at least one layer, one output per node except
+    for ops with several (split)."""
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise UnsupportedError(f"{len(graph.inputs)} inputs and {len(graph.outputs)} outputs",
                                where=f"graph {graph.name!r}", fix="The C backend takes one input and one output")
@@ -65,7 +66,7 @@ def check_c_graph(graph: ir.Graph, opts: CodegenOptions | None = None) -> ir.Gra
         if t.dtype == "int8" and t.quant is None:
             raise ModelError(f"int8 tensor {name!r} has no quantization", where=f"graph {graph.name!r}")
     for node in graph.nodes:
-        if len(node.outputs) != 1:
+        if len(node.outputs) != 1 and not (node.outputs and ir.OPS[node.op].many_outputs):
             raise UnsupportedError(f"{node.op} with {len(node.outputs)} outputs", where=f"node {node.name!r}")
     return graph
 
