@@ -32,7 +32,6 @@ from .errors import ModelError, UnsupportedError
 from .ops.common import add_int8, fclamp, is_int
 
 CHUNK = 16  # samples per pass: bounds the im2col buffers
-#: Ops whose operands broadcast (an operand's model batch may be 1 where the output's is N).
 
 
 def _node(graph: ir.Graph, node: ir.Node, env: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
