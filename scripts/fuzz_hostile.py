@@ -303,7 +303,8 @@ def _readme_structure(md: str) -> list[str]:
 def check_names(names: dict, work: Path, plain: dict) -> int:
     """Every generated text file of a Pi bundle and of the C code, and every printed line."""
     from edgecomp import api
-    from edgecomp.backends import c_codegen
+    from edgecomp.backends.c import generate
+    from edgecomp.options import CodegenOptions
     from edgecomp.errors import EdgecompError
 
     d = work / "names"
@@ -325,7 +326,7 @@ def check_names(names: dict, work: Path, plain: dict) -> int:
     try:
         graph, _ = api.load_graph(d / "net.onnx", d, precision="float32")
         (d / "c").mkdir()
-        c_codegen.generate(graph, d / "c", name="m")
+        generate(graph, d / "c", name="m")
         for f in ("model.c", "model.h", "weights.c"):
             texts.append((d / "c" / f).read_text())
     except EdgecompError:

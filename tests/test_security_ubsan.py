@@ -102,7 +102,8 @@ def _run_sanitized(model: Path, work: Path, rng) -> str | None:
     """None if the model is refused (a clear error); else generate, build sanitized, run; raise on UB."""
     from edgecomp.backends.emulator import INPUT_FILE, run_firmware
     from edgecomp import api
-    from edgecomp.backends import c_codegen
+    from edgecomp.backends.c import generate
+    from edgecomp.options import CodegenOptions
     from edgecomp.backends.cortex_m import build, write_firmware
     from edgecomp.errors import EdgecompError
     from edgecomp.targets import load_target
@@ -111,7 +112,7 @@ def _run_sanitized(model: Path, work: Path, rng) -> str | None:
     src.mkdir()
     try:  # the bundle's C exactly as compile writes it (DSP kernels: their plain C twins run on the host)
         graph, _ = api.load_graph(model, work, precision="float32")
-        c_codegen.generate(graph, src, name="m", probe=True, dsp=True)
+        generate(graph, src, name="m", options=CodegenOptions(probe=True, dsp=True))
     except EdgecompError:
         return None
     write_firmware(src, load_target("host"), "m")

@@ -256,8 +256,7 @@ def check_own_files(src: Path, manifest: dict) -> None:
     and kernel files must equal what this edgecomp writes for the manifest's target and
     name (so a bundle's Makefile never runs commands edgecomp did not write).
     """
-    from .c_codegen import (DSP_KERNEL_FILES, GEMM_KERNEL_FILES, GENERATED_FILES_S16, KERNEL_FILES,
-                            SIMD_FILES)
+    from .c.kernels.catalogue import all_kernel_files
     from .. import workdirs
 
     where = str(manifest.get("_where", src))
@@ -268,7 +267,7 @@ def check_own_files(src: Path, manifest: dict) -> None:
     target = load_target(tname)
     name = check_model_name(str(manifest.get("name") or "model"))
     files = sorted(manifest["files"])
-    kernels = set(KERNEL_FILES + GENERATED_FILES_S16 + DSP_KERNEL_FILES + GEMM_KERNEL_FILES + SIMD_FILES)
+    kernels = all_kernel_files()
     with workdirs.work_dir("check") as ref:
         variants = []
         for probe in (True, False):
@@ -289,7 +288,7 @@ def check_own_files(src: Path, manifest: dict) -> None:
                 continue
             got = (src / f).read_bytes()
             if f in kernels:
-                ok = got == (kdir / f).read_bytes()
+                ok = got == (kdir / kernels[f]).read_bytes()
             elif (variants[0] / f).is_file():
                 ok = any(got == (v / f).read_bytes() for v in variants)
             else:

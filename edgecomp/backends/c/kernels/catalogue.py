@@ -119,3 +119,9 @@ def files_for(groups: set[str]) -> list[str]:
     if groups & {"dsp", "gemm"}:
         groups.add("simd")
     return [f for g in GROUP_ORDER if g in groups for f in KERNEL_GROUPS[g]]
+
+
+def all_kernel_files() -> dict[str, str]:
+    """Every kernel file a bundle may hold: its name in the (flat) bundle -> its path under
+    ``templates/cortex_m/kernels`` (a source may sit in a family folder)."""
+    return {f.rsplit("/", 1)[-1]: f for files in KERNEL_GROUPS.values() for f in files}
