@@ -244,7 +244,7 @@ def _where(bundle_dir: Path | None) -> str | None:
 
 #: The bundle files that hold the model itself; every other file of a Cortex-M bundle is one
 #: edgecomp writes the same way for every model (shell, kernels) and is checked against that.
-MODEL_FILES = ("model.c", "model.h", "weights.c")
+MODEL_FILES = ("model.c", "model.h", "weights.c", "README.md")  # README.md: it describes the model (no build reads it)
 
 
 def check_own_files(src: Path, manifest: dict) -> None:
