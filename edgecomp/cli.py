@@ -77,13 +77,16 @@ def cmd_run(a) -> int:
     if a.input:
         x = load_samples(a.input, prefer=(str(io.get("name", "x")), "x"), first_if_many=True, what="input file")
         check_samples(x, "input samples", a.input)
-        if x.ndim == len(io["shape"]) - 1:  # one sample without its batch axis
+        rank = 3 if io.get("source_layout") == "NCW" else len(io["shape"])  # the user's [N, C, L] for a 1-D model
+        if x.ndim == rank - 1:  # one sample without its batch axis
             x = x[None]
     else:
         rng = np.random.default_rng(0)
         shape = [a.count] + list(io["shape"][1:])
         if io.get("source_layout") == "NCHW" and len(shape) == 4:
             shape = [shape[0], shape[3], shape[1], shape[2]]
+        if io.get("source_layout") == "NCW":  # [N, 1, L, C] in the bundle, [N, C, L] for the user
+            shape = [shape[0], shape[3], shape[2]]
         x = rng.integers(-128, 128, size=shape).astype(io["dtype"]) if io["dtype"] != "float32" \
             else rng.standard_normal(shape).astype(np.float32)
     if a.host:
