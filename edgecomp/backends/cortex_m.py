@@ -529,8 +529,7 @@ def write_bundle(graph: ir.Graph, target: str | Target, out_dir: str | Path, opt
         with workdirs.work_dir("build") as bd:
             try:
                 built = build(tmp, target, build_dir=bd)
-                in_t = graph.t(graph.inputs[0])
-                stack = measure_stack(tmp, target, built, in_t.nbytes)
+                stack = measure_stack(tmp, target, built, sum(graph.t(i).nbytes for i in graph.inputs))
                 if target.uf2_family is not None:  # the file a user drags onto the board, listed in the manifest
                     shutil.copyfile(built.elf.with_name("fw.uf2"), tmp / f"{name}.uf2")
             except EdgecompError as e:

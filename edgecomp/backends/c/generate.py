@@ -28,6 +28,7 @@ from ...passes.requantize import requantize
 from ...resources import templates_dir
 from ...sanitize import c_comment_text, c_string
 from .emitter import Emitter
+from .io_api import io_context
 from .kernel_plan import plan_kernels, plan_memory_pass
 from .kernels.catalogue import GROUP_HEADERS, files_for, layer_dtype
 from .literals import CTYPE, c_double, c_float, fmt_q, shape_text
@@ -48,11 +49,11 @@ class CodegenInfo:
 
 
 def check_c_graph(graph: ir.Graph, opts: CodegenOptions | None = None) -> ir.Graph:
-    """What the C bundle API takes: one input and one output (int8 or float32, quantized when
+    """What the C bundle API takes: inputs and outputs (int8 or float32, quantized when
     int8), at least one layer, one output per node."""
-    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+    if not graph.inputs or not graph.outputs:  # (several: io_api.py)
         raise UnsupportedError(f"{len(graph.inputs)} inputs and {len(graph.outputs)} outputs",
-                               where=f"graph {graph.name!r}", fix="The C backend takes one input and one output")
+                               where=f"graph {graph.name!r}", fix="The C backend takes at least one input and output")
     if not graph.nodes:
         raise ModelError("the graph has no layers", where=f"graph {graph.name!r}")
     for name in graph.inputs + graph.outputs:
@@ -131,6 +132,7 @@ def emit(g: ir.Graph, out_dir: Path, *, name: str, opts: CodegenOptions) -> Code
         quantize_input_body=qin, dequantize_output_body=dqo,
         weight_bytes=gen.weight_bytes, arrays=gen.arrays,
         extra_includes=[f'#include "{h}"' for grp, h in GROUP_HEADERS.items() if grp in groups],
+        **io_context(g, gen.tensor),
     )
     fused = g.meta.get("row_fusions", {})
     for i, lay in enumerate(gen.layers):  # row fusion: the producer's time is counted in the consumer's
