@@ -180,3 +180,24 @@ def test_cli_run_takes_one_ncl_sample_for_a_1d_bundle(dscnn, tmp_path):
                  str(tmp_path / "out.npy")]) == 0
     want = api.run_bundle(b, dscnn["x"][:1], emulate=False).outputs
     assert np.array_equal(np.load(tmp_path / "out.npy").reshape(want.shape), want)
+
+
+@pytest.mark.toolchain
+def test_batch2_model_host_build_matches_onnxruntime(tmp_path):
+    """A model exported with batch 2: one inference holds both sequences ([2, 1, L, C] in the C)."""
+    import onnxruntime as ort
+
+    from edgecomp.backends.run import run_bundle
+
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv1d(C, 6, 3, padding=1, stride=2), nn.ReLU(), nn.MaxPool1d(2),
+                      nn.Conv1d(6, 6, 3, groups=6, padding=1), nn.AdaptiveAvgPool1d(1), nn.Flatten(),
+                      nn.Linear(6, 3)).eval()
+    p = export_onnx(m, torch.zeros(2, C, L), tmp_path / "b2.onnx")
+    x = np.random.default_rng(3).standard_normal((2, C, L)).astype(np.float32)
+    want = ort.InferenceSession(str(p)).run(None, {"input": x})[0]
+    man = api.compile_model(p, "host", tmp_path / "b", precision="float32")
+    assert man["inputs"][0]["shape"] == [2, 1, L, C]
+    got = run_bundle(tmp_path / "b", np.ascontiguousarray(x.transpose(0, 2, 1))[:, None], emulate=False,
+                     progress=False).outputs
+    np.testing.assert_allclose(got.reshape(want.shape), want, rtol=1e-5, atol=1e-5)
