@@ -201,3 +201,13 @@ def test_batch2_model_host_build_matches_onnxruntime(tmp_path):
     got = run_bundle(tmp_path / "b", np.ascontiguousarray(x.transpose(0, 2, 1))[:, None], emulate=False,
                      progress=False).outputs
     np.testing.assert_allclose(got.reshape(want.shape), want, rtol=1e-5, atol=1e-5)
+
+
+def test_info_shows_the_users_ncl_input(dscnn, capsys):
+    import json
+
+    from edgecomp.info import model_info
+
+    assert model_info(dscnn["q"], as_json=True) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["inputs"][0]["shape"] == [1, 10, 49] and info["inputs"][0]["layout"] == "NCW"
