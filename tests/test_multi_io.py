@@ -119,13 +119,15 @@ def test_int8_host_build_within_one_lsb_and_the_c_api_names_each_tensor(models, 
     _within_one_lsb(models["q"], man, got, _ort(models["q"], models["x"]))
     # a user's program through ec_run(one pointer per input and output) gives the harness's outputs
     h = (b / "model.h").read_text()
+    ctype = {"int8": "int8_t", "float32": "float"}
+    ft = ctype[man["outputs"][1]["dtype"]]  # (ORT's quantizer may leave the map that feeds the pool float)
     for decl in ("int8_t *ec_input_img(void);", "int8_t *ec_input_vec(void);", "#define EC_NUM_OUTPUTS 2",
-                 "const float *ec_output_features(void);", "#define EC_INPUT_SIZE_vec 5"):
+                 f"const {ft} *ec_output_features(void);", "#define EC_INPUT_SIZE_vec 5"):
         assert decl in h
     user = tmp_path / "user.c"
     user.write_text('#include <stdio.h>\n#include "model.h"\n'
                     "static int8_t img[EC_INPUT_SIZE_img], vec[EC_INPUT_SIZE_vec], y[EC_OUTPUT_SIZE_logits];\n"
-                    "static float f[EC_OUTPUT_SIZE_features];  /* (ORT's quantizer left it float) */\n"
+                    f"static {ft} f[EC_OUTPUT_SIZE_features];\n"
                     "int main(void)\n{\n    for (int i = 0; i < EC_INPUT_SIZE_img; i++) img[i] = (int8_t)(i % 7 - 3);\n"
                     "    for (int i = 0; i < EC_INPUT_SIZE_vec; i++) vec[i] = (int8_t)(20 * i - 40);\n"
                     "    if (ec_run(img, vec, y, f) != 0) return 1;\n"
