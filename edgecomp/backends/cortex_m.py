@@ -107,7 +107,8 @@ def readme_model(graph: ir.Graph, arena_bytes: int, stack_bytes: int | None) -> 
                 "elements": t.size, "bytes": t.nbytes,
                 "scale": f"{float(t.quant.scale[0]):.9g}" if t.quant is not None else None,
                 "zero_point": int(t.quant.zero_point[0]) if t.quant is not None else None,
-                "source_layout": graph.meta.get("source_layout") if len(t.shape) == 4 else None}
+                "source_layout": graph.meta.get("io_layouts", {}).get(name) or
+                (graph.meta.get("source_layout") if len(t.shape) == 4 else None)}
     return {"input": io(graph.inputs[0]), "output": io(graph.outputs[0]), "arena_bytes": int(arena_bytes),
             "stack_bytes": stack_bytes}
 
@@ -468,6 +469,8 @@ def _io_entry(graph: ir.Graph, name: str) -> dict[str, Any]:
                          "quantization": t.quant.to_json() if t.quant is not None else None}
     if len(t.shape) == 4 and graph.meta.get("source_layout"):
         d["source_layout"] = graph.meta["source_layout"]
+    if name in graph.meta.get("io_layouts", {}):  # a 3-D [N, C, L] input held as [N, 1, L, C]
+        d["source_layout"] = graph.meta["io_layouts"][name]
     return d
 
 
@@ -529,8 +532,7 @@ def write_bundle(graph: ir.Graph, target: str | Target, out_dir: str | Path, opt
         with workdirs.work_dir("build") as bd:
             try:
                 built = build(tmp, target, build_dir=bd)
-                in_t = graph.t(graph.inputs[0])
-                stack = measure_stack(tmp, target, built, in_t.nbytes)
+                stack = measure_stack(tmp, target, built, sum(graph.t(i).nbytes for i in graph.inputs))
                 if target.uf2_family is not None:  # the file a user drags onto the board, listed in the manifest
                     shutil.copyfile(built.elf.with_name("fw.uf2"), tmp / f"{name}.uf2")
             except EdgecompError as e:

@@ -30,6 +30,7 @@ from ...passes.streaming import stream_frames
 from ...resources import templates_dir
 from ...sanitize import c_comment_text, c_string
 from .emitter import Emitter
+from .io_api import io_context
 from .kernel_plan import plan_kernels, plan_memory_pass
 from .kernels.catalogue import GROUP_HEADERS, files_for, layer_dtype
 from .literals import CTYPE, c_double, c_float, fmt_q, shape_text
@@ -50,12 +51,12 @@ class CodegenInfo:
 
 
 def check_c_graph(graph: ir.Graph, opts: CodegenOptions | None = None) -> ir.Graph:
-    """What the C bundle API takes: one input and one output (int8 or float32, quantized when
-    int8; an int32 output too: the indices of an argmax), at least one layer, one output per node except
-    for ops with several (split)."""
-    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+    """What the C bundle API takes: inputs and outputs (int8 or float32, quantized when int8; an
+    int32 output too: the indices of an argmax; several of each: io_api.py), at least one layer, one
+    output per node except for ops with several (split)."""
+    if not graph.inputs or not graph.outputs:
         raise UnsupportedError(f"{len(graph.inputs)} inputs and {len(graph.outputs)} outputs",
-                               where=f"graph {graph.name!r}", fix="The C backend takes one input and one output")
+                               where=f"graph {graph.name!r}", fix="The C backend takes at least one input and output")
     if not graph.nodes:
         raise ModelError("the graph has no layers", where=f"graph {graph.name!r}")
     for name in graph.inputs + graph.outputs:
@@ -133,6 +134,7 @@ def emit(g: ir.Graph, out_dir: Path, *, name: str, opts: CodegenOptions) -> Code
         weight_bytes=gen.weight_bytes, arrays=gen.arrays,
         extra_includes=[f'#include "{h}"' for grp, h in GROUP_HEADERS.items() if grp in groups],
         state_bytes=gen.state_bytes, state_resets=gen.state_resets, streaming=bool(g.meta.get("streaming")),
+        **io_context(g, gen.tensor),
     )
     fused = g.meta.get("row_fusions", {})
     for i, lay in enumerate(gen.layers):  # row fusion: the producer's time is counted in the consumer's

@@ -25,6 +25,7 @@ from . import (ops_activation, ops_binary, ops_conv, ops_data, ops_elementwise, 
 from .context import Ctx, Wrap, check_attrs, malformed, nhwc, shape_of, value_shapes
 from .fold import OWN, constant_nodes, fold, node_key, opset_of
 from .layout import channels_last_layout, normal, set_layout, to_layout
+from .one_d import declare_input_1d, feeds_1d
 from .load import dtype_name, load_onnx, to_array
 from .registry import ONNX_OPS
 
@@ -90,6 +91,8 @@ def lower(model: onnx.ModelProto, name: str | None = None, *, fuse: bool = True)
         c.add_tensor(vi.name, nhwc(c.shapes[vi.name]))
         if len(c.shapes[vi.name]) == 4:  # a 4-D input is NHWC in the IR (the API transposes the user's NCHW)
             set_layout(c, vi.name, channels_last_layout(c.shapes[vi.name]))
+        elif len(c.shapes[vi.name]) == 3 and feeds_1d(model, vi.name):  # [N, C, L] -> [N, 1, L, C]
+            declare_input_1d(c, vi.name, c.shapes[vi.name])
         g.inputs.append(vi.name)
     try:
         nodes = ir.topo_sort([Wrap(n) for n in model.graph.node], g.inputs, inits)
