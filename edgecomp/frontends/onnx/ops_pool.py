@@ -79,7 +79,7 @@ def lower_pool(c: Ctx, n, a: dict, x: str, xs: tuple, where: str) -> None:
             attrs["count_include_pad"] = True
             attrs["divisor_pad"] = explicit
         inferred = c.shapes.get(n.output[0])
-        if inferred is not None and tuple(inferred[2:]) != ((wo,) if one_d else (ho, wo)):
+        if inferred is not None and (1,) * (4 - len(inferred)) + tuple(inferred[2:]) != (ho, wo):
             raise UnsupportedError(
                 f"{n.op_type} with ceil_mode=1 whose last window would start in the right padding: ONNX's "
                 f"shape inference makes it {tuple(inferred[2:])}, the ONNX specification and ONNX Runtime "
