@@ -30,13 +30,13 @@ from ..passes.fuse import fuse_residual_adds
 from ..passes.memory_plan import MemoryPlan, plan_memory, reads
 from ..resources import templates_dir
 from ..sanitize import c_comment, c_comment_text, c_identifier, c_string
-from . import c_codegen_s16
+from . import c_codegen_s16, kernel_files as kfiles
 
-KERNEL_FILES = ("ec_kernels.h", "ec_kernels.c")
+KERNEL_FILES = kfiles.names("reference")
 # kernels for cores with the DSP extension: copied only when a layer uses them
-DSP_KERNEL_FILES = ("ec_kernels_dsp.h", "ec_kernels_dsp.c")
-GEMM_KERNEL_FILES = ("ec_kernels_gemm.h", "ec_kernels_gemm.c")
-SIMD_FILES = ("ec_simd.h",)  # shared by the DSP and matrix-product kernels
+DSP_KERNEL_FILES = kfiles.names("dsp")
+GEMM_KERNEL_FILES = kfiles.names("gemm")
+SIMD_FILES = kfiles.names("simd")  # shared by the DSP and matrix-product kernels
 KERNEL_CHOICES = ("auto", "reference", "dsp")
 GENERATED_FILES = ("model.h", "model.c", "weights.c") + KERNEL_FILES
 # int16 kernels: copied only when the graph has int16 layers (backends/c_codegen_s16.py)
@@ -1226,7 +1226,7 @@ def generate(graph: ir.Graph, out_dir: Path, *, name: str = "model", probe: bool
         + (DSP_KERNEL_FILES if gen.used_dsp else ()) + (GEMM_KERNEL_FILES if gen.used_gemm else ()) \
         + (SIMD_FILES if gen.used_dsp or gen.used_gemm else ())
     for f in kernel_files:
-        shutil.copyfile(templates_dir() / "cortex_m" / "kernels" / f, out_dir / f)
+        shutil.copyfile(kfiles.template_path(f), out_dir / f)
     return CodegenInfo(
         arena_bytes=plan.arena_bytes,
         scratch_bytes=max((n for _, n in plan.scratch.values()), default=0),

@@ -17,8 +17,9 @@ import numpy as np
 
 from .. import ir
 from ..errors import ModelError, UnsupportedError
+from . import kernel_files
 
-S16_FILES = ("ec_kernels_s16.h", "ec_kernels_s16.c")
+S16_FILES = kernel_files.names("s16")
 POW2_MULTIPLIER = 1 << 30
 INT16_MIN, INT16_MAX = -32768, 32767
 

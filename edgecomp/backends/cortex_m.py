@@ -174,12 +174,9 @@ def _nm_sizes(nm: str, objects: list[Path]) -> tuple[int, int]:
 
 def _model_sources(bundle_dir: Path) -> list[str]:
     """The generated model's C files (a user's own files, e.g. a UART driver, are not the model)."""
-    try:
-        from .c_codegen import GENERATED_FILES, GENERATED_FILES_S16
-        GENERATED_FILES = GENERATED_FILES + GENERATED_FILES_S16
-    except ImportError:  # pragma: no cover - the generator is part of the package
-        GENERATED_FILES = ()
-    generated = sorted(n for n in GENERATED_FILES if n.endswith(".c") and (bundle_dir / n).is_file())
+    from . import kernel_files
+    generated = sorted(n for n in ("model.c", "weights.c") + kernel_files.sources("reference", "s16")
+                       if (bundle_dir / n).is_file())
     return generated or sorted(p.name for p in bundle_dir.glob("*.c") if p.name not in NOT_MODEL)
 
 
