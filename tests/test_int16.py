@@ -177,11 +177,10 @@ def test_cli_compile_precision_int16(cnn, tmp_path):
 def test_c_requantization_is_the_documented_rounding(tmp_path):
     """ec_requantize_acc_s16 / ec_shift_acc_s16 against exact integers: y = acc * m / 2^n rounded to nearest,
     ties to even, n = 31 - shift, saturated to int16; the shift-only path equals the multiplier path at m = 2^30."""
-    from edgecomp.resources import templates_dir
+    from edgecomp.backends import kernel_files
 
-    k = templates_dir() / "cortex_m" / "kernels"
-    for f in ("ec_kernels.h", "ec_kernels.c", "ec_kernels_s16.h", "ec_kernels_s16.c"):  # as in a bundle
-        shutil.copyfile(k / f, tmp_path / f)
+    for f in kernel_files.names("reference", "s16"):  # as in a bundle
+        shutil.copyfile(kernel_files.template_path(f), tmp_path / f)
     (tmp_path / "t.c").write_text(r'''
 #include <stdio.h>
 #include <inttypes.h>

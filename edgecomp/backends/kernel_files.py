@@ -13,7 +13,7 @@ from ..resources import templates_dir
 
 GROUPS: dict[str, tuple[str, ...]] = {
     # plain C kernels, one per op (bit-exact with TensorFlow Lite Micro's reference kernels)
-    "reference": ("ec_kernels.h", "ec_kernels.c"),
+    "reference": ("ec_kernels.h", "ec_requant.h", "ec_kernels.c"),
     # int8 kernels for cores with the DSP extension (SMLAD, SXTB16)
     "dsp": ("ec_kernels_dsp.h", "ec_kernels_dsp.c"),
     # int8 convolution as a matrix product (DSP cores)

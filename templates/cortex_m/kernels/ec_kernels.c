@@ -9,19 +9,12 @@
  * Kept small on purpose: no large locals, so one inference needs little stack.
  */
 #include "ec_kernels.h"
+#include "ec_requant.h"
 
 #include <math.h>
 #include <string.h>
 
-/* Keep the innermost loops in small leaf functions: inlined into the deep loop
- * nests they would spill their pointers to the stack on every multiply. */
-#if defined(__GNUC__)
-#define EC_NOINLINE __attribute__((noinline))
-#else
-#define EC_NOINLINE
-#endif
-
-/* ---- integer helpers ------------------------------------------------------ */
+/* ---- integer helpers (TFLite's arithmetic, as its reference code writes it) ---------- */
 
 int32_t ec_sat_rounding_doubling_high_mul(int32_t a, int32_t b)
 {
@@ -40,58 +33,31 @@ int32_t ec_rounding_divide_by_pot(int32_t x, int exponent)
     return (x >> exponent) + (remainder > threshold ? 1 : 0);
 }
 
-/* x << shift as two's complement, without signed-overflow undefined behaviour. */
-static int32_t shift_left(int32_t x, int shift)
-{
-    return (int32_t)((uint32_t)x << shift);
-}
-
 int32_t ec_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int shift)
 {
     int left = shift > 0 ? shift : 0;
     int right = shift > 0 ? 0 : -shift;
-    return ec_rounding_divide_by_pot(ec_sat_rounding_doubling_high_mul(shift_left(x, left), multiplier), right);
-}
-
-static int32_t clamp_i32(int32_t v, int32_t lo, int32_t hi)
-{
-    return v < lo ? lo : (v > hi ? hi : v);
-}
-
-static float clamp_f32(float v, float lo, float hi)
-{
-    return v < lo ? lo : (v > hi ? hi : v);
+    return ec_rounding_divide_by_pot(ec_sat_rounding_doubling_high_mul(ec_shift_left(x, left), multiplier), right);
 }
 
 /* One int8 ADD element: TFLM's AddFunc. */
 int8_t ec_add_one_s8(const ec_add_params_t *p, int32_t a, int32_t b)
 {
-    int32_t x1 = shift_left(p->input1_offset + a, p->left_shift);
-    int32_t x2 = shift_left(p->input2_offset + b, p->left_shift);
-    int32_t s1 = ec_rounding_divide_by_pot(ec_sat_rounding_doubling_high_mul(x1, p->input1_multiplier),
-                                           -p->input1_shift);
-    int32_t s2 = ec_rounding_divide_by_pot(ec_sat_rounding_doubling_high_mul(x2, p->input2_multiplier),
-                                           -p->input2_shift);
-    int32_t out = ec_rounding_divide_by_pot(ec_sat_rounding_doubling_high_mul(s1 + s2, p->output_multiplier),
-                                            -p->output_shift) + p->output_offset;
-    return (int8_t)clamp_i32(out, p->act_min, p->act_max);
+    EC_ADD_ELEMENT_S8(p, a, b, EC_RESCALE_SMALL);
 }
+
 
 /* The int8 conv epilogue: requantize one accumulator, clamp, then the fused residual add. */
 static int8_t conv_out_s8(const ec_conv_params_t *p, int32_t acc, int32_t oc, const int8_t *skip)
 {
-    acc = ec_multiply_by_quantized_multiplier(acc, p->multiplier[oc], p->shift[oc]) + p->output_offset;
-    acc = clamp_i32(acc, p->act_min, p->act_max);
-    if (skip != NULL)
-        return ec_add_one_s8(p->residual, acc, *skip);
-    return (int8_t)acc;
+    return ec_conv_out_elem_s8(p, acc, oc, skip, EC_SMALL);
 }
 
 static float conv_out_f32(const ec_conv_params_t *p, float acc, const float *skip)
 {
-    acc = clamp_f32(acc, p->act_min_f, p->act_max_f);
+    acc = ec_clip_f32(acc, p->act_min_f, p->act_max_f);
     if (skip != NULL)
-        return clamp_f32(acc + *skip, p->residual->act_min_f, p->residual->act_max_f);
+        return ec_clip_f32(acc + *skip, p->residual->act_min_f, p->residual->act_max_f);
     return acc;
 }
 
@@ -337,7 +303,7 @@ void ec_fully_connected_s8(const ec_fc_params_t *p, const int8_t *input, const i
             if (bias != NULL)
                 acc += bias[o];
             acc = ec_multiply_by_quantized_multiplier(acc, p->multiplier[o], p->shift[o]) + p->output_offset;
-            dst[o] = (int8_t)clamp_i32(acc, p->act_min, p->act_max);
+            dst[o] = (int8_t)ec_clip_i32(acc, p->act_min, p->act_max);
         }
         if (row != NULL)
             memcpy(output + b * p->out_features, row, (size_t)p->out_features);
@@ -354,7 +320,7 @@ void ec_fully_connected_f32(const ec_fc_params_t *p, const float *input, const f
             float acc = dot_f32(x, filter + o * p->in_features, p->in_features, 0.0f);
             if (bias != NULL)
                 acc += bias[o];
-            dst[o] = clamp_f32(acc, p->act_min_f, p->act_max_f);
+            dst[o] = ec_clip_f32(acc, p->act_min_f, p->act_max_f);
         }
         if (row != NULL)
             memcpy(output + b * p->out_features, row, (size_t)p->out_features * sizeof(float));
@@ -372,7 +338,7 @@ void ec_add_s8(const ec_add_params_t *p, const int8_t *a, const int8_t *b, int8_
 void ec_add_f32(const ec_add_params_t *p, const float *a, const float *b, float *output, int32_t size)
 {
     for (int32_t i = 0; i < size; i++)
-        output[i] = clamp_f32(a[i] + b[i], p->act_min_f, p->act_max_f);
+        output[i] = ec_clip_f32(a[i] + b[i], p->act_min_f, p->act_max_f);
 }
 
 void ec_requantize_s8(const int8_t *input, int8_t *output, int32_t size, int32_t input_offset,
@@ -380,20 +346,20 @@ void ec_requantize_s8(const int8_t *input, int8_t *output, int32_t size, int32_t
 {
     for (int32_t i = 0; i < size; i++) {
         int32_t v = ec_multiply_by_quantized_multiplier(input[i] + input_offset, multiplier, shift);
-        output[i] = (int8_t)clamp_i32(v + output_offset, -128, 127);
+        output[i] = (int8_t)ec_clip_i32(v + output_offset, -128, 127);
     }
 }
 
 void ec_clamp_s8(const int8_t *input, int8_t *output, int32_t size, int32_t act_min, int32_t act_max)
 {
     for (int32_t i = 0; i < size; i++)
-        output[i] = (int8_t)clamp_i32(input[i], act_min, act_max);
+        output[i] = (int8_t)ec_clip_i32(input[i], act_min, act_max);
 }
 
 void ec_clamp_f32(const float *input, float *output, int32_t size, float act_min, float act_max)
 {
     for (int32_t i = 0; i < size; i++)
-        output[i] = clamp_f32(input[i], act_min, act_max);
+        output[i] = ec_clip_f32(input[i], act_min, act_max);
 }
 
 void ec_quantize_f32_s8(const float *input, int8_t *output, int32_t size, float scale, int32_t zero_point)
@@ -463,7 +429,7 @@ void ec_max_pool2d_s8(const ec_pool_params_t *p, const int8_t *input, int8_t *ou
                             const int32_t v = in_b[(y * p->in_w + x) * p->channels + c];
                             m = v > m ? v : m;
                         }
-                    dst[ox * p->channels + c] = (int8_t)clamp_i32(m, p->act_min, p->act_max);
+                    dst[ox * p->channels + c] = (int8_t)ec_clip_i32(m, p->act_min, p->act_max);
                 }
             }
             if (row != NULL)
@@ -489,7 +455,7 @@ void ec_max_pool2d_f32(const ec_pool_params_t *p, const float *input, float *out
                             const float v = in_b[(y * p->in_w + x) * p->channels + c];
                             m = v > m ? v : m;
                         }
-                    dst[ox * p->channels + c] = clamp_f32(m, p->act_min_f, p->act_max_f);
+                    dst[ox * p->channels + c] = ec_clip_f32(m, p->act_min_f, p->act_max_f);
                 }
             }
             if (row != NULL)
@@ -516,7 +482,7 @@ void ec_avg_pool2d_s8(const ec_pool_params_t *p, const int8_t *input, int8_t *ou
                             acc += in_b[(y * p->in_w + x) * p->channels + c];
                     if (count > 0) /* round half away from zero, as TFLM */
                         acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
-                    dst[ox * p->channels + c] = (int8_t)clamp_i32(acc, p->act_min, p->act_max);
+                    dst[ox * p->channels + c] = (int8_t)ec_clip_i32(acc, p->act_min, p->act_max);
                 }
             }
             if (row != NULL)
@@ -542,7 +508,7 @@ void ec_avg_pool2d_f32(const ec_pool_params_t *p, const float *input, float *out
                         for (int32_t x = w.x0; x < w.x1; x++)
                             acc += in_b[(y * p->in_w + x) * p->channels + c];
                     const float avg = count > 0 ? acc / (float)count : 0.0f;
-                    dst[ox * p->channels + c] = clamp_f32(avg, p->act_min_f, p->act_max_f);
+                    dst[ox * p->channels + c] = ec_clip_f32(avg, p->act_min_f, p->act_max_f);
                 }
             }
             if (row != NULL)
@@ -572,7 +538,7 @@ static int32_t sat_mul_by_pot(int32_t x, int exponent)
         return INT32_MAX;
     if (x < -threshold)
         return INT32_MIN;
-    return shift_left(x, exponent);
+    return ec_shift_left(x, exponent);
 }
 
 /* exp(a) for a FixedPoint<0> in [-1/4, 0). */
@@ -645,7 +611,7 @@ void ec_softmax_s8(const ec_softmax_params_t *p, const int8_t *input, int8_t *ou
         for (int32_t c = 0; c < p->depth; c++) {
             const int32_t diff = x[c] - max_in_row;
             if (diff >= p->diff_min) {
-                const int32_t scaled = FX_MUL(shift_left(diff, p->input_left_shift), p->input_multiplier);
+                const int32_t scaled = FX_MUL(ec_shift_left(diff, p->input_left_shift), p->input_multiplier);
                 sum_of_exps += ec_rounding_divide_by_pot(exp_on_negative_values_5(scaled), accumulation_bits);
             }
         }
@@ -660,11 +626,11 @@ void ec_softmax_s8(const ec_softmax_params_t *p, const int8_t *input, int8_t *ou
         for (int32_t c = 0; c < p->depth; c++) {
             const int32_t diff = x[c] - max_in_row;
             if (diff >= p->diff_min) {
-                const int32_t scaled = FX_MUL(shift_left(diff, p->input_left_shift), p->input_multiplier);
+                const int32_t scaled = FX_MUL(ec_shift_left(diff, p->input_left_shift), p->input_multiplier);
                 const int32_t exp_in_0 = exp_on_negative_values_5(scaled);
                 const int32_t unsat = ec_rounding_divide_by_pot(FX_MUL(shifted_scale, exp_in_0),
                                                                 num_bits_over_unit + 31 - 8);
-                y[c] = (int8_t)clamp_i32(unsat - 128, -128, 127);
+                y[c] = (int8_t)ec_clip_i32(unsat - 128, -128, 127);
             } else {
                 y[c] = -128;
             }

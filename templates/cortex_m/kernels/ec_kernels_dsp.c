@@ -11,63 +11,10 @@
  * Two pixels times two output channels share each load (dot_2x2).
  */
 #include "ec_kernels_dsp.h"
+#include "ec_requant.h"
 #include "ec_simd.h"
 
 #include <string.h>
-
-#if defined(__ARM_FEATURE_DSP)
-#define EC_SMLAD(a, b, acc) ((int32_t)__smlad((a), (b), (acc)))
-#define EC_SMLABB(a, b, acc) ((int32_t)__smlabb((int32_t)(a), (int32_t)(b), (acc)))
-#define EC_SMLATT(a, b, acc) ((int32_t)__smlatt((int32_t)(a), (int32_t)(b), (acc)))
-#define EC_SADD16(a, b) ((uint32_t)__sadd16((a), (b)))
-#else
-/* Plain C versions of exactly the intrinsics above (host builds, other compilers). */
-static inline int32_t ec_smlad(uint32_t a, uint32_t b, int32_t acc)
-{
-    int32_t lo = (int32_t)(int16_t)(a & 0xffffu) * (int32_t)(int16_t)(b & 0xffffu);
-    int32_t hi = (int32_t)(int16_t)(a >> 16) * (int32_t)(int16_t)(b >> 16);
-    return (int32_t)((uint32_t)acc + (uint32_t)lo + (uint32_t)hi); /* wraps like SMLAD */
-}
-static inline int32_t ec_smlabb(uint32_t a, uint32_t b, int32_t acc)
-{
-    return (int32_t)((uint32_t)acc + (uint32_t)((int32_t)(int16_t)(a & 0xffffu) * (int32_t)(int16_t)(b & 0xffffu)));
-}
-static inline int32_t ec_smlatt(uint32_t a, uint32_t b, int32_t acc)
-{
-    return (int32_t)((uint32_t)acc + (uint32_t)((int32_t)(int16_t)(a >> 16) * (int32_t)(int16_t)(b >> 16)));
-}
-static inline uint32_t ec_sadd16(uint32_t a, uint32_t b)
-{
-    return ((a + b) & 0xffffu) | (((a >> 16) + (b >> 16)) << 16);
-}
-#define EC_SMLAD(a, b, acc) ec_smlad((a), (b), (acc))
-#define EC_SMLABB(a, b, acc) ec_smlabb((a), (b), (acc))
-#define EC_SMLATT(a, b, acc) ec_smlatt((a), (b), (acc))
-#define EC_SADD16(a, b) ec_sadd16((a), (b))
-#endif
-
-/* acc + the sign-extended bytes 0 and 2 (or 1 and 3) of x, as two 16-bit sums (SXTAB16) */
-#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__)
-static inline __attribute__((always_inline)) uint32_t ec_sxtab16_ror8(uint32_t acc, uint32_t x)
-{
-    uint32_t r;
-    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(acc), "r"(x));
-    return r;
-}
-#define EC_SXTAB16(acc, x) ((uint32_t)__sxtab16((acc), (x)))
-#define EC_SXTAB16_ROR8(acc, x) ec_sxtab16_ror8((acc), (x))
-#else
-#define EC_SXTAB16(acc, x) EC_SADD16((acc), EC_SXTB16(x))
-#define EC_SXTAB16_ROR8(acc, x) EC_SADD16((acc), EC_SXTB16_ROR8(x))
-#endif
-
-#if defined(__GNUC__)
-#define EC_HOT __attribute__((noinline, optimize("O2")))
-#define EC_INLINE static inline __attribute__((always_inline))
-#else
-#define EC_HOT
-#define EC_INLINE static inline
-#endif
 
 /* acc[0] += xa.w0, acc[1] += xa.w1, acc[2] += xb.w0, acc[3] += xb.w1 over `rows` runs of n bytes,
  * the input runs x_step apart, the weight runs n apart (a kernel window, row by row) */
@@ -194,63 +141,10 @@ static int32_t wsum(const int8_t *w, int32_t n)
     return s;
 }
 
-EC_INLINE int32_t clamp_i32(int32_t v, int32_t lo, int32_t hi)
-{
-    return v < lo ? lo : (v > hi ? hi : v);
-}
-
-/*
- * The requantization, inlined: the same integers as ec_multiply_by_quantized_multiplier.
- * SaturatingRoundingDoublingHighMul divides ab + nudge by 2^31 truncating toward zero.
- * ab >= 0: nudge = 2^30, truncation = floor, so floor((ab + 2^30) / 2^31).
- * ab < 0: nudge = 1 - 2^30 and ab + nudge < 0, truncation = floor((ab + nudge + 2^31 - 1) / 2^31)
- * = floor((ab + 2^30) / 2^31) again: one arithmetic shift for both signs.
- */
-EC_INLINE int32_t srdhm(int32_t a, int32_t b)
-{
-    /* TFLite's saturation case a == b == INT32_MIN cannot occur: b is always a multiplier from
-     * passes/requantize.py, in [2^30, 2^31) or 0 */
-    return (int32_t)(((int64_t)a * b + (1 << 30)) >> 31);
-}
-
-/* RoundingDivideByPOT: (x >> e) + 1 when the remainder is above half (ties away from zero). */
-EC_INLINE int32_t rdbpot(int32_t x, int32_t e)
-{
-    const int32_t mask = (int32_t)(((uint32_t)1 << e) - 1u);
-    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
-    return (x >> e) + ((x & mask) > threshold ? 1 : 0);
-}
-
-EC_INLINE int32_t requant(int32_t x, int32_t multiplier, int32_t shift)
-{
-    if (shift > 0)
-        return srdhm((int32_t)((uint32_t)x << shift), multiplier);
-    return rdbpot(srdhm(x, multiplier), -shift);
-}
-
-/* One int8 ADD element (TFLM's AddFunc), as in ec_kernels.c. */
-/* ec_add_one_s8 with the inlined exact requantization above (the fused residual is per output). */
-#if defined(__GNUC__)
-__attribute__((noinline))
-#endif
-static int8_t add_s8(const ec_add_params_t *p, int32_t a, int32_t b)
-{
-    int32_t x1 = (int32_t)((uint32_t)(p->input1_offset + a) << p->left_shift);
-    int32_t x2 = (int32_t)((uint32_t)(p->input2_offset + b) << p->left_shift);
-    int32_t s1 = rdbpot(srdhm(x1, p->input1_multiplier), -p->input1_shift);
-    int32_t s2 = rdbpot(srdhm(x2, p->input2_multiplier), -p->input2_shift);
-    int32_t out = rdbpot(srdhm(s1 + s2, p->output_multiplier), -p->output_shift) + p->output_offset;
-    return (int8_t)clamp_i32(out, p->act_min, p->act_max);
-}
-
 /* The conv epilogue: requantize, clamp, then the fused residual add (`skip` may be NULL). */
 EC_INLINE int8_t conv_out(const ec_conv_params_t *p, int32_t acc, int32_t oc, const int8_t *skip)
 {
-    acc = requant(acc, p->multiplier[oc], p->shift[oc]) + p->output_offset;
-    acc = clamp_i32(acc, p->act_min, p->act_max);
-    if (skip != NULL)
-        return add_s8(p->residual, acc, *skip);
-    return (int8_t)acc;
+    return ec_conv_out_elem_s8(p, acc, oc, skip, EC_FAST);
 }
 
 /* ---- convolution ------------------------------------------------------------ */
@@ -441,56 +335,8 @@ void ec_conv2d_s8_dsp(const ec_conv_params_t *p, const int8_t *input, const int8
 
 /* ---- depthwise convolution ------------------------------------------------- */
 
-#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__)
-#define DW_SMLABT(a, b, acc) ((int32_t)__smlabt((int32_t)(a), (int32_t)(b), (acc)))
-#define DW_SMLATB(a, b, acc) ((int32_t)__smlatb((int32_t)(a), (int32_t)(b), (acc)))
-#define DW_SXTAB16(a, x) ((uint32_t)__sxtab16((a), (x)))
-EC_INLINE uint32_t dw_sxtab16_ror8(uint32_t a, uint32_t x)
-{
-    uint32_t r;
-    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(x));
-    return r;
-}
-/* (c * 2^32 + a * b + 2^31) >> 32 */
-EC_INLINE int32_t dw_smmlar(int32_t a, int32_t b, int32_t c)
-{
-    int32_t r;
-    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(c));
-    return r;
-}
-#define DW_SSAT8(x) __ssat((x), 8)
-/* (a & 0xffff) | (b << 16), (a & 0xffff0000) | (b >> 16) */
-EC_INLINE uint32_t dw_pkhbt(uint32_t a, uint32_t b)
-{
-    uint32_t r;
-    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
-    return r;
-}
-EC_INLINE uint32_t dw_pkhtb(uint32_t a, uint32_t b)
-{
-    uint32_t r;
-    __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(a), "r"(b));
-    return r;
-}
-#if defined(__thumb2__)
+#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && defined(__thumb2__)
 #define DW_ASM 1 /* the inner loops of dw_band in assembly */
-#endif
-#else
-EC_INLINE int32_t dw_mul16(uint32_t a, uint32_t b)
-{
-    return (int32_t)(int16_t)(a & 0xffffu) * (int32_t)(int16_t)(b & 0xffffu);
-}
-#define DW_SMLABT(a, b, acc) ((int32_t)((uint32_t)(acc) + (uint32_t)dw_mul16((a), (b) >> 16)))
-#define DW_SMLATB(a, b, acc) ((int32_t)((uint32_t)(acc) + (uint32_t)dw_mul16((a) >> 16, (b))))
-#define DW_SXTAB16(a, x) EC_SADD16((a), EC_SXTB16(x))
-#define dw_sxtab16_ror8(a, x) EC_SADD16((a), EC_SXTB16_ROR8(x))
-EC_INLINE int32_t dw_smmlar(int32_t a, int32_t b, int32_t c)
-{
-    return (int32_t)(((int64_t)((uint64_t)(int64_t)c << 32) + (int64_t)a * b + 0x80000000LL) >> 32);
-}
-#define DW_SSAT8(x) clamp_i32((x), -128, 127)
-#define dw_pkhbt(a, b) (((a) & 0xffffu) | ((b) << 16))
-#define dw_pkhtb(a, b) (((a) & 0xffff0000u) | ((b) >> 16))
 #endif
 #ifndef DW_ASM
 #define DW_ASM 0
@@ -512,7 +358,7 @@ static int dw_requant_ok(const ec_conv_params_t *p, const int32_t *bias)
 /* The requantization of a = 2 acc: (((a * M + 2^31) >> 32) + zp 2^s + 2^(s-1) - (acc < 0)) >> s,
  * saturated to int8: SMMLAR gives SaturatingRoundingDoublingHighMul(acc, M) + k, the shift is
  * RoundingDivideByPOT exactly (q < 0 exactly when acc < 0). */
-#define DW_REQUANT(a) ((int8_t)DW_SSAT8((dw_smmlar((a), m, k) + ((a) >> 31)) >> s))
+#define DW_REQUANT(a) ((int8_t)EC_SSAT8((ec_smmlar((a), m, k) + ((a) >> 31)) >> s))
 
 /* One tap of four channels c..c+3: the input offset is added to the sign-extended halves (SADD16),
  * so padded taps are simply skipped (the depthwise bias is not folded). */
@@ -528,10 +374,7 @@ static int dw_requant_ok(const ec_conv_params_t *p, const int32_t *bias)
     } while (0)
 
 /* Channels c.. of one output pixel one at a time (the channels left over by dw_pixel) */
-#if defined(__GNUC__)
-__attribute__((noinline))
-#endif
-static void dw_rest(const ec_conv_params_t *p, const int8_t *x, const int8_t *w, const int32_t *bias, int32_t rows,
+static EC_NOINLINE void dw_rest(const ec_conv_params_t *p, const int8_t *x, const int8_t *w, const int32_t *bias, int32_t rows,
                     int32_t cols, int32_t x_row, int8_t *d, const int8_t *s, int32_t c)
 {
     const int32_t c_n = p->in_c;
@@ -673,27 +516,27 @@ static EC_HOT void dw_band(const dw_band_t *b)
         if ((m0 & m1 & m2) == 0xffffffffu)
             for (int32_t k = b->ncols; k > 0; k--, q += cn, d += 6) {
                 /* channels c, c + 1 of two rows: bytes (c, c + 1, c', c' + 1), SXTAB16 pairs them by channel */
-                uint32_t t = dw_pkhbt(dw_load16(q), dw_load16(q + s1));
-                d[0] = DW_SXTAB16(off2, t);
-                d[3] = dw_sxtab16_ror8(off2, t);
-                t = dw_pkhbt(dw_load16(q + s2), dw_load16(q + s3));
-                d[1] = DW_SXTAB16(off2, t);
-                d[4] = dw_sxtab16_ror8(off2, t);
-                t = dw_pkhbt(dw_load16(q + s4), dw_load16(q + s5));
-                d[2] = DW_SXTAB16(off2, t);
-                d[5] = dw_sxtab16_ror8(off2, t);
+                uint32_t t = ec_pkhbt(dw_load16(q), dw_load16(q + s1));
+                d[0] = EC_SXTAB16(off2, t);
+                d[3] = EC_SXTAB16_ROR8(off2, t);
+                t = ec_pkhbt(dw_load16(q + s2), dw_load16(q + s3));
+                d[1] = EC_SXTAB16(off2, t);
+                d[4] = EC_SXTAB16_ROR8(off2, t);
+                t = ec_pkhbt(dw_load16(q + s4), dw_load16(q + s5));
+                d[2] = EC_SXTAB16(off2, t);
+                d[5] = EC_SXTAB16_ROR8(off2, t);
             }
         else /* padding rows: their halves masked off */
             for (int32_t k = b->ncols; k > 0; k--, q += cn, d += 6) {
-                uint32_t t = dw_pkhbt(dw_load16(q), dw_load16(q + s1));
-                d[0] = DW_SXTAB16(off2, t) & m0;
-                d[3] = dw_sxtab16_ror8(off2, t) & m0;
-                t = dw_pkhbt(dw_load16(q + s2), dw_load16(q + s3));
-                d[1] = DW_SXTAB16(off2, t) & m1;
-                d[4] = dw_sxtab16_ror8(off2, t) & m1;
-                t = dw_pkhbt(dw_load16(q + s4), dw_load16(q + s5));
-                d[2] = DW_SXTAB16(off2, t) & m2;
-                d[5] = dw_sxtab16_ror8(off2, t) & m2;
+                uint32_t t = ec_pkhbt(dw_load16(q), dw_load16(q + s1));
+                d[0] = EC_SXTAB16(off2, t) & m0;
+                d[3] = EC_SXTAB16_ROR8(off2, t) & m0;
+                t = ec_pkhbt(dw_load16(q + s2), dw_load16(q + s3));
+                d[1] = EC_SXTAB16(off2, t) & m1;
+                d[4] = EC_SXTAB16_ROR8(off2, t) & m1;
+                t = ec_pkhbt(dw_load16(q + s4), dw_load16(q + s5));
+                d[2] = EC_SXTAB16(off2, t) & m2;
+                d[5] = EC_SXTAB16_ROR8(off2, t) & m2;
             }
     }
     for (int32_t j = b->j0; j < 2; j++) {
@@ -803,35 +646,35 @@ static EC_HOT void dw_band(const dw_band_t *b)
             uint32_t *t = (uint32_t *)e + EC_DW_SUMS;
             uint32_t va = e[0], vb = e[1];
             int32_t a0 = EC_SMLAD(va, p0, acc0);
-            int32_t a1 = DW_SMLATB(va, p0, acc0);
+            int32_t a1 = EC_SMLATB(va, p0, acc0);
             int32_t a2 = EC_SMLAD(vb, p0, acc0);
-            int32_t a3 = DW_SMLATB(vb, p0, acc0);
-            a0 = DW_SMLABT(vb, q0, a0);
+            int32_t a3 = EC_SMLATB(vb, p0, acc0);
+            a0 = EC_SMLABT(vb, q0, a0);
             a1 = EC_SMLAD(vb, q0, a1);
             va = e[2];
-            a2 = DW_SMLABT(va, q0, a2);
+            a2 = EC_SMLABT(va, q0, a2);
             a3 = EC_SMLAD(va, q0, a3);
             va = e[6];
             vb = e[7];
             a0 = EC_SMLAD(va, p1, a0);
-            a1 = DW_SMLATB(va, p1, a1);
+            a1 = EC_SMLATB(va, p1, a1);
             a2 = EC_SMLAD(vb, p1, a2);
-            a3 = DW_SMLATB(vb, p1, a3);
-            a0 = DW_SMLABT(vb, q1, a0);
+            a3 = EC_SMLATB(vb, p1, a3);
+            a0 = EC_SMLABT(vb, q1, a0);
             a1 = EC_SMLAD(vb, q1, a1);
             va = e[8];
-            a2 = DW_SMLABT(va, q1, a2);
+            a2 = EC_SMLABT(va, q1, a2);
             a3 = EC_SMLAD(va, q1, a3);
             va = e[12];
             vb = e[13];
             a0 = EC_SMLAD(va, p2, a0);
-            a1 = DW_SMLATB(va, p2, a1);
+            a1 = EC_SMLATB(va, p2, a1);
             a2 = EC_SMLAD(vb, p2, a2);
-            a3 = DW_SMLATB(vb, p2, a3);
-            a0 = DW_SMLABT(vb, q2, a0);
+            a3 = EC_SMLATB(vb, p2, a3);
+            a0 = EC_SMLABT(vb, q2, a0);
             a1 = EC_SMLAD(vb, q2, a1);
             va = e[14];
-            a2 = DW_SMLABT(va, q2, a2);
+            a2 = EC_SMLABT(va, q2, a2);
             a3 = EC_SMLAD(va, q2, a3);
             t[0] = (uint32_t)a0;
             t[1] = (uint32_t)a1;
@@ -909,9 +752,9 @@ static EC_HOT void dw_fast(const ec_conv_params_t *p, const int8_t *in_b, const 
                 h[i] = dw_load16(f);
             for (int32_t i = 0; i < 6; i++) {
                 /* (w0 of c, of c + 1, w1 of c, of c + 1) -> (2 w0, 2 w1) of c, of c + 1 */
-                const uint32_t t = dw_pkhbt(h[i], h[i + 3]);
-                wc[i] = DW_SXTAB16(EC_SXTB16(t), t);
-                wc[i + EC_DW_WC] = dw_sxtab16_ror8(EC_SXTB16_ROR8(t), t);
+                const uint32_t t = ec_pkhbt(h[i], h[i + 3]);
+                wc[i] = EC_SXTAB16(EC_SXTB16(t), t);
+                wc[i + EC_DW_WC] = EC_SXTAB16_ROR8(EC_SXTB16_ROR8(t), t);
             }
             for (int32_t j = 0; j < 2; j++) {
                 const int32_t sh = p->shift[cg + j];
@@ -969,14 +812,11 @@ static EC_HOT void dw_fast(const ec_conv_params_t *p, const int8_t *in_b, const 
     }
     if (p->act_min > -128 || p->act_max < 127)
         for (int8_t *o = out_b, *end = out_b + oh * rl; o < end; o++)
-            *o = (int8_t)clamp_i32(*o, p->act_min, p->act_max);
+            *o = (int8_t)ec_clip_i32(*o, p->act_min, p->act_max);
 }
 
 /* dw_fast with the scratch on the stack */
-#if defined(__GNUC__)
-__attribute__((noinline))
-#endif
-static void dw_fast_stack(const ec_conv_params_t *p, const int8_t *in_b, const int8_t *filter, const int32_t *bias,
+static EC_NOINLINE void dw_fast_stack(const ec_conv_params_t *p, const int8_t *in_b, const int8_t *filter, const int32_t *bias,
                           int8_t *out_b)
 {
     uint32_t buf[EC_DW_SCRATCH];
@@ -984,10 +824,7 @@ static void dw_fast_stack(const ec_conv_params_t *p, const int8_t *in_b, const i
 }
 
 /* The general kernel: any shape, depth multiplier 1 */
-#if defined(__GNUC__)
-__attribute__((noinline))
-#endif
-static void dw_general(const ec_conv_params_t *p, const int8_t *input, const int8_t *filter, const int32_t *bias,
+static EC_NOINLINE void dw_general(const ec_conv_params_t *p, const int8_t *input, const int8_t *filter, const int32_t *bias,
                        int8_t *output, int8_t *row, const int8_t *skip)
 {
     const int32_t c_n = p->in_c;
@@ -1074,9 +911,9 @@ EC_INLINE void dw_s2_col(const int8_t *q0, const int8_t *q1, int32_t x, int32_t 
         *ac = *ac1 = 0;
         return;
     }
-    const uint32_t t = dw_pkhbt(dw_load16(q0 + x * c_n), dw_load16(q1 + x * c_n));
-    *ac = DW_SXTAB16(off2, t) & m01;
-    *ac1 = dw_sxtab16_ror8(off2, t) & m01;
+    const uint32_t t = ec_pkhbt(dw_load16(q0 + x * c_n), dw_load16(q1 + x * c_n));
+    *ac = EC_SXTAB16(off2, t) & m01;
+    *ac1 = EC_SXTAB16_ROR8(off2, t) & m01;
 }
 
 /* Row R2 at columns x, x + 1 for channels c, c + 1: (R2c[x], R2c[x + 1]), (R2c1[x], R2c1[x + 1]) */
@@ -1085,16 +922,16 @@ EC_INLINE void dw_s2_r2(const int8_t *q2, int32_t x, int32_t in_w, int32_t c_n, 
 {
     if (edge) {
         const int v0 = x >= 0 && x < in_w, v1 = x + 1 >= 0 && x + 1 < in_w;
-        const uint32_t t = dw_pkhbt(v0 ? dw_load16(q2 + x * c_n) : 0, v1 ? dw_load16(q2 + (x + 1) * c_n) : 0);
+        const uint32_t t = ec_pkhbt(v0 ? dw_load16(q2 + x * c_n) : 0, v1 ? dw_load16(q2 + (x + 1) * c_n) : 0);
         /* a column outside the input: 0, its offset not added either */
         const uint32_t mx = m2 & ((v0 ? 0xffffu : 0) | (v1 ? 0xffff0000u : 0));
-        *bc = DW_SXTAB16(off2, t) & mx;
-        *bc1 = dw_sxtab16_ror8(off2, t) & mx;
+        *bc = EC_SXTAB16(off2, t) & mx;
+        *bc1 = EC_SXTAB16_ROR8(off2, t) & mx;
         return;
     }
-    const uint32_t t = dw_pkhbt(dw_load16(q2 + x * c_n), dw_load16(q2 + (x + 1) * c_n));
-    *bc = DW_SXTAB16(off2, t) & m2;
-    *bc1 = dw_sxtab16_ror8(off2, t) & m2;
+    const uint32_t t = ec_pkhbt(dw_load16(q2 + x * c_n), dw_load16(q2 + (x + 1) * c_n));
+    *bc = EC_SXTAB16(off2, t) & m2;
+    *bc1 = EC_SXTAB16_ROR8(off2, t) & m2;
 }
 
 /* (2 w[ky0][kx], 2 w[ky1][kx]) of channel c, as int16 halves */
@@ -1148,14 +985,14 @@ EC_INLINE void dw_s2_step(const ec_conv_params_t *p, const dw_s2_ch_t *ch, dw_s2
     v0 = EC_SMLAD(st->bc, ch->w2c, v0);
     v1 = EC_SMLAD(st->bc1, ch->w2c1, v1);
     v0 = EC_SMLABB(nbc, ch->w22, v0);
-    v1 = DW_SMLABT(nbc1, ch->w22, v1);
+    v1 = EC_SMLABT(nbc1, ch->w22, v1);
     {
         const int32_t m = ch->m0, k = ch->k0, s = ch->s0;
-        d[0] = (int8_t)clamp_i32(DW_REQUANT(v0), p->act_min, p->act_max);
+        d[0] = (int8_t)ec_clip_i32(DW_REQUANT(v0), p->act_min, p->act_max);
     }
     {
         const int32_t m = ch->m1, k = ch->k1, s = ch->s1;
-        d[1] = (int8_t)clamp_i32(DW_REQUANT(v1), p->act_min, p->act_max);
+        d[1] = (int8_t)ec_clip_i32(DW_REQUANT(v1), p->act_min, p->act_max);
     }
     st->a0c = a2c;
     st->a0c1 = a2c1;
@@ -1362,13 +1199,7 @@ typedef const int8_t *(*fc_quad_fn)(const int8_t *x, const int8_t *w, int32_t gr
 EC_INLINE int32_t requant_fast(int32_t a, int32_t m, int32_t shift, int32_t zp2)
 {
     const int32_t s = -shift, k = (int32_t)((uint32_t)zp2 << (s - 1)), a2 = (int32_t)((uint32_t)a << 1);
-#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__)
-    int32_t h;
-    __asm__("smmlar %0, %1, %2, %3" : "=r"(h) : "r"(a2), "r"(m), "r"(k));
-#else
-    const int32_t h = (int32_t)((uint32_t)k + (uint32_t)(int32_t)(((int64_t)a2 * m + ((int64_t)1 << 31)) >> 32));
-#endif
-    return (h + (a >> 31)) >> s;
+    return (ec_smmlar(a2, m, k) + (a >> 31)) >> s;
 }
 
 EC_INLINE void fc_packed(const ec_fc_params_t *p, const int8_t *input, const int8_t *w, const int32_t *bias,
@@ -1392,12 +1223,12 @@ EC_INLINE void fc_packed(const ec_fc_params_t *p, const int8_t *input, const int
             if (p->fast) {
                 const int32_t zp2 = 1 + 2 * p->output_offset;
                 for (int32_t k = 0; k < 4 && o + k < o_n; k++)
-                    dst[o + k] = (int8_t)clamp_i32(requant_fast(acc[k], p->multiplier[o + k], p->shift[o + k], zp2),
+                    dst[o + k] = (int8_t)ec_clip_i32(requant_fast(acc[k], p->multiplier[o + k], p->shift[o + k], zp2),
                                                    p->act_min, p->act_max);
             } else {
                 for (int32_t k = 0; k < 4 && o + k < o_n; k++) {
-                    const int32_t v = requant(acc[k], p->multiplier[o + k], p->shift[o + k]);
-                    dst[o + k] = (int8_t)clamp_i32(v + p->output_offset, p->act_min, p->act_max);
+                    const int32_t v = ec_mbqm(acc[k], p->multiplier[o + k], p->shift[o + k]);
+                    dst[o + k] = (int8_t)ec_clip_i32(v + p->output_offset, p->act_min, p->act_max);
                 }
             }
         }

@@ -7,14 +7,9 @@
  * every compiler for Cortex-M define them.
  */
 #include "ec_kernels_s16.h"
+#include "ec_requant.h"
 
 #include <string.h>
-
-#if defined(__GNUC__)
-#define EC_S16_NOINLINE __attribute__((noinline))
-#else
-#define EC_S16_NOINLINE
-#endif
 
 #define EC_S16_ACC_LIMIT ((int64_t)1 << 47) /* beyond it every requantized value saturates int16 */
 
@@ -81,7 +76,7 @@ static int16_t out_s16(const int32_t *multiplier, const int8_t *shift, int64_t a
  * 16 x 16 multiply, 64-bit accumulate).  SXTB16 sign-extends weights 0 and 2 (and, of the word
  * rotated by 8, weights 1 and 3); the inputs are paired to match.  Exact integer sums: the
  * same result as the plain loop below, in another order. */
-static EC_S16_NOINLINE int64_t dot_s16(const int16_t *x, const int8_t *w, int32_t n, int64_t acc)
+static EC_NOINLINE int64_t dot_s16(const int16_t *x, const int8_t *w, int32_t n, int64_t acc)
 {
     int32_t i = 0;
     for (; i + 4 <= n; i += 4) {
@@ -101,7 +96,7 @@ static EC_S16_NOINLINE int64_t dot_s16(const int16_t *x, const int8_t *w, int32_
     return acc;
 }
 #else
-static EC_S16_NOINLINE int64_t dot_s16(const int16_t *x, const int8_t *w, int32_t n, int64_t acc)
+static EC_NOINLINE int64_t dot_s16(const int16_t *x, const int8_t *w, int32_t n, int64_t acc)
 {
     for (int32_t i = 0; i < n; i++)
         acc += (int32_t)x[i] * (int32_t)w[i];
@@ -147,7 +142,7 @@ void ec_conv2d_s16(const ec_conv_params_t *p, const int16_t *input, const int8_t
     }
 }
 
-static EC_S16_NOINLINE int64_t depthwise_acc_s16(const ec_conv_params_t *p, const int16_t *in, int32_t origin,
+static EC_NOINLINE int64_t depthwise_acc_s16(const ec_conv_params_t *p, const int16_t *in, int32_t origin,
                                                  const int8_t *w, int32_t ky0, int32_t ky1, int32_t kx0,
                                                  int32_t kx1, int64_t acc)
 {
