@@ -513,8 +513,7 @@ def test_integer_helpers_match_tflite_primitives(tmp_path):
 
     from edgecomp.backends import kernel_files
 
-    for f in kernel_files.names("reference"):  # as in a bundle
-        shutil.copyfile(kernel_files.template_path(f), tmp_path / f)
+    kernel_files.write(tmp_path, *kernel_files.names("reference"))  # as in a bundle
     (tmp_path / "h.c").write_text(r"""
 #include <stdio.h>
 #include "ec_kernels.h"

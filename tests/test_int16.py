@@ -179,8 +179,7 @@ def test_c_requantization_is_the_documented_rounding(tmp_path):
     ties to even, n = 31 - shift, saturated to int16; the shift-only path equals the multiplier path at m = 2^30."""
     from edgecomp.backends import kernel_files
 
-    for f in kernel_files.names("reference", "s16"):  # as in a bundle
-        shutil.copyfile(kernel_files.template_path(f), tmp_path / f)
+    kernel_files.write(tmp_path, *kernel_files.names("reference", "s16"))  # as in a bundle
     (tmp_path / "t.c").write_text(r'''
 #include <stdio.h>
 #include <inttypes.h>

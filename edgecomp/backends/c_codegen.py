@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -1226,7 +1225,7 @@ def generate(graph: ir.Graph, out_dir: Path, *, name: str = "model", probe: bool
         + (DSP_KERNEL_FILES if gen.used_dsp else ()) + (GEMM_KERNEL_FILES if gen.used_gemm else ()) \
         + (SIMD_FILES if gen.used_dsp or gen.used_gemm else ())
     for f in kernel_files:
-        shutil.copyfile(kfiles.template_path(f), out_dir / f)
+        kfiles.write(out_dir, f)
     return CodegenInfo(
         arena_bytes=plan.arena_bytes,
         scratch_bytes=max((n for _, n in plan.scratch.values()), default=0),

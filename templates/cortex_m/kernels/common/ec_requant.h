@@ -144,4 +144,10 @@ EC_INLINE int8_t ec_conv_out_elem_s8(const ec_conv_params_t *p, int32_t acc, int
     return (int8_t)acc;
 }
 
+/* The optimized kernels' conv epilogue (inlined; the fused residual add out of line) */
+EC_INLINE int8_t ec_conv_out_fast(const ec_conv_params_t *p, int32_t acc, int32_t oc, const int8_t *skip)
+{
+    return ec_conv_out_elem_s8(p, acc, oc, skip, EC_FAST);
+}
+
 #endif /* EC_REQUANT_H */

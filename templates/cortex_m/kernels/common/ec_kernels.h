@@ -91,7 +91,7 @@ typedef struct {
     float beta; /* float32 */
 } ec_softmax_params_t;
 
-/* ---- helpers shared with the optimized kernel files ------------------------ */
+/* ---- helpers shared by the kernel files (common/ec_kernels.c) ------------------- */
 
 /* First and one-past-last kernel tap k with 0 <= origin + k * dilation < size. */
 void ec_tap_range(int32_t origin, int32_t dilation, int32_t kernel, int32_t size, int32_t *first, int32_t *end);

@@ -1,5 +1,5 @@
 /*
- * ec_kernels_gemm.c - int8 convolution as a matrix product (see ec_kernels_gemm.h).
+ * ec_conv2d_gemm.c - int8 convolution as a matrix product (see ec_kernels_gemm.h).
  *
  * Per pair of output pixels: their kernel windows are copied into `col` as sign-extended int16
  * pairs (padded taps = the input zero point), then every pair of output channels is a 2x2 block
@@ -7,7 +7,7 @@
  *
  * Requantization.  TFLM's MultiplyByQuantizedMultiplier for a right shift s >= 1 is
  * RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(a, M), s).  With M in (2^30, 2^31):
- *   SRDHM(a, M)  = floor((a*M + 2^30) / 2^31)                       (both signs, see ec_kernels_dsp.c)
+ *   SRDHM(a, M)  = floor((a*M + 2^30) / 2^31)                       (both signs, see ec_requant.h)
  *   RDBPOT(q, s) = floor((q + 2^(s-1) - [q < 0]) / 2^s)             (ties away from zero)
  * and q < 0 exactly when a < 0 (M > 2^30: a*M + 2^30 < 0 iff a <= -1).  Adding the output zero point zp:
  *   out = floor(V / 2^(31+s)),  V = a*M + 2^30 + (1 + 2*zp) * 2^(s+30) - 2^31 * [a < 0]
