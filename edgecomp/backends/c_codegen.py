@@ -67,13 +67,6 @@ def c_float(v: float) -> str:
     return s + "f"
 
 
-def c_double(v: float) -> str:
-    s = repr(float(v))
-    if "e" not in s and "." not in s:
-        s += ".0"
-    return s
-
-
 def c_int(v: int) -> str:
     v = int(v)
     if v == -(1 << 31):
@@ -370,7 +363,7 @@ class _Gen:
                 raise UnsupportedError(f"dequantize {x.dtype} -> {out.dtype}", where=f"node {node.name!r}")
             qi = x.quant
             call = (f"ec_dequantize_s8_f32({self.tensor(x.name)}, {self.tensor(out.name)}, {out.size}, "
-                    f"{c_double(float(np.float32(qi.scale[0])))}, {int(qi.zero_point[0])});")
+                    f"{c_float(qi.scale[0])}, {int(qi.zero_point[0])});")
         elif op == "clamp":
             lo, hi, flo, fhi = self._act(node, out)
             call = (f"ec_clamp_s8({self.tensor(x.name)}, {self.tensor(out.name)}, {out.size}, {lo}, {hi});" if s8
@@ -1189,7 +1182,7 @@ def generate(graph: ir.Graph, out_dir: Path, *, name: str = "model", probe: bool
         qin = "    memcpy(q, x, EC_INPUT_SIZE * sizeof(float));"
     if out_t.dtype == "int8":
         qo = out_t.quant
-        dqo = (f"    ec_dequantize_s8_f32(q, y, EC_OUTPUT_SIZE, {c_double(float(np.float32(qo.scale[0])))}, "
+        dqo = (f"    ec_dequantize_s8_f32(q, y, EC_OUTPUT_SIZE, {c_float(qo.scale[0])}, "
                f"{int(qo.zero_point[0])});")
     else:
         dqo = "    memcpy(y, q, EC_OUTPUT_SIZE * sizeof(float));"

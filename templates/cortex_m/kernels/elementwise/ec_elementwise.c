@@ -60,10 +60,10 @@ void ec_quantize_f32_s8(const float *input, int8_t *output, int32_t size, float 
     }
 }
 
-void ec_dequantize_s8_f32(const int8_t *input, float *output, int32_t size, double scale, int32_t zero_point)
+void ec_dequantize_s8_f32(const int8_t *input, float *output, int32_t size, float scale, int32_t zero_point)
 {
     for (int32_t i = 0; i < size; i++)
-        output[i] = (float)(scale * (double)(input[i] - zero_point));
+        output[i] = (float)(input[i] - zero_point) * scale;
 }
 
 void ec_concat_part(void *output, const void *input, int32_t outer, int32_t in_bytes, int32_t out_bytes,
