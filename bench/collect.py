@@ -13,7 +13,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 ORDER = [
     ("mlperf_tiny.md", "MLPerf Tiny int8 on Cortex-M4: edgecomp vs TensorFlow Lite Micro (issue 3)"),
-    ("mcu_speed.md", "Cortex-M speed: reference vs optimized kernels (issue 4)"),
+    ("mcu_speed.md", "Cortex-M speed: reference vs optimized kernels (issues 4, 21), instructions and estimated "
+                     "cycles (issue 22)"),
+    ("cycles.md", "Estimated cycles: the timing model, its sensitivity and the hot loops (issue 22)"),
+    ("mve_kernels.md", "Helium (MVE) kernels on the Cortex-M55, standalone (issue 21)"),
     ("demo_model.md", "The digits demo model on every emulated Cortex-M (issue 2)"),
     ("compression.md", "Compression on MNIST (issue 6)"),
     ("rpi.md", "Raspberry Pi bundles (issue 5)"),

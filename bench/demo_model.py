@@ -29,6 +29,8 @@ def main(argv=None) -> int:
     p.add_argument("--samples", type=int, default=0, help="test digits run through each firmware (0: all)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "demo_model.md")
     a = p.parse_args(argv)
+    from edgecomp.outputs import check_output_file
+    check_output_file(a.out, "--out", create_parent=True)  # before the work
     torch.set_num_threads(2)
     xtr, ytr, xte, yte = digits_split(0)
     torch.manual_seed(0)

@@ -1,6 +1,6 @@
 """Cortex-M speed: reference C kernels vs the DSP-optimized kernels, counted under QEMU.
 
-    python bench/mcu_speed.py [--targets cortex-m4 cortex-m7 cortex-m3] [--inputs 2] [--out bench/results/mcu_speed.md]
+    python bench/mcu_speed.py [--targets cortex-m4 cortex-m7 cortex-m3 cortex-m33 cortex-m55] [--inputs 2] [--out bench/results/mcu_speed.md]
 
 For the four MLPerf Tiny int8 models and the digits demo model, on each target:
 instructions per inference and per MAC under QEMU `-icount shift=0` (deterministic
@@ -11,10 +11,19 @@ matrix-product layers' weights stored as int16 in flash); flash of every build
 (`arm-none-eabi-size`), and the largest output difference of the optimized firmwares
 from TensorFlow Lite Micro (MLPerf) or from the reference-kernel firmware (demo). Then
 per-layer tables for DS-CNN and ResNet-8 on the Cortex-M4 with the optimized kernels.
+
+Beside the exact instruction counts, the optimized builds report *estimated* cycles (`edgecomp run
+--cycles`: the core's timing table over the instructions QEMU executed, docs/cycles.md) and cycles
+per MAC; on the Cortex-M4 also estimated ms at the NUCLEO-L4R5ZI's 120 MHz. Speed work is judged
+in estimated cycles; instructions stay the exact, cheap count.
+The Cortex-M33 (mps2-an505) and Cortex-M55 (mps3-an547) run today's DSP kernels (the Helium
+kernels are measured standalone by bench/mve_kernels.py); a build that does not fit a target's
+flash (the M55's 512 KB ITCM with --optimize speed's int16 weights) is reported as such.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -29,7 +38,8 @@ MLPERF = ["ad01_int8", "kws_ref_model", "pretrainedResnet_quant", "vww_96_int8"]
 
 
 def models_dir() -> Path:
-    return ROOT.parent / "shared" / "benchmarks" / "mlperf_tiny"
+    """EDGECOMP_MLPERF_DIR, else ../shared/benchmarks/mlperf_tiny beside the repository (as the tests)."""
+    return Path(os.environ.get("EDGECOMP_MLPERF_DIR", ROOT.parent / "shared" / "benchmarks" / "mlperf_tiny"))
 
 
 def demo_qdq(work: Path) -> tuple[Path, np.ndarray]:
@@ -56,29 +66,44 @@ def kernel_choices(target: str) -> list[str]:
     return ["reference", "dsp", "speed"] if getattr(load_target(target), "dsp", False) else ["reference"]
 
 
-def run(model: Path, target: str, kernels: str, x: np.ndarray, work: Path) -> dict:
+L4R5ZI_HZ = 120e6  # the NUCLEO-L4R5ZI's clock (MLPerf Tiny v1.1 results were measured at it)
+#: MLPerf Tiny v1.1, NUCLEO-L4R5ZI at 120 MHz, X-CUBE-AI 8.1 (closed division latency, ms)
+PUBLISHED_MS = {"kws_ref_model": 62.9, "pretrainedResnet_quant": 214.0}
+
+
+def run(model: Path, target: str, kernels: str, x: np.ndarray, work: Path) -> dict | None:
+    """One build measured; None when it does not fit the target."""
     from edgecomp import api
+    from edgecomp.errors import DoesNotFitError
 
     out = work / f"{model.stem}-{target}-{kernels}"
     opts = {"kernels": "dsp", "optimize": "speed"} if kernels == "speed" else {"kernels": kernels}
-    man = api.compile_model(str(model), target, out, options=opts)
-    pred = api.run_bundle(out, x, progress=False)
+    try:
+        man = api.compile_model(str(model), target, out, options=opts)
+    except DoesNotFitError as e:
+        print(f"    does not fit: {e.what}", file=sys.stderr, flush=True)
+        return None
+    cycles = kernels != "reference"  # estimated cycles of the optimized builds (a second, traced run)
+    pred = api.run_bundle(out, x, progress=False, cycles=cycles,
+                          clock_hz=L4R5ZI_HZ if target == "cortex-m4" else None)
     return {"manifest": man, "outputs": pred.outputs.reshape(len(x), -1).astype(np.int32),
             "instructions": pred.result.instructions_per_inference, "ticks": pred.result.layer_ticks,
-            "per_tick": man.get("probe", {}).get("qemu_insns_per_systick") or 0}
+            "per_tick": man.get("probe", {}).get("qemu_insns_per_systick") or 0, "cycles": pred.result.cycles}
 
 
 def main(argv=None) -> int:
     from edgecomp.reference import tflm_run
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--targets", nargs="*", default=["cortex-m4", "cortex-m7", "cortex-m3"])
+    p.add_argument("--targets", nargs="*", default=["cortex-m4", "cortex-m7", "cortex-m3", "cortex-m33", "cortex-m55"])
     p.add_argument("--models", type=Path, default=models_dir())
     p.add_argument("--inputs", type=int, default=2, help="random inputs per model run in QEMU")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "mcu_speed.md")
     a = p.parse_args(argv)
+    from edgecomp.outputs import check_output_file
+    check_output_file(a.out, "--out", create_parent=True)  # before the work
     t0 = time.time()
-    rows, layers = [], {}
+    rows, layers, cyc = [], {}, []
     with tempfile.TemporaryDirectory(prefix="ec-mcu-speed-") as td:
         work = Path(td)
         jobs = []
@@ -102,8 +127,10 @@ def main(argv=None) -> int:
                                                               dtype=np.int8)
                     else:
                         x = xdemo[:a.inputs]
-                    res[k] = run(path, target, k, x, work)
-                    res[k]["x"] = x
+                    r = run(path, target, k, x, work)
+                    if r is not None:
+                        r["x"] = x
+                        res[k] = r
                 ref = res["reference"]
                 opt, fast = res.get("dsp"), res.get("speed")
                 macs = ref["manifest"]["macs"]
@@ -115,6 +142,11 @@ def main(argv=None) -> int:
                     diff_vs = "reference firmware"
                 best = opt or ref
                 diff = max(int(np.abs(r["outputs"] - want).max()) for r in (best, fast) if r is not None)
+                for label, r in (("default", opt), ("speed", fast)):
+                    if r is not None and r.get("cycles") is not None:
+                        cyc.append({"model": name, "target": target, "mode": label, "macs": macs,
+                                    "instructions": r["cycles"].total.instructions, "cycles": r["cycles"].total.cycles,
+                                    "model_table": r["cycles"].model.get("table")})
                 rows.append({"model": name, "target": target, "macs": macs,
                              "ref_instr": ref["instructions"], "opt_instr": opt["instructions"] if opt else None,
                              "fast_instr": fast["instructions"] if fast else None,
@@ -127,7 +159,7 @@ def main(argv=None) -> int:
                 if opt and target == "cortex-m4" and name in ("kws_ref_model", "pretrainedResnet_quant"):
                     for label, r in (("optimized kernels", opt), ("optimized kernels, --optimize speed", fast)):
                         layers[(name, label)] = (r["manifest"]["layers"], r["ticks"], r["per_tick"],
-                                                ref["ticks"], ref["per_tick"])
+                                                ref["ticks"], ref["per_tick"], r["cycles"])
 
     def f(v, fmt="{:,}"):
         return "n/a" if v is None else fmt.format(v)
@@ -153,26 +185,49 @@ def main(argv=None) -> int:
               "--optimize speed`: the matrix-product layers' weights stored as int16 in flash (about twice their "
               "bytes), their requantization constants too; the same arena. The Cortex-M3 has no DSP extension: "
               "reference kernels only. RAM = arena + static + stack peak (the reference build's where there is no "
-              "optimized one). Max diff: the larger of the two optimized builds'."]
-    for (name, label), (mlayers, ticks, per_tick, rticks, rper) in layers.items():
+              "optimized one). Max diff: the larger of the two optimized builds'. The Cortex-M33 (QEMU mps2-an505, "
+              "50 instructions a SysTick tick) and Cortex-M55 (mps3-an547, 31.25) run the same DSP kernels as the M4; "
+              "n/a in a speed column: that build (int16 weights) does not fit the target (AD01 on the M55's 512 KB "
+              "ITCM). The Helium kernels, standalone: bench/results/mve_kernels.md."]
+    if cyc:
+        lines += ["", "Estimated cycles of the optimized builds (`edgecomp run --cycles`: the core's timing table "
+                  "over the instructions QEMU executed; estimates, not measurements, docs/cycles.md). On the "
+                  "Cortex-M4 (the NUCLEO-L4R5ZI's core) also estimated ms at its 120 MHz, and the published MLPerf "
+                  "Tiny v1.1 latency of X-CUBE-AI 8.1 on that board for comparison:", "",
+                  "| model | target | mode | MACs | instructions | instr/MAC | est. cycles | cyc/instr | cyc/MAC "
+                  "| est. ms at 120 MHz | X-CUBE-AI 8.1 on L4R5ZI (ms) | timing table |",
+                  "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+        for c in cyc:
+            m4 = c["target"] == "cortex-m4"
+            pub = PUBLISHED_MS.get(c["model"]) if m4 else None
+            lines.append(f"| {c['model']} | {c['target']} | {c['mode']} | {c['macs']:,} | {c['instructions']:,} | "
+                         f"{c['instructions'] / c['macs']:.2f} | {c['cycles']:,.0f} | "
+                         f"{c['cycles'] / c['instructions']:.2f} | {c['cycles'] / c['macs']:.2f} | "
+                         f"{f(c['cycles'] * 1e3 / L4R5ZI_HZ if m4 else None, '{:.1f}')} | {f(pub, '{:.1f}')} | "
+                         f"{c['model_table']} |")
+    for (name, label), (mlayers, ticks, per_tick, rticks, rper, cyc_rep) in layers.items():
         lines += ["", f"Per layer, {name} on cortex-m4 ({label}):", "",
-                  "| # | layer | op | MACs | instructions | instr/MAC | reference instr. | speed-up | kernel |",
-                  "|---|---|---|---:|---:|---:|---:|---:|---|"]
+                  "| # | layer | op | MACs | instructions | instr/MAC | est. cycles | cyc/MAC | reference instr. "
+                  "| speed-up | kernel |",
+                  "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+        crow = cyc_rep.rows() if cyc_rep is not None else []
         carry = None  # a layer computed row by row inside the next one: its MACs and reference time join it
         for i, (lay, t, rt) in enumerate(zip(mlayers, ticks, rticks)):
             ins, rins = t * per_tick, rt * rper
             if lay.get("fused_into"):
                 carry = (lay.get("macs", 0), rins)
                 lines.append(f"| {i} | {lay['name'][:40]} | {lay['op']} | {lay.get('macs', 0):,} | "
-                             f"(in {lay['fused_into'][:40]}) | - | {rins:,.0f} | - | |")
+                             f"(in {lay['fused_into'][:40]}) | - | - | - | {rins:,.0f} | - | |")
                 continue
             macs = lay.get("macs", 0) + (carry[0] if carry else 0)
             rall = rins + (carry[1] if carry else 0)
             ipm = f"{ins / macs:.2f}" if macs else "-"
             sp = f"{rall / ins:.2f}x" if ins else "-"
             note = f" (+ layer {i - 1})" if carry else ""
+            est = crow[i]["cycles"] if i < len(crow) else None
+            cpm = f"{est / macs:.2f}" if (est and macs) else "-"
             lines.append(f"| {i} | {lay['name'][:40]}{note} | {lay['op']} | {macs:,} | {ins:,.0f} | {ipm} | "
-                         f"{rall:,.0f} | {sp} | {lay.get('kernel', '')} |")
+                         f"{f(est, '{:,.0f}')} | {cpm} | {rall:,.0f} | {sp} | {lay.get('kernel', '')} |")
             carry = None
     lines += ["", f"Command: `python bench/mcu_speed.py --inputs {a.inputs}` ({time.time() - t0:.0f} s on this machine)"]
     table = "\n".join(lines)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import tempfile
 import time
@@ -26,7 +27,8 @@ MODELS = ["ad01_int8.tflite", "kws_ref_model.tflite", "pretrainedResnet_quant.tf
 
 
 def default_models_dir() -> Path:
-    return ROOT.parent / "shared" / "benchmarks" / "mlperf_tiny"
+    """EDGECOMP_MLPERF_DIR, else ../shared/benchmarks/mlperf_tiny beside the repository (as the tests)."""
+    return Path(os.environ.get("EDGECOMP_MLPERF_DIR", ROOT.parent / "shared" / "benchmarks" / "mlperf_tiny"))
 
 
 def random_inputs(man: dict, n: int, seed: int = 0) -> np.ndarray:
@@ -102,6 +104,8 @@ def main(argv=None) -> int:
     p.add_argument("--only", nargs="*", help="model file names to run (default: all four)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "mlperf_tiny.md")
     a = p.parse_args(argv)
+    from edgecomp.outputs import check_output_file
+    check_output_file(a.out, "--out", create_parent=True)  # before the work
     rows = []
     with tempfile.TemporaryDirectory(prefix="ec-bench-") as td:
         for name in a.only or MODELS:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -31,7 +32,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-MLPERF = ROOT.parent / "shared" / "benchmarks" / "mlperf_tiny"
+MLPERF = Path(os.environ.get("EDGECOMP_MLPERF_DIR", ROOT.parent / "shared" / "benchmarks" / "mlperf_tiny"))
 MLPERF_PAIRS = [("ad01 (anomaly detection, FC)", "ad01_fp32.tflite", "ad01_int8.tflite"),
                 ("kws (DS-CNN)", "kws_ref_model_float32.tflite", "kws_ref_model.tflite"),
                 ("ic (ResNet-8)", "pretrainedResnet.tflite", "pretrainedResnet_quant.tflite"),
@@ -85,6 +86,8 @@ def main(argv=None) -> int:
     ap.add_argument("--aarch64", default=str(Path.home() / ".cache" / "edgecomp" / "aarch64"),
                     help="aarch64 userland from scripts/aarch64_userland.sh ('none' to skip)")
     a = ap.parse_args(argv)
+    from edgecomp.outputs import check_output_file
+    check_output_file(a.out, "--out", create_parent=True)  # before the work
     from edgecomp.backends.rpi import write_rpi_bundle
     import onnxruntime as ort
     threads = [int(t) for t in a.threads.split(",")]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import EdgecompError
+from .sanitize import terminal_text
 
 
 def _size(text: str) -> int:
@@ -39,7 +40,8 @@ def cmd_compile(a) -> int:
         raise EdgecompError(f"model file {model} does not exist", fix="Check the path")
     man = compile_model(model, a.target, a.output, calib=a.calib, precision=a.precision,
                         calibrate_method=a.calibrate_method, per_channel=not a.per_tensor,
-                        keep_float=a.keep_float, options={"kernels": a.kernels, "optimize": a.optimize})
+                        keep_float=a.keep_float, options={"kernels": a.kernels, "optimize": a.optimize},
+                        force=a.force, validate=a.validate, labels=a.labels, dump_ir=a.dump_ir)
     if a.json:
         print(json.dumps(man, indent=2, sort_keys=True))
     else:
@@ -51,23 +53,30 @@ def cmd_run(a) -> int:
     import numpy as np
 
     from .api import run_bundle
-    from .bundle import read_manifest
+    from .arrays import load_samples
+    from .bundle import read_bundle_manifest
+    from .integrity import read_checked_manifest
+    from .outputs import check_output_file
+    from .samples import check_samples
 
     bundle = Path(a.bundle)
-    if not (bundle / "manifest.json").is_file():
-        raise EdgecompError(f"{bundle} is not an edgecomp bundle (no manifest.json)",
-                            fix="Pass the folder written by `edgecomp compile`")
-    man = read_manifest(bundle)
-    if man.get("target", "").startswith("rpi"):
+    read_checked_manifest(bundle)  # a regular file, JSON, its file list well formed
+    man = read_bundle_manifest(bundle)  # and the fields run reads
+    # outputs are checked before the run, not found unwritable after it
+    check_output_file(a.output, "--output")
+    check_output_file(a.plot, "--plot")
+    if a.count < 1 or a.count > 100000:
+        raise EdgecompError(f"--count must be 1 to 100,000, got {a.count}", fix="Give e.g. --count 10")
+    if a.clock_hz is not None and not (0 < a.clock_hz < 1e12):
+        raise EdgecompError(f"--clock-hz must be a positive frequency, got {a.clock_hz}", fix="Give e.g. --clock-hz 120e6")
+    if str(man.get("target", "")).startswith("rpi") or man.get("kind") == "rpi":
         raise EdgecompError("a Raspberry Pi bundle runs on the Pi", fix="Use `edgecomp deploy BUNDLE --host user@pi`")
+    if not man.get("inputs") or not isinstance(man["inputs"][0], dict) or "shape" not in man["inputs"][0]:
+        raise EdgecompError("the bundle's manifest lists no input", where=str(bundle), fix="Compile the bundle again")
     io = man["inputs"][0]
     if a.input:
-        try:
-            x = np.load(a.input, allow_pickle=False)
-        except Exception as e:
-            raise EdgecompError(f"cannot read input file: {e}", where=a.input, fix="Give a .npy array") from None
-        if hasattr(x, "files"):
-            x = x[x.files[0]]
+        x = load_samples(a.input, prefer=(str(io.get("name", "x")), "x"), first_if_many=True, what="input file")
+        check_samples(x, "input samples", a.input)
         if x.ndim == len(io["shape"]) - 1:  # one sample without its batch axis
             x = x[None]
     else:
@@ -79,17 +88,23 @@ def cmd_run(a) -> int:
             else rng.standard_normal(shape).astype(np.float32)
     if a.host:
         a.emulate = False
-    pred = run_bundle(bundle, x, emulate=a.emulate)
+    pred = run_bundle(bundle, x, emulate=a.emulate, cycles=a.cycles, clock_hz=a.clock_hz)
     from .probe import layer_table
     table = layer_table(man, pred.result, clock_hz=a.clock_hz)
+    cycles = pred.result.cycles  # estimated cycles (--cycles): printed beside the instruction counts
     if a.output:
         np.save(a.output, pred.outputs)
     if a.json:
-        print(json.dumps(table.to_json() if hasattr(table, "to_json") else table, indent=2))
+        out = table.to_json() if hasattr(table, "to_json") else table
+        if cycles is not None:
+            out["estimated_cycles"] = cycles.to_json()
+        print(json.dumps(out, indent=2))
     else:
         print(table if isinstance(table, str) else table.render())
+        if cycles is not None:
+            print("\n" + cycles.render())
     if a.plot:
-        table.plot(a.plot)
+        (cycles or table).plot(a.plot)
     return 0
 
 
@@ -99,9 +114,11 @@ def cmd_info(a) -> int:
 
 
 def cmd_report(a) -> int:
-    from .bundle import read_manifest
+    from .bundle import read_bundle_manifest
+    from .integrity import read_checked_manifest
     from .report import print_compile_report
-    man = read_manifest(Path(a.bundle))
+    read_checked_manifest(Path(a.bundle))
+    man = read_bundle_manifest(Path(a.bundle))
     if a.json:
         print(json.dumps(man, indent=2, sort_keys=True))
     else:
@@ -110,18 +127,33 @@ def cmd_report(a) -> int:
 
 
 def cmd_probe(a) -> int:
+    from .outputs import check_output_file
     from .probe import probe_serial
+    check_output_file(a.plot, "--plot")
+    if a.bundle is not None:
+        from .bundle import read_bundle_manifest
+        read_bundle_manifest(Path(a.bundle))
+    if not (0 < a.timeout <= 3600):
+        raise EdgecompError(f"--timeout must be 0 to 3600 seconds, got {a.timeout}", fix="Give e.g. --timeout 10")
+    if a.baud <= 0:
+        raise EdgecompError(f"--baud must be positive, got {a.baud}", fix="Give e.g. --baud 115200")
+    if a.clock_hz is not None and not (0 < a.clock_hz < 1e12):
+        raise EdgecompError(f"--clock-hz must be a positive frequency, got {a.clock_hz}", fix="Give e.g. --clock-hz 120e6")
     return probe_serial(a.port, baud=a.baud, timeout=a.timeout, bundle=a.bundle, clock_hz=a.clock_hz,
                         as_json=a.json, plot=a.plot)
 
 
 def cmd_flash(a) -> int:
     from .flash import flash_bundle
-    return flash_bundle(Path(a.bundle), probe_id=a.probe)
+    return flash_bundle(Path(a.bundle), probe_id=a.probe, extra_sources=a.source or ())
 
 
 def cmd_deploy(a) -> int:
     from .deploy import deploy_cli
+    if not 1 <= a.port <= 65535:
+        raise EdgecompError(f"--port must be 1 to 65535, got {a.port}", fix="Give the device's ssh port, e.g. --port 22")
+    if a.runs < 1:
+        raise EdgecompError(f"--runs must be at least 1, got {a.runs}", fix="Give e.g. --runs 100")
     return deploy_cli(a)
 
 
@@ -132,7 +164,12 @@ def cmd_compress(a) -> int:
 
 def cmd_demo(a) -> int:
     from .demo import main as demo_main
-    return demo_main(target=a.target, out=a.output, quick=a.quick)
+    return demo_main(target=a.target, out=a.output, quick=a.quick, force=a.force)
+
+
+_FORCE_HELP = ("write into an existing folder that holds files edgecomp did not write: only the files a previous "
+               "edgecomp run wrote there are replaced or deleted, and a file edgecomp did not write is never "
+               "overwritten")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,13 +180,20 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compile", help="compile a .onnx or .tflite model into a bundle for a target")
     c.add_argument("model", help=".onnx (float or QDQ int8) or .tflite (int8 or float32)")
     c.add_argument("--target", "-t", default="cortex-m4", help="target name (see targets/*.toml); default cortex-m4")
-    c.add_argument("--output", "-o", default="bundle", help="bundle folder to write (replaced atomically)")
+    c.add_argument("--output", "-o", default="bundle",
+                   help="bundle folder to write: a new, empty or edgecomp-written folder is replaced atomically; "
+                        "anything else is refused (see --force)")
+    c.add_argument("--force", action="store_true", help=_FORCE_HELP)
     c.add_argument("--calib", help="calibration samples (.npy / .npz) for int8 quantization of a float model")
     c.add_argument("--precision", choices=["int8", "int16", "float32"], default="int8",
                    help="int16: int16 activations with int8 weights (16x8)")
     c.add_argument("--no-quantize", dest="precision", action="store_const", const="float32",
                    help="keep float32 (same as --precision float32)")
     c.add_argument("--calibrate-method", choices=["minmax", "entropy", "percentile"], default="minmax")
+    c.add_argument("--validate", metavar="X.npy",
+                   help="samples to measure the int8 model against the float model on (the quantization report; "
+                        "default: the calibration samples)")
+    c.add_argument("--labels", metavar="Y.npy", help="classes of the --validate samples: accuracy float vs int8")
     c.add_argument("--per-tensor", action="store_true", help="per-tensor instead of per-channel weights")
     c.add_argument("--keep-float", action="append", metavar="LAYER",
                    help="leave this layer in float32 in an int8 model (mixed precision; ONNX node name or PyTorch "
@@ -163,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "flash) so their inner loops skip the sign extension, and the workspaces may grow the "
                         "arena by up to a quarter plus 1 KiB (DSP kernels only)")
     c.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    c.add_argument("--dump-ir", metavar="DIR", help="write the graph after every compiler pass into DIR "
+                   "(NN_<pass>.txt: tensors, nodes and attributes; for debugging)")
     c.set_defaults(func=cmd_compile)
 
     r = sub.add_parser("run", help="run a bundle (QEMU with --emulate, or natively for a host bundle) and print the probe")
@@ -172,7 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--input", help="input samples .npy (float in the model's layout, or already int8)")
     r.add_argument("--count", type=int, default=1, help="random inputs when no --input is given")
     r.add_argument("--output", help="write the raw outputs to this .npy")
-    r.add_argument("--clock-hz", type=float, help="convert cycles to milliseconds at this clock")
+    r.add_argument("--clock-hz", type=float, help="convert cycles (and estimated cycles) to milliseconds at this clock")
+    r.add_argument("--cycles", action="store_true",
+                   help="also estimate cycles per layer from the core's timing table over the instructions QEMU "
+                        "executes (an estimate, not a measurement; docs/cycles.md); --plot then charts them")
     r.add_argument("--json", action="store_true")
     r.add_argument("--plot", help="write a PNG bar chart of per-layer time")
     r.set_defaults(func=cmd_run)
@@ -200,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("flash", help="build and flash a bundle to a board through pyOCD")
     f.add_argument("bundle")
     f.add_argument("--probe", help="debug probe unique id")
+    f.add_argument("--source", action="append", metavar="FILE.c",
+                   help="a C file of your own compiled with the bundle, e.g. a UART driver defining ec_putc "
+                        "(repeatable; files are never picked up from the bundle folder)")
     f.set_defaults(func=cmd_flash)
 
     d = sub.add_parser("deploy", help="copy a Raspberry Pi bundle over ssh, run its probe, fetch the results")
@@ -212,51 +264,105 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--runs", type=int, default=100)
     d.add_argument("--threads", default="1,2,4")
     d.add_argument("--python", default="python3", help="python on the remote host")
+    d.add_argument("--remote-dir", default="edgecomp-bundles",
+                   help="folder on the device for bundles and the venv (relative to the remote home; "
+                        "default edgecomp-bundles)")
     d.add_argument("--profile", action="store_true", help="also collect ONNX Runtime's per-node profile")
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=cmd_deploy)
 
-    cp = sub.add_parser("compress", help="search compression methods under flash/RAM/latency/accuracy budgets")
+    cp = sub.add_parser("compress", help="search compression methods under flash/RAM/latency/accuracy budgets and "
+                        "write the chosen model's bundle")
+    cp.add_argument("--model", help="your PyTorch model: FILE.py:FACTORY (a function or class returning the "
+                    "nn.Module; with --weights); default: the built-in --example")
+    cp.add_argument("--weights", help="state dict for --model FILE.py:FACTORY (torch.save(model.state_dict(), path))")
+    cp.add_argument("--data", help="training data .npz with arrays x and y (needed with --model)")
+    cp.add_argument("--val", help="validation .npz (selects the candidate; default: split off --data)")
+    cp.add_argument("--test", help="test .npz (reports the chosen candidate on its firmware; default: split off)")
+    cp.add_argument("--task", choices=["classification", "regression"], default="classification")
+    cp.add_argument("--metric", choices=["accuracy", "rmse", "mae"],
+                    help="accuracy (classification) or rmse / mae (regression, default rmse)")
     cp.add_argument("--example", default="mnist", help="built-in example model and data (mnist or digits)")
     cp.add_argument("--flash", type=_size, help="flash budget, e.g. 32KiB")
     cp.add_argument("--ram", type=_size, help="RAM budget, e.g. 8KiB")
     cp.add_argument("--latency", type=float, help="latency budget in instructions per inference")
-    cp.add_argument("--max-accuracy-drop", type=float, default=1.0, help="points of accuracy you accept to lose")
+    cp.add_argument("--max-accuracy-drop", type=float, default=1.0,
+                    help="points of validation accuracy you accept to lose (classification)")
+    cp.add_argument("--max-error-increase", type=float, default=10.0,
+                    help="percent of the baseline error you accept to add (regression)")
     cp.add_argument("--target", default="cortex-m4")
-    cp.add_argument("--output", "-o", default="compress-out")
-    cp.add_argument("--executor", choices=["local", "ray"], default="local")
+    cp.add_argument("--output", "-o", default="compress-out", help="results folder (the same rule as compile -o)")
+    cp.add_argument("--force", action="store_true", help=_FORCE_HELP)
+    cp.add_argument("--executor", choices=["local", "inline", "ray"], default="local",
+                    help="local: worker processes (--workers); inline: this process; ray: a Ray cluster")
     cp.add_argument("--workers", type=int, default=2)
     cp.add_argument("--quick", action="store_true", help="fewer epochs and candidates")
     cp.add_argument("--estimate", action="store_true",
-                    help="estimate flash/RAM/instructions from parameters and MACs instead of building firmware")
+                    help="estimate flash/RAM/instructions of the trials from parameters and MACs instead of building "
+                         "firmware (the finalists are still compiled before one is chosen)")
     cp.add_argument("--seed", type=int, default=0)
     cp.set_defaults(func=cmd_compress)
 
     dm = sub.add_parser("demo", help="the built-in example: digits CNN -> int8 -> Cortex-M4 firmware in QEMU")
     dm.add_argument("--target", default="cortex-m4")
-    dm.add_argument("--output", "-o", default="out/digits")
+    dm.add_argument("--output", "-o", default="out/digits", help="results folder (the same rule as compile -o)")
+    dm.add_argument("--force", action="store_true", help=_FORCE_HELP)
     dm.add_argument("--quick", action="store_true", help="fewer epochs")
     dm.set_defaults(func=cmd_demo)
     return p
+
+
+def _stdout_closed() -> bool:
+    """True when the reader of our stdout went away (``edgecomp info m.onnx --json | head``)."""
+    import select
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & select.POLLERR for _, ev in poll.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _quiet_exit_on_broken_pipe() -> int:
+    # Like other command-line tools killed by SIGPIPE: no message, and no second error when
+    # Python flushes stdout at exit (stdout now points at /dev/null).
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return 128 + 13  # what a shell reports for a tool ended by SIGPIPE
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
     try:
-        return int(a.func(a) or 0)
+        rc = int(a.func(a) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not as a message at interpreter exit
+        return rc
+    except BrokenPipeError as e:
+        if _stdout_closed():
+            return _quiet_exit_on_broken_pipe()
+        return _internal_error(e)
     except EdgecompError as e:
-        print(f"edgecomp: error: {e.message()}", file=sys.stderr)
+        # model-derived names in a message reach the terminal with control characters escaped
+        print(f"edgecomp: error: {terminal_text(e.message(), keep_newlines=e.exit_code != 2)}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("edgecomp: interrupted; earlier outputs are left as they were", file=sys.stderr)
         return 130
     except Exception as e:  # an internal error is still one clear message
-        if os.environ.get("EDGECOMP_DEBUG"):
-            traceback.print_exc()
-        print(f"edgecomp: internal error: {type(e).__name__}: {e}. This is a bug in edgecomp; "
-              "rerun with EDGECOMP_DEBUG=1 and report the traceback.", file=sys.stderr)
-        return 1
+        return _internal_error(e)
+
+
+def _internal_error(e: BaseException) -> int:
+    if os.environ.get("EDGECOMP_DEBUG"):
+        traceback.print_exception(e)
+    print(f"edgecomp: internal error: {type(e).__name__}: {terminal_text(e)}. This is a bug in edgecomp; "
+          "rerun with EDGECOMP_DEBUG=1 and report the traceback.", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

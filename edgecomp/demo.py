@@ -90,14 +90,28 @@ def ort_outputs(onnx_path: Path, x: np.ndarray, fused: bool = False) -> np.ndarr
     return np.concatenate([s.run(None, {name: x[i:i + 1]})[0] for i in range(len(x))])
 
 
-def main(target: str = "cortex-m4", out: str | Path = "out/digits", quick: bool = False, seed: int = 0) -> int:
+def main(target: str = "cortex-m4", out: str | Path = "out/digits", quick: bool = False, seed: int = 0,
+         force: bool = False) -> int:
+    """Run the demo into ``out`` (written whole at the end, under the output-folder rule of
+    :mod:`edgecomp.outputs`, checked before training)."""
+    from .bundle import atomic_dir
+    from .outputs import check_output_dir
+    from .targets import load_target
+
+    load_target(target)  # found now, not after the training
+    out = check_output_dir(out, force=force).dest
+    with atomic_dir(out, force=force) as work:
+        return _demo(target, out, work, quick, seed)
+
+
+def _demo(target: str, out: Path, work: Path, quick: bool, seed: int) -> int:
+    """The demo, writing into ``work`` (which becomes ``out``)."""
     import torch
 
     from .api import compile_model, run_bundle
+    from .bundle import write_manifest
 
     torch.set_num_threads(2)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     xtr, ytr, xte, yte = digits_split(seed)
     print(f"[1/5] training a CNN on {len(xtr)} digits (8x8), testing on {len(xte)}", file=sys.stderr)
@@ -107,8 +121,8 @@ def main(target: str = "cortex-m4", out: str | Path = "out/digits", quick: bool 
 
     print(f"[2/5] int8 post-training quantization (ONNX Runtime, {min(300, len(xtr))} calibration samples) "
           f"and compiling for {target}", file=sys.stderr)
-    qdq = out / "model.int8.onnx"
-    man = compile_model(model, target, out / "bundle", example_input=torch.from_numpy(xte[:1]),
+    qdq = work / "model.int8.onnx"
+    man = compile_model(model, target, work / "bundle", example_input=torch.from_numpy(xte[:1]),
                         calib=xtr[:300], keep_onnx=qdq)
 
     print("[3/5] ONNX Runtime on the int8 model", file=sys.stderr)
@@ -120,7 +134,7 @@ def main(target: str = "cortex-m4", out: str | Path = "out/digits", quick: bool 
 
     print(f"[4/5] running all {len(xte)} test digits through the firmware "
           f"({'QEMU ' + str(man.get('target_info', {}).get('qemu_machine', '')) if target != 'host' else 'host gcc'})", file=sys.stderr)
-    pred = run_bundle(out / "bundle", xte, emulate=target != "host")
+    pred = run_bundle(work / "bundle", xte, emulate=target != "host")
     fw_q = pred.outputs.reshape(len(xte), -1).astype(np.int32)
     acc_fw = float((fw_q.argmax(1) == yte).mean())
     agree = float((fw_q.argmax(1) == ort_q.argmax(1)).mean())
@@ -146,7 +160,8 @@ def main(target: str = "cortex-m4", out: str | Path = "out/digits", quick: bool 
         "tick_unit": getattr(res, "unit", None),
         "seconds": round(time.time() - t0, 1),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_manifest(work, {"kind": "demo", "summary": "summary.json", "bundle": "bundle"})
     print("[5/5] results", file=sys.stderr)
     ram = man.get("ram", {})
     print(f"""

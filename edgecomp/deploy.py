@@ -7,7 +7,9 @@ prompts: an unknown host key or a refused key is an error with a clear fix.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import re
 import shlex
@@ -17,8 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from .bundle import MANIFEST, read_manifest, verify_manifest
 from .errors import EdgecompError, ModelError, ToolError
+from .integrity import MANIFEST
 
 REMOTE_ROOT = "edgecomp-bundles"  # relative to the remote user's home
 CONNECT_TIMEOUT = 10
@@ -105,6 +107,17 @@ class Remote:
                          fix="Try `ssh` to the device by hand to see what is wrong")
 
 
+def _device_line(text: str) -> str:
+    """'aarch64 3 11 2' (platform.machine and Python's version, as printed on the device) -> a line
+    saying what is known: 'aarch64, Python 3.11.2'; unknown parts are left out."""
+    from .sanitize import terminal_text
+
+    parts = (text or "").split()
+    machine = terminal_text(parts[0], limit=40) if parts else ""
+    version = ".".join(p for p in parts[1:4] if p.isdigit())
+    return ", ".join(x for x in (machine, f"Python {version}" if version else "") if x) or "(no details)"
+
+
 def _tail(text: str, n: int = 3) -> str:
     lines = [ln.strip() for ln in (text or "").strip().splitlines() if ln.strip()]
     return " / ".join(lines[-n:])
@@ -114,29 +127,49 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name).strip("._-") or "bundle"
 
 
-def check_bundle(bundle_dir: str | Path) -> dict:
-    """The bundle's manifest, after checking every file against its sha256."""
+def check_bundle(bundle_dir: str | Path, stage_to: str | Path | None = None) -> dict:
+    """The bundle's manifest, after checking it (:mod:`edgecomp.integrity`): every file against its
+    sha256, no file the manifest does not list, no symbolic link, and the runner, probe and
+    requirements edgecomp writes (a re-hashed manifest cannot bring other scripts to the device).
+    With ``stage_to``, the checked files are copied there (what is sent is what was checked)."""
+    from . import workdirs
+    from .integrity import check_folder, read_checked_manifest, stage
+
     bundle_dir = Path(bundle_dir)
-    if not (bundle_dir / MANIFEST).is_file():
-        raise ModelError(f"{bundle_dir} is not an edgecomp bundle (no {MANIFEST})",
-                         fix="Pass the folder written by `edgecomp compile --target rpi4`")
-    try:
-        manifest = read_manifest(bundle_dir)
-    except ValueError as e:
-        raise ModelError(f"{MANIFEST} is not valid JSON: {e}", where=str(bundle_dir),
-                         fix="Compile the bundle again") from None
-    if manifest.get("kind") != "rpi" or "runtime" not in manifest:
-        raise ModelError(f"{bundle_dir} is not a Raspberry Pi bundle (target {manifest.get('target')!r})",
+    manifest = read_checked_manifest(bundle_dir)
+    if manifest.get("kind") != "rpi" or not isinstance(manifest.get("runtime"), dict):
+        raise ModelError(f"{bundle_dir} is not a Raspberry Pi bundle (target {str(manifest.get('target'))[:40]!r})",
                          fix="Compile with --target rpi4 or rpi5; run Cortex-M bundles with `edgecomp run`")
-    bad = verify_manifest(bundle_dir)
-    if bad:
-        raise ModelError(f"bundle files differ from the manifest: {', '.join(bad)}", where=str(bundle_dir),
-                         fix="Someone or something changed the bundle after compiling; compile it again")
-    for rel in manifest["files"]:
-        if "/" in rel or rel.startswith("."):
-            raise ModelError(f"unexpected file {rel!r} in the bundle", where=str(bundle_dir),
-                             fix="Compile the bundle again")
+    check_folder(bundle_dir, manifest)
+    with contextlib.ExitStack() as stack:
+        dest = Path(stage_to) if stage_to is not None else stack.enter_context(workdirs.work_dir("deploy"))
+        stage(bundle_dir, dest, manifest)
+        _check_own_scripts(dest, manifest, bundle_dir)
     return manifest
+
+
+def _check_own_scripts(src: Path, manifest: dict, where: Path) -> None:
+    from .backends.rpi import LITERT_PIN, NUMPY_PIN, ORT_PIN, TEMPLATE_FILES, _render
+    from .resources import templates_dir
+
+    files = manifest["files"]
+    known = set(TEMPLATE_FILES) | {"requirements.txt", "README.md", "model.onnx", "model.tflite"}
+    odd = [f for f in files if f not in known]
+    for f in TEMPLATE_FILES:
+        if f not in files or (src / f).read_bytes() != (templates_dir() / "rpi" / f).read_bytes():
+            odd.append(f)
+    reqs = {_render("requirements.txt.j2", requirements=r).encode() for r in ([NUMPY_PIN, ORT_PIN],
+                                                                               [NUMPY_PIN, LITERT_PIN])}
+    if "requirements.txt" not in files or (src / "requirements.txt").read_bytes() not in reqs:
+        odd.append("requirements.txt")
+    model_file = manifest["runtime"].get("model_file")
+    if model_file not in ("model.onnx", "model.tflite") or model_file not in files:
+        odd.append(f"runtime.model_file {str(model_file)[:40]!r}")
+    if odd:
+        raise ModelError(f"the bundle's {', '.join(sorted(set(odd))[:6])} are not what edgecomp writes for a "
+                         "Raspberry Pi bundle", where=str(where),
+                         fix="Compile the bundle again; edgecomp sends only its own runner, probe and pinned "
+                             "requirements to a device")
 
 
 def deploy(bundle_dir: str | Path, host: str, *, port: int = 22, identity: str | Path | None = None,
@@ -150,8 +183,20 @@ def deploy(bundle_dir: str | Path, host: str, *, port: int = 22, identity: str |
     ``<remote_root>/.venv-<hash of requirements.txt>/``, reused while requirements.txt is the same;
     a relative ``remote_root`` is under the remote user's home.
     """
+    from . import workdirs
+
     bundle_dir = Path(bundle_dir)
-    manifest = check_bundle(bundle_dir)
+    with workdirs.work_dir("deploy") as staged:
+        manifest = check_bundle(bundle_dir, stage_to=staged)
+        return _deploy_checked(staged, manifest, host, port=port, identity=identity, venv=venv, runs=runs,
+                               threads=threads, known_hosts=known_hosts, python=python, warmup=warmup,
+                               profile=profile, remote_root=remote_root, progress=progress, timeout=timeout)
+
+
+def _deploy_checked(bundle_dir: Path, manifest: dict, host: str, *, port: int, identity, venv: bool, runs: int,
+                    threads: Sequence[int], known_hosts, python: str, warmup: int, profile: bool,
+                    remote_root: str, progress: bool, timeout: float) -> dict[str, Any]:
+    """deploy() on the checked copy ``bundle_dir`` of a bundle."""
     threads = [int(t) for t in threads]
     if runs < 1 or not threads or min(threads) < 1:
         raise EdgecompError("runs and thread counts must be at least 1", fix="e.g. --runs 100 --threads 1,2,4")
@@ -160,8 +205,10 @@ def deploy(bundle_dir: str | Path, host: str, *, port: int = 22, identity: str |
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
     remote = Remote(host, port, identity, known_hosts)
     digest = hashlib.sha256(json.dumps(manifest["files"], sort_keys=True).encode()).hexdigest()[:12]
-    if not remote_root or any(c.isspace() for c in remote_root) or ".." in remote_root.split("/"):
-        raise EdgecompError(f"bad remote folder {remote_root!r}", fix="Give a plain path without spaces or '..'")
+    if (not remote_root or remote_root.startswith("-") or ".." in remote_root.split("/")
+            or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in remote_root)):
+        raise EdgecompError(f"bad remote folder {remote_root!r}",
+                            fix="Give a plain path without spaces, control characters or '..' (--remote-dir)")
     remote_root = remote_root.rstrip("/") or "/"
     rdir = f"{remote_root}/{_safe(manifest.get('name', 'model'))}-{digest}"
     q = shlex.quote
@@ -182,8 +229,7 @@ def deploy(bundle_dir: str | Path, host: str, *, port: int = 22, identity: str |
     if r.returncode != 0:
         raise ToolError(f"{python} does not run on the device: {_tail(r.stderr)}", where=host,
                         fix="Check the Python installation on the Pi")
-    machine = r.stdout.split()
-    say(f"device: {' '.join(machine)}")
+    say(f"device: {_device_line(r.stdout)}")
 
     # 2. copy the files the manifest lists (and the manifest)
     names = sorted(manifest["files"]) + [MANIFEST]
@@ -237,16 +283,24 @@ def deploy_cli(a) -> int:
         threads = [int(t) for t in str(getattr(a, "threads", "1,2,4")).split(",") if t.strip()]
     except ValueError:
         raise EdgecompError(f"--threads wants numbers like 1,2,4, got {a.threads!r}") from None
+    from .integrity import write_result
+    from .sanitize import terminal_text
+
     result = deploy(a.bundle, a.host, port=a.port, identity=getattr(a, "identity", None),
                     venv=not getattr(a, "no_venv", False), runs=a.runs, threads=threads,
                     known_hosts=getattr(a, "known_hosts", None), python=getattr(a, "python", None) or "python3",
-                    profile=bool(getattr(a, "profile", False)))
-    out = Path(a.bundle) / "probe.json"
-    out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+                    profile=bool(getattr(a, "profile", False)),
+                    remote_root=getattr(a, "remote_dir", None) or REMOTE_ROOT)
+    # Results go into the bundle only as new regular files renamed into place (never through a
+    # symbolic link); the bundle check above refused links and unlisted files before anything ran.
+    out = write_result(Path(a.bundle), "probe.json", (json.dumps(result, indent=2, sort_keys=True) + "\n").encode())
     if getattr(a, "json", False):
         print(json.dumps(result, indent=2, sort_keys=True))
     else:
         print(render_probe_table(result))
-        png = plot_probe(result, Path(a.bundle) / "probe.png")
-        print(f"\nresults: {out}" + (f", chart: {png}" if png else ""))
+        png = None
+        buf = io.BytesIO()
+        if plot_probe(result, buf) is not None:
+            png = write_result(Path(a.bundle), "probe.png", buf.getvalue())
+        print(terminal_text(f"\nresults: {out}" + (f", chart: {png}" if png else ""), keep_newlines=True))
     return 0

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from . import ir
 from .errors import EdgecompError, ModelError
 from .report import format_table
+from .sanitize import terminal_text
 
 
 def _load(path: Path) -> ir.Graph:
@@ -21,12 +23,24 @@ def _load(path: Path) -> ir.Graph:
     raise ModelError(f"unknown model format {path.suffix!r}", where=str(path), fix="Give a .onnx or .tflite file")
 
 
+def _io(g: ir.Graph, name: str) -> dict:
+    """A graph input/output in the user's layout: an ONNX model's 4-D tensors as NCHW, as exported."""
+    t = g.tensors[name]
+    shape, layout = list(t.shape), None
+    if len(shape) == 4:
+        layout = g.meta.get("source_layout") or g.meta.get("input_layout", "NHWC")
+        if layout == "NCHW":
+            shape = [shape[0], shape[3], shape[1], shape[2]]
+    return {"name": name, "shape": shape, "dtype": t.dtype, "layout": layout}
+
+
 def model_info(path: Path, as_json: bool = False) -> int:
     try:
         g = _load(path)
     except EdgecompError as e:
-        if as_json:
+        if as_json:  # the JSON for a script, the message for the person who runs it
             print(json.dumps({"model": str(path), "supported": False, "reason": e.message()}, indent=2))
+            print(f"edgecomp: error: {e.message()}", file=sys.stderr)
             return e.exit_code
         raise
     layers = [{"name": n.name, "op": n.op, "out_shape": list(g.tensors[n.outputs[0]].shape),
@@ -34,21 +48,25 @@ def model_info(path: Path, as_json: bool = False) -> int:
     info = {
         "model": str(path), "supported": True, "source": g.meta.get("source"),
         "precision": "int8" if g.quantized else "float32",
-        "inputs": [{"name": i, "shape": list(g.tensors[i].shape), "dtype": g.tensors[i].dtype} for i in g.inputs],
-        "outputs": [{"name": o, "shape": list(g.tensors[o].shape), "dtype": g.tensors[o].dtype} for o in g.outputs],
+        "inputs": [_io(g, i) for i in g.inputs],
+        "outputs": [_io(g, o) for o in g.outputs],
         "params": ir.param_count(g), "weight_bytes": sum(t.nbytes for t in g.constants()),
         "macs": ir.total_macs(g), "layers": layers,
     }
     if as_json:
         print(json.dumps(info, indent=2))
         return 0
-    print(f"{path}: {info['source']} model, {info['precision']}, supported by edgecomp")
+    print(f"{terminal_text(path)}: {info['source']} model, {info['precision']}, supported by edgecomp")
     for k in ("inputs", "outputs"):
-        for io in info[k]:
-            print(f"  {k[:-1]:6s} {io['name']}: {io['dtype']} {io['shape']} (NHWC)")
+        for io in info[k]:  # names from the model file: control characters escaped
+            print(f"  {k[:-1]:6s} {terminal_text(io['name'], limit=120)}: {io['dtype']} {io['shape']}"
+                  + (f" ({io['layout']})" if io["layout"] else ""))
     print(f"  parameters {info['params']:,}  weight bytes {info['weight_bytes']:,}  MACs {info['macs']:,}")
     rows = [[i, l["name"], l["op"], "x".join(map(str, l["out_shape"])), l["dtype"], l["macs"]]
             for i, l in enumerate(layers)]
+    if g.meta.get("source_layout") == "NCHW":
+        print("  layer outputs below are in NHWC, the layout of the generated C (edgecomp run and api.run_bundle "
+              "transpose your NCHW samples)")
     print()
     print(format_table(["#", "layer", "op", "output", "dtype", "MACs"], rows, "rlllrr"))
     return 0

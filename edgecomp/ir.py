@@ -30,16 +30,46 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
 DTYPES = ("int8", "int16", "int32", "float32")
 
-OPS = (
-    "conv2d", "depthwise_conv2d", "fully_connected", "add", "max_pool2d", "avg_pool2d",
-    "softmax", "reshape", "concat", "quantize", "dequantize", "clamp",
-)
+#: How the memory planner may place an op's output (passes/memory_plan.py):
+#: "rows": a 4-D NHWC op computed output row by output row (the output may start over its input
+#: as long as the input rows still needed are intact); "matrix_rows": the same for the rows of a
+#: matrix (fully connected); "elementwise": element i written after element i is read (the output
+#: may overlap an input of its size); "alias": the output is the input's bytes; "other": apart.
+LAYOUTS = ("rows", "matrix_rows", "elementwise", "alias", "other")
+
+
+@dataclass(frozen=True)
+class OpDef:
+    """An IR op: its name, the memory planner's view of it, its MACs and its semantics (the
+    interpreter's function ``run(graph, node, env) -> array``, one array per output)."""
+    name: str
+    run: Callable[..., Any]
+    layout: str = "other"
+    macs: Callable[["Graph", "Node"], int] | None = None
+    doc: str = ""
+
+
+#: Every op, by name; filled by the modules of :mod:`edgecomp.ops` (imported with the package).
+OPS: dict[str, OpDef] = {}
+
+
+def define_op(name: str, *, layout: str = "other", macs: Callable | None = None):
+    """Register the decorated function as the semantics of op ``name``."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"op {name!r}: unknown layout {layout!r}")
+
+    def deco(fn):
+        if name in OPS and OPS[name].run is not fn:
+            raise ValueError(f"op {name!r} is defined twice")
+        OPS[name] = OpDef(name, fn, layout, macs, (fn.__doc__ or "").strip().split("\n")[0])
+        return fn
+    return deco
 
 _NP = {"int8": np.int8, "int16": np.int16, "int32": np.int32, "float32": np.float32}
 
@@ -237,17 +267,8 @@ def same_padding(in_size: int, k: int, stride: int, dilation: int = 1) -> tuple[
 
 def macs(graph: Graph, node: Node) -> int:
     """Multiply-accumulates of one node (0 for data movement)."""
-    out = graph.tensors[node.outputs[0]]
-    if node.op == "conv2d":
-        w = graph.tensors[node.inputs[1]]
-        return out.size * w.shape[1] * w.shape[2] * w.shape[3]
-    if node.op == "depthwise_conv2d":
-        w = graph.tensors[node.inputs[1]]
-        return out.size * w.shape[1] * w.shape[2]
-    if node.op == "fully_connected":
-        w = graph.tensors[node.inputs[1]]
-        return out.size * w.shape[1]
-    return 0
+    d = OPS[node.op]
+    return int(d.macs(graph, node)) if d.macs is not None else 0
 
 
 def total_macs(graph: Graph) -> int:

@@ -206,6 +206,37 @@ def one_over_one_plus_x_for_x_in_0_1(a) -> np.ndarray:
     return _rescale(x, 1, 0)
 
 
+def one_minus_x_over_one_plus_x_for_x_in_0_1(a) -> np.ndarray:
+    """gemmlowp one_minus_x_over_one_plus_x_for_x_in_0_1: FixedPoint<0> a in [0,1) -> (1-a)/(1+a), F0."""
+    half_denominator = _rounding_half_sum(a, INT32_MAX)
+    one_f2 = 1 << 29
+    x = 1515870810 + _fx_mul(half_denominator, -1010580540)
+    for _ in range(3):
+        one_minus = one_f2 - _fx_mul(half_denominator, x)
+        x = x + _rescale(_fx_mul(x, one_minus), 4, 2)
+    return _rescale(x - one_f2, 2, 0)
+
+
+def logistic_fixed(a, integer_bits: int) -> np.ndarray:
+    """gemmlowp logistic: FixedPoint<integer_bits> a -> 1/(1+exp(-a)) as a FixedPoint<0> raw."""
+    a = _i64(a)
+    pos = a > 0
+    abs_in = np.where(pos, a, wrap_int32(-a))
+    r_pos = one_over_one_plus_x_for_x_in_0_1(exp_on_negative_values(wrap_int32(-abs_in), integer_bits))
+    r_neg = wrap_int32(INT32_MAX - r_pos)
+    return np.where(a == 0, 1 << 30, np.where(pos, r_pos, r_neg))
+
+
+def tanh_fixed(a, integer_bits: int) -> np.ndarray:
+    """gemmlowp tanh: FixedPoint<integer_bits> a -> tanh(a) as a FixedPoint<0> raw (exp of 2a, one more
+    integer bit, through (1 - x) / (1 + x))."""
+    a = _i64(a)
+    neg = a < 0
+    n = np.where(neg, a, wrap_int32(-a))
+    t = one_minus_x_over_one_plus_x_for_x_in_0_1(exp_on_negative_values(n, integer_bits + 1))
+    return np.where(a == 0, 0, np.where(neg, wrap_int32(-t), t))
+
+
 def count_leading_zeros_u32(x) -> np.ndarray:
     """Leading zero bits of x taken as uint32 (32 for 0)."""
     x = _i64(x) & 0xFFFFFFFF
@@ -220,6 +251,32 @@ def get_reciprocal(x, x_integer_digits: int) -> tuple[np.ndarray, np.ndarray]:
     num_bits_over_unit = x_integer_digits - headroom_plus_one
     shifted_sum_minus_one = wrap_int32(((x << headroom_plus_one) & 0xFFFFFFFF) - (1 << 31))
     return one_over_one_plus_x_for_x_in_0_1(shifted_sum_minus_one), num_bits_over_unit
+
+
+def inv_sqrt_quantized_multiplier_exp(x, reverse_shift: int = -1) -> tuple[np.ndarray, np.ndarray]:
+    """TFLite GetInvSqrtQuantizedMultiplierExp: (multiplier, shift) with 1/sqrt(x) ~ multiplier * 2^shift
+    (Newton-Raphson in FixedPoint<3>), for int32 x >= 0 (0 and 1 give (INT32_MAX, 0))."""
+    x = _i64(x)
+    small = x <= 1
+    v = np.where(small, 2, x)
+    shift = np.full(v.shape, 11, dtype=np.int64)
+    while np.any(v >= (1 << 29)):
+        big = v >= (1 << 29)
+        v = np.where(big, v // 4, v)
+        shift = shift + big
+    pairs = (count_leading_zeros_u32(v) - 1) // 2 - 1
+    shift = shift - pairs
+    v = v << (2 * pairs)
+    half_input = rounding_divide_by_pot(v >> 1, 1)
+    half_three = (1 << 28) + (1 << 27)
+    r = np.full(v.shape, 1 << 28, dtype=np.int64)  # F3 one
+    for _ in range(5):
+        x3 = saturating_rounding_multiply_by_pot(_fx_mul(_fx_mul(r, r), r), 6)
+        r = saturating_rounding_multiply_by_pot(wrap_int32(_fx_mul(half_three, r) - _fx_mul(half_input, x3)), 3)
+    r = _fx_mul(r, 1518500250)  # sqrt(2) / 2 in F0
+    r = np.where(shift < 0, wrap_int32(r << np.maximum(-shift, 0)), r)
+    shift = np.maximum(shift, 0) * reverse_shift
+    return np.where(small, INT32_MAX, r), np.where(small, 0, shift)
 
 
 # -- softmax parameters --------------------------------------------------------------------

@@ -22,7 +22,8 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from collections import deque
+from typing import Any, Iterable, Iterator
 
 from .errors import EdgecompError, ToolError
 
@@ -58,27 +59,41 @@ class ProbeReport:
                 "complete": self.complete, "faults": list(self.faults)}
 
 
-def _lines(text: str | bytes | Iterable[str]) -> list[str]:
-    """Complete lines of ``text``; an unterminated last fragment is dropped."""
+#: Blocks kept while parsing (the last ones): 20 MB of "@ec begin" lines must not become
+#: half a million reports in memory.
+MAX_BLOCKS = 64
+#: Characters of one line looked at (its end, where the marker is); longer lines are noise.
+MAX_LINE = 4096
+_EOL = re.compile(r"\r\n|\r|\n")
+_NONPRINT = re.compile(r"[^ -~]+")
+
+
+def _lines(text: str | bytes | Iterable[str]) -> Iterator[str]:
+    """Complete lines of ``text`` (each cut to its last MAX_LINE characters), one at a time;
+    an unterminated last fragment is dropped unless it is ``@ec end``."""
     if isinstance(text, bytes):
         text = text.decode("utf-8", errors="replace")
     if not isinstance(text, str):
         text = "\n".join(text) + "\n"
-    parts = re.split(r"\r\n|\r|\n", text)
-    last = parts.pop()  # after the final newline: empty, or a partial line
+    pos = 0
+    for m in _EOL.finditer(text):
+        yield text[max(pos, m.start() - MAX_LINE):m.start()]
+        pos = m.end()
+    last = text[pos:]  # after the final newline: empty, or a partial line
     if last.strip() == "@ec end":
-        parts.append(last)
-    return parts
+        yield last
 
 
 def parse_probe_blocks(text: str | bytes | Iterable[str]) -> list[ProbeReport]:
     """Every probe block found in ``text``, in order."""
-    blocks: list[ProbeReport] = []
+    blocks: deque[ProbeReport] = deque(maxlen=MAX_BLOCKS)
     cur: ProbeReport | None = None
     for raw in _lines(text):
         # Keep only printable ASCII; a line may carry noise before the marker
         # (a boot message without a newline), so start at the last "@ec ".
-        line = "".join(ch for ch in raw if " " <= ch <= "~").rstrip()
+        if "@" not in raw:
+            continue
+        line = _NONPRINT.sub("", raw).rstrip()
         at = line.rfind("@ec ")
         if at < 0:
             continue
@@ -98,7 +113,8 @@ def parse_probe_blocks(text: str | bytes | Iterable[str]) -> list[ProbeReport]:
             if cur is None:
                 cur = ProbeReport()
                 blocks.append(cur)
-            cur.faults.append(f"{kind}: {' '.join(rest)}".strip())
+            if len(cur.faults) < 16:
+                cur.faults.append(f"{kind}: {' '.join(rest)}"[:200].strip())
             continue
         if cur is None or cur.complete:
             continue  # a line outside a block: the start was lost
@@ -114,7 +130,7 @@ def parse_probe_blocks(text: str | bytes | Iterable[str]) -> list[ProbeReport]:
                 cur.total = int(rest[0])
             else:
                 cur.stack = int(rest[0])
-    return blocks
+    return list(blocks)
 
 
 def parse_probe(text: str | bytes | Iterable[str]) -> ProbeReport:
@@ -305,7 +321,6 @@ def read_serial(port: str, baud: int = 115200, timeout: float = 10.0) -> str:
 def probe_serial(port: str, baud: int = 115200, timeout: float = 10.0, bundle: str | Path | None = None,
                  clock_hz: float | None = None, as_json: bool = False, plot: str | Path | None = None) -> int:
     """`edgecomp probe`: read the probe from a board's serial port and print the table."""
-    from .bundle import read_manifest
 
     text = read_serial(port, baud, timeout)
     try:
@@ -317,7 +332,14 @@ def probe_serial(port: str, baud: int = 115200, timeout: float = 10.0, bundle: s
     if report.faults:
         raise ToolError(f"the firmware reported: {'; '.join(report.faults)}", port,
                         "check the model's RAM use against the board and the stack size")
-    manifest = read_manifest(Path(bundle)) if bundle else None
+    if not report.complete:
+        got = f"{len(report.layer_ticks)} of {report.layers if report.layers is not None else '?'} layer lines"
+        raise ToolError(f"the probe block from {port} has no end line (@ec end) within {timeout:g} s ({got}, "
+                        f"total {'missing' if report.total is None else 'seen'})", port,
+                        "The board may have stopped or reset during the inference: reset it after starting "
+                        "the probe, or give a longer --timeout")
+    from .bundle import read_bundle_manifest
+    manifest = read_bundle_manifest(Path(bundle)) if bundle else None
     table = layer_table(manifest, report, clock_hz=clock_hz)
     if as_json:
         print(json.dumps(table.to_json(), indent=2))

@@ -61,7 +61,9 @@ def _batch(inputs: np.ndarray, shape, dtype) -> np.ndarray:
 def tflm_run(model_path, inputs: np.ndarray) -> np.ndarray:
     """Run each sample of ``inputs`` [N, ...] through TFLite Micro; return outputs [N, ...]."""
     runtime = _tflm()
-    interp = runtime.Interpreter.from_file(str(_check_path(model_path)))
+    path = _check_path(model_path)
+    # the runtime's default arena (10x the file) is too small for a model of few weights and big maps
+    interp = runtime.Interpreter.from_file(str(path), arena_size=max(10 * path.stat().st_size, 4 << 20))
     det_in, det_out = interp.get_input_details(0), interp.get_output_details(0)
     x = _batch(inputs, det_in["shape"], det_in["dtype"])
     outs = []

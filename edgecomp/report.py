@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .sanitize import terminal_text
+
 
 def _kib(n) -> str:
     return "n/a" if n is None else f"{n:,} B ({n / 1024:.1f} KiB)"
@@ -10,7 +12,9 @@ def _kib(n) -> str:
 
 def format_table(headers: list[str], rows: list[list], align: str | None = None) -> str:
     """A plain-text table; ``align`` is one char per column, 'l' or 'r' (default: r for numbers)."""
-    cells = [[str(c) for c in r] for r in rows]
+    # cells may hold names from a model file: control characters are shown escaped, never sent raw
+    cells = [[terminal_text(c, limit=120) for c in r] for r in rows]
+    headers = [terminal_text(h) for h in headers]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
     if align is None:
         align = "".join("r" if rows and isinstance(rows[0][i], (int, float)) else "l" for i in range(len(headers)))
@@ -24,38 +28,49 @@ def format_table(headers: list[str], rows: list[list], align: str | None = None)
 
 
 def compile_report(man: dict, where: str | Path | None = None) -> str:
+    t = terminal_text
     lines = []
-    title = f"edgecomp bundle for {man.get('target', '?')}"
+    title = f"edgecomp bundle for {t(man.get('target', '?'))}"
     if where is not None:
-        title += f": {where}"
+        title += f": {t(where)}"
     lines.append(title)
     opts = man.get("options", {})
-    if opts:
-        lines.append("  options: " + ", ".join(f"{k}={v}" for k, v in sorted(opts.items())))
+    if isinstance(opts, dict) and opts:
+        lines.append("  options: " + ", ".join(f"{t(k)}={t(v)}" for k, v in sorted(opts.items())))
     for io_key in ("inputs", "outputs"):
         for io in man.get(io_key, []):
+            if not isinstance(io, dict):
+                continue
             q = io.get("quantization")
-            qs = f" scale={q['scale'][0]:.6g} zero_point={q['zero_point'][0]}" if q else ""
-            lines.append(f"  {io_key[:-1]:6s} {io.get('name')}: {io.get('dtype')} {io.get('shape')} "
-                         f"{io.get('layout', '')}{qs}")
-    if "params" in man:
+            try:
+                qs = f" scale={float(q['scale'][0]):.6g} zero_point={int(q['zero_point'][0])}" if q else ""
+            except (KeyError, IndexError, TypeError, ValueError):
+                qs = " (quantization unreadable)"
+            lines.append(f"  {io_key[:-1]:6s} {t(io.get('name'))}: {t(io.get('dtype'))} {t(io.get('shape'))} "
+                         f"{t(io.get('layout', ''))}{qs}")
+    num = lambda k: isinstance(man.get(k), int) and not isinstance(man.get(k), bool)  # noqa: E731
+    if num("params"):
         lines.append(f"  parameters: {man['params']:,}")
-    if "macs" in man:
+    if num("macs"):
         lines.append(f"  MACs per inference: {man['macs']:,}")
-    if "flash_bytes" in man:
+    if num("flash_bytes"):
         lines.append(f"  flash (.text+.rodata+.data): {_kib(man['flash_bytes'])}")
-    if "ram_bytes" in man:
-        ram = man.get("ram", {})
-        parts = ", ".join(f"{k.replace('_bytes', '')} {v:,}" for k, v in ram.items() if isinstance(v, int))
+    if num("ram_bytes"):
+        ram = man.get("ram", {}) if isinstance(man.get("ram"), dict) else {}
+        parts = ", ".join(f"{t(k).replace('_bytes', '')} {v:,}" for k, v in ram.items() if isinstance(v, int))
         lines.append(f"  RAM: {_kib(man['ram_bytes'])}" + (f" = {parts}" if parts else ""))
     fit = man.get("fits")
     if isinstance(fit, dict):
         for k, v in fit.items():
-            lines.append(f"  fits {k}: {v}")
-    layers = man.get("layers", [])
+            lines.append(f"  fits {t(k)}: {t(v)}")
+    q = man.get("quantization")
+    if isinstance(q, dict):
+        lines += quantization_lines(q)
+    layers = [l for l in man.get("layers", []) or [] if isinstance(l, dict)]
     if layers:
-        rows = [[i, l.get("name", ""), l.get("op", ""), "x".join(map(str, l.get("out_shape", []))), l.get("macs", 0)]
-                for i, l in enumerate(layers)]
+        rows = [[i, l.get("name", ""), l.get("op", ""),
+                 "x".join(map(str, l.get("out_shape", []))) if isinstance(l.get("out_shape"), list) else "",
+                 l.get("macs", 0)] for i, l in enumerate(layers)]
         lines.append("")
         lines.append(format_table(["#", "layer", "op", "output", "MACs"], rows, "rllrr"))
     return "\n".join(lines)
@@ -63,3 +78,48 @@ def compile_report(man: dict, where: str | Path | None = None) -> str:
 
 def print_compile_report(man: dict, where=None) -> None:
     print(compile_report(man, where))
+
+
+#: The SQNR the quantization report writes for a tensor computed exactly (quant_report.EXACT_DB).
+_EXACT_DB = 99.0
+
+
+def quantization_lines(rep: dict) -> list[str]:
+    """The manifest's quantization report (edgecomp.compress.quant_report) as text lines."""
+    if not isinstance(rep, dict):
+        return []
+    lines = []
+    if rep.get("samples"):
+        lines.append(f"  quantization: int8 against the float model on {rep['samples']} {rep.get('data', '')} "
+                     "sample(s)")
+        e = rep.get("end_to_end") or {}
+        parts = []
+        if e.get("top1_agreement") is not None:
+            parts.append(f"top-1 agreement {100 * e['top1_agreement']:.1f} %")
+        if e.get("accuracy_float") is not None:
+            parts.append(f"accuracy float {100 * e['accuracy_float']:.1f} % -> int8 {100 * e['accuracy_int8']:.1f} %")
+        if e.get("output_sqnr_db") is not None:
+            parts.append(f"output SQNR {e['output_sqnr_db']:.1f} dB")
+        if e.get("cosine") is not None:
+            parts.append(f"cosine {e['cosine']:.4f}")
+        if rep.get("input_sqnr_db") is not None:
+            db = rep["input_sqnr_db"]
+            parts.append("input exact" if db == _EXACT_DB else f"input SQNR {db:.1f} dB")
+        if parts:
+            lines.append("    end to end: " + ", ".join(parts))
+        layers = rep.get("layers") or []
+        if layers:
+            w = max(len(str(l.get("name", ""))) for l in layers)
+            lines.append(f"    {'layer'.ljust(w)}  {'op':18s} SQNR dB")
+            for l in layers:
+                db = l.get("sqnr_db")
+                lines.append(f"    {str(l.get('name', '')).ljust(w)}  {str(l.get('op', '')):18s} "
+                             f"{'-' if db is None else ('exact' if db == _EXACT_DB else format(db, '.1f'))}")
+    elif rep.get("note"):
+        lines.append(f"  quantization: {rep['note']}")
+    for f in rep.get("float_layers") or []:
+        lines.append(f"    left in float: {f.get('name')} ({f.get('op')}): {f.get('reason')}; "
+                     f"{f.get('float_macs', 0):,} float MACs, +{f.get('extra_flash_bytes', 0):,} B of weights")
+    for w in rep.get("warnings") or []:
+        lines.append(f"    warning: {w}")
+    return lines

@@ -116,3 +116,49 @@ def c_string(text: str) -> str:
             out.append(f"\\{b:03o}")
     out.append('"')
     return "".join(out)
+
+
+# --------------------------------------------------------------------------- terminals and text files
+def _is_hidden_control(o: int) -> bool:
+    """C0/C1 controls, DEL, and the invisible format characters that reorder or hide text
+    (bidi embeddings/overrides/isolates, zero-width joiners, BOM): "Trojan source" tricks."""
+    return (o < 0x20 or 0x7F <= o < 0xA0 or 0x200B <= o <= 0x200F or 0x202A <= o <= 0x202E
+            or 0x2060 <= o <= 0x2069 or o == 0xFEFF)
+
+
+def terminal_text(text, *, keep_newlines: bool = False, limit: int | None = None) -> str:
+    """``text`` safe to print on a terminal: control characters shown as escapes.
+
+    ESC (colours, screen clears, OSC-52 clipboard writes), BEL, backspace, carriage
+    return, C1 controls and bidi/zero-width format characters become ``\\x1b``,
+    ``\\u202e``, ...; a backslash stays a backslash.  Other unicode (``café``) is kept.
+    ``keep_newlines`` keeps ``\\n`` (multi-line messages of edgecomp's own).
+    """
+    out = []
+    for ch in str(text):
+        o = ord(ch)
+        if keep_newlines and ch == "\n":
+            out.append(ch)
+        elif _is_hidden_control(o):
+            out.append(f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}")
+        else:
+            out.append(ch)
+    s = "".join(out)
+    if limit is not None and len(s) > limit:
+        s = s[:limit] + "..."
+    return s
+
+
+def markdown_code(text, limit: int = 200) -> str:
+    """``text`` as one Markdown code span that renders literally and cannot end early.
+
+    Control characters are escaped (:func:`terminal_text`, so no new line, no heading,
+    no list item can start); the fence is one backtick longer than the longest run of
+    backticks inside, with a space on each side (CommonMark 6.1), so ``<script>``,
+    ``[link](...)`` or ``**`` inside stay literal text.
+    """
+    s = terminal_text(text, limit=limit)
+    longest = max((len(m) for m in re.findall(r"`+", s)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if (s.startswith("`") or s.endswith("`") or longest or not s.strip()) else ""
+    return f"{fence}{pad}{s or ' '}{pad}{fence}"

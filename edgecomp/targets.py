@@ -17,7 +17,13 @@ files for examples):
   tick under ``-icount shift=0``); absent for boards that only build
 * ``emulate_with``: an emulated target with the same core, used to measure the
   stack of a board that has no emulator
-* ``[flasher]``: ``tool`` (``"pyocd"``) and ``target`` (pyOCD target name)
+* ``[flasher]``: ``tool`` (``"pyocd"``) and ``target`` (pyOCD target name); a board
+  flashed another way names its tool and says how in ``how``
+* ``[image]``: ``boot_block``, 32-bit words the boot ROM must find in the image,
+  placed right after the vector table (the RP2350's IMAGE_DEF block)
+* ``[uf2]``: ``family`` (UF2 family id) and optional ``abs_block`` (address of the
+  RP2350-E10 absolute-family block): the build also writes a ``.uf2`` file of the
+  flash image (:mod:`edgecomp.uf2`)
 """
 from __future__ import annotations
 
@@ -55,6 +61,9 @@ class Target:
     insns_per_systick: float | None = None
     emulate_with: str | None = None
     flasher: dict[str, str] = field(default_factory=dict)
+    boot_block: tuple[int, ...] = ()
+    uf2_family: int | None = None
+    uf2_abs_block: int | None = None
     path: str = ""
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -157,6 +166,21 @@ def _parse(path: Path) -> Target:
         if fields["stack_min_bytes"] >= fields["ram_size"]:
             raise EdgecompError("stack_min_bytes does not leave any RAM for the model", where,
                                 "lower stack_min_bytes or fix memory.ram_size")
+    if "image" in data and mcu:
+        words = need("boot_block", list, need("image", dict), "image.")
+        if not words or not all(isinstance(w, int) and not isinstance(w, bool) and 0 <= w < 1 << 32 for w in words):
+            raise EdgecompError("target field 'image.boot_block' must list 32-bit words", where,
+                                "write each word as an integer, e.g. 0xffffded3")
+        fields["boot_block"] = tuple(words)
+    if "uf2" in data and mcu:
+        u = need("uf2", dict)
+        fields["uf2_family"] = need("family", int, u, "uf2.")
+        if "abs_block" in u:
+            fields["uf2_abs_block"] = need("abs_block", int, u, "uf2.")
+        for key in ("uf2_family", "uf2_abs_block"):
+            if fields.get(key) is not None and not 0 <= fields[key] < 1 << 32:
+                raise EdgecompError(f"target field 'uf2.{key[4:]}' must be a 32-bit value", where,
+                                    "see targets/pico2.toml")
     if "qemu" in data and mcu:
         q = need("qemu", dict)
         fields["qemu_machine"] = need("machine", str, q, "qemu.")

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Fuzz edgecomp's parsers of untrusted input: ONNX, TFLite, probe lines, the CLI.
+"""Fuzz edgecomp's handling of untrusted input: ONNX, TFLite, probe lines, the CLI, calibration,
+bundles handed back, names in generated text, hostile paths (the last four: scripts/fuzz_hostile.py).
 
     python scripts/fuzz_long.py 30                 # 30 minutes over every target
     python scripts/fuzz_long.py 5 --target onnx    # one target
+    python scripts/fuzz_long.py 20 --target calib  # --calib on generated models, time and memory limits asserted
     python scripts/fuzz_long.py 0.5 --rlimit-as-mb 3000 --seed 1
 
 Every case must end in a result or an :class:`edgecomp.errors.EdgecompError`
@@ -714,6 +716,39 @@ def run_probe(examples: int, seed: int | None, derandomize: bool) -> None:
     target()
 
 
+def run_hostile(target: str, examples: int, workdir: Path, seed: int | None, derandomize: bool) -> None:
+    """The targets of scripts/fuzz_hostile.py: calib, tamper, names, paths."""
+    import fuzz_hostile as FH
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    if target == "calib":
+        strategy, check = FH.calib_cases(), lambda c: FH.check_calib(c, workdir)
+    elif target == "tamper":
+        good = FH.good_bundles(workdir)
+        strategy, check = FH.tamper_cases(), lambda c: FH.check_tamper(c, workdir, good)
+    elif target == "names":
+        plain = FH.plain_reference(workdir)
+        strategy, check = FH.name_cases(), lambda c: FH.check_names(c, workdir, plain)
+    else:
+        model = FH.path_model(workdir)
+        strategy, check = FH.path_cases(), lambda c: FH.check_paths(c, workdir, model)
+
+    @settings(max_examples=examples, deadline=None, derandomize=derandomize, database=None,
+              suppress_health_check=list(HealthCheck), print_blob=True)
+    @given(strategy)
+    def run(case):
+        (workdir / "case.txt").write_text(repr(case)[:200_000])
+        STATS.add(target, check(case) == 0)
+
+    if seed is not None:
+        from hypothesis import seed as hseed
+        run = hseed(seed)(run)
+    run()
+
+
+HOSTILE_TARGETS = ("calib", "tamper", "names", "paths")
+
+
 def _have(module: str) -> bool:
     import importlib.util
     try:
@@ -734,8 +769,10 @@ def _peak_rss_mib() -> int:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("minutes", type=float, help="how long to fuzz (all targets share the time)")
-    ap.add_argument("--target", choices=["all", "onnx", "cli", "compile", "tflite", "tflite-compile", "probe"], default="all",
-                    help="compile: full host compiles (gcc) of the mutated models the importer accepts (slow)")
+    ap.add_argument("--target", choices=["all", "onnx", "cli", "compile", "tflite", "tflite-compile", "probe",
+                                         *HOSTILE_TARGETS], default="all",
+                    help="compile: full host compiles (gcc) of the mutated models the importer accepts (slow); "
+                         "calib, tamper, names, paths: scripts/fuzz_hostile.py")
     ap.add_argument("--seed", type=int, help="first hypothesis seed (default: random)")
     ap.add_argument("--batch", type=int, default=200, help="cases per hypothesis run")
     ap.add_argument("--case-seconds", type=float, default=20.0, help="per-case time limit")
@@ -745,7 +782,7 @@ def main(argv=None) -> int:
     if a.rlimit_as_mb:
         lim = a.rlimit_as_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (lim, lim))
-    targets = ["onnx", "cli", "tflite", "probe"] if a.target == "all" else [a.target]
+    targets = ["onnx", "cli", "tflite", "probe", *HOSTILE_TARGETS] if a.target == "all" else [a.target]
     if not _have("edgecomp.frontends.tflite"):
         targets = [t for t in targets if not t.startswith("tflite")]
     deadline = time.monotonic() + a.minutes * 60
@@ -767,6 +804,8 @@ def main(argv=None) -> int:
                         run_tflite(max(a.batch // 20, 5), work / "tflite", s, False, a.case_seconds, True)
                     elif t == "tflite":
                         run_tflite(a.batch, work / "tflite", s, False, a.case_seconds)
+                    elif t in HOSTILE_TARGETS:
+                        run_hostile(t, max(a.batch // (10 if t in ("calib", "paths") else 2), 5), work / t, s, False)
                     else:
                         run_probe(a.batch * 5, s, False)
                 except BaseException as e:  # noqa: BLE001 - a finding: report it and stop
@@ -774,7 +813,8 @@ def main(argv=None) -> int:
                         raise
                     crash_dir = Path(a.crash_dir)
                     crash_dir.mkdir(parents=True, exist_ok=True)
-                    for src in (work / t / "crash.onnx", work / "onnx" / "crash.onnx", work / "tflite" / "model.tflite"):
+                    for src in (work / t / "crash.onnx", work / "onnx" / "crash.onnx", work / "tflite" / "model.tflite",
+                                work / t / "case.txt"):
                         if src.is_file():
                             shutil.copyfile(src, crash_dir / f"{t}-seed{s}{src.suffix}")
                     traceback.print_exc()
@@ -792,6 +832,9 @@ def main(argv=None) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"cases tried: {STATS.line()}; total {sum(STATS.cases.values())}; peak RSS {_peak_rss_mib()} MiB")
+    if "fuzz_hostile" in sys.modules and sys.modules["fuzz_hostile"].CALIB_SEEN:
+        for k, (n, s) in sorted(sys.modules["fuzz_hostile"].CALIB_SEEN.items()):
+            print(f"  calib {k}: {n}" + (f" cases, slowest {s:.1f} s" if s else ""))
     return 0
 
 

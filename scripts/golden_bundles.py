@@ -27,6 +27,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's edgecomp, not an installed copy
 MLPERF = Path(os.environ.get("EDGECOMP_MLPERF_DIR", ROOT.parent / "shared/benchmarks/mlperf_tiny"))
 
 ZOO_INT8 = ["conv", "conv_relu_stride2", "conv_dilated", "depthwise", "depthwise_mult2_stride2", "fc_flatten",

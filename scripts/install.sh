@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs everything edgecomp needs on a fresh Debian 12 machine (run as root or with sudo):
-# the Arm cross compiler + newlib, QEMU (system and aarch64 user mode), OpenSSH (deploy tests),
+# the Arm cross compiler + newlib, QEMU (system and aarch64 user mode), OpenSSH (deploy tests), CMake
+# (the bundle's CMakeLists.txt is built in the tests),
 # then the Python package with its pinned dependencies (torch 2.13.0, CPU build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEB_PACKAGES="gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm qemu-user-static openssh-server openssh-client rsync make gcc"
+DEB_PACKAGES="gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm qemu-user-static openssh-server openssh-client rsync make gcc cmake"
 missing=""
 for p in $DEB_PACKAGES; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

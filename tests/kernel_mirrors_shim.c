@@ -1,7 +1,7 @@
 /*
  * kernel_mirrors_shim.c - test only (tests/test_kernel_mirrors.py): the C predicates, constants and
  * layouts that the Python generator mirrors, as plain functions a host shared library exports to
- * ctypes.  It includes the kernel files as a bundle has them (edgecomp.backends.kernel_files) to reach
+ * ctypes.  It includes the kernel files as a bundle has them (edgecomp.backends.c.kernels.catalogue) to reach
  * their static functions; the reference kernels (ec_kernels.c) are linked beside it.
  */
 #include "ec_kernels_dsp.c"

@@ -223,7 +223,7 @@ def test_refuses_to_replace_working_folder_home_or_a_file(tmp_path, monkeypatch)
 # ----------------------------------------------------------------------------- real `edgecomp compile`
 def _codegen_ready() -> bool:
     try:
-        return importlib.util.find_spec("edgecomp.backends.c_codegen") is not None
+        return importlib.util.find_spec("edgecomp.backends.c") is not None
     except ModuleNotFoundError:
         return False
 

@@ -12,6 +12,7 @@ def test_atomic_dir_keeps_old_bundle_on_failure(tmp_path):
     dest = tmp_path / "b"
     with atomic_dir(dest) as d:
         (d / "a.txt").write_text("old")
+        write_manifest(d, {"target": "host"})
     with pytest.raises(RuntimeError):
         with atomic_dir(dest) as d:
             (d / "a.txt").write_text("new, half written")

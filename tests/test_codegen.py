@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from edgecomp import interp, ir
-from edgecomp.backends.c_codegen import generate
+from edgecomp.backends.c import generate
+from edgecomp.options import CodegenOptions
 from edgecomp.errors import ModelError, UnsupportedError
 from edgecomp.resources import templates_dir
 
@@ -73,20 +74,21 @@ int main(int argc, char **argv)
 needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="host gcc not installed")
 
 
-def build(out: Path, extra: list[str] | None = None) -> Path:
+def build(out: Path, extra: list[str] | None = None, sources: list[str] | None = None) -> Path:
     (out / "harness.c").write_text(HARNESS)
     shutil.copyfile(templates_dir() / "cortex_m" / "ec_platform.h", out / "ec_platform.h")
     exe = out / "fw"
-    cmd = ["gcc", *CFLAGS, "-O1", "-DEC_PROBE", "-DEC_DEBUG", *(extra or []), "-o", str(exe), "harness.c", *SOURCES,
-           "-lm"]
+    cmd = ["gcc", *CFLAGS, "-O1", "-DEC_PROBE", "-DEC_DEBUG", *(extra or []), "-o", str(exe), "harness.c",
+           *(sources or SOURCES), "-lm"]
     r = subprocess.run(cmd, cwd=out, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     return exe
 
 
-def run_c(graph: ir.Graph, x: np.ndarray, tmp: Path, name: str = "model") -> np.ndarray:
-    generate(graph, tmp, name=name)
-    exe = build(tmp)
+def run_c(graph: ir.Graph, x: np.ndarray, tmp: Path, name: str = "model", dsp: bool = False) -> np.ndarray:
+    """Generate (reference kernels, or the DSP ones in their plain C form), build with the harness, run."""
+    info = generate(graph, tmp, name=name, options=CodegenOptions(dsp=dsp))
+    exe = build(tmp, sources=[f for f in info.files if f.endswith(".c")])
     r = subprocess.run([str(exe)], input=np.ascontiguousarray(x).tobytes(), capture_output=True, check=True)
     o = graph.tensors[graph.outputs[0]]
     return np.frombuffer(r.stdout, dtype=ir.np_dtype(o.dtype)).reshape((len(x),) + o.shape[1:])
@@ -511,9 +513,9 @@ def test_integer_helpers_match_tflite_primitives(tmp_path):
     ec_multiply_by_quantized_multiplier on edge values (INT32_MIN, ties, every shift) vs numerics."""
     from edgecomp import numerics as nx
 
-    from edgecomp.backends import kernel_files
+    from edgecomp.backends.c.kernels.catalogue import bundle_names, write_kernel_files
 
-    kernel_files.write(tmp_path, *kernel_files.names("reference"))  # as in a bundle
+    write_kernel_files(tmp_path, bundle_names("reference"))  # as in a bundle
     (tmp_path / "h.c").write_text(r"""
 #include <stdio.h>
 #include "ec_kernels.h"

@@ -108,23 +108,80 @@ def test_structured_prune_finetune_recovers_accuracy(trained, digits):
     assert D.accuracy(pruned, xte, yte) > base - 0.06
 
 
-def test_unsupported_pattern_is_locked_not_broken(digits):
-    class Cat(nn.Module):
+class CatGrouped(nn.Module):
+    """Two branches concatenated with the image, a 1x1 conv over the concatenation, a grouped conv
+    (2 groups), a depthwise conv, flatten -> linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(1, 8, 3, padding=1)
+        self.b = nn.Conv2d(1, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(13)
+        self.c = nn.Conv2d(13, 8, 1)
+        self.g = nn.Conv2d(8, 8, 3, padding=1, groups=2)
+        self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.fc = nn.Linear(8 * 64, 10)
+
+    def forward(self, x):
+        y = self.bn(torch.cat([torch.relu(self.a(x)), x, torch.relu(self.b(x))], 1))
+        return self.fc(torch.relu(self.dw(torch.relu(self.g(torch.relu(self.c(y)))))).flatten(1))
+
+
+def _zero_channels(conv, idx):
+    with torch.no_grad():
+        conv.weight[idx] = 0
+        conv.bias[idx] = 0
+
+
+def test_pruning_through_concat_and_grouped_convs_keeps_outputs_exact():
+    """Channels whose weights are zero carry nothing: pruning exactly those (L1) through a
+    concatenation (offsets of later segments move), batch norm over the concatenation and a grouped
+    conv (the same number kept per group) must leave the outputs unchanged."""
+    torch.manual_seed(0)
+    m = CatGrouped().eval()
+    with torch.no_grad():
+        m.bn.running_mean.uniform_(-0.5, 0.5)
+        m.bn.running_var.uniform_(0.5, 2)
+    _zero_channels(m.a, [1, 6])
+    _zero_channels(m.b, [2])
+    _zero_channels(m.c, [0, 5])  # one channel in each of the grouped conv's two input blocks
+    _zero_channels(m.g, [3, 4])  # and one of its outputs in each group
+    with torch.no_grad():  # a zero channel still passes bn's shift and the depthwise bias: zero them too
+        m.dw.bias[[3, 4]] = 0
+        for i in (1, 6, 8 + 1 + 2):
+            m.bn.bias[i] = m.bn.running_mean[i] * m.bn.weight[i] / torch.sqrt(m.bn.running_var[i] + m.bn.eps)
+    groups = {g.name: g for g in P.channel_groups(m, torch.zeros(1, 1, 8, 8))}
+    assert not groups["a"].locked and not groups["b"].locked and groups["c"].blocks == 2 and groups["g"].blocks == 2
+    assert {(n, i) for n, _, _, i in groups["b"].seg_carriers} == {("bn", 2)}
+    x = torch.randn(5, 1, 8, 8)
+    p = P.structured_prune(m, torch.zeros(1, 1, 8, 8), {"a": 0.25, "b": 0.25, "c": 0.25, "g": 0.25})
+    assert (p.a.out_channels, p.b.out_channels, p.bn.num_features, p.c.in_channels) == (6, 3, 10, 10)
+    assert (p.c.out_channels, p.g.in_channels, p.g.out_channels, p.dw.groups, p.fc.in_features) == (6, 6, 6, 6, 6 * 64)
+    torch.testing.assert_close(p.eval()(x), m(x), rtol=1e-5, atol=1e-5)
+    # the two least salient channels in the same block: still one pruned per block of the grouped conv
+    m2 = CatGrouped().eval()
+    _zero_channels(m2.c, [0, 1])
+    p2 = P.structured_prune(m2, torch.zeros(1, 1, 8, 8), {"c": 0.25})
+    assert p2.g.weight.shape[1] == 3 and p2.eval()(x).shape == (5, 10)
+
+
+def test_unsupported_pattern_is_locked_not_broken():
+    class Split(nn.Module):
         def __init__(self):
             super().__init__()
-            self.a = nn.Conv2d(1, 4, 3, padding=1)
-            self.b = nn.Conv2d(1, 4, 3, padding=1)
-            self.c = nn.Conv2d(8, 4, 1)
+            self.a = nn.Conv2d(1, 8, 3, padding=1)
+            self.c = nn.Conv2d(4, 4, 1)
             self.fc = nn.Linear(4 * 64, 10)
 
         def forward(self, x):
-            return self.fc(self.c(torch.cat([self.a(x), self.b(x)], 1)).flatten(1))
+            lo, hi = torch.chunk(self.a(x), 2, 1)
+            return self.fc(self.c(lo * hi).flatten(1))
 
-    m = Cat()
+    m = Split()
     groups = {g.name: g for g in P.channel_groups(m, torch.zeros(1, 1, 8, 8))}
-    assert groups["a"].locked and groups["b"].locked and not groups["c"].locked
+    assert "chunk" in groups["a"].locked and not groups["c"].locked
     p = P.structured_prune(m, torch.zeros(1, 1, 8, 8), 0.5)
-    assert p.a.out_channels == 4 and p.c.out_channels == 2
+    assert p.a.out_channels == 8 and p.c.out_channels == 2
     assert p(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
 
 
@@ -232,6 +289,8 @@ def test_qat_exports_qdq_that_ort_runs_accurately(trained, digits, tmp_path):
 
 
 # --------------------------------------------------------------------------- search
+@pytest.mark.toolchain
+@pytest.mark.qemu
 def test_search_writes_pareto_and_respects_budgets(digits, tmp_path):
     from edgecomp.compress.search import mnist_cnn, run_compress
     xtr, ytr, xte, yte = digits
@@ -249,15 +308,85 @@ def test_search_writes_pareto_and_respects_budgets(digits, tmp_path):
     by = {r["label"]: r for r in rows}
     assert by["fp32"]["flash_bytes"] > 16 * 1024  # fp32 is too big: it must not be chosen
     assert s["fits"] and s["chosen"] != "fp32"
-    chosen = by[s["chosen"]]
+    chosen = s["chosen_row"]  # compiled before it was chosen: measured, not estimated
+    assert not chosen["estimated"] and chosen["compiled_final"]
     assert chosen["flash_bytes"] <= 16 * 1024 and (s["baseline_accuracy"] - chosen["accuracy"]) * 100 <= 3.0
-    assert (tmp_path / "o" / "chosen.int8.onnx").is_file()
+    assert (tmp_path / "o" / "chosen.int8.onnx").is_file() and (tmp_path / "o" / "bundle" / "manifest.json").is_file()
+    # the reported test number is the firmware's, on samples the selection never saw
+    t = s["test"]
+    assert t["where"].startswith("firmware under QEMU") and t["samples"] == len(xte) // 2
+    assert abs(t["score"] - t["ort"]) <= 0.02
     # an impossible budget: says which one fails and what came closest
     s2 = run_compress(model, (xtr, ytr, xte, yte), out_dir=tmp_path / "o2", flash=100, max_accuracy_drop=3.0,
                       candidates=[{"method": "ptq"}], executor="inline", epochs=1, measure="estimate", verbose=False)
     assert not s2["fits"] and "flash" in s2["failing_budgets"] and s2["chosen"] == "ptq"
     assert "No candidate meets every budget" in (tmp_path / "o2" / "pareto.md").read_text()
-    assert not (tmp_path / "o2" / "chosen.int8.onnx").exists()
+    assert not (tmp_path / "o2" / "chosen.int8.onnx").exists() and not (tmp_path / "o2" / "bundle").exists()
+
+
+def test_selection_ties_and_budgets():
+    from edgecomp.compress.selection import ranked, select
+    from edgecomp.compress.task import make_task
+    task = make_task()
+    rows = [dict(label="b", score=0.95, tiebreak=-0.30, flash_bytes=900, instructions=10, ram_bytes=1),
+            dict(label="a", score=0.95, tiebreak=-0.20, flash_bytes=1000, instructions=10, ram_bytes=1),
+            dict(label="c", score=0.96, tiebreak=-0.50, flash_bytes=5000, instructions=10, ram_bytes=1),
+            dict(label="d", score=0.95, tiebreak=-0.20, flash_bytes=800, instructions=10, ram_bytes=1)]
+    # equal validation accuracy: the finer score decides, then less flash (not the order trials finished in)
+    assert [r["label"] for r in ranked(rows, {"flash": 4096, "max_drop": 1.0}, 0.955, task)] == ["d", "a", "b"]
+    assert select(rows, {"flash": 8192, "max_drop": 1.0}, 0.955, task)["chosen"]["label"] == "c"
+    rows[2]["rejected"] = "over budget when compiled"
+    assert select(rows, {"flash": 8192, "max_drop": 1.0}, 0.955, task)["chosen"]["label"] == "d"
+    s = select(rows, {"flash": 100, "max_drop": 1.0}, 0.955, task)
+    assert not s["fits"] and "flash" in s["failing"]
+
+
+def test_no_finished_trial_is_an_error_not_an_empty_result(digits, tmp_path):
+    from edgecomp.compress.search import mnist_cnn, run_compress
+    from edgecomp.errors import ToolError
+    xtr, ytr, xte, yte = digits
+    with pytest.raises(ToolError, match="no trial finished"):
+        run_compress(mnist_cnn(0.5, 32, in_hw=8), (xtr, ytr, xte, yte), out_dir=tmp_path,
+                     candidates=[{"method": "nonsense"}], executor="inline", epochs=1, measure="estimate",
+                     verbose=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["script", "stdin"])
+def test_search_from_a_script_without_main_guard_runs_its_trials(tmp_path, where):
+    """A script without `if __name__ == "__main__":` (or code on standard input) used to get
+    `trials: 0, fits: False` from the process pool; the trials now run in worker processes, or in
+    the script's own process (with a message) when the model's class lives in __main__."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    script = tmp_path / "search.py"
+    script.write_text(f"""
+import torch, torch.nn as nn
+from edgecomp.compress.search import run_compress, mnist_cnn
+from edgecomp.datasets import load_digits_split
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c, self.fc = nn.Conv2d(1, 4, 3, padding=1), nn.Linear(4 * 64, 10)
+    def forward(self, x):
+        return self.fc(torch.relu(self.c(x)).flatten(1))
+xtr, ytr, xte, yte = load_digits_split(0)
+for name, m in (("main", Net()), ("importable", mnist_cnn(0.25, 8, in_hw=8))):
+    s = run_compress(m, (xtr[:300], ytr[:300], xte[:200], yte[:200]), out_dir=r"{tmp_path}" + "/" + name,
+                     candidates=[{{"method": "ptq"}}, {{"method": "fp32"}}], epochs=1, measure="estimate",
+                     verbose=False, firmware_test=False, target="host", workers=2)
+    print(name, s["trials"], s["fits"])
+""")
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**__import__("os").environ, "PYTHONPATH": root}
+    cmd = [sys.executable, str(script)] if where == "script" else [sys.executable, "-"]
+    r = subprocess.run(cmd, input=None if where == "script" else script.read_text(), capture_output=True, text=True,
+                       cwd=tmp_path, env=env, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "main 2 True" in r.stdout and "importable 2 True" in r.stdout
+    assert "trials run in this process: the model's class is defined in __main__" in r.stderr
+    assert (tmp_path / "importable" / "trials" / "01" / "worker.log").is_file()  # ran in a worker process
 
 
 def test_search_rejects_bad_arguments(tmp_path):
@@ -314,7 +443,8 @@ def test_mixed_precision_promotes_sensitive_layers(trained, digits):
     from edgecomp.compress.mixed import choose_precision, layer_sensitivity, precision_table
     xtr, ytr, xte, yte = digits
     sens = layer_sensitivity(trained, xtr[:200], xte, yte, bits=2)
-    assert len(sens) == 7 and sens[0]["drop"] >= sens[-1]["drop"]
+    # 6 of the 7 conv / linear layers: the depthwise one stays int8 (no packed depthwise kernel)
+    assert len(sens) == 6 and "dw.0" not in [r["layer"] for r in sens] and sens[0]["drop"] >= sens[-1]["drop"]
     assert sens[0]["drop"] > 1.0  # 2-bit on the worst layer hurts
     r = choose_precision(trained, xtr[:200], xte, yte, max_drop=0.5, options=(2, 8, 32))
     assert r["drop"] <= 0.5 and any(b > 2 for b in r["bits"].values())
@@ -349,27 +479,29 @@ def test_search_interrupt_keeps_finished_trials(digits, tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_compress_cli_process_pool(tmp_path, capsys):
     from edgecomp.cli import build_parser
-    from edgecomp.compress.search import compress_cli
+    from edgecomp.compress.search import compress_cli, default_candidates
 
     def cli(*argv):
         a = build_parser().parse_args(["compress", *argv])
-        a.estimate = True  # flash/RAM/instructions estimated: no 8 firmware builds in a unit test
+        a.estimate = True  # flash/RAM/instructions estimated: only the finalists are built
         return compress_cli(a)
 
     rc = cli("--example", "digits", "--quick", "--flash", "64KiB", "--ram", "8KiB", "--max-accuracy-drop", "3",
              "--workers", "2", "--output", str(tmp_path / "c"))
     summary = json.loads((tmp_path / "c" / "summary.json").read_text())
-    assert summary["trials"] == 8  # every default quick candidate ran in the pool
+    assert summary["trials"] == len(default_candidates(quick=True))  # every default quick candidate ran
     assert rc == 0 and summary["fits"] and (tmp_path / "c" / "chosen.int8.onnx").is_file()
+    assert (tmp_path / "c" / "bundle" / "manifest.json").is_file()
     # a budget no candidate meets: non-zero exit, and the message names the budget
     from edgecomp.compress import search as S
+    from edgecomp.compress.task import make_task
     rows = [json.loads(line) for line in (tmp_path / "c" / "trials.jsonl").read_text().splitlines()]
-    base = summary["baseline_accuracy"]
-    md = S.results_markdown(rows, {"flash": 1024, "max_accuracy_drop": 3}, base, "cortex-m4")
+    base = summary["baseline_score"]
+    md = S.results_markdown(rows, {"flash": 1024, "max_drop": 3}, base, "cortex-m4", make_task())
     assert "Budgets no candidate meets: flash" in md
     orig = S.run_compress
     try:
-        S.run_compress = lambda **k: {"fits": False, "failing_budgets": {"flash": "x"}, "chosen": "ptq"}
+        S.run_compress = lambda *a, **k: {"fits": False, "failing_budgets": {"flash": "x"}, "chosen": "ptq"}
         assert cli("--flash", "1KiB", "--output", str(tmp_path / "d")) != 0
     finally:
         S.run_compress = orig
@@ -442,20 +574,76 @@ def test_global_average_pool_head_is_prunable():
     assert p.c2.out_channels == 8 and p.fc.in_features == 8 and p(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
 
 
-def test_search_mixed_candidate_keeps_its_float_layers_in_the_qdq_file(digits, tmp_path):
+def test_search_mixed_candidate_keeps_its_float_and_lowbit_layers_in_the_qdq_file(digits, tmp_path):
     import onnx
+    from onnx import numpy_helper as nh
 
     from edgecomp.compress.search import mnist_cnn, run_compress
     xtr, ytr, xte, yte = digits
     torch.manual_seed(0)
     model = mnist_cnn(0.5, 32, in_hw=8)
     D.fit(model, xtr, ytr, epochs=4, lr=3e-3, verbose=False)
-    run_compress(model, (xtr, ytr, xte, yte), out_dir=tmp_path / "o", candidates=[{"method": "mixed", "max_drop": 0.0}],
-                 executor="inline", epochs=1, measure="estimate", verbose=False)
+    run_compress(model, (xtr, ytr, xte, yte), out_dir=tmp_path / "o", target="host",
+                 candidates=[{"method": "mixed", "max_drop": 0.0, "options": (2, 32)}],
+                 executor="inline", epochs=1, measure="estimate", verbose=False, firmware_test=False)
     row = json.loads((tmp_path / "o" / "trials.jsonl").read_text().splitlines()[0])
     assert row["method"] == "mixed" and row["float_layers"]  # a zero-drop budget promotes some layer
     g = onnx.load(row["onnx"])
-    quantized_w = {n.output[0] for n in g.graph.node if n.op_type == "DequantizeLinear"}
-    float_nodes = [n.name for n in g.graph.node if n.op_type in ("Conv", "Gemm") and n.input[1] not in quantized_w]
+    inits = {i.name: nh.to_array(i) for i in g.graph.initializer}
+    dq = {n.output[0]: n for n in g.graph.node if n.op_type == "DequantizeLinear"}
+    float_nodes = [n.name for n in g.graph.node if n.op_type in ("Conv", "Gemm") and n.input[1] not in dq]
     assert len(float_nodes) == len(row["float_layers"])
     assert all(any(f"/{k}/" in n for k in row["float_layers"]) for n in float_nodes)
+    # the other layers are stored at 2 bits: their QDQ weights lie on the ternary grid, the plan packs them
+    assert sorted(row["weight_plan"]) == sorted(n.name for n in g.graph.node if n.op_type in ("Conv", "Gemm")
+                                                and n.input[1] in dq)
+    for n in g.graph.node:
+        if n.op_type in ("Conv", "Gemm") and n.input[1] in dq:
+            w = inits[dq[n.input[1]].input[0]]
+            assert w.min() >= -1 and w.max() <= 1 and row["weight_plan"][n.name]["bits"] == 2
+
+
+# --------------------------------------------------------------------------- data and tasks
+def test_splits_from_npz_loaders_and_arrays(tmp_path):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from edgecomp.compress.task import make_splits, make_task
+    rng = np.random.default_rng(0)
+    x = rng.random((200, 1, 8, 8), dtype=np.float32)
+    y = np.arange(200) % 10
+    np.savez(tmp_path / "train.npz", x=x, y=y)
+    loader = DataLoader(TensorDataset(torch.from_numpy(x[:120]), torch.from_numpy(y[:120])), batch_size=32)
+    s = make_splits(tmp_path / "train.npz", loader, None, task=make_task())
+    assert (len(s.x_train), len(s.x_val), len(s.x_test)) == (200, 60, 60)  # test: half of the validation data
+    assert "half of the validation data" in s.notes[0] and s.y_val.dtype == np.int64
+    s2 = make_splits((x, y), task=make_task(), seed=3)
+    assert len(s2.x_train) + len(s2.x_val) + len(s2.x_test) == 200 and len(s2.notes) == 2
+    rows = {r.tobytes() for r in s2.x_train}
+    assert not any(r.tobytes() in rows for r in s2.x_test) and not any(r.tobytes() in rows for r in s2.x_val)
+    with pytest.raises(ModelError, match="class indices"):
+        make_splits((x, y + 0.5), task=make_task())
+    with pytest.raises(ModelError, match="x and y"):
+        np.savez(tmp_path / "bad.npz", inputs=x)
+        make_splits(tmp_path / "bad.npz", task=make_task())
+
+
+@pytest.mark.toolchain
+def test_regression_search_reports_errors_and_scores_the_host_bundle(digits, tmp_path):
+    """A regression task (the mean ink of a digit): MSE training, RMSE selection and budget in percent
+    of the baseline error, the test RMSE measured on the compiled bundle."""
+    from edgecomp.compress.search import run_compress
+    xtr, _, xte, _ = digits
+    ytr, yte = xtr.mean((1, 2, 3), keepdims=False)[:, None], xte.mean((1, 2, 3))[:, None]
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 64, 1))
+    from edgecomp.compress.task import make_task
+    task = make_task("regression")
+    D.fit(model, xtr, ytr, epochs=4, lr=3e-3, verbose=False, task=task)
+    s = run_compress(model, (xtr, ytr, xte, yte), out_dir=tmp_path / "r", task="regression", max_error_increase=50,
+                     target="host", candidates=[{"method": "ptq"}, {"method": "width", "params": 0.5}],
+                     executor="inline", epochs=2, measure="estimate", verbose=False)
+    assert s["fits"] and s["task"] == {"kind": "regression", "metric": "rmse"}
+    t = s["test"]
+    assert t["where"].startswith("host build") and t["score"] < 0 and -t["score"] < 0.05  # minus the RMSE
+    md = (tmp_path / "r" / "pareto.md").read_text()
+    assert "val RMSE (int8, ORT)" in md and "max_error_increase 50 % error" in md

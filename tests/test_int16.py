@@ -1,7 +1,8 @@
 """int16 activations through to C (16x8: int16 activations symmetric with zero point 0, int8
 per-channel symmetric weights, int64 accumulators): single layers and the digits CNN on the
-host and under QEMU against ONNX Runtime on the same QDQ file, and the Q15 power-of-two
-rewrite compiled to shift-only layers."""
+host and under QEMU against ONNX Runtime on the same QDQ file and against the reference
+interpreter (edgecomp.interp, 0 LSB), and the Q15 power-of-two rewrite compiled to shift-only
+layers."""
 from __future__ import annotations
 
 import re
@@ -16,7 +17,7 @@ import torch
 import torch.nn as nn
 from onnx import numpy_helper
 
-from edgecomp import api
+from edgecomp import api, interp
 from edgecomp.compress.fixedpoint import to_power_of_two
 from edgecomp.compress.quantize import quantize_onnx
 from edgecomp.demo import digits_split, make_cnn, ort_outputs, train
@@ -50,14 +51,30 @@ def _lsb(got, want, scale) -> float:
     return float(np.abs(got.reshape(want.shape) - want).max() / scale)
 
 
+def _interp(g, x: np.ndarray) -> np.ndarray:
+    """edgecomp.interp on NCHW float samples, outputs back in the model's layout (as run_bundle gives them)."""
+    y = interp.run(g, x.transpose(0, 2, 3, 1))[g.outputs[0]]
+    return y.transpose(0, 3, 1, 2) if y.ndim == 4 else y
+
+
+def assert_c_equals_interpreter(c_out: np.ndarray, g, x: np.ndarray) -> np.ndarray:
+    """The C's float outputs equal the interpreter's bit for bit (float32 (float)q * scale is one-to-one
+    on int16 q, so this is 0 LSB on the int16 outputs); returns the interpreter's outputs."""
+    y = _interp(g, x)
+    assert y.dtype == np.float32
+    np.testing.assert_array_equal(c_out.reshape(y.shape), y)
+    return y
+
+
 @pytest.fixture(scope="module")
 def data():
     rng = np.random.default_rng(0)
     return rng.standard_normal((64, 4, 6, 6)).astype(np.float32), rng.standard_normal((16, 4, 6, 6)).astype(np.float32)
 
 
+@pytest.mark.toolchain
 @pytest.mark.parametrize("kind", KINDS)
-def test_single_int16_layer_matches_onnxruntime_within_one_lsb(tmp_path, kind, data):
+def test_single_int16_layer_c_equals_interpreter_within_one_lsb_of_onnxruntime(tmp_path, kind, data):
     calib, x = data
     torch.manual_seed(0)
     f = export_onnx(Layer(kind).eval(), torch.zeros(1, 4, 6, 6), tmp_path / "m.onnx")
@@ -74,10 +91,11 @@ def test_single_int16_layer_matches_onnxruntime_within_one_lsb(tmp_path, kind, d
     got = api.run_bundle(tmp_path / "b", x, emulate=False, progress=False).outputs_float
     want = ort_outputs(q, x)
     assert _lsb(got, want, _output_scale(q)) <= 1.0 + 1e-3
+    assert _lsb(assert_c_equals_interpreter(got, g, x), want, _output_scale(q)) <= 1.0 + 1e-3
 
 
 def test_int16_tensors_are_planned_two_bytes_per_element(tmp_path, data):
-    from edgecomp.backends.c_codegen import generate
+    from edgecomp.backends.c import generate
 
     calib, _ = data
     torch.manual_seed(0)
@@ -122,6 +140,7 @@ def test_cnn_int16_host_matches_onnxruntime(cnn):
     got = cnn["host"].outputs_float.reshape(len(xte), -1)
     want = ort_outputs(cnn["q"], xte)
     assert _lsb(got, want, _output_scale(cnn["q"])) <= 2.0 + 1e-3
+    assert _lsb(assert_c_equals_interpreter(got, from_onnx(cnn["q"]), xte), want, _output_scale(cnn["q"])) <= 2.0 + 1e-3
     assert (got.argmax(1) == want.argmax(1)).mean() >= 0.95
     assert (got.argmax(1) == cnn["yte"]).mean() >= 0.9
 
@@ -151,6 +170,8 @@ def test_cnn_q15_power_of_two_compiles_to_shift_only_layers(cnn):
     want = ort_outputs(d / "cnn.q15.onnx", xte)
     # power-of-two scales: ORT's float arithmetic is exact, and the kernels round ties to even as it does
     assert _lsb(got, want, _output_scale(d / "cnn.q15.onnx")) <= 1.0 + 1e-3
+    mine = assert_c_equals_interpreter(got, from_onnx(d / "cnn.q15.onnx"), xte)
+    assert _lsb(mine, want, _output_scale(d / "cnn.q15.onnx")) <= 1.0 + 1e-3
     assert (got.argmax(1) == want.argmax(1)).mean() >= 0.95
     assert man["flash_bytes"] < cnn["man"]["flash_bytes"]
     if shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm"):  # the shift-only kernels on the M4
@@ -177,9 +198,9 @@ def test_cli_compile_precision_int16(cnn, tmp_path):
 def test_c_requantization_is_the_documented_rounding(tmp_path):
     """ec_requantize_acc_s16 / ec_shift_acc_s16 against exact integers: y = acc * m / 2^n rounded to nearest,
     ties to even, n = 31 - shift, saturated to int16; the shift-only path equals the multiplier path at m = 2^30."""
-    from edgecomp.backends import kernel_files
+    from edgecomp.backends.c.kernels.catalogue import bundle_names, write_kernel_files
 
-    kernel_files.write(tmp_path, *kernel_files.names("reference", "s16"))  # as in a bundle
+    write_kernel_files(tmp_path, bundle_names("reference", "s16"))  # as in a bundle
     (tmp_path / "t.c").write_text(r'''
 #include <stdio.h>
 #include <inttypes.h>

@@ -1,7 +1,10 @@
-"""The reference interpreter: batches, fused residual adds, clear input errors."""
+"""The reference interpreter: batches, fused residual adds, clear input errors, and the C of
+the int8 layer zoo equal to it (int16: tests/test_interp_s16.py, tests/test_int16.py)."""
 from __future__ import annotations
 
 import copy
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +14,9 @@ from edgecomp.errors import ModelError
 from edgecomp.frontends.tflite import load_tflite
 from edgecomp.passes.requantize import requantize
 from edgecomp.reference import tflm_run
+
+sys.path.insert(0, str(Path(__file__).parent))
+import test_codegen as tc  # noqa: E402  (the host harness)
 
 
 @pytest.fixture(scope="module")
@@ -98,10 +104,46 @@ def test_input_errors_are_model_errors(resnet):
 
 
 def test_fuse_pass_output_runs_bit_exact(resnet, mlperf_dir):
-    """The graph passes.fuse hands the C backend runs here too, equal to TFLM."""
-    from edgecomp.passes.fuse import fuse_residual_adds as fuse_pass
+    """The graph passes.fuse_residual hands the C backend runs here too, equal to TFLM."""
+    from edgecomp.passes.fuse_residual import fuse_residual_adds as fuse_pass
     fused = requantize(fuse_pass(resnet))
     assert sum("residual" in n.attrs for n in fused.nodes) == 3
     x = _x(6, seed=4)
     want = tflm_run(mlperf_dir / "pretrainedResnet_quant.tflite", x)
     np.testing.assert_array_equal(interp.run(fused, x)[fused.outputs[0]], want)
+
+
+# --------------------------------------------------------------------------- the int8 layer zoo in C
+ZOO_INT8 = ["conv", "conv_stride2_asym_pad", "conv_relu_stride2", "conv_dilated", "depthwise", "depthwise_mult2_stride2",
+            "fc_flatten", "fc_clip", "relu", "clip", "maxpool", "avgpool", "avgpool_3x3_s2_pad", "global_avgpool",
+            "add", "add_relu", "concat", "softmax"]
+
+
+@pytest.mark.toolchain
+@pytest.mark.parametrize("kind", ZOO_INT8)
+def test_layer_zoo_int8_c_equals_the_interpreter(tmp_path, kind):
+    """ORT-quantized one-layer models (QDQ lowered by the ONNX frontend): the host C build, with the
+    reference kernels and with the DSP kernels (their plain C form), equals interp.run to the bit."""
+    import torch
+
+    from edgecomp.compress.quantize import quantize_onnx
+    from edgecomp.frontends.onnx import from_onnx
+    from edgecomp.frontends.torch import export_onnx
+    from layer_zoo import Layer
+
+    rng = np.random.default_rng(0)
+    torch.manual_seed(0)
+    f = export_onnx(Layer(kind).eval(), torch.zeros(1, 4, 6, 6), tmp_path / "m.onnx")
+    q = quantize_onnx(f, rng.standard_normal((64, 4, 6, 6)).astype(np.float32), tmp_path / "q.onnx", progress=False)
+    g = from_onnx(q)
+    t = g.tensors[g.inputs[0]]
+    if t.dtype == "int8":  # the whole int8 range: saturation included
+        x = rng.integers(-128, 128, size=(8,) + t.shape[1:], dtype=np.int8)
+    else:
+        x = (rng.standard_normal((8,) + t.shape[1:]) * 2).astype(np.float32)
+    want = interp.run(g, x)[g.outputs[0]]
+    assert want.dtype == np.int8 and np.ptp(want.astype(np.int32)) > 0
+    for dsp in (False, True):
+        d = tmp_path / ("dsp" if dsp else "ref")
+        d.mkdir()
+        np.testing.assert_array_equal(tc.run_c(g, x, d, dsp=dsp), want, err_msg=f"dsp={dsp}")

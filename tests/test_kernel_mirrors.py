@@ -17,27 +17,32 @@ import numpy as np
 import pytest
 
 from edgecomp import ir
-from edgecomp.backends import kernel_files
+from edgecomp.backends.c.kernels.catalogue import KERNEL_GROUPS, bundle_names, write_kernel_files
 
 pytestmark = [pytest.mark.toolchain,
               pytest.mark.skipif(shutil.which("gcc") is None, reason="host gcc not installed")]
 
 # The Python mirrors, imported once here: where each lives (repoint a line when one moves).
+_PRED, _PACK, _PLAN = ("edgecomp.backends.c.kernels.predicates", "edgecomp.backends.c.kernels.packing",
+                       "edgecomp.backends.c.kernel_plan")
 _WHERE = {
-    "DW_TILE": "edgecomp.backends.c_codegen",                # EC_DW_TILE
-    "GEMM_ADD_TABLE_BYTES": "edgecomp.backends.c_codegen",   # EC_GEMM_ADD_TABLE_BYTES
-    "GemmLayout": "edgecomp.backends.c_codegen",
-    "gemm_layout": "edgecomp.backends.c_codegen",            # kbp (kernel_row_bytes), work_bytes (EC_GEMM_WORK_BYTES)
-    "plan_with_gemm": "edgecomp.backends.c_codegen",         # wbuf_bytes (EC_GEMM_WBUF_BYTES)
-    "dw_fast_ok": "edgecomp.backends.c_codegen",             # dw_fast_ok
-    "_dw_requant_ok": "edgecomp.backends.c_codegen",         # dw_requant_ok
-    "dw_s2_ok": "edgecomp.backends.c_codegen",               # dw_s2_ok
-    "residual_run_ok": "edgecomp.backends.c_codegen",        # residual_run_ok, for every call of a layer
-    "gemm_acc_ok": "edgecomp.backends.c_codegen",            # the one-multiply stores are exact where both hold
-    "gemm_fast_requant": "edgecomp.backends.c_codegen",
-    "store_constants": "edgecomp.backends.c_codegen",        # the table ec_gemm_store2k reads
-    "pack_gemm_weights": "edgecomp.backends.c_codegen",
-    "widen_gemm_weights": "edgecomp.backends.c_codegen",     # widen()
+    "DW_TILE": _PRED,                 # EC_DW_TILE
+    "GEMM_ADD_TABLE_BYTES": _PRED,    # EC_GEMM_ADD_TABLE_BYTES
+    "kernel_row_bytes": _PRED,        # kernel_row_bytes
+    "gemm_work_bytes": _PRED,         # EC_GEMM_WORK_BYTES
+    "dw_fast_ok": _PRED,              # dw_fast_ok
+    "dw_requant_ok": _PRED,           # dw_requant_ok
+    "dw_s2_ok": _PRED,                # dw_s2_ok
+    "residual_run_ok": _PRED,         # residual_run_ok, for every call of a layer
+    "gemm_acc_ok": _PRED,             # the one-multiply stores are exact where both hold
+    "gemm_fast_requant": _PRED,
+    "store_constants": _PACK,         # the table ec_gemm_store2k reads
+    "pack_gemm_weights": _PACK,
+    "widen_gemm_weights": _PACK,      # widen()
+    "GemmLayout": _PLAN,
+    "gemm_layout": _PLAN,             # kbp (kernel_row_bytes), work_bytes (EC_GEMM_WORK_BYTES)
+    "plan_with_gemm": _PLAN,          # wbuf_bytes (EC_GEMM_WBUF_BYTES)
+    "CodegenOptions": "edgecomp.options",
     "MemoryPlan": "edgecomp.passes.memory_plan",
     "saturating_rounding_doubling_high_mul": "edgecomp.numerics",  # ec_srdhm (ec_requant.h)
     "rounding_divide_by_pot": "edgecomp.numerics",                 # ec_rdbpot
@@ -52,7 +57,7 @@ I32P, I8P = ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ctypes.c_int8)
 @pytest.fixture(scope="module")
 def lib(tmp_path_factory):
     d = tmp_path_factory.mktemp("mirrors")
-    kernel_files.write(d, *kernel_files.names(*kernel_files.GROUPS))
+    write_kernel_files(d, bundle_names(*KERNEL_GROUPS))  # as a bundle has them
     shutil.copyfile(Path(__file__).parent / "kernel_mirrors_shim.c", d / "shim.c")
     r = subprocess.run(["gcc", "-std=c99", "-O1", "-DEC_DEBUG", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared",
                         "-o", "libmirrors.so", "shim.c", "ec_kernels.c", "-lm"], cwd=d, capture_output=True, text=True,
@@ -182,7 +187,7 @@ def test_depthwise_predicates(lib):
         c_rq = 0
         if node.attrs["depth_multiplier"] == 1:  # (the only layers both ask it for)
             c_rq = lib.mirror_dw_requant_ok(gp, mp, shp, bp)
-            assert bool(c_rq) == PY._dw_requant_ok(g, node, x.shape[3]), (m, sh, b)
+            assert bool(c_rq) == PY.dw_requant_ok(g, node, x.shape[3]), (m, sh, b)
         seen["fast"] += bool(c_fast)
         seen["s2"] += bool(c_s2)
         seen["requant"] += bool(c_rq)
@@ -208,6 +213,11 @@ def test_gemm_layout_sizes(lib):
             n_live = int(live.sum()) if 2 <= live.sum() < geom[6] else 0
             assert lay.kbp * lay.nb == kh * lib.mirror_kernel_row_bytes(gp)
             assert lay.work_bytes == lib.mirror_gemm_work_bytes(lay.kbp, int(ic), lay.chunk, n_live), (geom, lay)
+        assert PY.kernel_row_bytes(int(geom[8]), int(ic)) == lib.mirror_kernel_row_bytes(gp)
+        chunk, kbp = int(rng.integers(1, 9)), int(rng.integers(1, 200))
+        n_live = int(rng.integers(2, 20)) if rng.random() < 0.5 else 0
+        assert PY.gemm_work_bytes(kbp, int(ic), chunk, n_live or None) == lib.mirror_gemm_work_bytes(kbp, int(ic), chunk,
+                                                                                                 n_live)
         done += 1
 
 
@@ -232,7 +242,7 @@ def test_widened_buffer_size(lib):
                                  {"stride": (1, 1), "dilation": (1, 1), "pad": (k // 2,) * 4, "act": (-128, 127),
                                   "q": q}))
         g = ir.Graph("g", {t.name: t for t in ts}, nodes, ["x"], ["y1"], {"source": "test"})
-        _, lays, fused = PY.plan_with_gemm(g, True)
+        _, lays, fused, _ = PY.plan_with_gemm(g, PY.CodegenOptions(kernels="dsp", dsp=True))
         for name, lay in lays.items():
             if lay.wtile and not lay.wflash and not lay.wbuf_in and name not in fused:
                 assert lay.wbuf_bytes == lib.mirror_gemm_wbuf_bytes(lay.kbp, lay.wtile), (name, lay)
@@ -279,7 +289,7 @@ def test_widened_weights_layout(lib):
         g, node = made
         lay = PY.gemm_layout(g, node, bool(rng.random() < 0.5))
         w = g.tensors["w"].data
-        packed = PY.pack_gemm_weights(w, lay)
+        packed = PY.pack_gemm_weights(w, lay.nb, lay.kbp)
         pairs = (w.shape[0] + 1) // 2
         assert packed.size == 2 * pairs * lay.nb * lay.kbp
         want = PY.widen_gemm_weights(packed)

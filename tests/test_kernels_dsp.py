@@ -16,21 +16,43 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from edgecomp import interp, ir
-from edgecomp.backends import c_codegen
-from edgecomp.backends.c_codegen import generate, kernels_choice
+from edgecomp.backends.c import generate as c_generate
+from edgecomp.backends.c import kernel_plan
+from edgecomp.backends.c.emitter import kernel_label
+from edgecomp.backends.c.kernels.predicates import gemm_acc_ok
 from edgecomp.errors import EdgecompError
+from edgecomp.options import CodegenOptions
+from edgecomp.passes.fuse_residual import fuse_residual_adds
+from edgecomp.passes.requantize import requantize
 
 sys.path.insert(0, str(Path(__file__).parent))
 import test_codegen as tc  # noqa: E402  (graph builders and the host harness)
 from test_codegen import act, act_t, bias, graph, random_chain, weights  # noqa: E402
 
+pytestmark = pytest.mark.toolchain
 needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="host gcc not installed")
 needs_qemu = pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
                                 reason="QEMU or arm-none-eabi-gcc not installed")
 
 
-def run_dsp(g: ir.Graph, x: np.ndarray, tmp: Path, dsp: bool = True, speed: bool = False) -> np.ndarray:
-    generate(g, tmp, name="model", dsp=dsp, speed=speed)
+GROW = 1 << 20  # arena_growth for single layers: a workspace has no room without growing the arena
+WIDE = dict(arena_growth=GROW, wide_growth=GROW)  # weights widened in the arena
+
+
+def generate(g: ir.Graph, tmp: Path, name: str = "model", dsp: bool = False, speed: bool = False, **tuning):
+    """The C files of ``g`` with the DSP kernels or not, --optimize speed or not, and the planner's
+    ``tuning`` (CodegenOptions fields)."""
+    opts = CodegenOptions(dsp=dsp, optimize="speed" if speed else "balanced", **tuning)
+    return c_generate(g, tmp, name=name, options=opts)
+
+
+def prepared(g: ir.Graph) -> ir.Graph:
+    """``g`` as the kernel planner sees it: residual adds fused, requantization parameters set."""
+    return requantize(fuse_residual_adds(g))
+
+
+def run_dsp(g: ir.Graph, x: np.ndarray, tmp: Path, dsp: bool = True, speed: bool = False, **tuning) -> np.ndarray:
+    generate(g, tmp, name="model", dsp=dsp, speed=speed, **tuning)
     sources = ["model.c", "weights.c", "ec_kernels.c"] + [f for f in ("ec_kernels_dsp.c", "ec_kernels_gemm.c")
                                                           if (tmp / f).exists()]
     (tmp / "harness.c").write_text(tc.HARNESS)
@@ -45,10 +67,10 @@ def run_dsp(g: ir.Graph, x: np.ndarray, tmp: Path, dsp: bool = True, speed: bool
 
 
 def check_dsp(g: ir.Graph, tmp: Path, n: int = 3, seed: int = 0, expect_dsp: bool = True,
-              speed: bool = False) -> None:
+              speed: bool = False, **tuning) -> None:
     t = g.tensors[g.inputs[0]]
     x = np.random.default_rng(seed).integers(-128, 128, size=(n,) + t.shape[1:], dtype=np.int8)
-    got = run_dsp(g, x, tmp, speed=speed)
+    got = run_dsp(g, x, tmp, speed=speed, **tuning)
     code = (tmp / "model.c").read_text()
     assert bool(re.search(r"_dsp\w*\(|_gemm\(", code)) == expect_dsp
     want = interp.run(g, x)[g.outputs[0]]
@@ -139,10 +161,12 @@ def test_random_chains_with_dsp_kernels(tmp_path_factory, specs, h, w, c):
 
 
 def test_kernels_option():
-    assert kernels_choice("auto", True) and not kernels_choice("auto", False) and not kernels_choice(None, False)
-    assert kernels_choice("dsp", False) and not kernels_choice("reference", True)
+    def dsp(kernels, target_dsp):
+        return CodegenOptions.for_target(target_dsp, kernels).dsp
+    assert dsp("auto", True) and not dsp("auto", False) and not dsp(None, False)
+    assert dsp("dsp", False) and not dsp("reference", True)
     with pytest.raises(EdgecompError, match="kernels"):
-        kernels_choice("fast", True)
+        dsp("fast", True)
 
 
 def test_reference_bundle_has_no_dsp_files(tmp_path):
@@ -184,14 +208,14 @@ def _qemu(mlperf_dir, tmp_path, model, target, kernels, x, optimize="balanced"):
 SPEEDUP = {"kws_ref_model": 5.0, "pretrainedResnet_quant": 5.0}
 
 
-def _qemu_layer(g: ir.Graph, out: Path, seed: int, marker: str, optimize: str = "balanced") -> None:
+def _qemu_layer(g: ir.Graph, out: Path, seed: int, marker: str, optimize: str = "balanced", **tuning) -> None:
     """Build g for cortex-m4 with the DSP kernels, check that model.c has `marker`, run two random
     inputs under QEMU: the outputs equal the interpreter's (and are not all equal)."""
     from edgecomp.backends.cortex_m import write_bundle
     from edgecomp.backends.run import run_bundle
 
     x = np.random.default_rng(seed).integers(-128, 128, size=(2,) + g.tensors[g.inputs[0]].shape[1:], dtype=np.int8)
-    write_bundle(g, "cortex-m4", out, options={"kernels": "dsp", "optimize": optimize})
+    write_bundle(g, "cortex-m4", out, options={"kernels": "dsp", "optimize": optimize}, tuning=tuning)
     assert marker in (out / "model.c").read_text() + (out / "weights.c").read_text()
     got = np.asarray(run_bundle(out, x, emulate=True, progress=False).outputs)
     want = interp.run(g, x)[g.outputs[0]]
@@ -218,8 +242,8 @@ def test_mlperf_dsp_on_cortex_m4_exact_and_fewer_instructions(tmp_path, mlperf_d
     # --optimize speed: fewer instructions for more flash (int16 weights), the arena grown by the
     # workspaces at most by GEMM_SPEED_GROWTH_*
     assert fast.instructions_per_inference < 0.95 * dsp.instructions_per_inference
-    assert man_s["ram"]["arena_bytes"] <= man_d["ram"]["arena_bytes"] * (1 + c_codegen.GEMM_SPEED_GROWTH_FRACTION) \
-        + c_codegen.GEMM_SPEED_GROWTH
+    o = CodegenOptions()
+    assert man_s["ram"]["arena_bytes"] <= man_d["ram"]["arena_bytes"] * (1 + o.speed_growth_fraction) + o.speed_growth
     assert man_d["flash_bytes"] < man_s["flash_bytes"] < man_d["flash_bytes"] + man_d["model_flash_bytes"]
     assert dsp.instructions_per_inference * SPEEDUP[model] <= ref.instructions_per_inference, \
         (dsp.instructions_per_inference, ref.instructions_per_inference)
@@ -229,7 +253,7 @@ def test_mlperf_dsp_on_cortex_m4_exact_and_fewer_instructions(tmp_path, mlperf_d
     # RAM: the workspaces are planned where the arena has room, or grow it by 3 % at most
     # (GEMM_ARENA_GROWTH_FRACTION); a 256-byte window on the stack for the layers that keep the
     # DSP kernel
-    assert man_d["ram"]["arena_bytes"] <= man_r["ram"]["arena_bytes"] * (1 + c_codegen.GEMM_ARENA_GROWTH_FRACTION)
+    assert man_d["ram"]["arena_bytes"] <= man_r["ram"]["arena_bytes"] * (1 + o.arena_growth_fraction)
     assert man_d["ram_bytes"] <= man_r["ram_bytes"] + 512
 
 
@@ -301,13 +325,9 @@ def test_gemm_one_multiply_requantization_equals_tflm():
     dict(h=5, w=6, c=8, oc=14, k=1, actk=None),        # the same, the store on the fast path
     dict(h=4, w=5, c=8, oc=16, k=1),                   # row by row, odd rows: the general loop
 ])
-def test_gemm_conv_matches_reference(tmp_path, monkeypatch, blocked, case):
-
-    real = c_codegen.gemm_layout
-    monkeypatch.setattr(c_codegen, "gemm_layout", lambda g, n, b, **kw: real(g, n, blocked, **kw))
-    monkeypatch.setattr(c_codegen, "GEMM_ARENA_GROWTH", 1 << 20)  # one layer: no room without growing
+def test_gemm_conv_matches_reference(tmp_path, blocked, case):
     g = conv(**case)
-    check_dsp(g, tmp_path, n=3, seed=7)
+    check_dsp(g, tmp_path, n=3, seed=7, arena_growth=GROW, gemm_blocks="rows" if blocked else "whole")
     code = (tmp_path / "model.c").read_text()
     assert "ec_conv2d_s8_gemm(" in code
     if blocked and case["k"] > 1:
@@ -315,18 +335,15 @@ def test_gemm_conv_matches_reference(tmp_path, monkeypatch, blocked, case):
 
 
 @needs_qemu
-def test_gemm_assembly_on_cortex_m4_matches_reference(tmp_path, monkeypatch):
+def test_gemm_assembly_on_cortex_m4_matches_reference(tmp_path):
     """The assembly inner loop and requantization (ARM only) on the shapes above, under QEMU:
     whole windows and kernel-row blocks, gathered taps, a fused residual add, a clamp."""
-    real = c_codegen.gemm_layout
-    monkeypatch.setattr(c_codegen, "GEMM_ARENA_GROWTH", 1 << 20)
     cases = [dict(h=7, w=9, c=4, oc=6, k=3, pad=1), dict(h=6, w=5, c=3, oc=5, k=3, pad=1, stride=2),
              dict(h=6, w=6, c=8, oc=8, k=3, pad=1, residual=True), dict(h=5, w=5, c=16, oc=16, k=1),
              dict(h=5, w=5, c=8, oc=6, k=3, pad=1, residual=True), dict(h=5, w=6, c=8, oc=14, k=1, actk=None)]
     for i, case in enumerate(cases):
-        blocked = i % 2 == 1
-        monkeypatch.setattr(c_codegen, "gemm_layout", lambda g, n, b, blocked=blocked, **kw: real(g, n, blocked, **kw))
-        _qemu_layer(conv(**case), tmp_path / f"case{i}", i, "ec_conv2d_s8_gemm(")
+        _qemu_layer(conv(**case), tmp_path / f"case{i}", i, "ec_conv2d_s8_gemm(", arena_growth=GROW,
+                    gemm_blocks="rows" if i % 2 == 1 else "whole")
 
 
 @needs_gcc
@@ -339,18 +356,15 @@ def test_gemm_assembly_on_cortex_m4_matches_reference(tmp_path, monkeypatch):
     (1, 1, 4, 1, None, 0),          # a single pixel: all eight neighbours padding
     (25, 5, 12, 1, "relu", -128),   # the kws shape, fewer channels
 ])
-def test_dsp_depthwise_3x3_fast_path(tmp_path, monkeypatch, h, w, c, pad, actk, zp):
+def test_dsp_depthwise_3x3_fast_path(tmp_path, h, w, c, pad, actk, zp):
     """The 3x3 stride-1 depthwise fast path (4 output rows x 4 channels, SMLAD over row pairs, one-multiply
     requantization) against the reference: borders, clamps, zero points, channel counts."""
-    import functools
-
     # output apart from the input (in place, wide rows take the general kernel: see the QEMU test)
-    monkeypatch.setattr(c_codegen, "plan_memory", functools.partial(c_codegen.plan_memory, inplace=False))
     g = conv(h, w, c, 0, 3, 1, pad, op="depthwise_conv2d", actk=actk, zp=zp)
     t = g.tensors[g.inputs[0]]
     x = np.random.default_rng(h * w + c).integers(-128, 128, size=(4,) + t.shape[1:], dtype=np.int8)
     x[0] = zp  # every tap at the zero point: the bias alone
-    got = run_dsp(g, x, tmp_path)
+    got = run_dsp(g, x, tmp_path, inplace=False)
     # the fast path where the generator's dw_fast_ok says so (debug builds trap on a disagreement with the C check)
     assert "ec_depthwise_conv2d_s8_dsp3x3(" in (tmp_path / "model.c").read_text()
     np.testing.assert_array_equal(got, interp.run(g, x)[g.outputs[0]])
@@ -438,32 +452,30 @@ def resnet_block(h, w, c, zp=3):
 
 @needs_gcc
 @pytest.mark.parametrize("h,w,c", [(12, 6, 12), (16, 16, 16), (6, 20, 16)])
-def test_row_fusion_matches_reference(tmp_path, monkeypatch, h, w, c):
+def test_row_fusion_matches_reference(tmp_path, h, w, c):
     """A ResNet block whose two 3x3 convolutions run fused row by row (the first one's output in a
     3-row buffer, the second's written over the block input): same outputs as the interpreter,
     and a smaller arena than without the fusion."""
-    monkeypatch.setattr(c_codegen, "GEMM_ARENA_GROWTH", 1 << 20)  # tiny layers: workspaces outgrow them
     g = resnet_block(h, w, c)
-    check_dsp(g, tmp_path, n=3, seed=11)
+    check_dsp(g, tmp_path, n=3, seed=11, arena_growth=GROW)  # tiny layers: workspaces outgrow them
     code = (tmp_path / "model.c").read_text()
     assert "computed row by row inside the next layer" in code and "memmove(" in code
-    plan_f, _, fused = c_codegen.plan_with_gemm(c_codegen._prepare(g), True)
-    plan_n, _, _ = c_codegen.plan_with_gemm(c_codegen._prepare(g), True, fusions=False)
+    opts = CodegenOptions(dsp=True, arena_growth=GROW)
+    plan_f, _, fused, _ = kernel_plan.plan_with_gemm(prepared(g), opts)
+    plan_n, _, _, _ = kernel_plan.plan_with_gemm(prepared(g), opts, fusions=False)
     assert fused and plan_f.arena_bytes < plan_n.arena_bytes
 
 
 @needs_qemu
-def test_row_fusion_on_cortex_m4(tmp_path, monkeypatch):
-    monkeypatch.setattr(c_codegen, "GEMM_ARENA_GROWTH", 1 << 20)
-    _qemu_layer(resnet_block(12, 6, 12), tmp_path / "b", 12, "computed row by row")
+def test_row_fusion_on_cortex_m4(tmp_path):
+    _qemu_layer(resnet_block(12, 6, 12), tmp_path / "b", 12, "computed row by row", arena_growth=GROW)
 
 
 @needs_gcc
-def test_gemm_wide_shifts_match_reference(tmp_path, monkeypatch):
+def test_gemm_wide_shifts_match_reference(tmp_path):
     """Channels whose requantization shifts right by 25..31 bits (tiny weight scales, as in the
     MobileNet of vww) take the one-multiply formula with the zero point added after it; one
     channel of zero scale takes the reference: all as the interpreter."""
-    monkeypatch.setattr(c_codegen, "GEMM_ARENA_GROWTH", 1 << 20)  # one small layer: the workspace grows it
     g = conv(6, 6, 8, 12, 3, 1, 1, actk=None)
     w = g.tensors["w"]
     sc = np.asarray(w.quant.scale, np.float64).copy()
@@ -474,9 +486,9 @@ def test_gemm_wide_shifts_match_reference(tmp_path, monkeypatch):
     w.data[::2] = -128  # large accumulators of both signs
     t = g.tensors["x"]
     x = np.random.default_rng(4).integers(-128, 128, size=(3,) + t.shape[1:], dtype=np.int8)
-    got = run_dsp(g, x, tmp_path)
+    got = run_dsp(g, x, tmp_path, arena_growth=GROW)  # one small layer: the workspace grows the arena
     assert "ec_conv2d_s8_gemm(" in (tmp_path / "model.c").read_text()
-    q = c_codegen._prepare(g).nodes[0].attrs["q"]
+    q = prepared(g).nodes[0].attrs["q"]
     assert int(np.min(q["shift"])) <= -28  # the wide shifts are there
     np.testing.assert_array_equal(got, interp.run(g, x)[g.outputs[0]])
 
@@ -490,21 +502,14 @@ WIDE_CASES = [
 ]
 
 
-def _wide_codegen(monkeypatch, tile_cap):
-    monkeypatch.setattr(c_codegen, "GEMM_ARENA_GROWTH", 1 << 20)  # one layer: no room without growing
-    monkeypatch.setattr(c_codegen, "GEMM_WIDE_GROWTH", 1 << 20)
-    monkeypatch.setattr(c_codegen, "GEMM_WIDE_TILE_CAP", tile_cap)
-
-
 @needs_gcc
 @pytest.mark.parametrize("tile_cap", [0, 4])
 @pytest.mark.parametrize("case", WIDE_CASES)
-def test_gemm_widened_weights_match_reference(tmp_path, monkeypatch, tile_cap, case):
+def test_gemm_widened_weights_match_reference(tmp_path, tile_cap, case):
     """Weights widened to int16 in the arena (ec_gemm16_2x2), all channel pairs at once or in
     tiles of 4 pairs (the kernel windows copied again per tile): same outputs as the interpreter."""
-    _wide_codegen(monkeypatch, tile_cap)
     g = conv(**case)
-    check_dsp(g, tmp_path, n=3, seed=9)
+    check_dsp(g, tmp_path, n=3, seed=9, wide_tile_cap=tile_cap, **WIDE)
     code = (tmp_path / "model.c").read_text()
     pairs = (case["oc"] + 1) // 2
     tile = pairs if case.get("residual") or not tile_cap else min(tile_cap, pairs)
@@ -512,11 +517,10 @@ def test_gemm_widened_weights_match_reference(tmp_path, monkeypatch, tile_cap, c
 
 
 @needs_gcc
-def test_row_fusion_with_widened_weights(tmp_path, monkeypatch):
+def test_row_fusion_with_widened_weights(tmp_path):
     """The row-fused pair shares one widened-weights buffer (each row call widens its own weights)."""
-    _wide_codegen(monkeypatch, 0)
     g = resnet_block(10, 8, 12)
-    check_dsp(g, tmp_path, n=3, seed=13)
+    check_dsp(g, tmp_path, n=3, seed=13, **WIDE)
     code = (tmp_path / "model.c").read_text()
     assert "computed row by row inside the next layer" in code
     wbufs = re.findall(r"\.wbuf = \(uint32_t \*\)\(arena\.bytes \+ (\d+)\)", code)
@@ -524,30 +528,28 @@ def test_row_fusion_with_widened_weights(tmp_path, monkeypatch):
 
 
 @needs_qemu
-def test_gemm_widened_weights_on_cortex_m4(tmp_path, monkeypatch):
+def test_gemm_widened_weights_on_cortex_m4(tmp_path):
     """The assembly ec_gemm16_2x2 under QEMU: one tile, tiles, a residual add, a row-fused pair."""
     graphs = [(conv(**WIDE_CASES[0]), 0), (conv(**WIDE_CASES[2]), 4), (conv(**WIDE_CASES[3]), 0),
               (conv(**WIDE_CASES[4]), 4), (resnet_block(10, 8, 12), 0)]
     for i, (g, cap) in enumerate(graphs):
-        _wide_codegen(monkeypatch, cap)
-        _qemu_layer(g, tmp_path / f"case{i}", 20 + i, "weights widened to int16")
+        _qemu_layer(g, tmp_path / f"case{i}", 20 + i, "weights widened to int16", wide_tile_cap=cap, **WIDE)
 
 
 @needs_gcc
-def test_gemm_large_accumulators_take_the_exact_general_store(tmp_path, monkeypatch):
+def test_gemm_large_accumulators_take_the_exact_general_store(tmp_path):
     """A bias near 2^30 would overflow the assembly store's 2a: the generator clears `fast` for that
     layer (gemm_acc_ok) and the outputs still equal the interpreter's."""
-    monkeypatch.setattr(c_codegen, "GEMM_ARENA_GROWTH", 1 << 20)
     g = conv(5, 5, 8, 6, 3, 1, 1, actk=None)
-    p = c_codegen._prepare(g)
-    assert c_codegen.gemm_acc_ok(p, p.nodes[0])
+    p = prepared(g)
+    assert gemm_acc_ok(p, p.nodes[0])
     b = g.tensors["b"]
     b.data = b.data.copy()
     b.data[2] = (1 << 30) - 5
-    p = c_codegen._prepare(g)
-    assert not c_codegen.gemm_acc_ok(p, p.nodes[0])
+    p = prepared(g)
+    assert not gemm_acc_ok(p, p.nodes[0])
     x = np.random.default_rng(6).integers(-128, 128, size=(3, 5, 5, 8), dtype=np.int8)
-    got = run_dsp(g, x, tmp_path)
+    got = run_dsp(g, x, tmp_path, arena_growth=GROW)
     assert "ec_conv2d_s8_gemm(" in (tmp_path / "model.c").read_text() and ".fast = 0," in (tmp_path / "model.c").read_text()
     np.testing.assert_array_equal(got, interp.run(g, x)[g.outputs[0]])
 
@@ -567,18 +569,18 @@ def _ties_conv():
 
 @needs_qemu
 @pytest.mark.parametrize("optimize,store", [("balanced", ".fast = 1,"), ("speed", ".store2k = ec_gemm_store2k,")])
-def test_gemm_store_rounding_ties_on_cortex_m4(tmp_path, monkeypatch, optimize, store):
+def test_gemm_store_rounding_ties_on_cortex_m4(tmp_path, optimize, store):
     """The assembly requantizing stores (ec_gemm_store2; ec_gemm_store2k with the constants from
     flash) on rounding ties of both signs: as TFLM."""
     from edgecomp.backends.cortex_m import write_bundle
     from edgecomp.backends.run import run_bundle
 
-    monkeypatch.setattr(c_codegen, "GEMM_ARENA_GROWTH", 1 << 20)
     g = _ties_conv()
-    q = c_codegen._prepare(g).nodes[0].attrs["q"]
+    q = prepared(g).nodes[0].attrs["q"]
     assert (np.asarray(q["shift"]) == -1).all()
     x = np.random.default_rng(5).integers(-128, 128, size=(4, 6, 6, 4), dtype=np.int8)
-    write_bundle(g, "cortex-m4", tmp_path / "b", options={"kernels": "dsp", "optimize": optimize})
+    write_bundle(g, "cortex-m4", tmp_path / "b", options={"kernels": "dsp", "optimize": optimize},
+                 tuning={"arena_growth": GROW})
     assert store in (tmp_path / "b" / "model.c").read_text()
     got = np.asarray(run_bundle(tmp_path / "b", x, emulate=True, progress=False).outputs).reshape(-1)
     want = interp.run(g, x)[g.outputs[0]].reshape(-1)
@@ -593,22 +595,21 @@ def test_gemm_store_rounding_ties_on_cortex_m4(tmp_path, monkeypatch, optimize, 
     np.testing.assert_array_equal(got, want)
 
 
-def test_widened_weights_keep_the_depthwise_fast_path(tmp_path, monkeypatch, mlperf_dir):
+def test_widened_weights_keep_the_depthwise_fast_path(tmp_path, mlperf_dir):
     """Given arena to grow into, DS-CNN's pointwise layers widen their weights, but never at the
     cost of a depthwise layer's 3x3 fast path (a new placement can leave it neither in place one
     row behind nor apart from its input)."""
     from edgecomp.frontends.tflite import load_tflite
 
-    monkeypatch.setattr(c_codegen, "GEMM_WIDE_GROWTH", 9216)
     g = load_tflite(mlperf_dir / "kws_ref_model.tflite")
-    generate(g, tmp_path, name="model", dsp=True)
+    generate(g, tmp_path, name="model", dsp=True, wide_growth=9216)
     code = (tmp_path / "model.c").read_text()
     assert code.count("weights widened to int16") >= 3
     assert code.count("3x3 fast path") == 4
 
 
 
-def test_wide_depthwise_planned_apart_for_the_fast_path(tmp_path, monkeypatch, mlperf_dir):
+def test_wide_depthwise_planned_apart_for_the_fast_path(tmp_path, mlperf_dir):
     """vww's stride-1 depthwise layers on 24- and 12-pixel rows: in place they would take the
     general code (the fast path takes in-place layers of one column tile only); the arena has room
     to plan them apart from their input, so they take the fast path, with the same arena."""
@@ -617,8 +618,7 @@ def test_wide_depthwise_planned_apart_for_the_fast_path(tmp_path, monkeypatch, m
     g = load_tflite(mlperf_dir / "vww_96_int8.tflite")
     info = generate(g, tmp_path / "apart", name="model", dsp=True)
     code = (tmp_path / "apart" / "model.c").read_text()
-    monkeypatch.setattr(c_codegen, "_dw_apart", lambda g, plan, apart, trial: plan)
-    info0 = generate(g, tmp_path / "inplace", name="model", dsp=True)
+    info0 = generate(g, tmp_path / "inplace", name="model", dsp=True, dw_apart=False)
     code0 = (tmp_path / "inplace" / "model.c").read_text()
     assert code.count("3x3 fast path") >= code0.count("3x3 fast path") + 2
     assert info.arena_bytes <= info0.arena_bytes
@@ -648,16 +648,14 @@ PRUNED_CASES = [
 @needs_gcc
 @pytest.mark.parametrize("case,dead", PRUNED_CASES)
 @pytest.mark.parametrize("wide", ["int8", "arena", "flash"])
-def test_pruned_channels_are_constants(tmp_path, monkeypatch, case, dead, wide):
+def test_pruned_channels_are_constants(tmp_path, case, dead, wide):
     """Output channels whose weights are all zero are not computed (nor stored in flash): their
     outputs are the requantized bias, written as constants; the others are scattered to their
     places.  Same outputs as the interpreter, with int8 weights, weights widened in the arena
     (tiles of 2 pairs) or stored widened in flash (--optimize speed)."""
-    monkeypatch.setattr(c_codegen, "GEMM_ARENA_GROWTH", 1 << 20)
-    if wide == "arena":
-        _wide_codegen(monkeypatch, 2)
+    tuning = dict(WIDE, wide_tile_cap=2) if wide == "arena" else dict(arena_growth=GROW)
     g = _pruned(case, dead)
-    check_dsp(g, tmp_path, n=3, seed=17, speed=wide == "flash")
+    check_dsp(g, tmp_path, n=3, seed=17, speed=wide == "flash", **tuning)
     code = (tmp_path / "model.c").read_text()
     n_live = case["oc"] - len(set(dead))
     assert f".n_live = {n_live}," in code and "have only zero weights" in code
@@ -670,22 +668,20 @@ def test_pruned_channels_are_constants(tmp_path, monkeypatch, case, dead, wide):
 
 
 @needs_qemu
-def test_pruned_channels_on_cortex_m4(tmp_path, monkeypatch):
-    monkeypatch.setattr(c_codegen, "GEMM_ARENA_GROWTH", 1 << 20)
+def test_pruned_channels_on_cortex_m4(tmp_path):
     for i, (case, dead) in enumerate(PRUNED_CASES[:3]):
-        _qemu_layer(_pruned(case, dead), tmp_path / f"case{i}", 30 + i, ".n_live = ")
+        _qemu_layer(_pruned(case, dead), tmp_path / f"case{i}", 30 + i, ".n_live = ", arena_growth=GROW)
 
 
 @needs_gcc
 @pytest.mark.parametrize("h,w,fn", [(6, 6, "ec_gemm_store_residual,"), (5, 5, "ec_gemm_store_residual_any,"),
                                     (4, 7, "ec_gemm_store_residual_any,")])
-def test_residual_store_choice(tmp_path, monkeypatch, h, w, fn):
+def test_residual_store_choice(tmp_path, h, w, fn):
     """Layers whose every pixel pair has two pixels (even width) link only the run of additions;
     others (a single last pixel per row or per image) the channel-by-channel code too.  The debug
     build traps if a layer given the run alone ever needs the other."""
-    monkeypatch.setattr(c_codegen, "GEMM_ARENA_GROWTH", 1 << 20)
     g = conv(h, w, 8, 8, 3, 1, 1, residual=True)
-    check_dsp(g, tmp_path, n=2, seed=23)
+    check_dsp(g, tmp_path, n=2, seed=23, arena_growth=GROW)
     assert f".residual_store = {fn}" in (tmp_path / "model.c").read_text()
 
 
@@ -743,7 +739,7 @@ def test_dsp_depthwise_stride2_outside_the_fast_requantization(tmp_path):
     w = g.tensors["w2"]
     w.quant = ir.QuantParams((np.asarray(w.quant.scale, np.float64) * 2.0 ** -16).astype(np.float32),
                              np.zeros(6, np.int32), axis=3)
-    assert int(np.min(c_codegen._prepare(g).nodes[0].attrs["q"]["shift"])) < -21
+    assert int(np.min(prepared(g).nodes[0].attrs["q"]["shift"])) < -21
     g.tensors["b2"].data = np.asarray([-3, -1, 0, 1, 2, 3], np.int32) << 26  # outputs spread out
     check_dsp(g, tmp_path, n=2, seed=31)
     code = (tmp_path / "model.c").read_text()
@@ -751,13 +747,10 @@ def test_dsp_depthwise_stride2_outside_the_fast_requantization(tmp_path):
 
 
 @needs_gcc
-def test_pruned_channels_blocked_and_general_store(tmp_path, monkeypatch):
+def test_pruned_channels_blocked_and_general_store(tmp_path):
     """Pruned channels with one kernel row per block (the accumulators of every pair kept over the
     blocks) and with a channel whose shift is beyond the one-multiply store's range (the general
     store on the computed channels' own multipliers and shifts): as the interpreter."""
-    monkeypatch.setattr(c_codegen, "GEMM_ARENA_GROWTH", 1 << 20)
-    real = c_codegen.gemm_layout
-    monkeypatch.setattr(c_codegen, "gemm_layout", lambda g, n, b, **kw: real(g, n, True, **kw))
     g = _pruned(dict(h=6, w=7, c=8, oc=10, k=3, pad=1, actk=None), [0, 7], big_bias=False)
     w = g.tensors["w"]
     sc = np.asarray(w.quant.scale, np.float64).copy()
@@ -765,23 +758,22 @@ def test_pruned_channels_blocked_and_general_store(tmp_path, monkeypatch):
     w.quant = ir.QuantParams(sc.astype(np.float32), np.zeros(10, np.int32), axis=0)
     g.tensors["b"].data = g.tensors["b"].data.copy()
     g.tensors["b"].data[3] = 1 << 28  # so that channel 3 is not a constant
-    check_dsp(g, tmp_path, n=3, seed=37)
+    check_dsp(g, tmp_path, n=3, seed=37, arena_growth=GROW, gemm_blocks="rows")
     code = (tmp_path / "model.c").read_text()
     assert ".n_live = 8," in code and ".nb = 3," in code and ".fast = 0," in code
 
 
-def test_kernel_labels_in_the_manifest(tmp_path, monkeypatch):
+def test_kernel_labels_in_the_manifest(tmp_path):
     """The generator records each layer's kernel for the per-layer table: the function its call
     runs and what it was given (widened weights, the channels computed)."""
-    _wide_codegen(monkeypatch, 0)
-    assert c_codegen.kernel_label("ec_gemm_add_tables(&a, &b);\n    ec_conv2d_s8_gemm(&a, &b, x, y);", ["x"]) \
+    assert kernel_label("ec_gemm_add_tables(&a, &b);\n    ec_conv2d_s8_gemm(&a, &b, x, y);", ["x"]) \
         == "conv2d_s8_gemm, x"
-    assert c_codegen.kernel_label("/* (inside the next layer) */", []) == ""
-    info = generate(_pruned(dict(h=5, w=5, c=16, oc=20, k=1), [1, 4, 19]), tmp_path, name="model", dsp=True)
+    assert kernel_label("/* (inside the next layer) */", []) == ""
+    info = generate(_pruned(dict(h=5, w=5, c=16, oc=20, k=1), [1, 4, 19]), tmp_path, name="model", dsp=True, **WIDE)
     assert info.layers[0]["kernel"] == "conv2d_s8_gemm, 17/20 channels, int16 weights"
-    info = generate(_dw_s2(9, 9, 6, (1, 1, 1, 1)), tmp_path / "s2", name="model", dsp=True)
+    info = generate(_dw_s2(9, 9, 6, (1, 1, 1, 1)), tmp_path / "s2", name="model", dsp=True, **WIDE)
     assert info.layers[0]["kernel"] == "depthwise_conv2d_s8_dsp3x3s2"
-    info = generate(_dw_s2(9, 9, 6, (1, 1, 1, 1)), tmp_path / "ref", name="model", dsp=False)
+    info = generate(_dw_s2(9, 9, 6, (1, 1, 1, 1)), tmp_path / "ref", name="model", dsp=False, **WIDE)
     assert info.layers[0]["kernel"] == "depthwise_conv2d_s8"
 
 
@@ -802,13 +794,12 @@ def _store2k(case) -> bool:
 
 @needs_gcc
 @pytest.mark.parametrize("case", SPEED_CASES)
-def test_speed_weights_in_flash_match_reference(tmp_path, monkeypatch, case):
+def test_speed_weights_in_flash_match_reference(tmp_path, case):
     """--optimize speed: every one-block layer reads int16 weights from flash (ec_gemm16_2x2, no
     arena buffer) and, where the store allows, its requantization constants from flash
     (ec_gemm_store2k); same outputs as the interpreter."""
-    monkeypatch.setattr(c_codegen, "GEMM_ARENA_GROWTH", 1 << 20)
     g = conv(**case)
-    check_dsp(g, tmp_path / "speed", n=3, seed=19, speed=True)
+    check_dsp(g, tmp_path / "speed", n=3, seed=19, speed=True, arena_growth=GROW)
     code = (tmp_path / "speed" / "model.c").read_text()
     assert "weights stored widened to int16 in flash" in code and ".wpk = NULL," in code
     assert (".store2k = ec_gemm_store2k," in code) == _store2k(case)
@@ -817,13 +808,14 @@ def test_speed_weights_in_flash_match_reference(tmp_path, monkeypatch, case):
 
 
 @needs_qemu
-def test_speed_weights_in_flash_on_cortex_m4(tmp_path, monkeypatch):
+def test_speed_weights_in_flash_on_cortex_m4(tmp_path):
     """The same under QEMU (the assembly block product, the window copy of a pointwise pixel pair,
     ec_gemm_store2k), and a row-fused pair."""
-    monkeypatch.setattr(c_codegen, "GEMM_ARENA_GROWTH", 1 << 20)
     for i, case in enumerate([SPEED_CASES[k] for k in (0, 3, 5, 6, 7)]):
-        _qemu_layer(conv(**case), tmp_path / f"case{i}", 40 + i, "in flash (--optimize speed)", optimize="speed")
-    _qemu_layer(resnet_block(10, 8, 12), tmp_path / "fused", 50, "in flash (--optimize speed)", optimize="speed")
+        _qemu_layer(conv(**case), tmp_path / f"case{i}", 40 + i, "in flash (--optimize speed)", optimize="speed",
+                    arena_growth=GROW)
+    _qemu_layer(resnet_block(10, 8, 12), tmp_path / "fused", 50, "in flash (--optimize speed)", optimize="speed",
+                arena_growth=GROW)
 
 
 def test_optimize_option_is_checked(tmp_path):
@@ -863,7 +855,7 @@ def test_fc_quads_on_cortex_m4(tmp_path, optimize):
         _qemu_layer(FC_CASES[i](), tmp_path / f"case{i}", 60 + i, "filter_quads", optimize=optimize)
 
 
-def test_speed_workspaces_may_grow_the_arena(tmp_path, monkeypatch):
+def test_speed_workspaces_may_grow_the_arena(tmp_path):
     """--optimize speed lets the matrix-product workspaces grow the arena by a quarter plus 1 KiB;
     the default by 3 % (GEMM_ARENA_GROWTH_FRACTION): a small layer gets its workspace only in speed."""
     g = conv(8, 8, 1, 8, 3, 1, 1)
@@ -871,8 +863,8 @@ def test_speed_workspaces_may_grow_the_arena(tmp_path, monkeypatch):
     fast = generate(g, tmp_path / "s", name="model", dsp=True, speed=True)
     assert "ec_conv2d_s8_gemm(" not in (tmp_path / "b" / "model.c").read_text()
     assert "ec_conv2d_s8_gemm(" in (tmp_path / "s" / "model.c").read_text()
-    assert bal.arena_bytes < fast.arena_bytes <= bal.arena_bytes * (1 + c_codegen.GEMM_SPEED_GROWTH_FRACTION) \
-        + c_codegen.GEMM_SPEED_GROWTH
+    o = CodegenOptions()
+    assert bal.arena_bytes < fast.arena_bytes <= bal.arena_bytes * (1 + o.speed_growth_fraction) + o.speed_growth
 
 
 @needs_qemu
@@ -902,7 +894,7 @@ def test_fc_one_multiply_requantization_ties_on_cortex_m4(tmp_path):
     # effective scale 0.05 * 1.5 / 0.2 = 0.375: multiplier in (2^30, 2^31), shift -1
     w.quant = ir.QuantParams(np.full(8, 1.5, np.float32), np.zeros(8, np.int32), axis=0)
     g.tensors["b"].data = np.random.default_rng(4).integers(-40, 40, size=8, dtype=np.int32)
-    q = c_codegen._prepare(g).nodes[0].attrs["q"]
+    q = prepared(g).nodes[0].attrs["q"]
     assert (np.asarray(q["shift"]) == -1).all()
     x = np.random.default_rng(5).integers(-128, 128, size=(24, 16), dtype=np.int8)
     write_bundle(g, "cortex-m4", tmp_path / "b", options={"kernels": "dsp"})

@@ -94,3 +94,41 @@ def test_choose_precision_then_compile_the_mix(trained, tmp_path):
     acc = (api.run_bundle(tmp_path / "b", xte, emulate=False).outputs_float.reshape(len(xte), -1).argmax(1)
            == yte).mean()
     assert acc >= 0.85
+
+
+@pytest.mark.toolchain
+def test_mixed_int4_int8_flash_is_what_the_report_predicts(tmp_path):
+    """choose_precision under a flash budget mixes int4 and int8 layers; the compiled bundle stores
+    the int4 ones packed (two weights a byte), its flash_bytes is within 5 % of the prediction, and the
+    firmware's C agrees with ONNX Runtime on the rewritten QDQ model."""
+    import torch.nn as nn
+
+    from edgecomp.compress.distill import fit
+    from edgecomp.compress.mixed import choose_precision, compile_mixed, fixed_bytes
+    from edgecomp.compress.report import onnx_predict
+    xtr, ytr, xte, yte = digits_split(0)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, stride=2, padding=1),
+                          nn.ReLU(), nn.Flatten(), nn.Linear(512, 64), nn.ReLU(), nn.Linear(64, 10))
+    fit(model, xtr, ytr, epochs=4, lr=3e-3, verbose=False)
+    ex = torch.from_numpy(xte[:1])
+    man8 = api.compile_model(model, "cortex-m4", tmp_path / "int8", example_input=ex, calib=xtr[:100])
+    fixed = fixed_bytes(man8["flash_bytes"], model)
+    # room for about half the int8 weights' bytes to stay int8: some layers must take 4 bits
+    budget = man8["flash_bytes"] - 12_000
+    r = choose_precision(model, xtr[:150], xte, yte, max_drop=0.0, options=(4, 8), flash_budget=budget, fixed=fixed)
+    chosen = set(r["bits"].values())
+    assert chosen == {4, 8} and r["predicted_flash"] <= budget
+    q = tmp_path / "mixed.onnx"
+    man = compile_mixed(model, r, "cortex-m4", tmp_path / "mixed", example_input=ex, calib=xtr[:100], keep_onnx=q)
+    assert abs(man["flash_bytes"] - r["predicted_flash"]) <= 0.05 * man["flash_bytes"]
+    assert man["flash_bytes"] < man8["flash_bytes"] - 8_000  # the saving is in flash, not only in the report
+    int4 = [layer for layer, b in r["bits"].items() if b == 4]
+    kernels = " ".join(layer["kernel"] for layer in man["layers"])
+    assert kernels.count("int4 weights") == len(int4)
+    x = xte[:60]
+    want = onnx_predict(q, x)
+    man_h = compile_mixed(model, r, "host", tmp_path / "mixed_host", example_input=ex, calib=xtr[:100])
+    got = api.run_bundle(tmp_path / "mixed_host", x, emulate=False).outputs_float.reshape(len(x), -1)
+    scale = man_h["outputs"][0]["quantization"]["scale"][0]
+    assert np.abs(got - want).max() <= 1 * scale + 1e-6

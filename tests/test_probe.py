@@ -137,7 +137,7 @@ def test_read_serial_missing_port_is_a_tool_error():
 
 
 def test_layer_table_row_fused_layer():
-    """A layer computed row by row inside the next one (c_codegen's row fusion): its row says where
+    """A layer computed row by row inside the next one (the C backend's row fusion): its row says where
     its time went, and the next row's MACs per tick count both layers' MACs."""
     manifest = {"name": "m", "layers": [
         {"name": "a", "op": "conv2d", "out_shape": [1, 4, 4, 8], "macs": 1000, "fused_into": "b"},
@@ -151,7 +151,7 @@ def test_layer_table_row_fused_layer():
 
 
 def test_layer_table_names_each_layers_kernel():
-    """Bundles record which kernel each layer runs (c_codegen.kernel_label); the table shows it in a
+    """Bundles record which kernel each layer runs (backends.c.emitter.kernel_label); the table shows it in a
     last column, and leaves the column out for manifests without it (older bundles)."""
     man = {"name": "m", "layers": [dict(MANIFEST["layers"][0], kernel="conv2d_s8_gemm, int16 weights"),
                                    dict(MANIFEST["layers"][1], kernel="max_pool2d_s8"),

@@ -75,3 +75,25 @@ def test_mlperf_tiny_under_qemu_bit_exact_with_tflm(tmp_path, mlperf_dir, model)
     np.testing.assert_array_equal(got.outputs.reshape(want.shape), want)
     assert len(np.unique(want)) > 1
     assert got.result.instructions_per_inference > man["macs"]
+
+
+@pytest.mark.toolchain
+@pytest.mark.qemu
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["cortex-m33", "cortex-m55"])
+@pytest.mark.parametrize("model", ["ad01_int8", "kws_ref_model", "pretrainedResnet_quant", "vww_96_int8"])
+def test_mlperf_tiny_bit_exact_on_armv8m_cores(tmp_path, mlperf_dir, model, target):
+    """Cortex-M33 (mps2-an505) and Cortex-M55 (mps3-an547) with the kernels they get by default."""
+    from edgecomp.reference import tflm_run
+
+    path = mlperf_dir / f"{model}.tflite"
+    man = api.compile_model(str(path), target, tmp_path / "b")
+    assert man["options"]["kernels"] == "auto" and man["target_info"]["dsp"]
+    shape = tuple(man["inputs"][0]["shape"])
+    x = np.random.default_rng(12).integers(-128, 128, size=(3,) + shape[1:], dtype=np.int8)
+    got = api.run_bundle(tmp_path / "b", x, progress=False)
+    assert got.result.machine == {"cortex-m33": "mps2-an505", "cortex-m55": "mps3-an547"}[target]
+    want = tflm_run(path, x)
+    np.testing.assert_array_equal(got.outputs.reshape(want.shape), want)
+    assert len(np.unique(want)) > 1
+    assert got.result.instructions_per_inference > man["macs"]

@@ -31,7 +31,6 @@ def _have(mod: str) -> bool:
 
 
 ROOT = Path(__file__).resolve().parent.parent
-MLPERF = ROOT.parent / "shared" / "benchmarks" / "mlperf_tiny"
 
 
 def _onnx(path: Path) -> Path:
@@ -114,9 +113,9 @@ def test_int8_cortex_m4_bundle_is_reproducible(tmp_path):
     assert man["inputs"][0]["dtype"] == "int8"
 
 
-def test_tflite_host_bundle_is_reproducible(tmp_path):
+def test_tflite_host_bundle_is_reproducible(tmp_path, mlperf_dir):
     model = tmp_path / "kws.tflite"
-    shutil.copyfile(MLPERF / "kws_ref_model.tflite", model)
+    shutil.copyfile(mlperf_dir / "kws_ref_model.tflite", model)
     a, b = _compile_twice(tmp_path, model, ["--target", "host"])
     _check(tmp_path, a, b, model, {})
 

@@ -249,7 +249,7 @@ def test_user_mistakes_are_clear_errors(cnn, tmp_path):
         write_rpi_bundle(cnn, "rpi9", tmp_path / "x", precision="float32")
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not a model")
-    with pytest.raises(ModelError, match="not a valid ONNX model"):
+    with pytest.raises(ModelError, match="not a readable ONNX file"):
         write_rpi_bundle(bad, "rpi4", tmp_path / "x", precision="float32")
     bad_tfl = tmp_path / "bad.tflite"
     bad_tfl.write_bytes(b"\x00" * 64)

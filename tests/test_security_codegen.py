@@ -27,12 +27,12 @@ from edgecomp.errors import EdgecompError
 
 def _ready() -> bool:
     try:
-        return importlib.util.find_spec("edgecomp.backends.c_codegen") is not None
+        return importlib.util.find_spec("edgecomp.backends.c") is not None
     except ModuleNotFoundError:
         return False
 
 
-pytestmark = pytest.mark.skipif(not _ready(), reason="edgecomp.backends.c_codegen not landed yet")
+pytestmark = pytest.mark.skipif(not _ready(), reason="edgecomp.backends.c not landed yet")
 
 KEYS = ["x", "w", "b", "c", "r", "p", "f", "y", "w2", "b2", "conv", "relu", "pool", "flat", "fc", "graph"]
 PLAIN = {k: k for k in KEYS}

@@ -132,7 +132,13 @@ def test_bundle_path_with_spaces_and_metacharacters(rpi_bundle, fake_ssh):
     r = _deploy(env, tmp, rpi_bundle, "pi")
     assert r.returncode == 0, r.stderr
     scp = [a for a in _calls(log) if a[0] == "scp"]
-    assert scp and all(any(x.startswith(str(rpi_bundle) + "/") for x in a) for a in scp)
+    assert scp
+    # what is sent is the checked copy of the bundle's listed files, byte for byte (each one argv element)
+    listed = set(json.loads((rpi_bundle / "manifest.json").read_text())["files"]) | {"manifest.json"}
+    remote = next(home.glob("edgecomp-bundles/*"))
+    assert {p.name for p in remote.iterdir()} >= listed
+    for name in listed:
+        assert (remote / name).read_bytes() == (rpi_bundle / name).read_bytes()
     assert _pwned(tmp, home, rpi_bundle.parent) == []
 
 
@@ -167,7 +173,7 @@ def test_no_shell_and_no_host_key_bypass_anywhere_in_edgecomp():
                      r"torch\.load\((?![^)]*weights_only\s*=\s*True)")
     # Known and reported (SECURITY.md): the compression search hands the baseline module to its worker
     # processes as a full pickle it wrote itself moments earlier into the output folder.
-    known = {("edgecomp/compress/search.py", "base = torch.load(base_path, weights_only=False)")}
+    known = {("edgecomp/compress/models.py", "base = torch.load(base_path, weights_only=False)")}
     hits = []
     for p in sorted((ROOT / "edgecomp").rglob("*.py")):
         rel = p.relative_to(ROOT).as_posix()
@@ -175,3 +181,88 @@ def test_no_shell_and_no_host_key_bypass_anywhere_in_edgecomp():
             if bad.search(line) and not line.lstrip().startswith("#") and (rel, line.strip()) not in known:
                 hits.append(f"{rel}:{i}: {line.strip()}")
     assert hits == []
+
+
+# --------------------------------------------------------------------------- issue 20 item 1: results and links
+def _copy(bundle: Path, dst: Path) -> Path:
+    import shutil
+    shutil.copytree(bundle, dst, symlinks=True)
+    return dst
+
+
+def _one_error(r) -> str:
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("edgecomp: error:") and "Traceback" not in r.stderr, r.stderr
+    return lines[-1]
+
+
+@pytest.mark.parametrize("link", ["probe.json", "probe.png"])
+def test_deploy_never_writes_through_a_symbolic_link(rpi_bundle, fake_ssh, link):
+    """The review's attack: a verified bundle plus probe.json / probe.png links to files outside it."""
+    env, log, home, tmp = fake_ssh
+    victim = tmp / "victim.txt"
+    victim.write_text("precious")
+    b = _copy(rpi_bundle, tmp / "b")
+    (b / link).unlink(missing_ok=True)  # an earlier deploy of the shared bundle left its result there
+    os.symlink(victim, b / link)
+    r = subprocess.run([sys.executable, "-m", "edgecomp.cli", "deploy", str(b), "--host", "pi", "--no-venv",
+                        "--runs", "2", "--threads", "1"], capture_output=True, text=True, env=env, cwd=tmp,
+                       timeout=300)
+    msg = _one_error(r)
+    assert "symbolic links" in msg and link in msg
+    assert victim.read_text() == "precious" and _calls(log) == []  # refused before ssh ran
+
+
+def test_deploy_refuses_unlisted_files_and_rehashed_scripts(rpi_bundle, fake_ssh):
+    import hashlib
+    env, log, home, tmp = fake_ssh
+    b = _copy(rpi_bundle, tmp / "extra")
+    (b / "sitecustomize.py").write_text("import os; os.system('touch PWNED_SITE')\n")
+    assert "does not list" in _one_error(_deploy(env, tmp, b, "pi"))
+    b = _copy(rpi_bundle, tmp / "rehashed")
+    (b / "probe.py").write_text("import os; os.system('touch PWNED_PROBE')\n")
+    man = json.loads((b / "manifest.json").read_text())
+    man["files"]["probe.py"] = hashlib.sha256((b / "probe.py").read_bytes()).hexdigest()
+    (b / "manifest.json").write_text(json.dumps(man))
+    msg = _one_error(_deploy(env, tmp, b, "pi"))
+    assert "probe.py" in msg and "not what edgecomp writes" in msg
+    assert _calls(log) == [] and _pwned(tmp, home) == []
+
+
+def test_results_are_new_regular_files_even_over_a_link(tmp_path):
+    """write_result replaces whatever sits at the name (a link planted after the check) with a new file."""
+    from edgecomp.integrity import write_result
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    b = tmp_path / "b"
+    b.mkdir()
+    os.symlink(victim, b / "probe.json")
+    write_result(b, "probe.json", b'{"ok": 1}')
+    assert victim.read_text() == "precious"
+    assert not (b / "probe.json").is_symlink() and (b / "probe.json").read_bytes() == b'{"ok": 1}'
+    assert sorted(p.name for p in b.iterdir()) == ["probe.json"]
+
+
+def test_deploy_writes_results_and_deploys_again(rpi_bundle, fake_ssh):
+    """probe.json and probe.png are the results deploy may leave in a bundle; a second deploy accepts them."""
+    env, log, home, tmp = fake_ssh
+    b = _copy(rpi_bundle, tmp / "again")
+    for _ in range(2):
+        r = subprocess.run([sys.executable, "-m", "edgecomp.cli", "deploy", str(b), "--host", "pi", "--no-venv",
+                            "--runs", "2", "--threads", "1", "--remote-dir", "elsewhere/bundles"],
+                           capture_output=True, text=True, env=env, cwd=tmp, timeout=300)
+        assert r.returncode == 0, r.stderr
+    assert (b / "probe.json").is_file() and not (b / "probe.json").is_symlink()
+    assert list(home.glob("elsewhere/bundles/*/probe.json")) and not (home / "edgecomp-bundles").exists()
+    assert re.search(r"device: \S+, Python \d+\.\d+\.\d+\n", r.stderr), r.stderr  # not "x86_64 3 11 7"
+
+
+def test_unknown_device_state_is_left_out_of_the_table():
+    from edgecomp.backends.rpi import PROBE_SCHEMA, render_probe_table
+    res = {"schema": PROBE_SCHEMA, "model": "m\x1b]52;c;cHduZWQ=\x07", "results": [
+        {"threads": 1, "p50_ms": 1.0, "p90_ms": 1.0, "p99_ms": 1.0, "mean_ms": 1.0, "min_ms": 1.0}],
+        "system": {"before": {"governor": None, "freq_mhz": None, "temp_c": 48.2}, "after": {}}}
+    text = render_probe_table(res)
+    assert "None" not in text and "before: 48.2 C" in text and "after" not in text
+    assert "\x1b" not in text and "\x07" not in text and "\\x1b]52" in text

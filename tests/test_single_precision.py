@@ -15,9 +15,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgecomp import ir
 from edgecomp import numerics as nx
-from edgecomp.backends import kernel_files
-from edgecomp.backends.c_codegen import generate
+from edgecomp.backends.c.generate import generate
+from edgecomp.backends.c.kernels.catalogue import bundle_names, write_kernel_files
 from edgecomp.backends.cortex_m import build, write_firmware
+from edgecomp.options import CodegenOptions
 from edgecomp.targets import load_target
 
 pytestmark = pytest.mark.toolchain
@@ -40,7 +41,7 @@ def ort_dequantize(q: np.ndarray, scale: np.float32, zp: int) -> np.ndarray:
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="host gcc not installed")
 def test_dequantize_gives_ort_and_tflm_floats(tmp_path):
-    kernel_files.write(tmp_path, *kernel_files.names("reference"))
+    write_kernel_files(tmp_path, bundle_names("reference"))  # as in a bundle
     subprocess.run(["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared", "-o", "libk.so",
                     "ec_kernels.c", "-lm"], cwd=tmp_path, check=True)
     lib = ctypes.CDLL(str(tmp_path / "libk.so"))
@@ -76,7 +77,7 @@ def io_graph() -> ir.Graph:
 @pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc not installed")
 def test_cortex_m4_firmware_of_an_int8_model_has_no_double_routines(tmp_path):
     b = tmp_path / "b"
-    generate(io_graph(), b, name="io", dsp=True)
+    generate(io_graph(), b, name="io", options=CodegenOptions(kernels="dsp", dsp=True))
     write_firmware(b, load_target("cortex-m4"), "io")
     elf = build(b, "cortex-m4", build_dir=tmp_path / "build").elf
     syms = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True, check=True).stdout.split()

@@ -10,8 +10,9 @@ import pytest
 from edgecomp.errors import EdgecompError
 from edgecomp.targets import list_targets, load_target
 
-MCU_TARGETS = ["cortex-m0", "cortex-m3", "cortex-m4", "cortex-m7", "nucleo-l4r5zi", "stm32f746g-disco"]
-QEMU_TARGETS = ["cortex-m0", "cortex-m3", "cortex-m4", "cortex-m7"]
+MCU_TARGETS = ["cortex-m0", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55", "nucleo-l4r5zi",
+               "stm32f746g-disco", "pico2", "nucleo-u575zi-q", "alif-e7-hp"]
+QEMU_TARGETS = ["cortex-m0", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55"]
 
 
 def test_shipped_targets_load():
@@ -25,7 +26,9 @@ def test_shipped_targets_load():
         assert t.kind == "cortex-m"
         assert f"-mcpu={t.cpu}" in t.cpu_flags and "-mthumb" in t.cpu_flags
         assert t.flash_size > 0 and t.ram_size > t.stack_min_bytes > 0
-        assert t.ram_origin == 0x20000000
+        # the AN505's data SSRAM is at its Secure alias; every other part has its SRAM at 0x20000000
+        assert t.ram_origin == (0x38000000 if name == "cortex-m33" else 0x20000000)
+        assert t.flash_origin + t.flash_size <= t.ram_origin or t.ram_origin + t.ram_size <= t.flash_origin
 
 
 def test_memory_maps_and_clocks():
@@ -43,6 +46,43 @@ def test_memory_maps_and_clocks():
     assert (f7.flash_origin, f7.flash_size, f7.ram_size, f7.clock_hz) == (0x08000000, 1 << 20, 320 << 10, 216_000_000)
     assert f7.cpu == "cortex-m7" and f7.pyocd_target == "stm32f746xg"
     assert load_target("host").is_host
+
+
+def test_armv8m_targets_and_boards():
+    m33 = load_target("cortex-m33")
+    assert (m33.qemu_machine, m33.arch, m33.dsp, m33.flash_origin, m33.ram_origin) == \
+        ("mps2-an505", "armv8-m.main", True, 0x10000000, 0x38000000)
+    m55 = load_target("cortex-m55")
+    assert (m55.qemu_machine, m55.arch, m55.dsp, m55.flash_origin, m55.flash_size, m55.ram_size) == \
+        ("mps3-an547", "armv8.1-m.main", True, 0x0, 512 << 10, 512 << 10)
+    pico = load_target("pico2")
+    assert (pico.cpu, pico.flash_origin, pico.flash_size, pico.ram_origin, pico.ram_size, pico.clock_hz) == \
+        ("cortex-m33", 0x10000000, 4 << 20, 0x20000000, 520 << 10, 150_000_000)
+    assert pico.uf2_family == 0xE48BFF59 and pico.uf2_abs_block == 0x10FFFF00
+    assert pico.boot_block[0] == 0xFFFFDED3 and pico.boot_block[-1] == 0xAB123579
+    assert pico.emulate_with == "cortex-m33" and pico.pyocd_target == "rp2350" and not pico.semihosting
+    u5 = load_target("nucleo-u575zi-q")
+    assert (u5.cpu, u5.flash_origin, u5.flash_size, u5.ram_size, u5.clock_hz) == \
+        ("cortex-m33", 0x08000000, 2 << 20, 768 << 10, 160_000_000)
+    alif = load_target("alif-e7-hp")
+    assert (alif.cpu, alif.flash_origin, alif.flash_size, alif.ram_origin, alif.ram_size) == \
+        ("cortex-m55", 0x80200000, 2 << 20, 0x20000000, 1 << 20)
+    assert alif.emulate_with == "cortex-m55" and alif.pyocd_target is None and "SETOOLS" in alif.flasher["how"]
+    for t in (m33, m55, pico, u5, alif):
+        assert t.uf2_family is None or t is pico
+        assert not t.boot_block or t is pico
+
+
+@pytest.mark.parametrize("edit,needle", [
+    (lambda s: s.replace("0xab123579]", "0x1ab123579]"), "image.boot_block"),
+    (lambda s: s.replace("family = 0xe48bff59", 'family = "rp2350"'), "uf2.'family'"),
+])
+def test_bad_board_image_fields(tmp_path, edit, needle):
+    board = tmp_path / "bad.toml"
+    board.write_text(edit(Path(load_target("pico2").path).read_text()))
+    with pytest.raises(EdgecompError) as e:
+        load_target(str(board))
+    assert needle in str(e.value) and "bad.toml" in str(e.value)
 
 
 def test_unknown_target_lists_known_ones():
@@ -158,3 +198,62 @@ def test_timer_is_extended_past_the_24_bit_systick(tmp_path):
     delta = int(dict(line.split() for line in p.stdout.splitlines() if line.startswith("delta "))["delta"])
     assert delta > 1 << 24
     assert abs(delta * target.insns_per_systick - 720_000_000) <= 2 * target.insns_per_systick
+
+
+# --------------------------------------------------------------------------- Armv8-M start-up
+# From Secure state the Non-secure alias of the System Control Space (0xE002ED00) reads the
+# Non-secure view of CPUID; from Non-secure state that alias is RAZ.  The FPU and (M55) MVE
+# must be usable as soon as main() runs: without CPACR access a VFP or MVE instruction faults
+# (NOCP) and the firmware prints "@ec fault usagefault".
+STATE_MAIN = r"""
+#include <stdint.h>
+#include "ec_platform.h"
+#if defined(__ARM_FEATURE_MVE)
+#include <arm_mve.h>
+#endif
+
+static volatile float f_in = 1.5f;
+static volatile int8_t v_in[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+
+int main(void)
+{
+    uint32_t cpuid = *(volatile uint32_t *)0xE000ED00u;
+    uint32_t cpuid_ns = *(volatile uint32_t *)0xE002ED00u;
+    ec_puts("partno ");
+    ec_put_u32((cpuid >> 4) & 0xFFFu);
+    ec_puts("\nsecure ");
+    ec_put_u32(cpuid_ns == cpuid && cpuid != 0u);
+    ec_puts("\nfpu ");
+    ec_put_u32((uint32_t)(f_in * 4.0f));
+#if defined(__ARM_FEATURE_MVE)
+    int8x16_t v = vld1q_s8((const int8_t *)v_in);
+    ec_puts("\nmve ");
+    ec_put_u32((uint32_t)vaddvq_s8(v));
+#endif
+    ec_putc('\n');
+    return 0;
+}
+"""
+
+
+@pytest.mark.toolchain
+@pytest.mark.qemu
+@pytest.mark.parametrize("name,partno,mve", [("cortex-m33", 0xD21, False), ("cortex-m55", 0xD22, True)])
+def test_armv8m_firmware_runs_in_secure_state_with_fpu_and_mve(name, partno, mve, tmp_path):
+    _need_arm_tools()
+    from edgecomp.backends.cortex_m import build, write_firmware
+    from edgecomp.backends.emulator import qemu_command
+
+    target = load_target(name)
+    write_firmware(tmp_path, target, "state")
+    (tmp_path / "main.c").write_text(STATE_MAIN)
+    (tmp_path / "model.h").write_text("/* no model */\n")
+    elf = build(tmp_path, target).elf
+    p = subprocess.run(qemu_command(target, elf), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                       timeout=60, cwd=tmp_path)
+    assert p.returncode == 0 and "@ec fault" not in p.stdout, p.stdout
+    fields = dict(line.split() for line in p.stdout.splitlines()
+                  if line.startswith(("partno ", "secure ", "fpu ", "mve ")))
+    assert int(fields["partno"]) == partno  # the core QEMU runs is the one the target names
+    assert fields["secure"] == "1" and fields["fpu"] == "6"
+    assert fields.get("mve") == ("136" if mve else None)

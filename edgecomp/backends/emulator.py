@@ -48,7 +48,12 @@ def run_firmware(exe: Path, emu: Target | None, workdir: Path, *, timeout: float
             raise ToolError("qemu-system-arm was not found on PATH", None,
                             "install it (Debian/Ubuntu: apt-get install qemu-system-arm), or run the bundle "
                             "natively with emulate=False (edgecomp run --host)")
-        cmd = qemu_command(emu, exe)
+        # QEMU gets a relative path in its own working folder: no character of $TMPDIR's or the
+        # bundle's path reaches its option parser (commas are separators there).
+        local = Path(workdir) / "fw.elf"
+        if Path(exe).resolve() != local.resolve():
+            shutil.copyfile(exe, local)
+        cmd = qemu_command(emu, Path("fw.elf"))
         what = f"QEMU {emu.qemu_machine}"
     else:
         cmd = [str(exe), INPUT_FILE, OUTPUT_FILE]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -98,14 +97,20 @@ def onnx_is_quantized(model) -> bool:
 
 
 def _load_onnx(path: Path):
-    import onnx
-    try:
-        model = onnx.load(str(path))
-        onnx.checker.check_model(model)
-    except Exception as e:  # onnx raises DecodeError, ValidationError, OSError...
-        raise ModelError(f"not a valid ONNX model: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
-                         where=str(path), fix="Export the model again (torch.onnx.export) or check the file") from None
+    """The model with its external data (confined to the model's folder, loaded into memory) and the
+    checks any runtime needs (frontends/onnx/load.py: load_onnx, check_for_runtime)."""
+    from ..frontends.onnx import check_for_runtime, load_onnx
+    model = load_onnx(path)
+    check_for_runtime(model, str(path))
     return model
+
+
+def _uses_external_data(path: Path) -> bool:
+    import onnx
+    from onnx.external_data_helper import uses_external_data
+    from ..frontends.onnx.load import _all_initializers
+    model = onnx.load(str(path), load_external_data=False)  # load_onnx already refused a bad file
+    return any(uses_external_data(t) for t in _all_initializers(model))
 
 
 def _ort_io(path: Path) -> tuple[list[dict], list[dict]]:
@@ -180,6 +185,7 @@ def _tflite_params(path: Path) -> int | None:
 
 def _quantize(src: Path, calib: Any, out: Path, method: str, per_channel: bool) -> Path:
     from ..compress.quantize import quantize_onnx
+    _load_onnx(src)  # every check before calibration runs the model
     try:
         return quantize_onnx(src, calib, out, method=method, per_channel=per_channel, progress=False)
     except EdgecompError:
@@ -199,9 +205,10 @@ def _render(template: str, **ctx) -> str:
 
 def write_rpi_bundle(model_path: str | Path, target_name: str, out_dir: str | Path, *, calib: Any = None,
                      calibrate_method: str = "minmax", precision: str = "int8",
-                     options: dict | None = None) -> dict:
+                     options: dict | None = None, force: bool = False, extra: dict | None = None) -> dict:
     """Compile a float .onnx (quantized here when precision is int8), a QDQ .onnx or a .tflite
-    into a Raspberry Pi bundle at ``out_dir``; return the manifest."""
+    into a Raspberry Pi bundle at ``out_dir``; return the manifest.  ``force`` and ``extra``: as
+    :func:`edgecomp.backends.cortex_m.write_bundle`."""
     from .. import __version__
     options = dict(options or {})
     precision = options.get("precision", precision)
@@ -221,10 +228,29 @@ def write_rpi_bundle(model_path: str | Path, target_name: str, out_dir: str | Pa
         if name.endswith(tail) and len(name) > len(tail):
             name = name[: -len(tail)]
     name = options.pop("name", name)
+    from .cortex_m import check_model_name
+    check_model_name(str(name))  # the same rule as the C path: it names files and folders
 
-    with tempfile.TemporaryDirectory(prefix="edgecomp-rpi-") as td:
+    from .. import workdirs
+    from ..sanitize import markdown_code
+
+    with workdirs.work_dir("rpi") as td:
+        embedded = None
         if suffix == ".onnx":
             model = _load_onnx(src)
+            if _uses_external_data(src):
+                # the bundle holds one self-contained model.onnx (its external data, checked and loaded
+                # from the model's own folder, embedded), so what the manifest lists is all the Pi needs
+                import onnx
+                from onnx.external_data_helper import convert_model_from_external_data
+                convert_model_from_external_data(model)
+                embedded = Path(td) / "model.embedded.onnx"
+                try:
+                    onnx.save(model, str(embedded))
+                except ValueError as e:
+                    raise ModelError(f"the model with its external data does not fit one ONNX file ({e})",
+                                     where=str(src), fix="Models for a Raspberry Pi bundle must be under 2 GB") from None
+                src = embedded
             quantized = onnx_is_quantized(model)
             if precision == "int8" and not quantized:
                 if calib is None:
@@ -260,15 +286,21 @@ def write_rpi_bundle(model_path: str | Path, target_name: str, out_dir: str | Pa
                                 "no int8 dot-product instructions (Armv8.0), so int8 speed-ups over "
                                 "float32 are smaller than on a Pi 5")
         out_dir = Path(out_dir)
-        with atomic_dir(out_dir) as tmp:
+        with atomic_dir(out_dir, force=force) as tmp:
             shutil.copyfile(src, tmp / runtime["model_file"])
             for f in TEMPLATE_FILES:
                 shutil.copyfile(templates_dir() / "rpi" / f, tmp / f)
             (tmp / "requirements.txt").write_text(_render("requirements.txt.j2", requirements=reqs))
+            # model-derived text (names, shapes) goes into the README only as Markdown code spans
+            # that render literally (no new line, heading, link or HTML can start inside one)
+            # (dtypes come from a fixed list, shapes are integers, the name passed check_model_name)
+            def md_io(ios):
+                return [{**io, "name": markdown_code(io["name"])} for io in ios]
             (tmp / "README.md").write_text(_render(
-                "README.md.j2", name=name, target=info, tool_version=__version__, precision=eff_precision,
-                runtime_title=runtime_title, runtime_package=runtime_package, model_file=runtime["model_file"],
-                precision_note=precision_note, inputs=inputs, outputs=outputs, pin_note=PIN_NOTE))
+                "README.md.j2", name=name, target=info, tool_version=__version__,
+                precision=eff_precision, runtime_title=runtime_title, runtime_package=runtime_package,
+                model_file=runtime["model_file"], precision_note=precision_note, inputs=md_io(inputs),
+                outputs=md_io(outputs), pin_note=PIN_NOTE))
             info.pop("cpu_title")
             info.pop("dotprod_note")
             # a .tflite keeps its own precision (it is not re-quantized): record what the bundle holds
@@ -278,6 +310,7 @@ def write_rpi_bundle(model_path: str | Path, target_name: str, out_dir: str | Pa
                     "outputs": outputs, "ops": ops, "layers": []}
             if params is not None:
                 data["params"] = params
+            data.update(extra or {})
             manifest = write_manifest(tmp, data)
     return manifest
 
@@ -317,12 +350,37 @@ def read_probe(data: str | bytes | Path | dict, where: str = "probe output") -> 
     return data
 
 
+def _system_line(s: Any) -> str:
+    """'governor performance, 1500 MHz (max 1800), 52.1 C, throttled 0x0' with what is known only."""
+    from ..sanitize import terminal_text
+
+    if not isinstance(s, dict):
+        return ""
+    t = lambda v: terminal_text(v, limit=40)  # noqa: E731
+    parts = []
+    if s.get("governor") is not None:
+        parts.append(f"governor {t(s['governor'])}")
+    if s.get("freq_mhz") is not None:
+        parts.append(f"{t(s['freq_mhz'])} MHz" + (f" (max {t(s['max_freq_mhz'])})"
+                                                   if s.get("max_freq_mhz") is not None else ""))
+    elif s.get("max_freq_mhz") is not None:
+        parts.append(f"max {t(s['max_freq_mhz'])} MHz")
+    if s.get("temp_c") is not None:
+        parts.append(f"{t(s['temp_c'])} C")
+    if s.get("throttled") is not None:
+        parts.append(f"throttled {t(s['throttled'])}")
+    return ", ".join(parts)
+
+
 def render_probe_table(probe: dict) -> str:
     """The probe result as a markdown table (latency per thread count, then CPU state, profile, accuracy)."""
+    from ..sanitize import terminal_text
+
     p = read_probe(probe)
-    head = (f"{p.get('model', 'model')} on {p.get('cpu_model') or p.get('machine', '?')}: "
-            f"{p.get('runtime', '?')} {p.get('runtime_version', '')}, {p.get('precision') or '?'}, "
-            f"Python {p.get('python', '?')}")
+    t = lambda v: terminal_text(v, limit=80)  # noqa: E731 - the device's text reaches the terminal escaped
+    head = (f"{t(p.get('model', 'model'))} on {t(p.get('cpu_model') or p.get('machine', '?'))}: "
+            f"{t(p.get('runtime', '?'))} {t(p.get('runtime_version', ''))}, {t(p.get('precision') or '?')}, "
+            f"Python {t(p.get('python', '?'))}")
     lines = [head, "", "| threads | p50 ms | p90 ms | p99 ms | mean ms | min ms | runs |",
              "|---:|---:|---:|---:|---:|---:|---:|"]
     for r in p["results"]:
@@ -330,14 +388,13 @@ def render_probe_table(probe: dict) -> str:
                      f"{r['mean_ms']:.3f} | {r['min_ms']:.3f} | {r.get('runs', '?')} |")
     sysinfo = p.get("system") or {}
     for when in ("before", "after"):
-        s = sysinfo.get(when) or {}
-        if s:
-            lines.append(f"\n{when}: governor {s.get('governor')}, {s.get('freq_mhz')} MHz "
-                         f"(max {s.get('max_freq_mhz')}), {s.get('temp_c')} C, throttled {s.get('throttled')}")
+        line = _system_line(sysinfo.get(when) if isinstance(sysinfo, dict) else None)
+        if line:
+            lines.append(f"\n{when}: {line}")
     if p.get("profile"):
         lines += ["", "| op type | nodes | time us | share |", "|---|---:|---:|---:|"]
         for r in p["profile"]:
-            lines.append(f"| {r['op_type']} | {r['nodes']} | {r['total_us']} | {100 * r['share']:.1f}% |")
+            lines.append(f"| {t(r['op_type'])} | {t(r['nodes'])} | {t(r['total_us'])} | {100 * r['share']:.1f}% |")
     if p.get("accuracy"):
         a = p["accuracy"]
         lines.append(f"\naccuracy: {a['correct']}/{a['samples']} = {100 * a['top1']:.2f}% top-1")
@@ -346,6 +403,8 @@ def render_probe_table(probe: dict) -> str:
 
 def plot_probe(probe: dict, png: str | Path) -> Path | None:
     """Bar chart of p50 latency per thread count (p90/p99 as marks); None without matplotlib."""
+    from ..sanitize import terminal_text
+
     p = read_probe(probe)
     try:
         import matplotlib
@@ -361,11 +420,15 @@ def plot_probe(probe: dict, png: str | Path) -> Path | None:
     ax.scatter(xs, [r["p99_ms"] for r in rs], color="#c03030", marker="_", s=400, label="p99", zorder=3)
     ax.set_xlabel("threads")
     ax.set_ylabel("latency (ms)")
-    ax.set_title(f"{p.get('model', 'model')}: {p.get('runtime', '')} on {p.get('cpu_model') or p.get('machine', '')}",
+    ax.set_title(terminal_text(f"{p.get('model', 'model')}: {p.get('runtime', '')} on "
+                               f"{p.get('cpu_model') or p.get('machine', '')}", limit=120),
                  fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    png = Path(png)
-    fig.savefig(png)
+    if hasattr(png, "write"):  # a file object (edgecomp deploy writes the bytes itself, never through a link)
+        fig.savefig(png, format="png")
+    else:
+        png = Path(png)
+        fig.savefig(png)
     plt.close(fig)
     return png

@@ -11,13 +11,12 @@ from __future__ import annotations
 import math
 import shutil
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ..bundle import read_manifest
 from ..errors import EdgecompError, ToolError
 from ..targets import Target, load_target
 from .emulator import INPUT_FILE, OUTPUT_FILE, FirmwareRun, qemu_command, run_firmware  # noqa: F401
@@ -33,36 +32,50 @@ class RunResult:
     emulated: bool = False
     machine: str | None = None
     log: str = field(default="", repr=False)
+    cycles: Any = None  # edgecomp.cycles.CycleReport when run with cycles=True (estimated cycles per layer)
 
 
 def run_bundle(bundle_dir: str | Path, inputs: np.ndarray, *, target: str | Target | None = None,
-               emulate: bool = True, timeout: float | None = None, progress: bool = True) -> RunResult:
+               emulate: bool = True, timeout: float | None = None, progress: bool = True,
+               cycles: bool = False, clock_hz: float | None = None) -> RunResult:
     """Build the bundle if needed and run ``inputs`` [N, ...] through it.
 
     ``emulate=True`` runs the Cortex-M firmware under QEMU (a board without an
     emulator runs on its ``emulate_with`` target); ``emulate=False`` or target
     ``host`` builds the same sources with the host's gcc and runs them natively.
+    ``cycles=True`` also traces the first inference under QEMU and estimates its cycles per layer on
+    the target's core (``RunResult.cycles``, :mod:`edgecomp.cycles`; ms at ``clock_hz`` or the target's).
     """
-    from .cortex_m import build, write_firmware
+    from .. import workdirs
+    from ..integrity import read_checked_manifest
+    from .cortex_m import build, stage_bundle, write_firmware
 
     bundle_dir = Path(bundle_dir).resolve()
-    if not (bundle_dir / "manifest.json").is_file():
-        raise EdgecompError(f"{bundle_dir} is not an edgecomp bundle (no manifest.json)", None,
-                            "pass the folder written by `edgecomp compile`")
-    man = read_manifest(bundle_dir)
-    tgt = load_target(target or man["target"])
+    man = read_checked_manifest(bundle_dir)
+    tgt = load_target(target or man.get("target") or "")
     if tgt.kind not in ("cortex-m", "host"):
         raise EdgecompError(f"target {tgt.name!r} does not run C firmware", str(bundle_dir),
                             "run a Raspberry Pi bundle on the Pi (edgecomp deploy)")
+    if not man.get("inputs") or not man.get("outputs"):
+        raise EdgecompError("the bundle's manifest lists no inputs or outputs", str(bundle_dir),
+                            "compile the bundle again")
     io_in, io_out = man["inputs"][0], man["outputs"][0]
-    in_dtype, out_dtype = np.dtype(io_in["dtype"]), np.dtype(io_out["dtype"])
-    in_elems = math.prod(io_in["shape"][1:]) if len(io_in["shape"]) > 1 else math.prod(io_in["shape"])
-    out_shape = tuple(io_out["shape"][1:]) if len(io_out["shape"]) > 1 else tuple(io_out["shape"])
+    try:
+        in_dtype, out_dtype = np.dtype(io_in["dtype"]), np.dtype(io_out["dtype"])
+        in_shape, out_shape_all = [int(d) for d in io_in["shape"]], [int(d) for d in io_out["shape"]]
+        if in_dtype.kind not in "iuf" or out_dtype.kind not in "iuf" or min(in_shape + out_shape_all) < 1 or \
+                math.prod(in_shape) > 1 << 28 or math.prod(out_shape_all) > 1 << 28:
+            raise ValueError
+    except (KeyError, TypeError, ValueError):
+        raise EdgecompError("the bundle's manifest has malformed inputs or outputs", str(bundle_dir),
+                            "compile the bundle again") from None
+    in_elems = math.prod(in_shape[1:]) if len(in_shape) > 1 else math.prod(in_shape)
+    out_shape = tuple(out_shape_all[1:]) if len(out_shape_all) > 1 else tuple(out_shape_all)
     out_elems = math.prod(out_shape)
     x = np.asarray(inputs)
     if x.ndim == 0 or x.shape[0] == 0 or x.size != x.shape[0] * in_elems:
         raise EdgecompError(f"inputs of shape {x.shape} do not hold whole samples of {in_elems} elements",
-                            str(bundle_dir), f"pass an array [N, {', '.join(map(str, io_in['shape'][1:]))}]")
+                            str(bundle_dir), f"pass an array [N, {', '.join(map(str, in_shape[1:]))}]")
     if x.dtype != in_dtype:
         if in_dtype.kind == "i" and x.dtype.kind == "f":
             raise EdgecompError(f"float inputs given to an {in_dtype} model", str(bundle_dir),
@@ -71,35 +84,47 @@ def run_bundle(bundle_dir: str | Path, inputs: np.ndarray, *, target: str | Targ
     n = x.shape[0]
 
     host = tgt.is_host or not emulate
+    if cycles:
+        from ..cycles import check_target
+        if host:
+            raise EdgecompError("estimated cycles need the emulator", str(bundle_dir),
+                                "run with --emulate (the default) on a Cortex-M bundle")
+        check_target(tgt)
     emu: Target | None = None
-    src, build_dir, tmp_src = bundle_dir, None, None
     if not host:
         if tgt.emulated:
             emu = tgt
         elif tgt.emulate_with:
-            # Same core, emulated machine's memory map: build a copy of the sources for it.
             import dataclasses
             emu = dataclasses.replace(load_target(tgt.emulate_with), cpu_flags=tgt.cpu_flags)
-            tmp_src = bundle_dir / "build" / f"emulate-{emu.name}" / "src"
-            if tmp_src.exists():
-                shutil.rmtree(tmp_src)
-            shutil.copytree(bundle_dir, tmp_src, ignore=shutil.ignore_patterns("build", "manifest.json"))
-            write_firmware(tmp_src, emu, man.get("name", "model"), probe=True)
-            src, build_dir = tmp_src, tmp_src.parent / "build"
         else:
             raise EdgecompError(f"target {tgt.name!r} has no emulator", str(bundle_dir),
                                 "flash it to the board (edgecomp flash) or run natively with emulate=False")
-    built = build(src, emu or tgt, build_dir=build_dir, host=host)
+    if emu is not None and shutil.which("qemu-system-arm") is None:  # before building anything
+        raise ToolError("qemu-system-arm was not found on PATH", None,
+                        "install it (Debian/Ubuntu: apt-get install qemu-system-arm), or run the bundle "
+                        "natively with emulate=False (edgecomp run --host)")
     if timeout is None:
         timeout = 60.0 + 2.0 * n
-    with tempfile.TemporaryDirectory(prefix="edgecomp-run-") as td:
-        np.ascontiguousarray(x).tofile(Path(td) / INPUT_FILE)
+    # Everything happens in a private folder outside the bundle: the checked copy of its
+    # listed files, the build, the input and output files.  The bundle stays as compiled.
+    with workdirs.work_dir("run") as work:
+        src = work / "bundle"
+        src.mkdir()
+        stage_bundle(bundle_dir, src)  # the checked copy; the build below compiles exactly it
+        if emu is not None and emu is not tgt:
+            # Same core, emulated machine's memory map: the same sources with that machine's shell.
+            write_firmware(src, emu, str(man.get("name") or "model"), probe=True)
+        built = build(src, emu or tgt, build_dir=work / "build", host=host)
+        io_dir = work / "io"
+        io_dir.mkdir()
+        np.ascontiguousarray(x).tofile(io_dir / INPUT_FILE)
         if progress and n > 1 and emu is not None:
             print(f"running {n} input(s) under QEMU {emu.qemu_machine} (-icount shift=0)...", file=sys.stderr,
                   flush=True)
-        fr = run_firmware(built.elf, emu, Path(td), timeout=timeout, progress_total=n if progress else None,
+        fr = run_firmware(built.elf, emu, io_dir, timeout=timeout, progress_total=n if progress else None,
                           output_bytes=out_elems * out_dtype.itemsize)
-        raw = (Path(td) / OUTPUT_FILE).read_bytes() if (Path(td) / OUTPUT_FILE).exists() else b""
+        raw = (io_dir / OUTPUT_FILE).read_bytes() if (io_dir / OUTPUT_FILE).exists() else b""
     want = n * out_elems * out_dtype.itemsize
     if len(raw) != want:
         raise ToolError(f"the firmware wrote {len(raw)} output bytes, expected {want}", str(bundle_dir),
@@ -109,7 +134,12 @@ def run_bundle(bundle_dir: str | Path, inputs: np.ndarray, *, target: str | Targ
     insns = None
     if emu is not None and rep.unit == "systick" and rep.total is not None and emu.insns_per_systick:
         insns = int(round(rep.total * emu.insns_per_systick))
+    est = None
+    if cycles:
+        from ..cycles import estimate_firmware
+        est = estimate_firmware(built.elf, emu, tgt, x[:1], man, clock_hz=clock_hz, probe_instructions=insns,
+                                timeout=timeout + 60.0)
     return RunResult(outputs=outputs, layer_ticks=[t if t is not None else 0 for t in rep.ticks_list()],
                      total_ticks=rep.total, unit=rep.unit, stack_peak=rep.stack,
                      instructions_per_inference=insns, emulated=emu is not None,
-                     machine=emu.qemu_machine if emu else None, log=fr.stdout)
+                     machine=emu.qemu_machine if emu else None, log=fr.stdout, cycles=est)

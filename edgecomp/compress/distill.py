@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import ModelError
 
-__all__ = ["fit", "accuracy", "predict", "kd_loss", "distill", "FeatureAdapter"]
+__all__ = ["fit", "accuracy", "evaluate", "predict", "kd_loss", "distill", "FeatureAdapter"]
 
 
 def _tensor(x):
@@ -41,6 +41,11 @@ def predict(model, x, batch: int = 512) -> np.ndarray:
 def accuracy(model, x, y) -> float:
     """Top-1 accuracy in [0, 1]."""
     return float((predict(model, x).argmax(1) == np.asarray(y)).mean())
+
+
+def evaluate(model, x, y, task=None) -> float:
+    """The task's score of ``model`` on (x, y) (higher is better; accuracy without a task)."""
+    return accuracy(model, x, y) if task is None else task.score(predict(model, x), y)
 
 
 def kd_loss(student_logits, teacher_logits, y=None, *, temperature: float = 4.0, alpha: float = 0.7):
@@ -88,8 +93,11 @@ def fit(model, x, y, *, epochs: int = 10, lr: float = 2e-3, batch: int = 64, see
         teacher=None, temperature: float = 4.0, alpha: float = 0.7,
         features: Sequence[tuple[str, str]] = (), feature_weight: float = 1.0,
         weight_decay: float = 0.0, verbose: bool = True, label: str = "train",
-        step_hook: Callable[[], None] | None = None, x_val=None, y_val=None):
+        step_hook: Callable[[], None] | None = None, x_val=None, y_val=None, task=None):
     """Train ``model`` on (x, y) with Adam; with ``teacher``, use :func:`kd_loss` (+ feature matching).
+
+    ``task`` (:class:`edgecomp.compress.task.Task`) picks the loss: cross-entropy (the default,
+    classification) or mean squared error (regression, distilled towards the teacher's outputs).
 
     ``features`` lists (student_module_name, teacher_module_name) pairs whose outputs
     are matched with MSE after a learned adapter.  ``step_hook`` runs after every
@@ -102,7 +110,8 @@ def fit(model, x, y, *, epochs: int = 10, lr: float = 2e-3, batch: int = 64, see
         model.eval()
         return model
     torch.manual_seed(seed)
-    xt, yt = _tensor(x).float(), _tensor(y).long()
+    xt = _tensor(x).float()
+    yt = task.label_tensor(y) if task is not None else _tensor(y).long()
     if len(xt) != len(yt) or len(xt) == 0:
         raise ModelError(f"{len(xt)} samples but {len(yt)} labels", "training data",
                          "Give one label per sample (and at least one sample)")
@@ -141,11 +150,12 @@ def fit(model, x, y, *, epochs: int = 10, lr: float = 2e-3, batch: int = 64, see
                 opt.zero_grad()
                 out = model(xb)
                 if teacher is None:
-                    loss = F.cross_entropy(out, yb)
+                    loss = F.cross_entropy(out, yb) if task is None else task.loss(out, yb)
                 else:
                     with torch.no_grad():
                         tout = teacher(xb)
-                    loss = kd_loss(out, tout, yb, temperature=temperature, alpha=alpha)
+                    loss = (kd_loss(out, tout, yb, temperature=temperature, alpha=alpha) if task is None
+                            else task.kd_loss(out, tout, yb, temperature=temperature, alpha=alpha))
                     for cs, ct, a in zip(caps_s, caps_t, adapters):
                         loss = loss + feature_weight * _feature_loss(cs.out, ct.out, a)
                 loss.backward()
@@ -157,7 +167,8 @@ def fit(model, x, y, *, epochs: int = 10, lr: float = 2e-3, batch: int = 64, see
             if verbose and (ep == epochs - 1 or ep % max(1, epochs // 5) == 0):
                 msg = f"  [{label}] epoch {ep + 1}/{epochs}: loss {total / len(xt):.4f}"
                 if x_val is not None:
-                    msg += f", val acc {accuracy(model, x_val, y_val) * 100:.2f} %"
+                    msg += (f", val acc {accuracy(model, x_val, y_val) * 100:.2f} %" if task is None else
+                            f", val {task.score_name} {task.fmt(evaluate(model, x_val, y_val, task))}")
                 print(msg, file=sys.stderr, flush=True)
     finally:
         for c in caps_s + caps_t:

@@ -10,21 +10,21 @@ weight and bias, batch-norm statistics, depthwise convs that carry the channels,
 the next conv/linear's input, and the flatten -> linear boundary (the linear's
 input features are channel-major blocks of H*W).  Producers whose outputs are
 added (residual connections) form one group pruned with one shared channel set.
-The dependency analysis is a ``torch.fx`` trace plus shape propagation, so the
-exported ONNX, and the C generated from it, really are smaller and faster.
+The dependency analysis (:mod:`edgecomp.compress.channels`: a ``torch.fx`` trace plus shape
+propagation; concatenations and grouped convolutions included) finds them, so the exported ONNX,
+and the C generated from it, really are smaller and faster.
 """
 from __future__ import annotations
 
 import copy
 import math
-import operator
 import sys
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
 from ..errors import ModelError, UnsupportedError
+from .channels import ChannelGroup, apply_keep as _apply_keep, channel_groups  # noqa: F401 (re-exported)
 
 __all__ = ["magnitude_prune", "taylor_prune", "make_permanent", "sparsity", "channel_groups",
            "structured_prune", "iterative_prune", "prunable_layers"]
@@ -124,200 +124,6 @@ def sparsity(model) -> float:
 
 
 # --------------------------------------------------------------------------- structured
-_PASS_MODULES = ("ReLU", "ReLU6", "LeakyReLU", "Sigmoid", "Tanh", "Hardswish", "Hardsigmoid", "SiLU", "GELU",
-                 "ELU", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "Dropout",
-                 "Dropout2d", "Identity", "MaxPool1d", "AvgPool1d")
-
-
-@dataclass
-class ChannelGroup:
-    """Output channels shared by ``producers`` (conv/linear names) that must be pruned together."""
-    channels: int
-    producers: list[str] = field(default_factory=list)
-    carriers: list[tuple[str, str]] = field(default_factory=list)  # (module, "bn" | "dw")
-    consumers: list[tuple[str, int]] = field(default_factory=list)  # (module, features per channel)
-    locked: str | None = None  # why it cannot be pruned
-
-    @property
-    def name(self) -> str:
-        return "+".join(self.producers)
-
-
-class _UF:
-    def __init__(self):
-        self.p = {}
-
-    def find(self, a):
-        self.p.setdefault(a, a)
-        while self.p[a] != a:
-            self.p[a] = self.p[self.p[a]]
-            a = self.p[a]
-        return a
-
-    def union(self, a, b):
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.p[rb] = ra
-        return ra
-
-
-def channel_groups(model, example_input) -> list[ChannelGroup]:
-    """Trace ``model`` and return its channel groups (locked ones say why they cannot be pruned)."""
-    import torch
-    import torch.fx as fx
-    import torch.nn as nn
-    from torch.fx.passes.shape_prop import ShapeProp
-
-    try:
-        gm = fx.symbolic_trace(model)
-    except Exception as e:
-        raise UnsupportedError(f"cannot trace the model for structured pruning: {str(e).splitlines()[0]}",
-                               type(model).__name__,
-                               "Use a model without data-dependent control flow, or prune unstructured") from None
-    ex = example_input if isinstance(example_input, torch.Tensor) else torch.from_numpy(np.asarray(example_input))
-    was = model.training
-    gm.eval()
-    with torch.no_grad():
-        ShapeProp(gm).propagate(ex.float())
-    model.train(was)
-    mods = dict(gm.named_modules())
-    uf = _UF()
-    info: dict[str, dict] = {}  # group id -> data
-    tag: dict[Any, tuple[str, int] | None] = {}  # fx node -> (group id, features per channel)
-    locks: dict[str, str] = {}
-    members: dict[str, dict] = {}
-
-    def new_group(producer: str, ch: int) -> str:
-        gid = producer
-        uf.find(gid)
-        members[gid] = {"channels": ch, "producers": [producer], "carriers": [], "consumers": []}
-        return gid
-
-    def shape(n):
-        tm = n.meta.get("tensor_meta")
-        return tuple(tm.shape) if tm is not None and hasattr(tm, "shape") else None
-
-    def lock(t, why):
-        if t is not None:
-            locks.setdefault(uf.find(t[0]), why)
-
-    def args_nodes(n):
-        return [a for a in n.all_input_nodes]
-
-    for n in gm.graph.nodes:
-        ins = args_nodes(n)
-        t_in = tag.get(ins[0]) if ins else None
-        if n.op == "placeholder":
-            tag[n] = None
-        elif n.op == "output":
-            for a in ins:
-                lock(tag.get(a), "feeds the model output")
-        elif n.op == "call_module":
-            m = mods[n.target]
-            kind = type(m).__name__
-            if isinstance(m, (nn.Conv2d, nn.Conv1d)) and m.groups == 1:
-                if t_in is not None:
-                    members[uf.find(t_in[0])]["consumers"].append((n.target, t_in[1]))
-                tag[n] = (new_group(n.target, m.out_channels), 1)
-            elif isinstance(m, (nn.Conv2d, nn.Conv1d)) and m.groups == m.in_channels == m.out_channels:
-                if t_in is None:
-                    tag[n] = None
-                else:
-                    members[uf.find(t_in[0])]["carriers"].append((n.target, "dw"))
-                    tag[n] = t_in
-            elif isinstance(m, nn.Linear):
-                s = shape(ins[0]) if ins else None
-                if t_in is not None and s is not None and len(s) == 2:
-                    members[uf.find(t_in[0])]["consumers"].append((n.target, t_in[1]))
-                elif t_in is not None:
-                    lock(t_in, f"reaches {n.target} (Linear on a >2-D tensor)")
-                tag[n] = (new_group(n.target, m.out_features), 1)
-            elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
-                if t_in is not None:
-                    members[uf.find(t_in[0])]["carriers"].append((n.target, "bn"))
-                tag[n] = t_in
-            elif kind in _PASS_MODULES or isinstance(m, nn.Flatten):
-                if isinstance(m, nn.Flatten) and t_in is not None:
-                    s = shape(ins[0])
-                    if m.start_dim != 1 or s is None or len(s) < 2:
-                        lock(t_in, f"reshaped by {n.target}")
-                        tag[n] = None
-                    else:
-                        tag[n] = (t_in[0], t_in[1] * int(np.prod(s[2:])))
-                else:
-                    tag[n] = t_in
-            else:
-                for a in ins:
-                    lock(tag.get(a), f"reaches {n.target} ({kind}), which structured pruning does not know")
-                tag[n] = None
-        elif n.op in ("call_function", "call_method"):
-            fn = n.target
-            name = fn if isinstance(fn, str) else getattr(fn, "__name__", str(fn))
-            if name in ("add", "sub", "mul", "iadd", "__add__", "__iadd__") or fn in (operator.add, operator.sub,
-                                                                                       operator.mul, torch.add):
-                ts = [tag.get(a) for a in ins]
-                tensor_ins = [a for a in ins if shape(a) is not None]
-                if len(tensor_ins) >= 2:
-                    shapes = [shape(a) for a in tensor_ins]
-                    if any(s != shapes[0] for s in shapes) or any(t is None for t in ts) or \
-                            len({t[1] for t in ts}) != 1:
-                        for t in ts:
-                            lock(t, f"combined by {n.name} with a tensor whose channels are not prunable")
-                        tag[n] = None
-                    else:
-                        root = ts[0][0]
-                        for t in ts[1:]:
-                            ra, rb = uf.find(root), uf.find(t[0])
-                            if ra != rb:
-                                ma, mb = members[ra], members[rb]
-                                r = uf.union(ra, rb)
-                                keep, gone = (ma, mb) if r == ra else (mb, ma)
-                                for k in ("producers", "carriers", "consumers"):
-                                    keep[k] += gone[k]
-                                if rb in locks or ra in locks:
-                                    locks[r] = locks.get(ra) or locks.get(rb)
-                        tag[n] = ts[0]
-                else:
-                    tag[n] = t_in
-            elif name in ("relu", "relu6", "sigmoid", "tanh", "dropout", "hardtanh", "leaky_relu", "max_pool2d",
-                          "avg_pool2d", "adaptive_avg_pool2d", "silu", "gelu", "contiguous", "clamp", "hardswish"):
-                tag[n] = t_in
-            elif name == "flatten" or name in ("view", "reshape"):
-                s = shape(ins[0]) if ins else None
-                so = shape(n)
-                ok = t_in is not None and s is not None and so is not None and len(so) == 2 and so[0] == s[0]
-                if name == "flatten":
-                    sd = n.args[1] if len(n.args) > 1 else n.kwargs.get("start_dim", 0)
-                    ok = ok and sd == 1
-                if ok:
-                    tag[n] = (t_in[0], t_in[1] * int(np.prod(s[2:])))
-                else:
-                    if t_in is not None and not (so is not None and s is not None and so == s):
-                        lock(t_in, f"reshaped by {n.name}")
-                    tag[n] = t_in if (so is not None and so == s) else None
-            elif name == "mean" and shape(n) is not None and shape(ins[0]) is not None and t_in is not None \
-                    and len(shape(n)) == 2 and len(shape(ins[0])) == 4 and t_in[1] == 1 \
-                    and shape(n)[1] == shape(ins[0])[1]:
-                tag[n] = t_in  # global average pooling: [N, C, H, W] -> [N, C]
-            elif name in ("size", "dim", "getattr"):
-                tag[n] = None
-            else:
-                for a in ins:
-                    lock(tag.get(a), f"reaches {n.name} ({name}), which structured pruning does not know")
-                tag[n] = None
-        else:
-            tag[n] = None
-    groups = []
-    for gid, d in members.items():
-        if uf.find(gid) != gid:
-            continue
-        g = ChannelGroup(d["channels"], d["producers"], d["carriers"], d["consumers"], locks.get(gid))
-        if g.locked is None and not g.consumers:
-            g.locked = "no layer consumes these channels"
-        groups.append(g)
-    return groups
-
-
 def _channel_scores(model, group: ChannelGroup, saliency: str, grads_ready: bool):
     import torch
     mods = dict(model.named_modules())
@@ -339,48 +145,6 @@ def _channel_scores(model, group: ChannelGroup, saliency: str, grads_ready: bool
             raise ModelError(f"unknown saliency {saliency!r}", "structured_prune", "Use 'l1', 'l2' or 'taylor'")
         score += s / (s.sum() + 1e-12)  # normalize so producers of a residual group weigh equally
     return score
-
-
-def _slice_param(p, idx, dim):
-    import torch
-    return torch.nn.Parameter(p.detach().index_select(dim, idx).clone(), requires_grad=p.requires_grad)
-
-
-def _apply_keep(model, group: ChannelGroup, keep) -> None:
-    import torch
-    import torch.nn as nn
-    mods = dict(model.named_modules())
-    for p in group.producers:
-        m = mods[p]
-        m.weight = _slice_param(m.weight, keep, 0)
-        if m.bias is not None:
-            m.bias = _slice_param(m.bias, keep, 0)
-        if isinstance(m, nn.Linear):
-            m.out_features = len(keep)
-        else:
-            m.out_channels = len(keep)
-    for name, kind in group.carriers:
-        m = mods[name]
-        if kind == "bn":
-            m.weight = _slice_param(m.weight, keep, 0) if m.weight is not None else None
-            m.bias = _slice_param(m.bias, keep, 0) if m.bias is not None else None
-            if m.running_mean is not None:
-                m.running_mean = m.running_mean.index_select(0, keep).clone()
-                m.running_var = m.running_var.index_select(0, keep).clone()
-            m.num_features = len(keep)
-        else:  # depthwise conv carries the channels through
-            m.weight = _slice_param(m.weight, keep, 0)
-            if m.bias is not None:
-                m.bias = _slice_param(m.bias, keep, 0)
-            m.in_channels = m.out_channels = m.groups = len(keep)
-    for name, per in group.consumers:
-        m = mods[name]
-        idx = keep if per == 1 else (keep[:, None] * per + torch.arange(per)[None, :]).reshape(-1)
-        m.weight = _slice_param(m.weight, idx, 1)
-        if isinstance(m, nn.Linear):
-            m.in_features = len(idx)
-        else:
-            m.in_channels = len(idx)
 
 
 def structured_prune(model, example_input, amount: float | dict[str, float], *, saliency: str = "l1",
@@ -412,15 +176,24 @@ def structured_prune(model, example_input, amount: float | dict[str, float], *, 
                 print(f"  skip {g.name}: {g.locked}", file=sys.stderr)
             continue
         n_keep = max(min_channels, int(round(g.channels * (1.0 - a))))
-        if round_to > 1:
-            n_keep = max(round_to, int(math.ceil(n_keep / round_to)) * round_to)
+        step = g.blocks * round_to // math.gcd(g.blocks, round_to)  # whole blocks, multiples of round_to
+        if step > g.channels or g.channels % step:
+            step = g.blocks
+        if step > 1:
+            n_keep = max(step, int(math.ceil(n_keep / step)) * step)
         n_keep = min(n_keep, g.channels)
         if n_keep == g.channels:
             continue
         # score every group on the unpruned weights (and gradients) before slicing anything:
         # slicing a consumer's input replaces its parameter and drops its gradient
         score = _channel_scores(model, g, saliency, True)
-        plans.append((g, torch.sort(torch.argsort(score, descending=True)[:n_keep]).values))
+        if g.blocks > 1:  # the same number of the most salient channels in every block
+            size, per = g.channels // g.blocks, n_keep // g.blocks
+            keep = torch.cat([b * size + torch.argsort(score[b * size:(b + 1) * size], descending=True)[:per]
+                              for b in range(g.blocks)])
+            plans.append((g, torch.sort(keep).values))
+        else:
+            plans.append((g, torch.sort(torch.argsort(score, descending=True)[:n_keep]).values))
     for g, keep in plans:
         _apply_keep(model, g, keep)
         changed += 1
@@ -435,13 +208,15 @@ def structured_prune(model, example_input, amount: float | dict[str, float], *, 
 def iterative_prune(model, x, y, *, final_amount: float, steps: int = 3, epochs_per_step: int = 2,
                     method: str = "structured", saliency: str = "l1", example_input=None, lr: float = 1e-3,
                     x_val=None, y_val=None, seed: int = 0, verbose: bool = True, teacher=None,
-                    temperature: float = 4.0, alpha: float = 0.7,
+                    temperature: float = 4.0, alpha: float = 0.7, round_to: int = 1, task=None,
                     callback: Callable[[int, Any], None] | None = None):
     """Prune in ``steps`` equal geometric steps to ``final_amount``, fine-tuning after each.
 
     ``method``: ``"structured"`` (channels removed), ``"magnitude"`` / ``"magnitude-global"``
     or ``"taylor"`` (unstructured masks, made permanent at the end).  Progress goes to stderr.
-    ``teacher`` (e.g. the unpruned model) turns each fine-tune into distillation.
+    ``teacher`` (e.g. the unpruned model) turns each fine-tune into distillation; ``round_to``
+    keeps structured channel counts multiples of it (4 on cores whose kernels take channels in
+    fours); ``task`` picks the loss (:class:`edgecomp.compress.task.Task`, classification by default).
     """
     from .distill import accuracy, fit
     _check_amount(final_amount, "iterative_prune")
@@ -454,7 +229,8 @@ def iterative_prune(model, x, y, *, final_amount: float, steps: int = 3, epochs_
         if method == "structured":
             step_amount = 1.0 - keep_final ** (1.0 / steps)
             model = structured_prune(model, example_input if example_input is not None else x[:1], step_amount,
-                                     saliency=saliency, x=x, y=y, inplace=True)
+                                     saliency=saliency, x=x, y=y, inplace=True,
+                                     round_to=round_to if s == steps else 1)
         elif method in ("magnitude", "magnitude-global"):
             make_permanent(model)
             # re-prune to the cumulative fraction of all weights (already-zero ones stay smallest)
@@ -466,7 +242,7 @@ def iterative_prune(model, x, y, *, final_amount: float, steps: int = 3, epochs_
             raise ModelError(f"unknown pruning method {method!r}", "iterative_prune",
                              "Use structured, magnitude, magnitude-global or taylor")
         fit(model, x, y, epochs=epochs_per_step, lr=lr, seed=seed + s, verbose=False, teacher=teacher,
-            temperature=temperature, alpha=alpha)
+            temperature=temperature, alpha=alpha, task=task)
         if verbose:
             n = sum(p.numel() for p in model.parameters())
             msg = f"  [prune {method}] step {s}/{steps}: {cum * 100:.0f} % pruned, {n:,} params"

@@ -209,7 +209,7 @@ def fold_batchnorm(model, example_input=None, *, inplace: bool = False):
 
 def qat(model, x, y, *, epochs: int = 3, lr: float = 2e-4, bits: int = 8, example_input=None,
         seed: int = 0, x_val=None, y_val=None, verbose: bool = True, teacher="self",
-        temperature: float = 2.0, alpha: float = 0.5):
+        temperature: float = 2.0, alpha: float = 0.5, task=None):
     """Fold BN, fake-quantize (weights per-channel symmetric, activations per-tensor asymmetric),
     fine-tune, and return the float model with int8-grid weights (ready for :func:`export_qdq`)."""
     from .distill import accuracy, fit
@@ -220,12 +220,12 @@ def qat(model, x, y, *, epochs: int = 3, lr: float = 2e-4, bits: int = 8, exampl
     m = fold_batchnorm(model, example_input)
     h = attach_fake_quant(m, weight_bits=bits, act_bits=bits)
     calibrate_observers(m, h, x)
-    if verbose and x_val is not None:
+    if verbose and x_val is not None and task is None:
         print(f"  [qat] fake-quant int{bits} before fine-tuning: val acc {accuracy(m, x_val, y_val) * 100:.2f} %",
               file=sys.stderr)
     h.set(observe=True, quantize=True)
     fit(m, x, y, epochs=epochs, lr=lr, seed=seed, verbose=verbose, label="qat", x_val=x_val, y_val=y_val,
-        teacher=teacher, temperature=temperature, alpha=alpha)
+        teacher=teacher, temperature=temperature, alpha=alpha, task=task)
     h.remove(bake=True)
     return m
 

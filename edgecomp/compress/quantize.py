@@ -27,30 +27,19 @@ def load_calibration(calib: Any, input_name: str, input_shape: tuple[int, ...] |
 
     ``calib`` may be a path to ``.npy`` (an array whose first axis is the sample
     axis) or ``.npz`` (the array named like the input, or ``x``, or the only one),
-    a numpy array, or any iterable of arrays.
+    read with :func:`edgecomp.arrays.load_samples` (sizes checked before loading,
+    no pickles, no NaN/Inf/huge values), a numpy array, or any iterable of arrays.
     """
+    from ..arrays import check_sample_values, load_samples
+
     if isinstance(calib, (str, Path)):
-        p = Path(calib)
-        if not p.is_file():
-            raise ModelError(f"calibration file {p} does not exist", fix="Pass a .npy or .npz file of input samples")
-        try:
-            data = np.load(p, allow_pickle=False)
-        except Exception as e:  # numpy raises several types for a bad file
-            raise ModelError(f"cannot read calibration data: {e}", where=str(p),
-                             fix="Save the samples with numpy.save / numpy.savez") from None
-        if isinstance(data, np.lib.npyio.NpzFile):
-            keys = list(data.keys())
-            key = input_name if input_name in keys else "x" if "x" in keys else keys[0] if len(keys) == 1 else None
-            if key is None:
-                raise ModelError(f"calibration archive has arrays {keys} but none named {input_name!r} or 'x'",
-                                 where=str(p), fix=f"Name the array {input_name!r} or 'x'")
-            data = data[key]
-        calib = data
+        calib = load_samples(calib, prefer=(input_name, "x"), what="calibration file")
     if isinstance(calib, np.ndarray):
+        calib = check_sample_values(calib, "calibration data")
         samples = [calib[i:i + 1] for i in range(calib.shape[0])]
     else:
         try:
-            samples = [np.asarray(s) for s in calib]
+            samples = [check_sample_values(np.asarray(s), "calibration sample") for s in calib]
         except TypeError:
             raise ModelError(f"calibration data of type {type(calib).__name__} is not usable",
                              fix="Give a .npy/.npz path, a numpy array or an iterable of arrays") from None
@@ -111,9 +100,9 @@ def quantize_onnx(float_onnx_path: str | Path, calib: Any, out_path: str | Path,
     or a PyTorch module path (``conv2`` or ``conv2.0`` selects ``/conv2/conv2.0/Conv``).
     The backends run those layers with float kernels between a dequantize and a quantize.
     """
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
-                                          QuantType, quantize_static)
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    from .. import workdirs
+    from ..frontends.onnx import load_onnx
+    from .calibrate import job_paths, run_calibration
 
     method = method.lower().replace("-", "")
     if activations not in ACTIVATIONS:
@@ -121,19 +110,49 @@ def quantize_onnx(float_onnx_path: str | Path, calib: Any, out_path: str | Path,
     if method not in METHODS:
         raise ModelError(f"unknown calibration method {method!r}", fix=f"Use one of {', '.join(METHODS)}")
     float_onnx_path, out_path = Path(float_onnx_path), Path(out_path)
-    model = onnx.load(str(float_onnx_path))
+    # external data confined to the model's folder, then held in memory: the child gets one file
+    model = load_onnx(float_onnx_path)
     name, shape = _input_info(model)
     samples = load_calibration(calib, name, shape)
+    with workdirs.work_dir("calib") as work:
+        paths = job_paths(work)
+        try:
+            onnx.save(model, paths["model"])
+        except ValueError as e:  # larger than protobuf's 2 GB
+            raise ModelError(f"the model cannot be saved as one file ({e})", where=str(float_onnx_path),
+                             fix="Models for small devices are far smaller; check the file") from None
+        np.save(paths["samples"], np.concatenate(samples, axis=0), allow_pickle=False)
+        job = {**paths, "input_name": name, "n_samples": len(samples), "method": method,
+               "per_channel": bool(per_channel), "progress": bool(progress), "percentile": float(percentile),
+               "keep_float": list(keep_float) if not isinstance(keep_float, str) else keep_float,
+               "activations": activations}
+        run_calibration(job, str(float_onnx_path), quantize_here)
+        out_path.write_bytes(Path(paths["out"]).read_bytes())
+    return out_path
+
+
+def quantize_here(job: dict, counter=None, progress_stream=None) -> None:
+    """ORT's ``quantize_static`` on the job's files (runs in the limited child, see calibrate.py)."""
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
+                                          QuantType, quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    data = np.load(job["samples"], allow_pickle=False)
+    samples = [data[i:i + 1] for i in range(data.shape[0])]
+    name, method, progress = job["input_name"], job["method"], job["progress"]
 
     class Reader(CalibrationDataReader):
         def __init__(self):
             self.i = 0
 
         def get_next(self):
+            if counter is not None:
+                counter.value += 1  # the parent's stall timer: one step per sample (and the final None)
             if self.i >= len(samples):
                 return None
             if progress and (self.i % max(1, len(samples) // 10) == 0 or self.i == len(samples) - 1):
-                print(f"\rcalibrating ({method}): {self.i + 1}/{len(samples)}", end="", file=sys.stderr, flush=True)
+                print(f"\rcalibrating ({method}): {self.i + 1}/{len(samples)}", end="",
+                      file=progress_stream or sys.stderr, flush=True)
             s = samples[self.i]
             self.i += 1
             return {name: s}
@@ -143,21 +162,19 @@ def quantize_onnx(float_onnx_path: str | Path, calib: Any, out_path: str | Path,
 
     cm = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
           "percentile": CalibrationMethod.Percentile}[method]
-    extra: dict[str, Any] = {"ActivationSymmetric": activations == "int16", "WeightSymmetric": True}
+    extra: dict[str, Any] = {"ActivationSymmetric": job["activations"] == "int16", "WeightSymmetric": True}
     if method == "percentile":
-        extra["CalibPercentile"] = percentile
-    with tempfile.TemporaryDirectory() as td:
+        extra["CalibPercentile"] = job["percentile"]
+    with tempfile.TemporaryDirectory(dir=str(Path(job["out"]).parent)) as td:
         pre = Path(td) / "pre.onnx"
-        quant_pre_process(str(float_onnx_path), str(pre), skip_symbolic_shape=True)
+        quant_pre_process(job["model"], str(pre), skip_symbolic_shape=True)
+        keep_float = job["keep_float"]
         exclude = resolve_layers(onnx.load(str(pre)), keep_float) if keep_float else []
-        quantize_static(str(pre), str(out_path), Reader(), quant_format=QuantFormat.QDQ,
-                        activation_type=QuantType.QInt16 if activations == "int16" else QuantType.QInt8,
+        quantize_static(str(pre), job["out"], Reader(), quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QInt16 if job["activations"] == "int16" else QuantType.QInt8,
                         weight_type=QuantType.QInt8,
-                        per_channel=per_channel, calibrate_method=cm, extra_options=extra,
+                        per_channel=job["per_channel"], calibrate_method=cm, extra_options=extra,
                         nodes_to_exclude=exclude)
-    if progress:
-        print(file=sys.stderr)
-    return out_path
 
 
 def reference_session(onnx_path: str | Path, *, fused: bool = False):

@@ -7,10 +7,10 @@ the lowest candidate offset that overlaps no tensor alive at the same time.
 Several placement orders are tried and the smallest arena is kept.
 
 Beyond plain lifetimes three in-place rules let an op's output share bytes
-with an input that dies at that op:
+with an input that dies at that op, by the op's ``layout`` (``edgecomp.ir.OPS``):
 
-* ``reshape`` is an alias: its output *is* its input (same offset).
-* Row ops (conv2d, depthwise_conv2d, pools, fully_connected) compute each
+* "alias" ops (``reshape``): the output *is* the input (same offset).
+* "rows" and "matrix_rows" ops (conv2d, depthwise_conv2d, pools, fully_connected) compute each
   output row into a small row scratch buffer and then copy it to the output,
   so the output may start at ``offset(in) + d`` for any ``d <= d*`` where
   ``d* = min over output rows yo in [0, Ho-2] of first_in_row(yo+1) * in_row_bytes
@@ -18,8 +18,11 @@ with an input that dies at that op:
   when row ``yo`` is copied out, the input rows still needed are intact.  The
   scratch is a planned tensor alive only during its op; it is dropped (and the
   kernel writes directly) when the output does not overlap the input.
-* Elementwise ops (add, softmax, requantize, clamp, quantize) and a residual add
-  fused into a conv (output over the skip tensor) allow ``d <= 0``.
+* "elementwise" ops (add, softmax, requantize, clamp, quantize, lut, mul, ...) and a residual add
+  fused into a conv (output over the skip tensor) allow ``d <= 0`` for an input of the output's
+  size; when another operand is broadcast (squeeze-excite's per-channel scale) only ``d = 0``, and
+  the broadcast operand itself is never overwritten; a softmax along a strided axis only ``d = 0``
+  (:func:`strided_rows`).
 
 A node may also ask for a workspace (``workspace={node name: bytes}``, e.g. the
 matrix-product convolution's kernel windows and accumulators): a buffer alive only
@@ -36,8 +39,6 @@ from dataclasses import dataclass, field
 
 from .. import ir
 
-ROW_OPS = ("conv2d", "depthwise_conv2d", "max_pool2d", "avg_pool2d", "fully_connected")
-ELEMENTWISE_OPS = ("add", "softmax", "quantize", "clamp")
 INF = math.inf
 SHUFFLES = tuple(f"shuffle{i}" for i in range(32))  # extra greedy orders tried after the fixed ones
 
@@ -58,6 +59,7 @@ class MemoryPlan:
     lifetimes: dict[str, tuple[int, int]] = field(default_factory=dict)  # tensor -> (first, last) op index
     inplace: dict[str, float] = field(default_factory=dict)  # node name -> d* allowed for its main input
     order: str = ""  # the placement order that won
+    lower_bound: int = 0  # the largest live set (lower_bound()): no plan of the graph is smaller
 
     def end(self) -> int:
         ends = [self.offsets[t] + self.sizes[t] for t in self.offsets]
@@ -79,12 +81,13 @@ def row_geometry(graph: ir.Graph, node: ir.Node) -> tuple[int, int, int, int, in
     x = graph.tensors[node.inputs[0]]
     y = graph.tensors[node.outputs[0]]
     eb_in, eb_out = ir.dtype_bytes(x.dtype), ir.dtype_bytes(y.dtype)
-    if node.op == "fully_connected":
+    layout = ir.OPS[node.op].layout
+    if layout == "matrix_rows":
         w = graph.tensors[node.inputs[1]]
         features = w.shape[1]
         rows = x.size // features
         return rows, features * eb_in, w.shape[0] * eb_out, 1, 0
-    if node.op in ROW_OPS:
+    if layout == "rows":
         if len(x.shape) != 4 or x.shape[0] != 1:
             return None
         stride = int(node.attrs.get("stride", (1, 1))[0])
@@ -100,6 +103,16 @@ def row_shift_limit(rows: int, in_row: int, out_row: int, stride: int, pad_top: 
         first = max(0, (yo + 1) * stride - pad_top)
         d = min(d, first * in_row - (yo + 1) * out_row)
     return d
+
+
+def strided_rows(graph: ir.Graph, node: ir.Node) -> bool:
+    """A softmax along an axis that is not the innermost: each row is read and written across the
+    tensor, so its output may coincide with its input but not overlap it partly."""
+    if node.op != "softmax" or "axis" not in node.attrs:
+        return False
+    x = graph.tensors[node.inputs[0]]
+    return int(node.attrs["axis"]) % len(x.shape) != len(x.shape) - 1 and \
+        math.prod(x.shape[int(node.attrs["axis"]) % len(x.shape) + 1:]) > 1
 
 
 def _scratch_bytes(graph: ir.Graph, node: ir.Node) -> int:
@@ -118,7 +131,7 @@ def _lifetimes(graph: ir.Graph):
         return t
 
     for node in graph.nodes:
-        if node.op == "reshape":
+        if ir.OPS[node.op].layout == "alias":
             group[node.outputs[0]] = root(node.inputs[0])
     acts = [t.name for t in graph.activations()]
     for node in graph.nodes:  # fused residual tensors are read but not in node.inputs
@@ -148,18 +161,23 @@ def _lifetimes(graph: ir.Graph):
     return acts, root, first, last
 
 
-def plan_memory(graph: ir.Graph, *, align: int = 4, inplace: bool = True,
-                workspace: dict[str, int] | None = None, fused: dict[str, int] | None = None,
-                apart: frozenset[str] | set[str] = frozenset()) -> MemoryPlan:
-    """Plan the arena of ``graph`` (see the module docstring).
+@dataclass
+class _Problem:
+    """What a plan must respect: buffer groups (reshape aliases share one), their sizes and
+    lifetimes, and the in-place pairs the kernels allow."""
+    acts: list[str]
+    root: object  # tensor name -> its alias group
+    first: dict[str, float]
+    last: dict[str, float]
+    size: dict[str, int]  # group -> bytes
+    ring: dict[str, int]  # fused producer outputs -> their row-buffer bytes
+    consumers: set[str]  # nodes running a fused producer row by row
+    pairs: dict[tuple[str, str], float]  # (input group, output group) -> d*
+    exact: set[tuple[str, str]]  # pairs that may only coincide (d = 0) or stay apart
+    row_ops: dict[str, tuple[str, str]]  # node -> (in group, out group) of a row op that may run in place
 
-    ``fused``: {node name: bytes} of producers run row by row inside their only consumer, the next
-    node (c_codegen's row fusion): the output gets only that many bytes (a few rows), the
-    consumer's output is not placed over it, and both nodes' workspaces live through both nodes.
-    ``apart``: row ops whose output must not overlap their input (c_codegen's tiled layers read
-    the whole input once per tile of output channels)."""
-    workspace = {n: b for n, b in (workspace or {}).items() if b > 0}
-    fused = dict(fused or {})
+
+def _problem(graph: ir.Graph, inplace: bool, fused: dict[str, int], apart) -> _Problem:
     acts, root, first, last = _lifetimes(graph)
     index = {node.name: i for i, node in enumerate(graph.nodes)}
     ring = {graph.nodes[index[n]].outputs[0]: b for n, b in fused.items()}
@@ -171,21 +189,23 @@ def plan_memory(graph: ir.Graph, *, align: int = 4, inplace: bool = True,
 
     # In-place candidates: (in_group, out_group) -> d*, per op where the input dies.
     pairs: dict[tuple[str, str], float] = {}
-    row_ops: dict[str, tuple[str, str]] = {}  # node -> (in group, out group) of a row op in place
+    exact: set[tuple[str, str]] = set()
+    row_ops: dict[str, tuple[str, str]] = {}
     for i, node in enumerate(graph.nodes):
-        if not inplace or node.op == "reshape":
+        if not inplace or ir.OPS[node.op].layout == "alias":
             continue
         out = root(node.outputs[0])
         if first[out] != i:
             continue
 
-        def allow(t: str, d: float) -> None:
+        def allow(t: str, d: float) -> bool:
             if t in graph.tensors and graph.tensors[t].is_const:
-                return
+                return False
             r = root(t)
             if r == out or last[r] != i:
-                return
+                return False
             pairs[(r, out)] = min(pairs.get((r, out), INF), d)
+            return True
 
         x = graph.tensors[node.inputs[0]]
         y = graph.tensors[node.outputs[0]]
@@ -194,13 +214,84 @@ def plan_memory(graph: ir.Graph, *, align: int = 4, inplace: bool = True,
             allow(node.inputs[0], row_shift_limit(*geo))
             if (root(node.inputs[0]), out) in pairs:
                 row_ops[node.name] = (root(node.inputs[0]), out)
-        elif node.op in ELEMENTWISE_OPS and ir.dtype_bytes(y.dtype) <= ir.dtype_bytes(x.dtype) \
-                and y.size == x.size:
+        elif ir.OPS[node.op].layout == "elementwise":
+            # an input of the output's size and type width may share its bytes; with a broadcast
+            # operand (read again and again: never overwritten) only exactly (kernels may then visit
+            # the elements in any order, each written where it was read)
+            broadcast = any(graph.tensors[t].size != y.size for t in node.inputs)
             for t in node.inputs:
-                allow(t, 0)
+                u = graph.tensors[t]
+                if u.size == y.size and ir.dtype_bytes(y.dtype) <= ir.dtype_bytes(u.dtype) and allow(t, 0) \
+                        and broadcast:
+                    exact.add((root(t), out))
+            if strided_rows(graph, node):
+                exact.add((root(node.inputs[0]), out))
         res = node.attrs.get("residual")
         if res:
             allow(res["tensor"], 0)
+            if node.name in consumers:  # a row-fused pair writes its output rows exactly over the skip
+                exact.add((root(res["tensor"]), out))
+    return _Problem(acts, root, first, last, size, ring, consumers, pairs, exact, row_ops)
+
+
+def _work_life(graph: ir.Graph, workspace: dict[str, int], fused: dict[str, int], consumers: set[str]) \
+        -> dict[str, tuple[int, int]]:
+    index = {node.name: i for i, node in enumerate(graph.nodes)}
+    return {n: (index[n], index[n] + 1) if n in fused else (index[n] - 1, index[n]) if n in consumers
+            else (index[n], index[n]) for n in workspace}
+
+
+def lower_bound(graph: ir.Graph, *, align: int = 4, inplace: bool = True, workspace: dict[str, int] | None = None,
+                fused: dict[str, int] | None = None, apart: frozenset[str] | set[str] = frozenset()) -> int:
+    """The largest live set: no plan of ``graph`` (same arguments as :func:`plan_memory`) can use
+    fewer arena bytes.  At each op: the bytes of every buffer alive there (tensors, the op's
+    workspace, a fused producer's row buffer), less what in place can save -- an input that dies
+    at the op and the output it may share bytes with count as their smallest union (for a row op
+    with shift limit d* < 0: the input plus -d* bytes, plus the row scratch it then needs; at most
+    the output's bytes saved per output)."""
+    workspace = {n: b for n, b in (workspace or {}).items() if b > 0}
+    fused = dict(fused or {})
+    pb = _problem(graph, inplace, fused, apart)
+    wlife = _work_life(graph, workspace, fused, pb.consumers)
+    scratch_of = {pair: _scratch_bytes(graph, next(n for n in graph.nodes if n.name == name))
+                  for name, pair in pb.row_ops.items()}
+    best = 0
+    for i in range(-1, len(graph.nodes) + 1):
+        live = [r for r in pb.size if pb.first[r] <= i <= pb.last[r]]
+        total = sum(pb.size[r] for r in live) + sum(b for n, b in workspace.items() if wlife[n][0] <= i <= wlife[n][1])
+        saved: dict[str, int] = {}
+        for (a, b), d in pb.pairs.items():
+            if pb.last[a] != i or pb.first[b] != i:
+                continue
+            ia, ob = pb.size[a], pb.size[b]
+            if (a, b) in pb.exact:
+                union = max(ia, ob)
+            else:
+                union = max(ia + max(0, math.ceil(-d) if d != INF else 0), ob) if d != INF else max(ia, ob)
+            union += scratch_of.get((a, b), 0)
+            saved[b] = saved.get(b, 0) + max(0, ia + ob - union)
+        total -= sum(min(v, pb.size[b]) for b, v in saved.items())
+        best = max(best, total)
+    return _align(best, align)
+
+
+def plan_memory(graph: ir.Graph, *, align: int = 4, inplace: bool = True,
+                workspace: dict[str, int] | None = None, fused: dict[str, int] | None = None,
+                apart: frozenset[str] | set[str] = frozenset()) -> MemoryPlan:
+    """Plan the arena of ``graph`` (see the module docstring).
+
+    ``fused``: {node name: bytes} of producers run row by row inside their only consumer, the next
+    node (the C backend's row fusion, backends/c/kernel_plan.py): the output gets only that many bytes (a few rows), the
+    consumer's output is not placed over it (and writes its rows exactly over its residual skip
+    tensor, or apart from it), and both nodes' workspaces live through both nodes.
+    ``apart``: row ops whose output must not overlap their input (the C backend's tiled layers read
+    the whole input once per tile of output channels)."""
+    workspace = {n: b for n, b in (workspace or {}).items() if b > 0}
+    fused = dict(fused or {})
+    pb = _problem(graph, inplace, fused, apart)
+    acts, root, first, last, size, ring = pb.acts, pb.root, pb.first, pb.last, pb.size, pb.ring
+    pairs, exact, row_ops = pb.pairs, pb.exact, pb.row_ops
+    wlife = _work_life(graph, workspace, fused, pb.consumers)
 
     best: MemoryPlan | None = None
     if row_ops:  # the plain lifetime plan competes too: a row scratch is not always worth it
@@ -220,11 +311,10 @@ def plan_memory(graph: ir.Graph, *, align: int = 4, inplace: bool = True,
                 scratch_of[node.name] = key
             if node.name in workspace:
                 bufs[f"\0work:{node.name}"] = workspace[node.name]
-                life[f"\0work:{node.name}"] = (i, i + 1) if node.name in fused else \
-                    (i - 1, i) if node.name in consumers else (i, i)
+                life[f"\0work:{node.name}"] = wlife[node.name]
         plan = None
         for order in ("size", "size_late_first", "chrono", "reverse_chrono") + SHUFFLES:
-            offs = _greedy(bufs, life, use_pairs, align, order)
+            offs = _greedy(bufs, life, use_pairs, align, order, exact)
             end = max((offs[b] + bufs[b] for b in bufs), default=0)
             if plan is None or end < plan[0]:
                 plan = (end, offs, order)
@@ -249,7 +339,10 @@ def plan_memory(graph: ir.Graph, *, align: int = 4, inplace: bool = True,
         for n in unused:
             del active[n]
     # Keep only the scratch rows that are needed in the winning plan.
-    return _drop_unneeded_scratch(best, graph, row_ops, root)
+    best = _drop_unneeded_scratch(best, graph, row_ops, root)
+    best.lower_bound = lower_bound(graph, align=align, inplace=inplace, workspace=workspace, fused=fused,
+                                   apart=apart)
+    return best
 
 
 def _drop_unneeded_scratch(plan: MemoryPlan, graph: ir.Graph, row_ops, root) -> MemoryPlan:
@@ -267,9 +360,11 @@ def _drop_unneeded_scratch(plan: MemoryPlan, graph: ir.Graph, row_ops, root) -> 
     return plan
 
 
-def _overlap_ok(a: str, oa: int, b: str, ob: int, bufs, pairs) -> bool:
+def _overlap_ok(a: str, oa: int, b: str, ob: int, bufs, pairs, exact=frozenset()) -> bool:
     if oa + bufs[a] <= ob or ob + bufs[b] <= oa:
         return True
+    if (a, b) in exact or (b, a) in exact:
+        return oa == ob
     d = pairs.get((a, b))
     if d is not None and ob - oa <= d:
         return True
@@ -279,7 +374,8 @@ def _overlap_ok(a: str, oa: int, b: str, ob: int, bufs, pairs) -> bool:
     return False
 
 
-def _greedy(bufs: dict[str, int], life: dict[str, tuple], pairs: dict, align: int, order: str) -> dict[str, int]:
+def _greedy(bufs: dict[str, int], life: dict[str, tuple], pairs: dict, align: int, order: str,
+            exact=frozenset()) -> dict[str, int]:
     names = list(bufs)
     if order.startswith("shuffle"):
         # a seeded random order: the fixed orders above miss some tight packings (a workspace
@@ -312,7 +408,7 @@ def _greedy(bufs: dict[str, int], life: dict[str, tuple], pairs: dict, align: in
             elif d == INF:
                 cands.add(placed[p])
         for c in sorted(x for x in cands if x >= 0):
-            if all(_overlap_ok(p, placed[p], b, c, bufs, pairs) for p in live):
+            if all(_overlap_ok(p, placed[p], b, c, bufs, pairs, exact) for p in live):
                 placed[b] = c
                 break
     return placed

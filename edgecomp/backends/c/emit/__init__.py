@@ -1,0 +1,7 @@
+"""Emitters: one module per op family; each ``@kernel`` record registers its emitter in the catalogue.
+
+Importing this package fills :data:`edgecomp.backends.c.kernels.catalogue.CATALOGUE`.
+"""
+from . import activation, binary, conv, conv_ext, data, elementwise, fully_connected, gemm, int4, int16, pooling, reduce
+
+ALL = (conv, conv_ext, gemm, fully_connected, pooling, elementwise, data, int16, int4, activation, binary, reduce)

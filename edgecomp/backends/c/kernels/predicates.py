@@ -1,0 +1,117 @@
+"""Python mirrors of the C kernels' own checks and sizes.
+
+The generator decides at compile time which C function a layer calls (so a model links only
+the code it runs), which needs the same answer the kernel would give at run time.  Each
+function or constant here mirrors one C predicate or macro, named in its docstring;
+``tests/test_kernel_mirrors.py`` compiles the C side into a host library and compares both on
+random shapes, and debug builds of the kernels trap when they disagree.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .... import ir
+from ....passes.memory_plan import MemoryPlan
+
+DW_TILE = 5  # EC_DW_TILE (ec_kernels_dsp): output columns per tile of the depthwise 3x3 fast path
+GEMM_ADD_TABLE_BYTES = 2048  # EC_GEMM_ADD_TABLE_BYTES: two int32 tables of 256 entries
+
+
+def gemm_work_bytes(kbp: int, in_c: int, chunk: int, n_live: int | None) -> int:
+    """EC_GEMM_WORK_BYTES(kbp, in_c, chunk, n_live): the matrix-product workspace of one layer
+    (two pixels' windows as int16 pairs, a byte row for bordered windows when in_c % 4, the
+    accumulators of ``chunk`` channel pairs, the computed channels' outputs when some are pruned)."""
+    return (5 if in_c % 4 else 4) * kbp + 16 * chunk + (0 if n_live is None else -(-2 * n_live // 4) * 4)
+
+
+def kernel_row_bytes(kernel_w: int, in_c: int) -> int:
+    """kernel_row_bytes (ec_kernels_gemm): a kernel row's taps padded to whole words."""
+    return -(-kernel_w * in_c // 4) * 4
+
+
+def dw_requant_ok(g: ir.Graph, node: ir.Node, c: int) -> bool:
+    """dw_requant_ok (ec_kernels_dsp): every multiplier above 2^30, every shift in [-21, -1],
+    |bias| <= 2^29 (the SMMLAR requantization of 2 acc)."""
+    q = node.attrs["q"]
+    m = np.broadcast_to(np.asarray(q["multiplier"], np.int64), (c,))
+    sh = np.broadcast_to(np.asarray(q["shift"], np.int64), (c,))
+    b = g.tensors[node.inputs[2]].data.astype(np.int64).reshape(-1) if len(node.inputs) > 2 else np.zeros(c, np.int64)
+    return bool((m > 1 << 30).all() and ((sh <= -1) & (sh >= -21)).all() and (np.abs(b) <= 1 << 29).all())
+
+
+def dw_fast_ok(g: ir.Graph, node: ir.Node, plan: MemoryPlan, res) -> bool:
+    """dw_fast_ok (ec_kernels_dsp): whether the depthwise 3x3 stride-1 fast path takes this layer
+    (decided here so that the general code is not linked when no layer needs it)."""
+    x, y = g.tensors[node.inputs[0]], g.tensors[node.outputs[0]]
+    w = g.tensors[node.inputs[1]]
+    a, q = node.attrs, node.attrs.get("q")
+    if res or q is None or len(x.shape) != 4 or tuple(w.shape[1:3]) != (3, 3):
+        return False
+    pt, pl = a.get("pad", (0, 0, 0, 0))[:2]
+    n, ih, iw, c = (int(v) for v in x.shape)
+    oh, ow, oc = (int(v) for v in y.shape[1:])
+    if tuple(a.get("stride", (1, 1))) != (1, 1) or tuple(a.get("dilation", (1, 1))) != (1, 1) or c < 2 or oc != c \
+            or not (0 <= pt <= 1 and 0 <= pl <= 1 and 0 <= oh + 2 - pt - ih <= 1 and 0 <= ow + 2 - pl - iw <= 1):
+        return False
+    ox, oy = plan.offsets[x.name], plan.offsets[y.name]
+    if oy < ox + n * ih * iw * c and ox < oy + n * oh * ow * c:  # overlapping: only one row behind
+        if not (n == 1 and iw * c == ow * c and ow <= DW_TILE and ox - oy == pt * iw * c):
+            return False
+    return dw_requant_ok(g, node, c)
+
+
+def dw_s2_ok(g: ir.Graph, node: ir.Node, res) -> bool:
+    """dw_s2_ok (ec_kernels_dsp): whether an int8 depthwise layer takes the 3x3 stride-2 path."""
+    x, w = g.tensors[node.inputs[0]], g.tensors[node.inputs[1]]
+    a, q = node.attrs, node.attrs.get("q")
+    if res or q is None or len(x.shape) != 4 or tuple(w.shape[1:3]) != (3, 3) or int(x.shape[3]) < 2 \
+            or int(a.get("depth_multiplier", 1)) != 1:
+        return False
+    pt, pl = a.get("pad", (0, 0, 0, 0))[:2]
+    return tuple(a.get("stride", (1, 1))) == (2, 2) and tuple(a.get("dilation", (1, 1))) == (1, 1) \
+        and pt <= 1 and pl <= 1 and dw_requant_ok(g, node, int(x.shape[3]))
+
+
+def gemm_fast_requant(q: dict, rq: dict | None, n: int, live=None) -> bool:
+    """Whether every multiplier is in (2^30, 2^31) and every shift in [-24, -1] (ec_kernels_gemm's
+    one-multiply requantization, ec_gemm_store2; the fused residual add's too)."""
+    pairs = [(np.broadcast_to(np.asarray(q["multiplier"], np.int64), (n,)),
+              np.broadcast_to(np.asarray(q["shift"], np.int64), (n,)))]
+    if live is not None:
+        pairs = [(m[live], sh[live]) for m, sh in pairs]
+    if rq is not None:
+        for k in ("input1", "input2", "output"):
+            m, s = int(rq[f"{k}_multiplier"]), int(rq[f"{k}_shift"])
+            if k != "output" and m == 1 << 30 and s == 0:
+                continue  # x / 2 exactly (x is even: left_shift >= 1)
+            pairs.append((np.asarray([m], np.int64), np.asarray([s], np.int64)))
+        if not 1 <= int(rq["left_shift"]) <= 20:
+            return False
+    return all(bool(((m > 1 << 30) & (m < 1 << 31)).all() and ((s >= -24) & (s <= -1)).all()) for m, s in pairs)
+
+
+def gemm_acc_ok(g: ir.Graph, node: ir.Node, live=None) -> bool:
+    """Whether every accumulator of a conv2d or fully connected layer stays below 2^30 in magnitude
+    with room for the output constant (the SMMLAR form of ec_gemm_store2 and of the DSP fully
+    connected kernel: 2a and a + (1 + 2 zp) 2^(s-1) fit 32 bits):
+    |bias| + 255 * sum|w| bounds TFLM's accumulator (inputs minus their zero point span 255)."""
+    w = g.tensors[node.inputs[1]].data.astype(np.int64)
+    bound = 255 * np.abs(w.reshape(w.shape[0], -1)).sum(axis=1)
+    if len(node.inputs) > 2:
+        bound = bound + np.abs(g.tensors[node.inputs[2]].data.astype(np.int64).reshape(-1))
+    q = node.attrs["q"]
+    sh = np.broadcast_to(np.asarray(q["shift"], np.int64), bound.shape)
+    if live is not None:
+        bound, sh = bound[live], sh[live]
+    const = (255 << np.maximum(-sh - 1, 0)).astype(np.int64)
+    return bool((bound < 1 << 30).all() and (bound + const + 1 < 1 << 31).all())
+
+
+def residual_run_ok(lay, fast: int, out_c: int, out_w: int) -> bool:
+    """residual_run_ok (ec_kernels_gemm, checked for every call): whether every residual store of a
+    layer takes ec_gemm_store_residual's run: the one-multiply path, all channels in one pass, room
+    for both pixels' outputs in the windows' space, and two pixels in every pair (an even width:
+    also row by row and in the row-fused calls)."""
+    pairs = (out_c + 1) // 2
+    return bool(fast) and lay.chunk >= pairs and (not lay.wtile or lay.wtile >= pairs) \
+        and 2 * out_c <= 4 * lay.kbp and out_w % 2 == 0

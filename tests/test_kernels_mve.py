@@ -1,0 +1,147 @@
+"""Helium (MVE) kernels, standalone: bit-exact with the reference kernels on a Cortex-M55 under QEMU.
+
+Each case runs the reference kernel (ec_kernels.c) and the Helium kernel
+(templates/cortex_m/kernels/mve/ec_kernels_mve.c) in one firmware built for cortex-m55 and run
+under QEMU mps3-an547 (tests/mve_harness.py); the outputs must be equal byte for byte, nothing
+may be written past the output (a painted guard), and in-place cases run over their input with
+the row scratch at the offset the memory planner allows.  Random layers cover tails (channel
+counts that are not multiples of 16 or of the channel groups), odd widths, padding, strides,
+dilation, batches, left shifts and fused residual adds (the C path) as well as the common case
+(the assembly loops); the MLPerf Tiny models' layers run with their own weights and
+requantization.  The kernels are not wired into the code generator yet.
+"""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+import mve_harness as h
+from edgecomp.backends import mve_pack
+from edgecomp.targets import load_target
+
+pytestmark = [pytest.mark.toolchain, pytest.mark.qemu]
+
+
+@pytest.fixture(autouse=True)
+def _tools():
+    for tool in ("arm-none-eabi-gcc", "qemu-system-arm", "make"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is required (bash scripts/install.sh)")
+
+
+def random_cases(seed: int) -> list[h.Case]:
+    rng = np.random.default_rng(seed)
+    r = lambda lo, hi: int(rng.integers(lo, hi + 1))  # noqa: E731
+    cases = []
+    for i in range(8):  # convolutions of every shape
+        kh, kw = r(1, 4), r(1, 4)
+        pad = tuple(r(0, 2) for _ in range(4)) if i % 3 else (0, 0, 0, 0)
+        dil = (r(1, 2), r(1, 2)) if i == 5 else (1, 1)
+        cases.append(h.conv_case(rng, f"conv{i}", (r(kh * dil[0], 9), r(kw * dil[1], 9)), r(1, 40), r(1, 20),
+                                 (kh, kw), (r(1, 2), r(1, 2)), pad, dil, batches=2 if i == 7 else 1,
+                                 residual=i in (2, 6), inplace=i in (1, 4)))
+    cases.append(h.conv_case(rng, "pointwise_odd", (3, 7), 37, 11, (1, 1), inplace=True))
+    cases.append(h.conv_case(rng, "pointwise_s2", (6, 6), 16, 32, (1, 1), (2, 2), residual=True))
+    for i in range(6):  # depthwise
+        k = (r(1, 5), r(1, 5))
+        cases.append(h.depthwise_case(rng, f"dw{i}", (r(5, 9), r(5, 9)), r(1, 70), k, (r(1, 2), r(1, 2)),
+                                      tuple(r(0, 2) for _ in range(4)), (2, 1) if i == 3 else (1, 1),
+                                      residual=i == 4, inplace=i in (0, 5)))
+    for i in range(4):  # fully connected
+        cases.append(h.fc_case(rng, f"fc{i}", r(1, 100), r(1, 20), batches=r(1, 3)))
+    for i in range(4):  # pools
+        k = (r(1, 4), r(1, 4))
+        cases.append(h.pool_case(rng, f"pool{i}", "maxpool" if i % 2 else "avgpool", (r(4, 9), r(4, 9)),
+                                 r(1, 40), k, (r(1, 2), r(1, 2)), (r(0, k[0] - 1), r(0, k[1] - 1))))
+    cases.append(h.pool_case(rng, "global_avg", "avgpool", (16, 16), 19, (16, 16), (16, 16)))
+    for i, n in enumerate((1, 4, 37, 250)):
+        cases.append(h.add_case(rng, f"add{i}", n, inplace=i % 2 == 1))
+    return cases
+
+
+def _check(results, cases):
+    assert [r.name for r in results] == [c.name for c in cases]
+    bad = [f"{r.name}: {r.mismatches} bytes differ ({r.detail}), guard {r.guard}" for r in results
+           if r.mismatches or r.guard]
+    assert not bad, "\n".join(bad)
+
+
+def test_left_shifts_and_residuals_take_the_general_path():
+    """The random layers cover both paths of conv and depthwise: assembly (no left shift, no residual)
+    and C (a positive shift or a fused residual add somewhere in the layer)."""
+    cases = [c for c in random_cases(7) if c.op in ("conv", "depthwise")]
+    general = [c.residual is not None or (c.arrays["shift"][1] > 0).any() for c in cases]
+    assert any(general) and not all(general)
+
+
+def test_random_layers_bit_exact_with_the_reference_kernels(tmp_path):
+    cases = random_cases(7)
+    _check(h.run_in_batches(cases, tmp_path), cases)
+
+
+def test_rounding_ties_bit_exact(tmp_path, monkeypatch):
+    """Power-of-two multipliers and shifts of 1 to 3 bits with small weights: most outputs are exact
+    rounding ties, which TFLite rounds half up in the doubling high multiply and half away from
+    zero in the shift (the "minus one if negative" before VRSHL)."""
+    monkeypatch.setattr(h, "TIES", True)
+    rng = np.random.default_rng(3)
+    cases = [h.conv_case(rng, "ties_conv", (4, 6), 24, 7, (3, 3), pad=(1, 1, 1, 1)),
+             h.conv_case(rng, "ties_conv_residual", (4, 6), 24, 7, (1, 1), residual=True),
+             h.depthwise_case(rng, "ties_dw", (4, 6), 21, (3, 3), pad=(1, 1, 1, 1)),
+             h.depthwise_case(rng, "ties_dw_residual", (4, 6), 21, (3, 3), pad=(1, 1, 1, 1), residual=True),
+             h.fc_case(rng, "ties_fc", 40, 13), h.add_case(rng, "ties_add", 61)]
+    left = h.depthwise_case(rng, "ties_dw_left_shift", (4, 6), 21, (3, 3), pad=(1, 1, 1, 1))
+    shift = left.arrays["shift"][1].copy()
+    shift[0] = 1  # one channel with a left shift: the C path
+    w, bias, mult = left.arrays["filter"][1].reshape(1, 3, 3, 21), left.arrays["bias"][1], left.arrays["multiplier"][1]
+    left.arrays.update(shift=("int8_t", shift), packed=("int8_t", mve_pack.pack_depthwise(
+        w, bias, left.fields["input_offset"], mult, shift)))
+    cases.append(left)
+    _check(h.run_cases(cases, tmp_path), cases)
+
+
+@pytest.mark.parametrize("model", ["ad01_int8", "kws_ref_model", "pretrainedResnet_quant", "vww_96_int8"])
+def test_mlperf_tiny_layers_bit_exact_with_the_reference_kernels(tmp_path, mlperf_dir, model):
+    cases = h.model_cases(mlperf_dir / f"{model}.tflite", np.random.default_rng(5), model[:4], inplace=True)
+    assert len(cases) >= 2
+    _check(h.run_in_batches(cases, tmp_path), cases)
+
+
+def test_applies_on_the_mlperf_models(mlperf_dir):
+    """Where each Helium kernel applies: every int8 conv, depthwise (multiplier 1), fully connected and
+    pool of the four models on cortex-m55; nothing on a core without MVE."""
+    from edgecomp.frontends.tflite import load_tflite
+    from edgecomp.passes.fuse_residual import fuse_residual_adds
+    from edgecomp.passes.requantize import requantize
+
+    m55, m33, alif = load_target("cortex-m55"), load_target("cortex-m33"), load_target("alif-e7-hp")
+    checks = {"conv2d": mve_pack.applies_conv, "depthwise_conv2d": mve_pack.applies_depthwise,
+              "fully_connected": mve_pack.applies_fc, "avg_pool2d": mve_pack.applies_pool,
+              "max_pool2d": mve_pack.applies_pool, "add": mve_pack.applies_add}
+    seen = set()
+    for model in ("ad01_int8", "kws_ref_model", "pretrainedResnet_quant", "vww_96_int8"):
+        g = fuse_residual_adds(requantize(load_tflite(mlperf_dir / f"{model}.tflite")))
+        for node in g.nodes:
+            if node.op in checks:
+                seen.add(node.op)
+                assert checks[node.op](g, node, m55) and checks[node.op](g, node, alif), node.name
+                assert not checks[node.op](g, node, m33)
+            else:
+                assert all(not f(g, node, m55) for f in checks.values())
+    assert seen >= {"conv2d", "depthwise_conv2d", "fully_connected", "avg_pool2d"}
+
+
+def test_packed_layouts_match_the_c_sizes():
+    """The packers write exactly the bytes the C macros step over (EC_MVE_*_GROUP_BYTES)."""
+    rng = np.random.default_rng(1)
+    for o, k in ((1, 1), (3, 16), (7, 20), (64, 576)):
+        w = rng.integers(-127, 128, size=(o, 1, 1, k), dtype=np.int8)
+        assert mve_pack.pack_conv(w, None, 3, 1 << 30, -1).size == -(-o // 3) * (64 + 48 * -(-k // 16))
+        assert mve_pack.pack_fc(w.reshape(o, k), None, 3, 1 << 30, -1).size == -(-o // 6) * (128 + 96 * -(-k // 16))
+    for c, taps in ((1, 9), (20, 9), (64, 25)):
+        w = rng.integers(-127, 128, size=(1, taps, 1, c), dtype=np.int8)
+        assert mve_pack.pack_depthwise(w, None, 0, 1 << 30, -1).size == -(-c // 16) * (256 + 16 * taps)
+    folded = mve_pack.fold_bias(np.full((1, 3), 127, np.int8), np.array([2 ** 31 - 1]), 1)
+    assert folded[0] == -(2 ** 31) + 380  # int32 wrap-around, like the kernels' sums
