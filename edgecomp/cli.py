@@ -40,7 +40,8 @@ def cmd_compile(a) -> int:
         raise EdgecompError(f"model file {model} does not exist", fix="Check the path")
     man = compile_model(model, a.target, a.output, calib=a.calib, precision=a.precision,
                         calibrate_method=a.calibrate_method, per_channel=not a.per_tensor,
-                        keep_float=a.keep_float, options={"kernels": a.kernels, "optimize": a.optimize},
+                        keep_float=a.keep_float, options={"kernels": a.kernels, "optimize": a.optimize,
+                                                          **({"streaming": True} if a.streaming else {})},
                         force=a.force, validate=a.validate, labels=a.labels, dump_ir=a.dump_ir)
     if a.json:
         print(json.dumps(man, indent=2, sort_keys=True))
@@ -206,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "matrix-product and fully connected layers' weights stored as int16 (about twice their "
                         "flash) so their inner loops skip the sign extension, and the workspaces may grow the "
                         "arena by up to a quarter plus 1 KiB (DSP kernels only)")
+    c.add_argument("--streaming", action="store_true",
+                   help="models with LSTM / GRU layers: one frame per ec_invoke(), the recurrent state kept "
+                        "between calls (ec_state_reset() starts a new stream; C targets)")
     c.add_argument("--json", action="store_true", help="print the manifest as JSON")
     c.add_argument("--dump-ir", metavar="DIR", help="write the graph after every compiler pass into DIR "
                    "(NN_<pass>.txt: tensors, nodes and attributes; for debugging)")

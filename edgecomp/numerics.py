@@ -329,3 +329,66 @@ def affine_quantize(x: np.ndarray, scale: float, zero_point: int, dtype=np.int8)
 def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     """TFLite Dequantize: float(double(scale) * (q - zp))."""
     return (float(scale) * (np.asarray(q, dtype=np.int64) - int(zero_point)).astype(np.float64)).astype(np.float32)
+
+
+# -- TFLM's int16 sigmoid and tanh (reference_integer_ops::Logistic / Tanh, the integer LSTM) ------
+
+def sigmoid_table_u16() -> np.ndarray:
+    """TFLite's 256-entry ``sigmoid_table_uint16`` (shared by its int16 sigmoid and tanh: tanh(x) =
+    2 sigmoid(2x) - 1): 65536 sigmoid(i / 24) raised by half the chord error at the middle of the
+    interval to the next knot (the linear interpolation between knots then errs both ways equally),
+    rounded; the last knot is 65535 (the saturation value)."""
+    f = lambda t: 65536.0 / (1.0 + np.exp(-t / 24.0))  # noqa: E731
+    i = np.arange(256, dtype=np.float64)
+    sag = f(i + 0.5) - (f(i) + f(i + 1)) / 2  # sigmoid above its chord (concave for i > 0)
+    t = np.round(f(i) + sag / 2).astype(np.int64)
+    t[255] = 65535
+    return t
+
+
+_SIG = sigmoid_table_u16()
+
+
+def sigmoid_s16(x, input_multiplier: int = 0, input_left_shift: int = 0) -> np.ndarray:
+    """reference_integer_ops::Logistic on int16: input Q3.12 (multiplier 0, shift 0 as the LSTM
+    calls it) -> output Q0.15 in [0, 32767]."""
+    m, sh = int(input_multiplier), int(input_left_shift)
+    if m == 0:
+        m, sh = 3 << sh, 0
+    rnd = (1 << (sh - 1)) if sh > 0 else 0
+    v = (_i64(x) * m + rnd) >> sh
+    a = np.abs(v)
+    uh = a >> 9
+    big = uh >= 255
+    uhc = np.minimum(uh, 254)
+    ua, ub = _SIG[uhc], _SIG[uhc + 1]
+    r = np.where(big, 0x7FFF << 10, (ua << 9) + (a & 0x1FF) * (ub - ua))
+    r = np.where(v >= 0, r + (1 << 9), (1 << 25) - r + (1 << 9) - 1)
+    return (r >> 10).astype(np.int64)
+
+
+def tanh_s16(x, input_multiplier: int = 0, input_left_shift: int = 0) -> np.ndarray:
+    """reference_integer_ops::Tanh on int16 -> Q0.15 (with multiplier 0 and shift 0 the input is
+    Q3.12; the LSTM's cell tanh gets its arguments from :func:`lstm_tanh_params`)."""
+    m, sh = int(input_multiplier), int(input_left_shift)
+    if m == 0:
+        m, sh = 3 << sh, 0
+    rnd = (1 << (sh - 1)) if sh > 0 else 0
+    v = (_i64(x) * m + rnd) >> sh
+    a = np.abs(v)
+    uh = a >> 8
+    big = uh >= 255
+    uhc = np.minimum(uh, 254)
+    ua, ub = _SIG[uhc], _SIG[uhc + 1]
+    r = np.where(big, 0xFFFF << 8, (ua << 8) + (a & 0xFF) * (ub - ua))
+    r = np.where(v >= 0, r - (1 << 23) + (1 << 7), -r + (1 << 23) + (1 << 7) - 1)
+    return (r >> 8).astype(np.int64)
+
+
+def lstm_tanh_params(cell_scale_log2: int) -> tuple[int, int]:
+    """(input_multiplier, input_left_shift) of TFLM's ``lstm_internal::Tanh`` for an int16 input
+    of scale 2^cell_scale_log2."""
+    shift = 15 + int(cell_scale_log2) - 3
+    if shift < 0:
+        return 3, -shift
+    return 0, shift

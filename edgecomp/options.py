@@ -49,6 +49,7 @@ class CodegenOptions:
     row_fusion: bool = True  # ResNet blocks run row by row (find_row_fusions) where it saves RAM
     dw_apart: bool = True  # wide depthwise layers planned apart from their input (fast path)
     inplace: bool = True  # the memory planner's in-place rules
+    streaming: bool = False  # recurrent models: one frame per ec_invoke, state kept (passes/streaming.py)
 
     def __post_init__(self):
         if self.kernels not in KERNEL_CHOICES:

@@ -2,7 +2,8 @@
 
 ``tflm_run`` runs TFLM's reference kernels (``tflite-micro`` from PyPI), ``tflm_arena_bytes``
 reads TFLM's recording allocator, ``litert_run`` runs LiteRT (``ai-edge-litert``).
-Inputs are batches: one sample per row of the first axis, each run separately.
+Inputs are batches: one sample per row of the first axis, each run separately (state variables,
+an LSTM's, reset to zero before each sample).
 """
 from __future__ import annotations
 
@@ -68,6 +69,7 @@ def tflm_run(model_path, inputs: np.ndarray) -> np.ndarray:
     x = _batch(inputs, det_in["shape"], det_in["dtype"])
     outs = []
     for sample in x:
+        interp.reset()  # state variables (an LSTM's) start from zero for every sample
         interp.set_input(sample, 0)
         interp.invoke()
         outs.append(np.array(interp.get_output(0), copy=True))
@@ -138,6 +140,7 @@ def litert_run(model_path, inputs: np.ndarray, *, xnnpack: bool = False) -> np.n
     x = _batch(inputs, di["shape"], di["dtype"])
     outs = []
     for sample in x:
+        interp.reset_all_variables()  # state variables (an LSTM's) start from zero for every sample
         interp.set_tensor(di["index"], sample[None] if sample.shape != tuple(di["shape"]) else sample)
         interp.invoke()
         outs.append(np.array(interp.get_tensor(do["index"]), copy=True))

@@ -43,7 +43,8 @@ def build_tflite(tensors: list[dict], ops: list[dict], inputs: list[int], output
     """Write a one-subgraph .tflite flatbuffer.
 
     tensors: dicts with name, shape, dtype ("int8", "float32", "int32", ...), optional data
-    (numpy array -> a constant), scale / zero_point (lists) and axis (quantized dimension).
+    (numpy array -> a constant), scale / zero_point (lists), axis (quantized dimension) and
+    variable (True for a state tensor that persists between invocations, e.g. an LSTM's).
     ops: dicts with op (BuiltinOperator name, e.g. "AVERAGE_POOL_2D"), inputs, outputs (tensor
     indices, -1 for none) and options = (OptionsTableName, {"Field": value}) using the schema's
     CamelCase field names, e.g. ("Pool2DOptions", {"Padding": 0, "StrideW": 2, ...}).
@@ -121,6 +122,8 @@ def build_tflite(tensors: list[dict], ops: list[dict], inputs: list[int], output
         _m("Tensor").AddName(b, name)
         if q is not None:
             _m("Tensor").AddQuantization(b, q)
+        if t.get("variable"):
+            _m("Tensor").AddIsVariable(b, True)
         t_offsets.append(_m("Tensor").End(b))
 
     codes = sorted({o["op"] for o in ops})

@@ -244,7 +244,7 @@ def _where(bundle_dir: Path | None) -> str | None:
 
 #: The bundle files that hold the model itself; every other file of a Cortex-M bundle is one
 #: edgecomp writes the same way for every model (shell, kernels) and is checked against that.
-MODEL_FILES = ("model.c", "model.h", "weights.c")
+MODEL_FILES = ("model.c", "model.h", "weights.c", "README.md")  # README.md: it describes the model (no build reads it)
 
 
 def check_own_files(src: Path, manifest: dict) -> None:
@@ -515,8 +515,11 @@ def write_bundle(graph: ir.Graph, target: str | Target, out_dir: str | Path, opt
     options.setdefault("kernels", "auto")
     options.setdefault("optimize", "balanced")
     opts = CodegenOptions.for_target(target.dsp, options["kernels"], options["optimize"], probe=probe,
-                                     **(tuning or {}))
+                                     streaming=bool(options.get("streaming", False)), **(tuning or {}))
     dsp = opts.dsp
+    if opts.streaming:  # the bundle's inputs, outputs and MACs are one frame's
+        from ..passes.streaming import streamed
+        graph = streamed(graph)
     with atomic_dir(Path(out_dir), force=force) as tmp:
         info = generate(graph, tmp, name=name, options=opts, dump=dump_ir)
         write_firmware(tmp, target, name, probe)

@@ -175,6 +175,9 @@ def quantize_here(job: dict, counter=None, progress_stream=None) -> None:
                         weight_type=QuantType.QInt8,
                         per_channel=job["per_channel"], calibrate_method=cm, extra_options=extra,
                         nodes_to_exclude=exclude)
+        if job["activations"] == "int8":  # the LSTM / GRU layers ORT leaves in float: calibrated QDQ pairs
+            from .quantize_rnn import add_recurrent_qdq
+            add_recurrent_qdq(pre, Path(job["out"]), name, samples)
 
 
 def reference_session(onnx_path: str | Path, *, fused: bool = False):

@@ -44,3 +44,17 @@ def remove_dead(g: ir.Graph, ctx=None) -> ir.Graph:
             if name not in live:
                 del g.tensors[name]
     return g
+
+
+def working_copy(graph: ir.Graph) -> ir.Graph:
+    """A copy passes may edit (nodes, their attrs, the tensor table and meta are new objects; the
+    tensors and constant arrays are shared): the caller's graph stays as it was."""
+    import copy
+
+    g = copy.copy(graph)
+    g.nodes = [copy.copy(n) for n in graph.nodes]
+    for n in g.nodes:
+        n.attrs = dict(n.attrs)
+    g.tensors = dict(graph.tensors)
+    g.meta = dict(graph.meta)
+    return g

@@ -206,6 +206,9 @@ def node_q(graph: ir.Graph, node: ir.Node) -> dict | None:
         return _mean_q(graph, node)
     if node.op == "l2_normalization":
         return _l2_norm_q(graph, node)
+    if node.op in ("lstm", "gru"):
+        from .recurrent_q import gru_q, lstm_q
+        return lstm_q(graph, node) if node.op == "lstm" else gru_q(graph, node)
     return None
 
 

@@ -86,6 +86,9 @@ class Emitter:
         self.weight_bytes = 0
         self.layers: list[dict[str, Any]] = []
         self.ident_base = ""
+        self.state_bytes = 0  # recurrent layers' state (ec_state, outside the arena)
+        self.state_resets: list[str] = []  # C statements of ec_state_reset()
+        self.sigmoid_table: str | None = None
 
     # -- names
     def ident(self, text: str) -> str:

@@ -9,7 +9,6 @@ const arrays (flash); the kernel sources a layer uses are copied from ``template
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,10 @@ from ...options import CodegenOptions
 from ...passes import Pass, run_passes
 from ...passes.elementwise import fold_luts
 from ...passes.fuse_residual import fuse_residual_adds
+from ...passes.graph_edit import working_copy
 from ...passes.memory_plan import MemoryPlan
 from ...passes.requantize import requantize
+from ...passes.streaming import stream_frames
 from ...resources import templates_dir
 from ...sanitize import c_comment_text, c_string
 from .emitter import Emitter
@@ -70,6 +71,7 @@ def check_c_graph(graph: ir.Graph, opts: CodegenOptions | None = None) -> ir.Gra
 #: The C backend's lowering, after the frontend's import passes.
 C_PASSES = [
     Pass("check_c", check_c_graph, "the graph is one the C bundle API can take"),
+    Pass("stream_frames", stream_frames, "with --streaming: one frame per inference, recurrent state kept"),
     Pass("fold_luts", fold_luts, "luts, int8 clamps and binary ops of one tensor composed into one table"),
     Pass("fuse_residual", fuse_residual_adds, "a residual add folded into the convolution producing an operand"),
     Pass("requantize", requantize, "Q31 multipliers and shifts of every integer op, as TFLM computes them"),
@@ -84,13 +86,7 @@ def lower(graph: ir.Graph, opts: CodegenOptions, *, dump: str | Path | None = No
         graph.validate()
     except ValueError as e:
         raise ModelError(str(e), where=f"graph {graph.name!r}", fix="Re-export the model") from None
-    g = copy.copy(graph)
-    g.nodes = [copy.copy(n) for n in graph.nodes]
-    for n in g.nodes:
-        n.attrs = dict(n.attrs)
-    g.tensors = dict(graph.tensors)
-    g.meta = dict(graph.meta)
-    return run_passes(g, C_PASSES, opts, dump=dump, first_index=first_index)
+    return run_passes(working_copy(graph), C_PASSES, opts, dump=dump, first_index=first_index)
 
 
 def emit(g: ir.Graph, out_dir: Path, *, name: str, opts: CodegenOptions) -> CodegenInfo:
@@ -133,6 +129,7 @@ def emit(g: ir.Graph, out_dir: Path, *, name: str, opts: CodegenOptions) -> Code
         quantize_input_body=qin, dequantize_output_body=dqo,
         weight_bytes=gen.weight_bytes, arrays=gen.arrays,
         extra_includes=[f'#include "{h}"' for grp, h in GROUP_HEADERS.items() if grp in groups],
+        state_bytes=gen.state_bytes, state_resets=gen.state_resets, streaming=bool(g.meta.get("streaming")),
     )
     fused = g.meta.get("row_fusions", {})
     for i, lay in enumerate(gen.layers):  # row fusion: the producer's time is counted in the consumer's
@@ -147,7 +144,7 @@ def emit(g: ir.Graph, out_dir: Path, *, name: str, opts: CodegenOptions) -> Code
     return CodegenInfo(
         arena_bytes=plan.arena_bytes,
         scratch_bytes=max((n for _, n in plan.scratch.values()), default=0),
-        static_bytes=4 * len(g.nodes) if opts.probe else 0,
+        static_bytes=(4 * len(g.nodes) if opts.probe else 0) + gen.state_bytes,
         weight_bytes=gen.weight_bytes,
         layers=gen.layers,
         offsets=dict(plan.offsets),

@@ -140,8 +140,11 @@ def kernel_workspaces(g: ir.Graph) -> dict[str, int]:
 def plan_with_layouts(g: ir.Graph, lays: dict[str, GemmLayout], fused: dict[str, int], apart=frozenset(),
                       opts: CodegenOptions = DEFAULT) -> MemoryPlan:
     """The memory plan with these matrix-product layouts (their workspaces; tiled layers apart
-    from their input), row fusions, layers kept apart and the kernels' own workspaces."""
-    return plan_memory(g, workspace={**kernel_workspaces(g), **{n: x.work_bytes for n, x in lays.items()}},
+    from their input), row fusions, layers kept apart and the kernels' own workspaces (recurrent
+    layers' gate scratch included)."""
+    from .emit.recurrent import scratch_bytes
+    work = {n.name: scratch_bytes(g, n) for n in g.nodes if scratch_bytes(g, n)}
+    return plan_memory(g, workspace={**kernel_workspaces(g), **work, **{n: x.work_bytes for n, x in lays.items()}},
                        fused=fused, apart={n for n, x in lays.items() if _tiled(g, n, x)} | set(apart),
                        inplace=opts.inplace)
 

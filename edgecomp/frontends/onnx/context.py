@@ -25,6 +25,7 @@ class Ctx:
     alias: dict[str, str] = field(default_factory=dict)  # ONNX name -> IR tensor name
     layouts: dict[str, Layout] = field(default_factory=dict)  # IR tensor -> how it holds its ONNX tensor (layout.py)
     moved: dict = field(default_factory=dict)  # (IR tensor, layout) -> the copy of it in that layout
+    used: set = field(default_factory=set)  # ONNX names some node or the graph output reads
     counter: int = 0
     opset: int = 17  # the model's ai.onnx opset (some ops changed their semantics over the versions)
 

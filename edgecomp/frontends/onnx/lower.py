@@ -19,8 +19,10 @@ from ...passes.elementwise import fuse_affine
 from ...passes.fuse_activations import fuse_activations
 from ...passes.graph_edit import remove_dead, rename
 from ...passes.qdq import cancel_qdq, fold_qdq, int_boundaries
-from . import ops_activation, ops_binary, ops_conv, ops_elementwise, ops_pool, ops_qdq, ops_reduce, ops_shape  # noqa: F401,E402  (their @onnx_op fill ONNX_OPS)
+from ...passes.qdq_recurrent import fold_recurrent
+from . import ops_activation, ops_binary, ops_conv, ops_elementwise, ops_pool, ops_qdq, ops_recurrent, ops_reduce, ops_shape  # noqa: F401,E402  (their @onnx_op fill ONNX_OPS)
 from .context import Ctx, Wrap, check_attrs, malformed, nhwc, shape_of, value_shapes
+from .fold import fold_constants
 from .layout import channels_last_layout, normal, set_layout, to_layout
 from .load import dtype_name, load_onnx, to_array
 from .registry import ONNX_OPS
@@ -50,6 +52,13 @@ def lower_node(c: Ctx, n) -> None:
 def lower(model: onnx.ModelProto, name: str | None = None, *, fuse: bool = True) -> ir.Graph:
     """Translate an ONNX graph (float or QDQ) into a float-op IR graph in NHWC (``fuse``: with
     Relu/Clip folded into their producers, the first of IMPORT_PASSES)."""
+    if any(n.op_type == "Shape" for n in model.graph.node):  # exporters' shape arithmetic: fold it first
+        try:
+            inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+        except Exception:
+            inferred = None
+        if inferred is not None:
+            model = fold_constants(model, value_shapes(inferred))
     bad = [n for n in model.graph.node if n.op_type not in ONNX_OPS or n.domain not in ("", "ai.onnx")]
     if bad:
         ops = sorted({n.op_type for n in bad})
@@ -66,6 +75,7 @@ def lower(model: onnx.ModelProto, name: str | None = None, *, fuse: bool = True)
                                                                       "source_layout": "NCHW"})
     c = Ctx(g)
     c.opset = next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
+    c.used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
     for t in model.graph.initializer:
         c.consts[t.name] = to_array(t)
     c.shapes = value_shapes(model)
@@ -136,6 +146,7 @@ IMPORT_PASSES = [
     Pass("fuse_activations", fuse_activations, "Relu / Clip folded into the op before them"),
     Pass("fuse_affine", fuse_affine, "affine after affine (constant Sub / Add / Mul / Div) as one"),
     Pass("fold_qdq", fold_qdq, "dequantize -> op -> quantize islands become int8 / int16 ops"),
+    Pass("fold_recurrent", fold_recurrent, "dequantize -> lstm / gru -> quantize become int8 recurrent layers"),
     Pass("cancel_qdq", cancel_qdq, "quantize(dequantize(x)) dropped or made an int -> int requantize"),
     Pass("fuse_int_activations", fuse_activations, "int16 clamps with their producer's quantization folded"),
     Pass("int_boundaries", int_boundaries, "int8 graph inputs and outputs where only quantized"),
@@ -152,7 +163,7 @@ def from_onnx(path: str | Path, name: str | None = None, *, dump: str | Path | N
     if dump is not None:
         dump_graph(g, Path(dump) / "00_onnx.txt", "onnx (lowered)")
     quantized = any(n.op in ("quantize", "dequantize") for n in g.nodes)
-    passes = IMPORT_PASSES if quantized else IMPORT_PASSES[:2]
+    passes = IMPORT_PASSES if quantized else IMPORT_PASSES[:2] + IMPORT_PASSES[-1:]
     try:
         return run_passes(g, passes, dump=dump, first_index=1)
     except (ModelError, UnsupportedError):

@@ -33,8 +33,18 @@ def lower_reshape(c: Ctx, n, a: dict, x: str, xs: tuple, where: str) -> None:
         x, lay = onnx_order(c, x, xs), None
     c.shapes[o] = tuple(oshape)
     set_layout(c, o, lay)
-    c.add_tensor(o, tuple(oshape))  # an alias of the input's bytes, in the ONNX shape
-    c.add_node(n.name, "reshape", [x], [o], shape=tuple(oshape))
+    ishape = _batch_first(c, x, tuple(oshape), lay)
+    c.add_tensor(o, ishape)  # an alias of the input's bytes, in the ONNX shape
+    c.add_node(n.name, "reshape", [x], [o], shape=ishape)
+
+
+def _batch_first(c: Ctx, x: str, oshape: tuple, lay) -> tuple:
+    """The IR shape of an alias in ONNX order: the ONNX shape, with a unit batch axis put first when
+    the ONNX shape starts with another axis of a batch-1 tensor (a time-major view of a sequence:
+    the IR's first axis is the batch)."""
+    if lay is None and oshape and oshape[0] != 1 and c.g.tensors[x].shape[:1] == (1,):
+        return (1,) + tuple(oshape)
+    return tuple(oshape)
 
 
 @onnx_op("Concat")
@@ -73,10 +83,15 @@ def lower_transpose(c: Ctx, n, a: dict, x: str, xs: tuple, where: str) -> None:
     o = n.output[0]
     c.shapes[o] = oshape
     lay = transposed(c.layouts.get(x), tuple(xs), t)
+    big = [a for a in t if xs[a] != 1]
+    if lay == "copy" and x not in c.layouts and tuple(c.g.tensors[x].shape) == (1,) + tuple(xs) \
+            and big == sorted(big):
+        lay = None  # a time-major view (batch axis put first, _batch_first): moving unit axes moves no data
     if lay != "copy":
         set_layout(c, o, lay)
-        c.add_tensor(o, oshape)  # an alias of the input's bytes
-        c.add_node(n.name, "reshape", [x], [o], shape=oshape)
+        ishape = _batch_first(c, x, oshape, lay)
+        c.add_tensor(o, ishape)  # an alias of the input's bytes
+        c.add_node(n.name, "reshape", [x], [o], shape=ishape)
         return
     if t[0] != 0 and xs[t[0]] != 1:
         raise UnsupportedError(f"Transpose {list(t)} that moves the batch axis", where=where,

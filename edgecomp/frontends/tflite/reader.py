@@ -14,7 +14,7 @@ import numpy as np
 
 from ... import ir
 from ...errors import EdgecompError, ModelError, UnsupportedError
-from . import ops_activation, ops_conv, ops_elementwise, ops_pool, ops_quant, ops_reduce, ops_shape  # noqa: F401  (fill TFLITE_OPS)
+from . import ops_activation, ops_conv, ops_elementwise, ops_pool, ops_quant, ops_recurrent, ops_reduce, ops_shape  # noqa: F401  (fill TFLITE_OPS)
 from .registry import (
     CONV_2D,
     DEPTHWISE_CONV_2D,
@@ -360,7 +360,8 @@ class _Importer:
             self._fold_dequantize(ins[0], outs[0])
             return
         hybrid = self._hybrid(code, ins, outs, where)
-        self._check_dtypes([i for i in ins if i], outs, where)
+        if spec.check_dtypes:
+            self._check_dtypes([i for i in ins if i], outs, where)
         spec.lower(self, op, k, code, ins, outs, where, hybrid)
 
     def _bounded(self, where: str, **attrs: tuple) -> None:

@@ -25,20 +25,21 @@ class TfliteOp:
     code: int
     lower: Callable
     inputs: int  # the inputs it needs at least
+    check_dtypes: bool = True  # the reader refuses int16 / other tensors before lowering it
 
 
 #: builtin code -> its lowering; filled by the ops_*.py modules.
 TFLITE_OPS: dict[int, TfliteOp] = {}
 
 
-def tflite_op(*names: str, inputs: int = 1):
+def tflite_op(*names: str, inputs: int = 1, check_dtypes: bool = True):
     """Register the decorated function as the lowering of the builtins ``names``:
     ``fn(t, op, k, code, ins, outs, where, hybrid)`` with ``t`` the reader (its helpers: options,
     act, add, shape, pad, check_same_quant, ...)."""
     def deco(fn):
         for n in names:
             c = builtin_code(n)
-            TFLITE_OPS[c] = TfliteOp(n, c, fn, inputs)
+            TFLITE_OPS[c] = TfliteOp(n, c, fn, inputs, check_dtypes)
         return fn
     return deco
 
