@@ -233,8 +233,8 @@ def _nm_sizes(nm: str, objects: list[Path]) -> tuple[int, int]:
 def _model_sources(bundle_dir: Path) -> list[str]:
     """The generated model's C files (a user's own files, e.g. a UART driver, are not the model)."""
     from .c.generate import MODEL_FILES
-    from .c.kernels.catalogue import KERNEL_GROUPS
-    files = MODEL_FILES + KERNEL_GROUPS["reference"] + KERNEL_GROUPS["s16"]
+    from .c.kernels.catalogue import bundle_names
+    files = MODEL_FILES + bundle_names("reference", "s16")
     generated = sorted(n for n in files if n.endswith(".c") and (bundle_dir / n).is_file())
     return generated or sorted(p.name for p in bundle_dir.glob("*.c") if p.name not in NOT_MODEL)
 
@@ -257,7 +257,7 @@ def check_own_files(src: Path, manifest: dict) -> None:
     and kernel files must equal what this edgecomp writes for the manifest's target and
     name (so a bundle's Makefile never runs commands edgecomp did not write).
     """
-    from .c.kernels.catalogue import all_kernel_files
+    from .c.kernels.catalogue import all_kernel_files, kernel_file_bytes
     from .. import workdirs
 
     where = str(manifest.get("_where", src))
@@ -279,7 +279,6 @@ def check_own_files(src: Path, manifest: dict) -> None:
                     (d / f).touch()
             write_firmware(d, target, name, probe)
             variants.append(d)
-        kdir = templates_dir() / "cortex_m" / "kernels"
         odd = []
         for f in files:
             if f in MODEL_FILES or (target.uf2_family is not None and f == f"{name}.uf2"):
@@ -289,7 +288,7 @@ def check_own_files(src: Path, manifest: dict) -> None:
                 continue
             got = (src / f).read_bytes()
             if f in kernels:
-                ok = got == (kdir / kernels[f]).read_bytes()
+                ok = got == kernel_file_bytes(f)
             elif (variants[0] / f).is_file():
                 ok = any(got == (v / f).read_bytes() for v in variants)
             else:

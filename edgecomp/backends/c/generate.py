@@ -9,13 +9,11 @@ const arrays (flash); the kernel sources a layer uses are copied from ``template
 """
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jinja2
-import numpy as np
 
 from ... import ir
 from ...errors import ModelError, UnsupportedError
@@ -32,8 +30,8 @@ from ...sanitize import c_comment_text, c_string
 from .emitter import Emitter
 from .io_api import io_context
 from .kernel_plan import plan_kernels, plan_memory_pass
-from .kernels.catalogue import GROUP_HEADERS, files_for, layer_dtype
-from .literals import CTYPE, c_double, c_float, fmt_q, shape_text
+from .kernels.catalogue import GROUP_HEADERS, files_for, layer_dtype, write_kernel_files
+from .literals import CTYPE, c_float, fmt_q, shape_text
 
 MODEL_FILES = ("model.h", "model.c", "weights.c")
 
@@ -111,7 +109,7 @@ def emit(g: ir.Graph, out_dir: Path, *, name: str, opts: CodegenOptions) -> Code
         qin = "    memcpy(q, x, EC_INPUT_SIZE * sizeof(float));"
     if out_t.dtype == "int8":
         qo = out_t.quant
-        dqo = (f"    ec_dequantize_s8_f32(q, y, EC_OUTPUT_SIZE, {c_double(float(np.float32(qo.scale[0])))}, "
+        dqo = (f"    ec_dequantize_s8_f32(q, y, EC_OUTPUT_SIZE, {c_float(qo.scale[0])}, "
                f"{int(qo.zero_point[0])});")
     elif out_t.dtype == "int32":  # indices (argmax): as floats
         dqo = "    for (int32_t i = 0; i < EC_OUTPUT_SIZE; i++)\n        y[i] = (float)q[i];"
@@ -145,10 +143,7 @@ def emit(g: ir.Graph, out_dir: Path, *, name: str, opts: CodegenOptions) -> Code
     out_dir.mkdir(parents=True, exist_ok=True)
     for f, text in texts.items():
         (out_dir / f).write_text(text)
-    kernel_files = []
-    for f in files_for(groups):  # (a source may sit in a family folder: the bundle is flat)
-        shutil.copyfile(templates_dir() / "cortex_m" / "kernels" / f, out_dir / Path(f).name)
-        kernel_files.append(Path(f).name)
+    kernel_files = write_kernel_files(out_dir, files_for(groups))  # flat, from the family folders
     return CodegenInfo(
         arena_bytes=plan.arena_bytes,
         scratch_bytes=max((n for _, n in plan.scratch.values()), default=0),
