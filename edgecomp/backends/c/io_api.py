@@ -22,7 +22,7 @@ import numpy as np
 from ... import ir
 from ...errors import UnsupportedError
 from ...sanitize import c_comment_text, c_identifier
-from .literals import CTYPE, c_double, c_float, fmt_q, shape_text
+from .literals import CTYPE, c_float, fmt_q, shape_text
 
 
 def quantize_body(t: ir.Tensor, size: str) -> str:
@@ -33,7 +33,7 @@ def quantize_body(t: ir.Tensor, size: str) -> str:
 
 def dequantize_body(t: ir.Tensor, size: str) -> str:
     if t.dtype == "int8":
-        return (f"    ec_dequantize_s8_f32(q, y, {size}, {c_double(float(np.float32(t.quant.scale[0])))}, "
+        return (f"    ec_dequantize_s8_f32(q, y, {size}, {c_float(float(np.float32(t.quant.scale[0])))}, "
                 f"{int(t.quant.zero_point[0])});")
     return f"    memcpy(y, q, {size} * sizeof(float));"
 
