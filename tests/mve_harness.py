@@ -323,13 +323,13 @@ def run_cases(cases: list[Case], work: Path, timeout: float = 300.0) -> list[Res
 
     target = load_target("cortex-m55")
     work.mkdir(parents=True, exist_ok=True)
-    write_firmware(work, target, "mve_kernels", probe=False)
     kernels = templates_dir() / "cortex_m" / "kernels"
     write_kernel_files(work, bundle_names("reference"))  # the reference kernels as a bundle has them
     for f in ("mve/ec_kernels_mve.c", "mve/ec_kernels_mve.h"):
         shutil.copyfile(kernels / f, work / Path(f).name)
-    (work / "main.c").write_text(firmware_source(cases))
     (work / "model.h").write_text("/* no model */\n")
+    write_firmware(work, target, "mve_kernels", probe=False)  # its Makefile lists the sources now present
+    (work / "main.c").write_text(firmware_source(cases))  # (after the shell: its harness is replaced)
     elf = build(work, target).elf
     p = subprocess.run(qemu_command(target, elf), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                        timeout=timeout, cwd=work)
