@@ -122,4 +122,4 @@ def quantization_lines(rep: dict) -> list[str]:
                      f"{f.get('float_macs', 0):,} float MACs, +{f.get('extra_flash_bytes', 0):,} B of weights")
     for w in rep.get("warnings") or []:
         lines.append(f"    warning: {w}")
-    return lines
+    return [terminal_text(line) for line in lines]  # layer names come from the model: escaped
