@@ -146,9 +146,14 @@ def _source(g: ir.Graph, name: str) -> tuple[str, np.ndarray]:
 
 
 def _binary_table(g: ir.Graph, n: ir.Node, fa: np.ndarray, fb: np.ndarray) -> np.ndarray:
+    """The op on the 256 points, run on a graph of its three tensors shaped [1, 256] (the
+    broadcasting interpreter reads operands in their model shapes)."""
     d = ir.OPS[n.op]
+    names = list(dict.fromkeys([*n.inputs, *n.outputs]))
+    tensors = {k: ir.Tensor(k, (1, 256), g.tensors[k].dtype, g.tensors[k].quant) for k in names}
     env = {n.inputs[0]: fa, n.inputs[1]: fb}
-    return np.asarray(d.run(g, n, env), np.int8).reshape(256)
+    return np.asarray(d.run(ir.Graph(g.name, tensors, [n], list(n.inputs), list(n.outputs)), n, env),
+                      np.int8).reshape(256)
 
 
 def fold_luts(g: ir.Graph, ctx=None) -> ir.Graph:
