@@ -362,6 +362,16 @@ ZOO: dict[str, ZooModel] = {m.name: m for m in [
 ]}
 
 
+#: variants only the benchmark builds (bench/coverage.py): the narrower MobileNetV3-small
+VARIANTS: dict[str, ZooModel] = {m.name: m for m in [
+    ZooModel("mobilenetv3_small_035", lambda: MobileNetV3Small(width=0.35), 96, "MobileNetV3-small at width 0.35"),
+]}
+
+
+def spec_of(name: str) -> ZooModel:
+    return ZOO[name] if name in ZOO else VARIANTS[name]
+
+
 def random_images(n: int, size: int, seed: int = 0) -> np.ndarray:
     """Random inputs [n, 3, size, size] with image-like structure: white noise plus a smooth
     random field and a per-sample, per-channel offset (so global pools differ between samples)."""
@@ -407,7 +417,7 @@ def build(name: str, seed: int = 0, steps: int = 60, size: int | None = None) ->
     Adam steps of batch 16 to :func:`synthetic_task` (random weights alone give logits that barely
     depend on the input, so top-1 agreement would measure a constant; a few steps give the margins
     a trained network has), batch-norm statistics re-estimated, in eval mode."""
-    spec = ZOO[name]
+    spec = spec_of(name)
     size = size or spec.size
     torch.manual_seed(seed)
     model = spec.build()
@@ -465,7 +475,7 @@ def measure(name: str, work, *, size: int | None = None, n_calib: int = 64, n_ev
 
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
-    spec = ZOO[name]
+    spec = spec_of(name)
     size = size or spec.size
     model = build(name, seed, steps, size)
     calib = synthetic_task(n_calib, size, seed=seed + 1)[0]
