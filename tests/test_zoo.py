@@ -84,3 +84,21 @@ def test_hardswish_after_conv_folds_to_one_table_at_any_size(tmp_path):
     got = api.run_bundle(tmp_path / "b", x, emulate=False, progress=False).outputs.astype(np.int32)
     # the conv within 1 LSB of ORT; the table then maps one input step to at most two output steps here
     assert np.abs(got.reshape(want.shape) - want).max() <= 2
+
+
+@pytest.mark.toolchain
+@pytest.mark.qemu
+def test_zoo_model_on_cortex_m4_under_qemu_equals_host(tmp_path):
+    """The int8 QDQ file of a zoo model (the tiny detector at 48x48: Sigmoid tables, Concat on the last
+    axis) as cortex-m4 firmware (reference + DSP kernels) gives the host build's integers, and fits
+    512 KB / 128 KB (every zoo model at 96x96 in bench/coverage.py, where MobileNetV3-small is)."""
+    import numpy as np
+
+    from edgecomp import api
+
+    r = zoo.measure("tiny_detector", tmp_path, size=48, n_eval=4)
+    man = api.compile_model(r["qdq"], "cortex-m4", tmp_path / "m4")
+    assert man["flash_bytes"] <= 512 * 1024 and man["ram_bytes"] <= 128 * 1024
+    got = api.run_bundle(tmp_path / "m4", r["x"][:3], progress=False)
+    np.testing.assert_array_equal(got.outputs.reshape(-1), r["host_outputs"][:3].reshape(-1))
+    assert got.result.instructions_per_inference > man["macs"]
