@@ -272,8 +272,8 @@ def _report(graph: ir.Graph | None, src: Path, notes: dict, labels: Any, keep_fl
 # --------------------------------------------------------------------------- running
 @dataclass
 class Prediction:
-    outputs: np.ndarray  # raw outputs (int8 or float32), batch first, in the source model's layout
-    outputs_float: np.ndarray  # dequantized
+    outputs: Any  # raw outputs (int8 or float32), batch first, in the source model's layout (several: a dict by name)
+    outputs_float: Any  # dequantized
     result: Any  # backends.run.RunResult (ticks, unit, stack peak, ...)
 
 
@@ -292,6 +292,8 @@ def run_bundle(bundle: str | Path, x: np.ndarray, *, emulate: bool = True, progr
         raise EdgecompError(f"{bundle} is not an edgecomp bundle (no manifest.json)",
                             fix="Pass the folder written by `edgecomp compile`")
     man = read_manifest(bundle)
+    if isinstance(x, dict) or len(man["inputs"]) > 1 or len(man["outputs"]) > 1:
+        return _run_several(bundle, man, x, emulate=emulate, progress=progress, cycles=cycles, clock_hz=clock_hz)
     io_in, io_out = man["inputs"][0], man["outputs"][0]
     xin = quantize_input(x, io_in)
     want = tuple(io_in["shape"][1:])
@@ -303,3 +305,35 @@ def run_bundle(bundle: str | Path, x: np.ndarray, *, emulate: bool = True, progr
     if io_out.get("source_layout") == "NCHW" and out.ndim == 4:  # give ONNX users their layout back
         out = out.transpose(0, 3, 1, 2)
     return Prediction(out, dequantize_output(out, io_out), res)
+
+
+def _run_several(bundle: Path, man: dict, x: Any, **kw) -> Prediction:
+    """run_bundle for a model of several inputs or outputs: ``x`` a dict {input name: samples [N, ...]}
+    (one array is taken for a model of one input); the Prediction's outputs are dicts by output name."""
+    from .backends.run import run_bundle as _run
+
+    names = [io["name"] for io in man["inputs"]]
+    if not isinstance(x, dict):
+        if len(names) != 1:
+            raise EdgecompError(f"the model takes {len(names)} inputs ({', '.join(names)})", where=str(bundle),
+                                fix="Pass a dict {input name: samples [N, ...]}")
+        x = {names[0]: x}
+    if sorted(x) != sorted(names):
+        raise EdgecompError(f"inputs {sorted(x)} given, the model takes {names}", where=str(bundle),
+                            fix="Pass one array per input name (edgecomp run --input file.npz: one array per name)")
+    xins = []
+    for io in man["inputs"]:
+        xi = quantize_input(x[io["name"]], io)
+        if tuple(xi.shape[1:]) != tuple(io["shape"][1:]):
+            raise EdgecompError(f"input {io['name']!r} samples have shape {tuple(np.shape(x[io['name']])[1:])}, "
+                                f"the bundle expects {tuple(io['shape'][1:])}",
+                                fix="Give samples of the model's input shape with the batch axis first")
+        xins.append(xi)
+    res = _run(bundle, xins, **kw)
+    outs, floats = {}, {}
+    for io, o in zip(man["outputs"], res.outputs):
+        o = np.asarray(o).reshape((len(xins[0]),) + tuple(io["shape"][1:]))
+        if io.get("source_layout") == "NCHW" and o.ndim == 4:
+            o = o.transpose(0, 3, 1, 2)
+        outs[io["name"]], floats[io["name"]] = o, dequantize_output(o, io)
+    return Prediction(outs, floats, res)

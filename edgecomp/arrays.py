@@ -124,7 +124,8 @@ def _check_values(a: np.ndarray, where: str) -> np.ndarray:
             n_nan, n_inf = int(np.isnan(a).sum()), int(np.isinf(a).sum())
             what = "only NaN" if n_nan == a.size else ", ".join(
                 s for s in (f"{n_nan:,} NaN" if n_nan else "", f"{n_inf:,} infinite" if n_inf else "") if s)
-            raise _bad(f"the samples hold {what} value(s)", where,
+            first = int(np.argwhere(~finite.reshape(len(a), -1) if a.ndim else ~finite)[0][0]) if a.ndim else 0
+            raise _bad(f"the samples hold {what} value(s) (the first in sample {first})", where,
                        "Replace or drop the samples with missing or infinite values before saving them")
     if a.dtype.kind in "fiu" and a.size:
         big = max(abs(float(a.max())), abs(float(a.min())))

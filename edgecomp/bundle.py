@@ -92,7 +92,7 @@ def _io_ok(io: Any) -> bool:
     if not (isinstance(io, dict) and isinstance(io.get("name", ""), str) and isinstance(io.get("shape"), list)
             and 1 <= len(io["shape"]) <= 8 and all(_is_int(d, 1, 1 << 30) for d in io["shape"])
             and io.get("dtype") in ("int8", "uint8", "int16", "int32", "float32")
-            and io.get("source_layout", "NHWC") in ("NCHW", "NHWC")):
+            and io.get("source_layout", "NHWC") in ("NCHW", "NHWC", "NCW")):
         return False
     q = io.get("quantization")
     if q is None:

@@ -58,7 +58,6 @@ def cmd_run(a) -> int:
     from .bundle import read_bundle_manifest
     from .integrity import read_checked_manifest
     from .outputs import check_output_file
-    from .samples import check_samples
 
     bundle = Path(a.bundle)
     read_checked_manifest(bundle)  # a regular file, JSON, its file list well formed
@@ -74,26 +73,37 @@ def cmd_run(a) -> int:
         raise EdgecompError("a Raspberry Pi bundle runs on the Pi", fix="Use `edgecomp deploy BUNDLE --host user@pi`")
     if not man.get("inputs") or not isinstance(man["inputs"][0], dict) or "shape" not in man["inputs"][0]:
         raise EdgecompError("the bundle's manifest lists no input", where=str(bundle), fix="Compile the bundle again")
-    io = man["inputs"][0]
-    if a.input:
-        x = load_samples(a.input, prefer=(str(io.get("name", "x")), "x"), first_if_many=True, what="input file")
-        check_samples(x, "input samples", a.input)
-        if x.ndim == len(io["shape"]) - 1:  # one sample without its batch axis
-            x = x[None]
+    several = len(man["inputs"]) > 1
+    if several and a.input:  # one array per input name in an .npz
+        names = _npz_names(a.input, man["inputs"])
+        xs = {io["name"]: _user_samples(load_samples(a.input, prefer=(names[io["name"]],), what="input file"),
+                                        io, a.input) for io in man["inputs"]}
+    elif a.input:
+        io = man["inputs"][0]
+        xs = {io["name"]: _user_samples(load_samples(a.input, prefer=(str(io.get("name", "x")), "x"),
+                                                     first_if_many=True, what="input file"), io, a.input)}
     else:
         rng = np.random.default_rng(0)
-        shape = [a.count] + list(io["shape"][1:])
-        if io.get("source_layout") == "NCHW" and len(shape) == 4:
-            shape = [shape[0], shape[3], shape[1], shape[2]]
-        x = rng.integers(-128, 128, size=shape).astype(io["dtype"]) if io["dtype"] != "float32" \
-            else rng.standard_normal(shape).astype(np.float32)
+        xs = {}
+        for io in man["inputs"]:
+            shape = [a.count] + list(io["shape"][1:])
+            if io.get("source_layout") == "NCHW" and len(shape) == 4:
+                shape = [shape[0], shape[3], shape[1], shape[2]]
+            if io.get("source_layout") == "NCW":  # [N, 1, L, C] in the bundle, [N, C, L] for the user
+                shape = [shape[0], shape[3], shape[2]]
+            xs[io["name"]] = rng.integers(-128, 128, size=shape).astype(io["dtype"]) if io["dtype"] != "float32" \
+                else rng.standard_normal(shape).astype(np.float32)
+    x = xs if several else next(iter(xs.values()))
     if a.host:
         a.emulate = False
     pred = run_bundle(bundle, x, emulate=a.emulate, cycles=a.cycles, clock_hz=a.clock_hz)
     from .probe import layer_table
     table = layer_table(man, pred.result, clock_hz=a.clock_hz)
     cycles = pred.result.cycles  # estimated cycles (--cycles): printed beside the instruction counts
-    if a.output:
+    if a.output and isinstance(pred.outputs, dict):  # several outputs: one array per output name
+        with open(a.output, "wb") as f:
+            np.savez(f, **pred.outputs)
+    elif a.output:
         np.save(a.output, pred.outputs)
     if a.json:
         out = table.to_json() if hasattr(table, "to_json") else table
@@ -107,6 +117,34 @@ def cmd_run(a) -> int:
     if a.plot:
         (cycles or table).plot(a.plot)
     return 0
+
+
+def _user_samples(x, io: dict, where: str):
+    """Checked samples of one input in the user's layout, with the batch axis."""
+    from .samples import check_samples
+
+    check_samples(x, "input samples", where)
+    rank = 3 if io.get("source_layout") == "NCW" else len(io["shape"])  # the user's [N, C, L] for a 1-D model
+    return x[None] if x.ndim == rank - 1 else x  # (one sample without its batch axis)
+
+
+def _npz_names(path: str, ios: list) -> dict:
+    """The .npz member of each input of a model of several inputs (named as the input)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            members = {n[:-4] if n.endswith(".npy") else n for n in z.namelist()}
+    except (OSError, zipfile.BadZipFile):
+        members = set()
+    want = [str(io.get("name")) for io in ios]
+    missing = [n for n in want if n not in members]
+    if missing:
+        raise EdgecompError(f"the model takes {len(want)} inputs ({', '.join(map(repr, want))}); {path} has no "
+                            f"array named {', '.join(map(repr, missing))}", where=path,
+                            fix="Give an .npz with one array per input name: numpy.savez(file, " +
+                                ", ".join(f"{n}=..." for n in want) + ")")
+    return {n: n for n in want}
 
 
 def cmd_info(a) -> int:

@@ -31,6 +31,8 @@ def _io(g: ir.Graph, name: str) -> dict:
         layout = g.meta.get("source_layout") or g.meta.get("input_layout", "NHWC")
         if layout == "NCHW":
             shape = [shape[0], shape[3], shape[1], shape[2]]
+    if name in g.meta.get("io_layouts", {}):  # a 1-D model's [N, C, L] input, [N, 1, L, C] in the C
+        shape, layout = [t.shape[0], t.shape[3], t.shape[2]], g.meta["io_layouts"][name]
     return {"name": name, "shape": shape, "dtype": t.dtype, "layout": layout}
 
 

@@ -9,7 +9,9 @@ window, int8 softmax, add), so results are bit-exact with TFLM on imported
 own rounding, add and average pool; not TFLM's int8 ones).  float32 graphs are
 computed in float64 per layer and stored as float32 (within ~1e-5 of LiteRT / ONNX Runtime).
 
-Batches: every graph tensor's first axis is the batch; ``run`` takes N samples.
+Batches: every graph tensor's first axis is the batch; ``run`` takes N samples (rows), k model
+invocations of a batch-B model as k * B rows (see :mod:`edgecomp.ir`, "The batch axis").
+Ops may have several outputs (``split``): their functions return a tuple.
 Integer dot products are done in float64 BLAS (exact: all partial sums < 2^53).
 
 Fused residual add (optional, on conv2d / depthwise_conv2d / fully_connected):
@@ -30,26 +32,24 @@ from .errors import ModelError, UnsupportedError
 from .ops.common import add_int8, fclamp, is_int
 
 CHUNK = 16  # samples per pass: bounds the im2col buffers
-#: Ops whose operands broadcast (an operand's model batch may be 1 where the output's is N).
-BROADCASTING = ("add", "mul", "sub", "maximum", "minimum", "squared_difference", "prelu", "affine")
 
 
-def _node(graph: ir.Graph, node: ir.Node, env: dict[str, np.ndarray]) -> np.ndarray:
-    out = graph.tensors[node.outputs[0]]
-    n = env[node.inputs[0]].shape[0] if node.inputs else 1
-    if node.op in BROADCASTING:  # the output's batch, whatever the first operand's (broadcast) batch
-        x = graph.tensors[node.inputs[0]]
-        n = (env[node.inputs[0]].size // max(x.size, 1)) * out.shape[0] if not x.is_const else \
-            next(env[i].size // graph.tensors[i].size * out.shape[0] for i in node.inputs if not graph.tensors[i].is_const)
-    if interp_s16.is_s16(graph, node):  # int16 activations: ec_kernels_s16.c semantics
-        return interp_s16.run_node(graph, node, env).reshape((n,) + out.shape[1:])
+def _node(graph: ir.Graph, node: ir.Node, env: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+    """The node's outputs (one array per output, each [rows, ...])."""
     d = ir.OPS.get(node.op)
     if d is None:
         raise UnsupportedError(f"op {node.op!r} in the reference interpreter", where=f"node {node.name!r}")
-    y = d.run(graph, node, env)
+    if interp_s16.is_s16(graph, node) and not d.moves:  # int16 activations: ec_kernels_s16.c semantics
+        ys = (interp_s16.run_node(graph, node, env),)
+    else:
+        y = d.run(graph, node, env)
+        ys = y if isinstance(y, tuple) else (y,)
+    if len(ys) != len(node.outputs):
+        raise ModelError(f"{node.op} computed {len(ys)} outputs for {len(node.outputs)}", where=f"node {node.name!r}")
     res = node.attrs.get("residual")
     if res:
-        skip = env[res["tensor"]]
+        out = graph.tensors[node.outputs[0]]
+        y, skip = ys[0], env[res["tensor"]]
         if is_int(out):
             q = res.get("q")
             if q is None:
@@ -58,7 +58,8 @@ def _node(graph: ir.Graph, node: ir.Node, env: dict[str, np.ndarray]) -> np.ndar
             y = add_int8(y, skip, q, res.get("act"), out.dtype)
         else:
             y = fclamp(y.astype(np.float64) + skip, res.get("act"))
-    return y.reshape((n,) + out.shape[1:])
+        ys = (y,)
+    return tuple(y.reshape((-1,) + graph.tensors[o].shape[1:]) for o, y in zip(node.outputs, ys))
 
 
 def _inputs(graph: ir.Graph, inputs) -> dict[str, np.ndarray]:
@@ -89,17 +90,30 @@ def _inputs(graph: ir.Graph, inputs) -> dict[str, np.ndarray]:
     return env
 
 
+def _chunks(graph: ir.Graph, env0: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """The samples in passes of CHUNK model invocations (k * batch rows of each input), or of CHUNK
+    rows when the rows are not whole invocations (then ops across the batch axis refuse them)."""
+    rows = {k: v.shape[0] for k, v in env0.items()}
+    batch = {k: graph.tensors[k].shape[0] for k in env0}
+    inv = {rows[k] // batch[k] for k in env0 if rows[k] % batch[k] == 0}
+    if len(inv) == 1 and all(rows[k] % batch[k] == 0 for k in env0):
+        k_all = inv.pop()
+        return [{k: v[s * batch[k]:(s + CHUNK) * batch[k]] for k, v in env0.items()}
+                for s in range(0, max(k_all, 1), CHUNK)]
+    n = max(rows.values())
+    return [{k: v[s:s + CHUNK] for k, v in env0.items()} for s in range(0, max(n, 1), CHUNK)]
+
+
 def run(graph: ir.Graph, inputs: dict[str, np.ndarray] | np.ndarray, *,
         all_tensors: bool = False) -> dict[str, np.ndarray]:
     """Run the graph on N samples; return {output name: array [N, ...]} (every tensor if all_tensors)."""
     env0 = _inputs(graph, inputs)
-    n = next(iter(env0.values())).shape[0]
     consts = {t.name: t.data for t in graph.constants()}
     parts: list[dict[str, np.ndarray]] = []
-    for s in range(0, max(n, 1), CHUNK):
-        env = {**consts, **{k: v[s:s + CHUNK] for k, v in env0.items()}}
+    for chunk in _chunks(graph, env0):
+        env = {**consts, **chunk}
         for node in graph.nodes:
-            env[node.outputs[0]] = _node(graph, node, env)
+            env.update(zip(node.outputs, _node(graph, node, env)))
         keep = [k for k in env if k not in consts] if all_tensors else graph.outputs
         parts.append({k: env[k] for k in keep})
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

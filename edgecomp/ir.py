@@ -20,6 +20,14 @@ Ops and their attributes (see docs/internals.md for the full table)
 ``add``: act.   ``max_pool2d``/``avg_pool2d``: kernel, stride, pad, act.
 ``softmax``: beta.   ``reshape``: shape.   ``concat``: axis (in the IR layout).
 ``quantize`` (float -> int), ``dequantize`` (int -> float), ``clamp``: act.
+Data movement (``edgecomp/ops/data.py``, ``ops/resize.py``): ``transpose`` perm, ``pad`` pads / mode /
+value, ``slice`` begin / step, ``broadcast``, ``split`` axis (several outputs), ``gather`` axis
+(constant int32 indices as the second input), ``resize`` mode and its index / weight tables.
+
+The batch axis: every tensor's first axis is the model's batch (1 for most models).  The
+interpreter runs k model invocations at once, a tensor of batch B as k * B rows; ops that mix
+the batch axis (a concat or a slice along axis 0, a transpose that moves it) view the rows as
+[k, B, ...] (:func:`edgecomp.ops.common.grouped`).
 
 ``act`` is the clamp range *in the output's own domain*: integers for quantized
 outputs (already offset by the zero point, within the dtype's range), floats for
@@ -47,27 +55,32 @@ LAYOUTS = ("rows", "matrix_rows", "elementwise", "alias", "other")
 @dataclass(frozen=True)
 class OpDef:
     """An IR op: its name, the memory planner's view of it, its MACs and its semantics (the
-    interpreter's function ``run(graph, node, env) -> array``, one array per output)."""
+    interpreter's function ``run(graph, node, env) -> array``, or a tuple of arrays, one per
+    output, for an op with ``many_outputs``).  ``moves``: the op only moves values (any element
+    type, the output in the input's quantization)."""
     name: str
     run: Callable[..., Any]
     layout: str = "other"
     macs: Callable[["Graph", "Node"], int] | None = None
     doc: str = ""
+    many_outputs: bool = False
+    moves: bool = False
 
 
 #: Every op, by name; filled by the modules of :mod:`edgecomp.ops` (imported with the package).
 OPS: dict[str, OpDef] = {}
 
 
-def define_op(name: str, *, layout: str = "other", macs: Callable | None = None):
-    """Register the decorated function as the semantics of op ``name``."""
+def define_op(name: str, *, layout: str = "other", macs: Callable | None = None, many_outputs: bool = False,
+              moves: bool = False):
+    """Register the decorated function as the semantics of op ``name`` (see :class:`OpDef`)."""
     if layout not in LAYOUTS:
         raise ValueError(f"op {name!r}: unknown layout {layout!r}")
 
     def deco(fn):
         if name in OPS and OPS[name].run is not fn:
             raise ValueError(f"op {name!r} is defined twice")
-        OPS[name] = OpDef(name, fn, layout, macs, (fn.__doc__ or "").strip().split("\n")[0])
+        OPS[name] = OpDef(name, fn, layout, macs, (fn.__doc__ or "").strip().split("\n")[0], many_outputs, moves)
         return fn
     return deco
 

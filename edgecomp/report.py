@@ -124,4 +124,4 @@ def quantization_lines(rep: dict) -> list[str]:
                         else ""))
     for w in rep.get("warnings") or []:
         lines.append(f"    warning: {w}")
-    return lines
+    return [terminal_text(line) for line in lines]  # layer names come from the model: escaped

@@ -27,6 +27,8 @@ def quantize_input(x: np.ndarray, io: dict) -> np.ndarray:
     x = np.asarray(x)
     if io.get("source_layout") == "NCHW" and x.ndim == 4:
         x = x.transpose(0, 2, 3, 1)
+    if io.get("source_layout") == "NCW" and x.ndim == 3:  # a 1-D model's [N, C, L] -> [N, 1, L, C]
+        x = x.transpose(0, 2, 1)[:, None]
     if io["dtype"] == "float32":
         return x.astype(np.float32)
     if x.dtype == np.dtype(io["dtype"]):

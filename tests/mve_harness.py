@@ -316,18 +316,20 @@ class Result:
 
 def run_cases(cases: list[Case], work: Path, timeout: float = 300.0) -> list[Result]:
     """Build one firmware for cortex-m55 with these cases, run it under QEMU, parse its lines."""
+    from edgecomp.backends.c.kernels.catalogue import bundle_names, write_kernel_files
     from edgecomp.backends.cortex_m import build, write_firmware
     from edgecomp.backends.emulator import qemu_command
     from edgecomp.targets import load_target
 
     target = load_target("cortex-m55")
     work.mkdir(parents=True, exist_ok=True)
-    write_firmware(work, target, "mve_kernels", probe=False)
     kernels = templates_dir() / "cortex_m" / "kernels"
-    for f in ("ec_kernels.c", "ec_kernels.h", "mve/ec_kernels_mve.c", "mve/ec_kernels_mve.h"):
+    write_kernel_files(work, bundle_names("reference"))  # the reference kernels as a bundle has them
+    for f in ("mve/ec_kernels_mve.c", "mve/ec_kernels_mve.h"):
         shutil.copyfile(kernels / f, work / Path(f).name)
-    (work / "main.c").write_text(firmware_source(cases))
     (work / "model.h").write_text("/* no model */\n")
+    write_firmware(work, target, "mve_kernels", probe=False)  # its Makefile lists the sources now present
+    (work / "main.c").write_text(firmware_source(cases))  # (after the shell: its harness is replaced)
     elf = build(work, target).elf
     p = subprocess.run(qemu_command(target, elf), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                        timeout=timeout, cwd=work)

@@ -513,8 +513,9 @@ def test_integer_helpers_match_tflite_primitives(tmp_path):
     ec_multiply_by_quantized_multiplier on edge values (INT32_MIN, ties, every shift) vs numerics."""
     from edgecomp import numerics as nx
 
-    shutil.copyfile(templates_dir() / "cortex_m" / "kernels" / "ec_kernels.c", tmp_path / "ec_kernels.c")
-    shutil.copyfile(templates_dir() / "cortex_m" / "kernels" / "ec_kernels.h", tmp_path / "ec_kernels.h")
+    from edgecomp.backends.c.kernels.catalogue import bundle_names, write_kernel_files
+
+    write_kernel_files(tmp_path, bundle_names("reference"))  # as in a bundle
     (tmp_path / "h.c").write_text(r"""
 #include <stdio.h>
 #include "ec_kernels.h"

@@ -198,11 +198,9 @@ def test_cli_compile_precision_int16(cnn, tmp_path):
 def test_c_requantization_is_the_documented_rounding(tmp_path):
     """ec_requantize_acc_s16 / ec_shift_acc_s16 against exact integers: y = acc * m / 2^n rounded to nearest,
     ties to even, n = 31 - shift, saturated to int16; the shift-only path equals the multiplier path at m = 2^30."""
-    from edgecomp.resources import templates_dir
+    from edgecomp.backends.c.kernels.catalogue import bundle_names, write_kernel_files
 
-    k = templates_dir() / "cortex_m" / "kernels"
-    for f in ("ec_kernels.h", "ec_kernels.c", "ec_kernels_s16.h", "ec_kernels_s16.c"):  # as in a bundle
-        shutil.copyfile(k / f, tmp_path / f)
+    write_kernel_files(tmp_path, bundle_names("reference", "s16"))  # as in a bundle
     (tmp_path / "t.c").write_text(r'''
 #include <stdio.h>
 #include <inttypes.h>

@@ -2,6 +2,7 @@
 and gives the same outputs as ONNX Runtime in this process.  This is what a user does on the Pi."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -37,7 +38,8 @@ def test_venv_has_only_the_pinned_runtime(venv_bundles):
     d, py = venv_bundles
     r = subprocess.run([str(py), "-c", "import onnxruntime, numpy; print(onnxruntime.__version__, numpy.__version__)\n"
                                       "try:\n import edgecomp; print('edgecomp')\nexcept ImportError: pass"],
-                       capture_output=True, text=True, timeout=120, cwd=d)
+                       capture_output=True, text=True, timeout=120, cwd=d,
+                       env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})  # (the venv's own path only)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split()[0] == ORT_PIN.split("==")[1] and "edgecomp" not in r.stdout
 

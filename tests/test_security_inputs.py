@@ -48,8 +48,8 @@ def cli(*args) -> _Result:
 def one_error(r, code=2) -> str:
     """Exit ``code``, the last stderr line one ``edgecomp: error:`` (progress lines may precede it)."""
     assert r.returncode == code, (r.returncode, r.stdout, r.stderr)
-    lines = [ln for ln in r.stderr.strip().splitlines() if not ln.startswith("\rcalibrating")
-             and not ln.startswith("calibrating")]
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip() and not ln.startswith("\rcalibrating")
+             and not ln.startswith("calibrating") and not ln.startswith("edgecomp: warning:")]
     assert len(lines) == 1 and lines[0].startswith("edgecomp: error:"), r.stderr
     assert "Traceback" not in r.stderr and "internal error" not in r.stderr
     return lines[0]

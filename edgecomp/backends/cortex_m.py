@@ -107,7 +107,8 @@ def readme_model(graph: ir.Graph, arena_bytes: int, stack_bytes: int | None) -> 
                 "elements": t.size, "bytes": t.nbytes,
                 "scale": f"{float(t.quant.scale[0]):.9g}" if t.quant is not None else None,
                 "zero_point": int(t.quant.zero_point[0]) if t.quant is not None else None,
-                "source_layout": graph.meta.get("source_layout") if len(t.shape) == 4 else None}
+                "source_layout": graph.meta.get("io_layouts", {}).get(name) or
+                (graph.meta.get("source_layout") if len(t.shape) == 4 else None)}
     return {"input": io(graph.inputs[0]), "output": io(graph.outputs[0]), "arena_bytes": int(arena_bytes),
             "stack_bytes": stack_bytes}
 
@@ -232,8 +233,8 @@ def _nm_sizes(nm: str, objects: list[Path]) -> tuple[int, int]:
 def _model_sources(bundle_dir: Path) -> list[str]:
     """The generated model's C files (a user's own files, e.g. a UART driver, are not the model)."""
     from .c.generate import MODEL_FILES
-    from .c.kernels.catalogue import KERNEL_GROUPS
-    files = MODEL_FILES + KERNEL_GROUPS["reference"] + KERNEL_GROUPS["s16"]
+    from .c.kernels.catalogue import bundle_names
+    files = MODEL_FILES + bundle_names("reference", "s16")
     generated = sorted(n for n in files if n.endswith(".c") and (bundle_dir / n).is_file())
     return generated or sorted(p.name for p in bundle_dir.glob("*.c") if p.name not in NOT_MODEL)
 
@@ -256,7 +257,7 @@ def check_own_files(src: Path, manifest: dict) -> None:
     and kernel files must equal what this edgecomp writes for the manifest's target and
     name (so a bundle's Makefile never runs commands edgecomp did not write).
     """
-    from .c.kernels.catalogue import all_kernel_files
+    from .c.kernels.catalogue import all_kernel_files, kernel_file_bytes
     from .. import workdirs
 
     where = str(manifest.get("_where", src))
@@ -278,7 +279,6 @@ def check_own_files(src: Path, manifest: dict) -> None:
                     (d / f).touch()
             write_firmware(d, target, name, probe)
             variants.append(d)
-        kdir = templates_dir() / "cortex_m" / "kernels"
         odd = []
         for f in files:
             if f in MODEL_FILES or (target.uf2_family is not None and f == f"{name}.uf2"):
@@ -288,7 +288,7 @@ def check_own_files(src: Path, manifest: dict) -> None:
                 continue
             got = (src / f).read_bytes()
             if f in kernels:
-                ok = got == (kdir / kernels[f]).read_bytes()
+                ok = got == kernel_file_bytes(f)
             elif (variants[0] / f).is_file():
                 ok = any(got == (v / f).read_bytes() for v in variants)
             else:
@@ -468,6 +468,8 @@ def _io_entry(graph: ir.Graph, name: str) -> dict[str, Any]:
                          "quantization": t.quant.to_json() if t.quant is not None else None}
     if len(t.shape) == 4 and graph.meta.get("source_layout"):
         d["source_layout"] = graph.meta["source_layout"]
+    if name in graph.meta.get("io_layouts", {}):  # a 3-D [N, C, L] input held as [N, 1, L, C]
+        d["source_layout"] = graph.meta["io_layouts"][name]
     return d
 
 
@@ -529,8 +531,7 @@ def write_bundle(graph: ir.Graph, target: str | Target, out_dir: str | Path, opt
         with workdirs.work_dir("build") as bd:
             try:
                 built = build(tmp, target, build_dir=bd)
-                in_t = graph.t(graph.inputs[0])
-                stack = measure_stack(tmp, target, built, in_t.nbytes)
+                stack = measure_stack(tmp, target, built, sum(graph.t(i).nbytes for i in graph.inputs))
                 if target.uf2_family is not None:  # the file a user drags onto the board, listed in the manifest
                     shutil.copyfile(built.elf.with_name("fw.uf2"), tmp / f"{name}.uf2")
             except EdgecompError as e:

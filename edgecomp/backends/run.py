@@ -23,7 +23,7 @@ from .emulator import INPUT_FILE, OUTPUT_FILE, FirmwareRun, qemu_command, run_fi
 
 @dataclass
 class RunResult:
-    outputs: np.ndarray  # [N, ...] raw outputs as the firmware produced them
+    outputs: Any  # [N, ...] raw outputs as the firmware produced them (a list, one per output, for several)
     layer_ticks: list[int]  # first inference, per layer, in `unit`
     total_ticks: int | None
     unit: str | None  # "systick" (QEMU, Cortex-M0), "cycles" (DWT), "ns" (host)
@@ -38,7 +38,8 @@ class RunResult:
 def run_bundle(bundle_dir: str | Path, inputs: np.ndarray, *, target: str | Target | None = None,
                emulate: bool = True, timeout: float | None = None, progress: bool = True,
                cycles: bool = False, clock_hz: float | None = None) -> RunResult:
-    """Build the bundle if needed and run ``inputs`` [N, ...] through it.
+    """Build the bundle if needed and run ``inputs`` [N, ...] through it (a list of such arrays, one
+    per input in the manifest's order, for a model of several inputs; the outputs are then a list).
 
     ``emulate=True`` runs the Cortex-M firmware under QEMU (a board without an
     emulator runs on its ``emulate_with`` target); ``emulate=False`` or target
@@ -59,29 +60,19 @@ def run_bundle(bundle_dir: str | Path, inputs: np.ndarray, *, target: str | Targ
     if not man.get("inputs") or not man.get("outputs"):
         raise EdgecompError("the bundle's manifest lists no inputs or outputs", str(bundle_dir),
                             "compile the bundle again")
-    io_in, io_out = man["inputs"][0], man["outputs"][0]
-    try:
-        in_dtype, out_dtype = np.dtype(io_in["dtype"]), np.dtype(io_out["dtype"])
-        in_shape, out_shape_all = [int(d) for d in io_in["shape"]], [int(d) for d in io_out["shape"]]
-        if in_dtype.kind not in "iuf" or out_dtype.kind not in "iuf" or min(in_shape + out_shape_all) < 1 or \
-                math.prod(in_shape) > 1 << 28 or math.prod(out_shape_all) > 1 << 28:
-            raise ValueError
-    except (KeyError, TypeError, ValueError):
-        raise EdgecompError("the bundle's manifest has malformed inputs or outputs", str(bundle_dir),
-                            "compile the bundle again") from None
-    in_elems = math.prod(in_shape[1:]) if len(in_shape) > 1 else math.prod(in_shape)
-    out_shape = tuple(out_shape_all[1:]) if len(out_shape_all) > 1 else tuple(out_shape_all)
-    out_elems = math.prod(out_shape)
-    x = np.asarray(inputs)
-    if x.ndim == 0 or x.shape[0] == 0 or x.size != x.shape[0] * in_elems:
-        raise EdgecompError(f"inputs of shape {x.shape} do not hold whole samples of {in_elems} elements",
-                            str(bundle_dir), f"pass an array [N, {', '.join(map(str, in_shape[1:]))}]")
-    if x.dtype != in_dtype:
-        if in_dtype.kind == "i" and x.dtype.kind == "f":
-            raise EdgecompError(f"float inputs given to an {in_dtype} model", str(bundle_dir),
-                                "quantize them first (edgecomp.api.run_bundle does it from the manifest)")
-        x = x.astype(in_dtype)
-    n = x.shape[0]
+    several = isinstance(inputs, (list, tuple))
+    xs = list(inputs) if several else [inputs]
+    if len(xs) != len(man["inputs"]):
+        raise EdgecompError(f"{len(xs)} input array(s) for a model of {len(man['inputs'])} inputs", str(bundle_dir),
+                            "pass one array [N, ...] per input, in the manifest's order")
+    xs = [_checked_input(bundle_dir, io, x) for io, x in zip(man["inputs"], xs)]
+    outs = [_io_shape(bundle_dir, io) for io in man["outputs"]]
+    n = xs[0].shape[0]
+    if any(v.shape[0] != n for v in xs):
+        raise EdgecompError(f"input arrays of {[v.shape[0] for v in xs]} samples", str(bundle_dir),
+                            "pass the same number of samples for every input")
+    x = xs[0]
+    out_bytes = sum(math.prod(s) * d.itemsize for s, d in outs)  # (bytes per sample)
 
     host = tgt.is_host or not emulate
     if cycles:
@@ -118,28 +109,63 @@ def run_bundle(bundle_dir: str | Path, inputs: np.ndarray, *, target: str | Targ
         built = build(src, emu or tgt, build_dir=work / "build", host=host)
         io_dir = work / "io"
         io_dir.mkdir()
-        np.ascontiguousarray(x).tofile(io_dir / INPUT_FILE)
+        # each sample's inputs one after the other (the harness reads them so)
+        np.concatenate([np.ascontiguousarray(v).reshape(n, -1).view(np.uint8) for v in xs], axis=1).tofile(
+            io_dir / INPUT_FILE)
         if progress and n > 1 and emu is not None:
             print(f"running {n} input(s) under QEMU {emu.qemu_machine} (-icount shift=0)...", file=sys.stderr,
                   flush=True)
         fr = run_firmware(built.elf, emu, io_dir, timeout=timeout, progress_total=n if progress else None,
-                          output_bytes=out_elems * out_dtype.itemsize)
+                          output_bytes=out_bytes)
         raw = (io_dir / OUTPUT_FILE).read_bytes() if (io_dir / OUTPUT_FILE).exists() else b""
-    want = n * out_elems * out_dtype.itemsize
+        rep = fr.report
+        insns = None
+        if emu is not None and rep.unit == "systick" and rep.total is not None and emu.insns_per_systick:
+            insns = int(round(rep.total * emu.insns_per_systick))
+        est = None
+        if cycles:  # (inside the private folder: the traced run needs the ELF just built)
+            from ..cycles import estimate_firmware
+            est = estimate_firmware(built.elf, emu, tgt, x[:1], man, clock_hz=clock_hz, probe_instructions=insns,
+                                    timeout=timeout + 60.0)
+    want = n * out_bytes
     if len(raw) != want:
         raise ToolError(f"the firmware wrote {len(raw)} output bytes, expected {want}", str(bundle_dir),
                         "the bundle's manifest and its model.h disagree; compile the bundle again")
-    outputs = np.frombuffer(raw, dtype=out_dtype).reshape((n,) + out_shape).copy()
-    rep = fr.report
-    insns = None
-    if emu is not None and rep.unit == "systick" and rep.total is not None and emu.insns_per_systick:
-        insns = int(round(rep.total * emu.insns_per_systick))
-    est = None
-    if cycles:
-        from ..cycles import estimate_firmware
-        est = estimate_firmware(built.elf, emu, tgt, x[:1], man, clock_hz=clock_hz, probe_instructions=insns,
-                                timeout=timeout + 60.0)
+    per, at, got = np.frombuffer(raw, np.uint8).reshape(n, out_bytes), 0, []
+    for s_, d in outs:
+        b = math.prod(s_) * d.itemsize
+        got.append(per[:, at:at + b].copy().view(d).reshape((n,) + s_))
+        at += b
+    outputs = got if several or len(outs) > 1 else got[0]
     return RunResult(outputs=outputs, layer_ticks=[t if t is not None else 0 for t in rep.ticks_list()],
                      total_ticks=rep.total, unit=rep.unit, stack_peak=rep.stack,
                      instructions_per_inference=insns, emulated=emu is not None,
                      machine=emu.qemu_machine if emu else None, log=fr.stdout, cycles=est)
+
+
+def _io_shape(bundle_dir, io: dict) -> tuple[tuple[int, ...], np.dtype]:
+    """A manifest entry's per-sample shape and dtype (checked)."""
+    try:
+        dtype, shape = np.dtype(io["dtype"]), [int(d) for d in io["shape"]]
+        if dtype.kind not in "iuf" or min(shape) < 1 or math.prod(shape) > 1 << 28:
+            raise ValueError
+    except (KeyError, TypeError, ValueError):
+        raise EdgecompError("the bundle's manifest has malformed inputs or outputs", str(bundle_dir),
+                            "compile the bundle again") from None
+    return (tuple(shape[1:]) if len(shape) > 1 else tuple(shape)), dtype
+
+
+def _checked_input(bundle_dir, io: dict, x) -> np.ndarray:
+    """Samples [N, ...] of one input, whole and of its dtype."""
+    shape, dtype = _io_shape(bundle_dir, io)
+    elems = math.prod(shape)
+    x = np.asarray(x)
+    if x.ndim == 0 or x.shape[0] == 0 or x.size != x.shape[0] * elems:
+        raise EdgecompError(f"inputs of shape {x.shape} do not hold whole samples of {elems} elements",
+                            str(bundle_dir), f"pass an array [N, {', '.join(map(str, shape))}]")
+    if x.dtype != dtype:
+        if dtype.kind == "i" and x.dtype.kind == "f":
+            raise EdgecompError(f"float inputs given to an {dtype} model", str(bundle_dir),
+                                "quantize them first (edgecomp.api.run_bundle does it from the manifest)")
+        x = x.astype(dtype)
+    return x

@@ -174,6 +174,7 @@ def _quantize_input(x: np.ndarray, graph: ir.Graph) -> np.ndarray:
     io = {"dtype": t.dtype, "quantization": t.quant.to_json() if t.quant is not None else None}
     if len(t.shape) == 4 and graph.meta.get("source_layout"):
         io["source_layout"] = graph.meta["source_layout"]
+    io["source_layout"] = graph.meta.get("io_layouts", {}).get(graph.inputs[0], io.get("source_layout"))
     return quantize_input(np.asarray(x, np.float32), io)
 
 
@@ -258,7 +259,9 @@ def quantization_report(float_onnx: str | Path, graph: ir.Graph, samples: list[n
             t_in = graph.t(graph.inputs[0])
             if t_in.quant is not None:
                 nchw = x.ndim == 4 and graph.meta.get("source_layout") == "NCHW"
-                in_acc.add(x.transpose(0, 2, 3, 1) if nchw else x, _dequantize(xin, t_in.quant))
+                ncw = x.ndim == 3 and graph.inputs[0] in graph.meta.get("io_layouts", {})
+                xs = x.transpose(0, 2, 3, 1) if nchw else x.transpose(0, 2, 1)[:, None] if ncw else x
+                in_acc.add(xs, _dequantize(xin, t_in.quant))
             for n in nodes:
                 t = graph.tensors[n.outputs[0]]
                 fname = _float_name(graph, n.outputs[0])

@@ -62,7 +62,9 @@ def _input_info(model: onnx.ModelProto) -> tuple[str, tuple[int, ...]]:
     ins = [i for i in model.graph.input if i.name not in inits]
     if len(ins) != 1:
         raise ModelError(f"model has {len(ins)} inputs; quantization supports exactly one",
-                         fix="Export the model with a single input tensor")
+                         fix="Export the model with a single input tensor, or quantize it with onnxruntime."
+                             "quantization.quantize_static (a reader of {input name: sample} dicts) and compile "
+                             "the QDQ file (several inputs compile), or use --precision float32")
     dims = tuple(d.dim_value if d.dim_value > 0 else 1 for d in ins[0].type.tensor_type.shape.dim)
     return ins[0].name, dims
 

@@ -88,3 +88,17 @@ def broadcast_inputs(graph: ir.Graph, node: ir.Node, env: dict) -> tuple[list[np
 def stacked(y: np.ndarray, out: ir.Tensor) -> np.ndarray:
     """A broadcast result [S, *model shape] back to the interpreter's stacked samples."""
     return y.reshape((-1,) + tuple(out.shape[1:]))
+def grouped(graph: ir.Graph, name: str, env: dict) -> np.ndarray:
+    """The rows of tensor ``name`` as [k, *shape]: k model invocations of its batch (for ops that
+    mix the batch axis with the others; see :mod:`edgecomp.ir`, "The batch axis")."""
+    x = env[name]
+    shape = tuple(graph.tensors[name].shape)
+    if x.shape[0] % shape[0]:
+        raise ModelError(f"{x.shape[0]} rows of tensor {name!r}, whose batch is {shape[0]}",
+                         fix=f"Pass a multiple of {shape[0]} samples (the model's batch)")
+    return x.reshape((-1,) + shape)
+
+
+def ungroup(y: np.ndarray) -> np.ndarray:
+    """[k, B, ...] back to k * B rows."""
+    return y.reshape((-1,) + y.shape[2:])

@@ -17,11 +17,13 @@ composed.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from .. import ir
 from .. import tables
-from .graph_edit import remove_dead, same_quant
+from .graph_edit import remove_dead, same_quant, working_copy
 
 #: Ops whose int8 output clamp (``act``) may absorb a lut that only clamps.
 CLAMPS_OUTPUT = ("conv2d", "depthwise_conv2d", "fully_connected", "add", "max_pool2d", "avg_pool2d")
@@ -146,14 +148,15 @@ def _source(g: ir.Graph, name: str) -> tuple[str, np.ndarray]:
 
 
 def _binary_table(g: ir.Graph, n: ir.Node, fa: np.ndarray, fb: np.ndarray) -> np.ndarray:
-    """The op on the 256 points, run on a graph of its three tensors shaped [1, 256] (the
-    broadcasting interpreter reads operands in their model shapes)."""
+    """The op on the 256 points, run by its interpreter function on a view of the node whose
+    tensors are [1, 256] (same types and quantization): the model's shapes need not divide 256."""
     d = ir.OPS[n.op]
-    names = list(dict.fromkeys([*n.inputs, *n.outputs]))
-    tensors = {k: ir.Tensor(k, (1, 256), g.tensors[k].dtype, g.tensors[k].quant) for k in names}
-    env = {n.inputs[0]: fa, n.inputs[1]: fb}
-    return np.asarray(d.run(ir.Graph(g.name, tensors, [n], list(n.inputs), list(n.outputs)), n, env),
-                      np.int8).reshape(256)
+    view = working_copy(g)
+    for name in set(n.inputs) | set(n.outputs):
+        t = g.tensors[name]
+        view.tensors[name] = dataclasses.replace(t, shape=(1, 256))
+    env = {n.inputs[0]: fa.reshape(1, 256), n.inputs[1]: fb.reshape(1, 256)}
+    return np.asarray(d.run(view, n, env), np.int8).reshape(256)
 
 
 def fold_luts(g: ir.Graph, ctx=None) -> ir.Graph:

@@ -31,7 +31,7 @@ from .graph_edit import remove_dead, rename, replace_uses, same_quant
 
 INT_OPS = ("conv2d", "depthwise_conv2d", "fully_connected", "add", "max_pool2d", "avg_pool2d",
            "softmax", "reshape", "concat", "clamp", "transpose", "mul", "sub", "maximum", "minimum", "affine", "prelu",
-           "mean", "transpose_conv2d")
+           "mean", "transpose_conv2d", "resize")
 #: Ops whose constant inputs stay float in their int8 form (requantize.py makes their integers).
 FLOAT_CONST_OPS = ("affine", "prelu")
 #: Ops whose result depends only on the order of their input values (int32 outputs, no
@@ -126,7 +126,8 @@ def fold_qdq(g: ir.Graph, ctx=None) -> ir.Graph:
             # a global average: the int8 mean, summed and requantized once to the output scale
             n.op = "mean"
             n.attrs = {"axes": (1, 2), "keep_dims": True, "act": n.attrs.get("act", (-math.inf, math.inf))}
-        elif n.op in ("max_pool2d", "reshape", "clamp", "transpose") and not same_quant(g.tensors[srcs[0]].quant, yquant):
+        elif n.op in ("max_pool2d", "reshape", "clamp", "transpose", "resize") \
+                and not same_quant(g.tensors[srcs[0]].quant, yquant):
             # single-input ops work in their input's quantization, then one requantize to the
             # output's (before pooling it would clip values that the average still needs)
             requant_after = yquant
@@ -160,6 +161,7 @@ def fold_qdq(g: ir.Graph, ctx=None) -> ir.Graph:
                 and float(g.tensors[p.inputs[0]].quant.scale[0]) > 0:
             n.inputs[0] = p.inputs[0]
     g.meta.pop("qconst", None)  # the integer forms of constants are in the graph now
+    sink_dequantize(g)
     return remove_dead(g)
 
 
@@ -168,6 +170,59 @@ def _global_pool(g: ir.Graph, n: ir.Node) -> bool:
     x, y = g.tensors[n.inputs[0]], g.tensors[n.outputs[0]]
     return len(x.shape) == 4 and tuple(n.attrs["kernel"]) == tuple(x.shape[1:3]) and not any(n.attrs["pad"]) \
         and tuple(y.shape[1:3]) == (1, 1)
+def _dequantized(g: ir.Graph, n: ir.Node) -> list[ir.Node] | None:
+    """The dequantize nodes feeding an op that moves values without changing them (its one
+    activation input, the first; or every input of a concat, all in one quantization), or None."""
+    if not ir.OPS[n.op].moves or (n.op == "resize" and n.attrs.get("mode") != "nearest"):
+        return None
+    acts = [i for i in n.inputs if not g.tensors[i].is_const]
+    if n.op != "concat" and acts != n.inputs[:1]:
+        return None
+    ps = [g.producer(i) for i in acts]
+    if not ps or any(p is None or p.op != "dequantize" for p in ps):
+        return None
+    srcs = [g.tensors[p.inputs[0]] for p in ps]
+    if any(t.dtype != srcs[0].dtype or not same_quant(t.quant, srcs[0].quant) for t in srcs):
+        return None
+    return ps
+
+
+def sink_dequantize(g: ir.Graph) -> ir.Graph:
+    """``move(dequantize(x))`` becomes ``dequantize(move(x))`` for ops that only move values (pad,
+    slice, split, gather, broadcast, nearest resize, reshape, transpose; concat of inputs in one
+    quantization): exact, and it brings the
+    move to the integer side (ONNX Runtime leaves some of them in float, e.g. DepthToSpace; the
+    QDQ pairs it leaves behind are then cancelled or become requantizations).  A pad's constant is
+    quantized (rounded half to even, as QuantizeLinear) into the input's parameters."""
+    changed = True
+    while changed:
+        changed = False
+        for n in list(g.nodes):
+            ps = _dequantized(g, n)
+            if ps is None:
+                continue
+            src = g.tensors[ps[0].inputs[0]]
+            if n.op == "pad" and n.attrs.get("mode", "constant") == "constant":
+                info = np.iinfo(ir.np_dtype(src.dtype))
+                s, z = float(src.quant.scale[0]), int(src.quant.zero_point[0])
+                v = int(np.clip(np.rint(np.float32(n.attrs.get("value", 0.0)) / np.float32(s)) + z, info.min, info.max))
+                n.attrs["value"] = v
+            ints = []
+            for o in n.outputs:
+                t = g.tensors[o]
+                name = f"{o}_int"
+                while name in g.tensors:
+                    name += "_"
+                g.tensors[name] = ir.Tensor(name, t.shape, src.dtype,
+                                            ir.QuantParams(src.quant.scale.copy(), src.quant.zero_point.copy()))
+                ints.append(name)
+            at = g.nodes.index(n)
+            for j, (q, o) in enumerate(zip(ints, n.outputs)):
+                g.nodes.insert(at + 1 + j, ir.Node(f"{o}_dequantize", "dequantize", [q], [o]))
+            n.inputs = [p.inputs[0] for p in ps] if n.op == "concat" else [ps[0].inputs[0]] + n.inputs[1:]
+            n.outputs = ints
+            changed = True
+    return g
 
 
 def _requantize_before(g: ir.Graph, n: ir.Node, src: str, quant: ir.QuantParams) -> str:

@@ -3,8 +3,8 @@
  * and report its latency and stack use.
  *
  * With host files (semihosting under QEMU or a debugger, or the host build):
- *   reads ec_input.bin  = N inputs of EC_INPUT_SIZE elements of ec_in_t,
- *   writes ec_output.bin = N outputs of EC_OUTPUT_SIZE elements of ec_out_t,
+ *   reads ec_input.bin  = N samples, each every input in turn (ec_input_bytes[i] bytes each),
+ *   writes ec_output.bin = N results, each every output in turn (ec_output_bytes[i] bytes each),
  * in the current directory of the emulator (host build: argv[1], argv[2]).
  * Without them (a board on its own) it runs one inference on a zero input.
  *
@@ -27,9 +27,24 @@
 
 #define INPUT_FILE "ec_input.bin"
 #define OUTPUT_FILE "ec_output.bin"
-#define INPUT_BYTES (EC_INPUT_SIZE * sizeof(ec_in_t))
-#define OUTPUT_BYTES (EC_OUTPUT_SIZE * sizeof(ec_out_t))
 #define STACK_PAINT 0xC5A5C5A5u
+
+#ifndef EC_NUM_INPUTS /* a model of one input and one output: its model.h names them ec_input / ec_output */
+#define EC_NUM_INPUTS 1
+#define EC_NUM_OUTPUTS 1
+static const uint32_t ec_input_bytes[1] = {EC_INPUT_SIZE * sizeof(ec_in_t)};
+static const uint32_t ec_output_bytes[1] = {EC_OUTPUT_SIZE * sizeof(ec_out_t)};
+static void *ec_input_at(int i)
+{
+    (void)i;
+    return ec_input();
+}
+static const void *ec_output_at(int i)
+{
+    (void)i;
+    return ec_output();
+}
+#endif
 
 static uint32_t first_ticks;
 static uint32_t first_stack_bytes;
@@ -101,24 +116,29 @@ static int run_files(const char *input_path, const char *output_path)
     int in = ec_file_open(input_path, 0);
     if (in < 0)
         fail("cannot open ", input_path);
+    unsigned long sample_bytes = 0;
+    for (int i = 0; i < EC_NUM_INPUTS; i++)
+        sample_bytes += ec_input_bytes[i];
     long size = ec_file_size(in);
-    if (size <= 0 || (unsigned long)size % INPUT_BYTES != 0)
+    if (size <= 0 || (unsigned long)size % sample_bytes != 0)
         fail("input size is not a multiple of the model input: ", input_path);
     int out = ec_file_open(output_path, 1);
     if (out < 0)
         fail("cannot create ", output_path);
 
-    unsigned long count = (unsigned long)size / INPUT_BYTES;
+    unsigned long count = (unsigned long)size / sample_bytes;
     for (unsigned long n = 0; n < count; n++) {
-        if (ec_file_read(in, ec_input(), INPUT_BYTES) != INPUT_BYTES)
-            fail("short read from ", input_path);
+        for (int i = 0; i < EC_NUM_INPUTS; i++)
+            if (ec_file_read(in, ec_input_at(i), ec_input_bytes[i]) != ec_input_bytes[i])
+                fail("short read from ", input_path);
         int status = n == 0 ? measured_invoke() : ec_invoke();
         if (status != 0)
             fail("ec_invoke failed", "");
         if (n == 0)
             report();
-        if (ec_file_write(out, ec_output(), OUTPUT_BYTES) != OUTPUT_BYTES)
-            fail("short write to ", output_path);
+        for (int i = 0; i < EC_NUM_OUTPUTS; i++)
+            if (ec_file_write(out, ec_output_at(i), ec_output_bytes[i]) != ec_output_bytes[i])
+                fail("short write to ", output_path);
     }
     ec_file_close(out);
     ec_file_close(in);
@@ -140,7 +160,8 @@ int main(void)
         return run_files(INPUT_FILE, OUTPUT_FILE);
 
     /* On its own: one inference on a zero input, probe lines to ec_putc. */
-    memset(ec_input(), 0, INPUT_BYTES);
+    for (int i = 0; i < EC_NUM_INPUTS; i++)
+        memset(ec_input_at(i), 0, ec_input_bytes[i]);
     if (measured_invoke() != 0)
         fail("ec_invoke failed", "");
     report();

@@ -212,7 +212,8 @@ class Emitter:
         # tensors by their C names here; the #defines above carry the full model names
         head.append("  " + ", ".join(f"{self.tensor(t)} {shape_text(g.tensors[t].shape)} {fmt_q(g.tensors[t])}"
                                      for t in ins)
-                    + f" -> {self.tensor(out.name)} {shape_text(out.shape)} {fmt_q(out)}")
+                    + " -> " + ", ".join(f"{self.tensor(o)} {shape_text(g.tensors[o].shape)} {fmt_q(g.tensors[o])}"
+                                         for o in node.outputs))
         if out.dtype == "int8" and x is not None and x.dtype not in ("int8", "float32"):
             raise UnsupportedError(f"{x.dtype} input", where=f"node {node.name!r}", fix="Use an int8 model")
         macs = ir.macs(g, node)

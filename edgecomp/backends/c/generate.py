@@ -9,13 +9,11 @@ const arrays (flash); the kernel sources a layer uses are copied from ``template
 """
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jinja2
-import numpy as np
 
 from ... import ir
 from ...errors import ModelError, UnsupportedError
@@ -30,9 +28,10 @@ from ...passes.streaming import stream_frames
 from ...resources import templates_dir
 from ...sanitize import c_comment_text, c_string
 from .emitter import Emitter
+from .io_api import io_context
 from .kernel_plan import plan_kernels, plan_memory_pass
-from .kernels.catalogue import GROUP_HEADERS, files_for, layer_dtype
-from .literals import CTYPE, c_double, c_float, fmt_q, shape_text
+from .kernels.catalogue import GROUP_HEADERS, files_for, layer_dtype, write_kernel_files
+from .literals import CTYPE, c_float, fmt_q, shape_text
 
 MODEL_FILES = ("model.h", "model.c", "weights.c")
 
@@ -50,11 +49,12 @@ class CodegenInfo:
 
 
 def check_c_graph(graph: ir.Graph, opts: CodegenOptions | None = None) -> ir.Graph:
-    """What the C bundle API takes: one input and one output (int8 or float32, quantized when
-    int8; an int32 output too: the indices of an argmax), at least one layer, one output per node."""
-    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+    """What the C bundle API takes: inputs and outputs (int8 or float32, quantized when int8; an
+    int32 output too: the indices of an argmax; several of each: io_api.py), at least one layer, one
+    output per node except for ops with several (split)."""
+    if not graph.inputs or not graph.outputs:
         raise UnsupportedError(f"{len(graph.inputs)} inputs and {len(graph.outputs)} outputs",
-                               where=f"graph {graph.name!r}", fix="The C backend takes one input and one output")
+                               where=f"graph {graph.name!r}", fix="The C backend takes at least one input and output")
     if not graph.nodes:
         raise ModelError("the graph has no layers", where=f"graph {graph.name!r}")
     for name in graph.inputs + graph.outputs:
@@ -65,7 +65,7 @@ def check_c_graph(graph: ir.Graph, opts: CodegenOptions | None = None) -> ir.Gra
         if t.dtype == "int8" and t.quant is None:
             raise ModelError(f"int8 tensor {name!r} has no quantization", where=f"graph {graph.name!r}")
     for node in graph.nodes:
-        if len(node.outputs) != 1:
+        if len(node.outputs) != 1 and not (node.outputs and ir.OPS[node.op].many_outputs):
             raise UnsupportedError(f"{node.op} with {len(node.outputs)} outputs", where=f"node {node.name!r}")
     return graph
 
@@ -109,7 +109,7 @@ def emit(g: ir.Graph, out_dir: Path, *, name: str, opts: CodegenOptions) -> Code
         qin = "    memcpy(q, x, EC_INPUT_SIZE * sizeof(float));"
     if out_t.dtype == "int8":
         qo = out_t.quant
-        dqo = (f"    ec_dequantize_s8_f32(q, y, EC_OUTPUT_SIZE, {c_double(float(np.float32(qo.scale[0])))}, "
+        dqo = (f"    ec_dequantize_s8_f32(q, y, EC_OUTPUT_SIZE, {c_float(qo.scale[0])}, "
                f"{int(qo.zero_point[0])});")
     elif out_t.dtype == "int32":  # indices (argmax): as floats
         dqo = "    for (int32_t i = 0; i < EC_OUTPUT_SIZE; i++)\n        y[i] = (float)q[i];"
@@ -132,6 +132,7 @@ def emit(g: ir.Graph, out_dir: Path, *, name: str, opts: CodegenOptions) -> Code
         weight_bytes=gen.weight_bytes, arrays=gen.arrays,
         extra_includes=[f'#include "{h}"' for grp, h in GROUP_HEADERS.items() if grp in groups],
         state_bytes=gen.state_bytes, state_resets=gen.state_resets, streaming=bool(g.meta.get("streaming")),
+        **io_context(g, gen.tensor),
     )
     fused = g.meta.get("row_fusions", {})
     for i, lay in enumerate(gen.layers):  # row fusion: the producer's time is counted in the consumer's
@@ -142,10 +143,7 @@ def emit(g: ir.Graph, out_dir: Path, *, name: str, opts: CodegenOptions) -> Code
     out_dir.mkdir(parents=True, exist_ok=True)
     for f, text in texts.items():
         (out_dir / f).write_text(text)
-    kernel_files = []
-    for f in files_for(groups):  # (a source may sit in a family folder: the bundle is flat)
-        shutil.copyfile(templates_dir() / "cortex_m" / "kernels" / f, out_dir / Path(f).name)
-        kernel_files.append(Path(f).name)
+    kernel_files = write_kernel_files(out_dir, files_for(groups))  # flat, from the family folders
     return CodegenInfo(
         arena_bytes=plan.arena_bytes,
         scratch_bytes=max((n for _, n in plan.scratch.values()), default=0),

@@ -4,8 +4,6 @@ Small pure helpers, each checked by a doctest::
 
     >>> c_float(0.5), c_float(float("inf")), c_int(-2**31)
     ('0.5f', 'INFINITY', 'INT32_MIN')
-    >>> c_double(3.0)
-    '3.0'
     >>> array_body(np.arange(5), str, 2)
     '    0, 1,\n    2, 3,\n    4,'
     >>> shape_text((1, 8, 8, 3))
@@ -30,13 +28,6 @@ def c_float(v: float) -> str:
     if "e" not in s and "." not in s:
         s += ".0"
     return s + "f"
-
-
-def c_double(v: float) -> str:
-    s = repr(float(v))
-    if "e" not in s and "." not in s:
-        s += ".0"
-    return s
 
 
 def c_int(v: int) -> str:

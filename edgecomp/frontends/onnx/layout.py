@@ -38,7 +38,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ... import ir
-from ...errors import UnsupportedError
 
 NHWC = (0, 2, 3, 1)
 
@@ -168,9 +167,7 @@ def transposed(L: Layout | None, s_in: tuple[int, ...], t: tuple[int, ...]) -> L
     order = [k for a in t for k in gs[a]]  # the output's logical axes, as input logical axes
     new_logical = tuple(logical[k] for k in order)
     where = {k: i for i, k in enumerate(order)}
-    new_perm = tuple(where[p] for p in perm)
-    if new_perm[0] != 0 and new_logical[new_perm[0]] != 1:
-        return "copy"  # the batch axis would not stay first in memory
+    new_perm = tuple(where[p] for p in perm)  # (the batch axis may end up anywhere: the IR takes any order)
     return normal(Layout(new_logical, new_perm))
 
 
@@ -219,8 +216,6 @@ def onnx_order(c, x: str, s: tuple[int, ...]) -> str:
         return c.moved[key]
     y = x
     if not memory_order(L):
-        if L.perm[0] != 0 and L.logical[L.perm[0]] != 1:
-            raise UnsupportedError("a layout that moves the batch axis", where=f"tensor {x!r}")
         if tuple(c.g.tensors[y].shape) != L.memory_shape:
             y = _move(c, y, "reshape", L.memory_shape, f"{x}_mem")
         inv = tuple(int(i) for i in np.argsort(L.perm))
@@ -256,8 +251,6 @@ def to_layout(c, x: str, s: tuple[int, ...], target: Layout | None, shape: tuple
             lr, tr = _split_layout(cur, r), _split_layout(tgt, r)
         mperm = tuple(lr.perm.index(a) for a in tr.perm)
         if mperm != tuple(range(len(mperm))):
-            if mperm[0] != 0 and lr.memory_shape[mperm[0]] != 1:
-                raise UnsupportedError("a layout change that moves the batch axis", where=f"tensor {x!r}")
             if tuple(c.g.tensors[y].shape) != lr.memory_shape:
                 y = _move(c, y, "reshape", lr.memory_shape, f"{x}_mem")
             y = _move(c, y, "transpose", tr.memory_shape, f"{x}_relaid", perm=mperm)
@@ -266,6 +259,25 @@ def to_layout(c, x: str, s: tuple[int, ...], target: Layout | None, shape: tuple
     set_layout(c, y, target)
     c.moved[key] = y
     return y
+
+
+def axis_view(c, x: str, s: tuple[int, ...]) -> tuple[str, tuple[int, ...]]:
+    """x as an IR tensor whose axis k is ONNX axis perm[k] (its layout's order when the layout is
+    a plain permutation of the ONNX axes, e.g. NHWC; else NHWC for a 4-D tensor, ONNX order for
+    the others: one copy): (name, perm).  Ops
+    that work axis by axis (pad, slice, split, gather) run in that order and give their output
+    the layout ``Layout(out_shape, perm)``, so no data moves for them."""
+    L = c.layouts.get(x)
+    if L is not None and L.logical == tuple(s) and tuple(c.g.tensors[x].shape) == L.memory_shape:
+        return x, tuple(L.perm)
+    if L is not None and len(s) == 4:  # a 4-D tensor in another order (after DepthToSpace): NHWC, which
+        return to_layout(c, x, s, channels_last_layout(s)), NHWC  # the next spatial op takes as it is
+    return onnx_order(c, x, s), tuple(range(len(s)))
+
+
+def perm_layout(shape: tuple[int, ...], perm: tuple[int, ...]) -> Layout | None:
+    """The layout of an ONNX tensor of ``shape`` held with its axes in the order ``perm``."""
+    return normal(Layout(tuple(shape), tuple(perm)))
 
 
 def channels_last(c, x: str, s: tuple[int, ...]) -> str:

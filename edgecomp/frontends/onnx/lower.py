@@ -20,17 +20,22 @@ from ...passes.fuse_activations import fuse_activations
 from ...passes.graph_edit import remove_dead, rename
 from ...passes.qdq import cancel_qdq, fold_qdq, int_boundaries
 from ...passes.qdq_recurrent import fold_recurrent
-from . import ops_activation, ops_binary, ops_conv, ops_elementwise, ops_pool, ops_qdq, ops_recurrent, ops_reduce, ops_shape  # noqa: F401,E402  (their @onnx_op fill ONNX_OPS)
+from . import (ops_activation, ops_binary, ops_conv, ops_data, ops_elementwise, ops_pool, ops_qdq,  # noqa: F401,E402
+               ops_recurrent, ops_reduce, ops_resize, ops_shape)  # (their @onnx_op fill ONNX_OPS)
 from .context import Ctx, Wrap, check_attrs, malformed, nhwc, shape_of, value_shapes
-from .fold import fold_constants
+from .fold import OWN, constant_nodes, fold, node_key, opset_of
 from .layout import channels_last_layout, normal, set_layout, to_layout
+from .one_d import declare_input_1d, feeds_1d
 from .load import dtype_name, load_onnx, to_array
 from .registry import ONNX_OPS
 
 
-def lower_node(c: Ctx, n) -> None:
+def lower_node(c: Ctx, n, folded: set[tuple] = frozenset()) -> None:
     op, a = n.op_type, {at.name: onnx.helper.get_attribute_value(at) for at in n.attribute}
     where = f"node {n.name or n.op_type!r} ({op})"
+    if op not in OWN and node_key(n) in folded:  # every input a constant: computed now
+        fold(c, n, c.opset, where)
+        return
     spec = ONNX_OPS.get(op)
     if spec is None:  # pragma: no cover - lower() refuses unknown ops first
         raise UnsupportedError(f"unsupported op {op}", where=where)
@@ -52,14 +57,9 @@ def lower_node(c: Ctx, n) -> None:
 def lower(model: onnx.ModelProto, name: str | None = None, *, fuse: bool = True) -> ir.Graph:
     """Translate an ONNX graph (float or QDQ) into a float-op IR graph in NHWC (``fuse``: with
     Relu/Clip folded into their producers, the first of IMPORT_PASSES)."""
-    if any(n.op_type == "Shape" for n in model.graph.node):  # exporters' shape arithmetic: fold it first
-        try:
-            inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
-        except Exception:
-            inferred = None
-        if inferred is not None:
-            model = fold_constants(model, value_shapes(inferred))
-    bad = [n for n in model.graph.node if n.op_type not in ONNX_OPS or n.domain not in ("", "ai.onnx")]
+    folded = constant_nodes(model.graph.node, {t.name for t in model.graph.initializer})
+    bad = [n for n in model.graph.node if node_key(n) not in folded
+           and (n.op_type not in ONNX_OPS or n.domain not in ("", "ai.onnx"))]
     if bad:
         from ..alternatives import refusal
         ops = sorted({n.op_type for n in bad})
@@ -74,8 +74,7 @@ def lower(model: onnx.ModelProto, name: str | None = None, *, fuse: bool = True)
                          fix="Export the model with static shapes") from None
     g = ir.Graph(name or model.graph.name or "model", {}, [], [], [], {"source": "onnx", "input_layout": "NHWC",
                                                                       "source_layout": "NCHW"})
-    c = Ctx(g)
-    c.opset = next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
+    c = Ctx(g, opset=opset_of(model))
     c.used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
     for t in model.graph.initializer:
         c.consts[t.name] = to_array(t)
@@ -93,6 +92,8 @@ def lower(model: onnx.ModelProto, name: str | None = None, *, fuse: bool = True)
         c.add_tensor(vi.name, nhwc(c.shapes[vi.name]))
         if len(c.shapes[vi.name]) == 4:  # a 4-D input is NHWC in the IR (the API transposes the user's NCHW)
             set_layout(c, vi.name, channels_last_layout(c.shapes[vi.name]))
+        elif len(c.shapes[vi.name]) == 3 and feeds_1d(model, vi.name):  # [N, C, L] -> [N, 1, L, C]
+            declare_input_1d(c, vi.name, c.shapes[vi.name])
         g.inputs.append(vi.name)
     try:
         nodes = ir.topo_sort([Wrap(n) for n in model.graph.node], g.inputs, inits)
@@ -101,7 +102,7 @@ def lower(model: onnx.ModelProto, name: str | None = None, *, fuse: bool = True)
     for w in nodes:
         try:
             check_attrs(w.n)
-            lower_node(c, w.n)
+            lower_node(c, w.n, folded)
         except (ModelError, UnsupportedError):
             raise
         except Exception as e:  # a malformed node the checks above did not name: still one clear error

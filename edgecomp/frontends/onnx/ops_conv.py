@@ -11,11 +11,15 @@ from ... import ir
 from ...errors import UnsupportedError
 from .context import Ctx, attrs_of, ir_const, out_tensor, pads, weight
 from .layout import Layout, channels_last, groups, onnx_order, to_layout
+from .one_d import as_2d, out_1d
 from .registry import onnx_op
 
 
 @onnx_op("Conv")
 def lower_conv(c: Ctx, n, a: dict, x: str, xs: tuple, where: str) -> None:
+    one_d = len(xs) == 3  # Conv1d: the 2-D convolution with H = 1 (one_d.py)
+    if one_d:
+        xs, a = as_2d(c, n, a, xs, where, weight=True)
     w = weight(c, n.input[1], where)
     if w.ndim != 4 or len(xs) != 4:
         raise UnsupportedError(f"{w.ndim - 2}-D convolution", where=where, fix="Use 2-D convolutions (Conv2d)")
@@ -44,7 +48,7 @@ def lower_conv(c: Ctx, n, a: dict, x: str, xs: tuple, where: str) -> None:
     inputs = [x, wname]
     if len(n.input) > 2 and n.input[2]:
         inputs.append(ir_const(c, n.input[2], None, 0))
-    o = out_tensor(c, n, (xs[0], O, Ho, Wo))
+    o = (out_1d if one_d else out_tensor)(c, n, (xs[0], O, Ho, Wo))
     c.add_node(n.name, op, inputs, [o], stride=strides, dilation=dil, pad=pad, act=(-math.inf, math.inf), **attrs)
 
 

@@ -17,6 +17,7 @@ from ... import ir
 from ...errors import ModelError, UnsupportedError
 from .context import Ctx, out_tensor, pads
 from .layout import channels_last
+from .one_d import as_2d, out_1d
 from .registry import onnx_op
 
 
@@ -40,6 +41,9 @@ def pooled_size(size: int, k: int, s: int, d: int, pad_begin: int, pad_end: int,
 
 @onnx_op("MaxPool", "AveragePool", "GlobalAveragePool")
 def lower_pool(c: Ctx, n, a: dict, x: str, xs: tuple, where: str) -> None:
+    one_d = len(xs) == 3  # MaxPool1d, AvgPool1d, AdaptiveAvgPool1d(1): the 2-D pools with H = 1 (one_d.py)
+    if one_d:
+        xs, a = as_2d(c, n, a, xs, where, weight=False)
     if len(xs) != 4:
         raise UnsupportedError(f"pooling on a {len(xs)}-D tensor", where=where,
                                fix="Pool 4-D (N, C, H, W) tensors (unsqueeze a 1-D signal to [N, C, 1, L])")
@@ -75,11 +79,11 @@ def lower_pool(c: Ctx, n, a: dict, x: str, xs: tuple, where: str) -> None:
             attrs["count_include_pad"] = True
             attrs["divisor_pad"] = explicit
         inferred = c.shapes.get(n.output[0])
-        if inferred is not None and tuple(inferred[2:]) != (ho, wo):
+        if inferred is not None and (1,) * (4 - len(inferred)) + tuple(inferred[2:]) != (ho, wo):
             raise UnsupportedError(
                 f"{n.op_type} with ceil_mode=1 whose last window would start in the right padding: ONNX's "
                 f"shape inference makes it {tuple(inferred[2:])}, the ONNX specification and ONNX Runtime "
                 f"{(ho, wo)}", where=where,
                 fix="Export with opset 22 or later, or change the padding so that no window starts in it")
-    o = out_tensor(c, n, (xs[0], xs[1], ho, wo))
+    o = (out_1d if one_d else out_tensor)(c, n, (xs[0], xs[1], ho, wo))
     c.add_node(n.name, op, [x], [o], kernel=k, stride=s, pad=pad, act=(-math.inf, math.inf), **attrs)

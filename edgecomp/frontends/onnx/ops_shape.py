@@ -27,7 +27,12 @@ def lower_reshape(c: Ctx, n, a: dict, x: str, xs: tuple, where: str) -> None:
     if math.prod(oshape) != math.prod(xs):
         raise ModelError(f"{op} from {tuple(xs)} to {tuple(oshape)} changes the number of elements",
                          where=where, fix="Check the model's shapes")
-    o = n.output[0]
+    reshape_tensor(c, x, xs, tuple(oshape), n.output[0], n.name)
+
+
+def reshape_tensor(c: Ctx, x: str, xs: tuple, oshape: tuple, o: str, name: str) -> str:
+    """IR tensor ``o`` (ONNX name and shape ``oshape``): x reshaped, an alias of its bytes relabelled
+    in the layout model (x put in ONNX order first when the new shape cuts across its memory order)."""
     lay = reshaped(c.layouts.get(x), tuple(xs), tuple(oshape))
     if lay == "copy":  # the new shape splits axes the memory order keeps apart: ONNX order first
         x, lay = onnx_order(c, x, xs), None
@@ -35,7 +40,8 @@ def lower_reshape(c: Ctx, n, a: dict, x: str, xs: tuple, where: str) -> None:
     set_layout(c, o, lay)
     ishape = _batch_first(c, x, tuple(oshape), lay)
     c.add_tensor(o, ishape)  # an alias of the input's bytes, in the ONNX shape
-    c.add_node(n.name, "reshape", [x], [o], shape=ishape)
+    c.add_node(name, "reshape", [x], [o], shape=ishape)
+    return o
 
 
 def _batch_first(c: Ctx, x: str, oshape: tuple, lay) -> tuple:
@@ -75,12 +81,17 @@ def lower_concat(c: Ctx, n, a: dict, x: str, xs: tuple, where: str) -> None:
 @onnx_op("Transpose")
 def lower_transpose(c: Ctx, n, a: dict, x: str, xs: tuple, where: str) -> None:
     """A relabelling of the layout (no data moves) where the memory order allows; else an IR transpose
-    of the data in ONNX order (the batch axis must stay first)."""
+    of the data in ONNX order."""
     t = tuple(int(v) for v in a.get("perm", list(reversed(range(len(xs))))))
     if sorted(t) != list(range(len(xs))):
         raise ModelError(f"Transpose perm {list(t)} for a {len(xs)}-D tensor", where=where, fix="Check the model")
+    transpose_tensor(c, x, xs, t, n.output[0], n.name, where)
+
+
+def transpose_tensor(c: Ctx, x: str, xs: tuple, t: tuple, o: str, name: str, where: str) -> str:
+    """IR tensor ``o``: x transposed by ONNX permutation ``t``, a relabelling of the layout (an
+    alias) where the memory order allows, else an IR transpose of the data in ONNX order."""
     oshape = tuple(xs[i] for i in t)
-    o = n.output[0]
     c.shapes[o] = oshape
     lay = transposed(c.layouts.get(x), tuple(xs), t)
     big = [a for a in t if xs[a] != 1]
@@ -91,11 +102,10 @@ def lower_transpose(c: Ctx, n, a: dict, x: str, xs: tuple, where: str) -> None:
         set_layout(c, o, lay)
         ishape = _batch_first(c, x, oshape, lay)
         c.add_tensor(o, ishape)  # an alias of the input's bytes
-        c.add_node(n.name, "reshape", [x], [o], shape=ishape)
-        return
-    if t[0] != 0 and xs[t[0]] != 1:
-        raise UnsupportedError(f"Transpose {list(t)} that moves the batch axis", where=where,
-                               fix="Keep the batch axis first")
-    x = onnx_order(c, x, xs)
-    o = out_tensor(c, n, oshape, layout=None)
-    c.add_node(n.name, "transpose", [x], [o], perm=t)
+        c.add_node(name, "reshape", [x], [o], shape=ishape)
+        return o
+    x = onnx_order(c, x, xs)  # (a permutation that moves the batch axis too: the IR transpose takes any)
+    set_layout(c, o, None)
+    c.add_tensor(o, oshape)
+    c.add_node(name, "transpose", [x], [o], perm=t)
+    return o

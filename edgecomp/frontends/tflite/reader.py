@@ -14,7 +14,8 @@ import numpy as np
 
 from ... import ir
 from ...errors import EdgecompError, ModelError, UnsupportedError
-from . import ops_activation, ops_conv, ops_elementwise, ops_pool, ops_quant, ops_recurrent, ops_reduce, ops_shape  # noqa: F401  (fill TFLITE_OPS)
+from . import (ops_activation, ops_conv, ops_data, ops_elementwise, ops_pool, ops_quant, ops_recurrent,  # noqa: F401
+               ops_reduce, ops_resize, ops_shape)  # (fill TFLITE_OPS)
 from .registry import (
     CONV_2D,
     DEPTHWISE_CONV_2D,
@@ -342,6 +343,8 @@ class _Importer:
     def _check_dtypes(self, ins: list[str], outs: list[str], where: str) -> None:
         for t in ins + outs:
             dtype = self._raw[t][0]
+            if dtype == "int64" and self._raw[t][3] is not None and t in ins:
+                continue  # a constant index operand (sizes, axes): read by the op's lowering, not an IR tensor
             if dtype not in ("int8", "float32", "int32"):
                 raise UnsupportedError(f"tensor {t!r} is {dtype}", where=where,
                                        fix="Use a fully int8 model (int8 input and output) or a float32 model")

@@ -1,12 +1,10 @@
 """Elementwise layers: add, softmax, clamp, quantize (float -> int8, int8 -> int8), dequantize."""
 from __future__ import annotations
 
-import numpy as np
-
 from ....errors import UnsupportedError
 from ....sanitize import c_comment
 from ..kernels.catalogue import kernel
-from ..literals import c_double, c_float, c_int
+from ..literals import c_float, c_int
 
 
 @kernel("ec_add_s8", "add", "int8")
@@ -81,4 +79,4 @@ def emit_dequantize(gen, L, k) -> str:
     x, out = L.x, L.out
     qi = x.quant
     return (f"ec_dequantize_s8_f32({gen.tensor(x.name)}, {gen.tensor(out.name)}, {out.size}, "
-            f"{c_double(float(np.float32(qi.scale[0])))}, {int(qi.zero_point[0])});")
+            f"{c_float(qi.scale[0])}, {int(qi.zero_point[0])});")

@@ -16,21 +16,27 @@ an emitter and a record here (``@kernel`` on the emitter).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Iterable
 
 from .... import ir
 from ....errors import UnsupportedError
+from ....resources import templates_dir
 
-#: C sources (under templates/cortex_m/kernels, possibly in a family folder: the bundle gets them
-#: flat, so names must be unique) a bundle gets for each group of kernels;
-#: "reference" always, the others when a layer runs one of their kernels ("simd" comes with
-#: the groups in SIMD_USERS).
+#: The kernel files a bundle gets for each group of kernels: paths under templates/cortex_m/kernels
+#: (one folder per op family, each optimized file beside the reference kernel it is tested
+#: against); "reference" always, the others when a layer runs one of their kernels ("simd" comes
+#: with the groups in SIMD_USERS).  A bundle gets them flat, by file name (names must be unique),
+#: except the C files of a group in GROUP_SOURCE (see there).
 KERNEL_GROUPS: dict[str, tuple[str, ...]] = {
-    "reference": ("ec_kernels.h", "ec_kernels.c"),
-    "s16": ("ec_kernels_s16.h", "ec_kernels_s16.c"),
-    "dsp": ("ec_kernels_dsp.h", "ec_kernels_dsp.c"),
-    "gemm": ("ec_kernels_gemm.h", "ec_kernels_gemm.c"),
-    "simd": ("ec_simd.h",),
+    "reference": ("common/ec_kernels.h", "common/ec_requant.h", "common/ec_reference.h", "common/ec_kernels.c",
+                  "conv/ec_conv2d.c", "depthwise/ec_depthwise_conv2d.c", "fully_connected/ec_fully_connected.c",
+                  "elementwise/ec_elementwise.c", "pooling/ec_pooling.c", "elementwise/ec_softmax.c"),
+    "s16": ("int16/ec_kernels_s16.h", "int16/ec_kernels_s16.c"),
+    "dsp": ("common/ec_kernels_dsp.h", "conv/ec_conv2d_dsp.c", "depthwise/ec_depthwise_conv2d_dsp.c",
+            "pooling/ec_pooling_dsp.c", "fully_connected/ec_fully_connected_dsp.c"),
+    "gemm": ("conv/ec_kernels_gemm.h", "conv/ec_conv2d_gemm.c"),
+    "simd": ("common/ec_simd.h",),
     "data": ("ec_kernels_data.h", "ec_kernels_data.c"),
     "s4": ("ec_kernels_s4.h", "ec_kernels_s4.c"),  # packed (int4 / codebook) weights: emit/int4.py
     "lut": ("elementwise/ec_kernels_lut.h", "elementwise/ec_kernels_lut.c"),
@@ -41,17 +47,26 @@ KERNEL_GROUPS: dict[str, tuple[str, ...]] = {
     "pool_ext": ("pooling/ec_kernels_pool_ext.h", "pooling/ec_kernels_pool_ext.c"),
     "conv_ext": ("conv/ec_kernels_conv_ext.h", "conv/ec_kernels_conv_ext.c"),
     "rnn": ("recurrent/ec_kernels_rnn.h", "recurrent/ec_kernels_rnn.c"),
+    "resize": ("ec_kernels_resize.h", "ec_kernels_resize.c"),
 }
+#: The one bundle file a group's C files become, joined in their KERNEL_GROUPS order (a single
+#: file is copied as it is): the group stays one translation unit as before the split by family,
+#: so the compiler sees the shared helpers' bodies where it compiles their callers (in separate
+#: objects it makes other code: 24 more bytes of stack on the host, 148 more bytes of flash for
+#: the digits demo on the Cortex-M0).
+GROUP_SOURCE = {"reference": "ec_kernels.c", "dsp": "ec_kernels_dsp.c", "gemm": "ec_kernels_gemm.c"}
 #: Groups of plain C kernels that run on every core (the reference each optimized kernel is tested against).
-PORTABLE_GROUPS = frozenset({"reference", "s16", "data", "lut", "binary", "reduce", "pool_ext", "conv_ext", "rnn"})
+PORTABLE_GROUPS = frozenset({"reference", "s16", "data", "lut", "binary", "reduce", "pool_ext", "conv_ext", "rnn",
+                             "resize"})
 #: The header model.c includes for a group (in this order).
 GROUP_HEADERS = {"s16": "ec_kernels_s16.h", "dsp": "ec_kernels_dsp.h", "gemm": "ec_kernels_gemm.h",
                  "data": "ec_kernels_data.h", "s4": "ec_kernels_s4.h", "lut": "ec_kernels_lut.h",
                  "binary": "ec_kernels_binary.h", "binary_dsp": "ec_kernels_binary_dsp.h",
                  "reduce": "ec_kernels_reduce.h", "reduce_dsp": "ec_kernels_reduce_dsp.h",
-                 "pool_ext": "ec_kernels_pool_ext.h", "conv_ext": "ec_kernels_conv_ext.h", "rnn": "ec_kernels_rnn.h"}
+                 "pool_ext": "ec_kernels_pool_ext.h", "conv_ext": "ec_kernels_conv_ext.h", "rnn": "ec_kernels_rnn.h",
+                 "resize": "ec_kernels_resize.h"}
 GROUP_ORDER = ("reference", "s16", "dsp", "gemm", "simd", "data", "s4", "lut", "binary", "binary_dsp",
-               "reduce", "reduce_dsp", "pool_ext", "conv_ext", "rnn")
+               "reduce", "reduce_dsp", "pool_ext", "conv_ext", "rnn", "resize")
 #: Groups whose kernels use the packed-byte helpers of ec_simd.h.
 SIMD_USERS = frozenset({"dsp", "gemm", "binary_dsp", "reduce_dsp"})
 
@@ -128,15 +143,52 @@ def supported_text() -> str:
     return "The C backend runs: " + "; ".join(f"{t}: {', '.join(sorted(ops))}" for t, ops in sorted(by_type.items()))
 
 
+def group_files(group: str) -> dict[str, tuple[str, ...]]:
+    """A group's files as a bundle has them: bundle file name -> its template files."""
+    out: dict[str, tuple[str, ...]] = {}
+    for f in KERNEL_GROUPS[group]:
+        name = GROUP_SOURCE[group] if group in GROUP_SOURCE and f.endswith(".c") else f.rsplit("/", 1)[-1]
+        out[name] = out.get(name, ()) + (f,)
+    return out
+
+
+def bundle_names(*groups: str) -> tuple[str, ...]:
+    """The bundle file names of ``groups``, in order, each once."""
+    out: list[str] = []
+    for g in groups:
+        out += [n for n in group_files(g) if n not in out]
+    return tuple(out)
+
+
 def files_for(groups: set[str]) -> list[str]:
-    """The kernel files of these groups, in a fixed order (simd with the groups that use it)."""
+    """The bundle's kernel files (flat names) for these groups, in a fixed order (simd with the
+    groups that use it)."""
     groups = set(groups) | {"reference"}
     if groups & SIMD_USERS:
         groups.add("simd")
-    return [f for g in GROUP_ORDER if g in groups for f in KERNEL_GROUPS[g]]
+    return list(bundle_names(*(g for g in GROUP_ORDER if g in groups)))
 
 
-def all_kernel_files() -> dict[str, str]:
-    """Every kernel file a bundle may hold: its name in the (flat) bundle -> its path under
-    ``templates/cortex_m/kernels`` (a source may sit in a family folder)."""
-    return {f.rsplit("/", 1)[-1]: f for files in KERNEL_GROUPS.values() for f in files}
+def all_kernel_files() -> dict[str, tuple[str, ...]]:
+    """Every kernel file a bundle may hold: its name in the (flat) bundle -> its template files
+    under ``templates/cortex_m/kernels`` (:func:`kernel_file_bytes` makes it)."""
+    return {n: parts for g in KERNEL_GROUPS for n, parts in group_files(g).items()}
+
+
+def kernel_file_bytes(name: str) -> bytes:
+    """The bundle's kernel file ``name``: its template file, or its template files joined."""
+    parts = all_kernel_files()[name]
+    kdir = templates_dir() / "cortex_m" / "kernels"
+    if len(parts) == 1:
+        return (kdir / parts[0]).read_bytes()
+    head = (f"/*\n * {name} - {', '.join(parts)}\n * (templates/cortex_m/kernels of edgecomp) in one translation "
+            "unit, joined by edgecomp.\n */\n")
+    return head.encode() + b"".join(f"\n/* ==== {f} ==== */\n\n".encode() + (kdir / f).read_bytes() for f in parts)
+
+
+def write_kernel_files(out_dir: str | Path, names: Iterable[str]) -> list[str]:
+    """Write the bundle's kernel files ``names`` into ``out_dir``; their names."""
+    names = list(names)
+    for n in names:
+        (Path(out_dir) / n).write_bytes(kernel_file_bytes(n))
+    return names

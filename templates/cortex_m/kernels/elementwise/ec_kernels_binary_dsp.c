@@ -24,12 +24,6 @@ typedef struct {
 } cs_loop_t;
 
 #if defined(__ARM_FEATURE_DSP) && defined(__thumb2__) && defined(__GNUC__)
-static inline __attribute__((always_inline)) int32_t smmlar(int32_t a, int32_t b, int32_t acc)
-{
-    int32_t r;
-    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
-    return r;
-}
 
 void ec_mul_cs_rows(const int32_t *kk, const int8_t *x, int8_t *out, const cs_loop_t *L);
 
@@ -64,12 +58,10 @@ __asm__(
     "    pop {r4-r11, pc}\n"
     EC_ASM_END("ec_mul_cs_rows"));
 #else
-static int32_t smmlar(int32_t a, int32_t b, int32_t acc)
-{
-    return (int32_t)((((int64_t)acc * 4294967296LL) + (int64_t)a * b + 2147483648LL) >> 32);
-}
 #define ec_mul_cs_rows cs_rows
 #endif
+/* SMMLAR: ec_simd.h (the instruction, or its exact C twin) */
+#define smmlar(a, b, acc) ec_smmlar((a), (b), (acc))
 
 /* The same loop in C (any n; host builds, and the channels after the last group of four) */
 static void cs_rows(const int32_t *kk, const int8_t *x, int8_t *out, const cs_loop_t *L)

@@ -9,29 +9,9 @@
 #include "ec_kernels_reduce_dsp.h"
 #include "ec_simd.h"
 
-#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__)
-static inline __attribute__((always_inline)) uint32_t sxtab16(uint32_t acc, uint32_t x)
-{
-    return (uint32_t)__sxtab16(acc, x);
-}
-static inline __attribute__((always_inline)) uint32_t sxtab16_ror8(uint32_t acc, uint32_t x)
-{
-    uint32_t r;
-    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(acc), "r"(x));
-    return r;
-}
-#else
-/* Plain C versions of exactly SXTAB16 (lane-wise 16-bit wrap-around adds) */
-static inline uint32_t sxtab16(uint32_t acc, uint32_t x)
-{
-    const uint32_t e = EC_SXTB16(x);
-    return ((acc + e) & 0xffffu) | (((acc >> 16) + (e >> 16)) << 16);
-}
-static inline uint32_t sxtab16_ror8(uint32_t acc, uint32_t x)
-{
-    return sxtab16(acc, ec_ror8(x));
-}
-#endif
+/* SXTAB16 and its rotated form: ec_simd.h (the instruction, or its exact C twin) */
+#define sxtab16(acc, x) EC_SXTAB16((acc), (x))
+#define sxtab16_ror8(acc, x) EC_SXTAB16_ROR8((acc), (x))
 
 #define LANE_RUN 256 /* int8 values a 16-bit lane sums exactly */
 

@@ -1,496 +1,17 @@
 /*
- * ec_kernels_dsp.c - int8 kernels for cores with the DSP extension (Cortex-M4/M7).
+ * ec_depthwise_conv2d_dsp.c - int8 depthwise convolution for cores with the DSP extension (Cortex-M4/M7).
  *
- * See ec_kernels_dsp.h for the contract (folded bias, filter_offset 0).
- *
- * The work is dot products of int8 runs: four bytes of input and four bytes
- * of weights are loaded as 32-bit words; SXTB16 sign-extends bytes 0 and 2
- * (and, after a rotation by 8, bytes 1 and 3) into two 16-bit halves, and
- * SMLAD multiplies both halves and adds them to an accumulator.  Input and
- * weights are split the same way, so the pairs line up without re-packing.
- * Two pixels times two output channels share each load (dot_2x2).
+ * See ec_kernels_dsp.h for the contract.  The general kernel keeps 4 channels of a pixel in registers
+ * (SMLABB/SMLATT); the 3x3 stride-1 and stride-2 paths pair rows and columns as int16 halves (SMLAD).
  */
 #include "ec_kernels_dsp.h"
+#include "ec_requant.h"
 #include "ec_simd.h"
 
 #include <string.h>
 
-#if defined(__ARM_FEATURE_DSP)
-#define EC_SMLAD(a, b, acc) ((int32_t)__smlad((a), (b), (acc)))
-#define EC_SMLABB(a, b, acc) ((int32_t)__smlabb((int32_t)(a), (int32_t)(b), (acc)))
-#define EC_SMLATT(a, b, acc) ((int32_t)__smlatt((int32_t)(a), (int32_t)(b), (acc)))
-#define EC_SADD16(a, b) ((uint32_t)__sadd16((a), (b)))
-#else
-/* Plain C versions of exactly the intrinsics above (host builds, other compilers). */
-static inline int32_t ec_smlad(uint32_t a, uint32_t b, int32_t acc)
-{
-    int32_t lo = (int32_t)(int16_t)(a & 0xffffu) * (int32_t)(int16_t)(b & 0xffffu);
-    int32_t hi = (int32_t)(int16_t)(a >> 16) * (int32_t)(int16_t)(b >> 16);
-    return (int32_t)((uint32_t)acc + (uint32_t)lo + (uint32_t)hi); /* wraps like SMLAD */
-}
-static inline int32_t ec_smlabb(uint32_t a, uint32_t b, int32_t acc)
-{
-    return (int32_t)((uint32_t)acc + (uint32_t)((int32_t)(int16_t)(a & 0xffffu) * (int32_t)(int16_t)(b & 0xffffu)));
-}
-static inline int32_t ec_smlatt(uint32_t a, uint32_t b, int32_t acc)
-{
-    return (int32_t)((uint32_t)acc + (uint32_t)((int32_t)(int16_t)(a >> 16) * (int32_t)(int16_t)(b >> 16)));
-}
-static inline uint32_t ec_sadd16(uint32_t a, uint32_t b)
-{
-    return ((a + b) & 0xffffu) | (((a >> 16) + (b >> 16)) << 16);
-}
-#define EC_SMLAD(a, b, acc) ec_smlad((a), (b), (acc))
-#define EC_SMLABB(a, b, acc) ec_smlabb((a), (b), (acc))
-#define EC_SMLATT(a, b, acc) ec_smlatt((a), (b), (acc))
-#define EC_SADD16(a, b) ec_sadd16((a), (b))
-#endif
-
-/* acc + the sign-extended bytes 0 and 2 (or 1 and 3) of x, as two 16-bit sums (SXTAB16) */
-#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__)
-static inline __attribute__((always_inline)) uint32_t ec_sxtab16_ror8(uint32_t acc, uint32_t x)
-{
-    uint32_t r;
-    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(acc), "r"(x));
-    return r;
-}
-#define EC_SXTAB16(acc, x) ((uint32_t)__sxtab16((acc), (x)))
-#define EC_SXTAB16_ROR8(acc, x) ec_sxtab16_ror8((acc), (x))
-#else
-#define EC_SXTAB16(acc, x) EC_SADD16((acc), EC_SXTB16(x))
-#define EC_SXTAB16_ROR8(acc, x) EC_SADD16((acc), EC_SXTB16_ROR8(x))
-#endif
-
-#if defined(__GNUC__)
-#define EC_HOT __attribute__((noinline, optimize("O2")))
-#define EC_INLINE static inline __attribute__((always_inline))
-#else
-#define EC_HOT
-#define EC_INLINE static inline
-#endif
-
-/* acc[0] += xa.w0, acc[1] += xa.w1, acc[2] += xb.w0, acc[3] += xb.w1 over `rows` runs of n bytes,
- * the input runs x_step apart, the weight runs n apart (a kernel window, row by row) */
-static EC_HOT void dot_2x2(const int8_t *xa, const int8_t *xb, const int8_t *w0, const int8_t *w1, int32_t n,
-                           int32_t rows, int32_t x_step, int32_t *acc)
-{
-    int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
-    const int32_t x_skip = x_step - n;
-    for (; rows > 0; rows--) {
-    for (int32_t i = n >> 2; i > 0; i--) {
-        const uint32_t x = ec_load32(xa);
-        const uint32_t y = ec_load32(xb);
-        const uint32_t xe = EC_SXTB16(x), xo = EC_SXTB16_ROR8(x);
-        const uint32_t ye = EC_SXTB16(y), yo = EC_SXTB16_ROR8(y);
-        uint32_t w = ec_load32(w0);
-        uint32_t we = EC_SXTB16(w), wo = EC_SXTB16_ROR8(w);
-        a00 = EC_SMLAD(xe, we, a00);
-        a00 = EC_SMLAD(xo, wo, a00);
-        a10 = EC_SMLAD(ye, we, a10);
-        a10 = EC_SMLAD(yo, wo, a10);
-        w = ec_load32(w1);
-        we = EC_SXTB16(w);
-        wo = EC_SXTB16_ROR8(w);
-        a01 = EC_SMLAD(xe, we, a01);
-        a01 = EC_SMLAD(xo, wo, a01);
-        a11 = EC_SMLAD(ye, we, a11);
-        a11 = EC_SMLAD(yo, wo, a11);
-        xa += 4;
-        xb += 4;
-        w0 += 4;
-        w1 += 4;
-    }
-    for (int32_t i = n & 3; i > 0; i--) {
-        const int32_t x = *xa++, y = *xb++, u = *w0++, v = *w1++;
-        a00 += x * u;
-        a01 += x * v;
-        a10 += y * u;
-        a11 += y * v;
-    }
-    xa += x_skip;
-    xb += x_skip;
-    }
-    acc[0] = a00;
-    acc[1] = a01;
-    acc[2] = a10;
-    acc[3] = a11;
-}
-
-/* acc[0] += x.w0, acc[1] += x.w1 over `rows` runs of n bytes, the input runs x_step apart and
- * the weight runs w_step apart */
-static EC_HOT void dot_1x2(const int8_t *x, const int8_t *w0, const int8_t *w1, int32_t n, int32_t rows,
-                           int32_t x_step, int32_t w_step, int32_t *acc)
-{
-    int32_t a0 = acc[0], a1 = acc[1];
-    const int32_t x_skip = x_step - n, w_skip = w_step - n;
-    for (; rows > 0; rows--) {
-    for (int32_t i = n >> 2; i > 0; i--) {
-        const uint32_t v = ec_load32(x);
-        const uint32_t xe = EC_SXTB16(v), xo = EC_SXTB16_ROR8(v);
-        uint32_t w = ec_load32(w0);
-        a0 = EC_SMLAD(xe, EC_SXTB16(w), a0);
-        a0 = EC_SMLAD(xo, EC_SXTB16_ROR8(w), a0);
-        w = ec_load32(w1);
-        a1 = EC_SMLAD(xe, EC_SXTB16(w), a1);
-        a1 = EC_SMLAD(xo, EC_SXTB16_ROR8(w), a1);
-        x += 4;
-        w0 += 4;
-        w1 += 4;
-    }
-    for (int32_t i = n & 3; i > 0; i--) {
-        const int32_t v = *x++;
-        a0 += v * *w0++;
-        a1 += v * *w1++;
-    }
-    x += x_skip;
-    w0 += w_skip;
-    w1 += w_skip;
-    }
-    acc[0] = a0;
-    acc[1] = a1;
-}
-
-/* dot_1x2 with the input offset added to the sign-extended inputs (SADD16): the exact sum of
- * w * (x + offset) over a clipped window, for pixels whose window reaches into the padding */
-static EC_HOT void dot_1x2_off(const int8_t *x, const int8_t *w0, const int8_t *w1, int32_t n, int32_t rows,
-                               int32_t x_step, int32_t w_step, int32_t off, int32_t *acc)
-{
-    int32_t a0 = acc[0], a1 = acc[1];
-    const int32_t x_skip = x_step - n, w_skip = w_step - n;
-    const uint32_t off2 = ((uint32_t)off & 0xffffu) | ((uint32_t)off << 16);
-    for (; rows > 0; rows--) {
-        for (int32_t i = n >> 2; i > 0; i--) {
-            const uint32_t v = ec_load32(x);
-            const uint32_t xe = EC_SADD16(EC_SXTB16(v), off2), xo = EC_SADD16(EC_SXTB16_ROR8(v), off2);
-            uint32_t w = ec_load32(w0);
-            a0 = EC_SMLAD(xe, EC_SXTB16(w), a0);
-            a0 = EC_SMLAD(xo, EC_SXTB16_ROR8(w), a0);
-            w = ec_load32(w1);
-            a1 = EC_SMLAD(xe, EC_SXTB16(w), a1);
-            a1 = EC_SMLAD(xo, EC_SXTB16_ROR8(w), a1);
-            x += 4;
-            w0 += 4;
-            w1 += 4;
-        }
-        for (int32_t i = n & 3; i > 0; i--) {
-            const int32_t v = *x++ + off;
-            a0 += v * *w0++;
-            a1 += v * *w1++;
-        }
-        x += x_skip;
-        w0 += w_skip;
-        w1 += w_skip;
-    }
-    acc[0] = a0;
-    acc[1] = a1;
-}
-
-/* sum of n weights (the padding correction) */
-static int32_t wsum(const int8_t *w, int32_t n)
-{
-    int32_t s = 0;
-    for (int32_t i = 0; i < n; i++)
-        s += w[i];
-    return s;
-}
-
-EC_INLINE int32_t clamp_i32(int32_t v, int32_t lo, int32_t hi)
-{
-    return v < lo ? lo : (v > hi ? hi : v);
-}
-
-/*
- * The requantization, inlined: the same integers as ec_multiply_by_quantized_multiplier.
- * SaturatingRoundingDoublingHighMul divides ab + nudge by 2^31 truncating toward zero.
- * ab >= 0: nudge = 2^30, truncation = floor, so floor((ab + 2^30) / 2^31).
- * ab < 0: nudge = 1 - 2^30 and ab + nudge < 0, truncation = floor((ab + nudge + 2^31 - 1) / 2^31)
- * = floor((ab + 2^30) / 2^31) again: one arithmetic shift for both signs.
- */
-EC_INLINE int32_t srdhm(int32_t a, int32_t b)
-{
-    /* TFLite's saturation case a == b == INT32_MIN cannot occur: b is always a multiplier from
-     * passes/requantize.py, in [2^30, 2^31) or 0 */
-    return (int32_t)(((int64_t)a * b + (1 << 30)) >> 31);
-}
-
-/* RoundingDivideByPOT: (x >> e) + 1 when the remainder is above half (ties away from zero). */
-EC_INLINE int32_t rdbpot(int32_t x, int32_t e)
-{
-    const int32_t mask = (int32_t)(((uint32_t)1 << e) - 1u);
-    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
-    return (x >> e) + ((x & mask) > threshold ? 1 : 0);
-}
-
-EC_INLINE int32_t requant(int32_t x, int32_t multiplier, int32_t shift)
-{
-    if (shift > 0)
-        return srdhm((int32_t)((uint32_t)x << shift), multiplier);
-    return rdbpot(srdhm(x, multiplier), -shift);
-}
-
-/* One int8 ADD element (TFLM's AddFunc), as in ec_kernels.c. */
-/* ec_add_one_s8 with the inlined exact requantization above (the fused residual is per output). */
-#if defined(__GNUC__)
-__attribute__((noinline))
-#endif
-static int8_t add_s8(const ec_add_params_t *p, int32_t a, int32_t b)
-{
-    int32_t x1 = (int32_t)((uint32_t)(p->input1_offset + a) << p->left_shift);
-    int32_t x2 = (int32_t)((uint32_t)(p->input2_offset + b) << p->left_shift);
-    int32_t s1 = rdbpot(srdhm(x1, p->input1_multiplier), -p->input1_shift);
-    int32_t s2 = rdbpot(srdhm(x2, p->input2_multiplier), -p->input2_shift);
-    int32_t out = rdbpot(srdhm(s1 + s2, p->output_multiplier), -p->output_shift) + p->output_offset;
-    return (int8_t)clamp_i32(out, p->act_min, p->act_max);
-}
-
-/* The conv epilogue: requantize, clamp, then the fused residual add (`skip` may be NULL). */
-EC_INLINE int8_t conv_out(const ec_conv_params_t *p, int32_t acc, int32_t oc, const int8_t *skip)
-{
-    acc = requant(acc, p->multiplier[oc], p->shift[oc]) + p->output_offset;
-    acc = clamp_i32(acc, p->act_min, p->act_max);
-    if (skip != NULL)
-        return add_s8(p->residual, acc, *skip);
-    return (int8_t)acc;
-}
-
-/* ---- convolution ------------------------------------------------------------ */
-
-#define EC_BIAS_CACHE 64
-
-/* bias[oc] - input_offset * sum(filter[oc]): the layer's own bias before the generator folded it */
-static int32_t unfold_bias(const ec_conv_params_t *p, const int8_t *filter, const int32_t *bias, int32_t oc)
-{
-    const int32_t k_size = p->kernel_h * p->kernel_w * p->in_c;
-    return (int32_t)((uint32_t)bias[oc] - (uint32_t)(wsum(filter + oc * k_size, k_size) * p->input_offset));
-}
-
-/* One output pixel, channels oc and oc1 (oc1 == oc for a last odd channel), exactly:
- * the valid taps through dot_1x2, the padded taps taken back out of the folded bias. */
-static void conv_pixel(const ec_conv_params_t *p, const int8_t *in_b, const int8_t *filter, int32_t in_y0,
-                       int32_t in_x0, int32_t oc, int32_t oc1, int32_t *acc)
-{
-    const int32_t in_c = p->in_c;
-    const int32_t k_size = p->kernel_h * p->kernel_w * in_c;
-    const int8_t *w0 = filter + oc * k_size;
-    const int8_t *w1 = filter + oc1 * k_size;
-    int32_t pad0 = 0, pad1 = 0; /* sums of the weights of padded taps */
-    for (int32_t ky = 0; ky < p->kernel_h; ky++) {
-        const int32_t iy = in_y0 + ky * p->dilation_h;
-        const int32_t wrow = ky * p->kernel_w * in_c;
-        if (iy < 0 || iy >= p->in_h) {
-            pad0 += wsum(w0 + wrow, p->kernel_w * in_c);
-            pad1 += wsum(w1 + wrow, p->kernel_w * in_c);
-            continue;
-        }
-        int32_t kx = 0;
-        while (kx < p->kernel_w) {
-            const int32_t ix = in_x0 + kx * p->dilation_w;
-            int32_t run = 1;
-            if (ix < 0 || ix >= p->in_w) {
-                pad0 += wsum(w0 + wrow + kx * in_c, in_c);
-                pad1 += wsum(w1 + wrow + kx * in_c, in_c);
-            } else {
-                if (p->dilation_w == 1) /* contiguous valid taps */
-                    while (kx + run < p->kernel_w && ix + run < p->in_w)
-                        run++;
-                dot_1x2(in_b + (iy * p->in_w + ix) * in_c, w0 + wrow + kx * in_c, w1 + wrow + kx * in_c,
-                        run * in_c, 1, 0, 0, acc);
-            }
-            kx += run;
-        }
-    }
-    acc[0] -= pad0 * p->input_offset;
-    acc[1] -= pad1 * p->input_offset;
-}
-
-/* The kernel window of the pixel whose first tap is input (in_y0, in_x0), copied to `win` (kernel_h
- * x kernel_w x in_c bytes, weights' order) with the padded taps set to the input zero point
- * (-input_offset): with the folded bias, a padded tap then adds zp * w = -input_offset * w, which
- * takes its own input_offset * w back out of the folded bias, exactly as TFLM skips it. */
-static void copy_window(const ec_conv_params_t *p, const int8_t *in_b, int32_t in_y0, int32_t in_x0, int8_t *win)
-{
-    const int32_t in_c = p->in_c;
-    const int32_t run = p->kernel_w * in_c;
-    const int zp = (int8_t)(-p->input_offset);
-    int32_t kx0, kx1;
-    ec_tap_range(in_x0, 1, p->kernel_w, p->in_w, &kx0, &kx1);
-    for (int32_t ky = 0; ky < p->kernel_h; ky++) {
-        const int32_t iy = in_y0 + ky;
-        int8_t *d = win + ky * run;
-        if (iy < 0 || iy >= p->in_h || kx1 <= kx0) {
-            memset(d, zp, (size_t)run);
-            continue;
-        }
-        memset(d, zp, (size_t)(kx0 * in_c));
-        memcpy(d + kx0 * in_c, in_b + (iy * p->in_w + in_x0 + kx0) * in_c, (size_t)((kx1 - kx0) * in_c));
-        memset(d + kx1 * in_c, zp, (size_t)((p->kernel_w - kx1) * in_c));
-    }
-}
-
-void ec_conv2d_s8_dsp(const ec_conv_params_t *p, const int8_t *input, const int8_t *filter,
-                      const int32_t *bias, int8_t *output, int8_t *row, const int8_t *skip)
-{
-    const int32_t row_len = p->out_w * p->out_c;
-    const int32_t in_c = p->in_c;
-    const int32_t out_c = p->out_c;
-    const int32_t k_size = p->kernel_h * p->kernel_w * in_c;
-    const int32_t run = p->kernel_w * in_c; /* one kernel row, contiguous in input and weights */
-    const int32_t in_row = p->in_w * in_c;
-    /* the last input column a kernel row reads, relative to its first */
-    const int32_t x_span = (p->kernel_w - 1) * p->dilation_w;
-    /* border pixels: their padded kernel window copied to `win` when it fits (win_ok), else the
-     * unfolded bias of the first channels in `cache` */
-    union {
-        int32_t cache[EC_BIAS_CACHE];
-        int8_t win[EC_BIAS_CACHE * 4];
-    } u;
-    int32_t *const cache = u.cache;
-    const int win_ok = p->dilation_h == 1 && p->dilation_w == 1 && k_size <= EC_BIAS_CACHE * 4;
-    if (!win_ok)
-        for (int32_t oc = 0; oc < out_c && oc < EC_BIAS_CACHE; oc++)
-            cache[oc] = unfold_bias(p, filter, bias, oc);
-    for (int32_t b = 0; b < p->batches; b++) {
-        const int8_t *in_b = input + b * p->in_h * in_row;
-        for (int32_t oy = 0; oy < p->out_h; oy++) {
-            const int32_t out_row = (b * p->out_h + oy) * row_len;
-            int8_t *dst = row != NULL ? row : output + out_row;
-            const int8_t *sk = skip != NULL ? skip + out_row : NULL;
-            const int32_t in_y0 = oy * p->stride_h - p->pad_top;
-            const int fast_y = p->dilation_h == 1 && in_y0 >= 0 && in_y0 + p->kernel_h <= p->in_h &&
-                               p->dilation_w == 1;
-            int32_t ox = 0;
-            while (ox < p->out_w) {
-                const int32_t xa0 = ox * p->stride_w - p->pad_left;
-                const int32_t xb0 = xa0 + p->stride_w;
-                const int pair = ox + 1 < p->out_w;
-                const int fast_a = fast_y && xa0 >= 0 && xa0 + x_span < p->in_w;
-                const int8_t *xa = in_b + in_y0 * in_row + xa0 * in_c;
-                const int8_t *xb = xa + p->stride_w * in_c;
-                int32_t n = run, rows = p->kernel_h, step = in_row;
-                int both = fast_a && pair && xb0 + x_span < p->in_w;
-                if (!both && win_ok && (!fast_a || pair)) {
-                    /* a border pixel (and its right neighbour when both windows fit): padded copies */
-                    if (!fast_a || !pair || 2 * k_size <= EC_BIAS_CACHE * 4) {
-                        copy_window(p, in_b, in_y0, xa0, u.win);
-                        xa = u.win;
-                        n = k_size;
-                        rows = 1;
-                        step = k_size;
-                        if (pair && 2 * k_size <= EC_BIAS_CACHE * 4) {
-                            copy_window(p, in_b, in_y0, xb0, u.win + k_size);
-                            xb = u.win + k_size;
-                            both = 1;
-                        }
-                    }
-                }
-                if (both) {
-                    /* two pixels */
-                    for (int32_t oc = 0; oc < out_c; oc += 2) {
-                        const int32_t oc1 = oc + 1 < out_c ? oc + 1 : oc;
-                        int32_t acc[4] = {bias[oc], bias[oc1], bias[oc], bias[oc1]};
-                        const int8_t *w0 = filter + oc * k_size;
-                        const int8_t *w1 = filter + oc1 * k_size;
-                        dot_2x2(xa, xb, w0, w1, n, rows, step, acc);
-                        const int32_t i = ox * out_c + oc;
-                        dst[i] = conv_out(p, acc[0], oc, sk != NULL ? sk + i : NULL);
-                        dst[i + out_c] = conv_out(p, acc[2], oc, sk != NULL ? sk + i + out_c : NULL);
-                        if (oc1 != oc) {
-                            dst[i + 1] = conv_out(p, acc[1], oc1, sk != NULL ? sk + i + 1 : NULL);
-                            dst[i + out_c + 1] = conv_out(p, acc[3], oc1, sk != NULL ? sk + i + out_c + 1 : NULL);
-                        }
-                    }
-                    ox += 2;
-                    continue;
-                }
-                const int windowed = xa == u.win;
-                /* one pixel */
-                for (int32_t oc = 0; oc < out_c; oc += 2) {
-                    const int32_t oc1 = oc + 1 < out_c ? oc + 1 : oc;
-                    int32_t acc[2] = {bias[oc], bias[oc1]};
-                    if (fast_a || windowed) {
-                        const int8_t *w0 = filter + oc * k_size;
-                        const int8_t *w1 = filter + oc1 * k_size;
-                        dot_1x2(xa, w0, w1, n, rows, step, n, acc);
-                    } else if (p->dilation_h == 1 && p->dilation_w == 1) {
-                        /* the clipped window with (x + offset), on the unfolded bias */
-                        int32_t ky0, ky1, kx0, kx1;
-                        ec_tap_range(in_y0, 1, p->kernel_h, p->in_h, &ky0, &ky1);
-                        ec_tap_range(xa0, 1, p->kernel_w, p->in_w, &kx0, &kx1);
-                        acc[0] = oc < EC_BIAS_CACHE ? cache[oc] : unfold_bias(p, filter, bias, oc);
-                        acc[1] = oc1 < EC_BIAS_CACHE ? cache[oc1] : unfold_bias(p, filter, bias, oc1);
-                        const int32_t w_off = (ky0 * p->kernel_w + kx0) * in_c;
-                        if (ky1 > ky0 && kx1 > kx0)
-                            dot_1x2_off(in_b + (in_y0 + ky0) * in_row + (xa0 + kx0) * in_c,
-                                        filter + oc * k_size + w_off, filter + oc1 * k_size + w_off,
-                                        (kx1 - kx0) * in_c, ky1 - ky0, in_row, run, p->input_offset, acc);
-                    } else {
-                        conv_pixel(p, in_b, filter, in_y0, xa0, oc, oc1, acc);
-                    }
-                    const int32_t i = ox * out_c + oc;
-                    dst[i] = conv_out(p, acc[0], oc, sk != NULL ? sk + i : NULL);
-                    if (oc1 != oc)
-                        dst[i + 1] = conv_out(p, acc[1], oc1, sk != NULL ? sk + i + 1 : NULL);
-                }
-                ox += 1;
-            }
-            if (row != NULL)
-                memcpy(output + out_row, row, (size_t)row_len);
-        }
-    }
-}
-
-/* ---- depthwise convolution ------------------------------------------------- */
-
-#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__)
-#define DW_SMLABT(a, b, acc) ((int32_t)__smlabt((int32_t)(a), (int32_t)(b), (acc)))
-#define DW_SMLATB(a, b, acc) ((int32_t)__smlatb((int32_t)(a), (int32_t)(b), (acc)))
-#define DW_SXTAB16(a, x) ((uint32_t)__sxtab16((a), (x)))
-EC_INLINE uint32_t dw_sxtab16_ror8(uint32_t a, uint32_t x)
-{
-    uint32_t r;
-    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(x));
-    return r;
-}
-/* (c * 2^32 + a * b + 2^31) >> 32 */
-EC_INLINE int32_t dw_smmlar(int32_t a, int32_t b, int32_t c)
-{
-    int32_t r;
-    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(c));
-    return r;
-}
-#define DW_SSAT8(x) __ssat((x), 8)
-/* (a & 0xffff) | (b << 16), (a & 0xffff0000) | (b >> 16) */
-EC_INLINE uint32_t dw_pkhbt(uint32_t a, uint32_t b)
-{
-    uint32_t r;
-    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
-    return r;
-}
-EC_INLINE uint32_t dw_pkhtb(uint32_t a, uint32_t b)
-{
-    uint32_t r;
-    __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(a), "r"(b));
-    return r;
-}
-#if defined(__thumb2__)
+#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && defined(__thumb2__)
 #define DW_ASM 1 /* the inner loops of dw_band in assembly */
-#endif
-#else
-EC_INLINE int32_t dw_mul16(uint32_t a, uint32_t b)
-{
-    return (int32_t)(int16_t)(a & 0xffffu) * (int32_t)(int16_t)(b & 0xffffu);
-}
-#define DW_SMLABT(a, b, acc) ((int32_t)((uint32_t)(acc) + (uint32_t)dw_mul16((a), (b) >> 16)))
-#define DW_SMLATB(a, b, acc) ((int32_t)((uint32_t)(acc) + (uint32_t)dw_mul16((a) >> 16, (b))))
-#define DW_SXTAB16(a, x) EC_SADD16((a), EC_SXTB16(x))
-#define dw_sxtab16_ror8(a, x) EC_SADD16((a), EC_SXTB16_ROR8(x))
-EC_INLINE int32_t dw_smmlar(int32_t a, int32_t b, int32_t c)
-{
-    return (int32_t)(((int64_t)((uint64_t)(int64_t)c << 32) + (int64_t)a * b + 0x80000000LL) >> 32);
-}
-#define DW_SSAT8(x) clamp_i32((x), -128, 127)
-#define dw_pkhbt(a, b) (((a) & 0xffffu) | ((b) << 16))
-#define dw_pkhtb(a, b) (((a) & 0xffff0000u) | ((b) >> 16))
 #endif
 #ifndef DW_ASM
 #define DW_ASM 0
@@ -512,7 +33,7 @@ static int dw_requant_ok(const ec_conv_params_t *p, const int32_t *bias)
 /* The requantization of a = 2 acc: (((a * M + 2^31) >> 32) + zp 2^s + 2^(s-1) - (acc < 0)) >> s,
  * saturated to int8: SMMLAR gives SaturatingRoundingDoublingHighMul(acc, M) + k, the shift is
  * RoundingDivideByPOT exactly (q < 0 exactly when acc < 0). */
-#define DW_REQUANT(a) ((int8_t)DW_SSAT8((dw_smmlar((a), m, k) + ((a) >> 31)) >> s))
+#define DW_REQUANT(a) ((int8_t)EC_SSAT8((ec_smmlar((a), m, k) + ((a) >> 31)) >> s))
 
 /* One tap of four channels c..c+3: the input offset is added to the sign-extended halves (SADD16),
  * so padded taps are simply skipped (the depthwise bias is not folded). */
@@ -528,10 +49,7 @@ static int dw_requant_ok(const ec_conv_params_t *p, const int32_t *bias)
     } while (0)
 
 /* Channels c.. of one output pixel one at a time (the channels left over by dw_pixel) */
-#if defined(__GNUC__)
-__attribute__((noinline))
-#endif
-static void dw_rest(const ec_conv_params_t *p, const int8_t *x, const int8_t *w, const int32_t *bias, int32_t rows,
+static EC_NOINLINE void dw_rest(const ec_conv_params_t *p, const int8_t *x, const int8_t *w, const int32_t *bias, int32_t rows,
                     int32_t cols, int32_t x_row, int8_t *d, const int8_t *s, int32_t c)
 {
     const int32_t c_n = p->in_c;
@@ -542,7 +60,7 @@ static void dw_rest(const ec_conv_params_t *p, const int8_t *x, const int8_t *w,
         for (int32_t r = 0; r < rows; r++)
             for (int32_t k = 0; k < cols; k++)
                 acc += (x[r * x_row + k * x_col + c] + p->input_offset) * w[r * w_row + k * c_n + c];
-        d[c] = conv_out(p, acc, c, s != NULL ? s + c : NULL);
+        d[c] = ec_conv_out_fast(p, acc, c, s != NULL ? s + c : NULL);
     }
 }
 
@@ -600,10 +118,10 @@ static EC_HOT void dw_pixel(const ec_conv_params_t *p, const int8_t *x, const in
             }
         }
         const int8_t *sc = s != NULL ? s + c : NULL;
-        d[c] = conv_out(p, a0, c, sc);
-        d[c + 1] = conv_out(p, a1, c + 1, sc != NULL ? sc + 1 : NULL);
-        d[c + 2] = conv_out(p, a2, c + 2, sc != NULL ? sc + 2 : NULL);
-        d[c + 3] = conv_out(p, a3, c + 3, sc != NULL ? sc + 3 : NULL);
+        d[c] = ec_conv_out_fast(p, a0, c, sc);
+        d[c + 1] = ec_conv_out_fast(p, a1, c + 1, sc != NULL ? sc + 1 : NULL);
+        d[c + 2] = ec_conv_out_fast(p, a2, c + 2, sc != NULL ? sc + 2 : NULL);
+        d[c + 3] = ec_conv_out_fast(p, a3, c + 3, sc != NULL ? sc + 3 : NULL);
     }
     if (c < c_n)
         dw_rest(p, x, w, bias, rows, cols, x_row, d, s, c);
@@ -673,27 +191,27 @@ static EC_HOT void dw_band(const dw_band_t *b)
         if ((m0 & m1 & m2) == 0xffffffffu)
             for (int32_t k = b->ncols; k > 0; k--, q += cn, d += 6) {
                 /* channels c, c + 1 of two rows: bytes (c, c + 1, c', c' + 1), SXTAB16 pairs them by channel */
-                uint32_t t = dw_pkhbt(dw_load16(q), dw_load16(q + s1));
-                d[0] = DW_SXTAB16(off2, t);
-                d[3] = dw_sxtab16_ror8(off2, t);
-                t = dw_pkhbt(dw_load16(q + s2), dw_load16(q + s3));
-                d[1] = DW_SXTAB16(off2, t);
-                d[4] = dw_sxtab16_ror8(off2, t);
-                t = dw_pkhbt(dw_load16(q + s4), dw_load16(q + s5));
-                d[2] = DW_SXTAB16(off2, t);
-                d[5] = dw_sxtab16_ror8(off2, t);
+                uint32_t t = ec_pkhbt(dw_load16(q), dw_load16(q + s1));
+                d[0] = EC_SXTAB16(off2, t);
+                d[3] = EC_SXTAB16_ROR8(off2, t);
+                t = ec_pkhbt(dw_load16(q + s2), dw_load16(q + s3));
+                d[1] = EC_SXTAB16(off2, t);
+                d[4] = EC_SXTAB16_ROR8(off2, t);
+                t = ec_pkhbt(dw_load16(q + s4), dw_load16(q + s5));
+                d[2] = EC_SXTAB16(off2, t);
+                d[5] = EC_SXTAB16_ROR8(off2, t);
             }
         else /* padding rows: their halves masked off */
             for (int32_t k = b->ncols; k > 0; k--, q += cn, d += 6) {
-                uint32_t t = dw_pkhbt(dw_load16(q), dw_load16(q + s1));
-                d[0] = DW_SXTAB16(off2, t) & m0;
-                d[3] = dw_sxtab16_ror8(off2, t) & m0;
-                t = dw_pkhbt(dw_load16(q + s2), dw_load16(q + s3));
-                d[1] = DW_SXTAB16(off2, t) & m1;
-                d[4] = dw_sxtab16_ror8(off2, t) & m1;
-                t = dw_pkhbt(dw_load16(q + s4), dw_load16(q + s5));
-                d[2] = DW_SXTAB16(off2, t) & m2;
-                d[5] = dw_sxtab16_ror8(off2, t) & m2;
+                uint32_t t = ec_pkhbt(dw_load16(q), dw_load16(q + s1));
+                d[0] = EC_SXTAB16(off2, t) & m0;
+                d[3] = EC_SXTAB16_ROR8(off2, t) & m0;
+                t = ec_pkhbt(dw_load16(q + s2), dw_load16(q + s3));
+                d[1] = EC_SXTAB16(off2, t) & m1;
+                d[4] = EC_SXTAB16_ROR8(off2, t) & m1;
+                t = ec_pkhbt(dw_load16(q + s4), dw_load16(q + s5));
+                d[2] = EC_SXTAB16(off2, t) & m2;
+                d[5] = EC_SXTAB16_ROR8(off2, t) & m2;
             }
     }
     for (int32_t j = b->j0; j < 2; j++) {
@@ -803,35 +321,35 @@ static EC_HOT void dw_band(const dw_band_t *b)
             uint32_t *t = (uint32_t *)e + EC_DW_SUMS;
             uint32_t va = e[0], vb = e[1];
             int32_t a0 = EC_SMLAD(va, p0, acc0);
-            int32_t a1 = DW_SMLATB(va, p0, acc0);
+            int32_t a1 = EC_SMLATB(va, p0, acc0);
             int32_t a2 = EC_SMLAD(vb, p0, acc0);
-            int32_t a3 = DW_SMLATB(vb, p0, acc0);
-            a0 = DW_SMLABT(vb, q0, a0);
+            int32_t a3 = EC_SMLATB(vb, p0, acc0);
+            a0 = EC_SMLABT(vb, q0, a0);
             a1 = EC_SMLAD(vb, q0, a1);
             va = e[2];
-            a2 = DW_SMLABT(va, q0, a2);
+            a2 = EC_SMLABT(va, q0, a2);
             a3 = EC_SMLAD(va, q0, a3);
             va = e[6];
             vb = e[7];
             a0 = EC_SMLAD(va, p1, a0);
-            a1 = DW_SMLATB(va, p1, a1);
+            a1 = EC_SMLATB(va, p1, a1);
             a2 = EC_SMLAD(vb, p1, a2);
-            a3 = DW_SMLATB(vb, p1, a3);
-            a0 = DW_SMLABT(vb, q1, a0);
+            a3 = EC_SMLATB(vb, p1, a3);
+            a0 = EC_SMLABT(vb, q1, a0);
             a1 = EC_SMLAD(vb, q1, a1);
             va = e[8];
-            a2 = DW_SMLABT(va, q1, a2);
+            a2 = EC_SMLABT(va, q1, a2);
             a3 = EC_SMLAD(va, q1, a3);
             va = e[12];
             vb = e[13];
             a0 = EC_SMLAD(va, p2, a0);
-            a1 = DW_SMLATB(va, p2, a1);
+            a1 = EC_SMLATB(va, p2, a1);
             a2 = EC_SMLAD(vb, p2, a2);
-            a3 = DW_SMLATB(vb, p2, a3);
-            a0 = DW_SMLABT(vb, q2, a0);
+            a3 = EC_SMLATB(vb, p2, a3);
+            a0 = EC_SMLABT(vb, q2, a0);
             a1 = EC_SMLAD(vb, q2, a1);
             va = e[14];
-            a2 = DW_SMLABT(va, q2, a2);
+            a2 = EC_SMLABT(va, q2, a2);
             a3 = EC_SMLAD(va, q2, a3);
             t[0] = (uint32_t)a0;
             t[1] = (uint32_t)a1;
@@ -909,9 +427,9 @@ static EC_HOT void dw_fast(const ec_conv_params_t *p, const int8_t *in_b, const 
                 h[i] = dw_load16(f);
             for (int32_t i = 0; i < 6; i++) {
                 /* (w0 of c, of c + 1, w1 of c, of c + 1) -> (2 w0, 2 w1) of c, of c + 1 */
-                const uint32_t t = dw_pkhbt(h[i], h[i + 3]);
-                wc[i] = DW_SXTAB16(EC_SXTB16(t), t);
-                wc[i + EC_DW_WC] = dw_sxtab16_ror8(EC_SXTB16_ROR8(t), t);
+                const uint32_t t = ec_pkhbt(h[i], h[i + 3]);
+                wc[i] = EC_SXTAB16(EC_SXTB16(t), t);
+                wc[i + EC_DW_WC] = EC_SXTAB16_ROR8(EC_SXTB16_ROR8(t), t);
             }
             for (int32_t j = 0; j < 2; j++) {
                 const int32_t sh = p->shift[cg + j];
@@ -969,14 +487,11 @@ static EC_HOT void dw_fast(const ec_conv_params_t *p, const int8_t *in_b, const 
     }
     if (p->act_min > -128 || p->act_max < 127)
         for (int8_t *o = out_b, *end = out_b + oh * rl; o < end; o++)
-            *o = (int8_t)clamp_i32(*o, p->act_min, p->act_max);
+            *o = (int8_t)ec_clip_i32(*o, p->act_min, p->act_max);
 }
 
 /* dw_fast with the scratch on the stack */
-#if defined(__GNUC__)
-__attribute__((noinline))
-#endif
-static void dw_fast_stack(const ec_conv_params_t *p, const int8_t *in_b, const int8_t *filter, const int32_t *bias,
+static EC_NOINLINE void dw_fast_stack(const ec_conv_params_t *p, const int8_t *in_b, const int8_t *filter, const int32_t *bias,
                           int8_t *out_b)
 {
     uint32_t buf[EC_DW_SCRATCH];
@@ -984,10 +499,7 @@ static void dw_fast_stack(const ec_conv_params_t *p, const int8_t *in_b, const i
 }
 
 /* The general kernel: any shape, depth multiplier 1 */
-#if defined(__GNUC__)
-__attribute__((noinline))
-#endif
-static void dw_general(const ec_conv_params_t *p, const int8_t *input, const int8_t *filter, const int32_t *bias,
+static EC_NOINLINE void dw_general(const ec_conv_params_t *p, const int8_t *input, const int8_t *filter, const int32_t *bias,
                        int8_t *output, int8_t *row, const int8_t *skip)
 {
     const int32_t c_n = p->in_c;
@@ -1074,9 +586,9 @@ EC_INLINE void dw_s2_col(const int8_t *q0, const int8_t *q1, int32_t x, int32_t 
         *ac = *ac1 = 0;
         return;
     }
-    const uint32_t t = dw_pkhbt(dw_load16(q0 + x * c_n), dw_load16(q1 + x * c_n));
-    *ac = DW_SXTAB16(off2, t) & m01;
-    *ac1 = dw_sxtab16_ror8(off2, t) & m01;
+    const uint32_t t = ec_pkhbt(dw_load16(q0 + x * c_n), dw_load16(q1 + x * c_n));
+    *ac = EC_SXTAB16(off2, t) & m01;
+    *ac1 = EC_SXTAB16_ROR8(off2, t) & m01;
 }
 
 /* Row R2 at columns x, x + 1 for channels c, c + 1: (R2c[x], R2c[x + 1]), (R2c1[x], R2c1[x + 1]) */
@@ -1085,16 +597,16 @@ EC_INLINE void dw_s2_r2(const int8_t *q2, int32_t x, int32_t in_w, int32_t c_n, 
 {
     if (edge) {
         const int v0 = x >= 0 && x < in_w, v1 = x + 1 >= 0 && x + 1 < in_w;
-        const uint32_t t = dw_pkhbt(v0 ? dw_load16(q2 + x * c_n) : 0, v1 ? dw_load16(q2 + (x + 1) * c_n) : 0);
+        const uint32_t t = ec_pkhbt(v0 ? dw_load16(q2 + x * c_n) : 0, v1 ? dw_load16(q2 + (x + 1) * c_n) : 0);
         /* a column outside the input: 0, its offset not added either */
         const uint32_t mx = m2 & ((v0 ? 0xffffu : 0) | (v1 ? 0xffff0000u : 0));
-        *bc = DW_SXTAB16(off2, t) & mx;
-        *bc1 = dw_sxtab16_ror8(off2, t) & mx;
+        *bc = EC_SXTAB16(off2, t) & mx;
+        *bc1 = EC_SXTAB16_ROR8(off2, t) & mx;
         return;
     }
-    const uint32_t t = dw_pkhbt(dw_load16(q2 + x * c_n), dw_load16(q2 + (x + 1) * c_n));
-    *bc = DW_SXTAB16(off2, t) & m2;
-    *bc1 = dw_sxtab16_ror8(off2, t) & m2;
+    const uint32_t t = ec_pkhbt(dw_load16(q2 + x * c_n), dw_load16(q2 + (x + 1) * c_n));
+    *bc = EC_SXTAB16(off2, t) & m2;
+    *bc1 = EC_SXTAB16_ROR8(off2, t) & m2;
 }
 
 /* (2 w[ky0][kx], 2 w[ky1][kx]) of channel c, as int16 halves */
@@ -1148,14 +660,14 @@ EC_INLINE void dw_s2_step(const ec_conv_params_t *p, const dw_s2_ch_t *ch, dw_s2
     v0 = EC_SMLAD(st->bc, ch->w2c, v0);
     v1 = EC_SMLAD(st->bc1, ch->w2c1, v1);
     v0 = EC_SMLABB(nbc, ch->w22, v0);
-    v1 = DW_SMLABT(nbc1, ch->w22, v1);
+    v1 = EC_SMLABT(nbc1, ch->w22, v1);
     {
         const int32_t m = ch->m0, k = ch->k0, s = ch->s0;
-        d[0] = (int8_t)clamp_i32(DW_REQUANT(v0), p->act_min, p->act_max);
+        d[0] = (int8_t)ec_clip_i32(DW_REQUANT(v0), p->act_min, p->act_max);
     }
     {
         const int32_t m = ch->m1, k = ch->k1, s = ch->s1;
-        d[1] = (int8_t)clamp_i32(DW_REQUANT(v1), p->act_min, p->act_max);
+        d[1] = (int8_t)ec_clip_i32(DW_REQUANT(v1), p->act_min, p->act_max);
     }
     st->a0c = a2c;
     st->a0c1 = a2c1;
@@ -1234,186 +746,4 @@ void ec_depthwise_conv2d_s8_dsp(const ec_conv_params_t *p, const int8_t *input, 
         dw_fast_batches(p, input, filter, bias, output, row);
     else
         dw_general(p, input, filter, bias, output, row, skip);
-}
-
-/* ---- global average pooling ------------------------------------------------- */
-
-/* TFLM's int8 average: the sum rounded half away from zero, divided, clamped. */
-static int8_t avg_s8(const ec_pool_params_t *p, int32_t sum, int32_t count)
-{
-    const int32_t a = sum > 0 ? (sum + count / 2) / count : (sum - count / 2) / count;
-    return (int8_t)(a < p->act_min ? p->act_min : (a > p->act_max ? p->act_max : a));
-}
-
-void ec_global_avg_pool2d_s8_dsp(const ec_pool_params_t *p, const int8_t *input, int8_t *output, int8_t *row)
-{
-    const int32_t c_n = p->channels, n = p->in_h * p->in_w;
-    for (int32_t b = 0; b < p->batches; b++) {
-        const int8_t *in_b = input + b * n * c_n;
-        int8_t *dst = row != NULL ? row : output + b * c_n;
-        int32_t c = 0;
-        for (; c + 4 <= c_n; c += 4) {
-            /* channels c and c + 2 in `even`, c + 1 and c + 3 in `odd`: 16-bit sums of at most
-             * 256 int8 values, exact */
-            uint32_t even = 0, odd = 0;
-            const int8_t *x = in_b + c;
-            for (int32_t i = 0; i < n; i++, x += c_n) {
-                const uint32_t v = ec_load32(x);
-                even = EC_SXTAB16(even, v);
-                odd = EC_SXTAB16_ROR8(odd, v);
-            }
-            dst[c] = avg_s8(p, (int16_t)(even & 0xffffu), n);
-            dst[c + 1] = avg_s8(p, (int16_t)(odd & 0xffffu), n);
-            dst[c + 2] = avg_s8(p, (int16_t)(even >> 16), n);
-            dst[c + 3] = avg_s8(p, (int16_t)(odd >> 16), n);
-        }
-        for (; c < c_n; c++) {
-            int32_t sum = 0;
-            for (int32_t i = 0; i < n; i++)
-                sum += in_b[i * c_n + c];
-            dst[c] = avg_s8(p, sum, n);
-        }
-        if (row != NULL)
-            memcpy(output + b * c_n, row, (size_t)c_n);
-    }
-}
-
-/* ---- fully connected ------------------------------------------------------- */
-
-/*
- * The filter re-packed at compile time (c_codegen.pack_fc_weights): output rows in quads (zero rows
- * to a multiple of 4), each quad's inputs in groups of 4, the last group zero padded; per group the
- * 4 rows' 4 weights (int8: 16 bytes; widened, --optimize speed: per row the int16 pairs of inputs
- * (0, 2) then (1, 3), 32 bytes).  A quad function adds `groups` groups of x to acc[0..3] and returns
- * the weights after them.  With int8 weights: 22 instructions per 16 MACs, 15 widened.
- */
-#if defined(__ARM_FEATURE_DSP) && defined(__thumb2__) && defined(__GNUC__)
-const int8_t *ec_fc_quad8(const int8_t *x, const int8_t *w, int32_t groups, int32_t *acc);
-const int8_t *ec_fc_quad16(const int8_t *x, const int8_t *w, int32_t groups, int32_t *acc);
-/* r0 x, r1 w, r2 groups left, r3 free (acc on the stack), r4-r7 the sums, r8/r9 the inputs (odd,
- * even), r10-r12 and lr the weights */
-#define FC_ROW8(RW, A) \
-    "    sxtb16 r3, " RW "\n" \
-    "    smlad " A ", r9, r3, " A "\n" \
-    "    sxtb16 " RW ", " RW ", ror #8\n" \
-    "    smlad " A ", r8, " RW ", " A "\n"
-#define FC_QUAD(NAME, BODY) \
-    EC_ASM_FUNC(NAME) \
-    "    push {r3-r11, lr}\n" \
-    "    ldm r3, {r4-r7}\n" \
-    "1:\n" \
-    "    ldr r8, [r0], #4\n" \
-    "    sxtb16 r9, r8\n" \
-    "    sxtb16 r8, r8, ror #8\n" \
-    BODY \
-    "    subs r2, r2, #1\n" \
-    "    bne 1b\n" \
-    "    ldr r3, [sp]\n" \
-    "    stm r3, {r4-r7}\n" \
-    "    mov r0, r1\n" \
-    "    pop {r3-r11, pc}\n" \
-    EC_ASM_END(NAME)
-__asm__(FC_QUAD("ec_fc_quad8",
-                "    ldm r1!, {r10, r11, r12, lr}\n"
-                FC_ROW8("r10", "r4") FC_ROW8("r11", "r5") FC_ROW8("r12", "r6") FC_ROW8("lr", "r7")));
-__asm__(FC_QUAD("ec_fc_quad16",
-                "    ldm r1!, {r10, r11, r12, lr}\n"
-                "    smlad r4, r9, r10, r4\n"
-                "    smlad r4, r8, r11, r4\n"
-                "    smlad r5, r9, r12, r5\n"
-                "    smlad r5, r8, lr, r5\n"
-                "    ldm r1!, {r10, r11, r12, lr}\n"
-                "    smlad r6, r9, r10, r6\n"
-                "    smlad r6, r8, r11, r6\n"
-                "    smlad r7, r9, r12, r7\n"
-                "    smlad r7, r8, lr, r7\n"));
-#else
-/* The same arithmetic in plain C (host builds) */
-static const int8_t *fc_quad(const int8_t *x, const int8_t *w, int32_t groups, int32_t *acc, int wide)
-{
-    for (; groups > 0; groups--, x += 4) {
-        for (int32_t r = 0; r < 4; r++, w += wide ? 8 : 4) {
-            int32_t s = 0;
-            for (int32_t t = 0; t < 4; t++) {
-                int16_t wt = w[t];
-                if (wide) /* the int16 of tap t (an int16_t array in weights.c): taps 0, 2, 1, 3 */
-                    memcpy(&wt, w + 2 * ((t & 1) * 2 + (t >> 1)), 2);
-                s += x[t] * wt;
-            }
-            acc[r] = (int32_t)((uint32_t)acc[r] + (uint32_t)s);
-        }
-    }
-    return w;
-}
-static const int8_t *ec_fc_quad8(const int8_t *x, const int8_t *w, int32_t groups, int32_t *acc)
-{
-    return fc_quad(x, w, groups, acc, 0);
-}
-static const int8_t *ec_fc_quad16(const int8_t *x, const int8_t *w, int32_t groups, int32_t *acc)
-{
-    return fc_quad(x, w, groups, acc, 1);
-}
-#endif
-
-typedef const int8_t *(*fc_quad_fn)(const int8_t *x, const int8_t *w, int32_t groups, int32_t *acc);
-
-/* TFLM's requantization in one multiply where the generator proved it exact (p->fast, see
- * ec_kernels_gemm.c): h = SMMLAR(2a, M) onto (1 + 2 zp) << (s - 1), then (h - [a < 0]) >> s. */
-EC_INLINE int32_t requant_fast(int32_t a, int32_t m, int32_t shift, int32_t zp2)
-{
-    const int32_t s = -shift, k = (int32_t)((uint32_t)zp2 << (s - 1)), a2 = (int32_t)((uint32_t)a << 1);
-#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__)
-    int32_t h;
-    __asm__("smmlar %0, %1, %2, %3" : "=r"(h) : "r"(a2), "r"(m), "r"(k));
-#else
-    const int32_t h = (int32_t)((uint32_t)k + (uint32_t)(int32_t)(((int64_t)a2 * m + ((int64_t)1 << 31)) >> 32));
-#endif
-    return (h + (a >> 31)) >> s;
-}
-
-EC_INLINE void fc_packed(const ec_fc_params_t *p, const int8_t *input, const int8_t *w, const int32_t *bias,
-                         int8_t *output, int8_t *row, fc_quad_fn quad)
-{
-    const int32_t n = p->in_features, groups = n >> 2, rest = n & 3, o_n = p->out_features;
-    for (int32_t b = 0; b < p->batches; b++) {
-        const int8_t *x = input + b * n;
-        int8_t *dst = row != NULL ? row : output + b * o_n;
-        /* the last inputs, zero padded to a group (no read past the input) */
-        int8_t last[4] = {0, 0, 0, 0};
-        for (int32_t t = 0; t < rest; t++)
-            last[t] = x[4 * groups + t];
-        const int8_t *wq = w;
-        for (int32_t o = 0; o < o_n; o += 4) {
-            int32_t acc[4] = {bias[o], bias[o + 1], bias[o + 2], bias[o + 3]}; /* (padded to 4) */
-            if (groups > 0)
-                wq = quad(x, wq, groups, acc);
-            if (rest > 0)
-                wq = quad(last, wq, 1, acc);
-            if (p->fast) {
-                const int32_t zp2 = 1 + 2 * p->output_offset;
-                for (int32_t k = 0; k < 4 && o + k < o_n; k++)
-                    dst[o + k] = (int8_t)clamp_i32(requant_fast(acc[k], p->multiplier[o + k], p->shift[o + k], zp2),
-                                                   p->act_min, p->act_max);
-            } else {
-                for (int32_t k = 0; k < 4 && o + k < o_n; k++) {
-                    const int32_t v = requant(acc[k], p->multiplier[o + k], p->shift[o + k]);
-                    dst[o + k] = (int8_t)clamp_i32(v + p->output_offset, p->act_min, p->act_max);
-                }
-            }
-        }
-        if (row != NULL)
-            memcpy(output + b * o_n, row, (size_t)o_n);
-    }
-}
-
-void ec_fully_connected_s8_dsp(const ec_fc_params_t *p, const int8_t *input, const int8_t *filter,
-                               const int32_t *bias, int8_t *output, int8_t *row)
-{
-    fc_packed(p, input, filter, bias, output, row, ec_fc_quad8);
-}
-
-void ec_fully_connected_s8_dsp16(const ec_fc_params_t *p, const int8_t *input, const int8_t *filter,
-                                 const int32_t *bias, int8_t *output, int8_t *row)
-{
-    fc_packed(p, input, filter, bias, output, row, ec_fc_quad16);
 }

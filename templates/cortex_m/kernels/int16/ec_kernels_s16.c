@@ -1,20 +1,15 @@
 /*
  * ec_kernels_s16.c - int16 activation / int8 weight kernels (see ec_kernels_s16.h).
  *
- * Written for edgecomp; the loop structure mirrors the int8 kernels of
- * ec_kernels.c (same clipped windows, same row-at-a-time output).
+ * Written for edgecomp; the loop structure mirrors the int8 reference kernels (same clipped
+ * windows, same row-at-a-time output).
  * Right shifts of negative int64 values are arithmetic (floor), as GCC and
  * every compiler for Cortex-M define them.
  */
 #include "ec_kernels_s16.h"
+#include "ec_reference.h"
 
 #include <string.h>
-
-#if defined(__GNUC__)
-#define EC_S16_NOINLINE __attribute__((noinline))
-#else
-#define EC_S16_NOINLINE
-#endif
 
 #define EC_S16_ACC_LIMIT ((int64_t)1 << 47) /* beyond it every requantized value saturates int16 */
 
@@ -81,7 +76,7 @@ static int16_t out_s16(const int32_t *multiplier, const int8_t *shift, int64_t a
  * 16 x 16 multiply, 64-bit accumulate).  SXTB16 sign-extends weights 0 and 2 (and, of the word
  * rotated by 8, weights 1 and 3); the inputs are paired to match.  Exact integer sums: the
  * same result as the plain loop below, in another order. */
-static EC_S16_NOINLINE int64_t dot_s16(const int16_t *x, const int8_t *w, int32_t n, int64_t acc)
+static EC_NOINLINE int64_t dot_s16(const int16_t *x, const int8_t *w, int32_t n, int64_t acc)
 {
     int32_t i = 0;
     for (; i + 4 <= n; i += 4) {
@@ -101,7 +96,7 @@ static EC_S16_NOINLINE int64_t dot_s16(const int16_t *x, const int8_t *w, int32_
     return acc;
 }
 #else
-static EC_S16_NOINLINE int64_t dot_s16(const int16_t *x, const int8_t *w, int32_t n, int64_t acc)
+static EC_NOINLINE int64_t dot_s16(const int16_t *x, const int8_t *w, int32_t n, int64_t acc)
 {
     for (int32_t i = 0; i < n; i++)
         acc += (int32_t)x[i] * (int32_t)w[i];
@@ -147,7 +142,7 @@ void ec_conv2d_s16(const ec_conv_params_t *p, const int16_t *input, const int8_t
     }
 }
 
-static EC_S16_NOINLINE int64_t depthwise_acc_s16(const ec_conv_params_t *p, const int16_t *in, int32_t origin,
+static EC_NOINLINE int64_t depthwise_acc_s16(const ec_conv_params_t *p, const int16_t *in, int32_t origin,
                                                  const int8_t *w, int32_t ky0, int32_t ky1, int32_t kx0,
                                                  int32_t kx1, int64_t acc)
 {
@@ -220,13 +215,11 @@ void ec_max_pool2d_s16(const ec_pool_params_t *p, const int16_t *input, int16_t 
         for (int32_t oy = 0; oy < p->out_h; oy++) {
             const int32_t out_row = (b * p->out_h + oy) * row_len;
             int16_t *dst = row != NULL ? row : output + out_row;
-            const int32_t iy = oy * p->stride_h - p->pad_top;
-            const int32_t y0 = iy < 0 ? 0 : iy;
-            const int32_t y1 = iy + p->kernel_h < p->in_h ? iy + p->kernel_h : p->in_h;
+            int32_t y0, y1;
+            ec_pool_range(oy * p->stride_h - p->pad_top, p->kernel_h, p->in_h, &y0, &y1);
             for (int32_t ox = 0; ox < p->out_w; ox++) {
-                const int32_t ix = ox * p->stride_w - p->pad_left;
-                const int32_t x0 = ix < 0 ? 0 : ix;
-                const int32_t x1 = ix + p->kernel_w < p->in_w ? ix + p->kernel_w : p->in_w;
+                int32_t x0, x1;
+                ec_pool_range(ox * p->stride_w - p->pad_left, p->kernel_w, p->in_w, &x0, &x1);
                 for (int32_t c = 0; c < p->channels; c++) {
                     int32_t m = INT16_MIN;
                     for (int32_t y = y0; y < y1; y++)
@@ -271,13 +264,11 @@ void ec_avg_pool2d_s16(const ec_pool_params_t *p, int32_t multiplier, int32_t sh
         for (int32_t oy = 0; oy < p->out_h; oy++) {
             const int32_t out_row = (b * p->out_h + oy) * row_len;
             int16_t *dst = row != NULL ? row : output + out_row;
-            const int32_t iy = oy * p->stride_h - p->pad_top;
-            const int32_t y0 = iy < 0 ? 0 : iy;
-            const int32_t y1 = iy + p->kernel_h < p->in_h ? iy + p->kernel_h : p->in_h;
+            int32_t y0, y1;
+            ec_pool_range(oy * p->stride_h - p->pad_top, p->kernel_h, p->in_h, &y0, &y1);
             for (int32_t ox = 0; ox < p->out_w; ox++) {
-                const int32_t ix = ox * p->stride_w - p->pad_left;
-                const int32_t x0 = ix < 0 ? 0 : ix;
-                const int32_t x1 = ix + p->kernel_w < p->in_w ? ix + p->kernel_w : p->in_w;
+                int32_t x0, x1;
+                ec_pool_range(ox * p->stride_w - p->pad_left, p->kernel_w, p->in_w, &x0, &x1);
                 const int64_t count = (int64_t)(y1 - y0) * (x1 - x0);
                 for (int32_t c = 0; c < p->channels; c++) {
                     int64_t sum = 0;

@@ -91,7 +91,7 @@ typedef struct {
     float beta; /* float32 */
 } ec_softmax_params_t;
 
-/* ---- helpers shared with the optimized kernel files ------------------------ */
+/* ---- helpers shared by the kernel files (common/ec_kernels.c) ------------------- */
 
 /* First and one-past-last kernel tap k with 0 <= origin + k * dilation < size. */
 void ec_tap_range(int32_t origin, int32_t dilation, int32_t kernel, int32_t size, int32_t *first, int32_t *end);
@@ -132,8 +132,9 @@ void ec_clamp_f32(const float *input, float *output, int32_t size, float act_min
 
 /* float -> int8: round(x / scale) half away from zero, + zero_point, saturated. */
 void ec_quantize_f32_s8(const float *input, int8_t *output, int32_t size, float scale, int32_t zero_point);
-/* int8 -> float: (float)(scale * (q - zero_point)), the product in double. */
-void ec_dequantize_s8_f32(const int8_t *input, float *output, int32_t size, double scale, int32_t zero_point);
+/* int8 -> float: (q - zero_point) * scale in float, as ONNX DequantizeLinear.  The same floats as TFLM's
+ * (float)(scale * (q - zero_point)) in double: both are the exact product (24 + 9 bits) rounded once. */
+void ec_dequantize_s8_f32(const int8_t *input, float *output, int32_t size, float scale, int32_t zero_point);
 /* One input of a concatenation: `outer` blocks of `in_bytes`, written every `out_bytes` from `offset`. */
 void ec_concat_part(void *output, const void *input, int32_t outer, int32_t in_bytes, int32_t out_bytes,
                     int32_t offset);

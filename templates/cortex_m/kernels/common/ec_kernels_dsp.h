@@ -1,5 +1,6 @@
 /*
- * ec_kernels_dsp.h - int8 kernels for cores with the DSP extension (Cortex-M4/M7).
+ * ec_kernels_dsp.h - int8 kernels for cores with the DSP extension (Cortex-M4/M7): conv/ec_conv2d_dsp.c,
+ * depthwise/ec_depthwise_conv2d_dsp.c, fully_connected/ec_fully_connected_dsp.c, pooling/ec_pooling_dsp.c.
  *
  * Same parameter blocks, layouts and row-at-a-time output contract as the
  * reference kernels (ec_kernels.h), same results bit for bit.  Two

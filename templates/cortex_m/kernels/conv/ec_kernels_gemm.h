@@ -50,7 +50,7 @@ struct ec_gemm_params {
     int32_t nb;     /* blocks per output pixel: 1 or kernel_h */
     int32_t chunk;  /* output-channel pairs per pass over a block (all of them when nb > 1) */
     int32_t fast;   /* 1: every shift in [-24, -1] (and the residual's too): the one-multiply requantization;
-                     * 0: chosen per channel (see ec_kernels_gemm.c) */
+                     * 0: chosen per channel (see ec_conv2d_gemm.c) */
     int32_t direct; /* 1: outputs written pixel by pixel even in place (the generator checked it is safe) */
     /* constant addresses (flash, arena), in the struct so that the call passes few arguments: the
      * caller's stack frame is part of the RAM a model needs */

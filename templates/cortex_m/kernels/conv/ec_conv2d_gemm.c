@@ -1,5 +1,5 @@
 /*
- * ec_kernels_gemm.c - int8 convolution as a matrix product (see ec_kernels_gemm.h).
+ * ec_conv2d_gemm.c - int8 convolution as a matrix product (see ec_kernels_gemm.h).
  *
  * Per pair of output pixels: their kernel windows are copied into `col` as sign-extended int16
  * pairs (padded taps = the input zero point), then every pair of output channels is a 2x2 block
@@ -7,7 +7,7 @@
  *
  * Requantization.  TFLM's MultiplyByQuantizedMultiplier for a right shift s >= 1 is
  * RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(a, M), s).  With M in (2^30, 2^31):
- *   SRDHM(a, M)  = floor((a*M + 2^30) / 2^31)                       (both signs, see ec_kernels_dsp.c)
+ *   SRDHM(a, M)  = floor((a*M + 2^30) / 2^31)                       (both signs, see ec_requant.h)
  *   RDBPOT(q, s) = floor((q + 2^(s-1) - [q < 0]) / 2^s)             (ties away from zero)
  * and q < 0 exactly when a < 0 (M > 2^30: a*M + 2^30 < 0 iff a <= -1).  Adding the output zero point zp:
  *   out = floor(V / 2^(31+s)),  V = a*M + 2^30 + (1 + 2*zp) * 2^(s+30) - 2^31 * [a < 0]
@@ -19,31 +19,10 @@
  * ec_multiply_by_quantized_multiplier (requant_one).
  */
 #include "ec_kernels_gemm.h"
+#include "ec_requant.h"
 #include "ec_simd.h"
 
 #include <string.h>
-
-#if defined(__ARM_FEATURE_DSP)
-#define GM_SSAT8(x) __ssat((x), 8)
-#else
-static inline int32_t gm_ssat8(int32_t x)
-{
-    return x < -128 ? -128 : (x > 127 ? 127 : x);
-}
-#define GM_SSAT8(x) gm_ssat8(x)
-#endif
-
-#if defined(__GNUC__)
-#define GM_HOT __attribute__((noinline, optimize("O2")))
-#define GM_INLINE static inline __attribute__((always_inline))
-#define GM_NOINLINE __attribute__((noinline))
-#define GM_COL __attribute__((noinline, optimize("O2", "no-tree-loop-distribute-patterns")))
-#else
-#define GM_COL
-#define GM_NOINLINE
-#define GM_HOT
-#define GM_INLINE static inline
-#endif
 
 /* ---- the 2x2 block product ---------------------------------------------------- */
 
@@ -271,7 +250,7 @@ void ec_gemm16_2x2_1(const uint32_t *w16, const uint32_t *col, int32_t *acc, int
 #endif
 
 /* The packed int8 weights of `pairs` channel pairs (8 bytes per 4 taps) as ec_gemm16_2x2 reads them. */
-static GM_HOT void widen(const int8_t *wpk, uint32_t *w16, int32_t pairs, int32_t kbp)
+static EC_HOT void widen(const int8_t *wpk, uint32_t *w16, int32_t pairs, int32_t kbp)
 {
     for (int32_t i = pairs * kbp >> 2; i > 0; i--, wpk += 8, w16 += 4) {
         const uint32_t r0 = ec_load32(wpk), r1 = ec_load32(wpk + 4);
@@ -286,7 +265,7 @@ static GM_HOT void widen(const int8_t *wpk, uint32_t *w16, int32_t pairs, int32_
 
 /* Expand n bytes (a multiple of 4) into one pixel's slots of col: per 4 taps, the even taps'
  * int16 pair then the odd taps', every 4 words. */
-GM_INLINE uint32_t *expand(const int8_t *s, int32_t n, uint32_t *c)
+EC_INLINE uint32_t *expand(const int8_t *s, int32_t n, uint32_t *c)
 {
     for (int32_t i = 0; i < n; i += 4) {
         const uint32_t v = ec_load32(s + i);
@@ -298,7 +277,7 @@ GM_INLINE uint32_t *expand(const int8_t *s, int32_t n, uint32_t *c)
 }
 
 /* expand, two words a pass (the hot copies) */
-GM_INLINE uint32_t *expand2(const int8_t *s, int32_t n, uint32_t *c)
+EC_INLINE uint32_t *expand2(const int8_t *s, int32_t n, uint32_t *c)
 {
     int32_t i = 0;
     for (; i + 8 <= n; i += 8) {
@@ -314,7 +293,7 @@ GM_INLINE uint32_t *expand2(const int8_t *s, int32_t n, uint32_t *c)
 
 /* A kernel window (or block) wholly inside the input, taps in whole words: `rows` runs of `seg`
  * bytes `stride` apart. */
-static GM_HOT void col_inside(const int8_t *src, int32_t stride, int32_t rows, int32_t seg, uint32_t *c)
+static EC_HOT void col_inside(const int8_t *src, int32_t stride, int32_t rows, int32_t seg, uint32_t *c)
 {
     for (int32_t r = 0; r < rows; r++, src += stride)
         c = expand2(src, seg, c);
@@ -357,14 +336,14 @@ static void ec_gemm_expand_pair(const int8_t *s, uint32_t *col, int32_t n8)
 }
 #endif
 
-/* Loops the compiler must not turn back into memset/memcpy calls (see GM_COL) */
-GM_INLINE void fill_bytes(int8_t *d, int v, int32_t n)
+/* Loops the compiler must not turn back into memset/memcpy calls (see EC_HOT_LOOPS) */
+EC_INLINE void fill_bytes(int8_t *d, int v, int32_t n)
 {
     for (int32_t i = 0; i < n; i++)
         d[i] = (int8_t)v;
 }
 
-GM_INLINE void copy_bytes(int8_t *d, const int8_t *s, int32_t n)
+EC_INLINE void copy_bytes(int8_t *d, const int8_t *s, int32_t n)
 {
     for (int32_t i = 0; i < n; i++)
         d[i] = s[i];
@@ -372,7 +351,7 @@ GM_INLINE void copy_bytes(int8_t *d, const int8_t *s, int32_t n)
 
 /* The bytes a kernel row takes in col: kernel_w * in_c rounded up to whole words (the generator
  * packs each row's weights so, with zero weights after a row's taps). */
-GM_INLINE int32_t kernel_row_bytes(const ec_conv_params_t *p)
+EC_INLINE int32_t kernel_row_bytes(const ec_conv_params_t *p)
 {
     return (p->kernel_w * p->in_c + 3) & ~3;
 }
@@ -380,7 +359,7 @@ GM_INLINE int32_t kernel_row_bytes(const ec_conv_params_t *p)
 /* Block `blk` of the kernel window of the output pixel whose first input tap is (iy0, ix0) into
  * col (this pixel's slots); padded taps are the input zero point, a row's padding to whole words
  * is zero. */
-static GM_COL void col_pixel(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int8_t *in_b,
+static EC_HOT_LOOPS void col_pixel(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int8_t *in_b,
                              int32_t iy0, int32_t ix0, int32_t blk, uint32_t *col, int8_t *tmp)
 {
     const int32_t in_c = p->in_c;
@@ -431,7 +410,7 @@ static GM_COL void col_pixel(const ec_conv_params_t *p, const ec_gemm_params_t *
 /* Block `blk` of a pixel's kernel window into col: col_inside when it lies inside the input (rows
  * of kernel_row_bytes: a row whose taps end inside a word reads the next bytes of the input with
  * it, multiplied by zero weights, so the last row must not end within 3 bytes of the input). */
-static GM_NOINLINE void col_window(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int8_t *in_b, int32_t iy0,
+static EC_NOINLINE void col_window(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int8_t *in_b, int32_t iy0,
                           int32_t ix0, int32_t blk, uint32_t *col, int8_t *tmp)
 {
     const int32_t ky0 = g->nb == 1 ? 0 : blk, ky1 = g->nb == 1 ? p->kernel_h : blk + 1;
@@ -447,7 +426,7 @@ static GM_NOINLINE void col_window(const ec_conv_params_t *p, const ec_gemm_para
 /* ---- requantization -------------------------------------------------------------- */
 
 /* -2^31, hidden from the optimizer so that the sign correction stays one SMLAL */
-GM_INLINE int32_t kneg31(void)
+EC_INLINE int32_t kneg31(void)
 {
     int32_t k = INT32_MIN;
 #if defined(__GNUC__)
@@ -457,14 +436,14 @@ GM_INLINE int32_t kneg31(void)
 }
 
 /* 2^30 + t * 2^31, t = (1 + 2 zp) << (s - 1): the constant of the header comment (s <= 24) */
-GM_INLINE int64_t rq_const(int32_t zp2, int32_t sm1)
+EC_INLINE int64_t rq_const(int32_t zp2, int32_t sm1)
 {
     const int32_t t = (int32_t)((uint32_t)zp2 << sm1);
     return (int64_t)(((uint64_t)(uint32_t)(t >> 1) << 32) | (0x40000000u | ((uint32_t)t << 31)));
 }
 
 /* floor(V / 2^(31+s)): a * m + c, minus 2^31 when a < 0, high word shifted by s - 1 */
-GM_INLINE int32_t rq_apply(int32_t a, int32_t m, int64_t c, int32_t sm1, int32_t kneg)
+EC_INLINE int32_t rq_apply(int32_t a, int32_t m, int64_t c, int32_t sm1, int32_t kneg)
 {
 #if defined(__ARM_FEATURE_DSP) && defined(__GNUC__)
     /* two SMLALs (the compiler turns the second into a multiply by a constant otherwise) */
@@ -508,23 +487,18 @@ static void add_setup(const ec_add_params_t *a, gm_add_t *s)
 
 /* An add input's rescale: multiplier 2^30 with shift 0 (TFLite's choice for the input with the
  * larger scale) is floor((x + 1) / 2) = x / 2 for the even x = (offset + v) << left_shift. */
-GM_INLINE int32_t add_in(int32_t x, int32_t m, int64_t c, int32_t sm1, int32_t kneg)
+EC_INLINE int32_t add_in(int32_t x, int32_t m, int64_t c, int32_t sm1, int32_t kneg)
 {
     return sm1 < 0 ? x >> 1 : rq_apply(x, m, c, sm1, kneg);
 }
 
-GM_INLINE int32_t add_apply(const gm_add_t *s, int32_t a, int32_t b, int32_t kneg)
+EC_INLINE int32_t add_apply(const gm_add_t *s, int32_t a, int32_t b, int32_t kneg)
 {
     const int32_t x1 = (int32_t)((uint32_t)(s->off1 + a) << s->ls);
     const int32_t x2 = (int32_t)((uint32_t)(s->off2 + b) << s->ls);
     const int32_t sum = add_in(x1, s->m1, s->c1, s->s1, kneg) + add_in(x2, s->m2, s->c2, s->s2, kneg);
     const int32_t o = rq_apply(sum, s->mo, s->co, s->so, kneg);
     return o < s->lo ? s->lo : (o > s->hi ? s->hi : o);
-}
-
-GM_INLINE int32_t clamp(int32_t v, int32_t lo, int32_t hi)
-{
-    return v < lo ? lo : (v > hi ? hi : v);
 }
 
 /* Requantize the accumulators of one pixel pair into d0 and d1 (the one-multiply path, the
@@ -601,7 +575,7 @@ void ec_gemm_store2k(const int32_t *acc, int8_t *d0, int8_t *d1, int32_t channel
 #define GM_ASM_STORE 0
 #endif
 
-static GM_HOT void store_fast(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int32_t *acc,
+static EC_HOT void store_fast(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int32_t *acc,
                               int8_t *d0, int8_t *d1, int32_t oc0, int32_t oc1)
 {
     if (g != NULL && g->store2k != NULL) { /* (the generator checked its conditions) */
@@ -625,36 +599,36 @@ static GM_HOT void store_fast(const ec_conv_params_t *p, const ec_gemm_params_t 
         const int32_t *a = acc + (oc >> 1) * 4 + (oc & 1);
         const int32_t m = mult[oc], sm1 = -shift[oc] - 1;
         const int64_t c = rq_const(zp2, sm1);
-        d0[oc] = (int8_t)clamp(GM_SSAT8(rq_apply(a[0], m, c, sm1, kneg)), lo, hi);
-        d1[oc] = (int8_t)clamp(GM_SSAT8(rq_apply(a[2], m, c, sm1, kneg)), lo, hi);
+        d0[oc] = (int8_t)ec_clip_i32(EC_SSAT8(rq_apply(a[0], m, c, sm1, kneg)), lo, hi);
+        d1[oc] = (int8_t)ec_clip_i32(EC_SSAT8(rq_apply(a[2], m, c, sm1, kneg)), lo, hi);
     }
 }
 
 /* One output: requantized, clamped (the one-multiply path when `fast`). */
-GM_INLINE int32_t requant_one(const ec_conv_params_t *p, int32_t fast, int32_t a, int32_t oc, int32_t kneg)
+EC_INLINE int32_t requant_one(const ec_conv_params_t *p, int32_t fast, int32_t a, int32_t oc, int32_t kneg)
 {
     const int32_t zp = p->output_offset;
     int32_t v;
     if (fast) {
         const int32_t sm1 = -p->shift[oc] - 1;
-        v = GM_SSAT8(rq_apply(a, p->multiplier[oc], rq_const(1 + 2 * zp, sm1), sm1, kneg));
+        v = EC_SSAT8(rq_apply(a, p->multiplier[oc], rq_const(1 + 2 * zp, sm1), sm1, kneg));
     } else {
         /* per channel: the one-multiply formula with the zero point added after it (shifts down to
          * -31: the constant keeps within 64 bits), else the reference */
         const int32_t m = p->multiplier[oc], sh = p->shift[oc];
         if (m > (1 << 30) && sh <= -1 && sh >= -31) {
             const int32_t sm1 = -sh - 1;
-            v = GM_SSAT8(rq_apply(a, m, rq_const(1, sm1), sm1, kneg) + zp);
+            v = EC_SSAT8(rq_apply(a, m, rq_const(1, sm1), sm1, kneg) + zp);
         } else {
             v = ec_multiply_by_quantized_multiplier(a, m, sh) + zp;
         }
     }
-    return clamp(v, p->act_min, p->act_max);
+    return ec_clip_i32(v, p->act_min, p->act_max);
 }
 
 /* Any other case without a residual add: one pixel (d1 NULL), or the reference requantization.
  * Not inlined: its registers would otherwise stay on the layer's stack frame under col_pixel's. */
-static GM_NOINLINE void store_general(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int32_t *acc,
+static EC_NOINLINE void store_general(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int32_t *acc,
                                       int8_t *d0, int8_t *d1, int32_t oc0, int32_t oc1)
 {
     const int32_t kneg = kneg31();
@@ -668,7 +642,7 @@ static GM_NOINLINE void store_general(const ec_conv_params_t *p, const ec_gemm_p
 }
 
 /* d[i] = the residual add of v[i] and s[i] (d may be s) */
-static GM_HOT void add_run(const ec_add_params_t *a, const int32_t *tables, const int8_t *v, const int8_t *s,
+static EC_HOT void add_run(const ec_add_params_t *a, const int32_t *tables, const int8_t *v, const int8_t *s,
                            int8_t *d, int32_t n)
 {
     gm_add_t ad;
@@ -700,7 +674,7 @@ void ec_gemm_add_tables(const ec_conv_params_t *p, const ec_gemm_params_t *g)
 }
 
 /* Residual outputs channel by channel (ec_gemm_store_residual's other cases). */
-static GM_NOINLINE void residual_each(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int32_t *acc,
+static EC_NOINLINE void residual_each(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int32_t *acc,
                                       int8_t *d0, int8_t *d1, const int8_t *s0, int32_t oc0, int32_t oc1)
 {
     const int8_t *s1 = s0 + p->out_c;
@@ -731,7 +705,7 @@ static GM_NOINLINE void residual_each(const ec_conv_params_t *p, const ec_gemm_p
  * ec_gemm_params_t, so models without residual adds do not link it.  A small frame: it sits
  * under the layer's, and its callees' frames are not stacked on each other. */
 /* Whether a call takes the run of additions (every channel of both pixels, the one-multiply store) */
-GM_INLINE int residual_run_ok(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int8_t *d1, int32_t oc0,
+EC_INLINE int residual_run_ok(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int8_t *d1, int32_t oc0,
                               int32_t oc1)
 {
     return g->fast && d1 != NULL && oc0 == 0 && oc1 == p->out_c && 2 * p->out_c <= 4 * g->kbp;
@@ -771,7 +745,7 @@ void ec_gemm_store_residual_any(const ec_conv_params_t *p, const ec_gemm_params_
 /* ---- the layer ------------------------------------------------------------------- */
 
 /* The outputs of one pixel pair (d1 NULL: one pixel) without a residual add */
-GM_INLINE void store_pixels(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int32_t *acc, int8_t *d0,
+EC_INLINE void store_pixels(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int32_t *acc, int8_t *d0,
                             int8_t *d1, int32_t oc0, int32_t oc1)
 {
     if (g->fast && d1 != NULL)
@@ -781,7 +755,7 @@ GM_INLINE void store_pixels(const ec_conv_params_t *p, const ec_gemm_params_t *g
 }
 
 /* Computed channels [oc0, oc1) of one or two pixels to their places (n_live > 0). */
-static GM_NOINLINE void scatter(const uint16_t *map, const int8_t *e0, const int8_t *e1, int8_t *d0, int8_t *d1,
+static EC_NOINLINE void scatter(const uint16_t *map, const int8_t *e0, const int8_t *e1, int8_t *d0, int8_t *d1,
                                 int32_t oc0, int32_t oc1)
 {
     for (int32_t k = oc0; k < oc1; k++)
@@ -795,7 +769,7 @@ static GM_NOINLINE void scatter(const uint16_t *map, const int8_t *e0, const int
  * padding, one block of whole 8-tap groups, all channel pairs in one pass (one tile), every
  * channel computed, no residual add; written pixel by pixel, or row by row through the scratch row
  * when the rows have an even number of pixels. */
-GM_INLINE int pointwise_ok(const ec_conv_params_t *p, const ec_gemm_params_t *g, int32_t pairs, int32_t tile,
+EC_INLINE int pointwise_ok(const ec_conv_params_t *p, const ec_gemm_params_t *g, int32_t pairs, int32_t tile,
                            const int8_t *skip, int rowwise)
 {
     return p->kernel_h == 1 && p->kernel_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 &&
@@ -807,7 +781,7 @@ GM_INLINE int pointwise_ok(const ec_conv_params_t *p, const ec_gemm_params_t *g,
 /* The pixel pairs of a pointwise_ok layer (both pixels' windows are adjacent in the input), into
  * the output or (row not NULL) a row at a time into `row`, then copied to the output: the number of
  * pixels done (an odd last one is left to the general loop). */
-static GM_NOINLINE int32_t pointwise_pairs(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int8_t *in_b,
+static EC_NOINLINE int32_t pointwise_pairs(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int8_t *in_b,
                                            int8_t *out_b, uint32_t *col, int32_t *acc, int32_t pairs, int8_t *row)
 {
     const int32_t in_c = p->in_c, oc_n = p->out_c, k4 = g->kbp >> 2, n_pix = p->out_h * p->out_w;
