@@ -27,6 +27,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
 FLASH_LIMIT, RAM_LIMIT = 512 * 1024, 128 * 1024
 
@@ -62,8 +63,37 @@ def measure_one(name: str, work: Path, qemu_samples: int) -> dict:
     return row
 
 
+def measure_keras_tflite(work: Path, qemu_samples: int) -> dict:
+    """The Keras-style int8 TFLite model (tests/zoo_tflite.py): host and QEMU against TFLM (0 LSB)."""
+    from zoo_tflite import keras_style_tflite
+
+    from edgecomp import api
+    from edgecomp.reference import tflm_run
+
+    work.mkdir(parents=True, exist_ok=True)
+    path = work / "keras_style.tflite"
+    path.write_bytes(keras_style_tflite())
+    row = {"name": "keras_style_tflite", "size": 32, "exercises": "TFLite PAD, HARD_SWISH, MEAN (vs TFLM)"}
+    x = np.random.default_rng(1).integers(-128, 128, (100, 32, 32, 3), dtype=np.int8)
+    want = tflm_run(path, x)
+    t0 = time.perf_counter()
+    man = api.compile_model(str(path), "host", work / "host")
+    row["compile_s"] = time.perf_counter() - t0
+    got = api.run_bundle(work / "host", x, emulate=False, progress=False).outputs.reshape(want.shape)
+    diff = np.abs(got.astype(np.int32) - want)
+    row.update(agreement=float((got.argmax(-1) == want.argmax(-1)).mean()), ort_mean=float(diff.mean()),
+               ort_max=float(diff.max()), macs=man["macs"], vs="TFLM")
+    m4 = api.compile_model(str(path), "cortex-m4", work / "m4")
+    row.update(flash=m4["flash_bytes"], ram=m4["ram_bytes"])
+    row["fits"] = row["flash"] <= FLASH_LIMIT and row["ram"] <= RAM_LIMIT
+    q = api.run_bundle(work / "m4", x[:qemu_samples], progress=False)
+    row["instructions"] = q.result.instructions_per_inference
+    row["qemu_equal_host"] = bool(np.array_equal(q.outputs.reshape(-1), got[:qemu_samples].reshape(-1)))
+    return row
+
+
 def table(rows: list[dict]) -> str:
-    head = ("| model | input | exercises | compile (s, host) | top-1 = float | vs ORT QDQ mean / max (LSB) | MACs | "
+    head = ("| model | input | exercises | compile (s, host) | top-1 = float | vs ORT QDQ (TFLM) mean / max (LSB) | MACs | "
             "flash (B) | RAM (B) | fits 512K/128K | instructions / inference | instr / MAC | QEMU = host |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
@@ -97,6 +127,9 @@ def main() -> None:
         for name in a.models.split(","):
             rows.append(measure_one(name, Path(tmp) / name, a.qemu_samples))
             print(rows[-1], flush=True)
+        if a.models == ap.get_default("models"):
+            rows.append(measure_keras_tflite(Path(tmp) / "keras", a.qemu_samples))
+            print(rows[-1], flush=True)
     cmd = "python bench/coverage.py" + (f" --models {a.models}" if a.models != ap.get_default("models") else "")
     text = "\n".join([
         "# Operator coverage: the zoo in int8 (issue 16)", "",
@@ -107,7 +140,9 @@ def main() -> None:
         "segmenter: per pixel). 'vs ORT QDQ': the int8 outputs against ONNX Runtime running the QDQ file as written. "
         "Flash and RAM on cortex-m4 (reference + DSP kernels as `auto` picks them) from the linker and the memory "
         "plan; instructions of one inference under `qemu-system-arm -icount shift=0`; 'QEMU = host': the firmware's "
-        "int8 outputs equal the host build's on 3 images.", "",
+        "int8 outputs equal the host build's on 3 images. The last row is a TFLite file (no float model): 'top-1 = "
+        "float' is top-1 equal to TensorFlow Lite Micro's and the LSB columns are against TFLM, on 100 random int8 "
+        "inputs.", "",
         table(rows), "", f"Command: `{cmd}`", ""])
     Path(a.out).write_text(text)
     print(text)

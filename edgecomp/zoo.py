@@ -22,6 +22,7 @@ its "top-1" is read from the output).
   ReLU, ReduceMean pool; width 0.5, one block per stage.
 - ``tiny_detector``: a YOLO-style two-scale head (Redmon & Farhadi 2018) on a small backbone:
   sigmoid box/objectness/class maps, flattened and concatenated over the scales.
+- (tests/zoo_tflite.py) a Keras-style int8 TFLite network: PAD, HARD_SWISH, MEAN, against TFLM.
 - ``encoder_decoder``: a small U-Net-like segmenter (Ronneberger et al. 2015): strided convs down,
   ConvTranspose and nearest Resize up, skip by concat; 10 classes per pixel.
 """

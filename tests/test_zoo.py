@@ -15,7 +15,9 @@ and run on 100 other images through the host C build:
   as far from the float model as ORT's QDQ run is.
 
 Models whose operators are not on main yet are skipped with the refusal naming them (the
-data-movement ops: Slice / Split, Resize); any other refusal fails.
+data-movement ops: Slice / Split, Resize; on main since the ops-data merge); any other refusal fails.
+Also: a zoo model as cortex-m4 firmware under QEMU equals its host build; a Keras-style TFLite
+model (tests/zoo_tflite.py: PAD, HARD_SWISH, MEAN) equals TensorFlow Lite Micro.
 """
 from __future__ import annotations
 
@@ -102,3 +104,24 @@ def test_zoo_model_on_cortex_m4_under_qemu_equals_host(tmp_path):
     got = api.run_bundle(tmp_path / "m4", r["x"][:3], progress=False)
     np.testing.assert_array_equal(got.outputs.reshape(-1), r["host_outputs"][:3].reshape(-1))
     assert got.result.instructions_per_inference > man["macs"]
+
+
+@pytest.mark.toolchain
+def test_keras_style_tflite_host_build_equals_tflm(tmp_path):
+    """PAD, HARD_SWISH, MEAN and the conv / depthwise / FC around them, as the TFLite converter writes a
+    small Keras MobileNetV3-like network: the host build 0 LSB from TensorFlow Lite Micro on 100 inputs."""
+    import numpy as np
+
+    from edgecomp import api
+    from edgecomp.reference import tflm_run
+    from zoo_tflite import keras_style_tflite
+
+    path = tmp_path / "m.tflite"
+    path.write_bytes(keras_style_tflite())
+    man = api.compile_model(str(path), "host", tmp_path / "b")
+    assert {"pad", "lut", "mean"} <= {l["op"] for l in man["layers"]}
+    x = np.random.default_rng(1).integers(-128, 128, (100, 32, 32, 3), dtype=np.int8)
+    want = tflm_run(path, x)
+    got = api.run_bundle(tmp_path / "b", x, emulate=False, progress=False).outputs
+    np.testing.assert_array_equal(got.reshape(want.shape), want)
+    assert len(np.unique(want)) > 20
