@@ -390,7 +390,7 @@ def lsuv_init(model: nn.Module, x: torch.Tensor, iters: int = 3) -> nn.Module:
     layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
     for layer in layers:
         seen = {}
-        hook = layer.register_forward_hook(lambda m, i, o: seen.__setitem__("std", float(o.std())))
+        hook = layer.register_forward_hook(lambda m, i, o, seen=seen: seen.__setitem__("std", float(o.std())))
         for _ in range(iters):
             model(x)
             std = seen.get("std", 1.0)
