@@ -24,10 +24,11 @@ from edgecomp.errors import EdgecompError
 from edgecomp.options import CodegenOptions
 from edgecomp.passes.fuse_residual import fuse_residual_adds
 from edgecomp.passes.requantize import requantize
+from edgecomp.resources import templates_dir
 
 sys.path.insert(0, str(Path(__file__).parent))
-import test_codegen as tc  # noqa: E402  (graph builders and the host harness)
-from test_codegen import act, act_t, bias, graph, random_chain, weights  # noqa: E402
+from c_harness import CFLAGS, HARNESS  # noqa: E402  (the host harness)
+from graph_builders import act, act_t, bias, graph, random_chain, weights  # noqa: E402
 
 pytestmark = pytest.mark.toolchain
 needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="host gcc not installed")
@@ -55,10 +56,10 @@ def run_dsp(g: ir.Graph, x: np.ndarray, tmp: Path, dsp: bool = True, speed: bool
     generate(g, tmp, name="model", dsp=dsp, speed=speed, **tuning)
     sources = ["model.c", "weights.c", "ec_kernels.c"] + [f for f in ("ec_kernels_dsp.c", "ec_kernels_gemm.c")
                                                           if (tmp / f).exists()]
-    (tmp / "harness.c").write_text(tc.HARNESS)
-    shutil.copyfile(Path(tc.templates_dir()) / "cortex_m" / "ec_platform.h", tmp / "ec_platform.h")
+    (tmp / "harness.c").write_text(HARNESS)
+    shutil.copyfile(Path(templates_dir()) / "cortex_m" / "ec_platform.h", tmp / "ec_platform.h")
     exe = tmp / "fw"
-    r = subprocess.run(["gcc", *tc.CFLAGS, "-O1", "-DEC_PROBE", "-DEC_DEBUG", "-o", str(exe), "harness.c", *sources,
+    r = subprocess.run(["gcc", *CFLAGS, "-O1", "-DEC_PROBE", "-DEC_DEBUG", "-o", str(exe), "harness.c", *sources,
                         "-lm"], cwd=tmp, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     r = subprocess.run([str(exe)], input=np.ascontiguousarray(x).tobytes(), capture_output=True, check=True)
