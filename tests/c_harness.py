@@ -68,7 +68,9 @@ int main(int argc, char **argv)
 }
 """
 
-needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="host gcc not installed")
+def needs_gcc(test):
+    """A test that builds C with the host gcc: marked `toolchain`, skipped without gcc."""
+    return pytest.mark.toolchain(pytest.mark.skipif(shutil.which("gcc") is None, reason="host gcc not installed")(test))
 
 
 def build(out: Path, extra: list[str] | None = None, sources: list[str] | None = None) -> Path:

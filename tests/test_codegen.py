@@ -112,6 +112,7 @@ def test_static_assertion_refuses_a_too_small_arena(tmp_path):
 
 @pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc not installed")
 @pytest.mark.parametrize("dtype", ["int8", "float32"])
+@pytest.mark.toolchain
 def test_compiles_warning_free_for_cortex_m4(tmp_path, dtype):
     g = residual_graph(dtype)
     generate(g, tmp_path)

@@ -515,6 +515,8 @@ def _have_qemu():
 
 @pytest.mark.slow
 @pytest.mark.skipif(not _have_qemu(), reason="needs arm-none-eabi-gcc and qemu-system-arm")
+@pytest.mark.toolchain
+@pytest.mark.qemu
 def test_structured_pruning_is_faster_and_smaller_on_cortex_m4(trained, digits, tmp_path):
     from edgecomp.compress.qat import export_qdq
     from edgecomp.compress.search import measure_on_target

@@ -32,8 +32,12 @@ from graph_builders import act, act_t, bias, graph, random_chain, weights  # noq
 
 pytestmark = pytest.mark.toolchain
 needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="host gcc not installed")
-needs_qemu = pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
-                                reason="QEMU or arm-none-eabi-gcc not installed")
+
+
+def needs_qemu(test):
+    """A test that runs firmware under QEMU: marked `qemu`, skipped without QEMU or arm-none-eabi-gcc."""
+    tools = shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc")
+    return pytest.mark.qemu(pytest.mark.skipif(not tools, reason="QEMU or arm-none-eabi-gcc not installed")(test))
 
 
 GROW = 1 << 20  # arena_growth for single layers: a workspace has no room without growing the arena
@@ -226,6 +230,7 @@ def _qemu_layer(g: ir.Graph, out: Path, seed: int, marker: str, optimize: str = 
 
 @needs_qemu
 @pytest.mark.parametrize("model", ["kws_ref_model", "pretrainedResnet_quant"])
+@pytest.mark.slow
 def test_mlperf_dsp_on_cortex_m4_exact_and_fewer_instructions(tmp_path, mlperf_dir, model):
     from edgecomp.frontends.tflite import load_tflite
     from edgecomp.reference import tflm_run
@@ -259,6 +264,7 @@ def test_mlperf_dsp_on_cortex_m4_exact_and_fewer_instructions(tmp_path, mlperf_d
 
 
 @needs_qemu
+@pytest.mark.slow
 def test_dsp_on_cortex_m7_exact(tmp_path, mlperf_dir):
     from edgecomp.frontends.tflite import load_tflite
     from edgecomp.reference import tflm_run
@@ -336,6 +342,7 @@ def test_gemm_conv_matches_reference(tmp_path, blocked, case):
 
 
 @needs_qemu
+@pytest.mark.slow
 def test_gemm_assembly_on_cortex_m4_matches_reference(tmp_path):
     """The assembly inner loop and requantization (ARM only) on the shapes above, under QEMU:
     whole windows and kernel-row blocks, gathered taps, a fused residual add, a clamp."""
@@ -386,6 +393,7 @@ def _pw_dw(h, w, c, actk, zp):
 
 
 @needs_qemu
+@pytest.mark.slow
 def test_dsp_depthwise_3x3_fast_path_on_cortex_m4(tmp_path):
     """The assembly of the depthwise fast path under QEMU, in place after a 1x1 convolution (odd channel
     counts, clamps, padding rows, partial bands), against the reference."""
@@ -529,6 +537,7 @@ def test_row_fusion_with_widened_weights(tmp_path):
 
 
 @needs_qemu
+@pytest.mark.slow
 def test_gemm_widened_weights_on_cortex_m4(tmp_path):
     """The assembly ec_gemm16_2x2 under QEMU: one tile, tiles, a residual add, a row-fused pair."""
     graphs = [(conv(**WIDE_CASES[0]), 0), (conv(**WIDE_CASES[2]), 4), (conv(**WIDE_CASES[3]), 0),
@@ -727,6 +736,7 @@ def test_dsp_depthwise_3x3_stride2(tmp_path, case):
 
 
 @needs_qemu
+@pytest.mark.slow
 def test_dsp_depthwise_3x3_stride2_on_cortex_m4(tmp_path):
     for i, case in enumerate(DW_S2_CASES):
         _qemu_layer(_dw_s2(**case), tmp_path / f"case{i}", 40 + i, "ec_depthwise_conv2d_s8_dsp3x3s2(")
@@ -809,6 +819,7 @@ def test_speed_weights_in_flash_match_reference(tmp_path, case):
 
 
 @needs_qemu
+@pytest.mark.slow
 def test_speed_weights_in_flash_on_cortex_m4(tmp_path):
     """The same under QEMU (the assembly block product, the window copy of a pointwise pixel pair,
     ec_gemm_store2k), and a row-fused pair."""
