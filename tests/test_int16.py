@@ -78,6 +78,7 @@ def test_int16_tensors_are_planned_two_bytes_per_element(tmp_path, data):
     assert any(t.dtype == "int16" for t in g.activations())
 
 
+@pytest.mark.toolchain
 def test_int8_bundles_do_not_carry_the_int16_kernels(tmp_path, data):
     calib, _ = data
     torch.manual_seed(0)
@@ -102,6 +103,7 @@ def cnn(tmp_path_factory):
     return {"model": model, "q": q, "man": man, "host": host, "dir": d, "xtr": xtr, "xte": xte, "yte": yte}
 
 
+@pytest.mark.toolchain
 def test_cnn_int16_host_matches_onnxruntime(cnn):
     man, xte = cnn["man"], cnn["xte"]
     assert man["options"]["precision"] == "int16"
@@ -115,6 +117,8 @@ def test_cnn_int16_host_matches_onnxruntime(cnn):
     assert (got.argmax(1) == cnn["yte"]).mean() >= 0.9
 
 
+@pytest.mark.toolchain
+@pytest.mark.qemu
 def test_cnn_int16_under_qemu_equals_the_host_build(cnn):
     if not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")):
         pytest.fail("needs arm-none-eabi-gcc and qemu-system-arm (bash scripts/install.sh)")
@@ -125,6 +129,8 @@ def test_cnn_int16_under_qemu_equals_the_host_build(cnn):
     np.testing.assert_array_equal(got, cnn["host"].outputs[:len(x)])
 
 
+@pytest.mark.toolchain
+@pytest.mark.qemu
 def test_cnn_q15_power_of_two_compiles_to_shift_only_layers(cnn):
     d, xte = cnn["dir"], cnn["xte"]
     info = to_power_of_two(cnn["q"], d / "cnn.q15.onnx")
@@ -150,6 +156,7 @@ def test_cnn_q15_power_of_two_compiles_to_shift_only_layers(cnn):
                                       api.run_bundle(d / "q15", xte[:4], emulate=False, progress=False).outputs)
 
 
+@pytest.mark.toolchain
 def test_cli_compile_precision_int16(cnn, tmp_path):
     f = export_onnx(cnn["model"], torch.from_numpy(cnn["xte"][:1]), tmp_path / "m.onnx")
     np.save(tmp_path / "calib.npy", cnn["xtr"][:50])
@@ -165,6 +172,7 @@ def test_cli_compile_precision_int16(cnn, tmp_path):
 
 
 # --------------------------------------------------------------------------- the C requantization
+@pytest.mark.toolchain
 def test_c_requantization_is_the_documented_rounding(tmp_path):
     """ec_requantize_acc_s16 / ec_shift_acc_s16 against exact integers: y = acc * m / 2^n rounded to nearest,
     ties to even, n = 31 - shift, saturated to int16; the shift-only path equals the multiplier path at m = 2^30."""
@@ -209,6 +217,7 @@ int main(void) {
             assert got_shift == got, (acc, s, got_shift, got)
 
 
+@pytest.mark.toolchain
 def test_ops_without_int16_kernels_stay_float_and_layers_kept_float(tmp_path, data):
     """softmax has no int16 kernel: it runs in float between its dequantize and quantize; --keep-float
     layers of an int16 model likewise (mixed precision)."""
