@@ -576,6 +576,7 @@ def test_global_average_pool_head_is_prunable():
     assert p.c2.out_channels == 8 and p.fc.in_features == 8 and p(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
 
 
+@pytest.mark.toolchain
 def test_search_mixed_candidate_keeps_its_float_and_lowbit_layers_in_the_qdq_file(digits, tmp_path):
     import onnx
     from onnx import numpy_helper as nh
