@@ -96,6 +96,7 @@ def _bad_sample_files(d: Path) -> dict[str, Path]:
     return out
 
 
+@pytest.mark.toolchain
 def test_bad_calibration_and_input_files_are_one_error(gemm_model, tmp_path):
     files = _bad_sample_files(tmp_path)
     r = cli("compile", gemm_model, "-t", "host", "--precision", "float32", "-o", tmp_path / "b")
