@@ -18,8 +18,12 @@ ORDER = [
     ("cycles.md", "Estimated cycles: the timing model, its sensitivity and the hot loops (issue 22)"),
     ("mve_kernels.md", "Helium (MVE) kernels on the Cortex-M55, standalone (issue 21)"),
     ("coverage.md", "Operator coverage: edge architectures in int8, flash / RAM / instructions on Cortex-M4 (issue 16)"),
+    ("elementwise.md", "Elementwise layers of modern blocks on Cortex-M4: SE Mul, HardSwish, Sigmoid (issue 16)"),
+    ("reductions.md", "Reductions and convolution variants on Cortex-M4: MEAN, grouped and transpose conv (issue 16)"),
+    ("sequence.md", "Sequence models on Cortex-M4: LSTM, GRU, streaming (issue 17)"),
+    ("conv1d.md", "1-D convolutions on the 2-D kernels: 1-D DS-CNN vs 2-D 1xk (issue 17)"),
     ("demo_model.md", "The digits demo model on every emulated Cortex-M (issue 2)"),
-    ("compression.md", "Compression on MNIST (issue 6)"),
+    ("compression.md", "Compression on MNIST (issues 6, 19)"),
     ("rpi.md", "Raspberry Pi bundles (issue 5)"),
 ]
 
