@@ -1,0 +1,36 @@
+/*
+ * ec_kernels_attn.h - the attention family: a matrix product of two activations over broadcast
+ * batch axes (ONNX MatMul of rank >= 3) and layer normalization over the trailing axes, float32.
+ */
+#ifndef EC_KERNELS_ATTN_H
+#define EC_KERNELS_ATTN_H
+
+#include "ec_kernels.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define EC_MATMUL_BATCH_DIMS 4
+
+/* out[batch] = a[batch] (M x K) @ b[batch] (K x N), row-major, the output contiguous.  The batch
+ * positions are walked as an odometer over `batch_dims` (unused leading dims are 1); `a_strides`
+ * / `b_strides` are each operand's element step per batch dim (0 where it broadcasts). */
+typedef struct {
+    int32_t batch_dims[EC_MATMUL_BATCH_DIMS];
+    int32_t a_strides[EC_MATMUL_BATCH_DIMS], b_strides[EC_MATMUL_BATCH_DIMS];
+    int32_t rows, inner, cols;           /* M, K, N */
+} ec_matmul_params_t;
+
+void ec_batch_matmul_f32(const ec_matmul_params_t *p, const float *a, const float *b, float *output);
+
+/* Each of `rows` runs of `count` values: (x - mean) / sqrt(var + epsilon) * scale + bias (bias may
+ * be NULL); mean and variance in two passes, each value written after it is read (in place works). */
+void ec_layer_norm_f32(int32_t rows, int32_t count, float epsilon, const float *scale, const float *bias,
+                       const float *input, float *output);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EC_KERNELS_ATTN_H */

@@ -1,0 +1,101 @@
+"""MatMul of two activations on 3-D / 4-D tensors (batch axes broadcast) and LayerNormalization,
+float32: against ONNX Runtime within 1e-5, batch 1 and 2; the host C build equal to the
+interpreter (within float32 rounding: the C sums in float32, the interpreter in float64)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import helper as h
+
+from onnx_graphs import const, float_model, import_run, ort_run, save, to_onnx_layout
+from test_codegen import run_c
+
+SHAPES = {3: (6, 5), 4: (3, 6, 5)}
+CASES = [(r, b) for r in (3, 4) for b in (1, 2)]
+
+
+def _x(shape, seed):
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def _matmul_xxt(rank, broadcast=False):
+    """(x * w) @ x^T (both operands activations), or with broadcast the second operand the mean
+    over axis 1 (keepdims: its batch axis 1 broadcasts against x's)."""
+    perm = list(range(rank - 2)) + [rank - 1, rank - 2]
+
+    def body(x):
+        nodes = [h.make_node("Mul", [x, "w"], ["xw"])]
+        src = x
+        if broadcast:
+            nodes.append(h.make_node("ReduceMean", [x], ["m"], axes=[1], keepdims=1))
+            src = "m"
+        nodes += [h.make_node("Transpose", [src], ["xt"], perm=perm), h.make_node("MatMul", ["xw", "xt"], ["y"])]
+        return nodes, "y", [const("w", np.linspace(-1, 2, 5))]
+    return body
+
+
+def _matmul_const(x):
+    return [h.make_node("MatMul", [x, "k"], ["y"])], "y", [const("k", _x((5, 7), 9))]
+
+
+def _layer_norm(axis, count_shape):
+    def body(x):
+        return ([h.make_node("LayerNormalization", [x, "s", "b"], ["y"], axis=axis, epsilon=1e-5)], "y",
+                [const("s", _x(count_shape, 4) + 1), const("b", _x(count_shape, 5))])
+    return body
+
+
+def _check(tmp_path, shape, body, seed=0):
+    p = save(float_model(shape, body), tmp_path / "m.onnx")
+    x = _x(shape, seed) * 2
+    g, xin, got = import_run(p, x)
+    want = ort_run(p, x)
+    np.testing.assert_allclose(to_onnx_layout(got, want.shape), want, rtol=1e-5, atol=1e-5)
+    return g, xin, got
+
+
+@pytest.mark.parametrize("rank,batch", CASES)
+def test_matmul_of_two_activations_matches_onnxruntime(tmp_path, rank, batch):
+    g, _, _ = _check(tmp_path, (batch,) + SHAPES[rank], _matmul_xxt(rank))
+    assert "batch_matmul" in [n.op for n in g.nodes]
+
+
+def test_matmul_broadcasts_the_batch_axes(tmp_path):
+    g, _, got = _check(tmp_path, (2, 3, 6, 5), _matmul_xxt(4, broadcast=True))
+    assert got.size == 2 * 3 * 6 * 6
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_matmul_3d_by_constant_matches_onnxruntime(tmp_path, batch):
+    _check(tmp_path, (batch, 6, 5), _matmul_const)
+
+
+LN_CASES = [(3, b, -1) for b in (1, 2)] + [(4, b, ax) for b in (1, 2) for ax in (-1, -2)]
+
+
+@pytest.mark.parametrize("rank,batch,axis", LN_CASES)
+def test_layer_norm_matches_onnxruntime(tmp_path, rank, batch, axis):
+    shape = (batch,) + SHAPES[rank]
+    g, _, _ = _check(tmp_path, shape, _layer_norm(axis, shape[axis:]), seed=rank + batch)
+    assert [n.op for n in g.nodes if n.op not in ("transpose", "reshape")] == ["layer_norm"]
+
+
+def test_layer_norm_over_the_batch_axis_is_refused(tmp_path):
+    from edgecomp.errors import UnsupportedError
+    from edgecomp.frontends.onnx import from_onnx
+    p = save(float_model((2, 6, 5), _layer_norm(0, (2, 6, 5))), tmp_path / "m.onnx")
+    with pytest.raises(UnsupportedError, match="batch axis"):
+        from_onnx(p)
+
+
+@pytest.mark.toolchain
+@pytest.mark.parametrize("case", ["matmul_broadcast", "matmul_const", "layer_norm"])
+def test_host_c_equals_interpreter(tmp_path, case):
+    shape, body = {"matmul_broadcast": ((2, 3, 6, 5), _matmul_xxt(4, broadcast=True)),
+                   "matmul_const": ((2, 6, 5), _matmul_const),
+                   "layer_norm": ((2, 3, 6, 5), _layer_norm(-2, (6, 5)))}[case]
+    g, xin, want = _check(tmp_path, shape, body)
+    (tmp_path / "c").mkdir()
+    got = run_c(g, xin, tmp_path / "c")
+    assert ("ec_batch_matmul_f32" if "matmul" in case else "ec_layer_norm_f32") in (tmp_path / "c" / "model.c").read_text()
+    np.testing.assert_allclose(got.reshape(-1), np.asarray(want).reshape(-1), rtol=1e-5, atol=1e-5)
