@@ -99,3 +99,60 @@ def test_host_c_equals_interpreter(tmp_path, case):
     got = run_c(g, xin, tmp_path / "c")
     assert ("ec_batch_matmul_f32" if "matmul" in case else "ec_layer_norm_f32") in (tmp_path / "c" / "model.c").read_text()
     np.testing.assert_allclose(got.reshape(-1), np.asarray(want).reshape(-1), rtol=1e-5, atol=1e-5)
+
+
+# -- the transformer encoder of issue 17 ------------------------------------------------------------
+
+#: End-to-end bound of the float32 build against ONNX Runtime (largest absolute difference over the
+#: outputs, which LayerNormalization keeps near unit scale): both sum in float32 in their own order.
+ENCODER_ATOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def encoder_onnx(tmp_path_factory):
+    from transformer_models import export_encoder
+    return export_encoder(tmp_path_factory.mktemp("enc") / "enc.onnx")
+
+
+def _encoder_inputs(n):
+    from transformer_models import D, TOKENS
+    return np.random.default_rng(7).standard_normal((n, 1, TOKENS, D)).astype(np.float32)
+
+
+def _ort(path, x):
+    import onnxruntime as ort
+    s = ort.InferenceSession(str(path))
+    return np.concatenate([s.run(None, {"x": xi})[0] for xi in x])
+
+
+def test_transformer_encoder_interpreter_matches_onnxruntime(encoder_onnx):
+    from edgecomp import interp
+    from edgecomp.frontends.onnx import from_onnx
+    g = from_onnx(encoder_onnx)
+    ops = [n.op for n in g.nodes]
+    assert ops.count("batch_matmul") >= 8 and ops.count("layer_norm") == 4 and ops.count("softmax") == 2
+    x = _encoder_inputs(3)
+    got = interp.run(g, x.reshape((-1,) + tuple(g.tensors[g.inputs[0]].shape[1:])))[g.outputs[0]]
+    np.testing.assert_allclose(got.reshape(3, -1), _ort(encoder_onnx, x).reshape(3, -1), rtol=0, atol=ENCODER_ATOL)
+
+
+@pytest.mark.toolchain
+def test_transformer_encoder_float32_host_build_matches_onnxruntime(encoder_onnx, tmp_path):
+    from edgecomp import api
+    x = _encoder_inputs(2)
+    man = api.compile_model(str(encoder_onnx), "host", tmp_path / "b", precision="float32")
+    assert man["macs"] > 2_000_000
+    got = api.run_bundle(tmp_path / "b", x[:, 0], progress=False).outputs
+    np.testing.assert_allclose(got.reshape(2, -1), _ort(encoder_onnx, x).reshape(2, -1), rtol=0, atol=ENCODER_ATOL)
+
+
+@pytest.mark.qemu
+@pytest.mark.toolchain
+def test_transformer_encoder_float32_on_cortex_m4_matches_onnxruntime(encoder_onnx, tmp_path):
+    from edgecomp import api
+    x = _encoder_inputs(1)
+    api.compile_model(str(encoder_onnx), "cortex-m4", tmp_path / "m4", precision="float32")
+    pr = api.run_bundle(tmp_path / "m4", x[:, 0], progress=False)
+    np.testing.assert_allclose(pr.outputs.reshape(1, -1), _ort(encoder_onnx, x).reshape(1, -1), rtol=0,
+                               atol=ENCODER_ATOL)
+    assert pr.result.instructions_per_inference > 2_000_000
