@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from onnx import helper as h
 
-from onnx_graphs import const, float_model, import_run, ort_run, save, to_onnx_layout
+from onnx_graphs import const, float_model, import_run, lsb_diff, ort_run, qdq_model, save, to_onnx_layout
 from test_codegen import run_c
 
 SHAPES = {3: (6, 5), 4: (3, 6, 5)}
@@ -32,6 +32,22 @@ def _matmul_xxt(rank, broadcast=False):
         nodes += [h.make_node("Transpose", [src], ["xt"], perm=perm), h.make_node("MatMul", ["xw", "xt"], ["y"])]
         return nodes, "y", [const("w", np.linspace(-1, 2, 5))]
     return body
+
+
+@pytest.mark.parametrize("rank,batch", CASES)
+def test_qdq_matmul_of_two_activations_within_one_lsb_of_onnxruntime(tmp_path, rank, batch):
+    """A QDQ MatMul island of two activations: no integer kernel yet, so it runs float32 between
+    the dequantize and quantize (as ORT runs the QDQ graph as written): within 1 LSB."""
+    shape = (batch,) + SHAPES[rank]
+    p = save(qdq_model(shape, _matmul_xxt(rank), (0.03, 2), (0.2, -3)), tmp_path / "q.onnx")
+    worst = 0
+    for seed in range(5):
+        x = _x(shape, seed)
+        g, _, got = import_run(p, x)
+        worst = max(worst, lsb_diff(got, ort_run(p, x), g))
+    assert worst <= 1
+    assert g.tensors[g.outputs[0]].dtype == "int8"
+    assert [g.tensors[n.outputs[0]].dtype for n in g.nodes if n.op == "batch_matmul"] == ["float32"]
 
 
 def _matmul_const(x):
