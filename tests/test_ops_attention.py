@@ -204,3 +204,66 @@ def test_int8_transformer_keeps_matmul_and_layer_norm_float_and_says_so(encoder_
     want = np.round(ref / s).astype(np.int32) + z
     d = np.abs(got.reshape(want.shape) - want)
     assert d.max() <= INT8_ENCODER_LSB and (d > 1).mean() < 0.02, (d.max(), (d > 1).mean())
+
+
+# -- TFLite BATCH_MATMUL, int8 bit-exact with TFLite Micro -----------------------------------------
+
+BMM_SHAPES = {"3d_batch2": ((2, 3, 4), (2, 4, 6), (2, 3, 6)),
+              "4d": ((1, 2, 3, 4), (1, 2, 4, 5), (1, 2, 3, 5)),
+              "4d_broadcast": ((1, 3, 6, 5), (1, 1, 5, 6), (1, 3, 6, 6))}
+
+
+def _bmm_tflite(shapes, dtype="int8"):
+    from conftest import build_tflite
+    from op_check import f, q
+    ts = [q("a", shapes[0], 0.05, 3), q("b", shapes[1], 0.07, -5), q("y", shapes[2], 1.5, 2)] if dtype == "int8" \
+        else [f("a", shapes[0]), f("b", shapes[1]), f("y", shapes[2])]
+    return build_tflite(ts, [dict(op="BATCH_MATMUL", inputs=[0, 1], outputs=[2])], [0, 1], [2])
+
+
+def _bmm_inputs(shapes, dtype, n=100, seed=0):
+    rng = np.random.default_rng(seed)
+    if dtype == "int8":
+        return [rng.integers(-128, 128, (n,) + s, dtype=np.int8) for s in shapes[:2]]
+    return [rng.standard_normal((n,) + s).astype(np.float32) for s in shapes[:2]]
+
+
+@pytest.mark.parametrize("case", sorted(BMM_SHAPES))
+@pytest.mark.parametrize("dtype", ["int8", "float32"])
+def test_tflite_batch_matmul_matches_tflm(case, dtype):
+    """100 random input pairs: int8 0 LSB (TFLM's reference kernel), float32 within 1e-5."""
+    from edgecomp.frontends.tflite import load_tflite
+    from edgecomp.passes.requantize import requantize
+    from op_check import interp_samples, tflm
+    m = _bmm_tflite(BMM_SHAPES[case], dtype)
+    xs = _bmm_inputs(BMM_SHAPES[case], dtype)
+    want = tflm(m, xs)
+    got = interp_samples(requantize(load_tflite(m)), xs)
+    if dtype == "int8":
+        assert len(np.unique(want)) > 50  # not saturated: the requantization is exercised
+        np.testing.assert_array_equal(got, want)
+    else:
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.toolchain
+@pytest.mark.parametrize("dtype", ["int8", "float32"])
+def test_tflite_batch_matmul_host_c_equals_interpreter(tmp_path, dtype):
+    from edgecomp import api
+    from edgecomp.frontends.tflite import load_tflite
+    from edgecomp.passes.requantize import requantize
+    from op_check import interp_samples
+    shapes = BMM_SHAPES["4d_broadcast"]
+    p = tmp_path / "m.tflite"
+    p.write_bytes(_bmm_tflite(shapes, dtype))
+    xs = _bmm_inputs(shapes, dtype, n=4)
+    want = interp_samples(requantize(load_tflite(p.read_bytes())), xs)
+    api.compile_model(str(p), "host", tmp_path / "b", precision=dtype)
+    assert "ec_batch_matmul_" in (tmp_path / "b" / "model.c").read_text()
+    got = api.run_bundle(tmp_path / "b", {"a": xs[0].reshape((-1,) + shapes[0][1:]),
+                                          "b": xs[1].reshape((-1,) + shapes[1][1:])}, emulate=False).outputs
+    got = got["y"] if isinstance(got, dict) else got
+    if dtype == "int8":
+        np.testing.assert_array_equal(np.asarray(got).reshape(want.shape), want)
+    else:
+        np.testing.assert_allclose(np.asarray(got).reshape(want.shape), want, rtol=1e-5, atol=1e-5)

@@ -4,8 +4,11 @@
 rank >= 2: the last two axes are the matrices, the axes before them broadcast), each operand in
 ONNX order (the frontend reads them so).  An activation operand has the output's rank (its axis 0
 is the batch); a constant operand may have fewer axes (right-aligned, numpy's rule).  float32:
-each dot product in float64, stored as float32.  Integer forms are not defined here (a quantized
-graph keeps them float: see ``passes/qdq.py``).
+each dot product in float64, stored as float32.  int8: TFLM's reference ``BATCH_MATMUL`` (int32 sums
+of ``(a - za) * (b - zb)``, one ``MultiplyByQuantizedMultiplier`` by ``s_a * s_b / s_out`` as
+``passes/requantize.bmm_q`` computes it, + the output zero point, clamped).  A QDQ MatMul of two
+activations is not folded into it (``passes/qdq.py``): it runs float between its dequantize and
+quantize, as ONNX Runtime runs the QDQ graph.
 
 ``layer_norm``: over the trailing ``count`` elements of each row (the ONNX
 ``LayerNormalization`` axes ``axis..rank-1``, contiguous in ONNX order): ``(x - mean) /
@@ -17,7 +20,8 @@ import numpy as np
 
 from .. import ir
 from ..errors import UnsupportedError
-from .common import is_int
+from .. import numerics as nx
+from .common import clamp_cast, is_int, q_of
 
 
 def _operand(graph: ir.Graph, name: str, env: dict, rank: int) -> np.ndarray:
@@ -43,10 +47,17 @@ def _bmm_macs(graph: ir.Graph, node: ir.Node) -> int:
 def batch_matmul(graph: ir.Graph, node: ir.Node, env: dict) -> np.ndarray:
     """a @ b over the last two axes, the axes before them broadcast (numpy's matmul)."""
     out = graph.tensors[node.outputs[0]]
-    if is_int(out):
-        raise UnsupportedError(f"{out.dtype} batch_matmul", where=f"node {node.name!r}",
-                               fix="Keep the matmul of two activations in float32")
     r = len(out.shape)
+    if is_int(out):
+        if out.dtype != "int8" or any(graph.tensors[i].dtype != "int8" for i in node.inputs[:2]):
+            raise UnsupportedError(f"{out.dtype} batch_matmul", where=f"node {node.name!r}",
+                                   fix="Use int8 operands and output, or keep the matmul in float32")
+        q = q_of(graph, node)  # TFLM's BATCH_MATMUL: int32 sums of offset products, one requantization
+        a = _operand(graph, node.inputs[0], env, r).astype(np.int64) + int(q["lhs_offset"])
+        b = _operand(graph, node.inputs[1], env, r).astype(np.int64) + int(q["rhs_offset"])
+        acc = nx.wrap_int32(np.matmul(a, b))
+        v = nx.multiply_by_quantized_multiplier(acc, int(q["multiplier"]), int(q["shift"])) + int(q["output_offset"])
+        return clamp_cast(v, node.attrs.get("act"), out.dtype).reshape((-1,) + tuple(out.shape[1:]))
     a = _operand(graph, node.inputs[0], env, r).astype(np.float64)
     b = _operand(graph, node.inputs[1], env, r).astype(np.float64)
     y = np.matmul(a, b).astype(np.float32)

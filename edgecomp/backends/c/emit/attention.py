@@ -6,7 +6,7 @@ import numpy as np
 from ....errors import UnsupportedError
 from ....sanitize import c_comment
 from ..kernels.catalogue import kernel
-from ..literals import c_float
+from ..literals import c_float, c_int
 
 BATCH_DIMS = 4  # EC_MATMUL_BATCH_DIMS
 
@@ -36,6 +36,7 @@ def matmul_walk(a_shape, b_shape, out_shape) -> tuple[list[int], list[int], list
     return [1] * pad + dims, [0] * pad + sa, [0] * pad + sb
 
 
+@kernel("ec_batch_matmul_s8", "batch_matmul", "int8", groups=("attn",))
 @kernel("ec_batch_matmul_f32", "batch_matmul", "float32", groups=("attn",))
 def emit_batch_matmul(gen, L, k) -> str:
     """out = a @ b over the last two axes, the axes before broadcast (float32)."""
@@ -50,10 +51,17 @@ def emit_batch_matmul(gen, L, k) -> str:
     m, kk, n = out.shape[-2], a.shape[-1], out.shape[-1]
     fields = [("batch_dims", arr(dims)), ("a_strides", arr(sa)), ("b_strides", arr(sb)),
               ("rows", str(m)), ("inner", str(kk)), ("cols", str(n))]
+    if L.s8:
+        q = gen.q(node)
+        lo, hi, _, _ = gen.act(node, out)
+        fields += [("lhs_offset", c_int(q["lhs_offset"])), ("rhs_offset", c_int(q["rhs_offset"])),
+                   ("output_offset", c_int(q["output_offset"])), ("multiplier", c_int(q["multiplier"])),
+                   ("shift", c_int(q["shift"])), ("act_min", lo), ("act_max", hi)]
     ptr = []
     for idx, t in enumerate((a, b)):
-        ptr.append(gen.const(node, idx, "ab"[idx], "float") if t.is_const else gen.tensor(t.name))
-    L.head.append(f"  [{m} x {kk}] @ [{kk} x {n}] over {int(np.prod(dims))} batch positions, float32")
+        ptr.append(gen.const(node, idx, "ab"[idx], "int8_t" if L.s8 else "float") if t.is_const
+                   else gen.tensor(t.name))
+    L.head.append(f"  [{m} x {kk}] @ [{kk} x {n}] over {int(np.prod(dims))} batch positions, {'int8' if L.s8 else 'float32'}")
     gen.struct("ec_matmul_params_t", L.base, fields, c_comment(f"{node.name}: batch_matmul"))
     return f"{k.name}(&{L.base}, {ptr[0]}, {ptr[1]}, {gen.tensor(out.name)});"
 

@@ -6,6 +6,46 @@
 
 #include <math.h>
 
+#include "ec_requant.h"
+
+/* The element offsets of batch position `t`'s matrices (the odometer over the batch dims). */
+static void batch_offsets(const ec_matmul_params_t *p, int32_t t, int32_t *ao, int32_t *bo)
+{
+    *ao = 0;
+    *bo = 0;
+    for (int d = EC_MATMUL_BATCH_DIMS - 1; d >= 0; d--) {
+        const int32_t i = t % p->batch_dims[d];
+        t /= p->batch_dims[d];
+        *ao += i * p->a_strides[d];
+        *bo += i * p->b_strides[d];
+    }
+}
+
+void ec_batch_matmul_s8(const ec_matmul_params_t *p, const int8_t *a, const int8_t *b, int8_t *output)
+{
+    int32_t total = 1;
+    for (int d = 0; d < EC_MATMUL_BATCH_DIMS; d++) {
+        total *= p->batch_dims[d];
+    }
+    const int32_t m = p->rows, k = p->inner, n = p->cols;
+    int8_t *o = output;
+    for (int32_t t = 0; t < total; t++) {
+        int32_t ao, bo;
+        batch_offsets(p, t, &ao, &bo);
+        const int8_t *A = a + ao, *B = b + bo;
+        for (int32_t i = 0; i < m; i++) {
+            for (int32_t j = 0; j < n; j++) {
+                int32_t acc = 0;
+                for (int32_t q = 0; q < k; q++) {
+                    acc += ((int32_t)A[i * k + q] + p->lhs_offset) * ((int32_t)B[q * n + j] + p->rhs_offset);
+                }
+                int32_t v = ec_multiply_by_quantized_multiplier(acc, p->multiplier, p->shift) + p->output_offset;
+                *o++ = (int8_t)ec_clip_i32(v, p->act_min, p->act_max);
+            }
+        }
+    }
+}
+
 void ec_batch_matmul_f32(const ec_matmul_params_t *p, const float *a, const float *b, float *output)
 {
     int32_t idx[EC_MATMUL_BATCH_DIMS] = {0};

@@ -20,8 +20,13 @@ typedef struct {
     int32_t batch_dims[EC_MATMUL_BATCH_DIMS];
     int32_t a_strides[EC_MATMUL_BATCH_DIMS], b_strides[EC_MATMUL_BATCH_DIMS];
     int32_t rows, inner, cols;           /* M, K, N */
+    int32_t lhs_offset, rhs_offset, output_offset; /* int8: -zero points of a and b, output zero point */
+    int32_t multiplier, shift, act_min, act_max;   /* int8: s_a * s_b / s_out as TFLM computes it */
 } ec_matmul_params_t;
 
+/* int8 as TFLM's reference BATCH_MATMUL: int32 sums of (a + lhs_offset) * (b + rhs_offset), one
+ * MultiplyByQuantizedMultiplier, + output_offset, clamped to [act_min, act_max]. */
+void ec_batch_matmul_s8(const ec_matmul_params_t *p, const int8_t *a, const int8_t *b, int8_t *output);
 void ec_batch_matmul_f32(const ec_matmul_params_t *p, const float *a, const float *b, float *output);
 
 /* Each of `rows` runs of `count` values: (x - mean) / sqrt(var + epsilon) * scale + bias (bias may
