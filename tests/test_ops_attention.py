@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from onnx import helper as h
 
-from onnx_graphs import const, float_model, import_run, lsb_diff, ort_run, qdq_model, save, to_onnx_layout
+from onnx_graphs import const, float_model, import_run, lsb_diff, ort_run, qdq, qdq_model, save, to_onnx_layout
 from test_codegen import run_c
 
 SHAPES = {3: (6, 5), 4: (3, 6, 5)}
@@ -36,10 +36,17 @@ def _matmul_xxt(rank, broadcast=False):
 
 @pytest.mark.parametrize("rank,batch", CASES)
 def test_qdq_matmul_of_two_activations_within_one_lsb_of_onnxruntime(tmp_path, rank, batch):
-    """A QDQ MatMul island of two activations: no integer kernel yet, so it runs float32 between
-    the dequantize and quantize (as ORT runs the QDQ graph as written): within 1 LSB."""
+    """A QDQ MatMul island of two activations (one through a Transpose, as K^T in attention)
+    becomes the int8 batch_matmul (TFLM's arithmetic): within 1 LSB of ORT's QDQ run."""
     shape = (batch,) + SHAPES[rank]
-    p = save(qdq_model(shape, _matmul_xxt(rank), (0.03, 2), (0.2, -3)), tmp_path / "q.onnx")
+    perm = list(range(rank - 2)) + [rank - 1, rank - 2]
+
+    def body(x):  # (x * w), quantized, @ x^T: both operands dequantized int8 activations
+        nq, iq, xw = qdq("xw", 0.05, -1, "a")
+        nodes = [h.make_node("Mul", [x, "w"], ["xw"])] + nq + [h.make_node("Transpose", [x], ["xt"], perm=perm),
+                                                               h.make_node("MatMul", [xw, "xt"], ["y"])]
+        return nodes, "y", [const("w", np.linspace(-1, 2, 5))] + iq
+    p = save(qdq_model(shape, body, (0.03, 2), (0.2, -3)), tmp_path / "q.onnx")
     worst = 0
     for seed in range(5):
         x = _x(shape, seed)
@@ -47,7 +54,7 @@ def test_qdq_matmul_of_two_activations_within_one_lsb_of_onnxruntime(tmp_path, r
         worst = max(worst, lsb_diff(got, ort_run(p, x), g))
     assert worst <= 1
     assert g.tensors[g.outputs[0]].dtype == "int8"
-    assert [g.tensors[n.outputs[0]].dtype for n in g.nodes if n.op == "batch_matmul"] == ["float32"]
+    assert [g.tensors[n.outputs[0]].dtype for n in g.nodes if n.op == "batch_matmul"] == ["int8"]
 
 
 def _matmul_const(x):
@@ -177,22 +184,25 @@ def test_transformer_encoder_float32_on_cortex_m4_matches_onnxruntime(encoder_on
 
 
 @pytest.mark.toolchain
-def test_int8_transformer_keeps_matmul_and_layer_norm_float_and_says_so(encoder_onnx, tmp_path):
-    """An int8 (QDQ) encoder compiles: the fully connected layers int8, the matmuls of two
-    activations and the layer norms float32, each named in the compile output with its reason;
+def test_int8_transformer_keeps_layer_norm_float_and_says_so(encoder_onnx, tmp_path):
+    """An int8 (QDQ) encoder compiles: the fully connected layers and the attention matmuls int8,
+    the layer norms float32, each named in the compile output with its reason;
     the host build is within INT8_ENCODER_LSB of ONNX Runtime running the QDQ graph end to end
-    (measured: 2-3 LSB max, about 1 % of the values more than 1 LSB: each int8 op is within 1 LSB
+    (measured: 3 LSB max, 1.8 % of the values more than 1 LSB: each int8 op is within 1 LSB
     and the float islands requantize where ORT does; the differences add up over 2 layers)."""
     from edgecomp import api
     from edgecomp.compress.quantize import reference_session
+    from edgecomp.frontends.onnx import from_onnx
     from edgecomp.report import compile_report
     cal = _encoder_inputs(32)[:, 0]
     q = tmp_path / "enc.int8.onnx"
     api.compile_model(str(encoder_onnx), "host", tmp_path / "q0", calib=cal, keep_onnx=q)
     man = api.compile_model(str(q), "host", tmp_path / "q")
     fl = {r["op"]: r["reason"] for r in man["quantization"]["float_layers"]}
-    assert "no integer kernel yet" in fl["batch_matmul"] and "no integer kernel yet" in fl["layer_norm"]
-    assert "fully_connected" not in fl
+    assert "no integer kernel yet" in fl["layer_norm"]
+    assert "fully_connected" not in fl and "batch_matmul" not in fl  # Q K^T and P V run int8
+    g = from_onnx(q)
+    assert [g.tensors[n.outputs[0]].dtype for n in g.nodes if n.op == "batch_matmul"] == ["int8"] * 4
     text = compile_report(man)
     assert "left in float" in text and "(layer_norm): LayerNormalization has no integer kernel yet" in text
     x = _encoder_inputs(4)[:, 0]
@@ -203,7 +213,7 @@ def test_int8_transformer_keeps_matmul_and_layer_norm_float_and_says_so(encoder_
     ref = np.concatenate([sess.run(None, {"x": xi[None]})[0] for xi in x])
     want = np.round(ref / s).astype(np.int32) + z
     d = np.abs(got.reshape(want.shape) - want)
-    assert d.max() <= INT8_ENCODER_LSB and (d > 1).mean() < 0.02, (d.max(), (d > 1).mean())
+    assert d.max() <= INT8_ENCODER_LSB and (d > 1).mean() < 0.05, (d.max(), (d > 1).mean())
 
 
 # -- TFLite BATCH_MATMUL, int8 bit-exact with TFLite Micro -----------------------------------------

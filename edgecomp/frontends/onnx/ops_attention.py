@@ -4,8 +4,9 @@
 A MatMul of an [N, K] activation and a constant [K, O] stays a fully connected layer
 (``ops_conv.lower_gemm``); every other MatMul (3-D / 4-D, the second operand an activation or a
 constant, the batch axes broadcast by numpy's rule) is a ``batch_matmul`` of both operands in
-ONNX order, its output in ONNX order.  float32 only: in a quantized (QDQ) graph these ops keep
-their float inputs and outputs (``passes/qdq.py`` does not fold them) and the compile output says so.
+ONNX order, its output in ONNX order.  In a quantized (QDQ) graph a MatMul of two activations
+folds into the int8 batch_matmul (``passes/qdq.py``); LayerNormalization (and a MatMul with a
+constant operand of rank > 2) keeps float inputs and outputs, and the compile output says so.
 """
 from __future__ import annotations
 
