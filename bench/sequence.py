@@ -15,8 +15,9 @@ Rows (each family is one function in ROWS; other sequence models add theirs ther
   Flash and RAM from the linker (the whole firmware's model part: ``model_flash_bytes``; RAM =
   arena + static + measured stack), instructions under QEMU ``-icount shift=0``.
 * attention (``transformer_rows``): a 2-layer PyTorch ``nn.TransformerEncoder`` (d=64, 4 heads, 32
-  tokens, GELU feed-forward of 128; tests/transformer_models.py), float32 (batch matmul and layer
-  norm have no integer form yet), against ONNX Runtime's float run (largest absolute difference).
+  tokens, GELU feed-forward of 128; tests/transformer_models.py): float32 against ONNX Runtime's
+  float run (largest absolute difference), and int8 (edgecomp's QDQ quantization, 64 random
+  calibration sequences; layer norms float32) against ORT running the QDQ graph (LSB).
 """
 from __future__ import annotations
 
@@ -121,9 +122,24 @@ def transformer_rows(target: str, n: int, work: Path) -> list[dict]:
     s = ort.InferenceSession(str(f))
     ref = np.concatenate([s.run(None, {"x": xi[None]})[0] for xi in x])
     diff = float(np.abs(pr.outputs.reshape(ref.shape) - ref).max())
-    return [_row("Transformer encoder 2 x (d=64, 4 heads), 32 tokens, ONNX float32", man, pr.result,
+    rows = [_row("Transformer encoder 2 x (d=64, 4 heads), 32 tokens, ONNX float32", man, pr.result,
                  reference="ORT float", agreement=f"{diff:.1e} max abs ({n} x {TOKENS} x {D} values)",
                  tflm_arena=None)]
+    # int8 (QDQ by edgecomp's quantizer; layer norms stay float) against ORT running the QDQ graph
+    from edgecomp.compress.quantize import reference_session
+    cal = np.random.default_rng(1).normal(0, 1, (64, TOKENS, D)).astype(np.float32)
+    q = work / "encoder.int8.onnx"
+    api.compile_model(str(f), "host", work / "enc_q0", calib=cal, keep_onnx=q)
+    man = api.compile_model(str(q), target, work / "enc_q")
+    pr = api.run_bundle(work / "enc_q", x, progress=False)
+    oq = man["outputs"][0]["quantization"]
+    sc, z = oq["scale"][0], oq["zero_point"][0]
+    sq = reference_session(q)
+    qref = np.concatenate([sq.run(None, {"x": xi[None]})[0] for xi in x])
+    d = np.abs(pr.outputs.reshape(qref.shape).astype(np.int32) - (np.round(qref / sc).astype(np.int32) + z))
+    rows.append(_row("Transformer encoder, ONNX int8 (layer norms float32)", man, pr.result, reference="ORT QDQ",
+                     agreement=f"{int(d.max())} LSB max, {100 * (d > 1).mean():.1f} % > 1 LSB", tflm_arena=None))
+    return rows
 
 
 ROWS = [rnn_rows, transformer_rows]
