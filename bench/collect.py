@@ -17,6 +17,7 @@ ORDER = [
                      "cycles (issue 22)"),
     ("cycles.md", "Estimated cycles: the timing model, its sensitivity and the hot loops (issue 22)"),
     ("mve_kernels.md", "Helium (MVE) kernels on the Cortex-M55, standalone (issue 21)"),
+    ("coverage.md", "Operator coverage: edge architectures in int8, flash / RAM / instructions on Cortex-M4 (issue 16)"),
     ("demo_model.md", "The digits demo model on every emulated Cortex-M (issue 2)"),
     ("compression.md", "Compression on MNIST (issue 6)"),
     ("rpi.md", "Raspberry Pi bundles (issue 5)"),

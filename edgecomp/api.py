@@ -197,15 +197,17 @@ def compile_model(model: Any, target: str, out_dir: str | Path, *, example_input
     if validate is None and labels is not None:
         raise ModelError("labels without validation samples", "--labels", "Give --validate X.npy with --labels Y.npy")
     labels = _labels(labels, None)  # a bad labels file is found before calibration
+    from .refusals import both_paths
     if not _is_torch_module(model):
-        _check_model_file(Path(model))
+        with both_paths():
+            _check_model_file(Path(model))
     check_output_writable(out_dir)
     from .targets import load_target
     tgt = load_target(target)
     notes: dict = {}
     from . import workdirs
 
-    with workdirs.work_dir("compile") as work:
+    with workdirs.work_dir("compile") as work, both_paths():
         if getattr(tgt, "kind", "mcu") == "rpi":
             from .backends.rpi import write_rpi_bundle
             if precision == "int16":

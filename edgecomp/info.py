@@ -37,8 +37,10 @@ def _io(g: ir.Graph, name: str) -> dict:
 
 
 def model_info(path: Path, as_json: bool = False) -> int:
+    from .refusals import both_paths
     try:
-        g = _load(path)
+        with both_paths():
+            g = _load(path)
     except EdgecompError as e:
         if as_json:  # the JSON for a script, the message for the person who runs it
             print(json.dumps({"model": str(path), "supported": False, "reason": e.message()}, indent=2))

@@ -119,7 +119,9 @@ def quantization_lines(rep: dict) -> list[str]:
         lines.append(f"  quantization: {rep['note']}")
     for f in rep.get("float_layers") or []:
         lines.append(f"    left in float: {f.get('name')} ({f.get('op')}): {f.get('reason')}; "
-                     f"{f.get('float_macs', 0):,} float MACs, +{f.get('extra_flash_bytes', 0):,} B of weights")
+                     f"{f.get('float_macs', 0):,} float MACs, +{f.get('extra_flash_bytes', 0):,} B of weights"
+                     + (f", {f['float_ram_bytes']:,} B float32 output" if isinstance(f.get("float_ram_bytes"), int)
+                        else ""))
     for w in rep.get("warnings") or []:
         lines.append(f"    warning: {w}")
     return [terminal_text(line) for line in lines]  # layer names come from the model: escaped

@@ -24,6 +24,15 @@ def mlperf_missing() -> str | None:
     return None
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(items):
+    """A test that runs QEMU builds its firmware first: `qemu` implies `toolchain`, so
+    `-m "not toolchain"` leaves out the QEMU tests too (pyproject.toml registers the markers)."""
+    for item in items:
+        if item.get_closest_marker("qemu") and not item.get_closest_marker("toolchain"):
+            item.add_marker(pytest.mark.toolchain)
+
+
 @pytest.fixture(scope="session")
 def mlperf_dir() -> Path:
     """The MLPerf Tiny reference models; the test skips with one clear reason when they are absent."""

@@ -3,6 +3,8 @@
 Input [N, 4, 6, 6]."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -59,3 +61,15 @@ class Layer(nn.Module):
         if k == "softmax":
             return torch.softmax(self.fc(torch.flatten(x, 1)), -1)
         raise ValueError(k)
+
+
+def export_small_cnn(path: Path) -> Path:
+    """A small MNIST-shaped CNN (1x28x28 -> 10), fixed weights."""
+    import torch
+    from edgecomp.frontends.torch import export_onnx
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(8, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(), torch.nn.Linear(16 * 7 * 7, 10)).eval()
+    return export_onnx(m, torch.zeros(1, 1, 28, 28), path)

@@ -94,3 +94,33 @@ def lsb_diff(got: np.ndarray, want_f: np.ndarray, g) -> int:
     o = g.tensors[g.outputs[0]]
     want = np.rint(want_f.astype(np.float64) / float(o.quant.scale[0])) + int(o.quant.zero_point[0])
     return int(np.abs(to_onnx_layout(got, want_f.shape).astype(np.int64) - want.astype(np.int64)).max())
+
+
+# --------------------------------------------------------------------------- int16 QDQ files (test_int16.py)
+def output_scale(path) -> float:
+    """Scale of the QuantizeLinear that feeds the graph's output DequantizeLinear."""
+    m = onnx.load(str(path))
+    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    out = m.graph.output[0].name
+    dq = next(n for n in m.graph.node if out in n.output)
+    assert dq.op_type == "DequantizeLinear"
+    return float(inits[dq.input[1]])
+
+
+def lsb(got, want, scale) -> float:
+    return float(np.abs(got.reshape(want.shape) - want).max() / scale)
+
+
+def interp_nchw(g, x: np.ndarray) -> np.ndarray:
+    """edgecomp.interp on NCHW float samples, outputs back in the model's layout (as run_bundle gives them)."""
+    y = interp.run(g, x.transpose(0, 2, 3, 1))[g.outputs[0]]
+    return y.transpose(0, 3, 1, 2) if y.ndim == 4 else y
+
+
+def assert_c_equals_interpreter(c_out: np.ndarray, g, x: np.ndarray) -> np.ndarray:
+    """The C's float outputs equal the interpreter's bit for bit (float32 (float)q * scale is one-to-one
+    on int16 q, so this is 0 LSB on the int16 outputs); returns the interpreter's outputs."""
+    y = interp_nchw(g, x)
+    assert y.dtype == np.float32
+    np.testing.assert_array_equal(c_out.reshape(y.shape), y)
+    return y

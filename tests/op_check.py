@@ -9,6 +9,7 @@ import numpy as np
 
 from edgecomp import interp, ir
 from edgecomp.frontends.tflite import load_tflite
+from c_harness import run_c
 
 N_INPUTS = 100  # random inputs per model (issue 16: TFLite ops 0 LSB against TFLM on 100 inputs)
 
@@ -20,6 +21,14 @@ def q(name, shape, scale, zp, dtype="int8", **kw) -> dict:
 
 def f(name, shape, **kw) -> dict:
     return dict(name=name, shape=list(shape), dtype="float32", **kw)
+
+
+def random_inputs(shape, dtype: str, n: int, seed: int) -> np.ndarray:
+    """n samples of the given shape from default_rng(seed): int8 uniform over [-128, 127], float32 N(0, 1)."""
+    rng = np.random.default_rng(seed)
+    if dtype == "int8":
+        return rng.integers(-128, 128, (n,) + tuple(shape)).astype(np.int8)
+    return rng.standard_normal((n,) + tuple(shape)).astype(np.float32)
 
 
 def rand_input(t: ir.Tensor, n: int, rng) -> np.ndarray:
@@ -52,7 +61,6 @@ def interp_samples(g: ir.Graph, xs: list[np.ndarray]) -> np.ndarray:
 def host_c(g: ir.Graph, x: np.ndarray, dsp: bool = False) -> np.ndarray:
     """The graph's C (reference kernels, or the DSP kernels in their C form) built with gcc and run on
     samples x[s] (whole model inputs, batch axis included)."""
-    from test_codegen import run_c
     t = g.tensors[g.inputs[0]]
     flat = x.reshape((-1,) + tuple(t.shape[1:]))
     with tempfile.TemporaryDirectory(prefix="ec-op-") as td:

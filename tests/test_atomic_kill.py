@@ -255,6 +255,7 @@ def _compile(model: Path, out: Path, target="host") -> subprocess.Popen:
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
+@pytest.mark.toolchain
 def test_killing_edgecomp_compile_keeps_previous_bundle(tmp_path):
     model = _small_onnx(tmp_path / "small.onnx")
     dest = tmp_path / "bundle"

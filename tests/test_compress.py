@@ -515,6 +515,8 @@ def _have_qemu():
 
 @pytest.mark.slow
 @pytest.mark.skipif(not _have_qemu(), reason="needs arm-none-eabi-gcc and qemu-system-arm")
+@pytest.mark.toolchain
+@pytest.mark.qemu
 def test_structured_pruning_is_faster_and_smaller_on_cortex_m4(trained, digits, tmp_path):
     from edgecomp.compress.qat import export_qdq
     from edgecomp.compress.search import measure_on_target
@@ -574,6 +576,7 @@ def test_global_average_pool_head_is_prunable():
     assert p.c2.out_channels == 8 and p.fc.in_features == 8 and p(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
 
 
+@pytest.mark.toolchain
 def test_search_mixed_candidate_keeps_its_float_and_lowbit_layers_in_the_qdq_file(digits, tmp_path):
     import onnx
     from onnx import numpy_helper as nh

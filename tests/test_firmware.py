@@ -146,6 +146,8 @@ def need(*tools):
 X = np.random.default_rng(7).integers(-128, 128, size=(6, 8)).astype(np.int8)
 
 
+@pytest.mark.toolchain
+@pytest.mark.qemu
 def test_cortex_m4_under_qemu_matches_host_build_and_numpy(tmp_path):
     need("arm-none-eabi-gcc", "qemu-system-arm", "gcc")
     b = tiny_bundle(tmp_path / "m4", "cortex-m4")
@@ -170,6 +172,8 @@ def test_cortex_m4_under_qemu_matches_host_build_and_numpy(tmp_path):
 
 
 @pytest.mark.parametrize("name,machine", [("cortex-m3", "mps2-an385"), ("cortex-m7", "mps2-an500")])
+@pytest.mark.toolchain
+@pytest.mark.qemu
 def test_cortex_m3_and_m7_under_qemu(tmp_path, name, machine):
     need("arm-none-eabi-gcc", "qemu-system-arm")
     res = run_bundle(tiny_bundle(tmp_path / name, name), X, progress=False)
@@ -177,6 +181,8 @@ def test_cortex_m3_and_m7_under_qemu(tmp_path, name, machine):
     assert res.machine == machine and res.unit == "systick" and res.total_ticks > 0
 
 
+@pytest.mark.toolchain
+@pytest.mark.qemu
 def test_cortex_m0_microbit_runs_in_16k(tmp_path):
     need("arm-none-eabi-gcc", "qemu-system-arm")
     b = tiny_bundle(tmp_path / "m0", "cortex-m0")
@@ -188,6 +194,7 @@ def test_cortex_m0_microbit_runs_in_16k(tmp_path):
     assert built.stack_available_bytes == 16 * 1024 - ((built.static_ram_bytes + 7) & ~7)
 
 
+@pytest.mark.toolchain
 def test_sizes_come_from_the_linker(tmp_path):
     need("arm-none-eabi-gcc", "arm-none-eabi-objcopy")
     b = tiny_bundle(tmp_path / "m4", "cortex-m4")
@@ -205,6 +212,8 @@ def test_sizes_come_from_the_linker(tmp_path):
     assert res.model_flash_bytes < res.flash_bytes  # harness and libc are not counted as model
 
 
+@pytest.mark.toolchain
+@pytest.mark.qemu
 def test_board_targets_build_at_their_memory_map_and_run_on_the_same_core(tmp_path):
     need("arm-none-eabi-gcc", "arm-none-eabi-nm", "qemu-system-arm")
     for name, ram_end in (("nucleo-l4r5zi", 0x20000000 + 640 * 1024), ("stm32f746g-disco", 0x20000000 + 320 * 1024)):
@@ -218,6 +227,7 @@ def test_board_targets_build_at_their_memory_map_and_run_on_the_same_core(tmp_pa
         np.testing.assert_array_equal(out.outputs, reference(X[:2]))
 
 
+@pytest.mark.toolchain
 def test_model_too_big_for_ram_does_not_fit(tmp_path):
     need("arm-none-eabi-gcc")
     b = tiny_bundle(tmp_path / "big", "cortex-m0", arena=20000)
@@ -227,6 +237,7 @@ def test_model_too_big_for_ram_does_not_fit(tmp_path):
     assert "RAM" in msg and "overflowed by" in msg and "bytes" in msg
 
 
+@pytest.mark.toolchain
 def test_missing_qemu_is_a_clear_tool_error(tmp_path, monkeypatch):
     need("arm-none-eabi-gcc", "make")
     b = tiny_bundle(tmp_path / "m4", "cortex-m4")
@@ -248,6 +259,8 @@ def test_missing_cross_compiler_is_a_clear_tool_error(tmp_path, monkeypatch):
         build(b)
 
 
+@pytest.mark.toolchain
+@pytest.mark.qemu
 def test_firmware_fault_is_reported(tmp_path):
     need("arm-none-eabi-gcc", "qemu-system-arm")
     # read from an address with nothing behind it: a bus fault, escalated to HardFault
@@ -259,6 +272,8 @@ def test_firmware_fault_is_reported(tmp_path):
         run_bundle(b, x, progress=False)
 
 
+@pytest.mark.toolchain
+@pytest.mark.qemu
 def test_hanging_firmware_times_out(tmp_path):
     need("arm-none-eabi-gcc", "qemu-system-arm")
     b = tiny_bundle(tmp_path / "hang", "cortex-m4", extra="for (volatile int spin = 1; spin;) { }")
@@ -302,6 +317,8 @@ def _float_mlp():
     return g, ref
 
 
+@pytest.mark.toolchain
+@pytest.mark.qemu
 def test_write_bundle_is_reproducible_and_runs(tmp_path):
     need("arm-none-eabi-gcc", "qemu-system-arm", "gcc")
     from edgecomp.backends.cortex_m import write_bundle
@@ -330,6 +347,7 @@ def test_write_bundle_is_reproducible_and_runs(tmp_path):
     assert verify_manifest(tmp_path / "a") == []  # running did not touch the hashed files
 
 
+@pytest.mark.toolchain
 def test_write_bundle_that_does_not_fit_leaves_nothing(tmp_path):
     need("arm-none-eabi-gcc")
     from edgecomp import ir
@@ -348,6 +366,8 @@ def test_write_bundle_that_does_not_fit_leaves_nothing(tmp_path):
     assert not (tmp_path / "big").exists() and list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.toolchain
+@pytest.mark.qemu
 def test_stack_peak_sees_a_known_local_buffer(tmp_path):
     need("arm-none-eabi-gcc", "qemu-system-arm")
     base = run_bundle(tiny_bundle(tmp_path / "base", "cortex-m4"), X[:1], progress=False).stack_peak
@@ -359,6 +379,8 @@ def test_stack_peak_sees_a_known_local_buffer(tmp_path):
     assert 1000 <= res.stack_peak - base + 64 and res.stack_peak <= base + 1000 + 64, (base, res.stack_peak)
 
 
+@pytest.mark.toolchain
+@pytest.mark.qemu
 def test_stack_of_a_board_without_emulator_is_measured_on_the_same_core(tmp_path):
     need("arm-none-eabi-gcc", "qemu-system-arm")
     from edgecomp.backends.cortex_m import measure_stack
@@ -377,6 +399,8 @@ def test_model_names_that_cannot_go_into_c_are_refused(tmp_path):
         write_firmware(tmp_path, load_target("cortex-m4"), 'my "model"; rm -rf')
 
 
+@pytest.mark.toolchain
+@pytest.mark.qemu
 def test_firmware_errors_and_exit_status_reach_the_host(tmp_path):
     need("arm-none-eabi-gcc", "qemu-system-arm")
     from edgecomp.backends.emulator import qemu_command, run_firmware
@@ -421,6 +445,8 @@ void ec_putc(char c)
 """
 
 
+@pytest.mark.toolchain
+@pytest.mark.qemu
 def test_board_without_semihosting_prints_the_probe_on_its_uart(tmp_path):
     """The flow of a real board: user's ec_putc on a UART, probe read from a serial port (QEMU's pty)."""
     need("arm-none-eabi-gcc", "qemu-system-arm")

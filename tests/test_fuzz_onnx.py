@@ -65,6 +65,7 @@ def test_fuzz_cli_compile(tmp_path, capsys):
 COMPILE_CASES = int(os.environ.get("EDGECOMP_FUZZ_COMPILE_CASES", "120"))
 
 
+@pytest.mark.toolchain
 def test_fuzz_compile_what_the_importer_accepts(tmp_path, capsys):
     """Mutated models that import must compile (gcc -Werror, host) or fail with one clear message."""
     before = fz.STATS.cases.get("compile", 0)

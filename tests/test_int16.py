@@ -11,19 +11,18 @@ import subprocess
 import sys
 
 import numpy as np
-import onnx
 import pytest
 import torch
 import torch.nn as nn
-from onnx import numpy_helper
 
-from edgecomp import api, interp
+from edgecomp import api
 from edgecomp.compress.fixedpoint import to_power_of_two
 from edgecomp.compress.quantize import quantize_onnx
 from edgecomp.demo import digits_split, make_cnn, ort_outputs, train
 from edgecomp.frontends.onnx import from_onnx
 from edgecomp.frontends.torch import export_onnx
 from layer_zoo import Layer
+from onnx_graphs import assert_c_equals_interpreter, lsb, output_scale
 
 torch.set_num_threads(2)
 
@@ -35,35 +34,6 @@ INT16_OPS = {"conv": "conv2d", "conv_relu_stride2": "conv2d", "conv_dilated": "c
              "depthwise_mult2_stride2": "depthwise_conv2d", "fc_flatten": "fully_connected",
              "fc_clip": "fully_connected", "maxpool": "max_pool2d", "add_relu": "add", "avgpool_3x3_s2_pad": "avg_pool2d",
              "global_avgpool": "avg_pool2d", "concat": "concat"}
-
-
-def _output_scale(path) -> float:
-    """Scale of the QuantizeLinear that feeds the graph's output DequantizeLinear."""
-    m = onnx.load(str(path))
-    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
-    out = m.graph.output[0].name
-    dq = next(n for n in m.graph.node if out in n.output)
-    assert dq.op_type == "DequantizeLinear"
-    return float(inits[dq.input[1]])
-
-
-def _lsb(got, want, scale) -> float:
-    return float(np.abs(got.reshape(want.shape) - want).max() / scale)
-
-
-def _interp(g, x: np.ndarray) -> np.ndarray:
-    """edgecomp.interp on NCHW float samples, outputs back in the model's layout (as run_bundle gives them)."""
-    y = interp.run(g, x.transpose(0, 2, 3, 1))[g.outputs[0]]
-    return y.transpose(0, 3, 1, 2) if y.ndim == 4 else y
-
-
-def assert_c_equals_interpreter(c_out: np.ndarray, g, x: np.ndarray) -> np.ndarray:
-    """The C's float outputs equal the interpreter's bit for bit (float32 (float)q * scale is one-to-one
-    on int16 q, so this is 0 LSB on the int16 outputs); returns the interpreter's outputs."""
-    y = _interp(g, x)
-    assert y.dtype == np.float32
-    np.testing.assert_array_equal(c_out.reshape(y.shape), y)
-    return y
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +60,8 @@ def test_single_int16_layer_c_equals_interpreter_within_one_lsb_of_onnxruntime(t
     assert man["inputs"][0]["dtype"] == "float32" and man["outputs"][0]["dtype"] == "float32"
     got = api.run_bundle(tmp_path / "b", x, emulate=False, progress=False).outputs_float
     want = ort_outputs(q, x)
-    assert _lsb(got, want, _output_scale(q)) <= 1.0 + 1e-3
-    assert _lsb(assert_c_equals_interpreter(got, g, x), want, _output_scale(q)) <= 1.0 + 1e-3
+    assert lsb(got, want, output_scale(q)) <= 1.0 + 1e-3
+    assert lsb(assert_c_equals_interpreter(got, g, x), want, output_scale(q)) <= 1.0 + 1e-3
 
 
 def test_int16_tensors_are_planned_two_bytes_per_element(tmp_path, data):
@@ -108,6 +78,7 @@ def test_int16_tensors_are_planned_two_bytes_per_element(tmp_path, data):
     assert any(t.dtype == "int16" for t in g.activations())
 
 
+@pytest.mark.toolchain
 def test_int8_bundles_do_not_carry_the_int16_kernels(tmp_path, data):
     calib, _ = data
     torch.manual_seed(0)
@@ -132,6 +103,7 @@ def cnn(tmp_path_factory):
     return {"model": model, "q": q, "man": man, "host": host, "dir": d, "xtr": xtr, "xte": xte, "yte": yte}
 
 
+@pytest.mark.toolchain
 def test_cnn_int16_host_matches_onnxruntime(cnn):
     man, xte = cnn["man"], cnn["xte"]
     assert man["options"]["precision"] == "int16"
@@ -139,12 +111,14 @@ def test_cnn_int16_host_matches_onnxruntime(cnn):
     assert ops.count("conv2d") == 3 and "depthwise_conv2d" in ops and "fully_connected" in ops
     got = cnn["host"].outputs_float.reshape(len(xte), -1)
     want = ort_outputs(cnn["q"], xte)
-    assert _lsb(got, want, _output_scale(cnn["q"])) <= 2.0 + 1e-3
-    assert _lsb(assert_c_equals_interpreter(got, from_onnx(cnn["q"]), xte), want, _output_scale(cnn["q"])) <= 2.0 + 1e-3
+    assert lsb(got, want, output_scale(cnn["q"])) <= 2.0 + 1e-3
+    assert lsb(assert_c_equals_interpreter(got, from_onnx(cnn["q"]), xte), want, output_scale(cnn["q"])) <= 2.0 + 1e-3
     assert (got.argmax(1) == want.argmax(1)).mean() >= 0.95
     assert (got.argmax(1) == cnn["yte"]).mean() >= 0.9
 
 
+@pytest.mark.toolchain
+@pytest.mark.qemu
 def test_cnn_int16_under_qemu_equals_the_host_build(cnn):
     if not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")):
         pytest.fail("needs arm-none-eabi-gcc and qemu-system-arm (bash scripts/install.sh)")
@@ -155,6 +129,8 @@ def test_cnn_int16_under_qemu_equals_the_host_build(cnn):
     np.testing.assert_array_equal(got, cnn["host"].outputs[:len(x)])
 
 
+@pytest.mark.toolchain
+@pytest.mark.qemu
 def test_cnn_q15_power_of_two_compiles_to_shift_only_layers(cnn):
     d, xte = cnn["dir"], cnn["xte"]
     info = to_power_of_two(cnn["q"], d / "cnn.q15.onnx")
@@ -169,9 +145,9 @@ def test_cnn_q15_power_of_two_compiles_to_shift_only_layers(cnn):
     got = api.run_bundle(d / "q15", xte, emulate=False, progress=False).outputs_float.reshape(len(xte), -1)
     want = ort_outputs(d / "cnn.q15.onnx", xte)
     # power-of-two scales: ORT's float arithmetic is exact, and the kernels round ties to even as it does
-    assert _lsb(got, want, _output_scale(d / "cnn.q15.onnx")) <= 1.0 + 1e-3
+    assert lsb(got, want, output_scale(d / "cnn.q15.onnx")) <= 1.0 + 1e-3
     mine = assert_c_equals_interpreter(got, from_onnx(d / "cnn.q15.onnx"), xte)
-    assert _lsb(mine, want, _output_scale(d / "cnn.q15.onnx")) <= 1.0 + 1e-3
+    assert lsb(mine, want, output_scale(d / "cnn.q15.onnx")) <= 1.0 + 1e-3
     assert (got.argmax(1) == want.argmax(1)).mean() >= 0.95
     assert man["flash_bytes"] < cnn["man"]["flash_bytes"]
     if shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm"):  # the shift-only kernels on the M4
@@ -180,6 +156,7 @@ def test_cnn_q15_power_of_two_compiles_to_shift_only_layers(cnn):
                                       api.run_bundle(d / "q15", xte[:4], emulate=False, progress=False).outputs)
 
 
+@pytest.mark.toolchain
 def test_cli_compile_precision_int16(cnn, tmp_path):
     f = export_onnx(cnn["model"], torch.from_numpy(cnn["xte"][:1]), tmp_path / "m.onnx")
     np.save(tmp_path / "calib.npy", cnn["xtr"][:50])
@@ -195,6 +172,7 @@ def test_cli_compile_precision_int16(cnn, tmp_path):
 
 
 # --------------------------------------------------------------------------- the C requantization
+@pytest.mark.toolchain
 def test_c_requantization_is_the_documented_rounding(tmp_path):
     """ec_requantize_acc_s16 / ec_shift_acc_s16 against exact integers: y = acc * m / 2^n rounded to nearest,
     ties to even, n = 31 - shift, saturated to int16; the shift-only path equals the multiplier path at m = 2^30."""
@@ -239,6 +217,7 @@ int main(void) {
             assert got_shift == got, (acc, s, got_shift, got)
 
 
+@pytest.mark.toolchain
 def test_ops_without_int16_kernels_stay_float_and_layers_kept_float(tmp_path, data):
     """softmax has no int16 kernel: it runs in float between its dequantize and quantize; --keep-float
     layers of an int16 model likewise (mixed precision)."""
@@ -264,7 +243,7 @@ def test_ops_without_int16_kernels_stay_float_and_layers_kept_float(tmp_path, da
         api.compile_model(q, "host", tmp_path / "b")
         got = api.run_bundle(tmp_path / "b", x, emulate=False, progress=False).outputs_float
         want = ort_outputs(q, x)
-        assert _lsb(got, want, _output_scale(q)) <= 1.0 + 1e-3
+        assert lsb(got, want, output_scale(q)) <= 1.0 + 1e-3
 
 
 def test_int16_on_a_raspberry_pi_target_is_one_clear_error(tmp_path, data):

@@ -16,7 +16,7 @@ from edgecomp.passes.requantize import requantize
 from edgecomp.reference import tflm_run
 
 sys.path.insert(0, str(Path(__file__).parent))
-import test_codegen as tc  # noqa: E402  (the host harness)
+from c_harness import run_c  # noqa: E402  (the host harness)
 
 
 @pytest.fixture(scope="module")
@@ -146,4 +146,4 @@ def test_layer_zoo_int8_c_equals_the_interpreter(tmp_path, kind):
     for dsp in (False, True):
         d = tmp_path / ("dsp" if dsp else "ref")
         d.mkdir()
-        np.testing.assert_array_equal(tc.run_c(g, x, d, dsp=dsp), want, err_msg=f"dsp={dsp}")
+        np.testing.assert_array_equal(run_c(g, x, d, dsp=dsp), want, err_msg=f"dsp={dsp}")

@@ -24,7 +24,7 @@ from edgecomp import interp, interp_s16, ir
 from edgecomp.errors import UnsupportedError
 
 sys.path.insert(0, str(Path(__file__).parent))
-import test_codegen as tc  # noqa: E402  (the host harness)
+from c_harness import run_c  # noqa: E402  (the host harness)
 
 
 # --------------------------------------------------------------------------- requantization
@@ -165,7 +165,7 @@ def _inputs(g: ir.Graph, n: int = 6) -> np.ndarray:
 def test_int16_layers_c_equals_the_interpreter(tmp_path, pow2):
     g = int16_graph(pow2)
     x = _inputs(g)
-    got = tc.run_c(g, x, tmp_path)
+    got = run_c(g, x, tmp_path)
     env = interp.run(g, x, all_tensors=True)
     np.testing.assert_array_equal(got, env["y"])
     model_c = (tmp_path / "model.c").read_text()
@@ -211,7 +211,7 @@ def test_conv_add_relu_c_equals_interpreter_within_one_lsb_of_onnxruntime(tmp_pa
     from edgecomp import api
     from edgecomp.demo import ort_outputs
     from edgecomp.frontends.onnx import from_onnx
-    from test_int16 import _lsb, _output_scale, assert_c_equals_interpreter
+    from onnx_graphs import assert_c_equals_interpreter, lsb, output_scale
 
     path, x = block[kind], block["x"]
     g = from_onnx(path)
@@ -222,7 +222,7 @@ def test_conv_add_relu_c_equals_interpreter_within_one_lsb_of_onnxruntime(tmp_pa
     api.compile_model(path, "host", tmp_path / "b")
     got = api.run_bundle(tmp_path / "b", x, emulate=False, progress=False).outputs_float
     mine = assert_c_equals_interpreter(got, g, x)
-    assert _lsb(mine, ort_outputs(path, x), _output_scale(path)) <= 1.0 + 1e-3
+    assert lsb(mine, ort_outputs(path, x), output_scale(path)) <= 1.0 + 1e-3
 
 
 # --------------------------------------------------------------------------- refusals

@@ -24,15 +24,20 @@ from edgecomp.errors import EdgecompError
 from edgecomp.options import CodegenOptions
 from edgecomp.passes.fuse_residual import fuse_residual_adds
 from edgecomp.passes.requantize import requantize
+from edgecomp.resources import templates_dir
 
 sys.path.insert(0, str(Path(__file__).parent))
-import test_codegen as tc  # noqa: E402  (graph builders and the host harness)
-from test_codegen import act, act_t, bias, graph, random_chain, weights  # noqa: E402
+from c_harness import CFLAGS, HARNESS  # noqa: E402  (the host harness)
+from graph_builders import act, act_t, bias, graph, random_chain, weights  # noqa: E402
 
 pytestmark = pytest.mark.toolchain
 needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="host gcc not installed")
-needs_qemu = pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
-                                reason="QEMU or arm-none-eabi-gcc not installed")
+
+
+def needs_qemu(test):
+    """A test that runs firmware under QEMU: marked `qemu`, skipped without QEMU or arm-none-eabi-gcc."""
+    tools = shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc")
+    return pytest.mark.qemu(pytest.mark.skipif(not tools, reason="QEMU or arm-none-eabi-gcc not installed")(test))
 
 
 GROW = 1 << 20  # arena_growth for single layers: a workspace has no room without growing the arena
@@ -55,10 +60,10 @@ def run_dsp(g: ir.Graph, x: np.ndarray, tmp: Path, dsp: bool = True, speed: bool
     generate(g, tmp, name="model", dsp=dsp, speed=speed, **tuning)
     sources = ["model.c", "weights.c", "ec_kernels.c"] + [f for f in ("ec_kernels_dsp.c", "ec_kernels_gemm.c")
                                                           if (tmp / f).exists()]
-    (tmp / "harness.c").write_text(tc.HARNESS)
-    shutil.copyfile(Path(tc.templates_dir()) / "cortex_m" / "ec_platform.h", tmp / "ec_platform.h")
+    (tmp / "harness.c").write_text(HARNESS)
+    shutil.copyfile(Path(templates_dir()) / "cortex_m" / "ec_platform.h", tmp / "ec_platform.h")
     exe = tmp / "fw"
-    r = subprocess.run(["gcc", *tc.CFLAGS, "-O1", "-DEC_PROBE", "-DEC_DEBUG", "-o", str(exe), "harness.c", *sources,
+    r = subprocess.run(["gcc", *CFLAGS, "-O1", "-DEC_PROBE", "-DEC_DEBUG", "-o", str(exe), "harness.c", *sources,
                         "-lm"], cwd=tmp, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     r = subprocess.run([str(exe)], input=np.ascontiguousarray(x).tobytes(), capture_output=True, check=True)
@@ -225,6 +230,7 @@ def _qemu_layer(g: ir.Graph, out: Path, seed: int, marker: str, optimize: str = 
 
 @needs_qemu
 @pytest.mark.parametrize("model", ["kws_ref_model", "pretrainedResnet_quant"])
+@pytest.mark.slow
 def test_mlperf_dsp_on_cortex_m4_exact_and_fewer_instructions(tmp_path, mlperf_dir, model):
     from edgecomp.frontends.tflite import load_tflite
     from edgecomp.reference import tflm_run
@@ -258,6 +264,7 @@ def test_mlperf_dsp_on_cortex_m4_exact_and_fewer_instructions(tmp_path, mlperf_d
 
 
 @needs_qemu
+@pytest.mark.slow
 def test_dsp_on_cortex_m7_exact(tmp_path, mlperf_dir):
     from edgecomp.frontends.tflite import load_tflite
     from edgecomp.reference import tflm_run
@@ -335,6 +342,7 @@ def test_gemm_conv_matches_reference(tmp_path, blocked, case):
 
 
 @needs_qemu
+@pytest.mark.slow
 def test_gemm_assembly_on_cortex_m4_matches_reference(tmp_path):
     """The assembly inner loop and requantization (ARM only) on the shapes above, under QEMU:
     whole windows and kernel-row blocks, gathered taps, a fused residual add, a clamp."""
@@ -385,6 +393,7 @@ def _pw_dw(h, w, c, actk, zp):
 
 
 @needs_qemu
+@pytest.mark.slow
 def test_dsp_depthwise_3x3_fast_path_on_cortex_m4(tmp_path):
     """The assembly of the depthwise fast path under QEMU, in place after a 1x1 convolution (odd channel
     counts, clamps, padding rows, partial bands), against the reference."""
@@ -528,6 +537,7 @@ def test_row_fusion_with_widened_weights(tmp_path):
 
 
 @needs_qemu
+@pytest.mark.slow
 def test_gemm_widened_weights_on_cortex_m4(tmp_path):
     """The assembly ec_gemm16_2x2 under QEMU: one tile, tiles, a residual add, a row-fused pair."""
     graphs = [(conv(**WIDE_CASES[0]), 0), (conv(**WIDE_CASES[2]), 4), (conv(**WIDE_CASES[3]), 0),
@@ -726,6 +736,7 @@ def test_dsp_depthwise_3x3_stride2(tmp_path, case):
 
 
 @needs_qemu
+@pytest.mark.slow
 def test_dsp_depthwise_3x3_stride2_on_cortex_m4(tmp_path):
     for i, case in enumerate(DW_S2_CASES):
         _qemu_layer(_dw_s2(**case), tmp_path / f"case{i}", 40 + i, "ec_depthwise_conv2d_s8_dsp3x3s2(")
@@ -808,6 +819,7 @@ def test_speed_weights_in_flash_match_reference(tmp_path, case):
 
 
 @needs_qemu
+@pytest.mark.slow
 def test_speed_weights_in_flash_on_cortex_m4(tmp_path):
     """The same under QEMU (the assembly block product, the window copy of a pointwise pixel pair,
     ec_gemm_store2k), and a row-fused pair."""

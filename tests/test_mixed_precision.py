@@ -24,6 +24,8 @@ def trained():
 
 
 @pytest.mark.parametrize("keep", [["conv2"], ["pw.0", "fc"]])
+@pytest.mark.slow
+@pytest.mark.toolchain
 def test_layers_kept_in_float_run_float_kernels_and_match_onnxruntime(trained, tmp_path, keep):
     model, xtr, xte = trained
     q = tmp_path / "mixed.onnx"
@@ -52,6 +54,9 @@ def test_layers_kept_in_float_run_float_kernels_and_match_onnxruntime(trained, t
     assert "dequantize" not in [layer["op"] for layer in full["layers"]]
 
 
+@pytest.mark.slow
+@pytest.mark.toolchain
+@pytest.mark.qemu
 def test_mixed_model_runs_under_qemu_on_cortex_m4(trained, tmp_path):
     if not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")):
         pytest.fail("needs arm-none-eabi-gcc and qemu-system-arm (bash scripts/install.sh)")
@@ -65,6 +70,7 @@ def test_mixed_model_runs_under_qemu_on_cortex_m4(trained, tmp_path):
     assert np.abs(got - ort_outputs(q, x)).max() <= 2 * scale + 1e-5
 
 
+@pytest.mark.slow
 def test_unknown_layer_is_one_clear_message(tmp_path, trained):
     model, xtr, xte = trained
     from edgecomp.frontends.torch import export_onnx
@@ -78,6 +84,8 @@ def test_unknown_layer_is_one_clear_message(tmp_path, trained):
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.slow
+@pytest.mark.toolchain
 def test_choose_precision_then_compile_the_mix(trained, tmp_path):
     from edgecomp.compress.mixed import choose_precision, compile_mixed, float_layers
     from edgecomp.demo import digits_split
@@ -97,6 +105,7 @@ def test_choose_precision_then_compile_the_mix(trained, tmp_path):
 
 
 @pytest.mark.toolchain
+@pytest.mark.slow
 def test_mixed_int4_int8_flash_is_what_the_report_predicts(tmp_path):
     """choose_precision under a flash budget mixes int4 and int8 layers; the compiled bundle stores
     the int4 ones packed (two weights a byte), its flash_bytes is within 5 % of the prediction, and the

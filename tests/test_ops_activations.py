@@ -252,6 +252,7 @@ def qdq_chain_float(chain, shape):
 
 # -- table composition -------------------------------------------------------------------------------
 
+@pytest.mark.toolchain
 def test_luts_compose_and_a_clamp_only_lut_joins_the_conv(tflite_builder):
     """LOGISTIC after HARD_SWISH: one table (the same integers); RELU6 right after a conv, in the conv's
     quantization: the conv's clamp range (exact)."""

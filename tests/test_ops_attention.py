@@ -8,7 +8,7 @@ import pytest
 from onnx import helper as h
 
 from onnx_graphs import const, float_model, import_run, lsb_diff, ort_run, qdq, qdq_model, save, to_onnx_layout
-from test_codegen import run_c
+from c_harness import run_c
 
 SHAPES = {3: (6, 5), 4: (3, 6, 5)}
 CASES = [(r, b) for r in (3, 4) for b in (1, 2)]

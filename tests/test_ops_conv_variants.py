@@ -14,8 +14,8 @@ from edgecomp import api, interp, ir
 from edgecomp.frontends.tflite import load_tflite
 from edgecomp.passes.requantize import requantize
 from onnx_graphs import const, float_model, import_run, lsb_diff, ort_run, qdq, qdq_model, save, to_onnx_layout
-from test_codegen import run_c
-from test_ops_mean import _inputs, _tflm, _tq
+from c_harness import run_c
+from op_check import q as tq, random_inputs, tflm
 
 RNG = np.random.default_rng(7)
 
@@ -38,7 +38,7 @@ def _bias(n, dtype):
 
 
 def _act_t(name, shape, dtype, q):
-    return _tq(name, shape, *q) if dtype == "int8" else dict(name=name, shape=list(shape), dtype="float32")
+    return tq(name, shape, *q) if dtype == "int8" else dict(name=name, shape=list(shape), dtype="float32")
 
 
 #: (input shape, output shape, kernel, stride, padding (0 SAME, 1 VALID), fused activation, bias)
@@ -79,8 +79,8 @@ def grouped_tflite(case, dtype):
 
 def _vs_tflm(m, xs, dtype, n):
     g = requantize(load_tflite(m))
-    x = _inputs(xs, dtype, n, seed=3)
-    want = _tflm(m, x)
+    x = random_inputs(xs, dtype, n, seed=3)
+    want = tflm(m, [x])
     got = np.stack([interp.run(g, s)[g.outputs[0]] for s in x])
     if dtype == "int8":
         np.testing.assert_array_equal(got.reshape(want.shape), want)
@@ -162,7 +162,7 @@ def test_onnx_conv_transpose_matches_onnxruntime(tmp_path, case, batch):
     shape = (batch, ci, hh, ww)
     attrs = dict(attrs, kernel_shape=list(k))
     pf = save(float_model(shape, _layer("ConvTranspose", (ci, co) + k, 1, attrs, False)), tmp_path / "m.onnx")
-    x = _inputs(shape, "float32", 1, seed=1)[0]
+    x = random_inputs(shape, "float32", 1, seed=1)[0]
     g, _, got = import_run(pf, x)
     want = ort_run(pf, x)
     np.testing.assert_allclose(to_onnx_layout(got, want.shape), want, rtol=1e-5, atol=1e-5)
@@ -171,7 +171,7 @@ def test_onnx_conv_transpose_matches_onnxruntime(tmp_path, case, batch):
               tmp_path / "q.onnx")
     worst = 0
     for seed in range(10):
-        x = _inputs(shape, "float32", 1, seed=seed)[0]
+        x = random_inputs(shape, "float32", 1, seed=seed)[0]
         g, _, got = import_run(pq, x)
         worst = max(worst, lsb_diff(got, ort_run(pq, x), g))
     assert worst <= 1 and [n.op for n in g.nodes] == ["transpose_conv2d"] and g.tensors[g.inputs[0]].dtype == "int8"
@@ -190,7 +190,7 @@ def test_onnx_grouped_conv_matches_onnxruntime(tmp_path, case, batch):
     attrs = dict(attrs, kernel_shape=list(k), group=groups)
     w_shape = (co, ci // groups) + k
     pf = save(float_model(shape, _layer("Conv", w_shape, 0, attrs, False)), tmp_path / "m.onnx")
-    x = _inputs(shape, "float32", 1, seed=2)[0]
+    x = random_inputs(shape, "float32", 1, seed=2)[0]
     g, _, got = import_run(pf, x)
     want = ort_run(pf, x)
     np.testing.assert_allclose(to_onnx_layout(got, want.shape), want, rtol=1e-5, atol=1e-5)
@@ -198,7 +198,7 @@ def test_onnx_grouped_conv_matches_onnxruntime(tmp_path, case, batch):
     pq = save(qdq_model(shape, _layer("Conv", w_shape, 0, attrs, True), (0.04, 2), (0.05, -3)), tmp_path / "q.onnx")
     worst = 0
     for seed in range(10):
-        x = _inputs(shape, "float32", 1, seed=seed)[0]
+        x = random_inputs(shape, "float32", 1, seed=seed)[0]
         g, _, got = import_run(pq, x)
         worst = max(worst, lsb_diff(got, ort_run(pq, x), g))
     assert worst <= 1
@@ -217,7 +217,7 @@ def test_batch_norm_without_a_convolution_matches_onnxruntime(tmp_path, shape):
     """A per-channel affine (a 1x1 depthwise convolution): float, and an int8 island with its own
     output scale (ORT's QDQ BatchNormalization)."""
     pf = save(float_model(shape, _bn(shape[1])), tmp_path / "m.onnx")
-    x = _inputs(shape, "float32", 1, seed=4)[0]
+    x = random_inputs(shape, "float32", 1, seed=4)[0]
     g, _, got = import_run(pf, x)
     want = ort_run(pf, x)
     np.testing.assert_allclose(to_onnx_layout(got, want.shape), want, rtol=1e-5, atol=1e-5)
@@ -225,7 +225,7 @@ def test_batch_norm_without_a_convolution_matches_onnxruntime(tmp_path, shape):
     pq = save(qdq_model(shape, _bn(shape[1]), (0.03, -6), (0.021, 9)), tmp_path / "q.onnx")
     worst = 0
     for seed in range(10):
-        x = _inputs(shape, "float32", 1, seed=seed)[0]
+        x = random_inputs(shape, "float32", 1, seed=seed)[0]
         g, _, got = import_run(pq, x)
         worst = max(worst, lsb_diff(got, ort_run(pq, x), g))
     assert worst <= 1 and "dequantize" not in [n.op for n in g.nodes]
@@ -239,7 +239,7 @@ def test_transpose_and_grouped_conv_host_c_equal_interpreter(tmp_path, dtype):
     for i, m in enumerate([tconv_tflite(TCONVS[0], dtype), tconv_tflite(TCONVS[3], dtype),
                            grouped_tflite(GROUPED[1], dtype)]):
         g = requantize(load_tflite(m))
-        x = _inputs(g.tensors[g.inputs[0]].shape, dtype, 1, seed=i)[0]
+        x = random_inputs(g.tensors[g.inputs[0]].shape, dtype, 1, seed=i)[0]
         (tmp_path / str(i)).mkdir()
         got = run_c(g, x, tmp_path / str(i), dsp=True)
         want = interp.run(g, x)[g.outputs[0]]
@@ -260,7 +260,7 @@ def test_grouped_conv_with_a_fused_residual_add_host_c(tmp_path):
         n2, i2, yd = qdq(y, 0.05, -3, "yq")
         return nodes + n2 + [h.make_node("Add", [yd, x], ["s"])], "s", inits + i2
     p = save(qdq_model(shape, body, (0.04, 2), (0.06, 1)), tmp_path / "q.onnx")
-    g, xin, want = import_run(p, _inputs(shape, "float32", 1, seed=3)[0])
+    g, xin, want = import_run(p, random_inputs(shape, "float32", 1, seed=3)[0])
     (tmp_path / "c").mkdir()
     got = run_c(g, xin, tmp_path / "c", dsp=True)
     np.testing.assert_array_equal(got.reshape(-1), want.reshape(-1))
@@ -272,7 +272,7 @@ def test_grouped_conv_with_a_fused_residual_add_host_c(tmp_path):
 def test_batch_norm_affine_host_c_equals_interpreter(tmp_path):
     shape = (2, 5, 6)
     p = save(qdq_model(shape, _bn(5), (0.03, -6), (0.021, 9)), tmp_path / "q.onnx")
-    g, xin, want = import_run(p, _inputs(shape, "float32", 1, seed=8)[0])
+    g, xin, want = import_run(p, random_inputs(shape, "float32", 1, seed=8)[0])
     (tmp_path / "c").mkdir()
     got = run_c(g, xin, tmp_path / "c", dsp=True)
     np.testing.assert_array_equal(got.reshape(-1), want.reshape(-1))
@@ -284,9 +284,9 @@ def test_decoder_block_on_cortex_m4_equals_tflm(tmp_path):
     """A grouped convolution then a 2x transpose convolution (an encoder-decoder's upsampling) on
     cortex-m4 under QEMU, bit-exact with TFLM; their MACs in the manifest."""
     xs, ys = (1, 6, 6, 4), (1, 12, 12, 3)
-    t = [_tq("x", xs, 0.05, 3), _weights((4, 3, 3, 2), "int8"), _bias(4, "int8"), _tq("g", xs, 0.08, -2),
+    t = [tq("x", xs, 0.05, 3), _weights((4, 3, 3, 2), "int8"), _bias(4, "int8"), tq("g", xs, 0.08, -2),
          dict(name="shape", shape=[4], dtype="int32", data=np.array(ys, np.int32)),
-         dict(_weights((3, 3, 3, 4), "int8"), name="w2"), _tq("y", ys, 0.1, 5)]
+         dict(_weights((3, 3, 3, 4), "int8"), name="w2"), tq("y", ys, 0.1, 5)]
     ops = [dict(op="CONV_2D", inputs=[0, 1, 2], outputs=[3],
                 options=("Conv2DOptions", {"Padding": 0, "StrideH": 1, "StrideW": 1, "FusedActivationFunction": 1,
                                            "DilationHFactor": 1, "DilationWFactor": 1})),
@@ -297,6 +297,6 @@ def test_decoder_block_on_cortex_m4_equals_tflm(tmp_path):
     (tmp_path / "m.tflite").write_bytes(m)
     man = api.compile_model(tmp_path / "m.tflite", "cortex-m4", tmp_path / "b")
     assert [lay["macs"] for lay in man["layers"]] == [6 * 6 * 4 * 9 * 2, 6 * 6 * 4 * 3 * 9]
-    x = _inputs(xs[1:], "int8", 3, seed=6)
+    x = random_inputs(xs[1:], "int8", 3, seed=6)
     got = api.run_bundle(tmp_path / "b", x, emulate=True, progress=False).outputs
-    np.testing.assert_array_equal(got.reshape(3, -1), _tflm(m, x[:, None]).reshape(3, -1))
+    np.testing.assert_array_equal(got.reshape(3, -1), tflm(m, [x[:, None]]).reshape(3, -1))

@@ -268,7 +268,7 @@ def run_c(g, x, tmp):
     """The host C build of ``g`` on the rows of ``x`` (whole model invocations): its output bytes."""
     import subprocess
 
-    from test_codegen import build
+    from c_harness import build
 
     from edgecomp import ir
     from edgecomp.backends.c import generate

@@ -16,22 +16,19 @@ from edgecomp import api, interp
 from edgecomp.frontends.tflite import load_tflite
 from edgecomp.passes.requantize import requantize
 from onnx_graphs import const, float_model, import_run, lsb_diff, ort_run, qdq, qdq_model, save, to_onnx_layout
-from test_codegen import run_c
+from c_harness import run_c
+from op_check import q as tq, random_inputs, tflm
 
 AXES = {2: [(1,)], 3: [(1,), (2,), (1, 2)],
         4: [(1, 2), (1,), (2,), (3,), (1, 3), (2, 3), (1, 2, 3)]}
 SHAPES = {2: (7,), 3: (5, 6), 4: (4, 5, 6)}  # after the batch axis
 
 
-def _tq(name, shape, scale, zp, dtype="int8", **kw):
-    return dict(name=name, shape=list(shape), dtype=dtype, scale=[scale], zero_point=[zp], **kw)
-
-
 def mean_tflite(rank: int, batch: int, dtype: str, in_q=(0.05, 3), out_q=(0.02, -5)) -> bytes:
     """One model with a MEAN per axis set and keep_dims value, each reshaped to [batch, -1] and all
     concatenated (a copy: the output holds every mean's values)."""
     shape = (batch,) + SHAPES[rank]
-    quant = (lambda n, s, q: _tq(n, s, *q)) if dtype == "int8" else \
+    quant = (lambda n, s, q: tq(n, s, *q)) if dtype == "int8" else \
         (lambda n, s, q: dict(name=n, shape=list(s), dtype="float32"))
     tensors, ops, parts = [quant("x", shape, in_q)], [], []
     for axes, keep in itertools.product(AXES[rank], (True, False)):
@@ -54,24 +51,6 @@ def mean_tflite(rank: int, batch: int, dtype: str, in_q=(0.05, 3), out_q=(0.02, 
     return build_tflite(tensors, ops, [0], [parts[0][0]])
 
 
-def _tflm(model: bytes, x: np.ndarray) -> np.ndarray:
-    from tflite_micro.python.tflite_micro import runtime
-    tflm = runtime.Interpreter.from_bytes(model, arena_size=1 << 20)
-    outs = []
-    for s in x:
-        tflm.set_input(s, 0)
-        tflm.invoke()
-        outs.append(tflm.get_output(0).copy())
-    return np.stack(outs)
-
-
-def _inputs(shape, dtype, n, seed):
-    rng = np.random.default_rng(seed)
-    if dtype == "int8":
-        return rng.integers(-128, 128, (n,) + tuple(shape)).astype(np.int8)
-    return rng.standard_normal((n,) + tuple(shape)).astype(np.float32)
-
-
 CASES = [(r, b) for r in (2, 3, 4) for b in (1, 2)]
 
 
@@ -83,8 +62,8 @@ def test_tflite_mean_int8_bit_exact_with_tflm(rank, batch, in_q, out_q):
     m = mean_tflite(rank, batch, "int8", in_q, out_q)
     g = requantize(load_tflite(m))
     assert sum(n.op == "mean" for n in g.nodes) == 2 * len(AXES[rank])
-    x = _inputs((batch,) + SHAPES[rank], "int8", 100, seed=rank * 10 + batch)
-    want = _tflm(m, x)
+    x = random_inputs((batch,) + SHAPES[rank], "int8", 100, seed=rank * 10 + batch)
+    want = tflm(m, [x])
     got = np.stack([interp.run(g, s)[g.outputs[0]] for s in x]) if batch > 1 else interp.run(g, x[:, 0])[g.outputs[0]]
     np.testing.assert_array_equal(got.reshape(want.shape), want)
     assert len(np.unique(want)) > 20
@@ -94,8 +73,8 @@ def test_tflite_mean_int8_bit_exact_with_tflm(rank, batch, in_q, out_q):
 def test_tflite_mean_float_matches_tflm(rank):
     m = mean_tflite(rank, 2, "float32")
     g = load_tflite(m)
-    x = _inputs((2,) + SHAPES[rank], "float32", 5, seed=rank)
-    want = _tflm(m, x)
+    x = random_inputs((2,) + SHAPES[rank], "float32", 5, seed=rank)
+    want = tflm(m, [x])
     got = np.stack([interp.run(g, s)[g.outputs[0]] for s in x])
     np.testing.assert_allclose(got.reshape(want.shape), want, rtol=1e-5, atol=1e-6)
 
@@ -105,7 +84,7 @@ def test_tflite_mean_float_matches_tflm(rank):
 def test_tflite_mean_host_c_equals_interpreter(tmp_path, rank, batch, dsp):
     """Reference and DSP kernels (the spatial mean over 4 channels at a time) bit for bit."""
     g = requantize(load_tflite(mean_tflite(rank, batch, "int8")))
-    x = _inputs((batch,) + SHAPES[rank], "int8", 1, seed=5)[0]
+    x = random_inputs((batch,) + SHAPES[rank], "int8", 1, seed=5)[0]
     got = run_c(g, x, tmp_path, dsp=dsp)
     np.testing.assert_array_equal(got.reshape(-1), interp.run(g, x)[g.outputs[0]].reshape(-1))
     c = (tmp_path / "model.c").read_text()
@@ -116,14 +95,14 @@ def test_tflite_mean_host_c_equals_interpreter(tmp_path, rank, batch, dsp):
 def test_dsp_mean_sums_more_than_256_pixels_exactly(tmp_path):
     """The 16-bit lanes are flushed every 256 pixels: 30x40 pixels of -128 and of 127 (the extremes),
     5 channels (a tail channel after the 4-channel group)."""
-    t = [_tq("x", (1, 30, 40, 5), 0.05, 3), dict(name="a", shape=[2], dtype="int32", data=np.array([1, 2], np.int32)),
-         _tq("y", (1, 5), 0.05, 3)]
+    t = [tq("x", (1, 30, 40, 5), 0.05, 3), dict(name="a", shape=[2], dtype="int32", data=np.array([1, 2], np.int32)),
+         tq("y", (1, 5), 0.05, 3)]
     m = build_tflite(t, [dict(op="MEAN", inputs=[0, 1], outputs=[2], options=("ReducerOptions", {"KeepDims": False}))],
                      [0], [2])
     g = requantize(load_tflite(m))
     x = np.stack([np.full((30, 40, 5), -128, np.int8), np.full((30, 40, 5), 127, np.int8),
-                  _inputs((30, 40, 5), "int8", 1, 3)[0]])
-    want = _tflm(m, x[:, None])
+                  random_inputs((30, 40, 5), "int8", 1, 3)[0]])
+    want = tflm(m, [x[:, None]])
     assert want[0].max() == -128 and want[1].min() == 127  # the extremes, not saturated
     got = run_c(g, x, tmp_path, dsp=True)
     np.testing.assert_array_equal(got.reshape(want.shape), want)
@@ -172,7 +151,7 @@ ONNX_CASES = [(r, b, o) for r in (2, 3, 4) for b in (1, 2) for o in (17, 18)]
 def test_reduce_mean_float_matches_onnxruntime(tmp_path, rank, batch, opset):
     shape = (batch,) + ONNX_SHAPES[rank]
     p = save(float_model(shape, reduce_mean_body(rank, opset), opset), tmp_path / "m.onnx")
-    x = _inputs(shape, "float32", 1, seed=rank)[0]
+    x = random_inputs(shape, "float32", 1, seed=rank)[0]
     g, _, got = import_run(p, x)
     want = ort_run(p, x)
     np.testing.assert_allclose(to_onnx_layout(got, want.shape), want, rtol=1e-5, atol=1e-6)
@@ -186,7 +165,7 @@ def test_reduce_mean_int8_within_one_lsb_of_onnxruntime(tmp_path, rank, batch):
     p = save(qdq_model(shape, reduce_mean_body(rank, qdq_out=out_q), (0.031, 5), out_q), tmp_path / "q.onnx")
     worst = 0
     for seed in range(20):
-        x = _inputs(shape, "float32", 1, seed=seed)[0] * 1.5
+        x = random_inputs(shape, "float32", 1, seed=seed)[0] * 1.5
         g, _, got = import_run(p, x)
         worst = max(worst, lsb_diff(got, ort_run(p, x), g))
     assert worst <= 1
@@ -199,7 +178,7 @@ def test_reduce_mean_int8_host_c_equals_interpreter(tmp_path, rank, batch):
     shape = (batch,) + ONNX_SHAPES[rank]
     out_q = (0.011, -7)
     p = save(qdq_model(shape, reduce_mean_body(rank, qdq_out=out_q), (0.031, 5), out_q), tmp_path / "q.onnx")
-    g, xin, want = import_run(p, _inputs(shape, "float32", 1, seed=1)[0])
+    g, xin, want = import_run(p, random_inputs(shape, "float32", 1, seed=1)[0])
     (tmp_path / "c").mkdir()
     got = run_c(g, xin, tmp_path / "c", dsp=True)
     np.testing.assert_array_equal(got.reshape(-1), want.reshape(-1))
@@ -209,7 +188,7 @@ def test_reduce_mean_int8_host_c_equals_interpreter(tmp_path, rank, batch):
 def test_reduce_mean_float_host_c_matches_onnxruntime(tmp_path):
     shape = (2,) + ONNX_SHAPES[4]
     p = save(float_model(shape, reduce_mean_body(4)), tmp_path / "m.onnx")
-    x = _inputs(shape, "float32", 1, seed=2)[0]
+    x = random_inputs(shape, "float32", 1, seed=2)[0]
     g, xin, _ = import_run(p, x)
     (tmp_path / "c").mkdir()
     got = run_c(g, xin, tmp_path / "c")
@@ -228,7 +207,7 @@ def test_global_average_pool_with_two_scales_is_int8(tmp_path, batch):
     p = save(qdq_model(shape, body, (0.04, -3), (0.0093, 11)), tmp_path / "q.onnx")
     worst = 0
     for seed in range(20):
-        x = _inputs(shape, "float32", 1, seed=seed)[0] + 0.5
+        x = random_inputs(shape, "float32", 1, seed=seed)[0] + 0.5
         g, _, got = import_run(p, x)
         worst = max(worst, lsb_diff(got, ort_run(p, x), g))
     assert [n.op for n in g.nodes] == ["mean"] and g.tensors[g.outputs[0]].dtype == "int8"
@@ -245,7 +224,7 @@ def test_global_average_pool_with_two_scales_compiles_without_float(tmp_path):
     p = save(qdq_model(shape, body, (0.04, -3), (0.0093, 11)), tmp_path / "q.onnx")
     man = api.compile_model(p, "host", tmp_path / "b")
     assert [lay["op"] for lay in man["layers"]] == ["mean"]
-    x = _inputs(shape[1:], "float32", 16, seed=4) + 0.5
+    x = random_inputs(shape[1:], "float32", 16, seed=4) + 0.5
     got = api.run_bundle(tmp_path / "b", x, emulate=False, progress=False).outputs
     want = np.concatenate([ort_run(p, s[None]) for s in x])
     q = man["outputs"][0]["quantization"]
@@ -263,6 +242,6 @@ def test_mean_on_cortex_m4_equals_tflm(tmp_path):
     (tmp_path / "m.tflite").write_bytes(m)
     api.compile_model(tmp_path / "m.tflite", "cortex-m4", tmp_path / "b")
     assert "ec_mean_s8_dsp(" in (tmp_path / "b" / "model.c").read_text()
-    x = _inputs((1,) + SHAPES[4], "int8", 4, seed=9)
+    x = random_inputs((1,) + SHAPES[4], "int8", 4, seed=9)
     got = api.run_bundle(tmp_path / "b", x[:, 0], emulate=True, progress=False).outputs
-    np.testing.assert_array_equal(got.reshape(4, -1), _tflm(m, x).reshape(4, -1))
+    np.testing.assert_array_equal(got.reshape(4, -1), tflm(m, [x]).reshape(4, -1))

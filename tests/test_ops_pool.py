@@ -11,8 +11,8 @@ from onnx import helper as h
 from edgecomp.errors import UnsupportedError
 from edgecomp.frontends.onnx import from_onnx
 from onnx_graphs import float_model, import_run, lsb_diff, ort_run, qdq_model, save, to_onnx_layout
-from test_codegen import run_c
-from test_ops_mean import _inputs
+from c_harness import run_c
+from op_check import random_inputs
 
 #: (op, input H x W, kernel, stride, pads (t, l, b, r), ceil_mode, count_include_pad, dilation)
 POOLS = [
@@ -51,7 +51,7 @@ def test_pool_float_matches_onnxruntime(tmp_path, pool, batch):
     op, hw, *rest = pool
     shape = (batch, 3) + hw
     p = save(float_model(shape, _pool(op, *rest), opset=22), tmp_path / "m.onnx")
-    x = _inputs(shape, "float32", 1, seed=sum(hw))[0]
+    x = random_inputs(shape, "float32", 1, seed=sum(hw))[0]
     g, _, got = import_run(p, x)
     want = ort_run(p, x)
     np.testing.assert_allclose(to_onnx_layout(got, want.shape), want, rtol=1e-5, atol=1e-6)
@@ -67,7 +67,7 @@ def test_pool_int8_within_one_lsb_of_onnxruntime(tmp_path, pool, batch):
     p = save(qdq_model(shape, _pool(op, *rest), q, q, opset=22), tmp_path / "q.onnx")
     worst = 0
     for seed in range(10):
-        x = _inputs(shape, "float32", 1, seed=seed)[0] * 2
+        x = random_inputs(shape, "float32", 1, seed=seed)[0] * 2
         g, _, got = import_run(p, x)
         worst = max(worst, lsb_diff(got, ort_run(p, x), g))
     assert worst <= 1
@@ -107,7 +107,7 @@ def test_pool_host_c_equals_interpreter(tmp_path, dtype, pool):
     q = (0.043, 17)
     m = qdq_model(shape, _pool(op, *rest), q, q, opset=22) if dtype == "int8" else \
         float_model(shape, _pool(op, *rest), opset=22)
-    g, xin, want = import_run(save(m, tmp_path / "m.onnx"), _inputs(shape, "float32", 1, seed=5)[0] * 2)
+    g, xin, want = import_run(save(m, tmp_path / "m.onnx"), random_inputs(shape, "float32", 1, seed=5)[0] * 2)
     (tmp_path / "c").mkdir()
     got = run_c(g, xin, tmp_path / "c")
     if dtype == "int8":

@@ -29,6 +29,7 @@ def data():
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.toolchain
 def test_float32_host_build_matches_onnxruntime(tmp_path, kind, data):
     _, x = data
     torch.manual_seed(0)
@@ -40,6 +41,7 @@ def test_float32_host_build_matches_onnxruntime(tmp_path, kind, data):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.toolchain
 def test_int8_host_build_within_one_lsb_of_onnxruntime(tmp_path, kind, data):
     calib, x = data
     torch.manual_seed(0)

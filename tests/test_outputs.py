@@ -117,6 +117,7 @@ def test_force_writes_into_a_folder_and_deletes_only_what_edgecomp_wrote(tmp_pat
     assert all(_snapshot(proj)[k] == v for k, v in before.items())
 
 
+@pytest.mark.toolchain
 def test_force_never_overwrites_a_file_edgecomp_did_not_write(tmp_path, model):
     proj = tmp_path / "proj"
     before = _project(proj)

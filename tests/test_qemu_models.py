@@ -11,8 +11,9 @@ import pytest
 
 from edgecomp import api
 
-pytestmark = pytest.mark.skipif(not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
-                                reason="needs arm-none-eabi-gcc and qemu-system-arm (bash scripts/install.sh)")
+pytestmark = [pytest.mark.toolchain, pytest.mark.qemu,
+              pytest.mark.skipif(not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
+                                 reason="needs arm-none-eabi-gcc and qemu-system-arm (bash scripts/install.sh)")]
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +34,7 @@ def digits(tmp_path_factory):
     return {"work": work, "qdq": qdq, "m4": work / "m4", "manifest": man, "x": xte[:24], "y": yte[:24]}
 
 
+@pytest.mark.slow
 def test_digits_firmware_under_qemu_matches_onnxruntime(digits):
     from edgecomp.demo import ort_outputs
 
@@ -51,6 +53,7 @@ def test_digits_firmware_under_qemu_matches_onnxruntime(digits):
     assert res.unit == "systick" and res.instructions_per_inference > digits["manifest"]["macs"]
 
 
+@pytest.mark.slow
 def test_digits_on_cortex_m0_microbit_fits_16k_and_equals_cortex_m4(digits):
     x = digits["x"][:8]
     m0 = api.compile_model(str(digits["qdq"]), "cortex-m0", digits["work"] / "m0")

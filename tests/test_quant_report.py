@@ -131,8 +131,9 @@ def test_layers_left_in_float_say_which_why_and_cost(digits, tmp_path, capsys):
     assert rc == 0, err
     fl = read_manifest(tmp_path / "b")["quantization"]["float_layers"]
     assert fl == [{"name": "classifier", "op": "fully_connected", "reason": "--keep-float", "float_macs": 480,
-                   "extra_flash_bytes": 3 * 480}]
-    assert "left in float: classifier (fully_connected): --keep-float; 480 float MACs, +1,440 B of weights" in out
+                   "extra_flash_bytes": 3 * 480, "float_ram_bytes": 4 * 10}]
+    assert ("left in float: classifier (fully_connected): --keep-float; 480 float MACs, +1,440 B of weights, "
+            "40 B float32 output") in out
 
 
 def _outlier_model(path: Path) -> Path:

@@ -20,7 +20,7 @@ from edgecomp.numerics import affine_quantize
 from edgecomp.options import CodegenOptions
 from edgecomp.reference import litert_run, tflm_run
 from rnn_models import tflite_lstm, write
-from test_codegen import build, run_c
+from c_harness import build, run_c
 
 HAS_GCC = shutil.which("gcc") is not None
 HAS_ARM = bool(shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm"))

@@ -96,6 +96,7 @@ def _check(tmp_path: Path, a: Path, b: Path, model: Path, options: dict) -> dict
     return man
 
 
+@pytest.mark.toolchain
 def test_float_host_bundle_is_reproducible(tmp_path):
     model = _onnx(tmp_path / "net.onnx")
     a, b = _compile_twice(tmp_path, model, ["--target", "host", "--precision", "float32"])
@@ -103,6 +104,7 @@ def test_float_host_bundle_is_reproducible(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="no arm-none-eabi-gcc")
+@pytest.mark.toolchain
 def test_int8_cortex_m4_bundle_is_reproducible(tmp_path):
     """ORT calibration + QDQ lowering + firmware: still the same bytes."""
     model = _onnx(tmp_path / "net.onnx")
@@ -113,6 +115,7 @@ def test_int8_cortex_m4_bundle_is_reproducible(tmp_path):
     assert man["inputs"][0]["dtype"] == "int8"
 
 
+@pytest.mark.toolchain
 def test_tflite_host_bundle_is_reproducible(tmp_path, mlperf_dir):
     model = tmp_path / "kws.tflite"
     shutil.copyfile(mlperf_dir / "kws_ref_model.tflite", model)

@@ -68,9 +68,9 @@ def x86(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory):
-    from test_rpi_bundle import make_cnn
+    from layer_zoo import export_small_cnn
     d = tmp_path_factory.mktemp("aarch64")
-    cnn = make_cnn(d / "cnn.onnx")
+    cnn = export_small_cnn(d / "cnn.onnx")
     calib = np.random.default_rng(0).random((32, 1, 28, 28), dtype=np.float32)
     write_rpi_bundle(cnn, "rpi4", d / "fp32", precision="float32")
     write_rpi_bundle(cnn, "rpi4", d / "int8", calib=calib)

@@ -15,23 +15,12 @@ from edgecomp.backends.rpi import (ORT_PIN, read_probe, plot_probe, render_probe
 from edgecomp.bundle import verify_manifest
 from edgecomp.errors import EdgecompError, ModelError, ToolError, UnsupportedError
 from edgecomp.targets import load_target
-
-
-def make_cnn(path: Path) -> Path:
-    """A small MNIST-shaped CNN (1x28x28 -> 10), fixed weights."""
-    import torch
-    from edgecomp.frontends.torch import export_onnx
-    torch.manual_seed(0)
-    m = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Conv2d(8, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Flatten(), torch.nn.Linear(16 * 7 * 7, 10)).eval()
-    return export_onnx(m, torch.zeros(1, 1, 28, 28), path)
+from layer_zoo import export_small_cnn
 
 
 @pytest.fixture(scope="module")
 def cnn(tmp_path_factory) -> Path:
-    return make_cnn(tmp_path_factory.mktemp("cnn") / "cnn.onnx")
+    return export_small_cnn(tmp_path_factory.mktemp("cnn") / "cnn.onnx")
 
 
 @pytest.fixture(scope="module")

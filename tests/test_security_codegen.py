@@ -111,6 +111,7 @@ def bundles(tmp_path_factory):
     return out
 
 
+@pytest.mark.toolchain
 def test_hostile_names_compile_and_compute_the_same(bundles):
     from edgecomp import api
 
@@ -120,6 +121,7 @@ def test_hostile_names_compile_and_compute_the_same(bundles):
     assert a.shape == (3, 5) and np.array_equal(a, b)
 
 
+@pytest.mark.toolchain
 def test_generated_c_has_the_same_structure_as_with_plain_names(bundles):
     for f in SOURCES:
         plain = (bundles["plain"][0] / f).read_text()
@@ -136,6 +138,7 @@ def test_generated_c_has_the_same_structure_as_with_plain_names(bundles):
                [l for l in plain.splitlines() if l.endswith("\\")]
 
 
+@pytest.mark.toolchain
 def test_layer_names_survive_as_escaped_strings(bundles):
     text = (bundles["hostile"][0] / "model.c").read_text()
     m = re.search(r"ec_layer_name\[EC_NUM_LAYERS\]\s*=\s*\{(.*?)\};", text, re.S)
@@ -156,6 +159,8 @@ def test_hostile_model_file_name_is_refused(tmp_path):
 
 @pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None,
                     reason="no arm-none-eabi-gcc / qemu-system-arm")
+@pytest.mark.toolchain
+@pytest.mark.qemu
 def test_hostile_names_on_cortex_m4(bundles, tmp_path):
     from edgecomp import api
 
@@ -171,6 +176,7 @@ def test_hostile_names_on_cortex_m4(bundles, tmp_path):
 
 
 # ----------------------------------------------------------------------------- device-side guards
+@pytest.mark.toolchain
 def test_static_assertion_on_the_arena(bundles, tmp_path):
     """model.c refuses to compile if the planned tensors overrun the arena."""
     src = bundles["plain"][0]
@@ -190,6 +196,7 @@ def test_static_assertion_on_the_arena(bundles, tmp_path):
     assert r.returncode == 0, r.stderr
 
 
+@pytest.mark.toolchain
 def test_debug_build_checks_pointers_at_the_api(bundles, tmp_path):
     """With -DEC_DEBUG, ec_run(NULL, ...) returns an error instead of writing through NULL."""
     src = bundles["plain"][0]

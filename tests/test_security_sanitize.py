@@ -94,6 +94,7 @@ def _utf8(n: str) -> bytes:
     return n.encode("utf-8", errors="surrogatepass")
 
 
+@pytest.mark.toolchain
 def test_hostile_names_compile_with_werror_and_round_trip(tmp_path):
     out, src = _compile_and_run(tmp_path, HOSTILE)
     assert out == b"".join(_utf8(n) + b"\xff" for n in HOSTILE)
@@ -110,6 +111,7 @@ def test_hostile_names_compile_with_werror_and_round_trip(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="no arm-none-eabi-gcc")
+@pytest.mark.toolchain
 def test_hostile_names_cross_compile(tmp_path):
     src = tmp_path / "names.c"
     src.write_text(_c_program(HOSTILE), encoding="ascii")
@@ -124,6 +126,7 @@ _text = st.text(st.characters(codec="utf-8") | st.sampled_from(list("*/\\\"?\n#'
 @settings(max_examples=40, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.lists(_text, min_size=1, max_size=30))
+@pytest.mark.toolchain
 def test_random_names_compile_and_round_trip(tmp_path, names):
     out, _ = _compile_and_run(tmp_path, names)
     assert out == b"".join(_utf8(n) + b"\xff" for n in names)

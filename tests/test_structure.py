@@ -104,6 +104,23 @@ def test_modules_are_small():
     assert not big, f"modules over {MAX_LINES} lines: {big}"
 
 
+def test_test_modules_import_no_other_test_module():
+    """Shared test helpers live in helper modules (c_harness, graph_builders, op_check, ...): a test
+    module that imports another runs that module's setup and ties two files' helpers together."""
+    found = []
+    for path in sorted((ROOT / "tests").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):  # from test_x import ..., from tests / . import test_x
+                names = [node.module or ""] + ([a.name for a in node.names] if node.module in (None, "tests") else [])
+            else:
+                continue
+            found += [f"{path.name}:{node.lineno} imports {n}" for n in names
+                      if n.split(".")[-1].startswith("test_")]
+    assert not found, "\n".join(found)
+
+
 def test_internals_lists_every_pass():
     text = (ROOT / "docs" / "internals.md").read_text()
     missing = [n for n in pipeline.pass_names() if f"`{n}`" not in text]

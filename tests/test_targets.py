@@ -160,6 +160,8 @@ def _need_arm_tools():
 
 
 @pytest.mark.parametrize("name", QEMU_TARGETS)
+@pytest.mark.toolchain
+@pytest.mark.qemu
 def test_systick_factor_matches_a_loop_of_known_length(name, tmp_path):
     _need_arm_tools()
     from edgecomp.backends.cortex_m import build, write_firmware
@@ -181,6 +183,8 @@ def test_systick_factor_matches_a_loop_of_known_length(name, tmp_path):
     assert abs(measured - 2_000_000) <= 2 * target.insns_per_systick, (measured, target.insns_per_systick)
 
 
+@pytest.mark.toolchain
+@pytest.mark.qemu
 def test_timer_is_extended_past_the_24_bit_systick(tmp_path):
     """An inference longer than 2^24 SysTick ticks (671M instructions on mps2) still times right."""
     _need_arm_tools()

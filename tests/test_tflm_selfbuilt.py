@@ -210,8 +210,9 @@ def test_cortex_m4_under_qemu_bit_exact_with_tflm_and_smaller(tmp_path, tflite_b
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_memory_plan_is_safe_and_below_plain_lifetimes(tmp_path, tflite_builder, name):
-    # the memory tests' own helpers and imports (the simulation of a plan that fails on a clobbered tensor)
-    from test_memory_plan import fuse_residual_adds, plan_memory, simulate
+    from edgecomp.passes.fuse_residual import fuse_residual_adds
+    from edgecomp.passes.memory_plan import plan_memory
+    from memory_check import simulate  # the replay of a plan that fails on a clobbered tensor
 
     g = fuse_residual_adds(load_tflite(_model(tmp_path, tflite_builder, name)))
     plan = plan_memory(g)

@@ -210,7 +210,8 @@ def float_layers(graph: ir.Graph, keep_float: Iterable[str] = ()) -> list[dict[s
         reason = ("--keep-float" if n.name in keep else
                   FLOAT_REASONS.get(n.op, f"no integer kernel for {n.op} with these quantization parameters"))
         rows.append({"name": n.name, "op": n.op, "reason": reason, "float_macs": ir.macs(graph, n),
-                     "extra_flash_bytes": 3 * weights})  # float32 weights instead of int8
+                     "extra_flash_bytes": 3 * weights,  # float32 weights instead of int8
+                     "float_ram_bytes": graph.tensors[n.outputs[0]].nbytes})  # its float32 output tensor
     return rows
 
 

@@ -62,11 +62,12 @@ def lower(model: onnx.ModelProto, name: str | None = None, *, fuse: bool = True)
     bad = [n for n in model.graph.node if node_key(n) not in folded
            and (n.op_type not in ONNX_OPS or n.domain not in ("", "ai.onnx"))]
     if bad:
+        from ..alternatives import refusal
         ops = sorted({n.op_type for n in bad})
+        count = {op: sum(n.op_type == op for n in bad) for op in ops}
         nodes = ", ".join(f"{n.name or '(unnamed)'} ({n.op_type})" for n in bad[:5]) + (" ..." if len(bad) > 5 else "")
-        raise UnsupportedError(f"unsupported ONNX ops: {', '.join(ops)}", where=f"nodes {nodes}",
-                               fix=f"Supported ops are {', '.join(sorted(ONNX_OPS))}; replace the others "
-                                   "in the model before export")
+        raise refusal(f"unsupported ONNX ops: {', '.join(f'{op} (x{count[op]})' for op in ops)}",
+                      f"nodes {nodes}", ops, "onnx", list(ONNX_OPS))
     try:
         model = onnx.shape_inference.infer_shapes(model, strict_mode=False)
     except Exception as e:

@@ -286,10 +286,9 @@ class _Importer:
             ops.append((op, codes[ci]))
         if unsupported:
             listed = ", ".join(f"{k} (x{v})" for k, v in sorted(unsupported.items()))
-            raise UnsupportedError(
-                f"the model uses TFLite ops edgecomp does not support: {listed}", where=self.where,
-                fix=f"Supported ops: {', '.join(sorted(o.name for o in TFLITE_OPS.values()))}. Replace the others in the "
-                    "model (e.g. fuse activations, use AVERAGE_POOL_2D) or export it as ONNX")
+            from ..alternatives import refusal
+            raise refusal(f"the model uses TFLite ops edgecomp does not support: {listed}", self.where,
+                          sorted(unsupported), "tflite", [o.name for o in TFLITE_OPS.values()])
         n_in = r.count(sg.InputsLength(), "subgraph inputs")
         n_out = r.count(sg.OutputsLength(), "subgraph outputs")
         if n_in < 1 or n_out < 1:
