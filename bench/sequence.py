@@ -14,6 +14,10 @@ Rows (each family is one function in ROWS; other sequence models add theirs ther
   - The same LSTM streamed: one frame per ec_invoke (instructions per frame).
   Flash and RAM from the linker (the whole firmware's model part: ``model_flash_bytes``; RAM =
   arena + static + measured stack), instructions under QEMU ``-icount shift=0``.
+* attention (``transformer_rows``): a 2-layer PyTorch ``nn.TransformerEncoder`` (d=64, 4 heads, 32
+  tokens, GELU feed-forward of 128; tests/transformer_models.py): float32 against ONNX Runtime's
+  float run (largest absolute difference), and int8 (edgecomp's QDQ quantization, 64 random
+  calibration sequences; layer norms float32) against ORT running the QDQ graph (LSB).
 """
 from __future__ import annotations
 
@@ -104,7 +108,41 @@ def rnn_rows(target: str, n: int, work: Path) -> list[dict]:
     return rows
 
 
-ROWS = [rnn_rows]
+def transformer_rows(target: str, n: int, work: Path) -> list[dict]:
+    """The 2-layer transformer encoder (d=64, 4 heads, 32 tokens, GELU), float32, against ONNX Runtime."""
+    import onnxruntime as ort
+
+    from edgecomp import api
+    from transformer_models import D, TOKENS, export_encoder
+
+    f = export_encoder(work / "encoder.onnx")
+    x = np.random.default_rng(4).normal(0, 1, (n, TOKENS, D)).astype(np.float32)
+    man = api.compile_model(str(f), target, work / "enc", precision="float32")
+    pr = api.run_bundle(work / "enc", x, progress=False)
+    s = ort.InferenceSession(str(f))
+    ref = np.concatenate([s.run(None, {"x": xi[None]})[0] for xi in x])
+    diff = float(np.abs(pr.outputs.reshape(ref.shape) - ref).max())
+    rows = [_row("Transformer encoder 2 x (d=64, 4 heads), 32 tokens, ONNX float32", man, pr.result,
+                 reference="ORT float", agreement=f"{diff:.1e} max abs ({n} x {TOKENS} x {D} values)",
+                 tflm_arena=None)]
+    # int8 (QDQ by edgecomp's quantizer; layer norms stay float) against ORT running the QDQ graph
+    from edgecomp.compress.quantize import reference_session
+    cal = np.random.default_rng(1).normal(0, 1, (64, TOKENS, D)).astype(np.float32)
+    q = work / "encoder.int8.onnx"
+    api.compile_model(str(f), "host", work / "enc_q0", calib=cal, keep_onnx=q)
+    man = api.compile_model(str(q), target, work / "enc_q")
+    pr = api.run_bundle(work / "enc_q", x, progress=False)
+    oq = man["outputs"][0]["quantization"]
+    sc, z = oq["scale"][0], oq["zero_point"][0]
+    sq = reference_session(q)
+    qref = np.concatenate([sq.run(None, {"x": xi[None]})[0] for xi in x])
+    d = np.abs(pr.outputs.reshape(qref.shape).astype(np.int32) - (np.round(qref / sc).astype(np.int32) + z))
+    rows.append(_row("Transformer encoder, ONNX int8 (layer norms float32)", man, pr.result, reference="ORT QDQ",
+                     agreement=f"{int(d.max())} LSB max, {100 * (d > 1).mean():.1f} % > 1 LSB", tflm_arena=None))
+    return rows
+
+
+ROWS = [rnn_rows, transformer_rows]
 
 
 def render(rows: list[dict], target: str, n: int) -> str:
@@ -127,10 +165,13 @@ def main(argv=None) -> int:
     ap.add_argument("--target", default="cortex-m4")
     ap.add_argument("--inputs", type=int, default=8)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "sequence.md"))
+    ap.add_argument("--only", choices=[f.__name__ for f in ROWS], help="run one family of rows")
     a = ap.parse_args(argv)
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="edgecomp-seq-") as td:
         for fam in ROWS:
+            if a.only and fam.__name__ != a.only:
+                continue
             rows += fam(a.target, a.inputs, Path(td))
     text = render(rows, a.target, a.inputs)
     Path(a.out).write_text(text)

@@ -146,7 +146,7 @@ def test_every_op_has_a_reference_kernel():
 
 
 @pytest.mark.parametrize("module", ["edgecomp.backends.c.literals", "edgecomp.backends.c.kernels.catalogue",
-                                    "edgecomp.backends.c.emitter"])
+                                    "edgecomp.backends.c.emitter", "edgecomp.backends.c.emit.attention"])
 def test_doctests(module):
     r = doctest.testmod(importlib.import_module(module))
     assert r.attempted > 0 and r.failed == 0

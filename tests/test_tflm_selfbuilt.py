@@ -147,6 +147,7 @@ OWN_TESTS = {
     "test_ops_mean.py": ("MEAN",),
     "test_ops_conv_variants.py": ("TRANSPOSE_CONV",),
     "test_recurrent.py": ("UNIDIRECTIONAL_SEQUENCE_LSTM",),
+    "test_ops_attention.py": ("BATCH_MATMUL",),
     "test_ops_data_tflite.py": ("DEPTH_TO_SPACE", "EXPAND_DIMS", "GATHER", "PACK", "PAD", "PADV2", "RESIZE_BILINEAR",
                                 "RESIZE_NEAREST_NEIGHBOR", "SLICE", "SPACE_TO_DEPTH", "SPLIT", "SPLIT_V", "SQUEEZE",
                                 "STRIDED_SLICE", "TRANSPOSE", "UNPACK"),

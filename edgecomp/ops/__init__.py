@@ -5,4 +5,4 @@ The interpreter (:mod:`edgecomp.interp`) runs a node by calling its op's functio
 function is the numerics spec every backend is tested against.  Adding an op: a module here
 (or a function in one), an emitter and kernel in the backends, a lowering in the frontends.
 """
-from . import activation, binary, conv, data, elementwise, pool, quant, recurrent, reduce, resize  # noqa: F401  (their define_op calls fill ir.OPS)
+from . import activation, attention, binary, conv, data, elementwise, pool, quant, recurrent, reduce, resize  # noqa: F401  (their define_op calls fill ir.OPS)

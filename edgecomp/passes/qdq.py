@@ -31,7 +31,7 @@ from .graph_edit import remove_dead, rename, replace_uses, same_quant
 
 INT_OPS = ("conv2d", "depthwise_conv2d", "fully_connected", "add", "max_pool2d", "avg_pool2d",
            "softmax", "reshape", "concat", "clamp", "transpose", "mul", "sub", "maximum", "minimum", "affine", "prelu",
-           "mean", "transpose_conv2d", "resize")
+           "mean", "transpose_conv2d", "resize", "batch_matmul")
 #: Ops whose constant inputs stay float in their int8 form (requantize.py makes their integers).
 FLOAT_CONST_OPS = ("affine", "prelu")
 #: Ops whose result depends only on the order of their input values (int32 outputs, no
@@ -77,12 +77,16 @@ def fold_qdq(g: ir.Graph, ctx=None) -> ir.Graph:
     """Rewrite dequantize -> float op -> quantize islands into integer ops (in place); islands of
     one-element float functions become tables first (``elementwise.lut_islands``)."""
     lut_islands(g)
+    if any(n.op == "batch_matmul" for n in g.nodes):
+        sink_dequantize(g)  # the heads' transposes / reshapes to the integer side: the matmul then sees dequantizes
     qconst = g.meta.get("qconst", {})
     for n in list(g.nodes):
         if n.op not in INT_OPS:
             continue
         if n.op in ("maximum", "minimum") and any(g.tensors[i].is_const for i in n.inputs):
             continue  # a constant operand: the float op stays between dequantize / quantize
+        if n.op == "batch_matmul" and any(g.tensors[i].is_const for i in n.inputs):
+            continue  # int8 batch_matmul takes two activations (a constant one stays float)
         cons = g.consumers(n.outputs[0])
         if len(cons) != 1 or cons[0].op != "quantize" or n.outputs[0] in g.outputs:
             continue
@@ -112,7 +116,7 @@ def fold_qdq(g: ir.Graph, ctx=None) -> ir.Graph:
         if n.op == "softmax" and not (abs(float(yquant.scale[0]) - 1 / 256) < 1e-9 and int(yquant.zero_point[0]) == -128):
             continue  # TFLM's int8 softmax needs scale 1/256, zp -128: keep it in float
         requant_after = None
-        if n.op in ("mul", "sub", "maximum", "minimum", "affine", "prelu") and ydtype != "int8":
+        if n.op in ("mul", "sub", "maximum", "minimum", "affine", "prelu", "batch_matmul") and ydtype != "int8":
             continue
         if n.op in ("concat", "maximum", "minimum"):
             # concat moves int8 values without rescaling (TFLite's rule): requantize any input

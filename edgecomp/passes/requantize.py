@@ -181,6 +181,16 @@ def _requant_q(graph: ir.Graph, node: ir.Node) -> dict:
             "output_offset": int(qo.zero_point[0])}
 
 
+def bmm_q(graph: ir.Graph, node: ir.Node) -> dict:
+    """int8 batch_matmul: TFLM's BATCH_MATMUL (GetQuantizedConvolutionMultipler: the float product
+    of the operand scales, in double over the output scale)."""
+    qa, qb = _quant(graph, node, node.inputs[0]), _quant(graph, node, node.inputs[1])
+    qo = _quant(graph, node, node.outputs[0])
+    mult, shift = quantize_multiplier(float(np.float32(qa.scale[0]) * np.float32(qb.scale[0])) / _f32(qo.scale[0]))
+    return {"multiplier": mult, "shift": shift, "lhs_offset": -int(qa.zero_point[0]),
+            "rhs_offset": -int(qb.zero_point[0]), "output_offset": int(qo.zero_point[0])}
+
+
 def node_q(graph: ir.Graph, node: ir.Node) -> dict | None:
     """The ``q`` attributes of one node, or None if the node needs none."""
     out = graph.tensors[node.outputs[0]]
@@ -206,6 +216,8 @@ def node_q(graph: ir.Graph, node: ir.Node) -> dict | None:
         return _mean_q(graph, node)
     if node.op == "l2_normalization":
         return _l2_norm_q(graph, node)
+    if node.op == "batch_matmul":
+        return bmm_q(graph, node)
     if node.op in ("lstm", "gru"):
         from .recurrent_q import gru_q, lstm_q
         return lstm_q(graph, node) if node.op == "lstm" else gru_q(graph, node)

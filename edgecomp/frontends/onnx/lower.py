@@ -22,6 +22,7 @@ from ...passes.qdq import cancel_qdq, fold_qdq, int_boundaries
 from ...passes.qdq_recurrent import fold_recurrent
 from . import (ops_activation, ops_binary, ops_conv, ops_data, ops_elementwise, ops_pool, ops_qdq,  # noqa: F401,E402
                ops_recurrent, ops_reduce, ops_resize, ops_shape)  # (their @onnx_op fill ONNX_OPS)
+from . import ops_attention  # noqa: F401,E402  (after ops_conv: its MatMul hands 2-D x constant to lower_gemm)
 from .context import Ctx, Wrap, check_attrs, malformed, nhwc, shape_of, value_shapes
 from .fold import OWN, constant_nodes, fold, node_key, opset_of
 from .layout import channels_last_layout, normal, set_layout, to_layout

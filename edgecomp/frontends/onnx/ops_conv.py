@@ -130,6 +130,8 @@ def lower_gemm(c: Ctx, n, a: dict, x: str, xs: tuple, where: str) -> None:
     gs = groups(tuple(xs), L.logical) if L is not None and len(xs) == 2 else None
     if L is not None and (gs is None or gs[0] != [0] or L.perm[0] != 0):
         x, L = onnx_order(c, x, xs), None  # (the batch axis mixed with the features: move the data)
+    if L is None and tuple(c.g.tensors[x].shape) != tuple(xs):  # a [1, rows, K] view of [rows, K] rows
+        x = onnx_order(c, x, xs)
     if L is not None:  # the features in another order than ONNX's (a flattened NHWC tensor): permute
         # the weight columns to the memory order instead of moving the data
         fdims = L.logical[1:]

@@ -16,6 +16,7 @@ from ... import ir
 from ...errors import EdgecompError, ModelError, UnsupportedError
 from . import (ops_activation, ops_conv, ops_data, ops_elementwise, ops_pool, ops_quant, ops_recurrent,  # noqa: F401
                ops_reduce, ops_resize, ops_shape)  # (fill TFLITE_OPS)
+from . import ops_attention  # noqa: F401,E402  (BATCH_MATMUL)
 from .registry import (
     CONV_2D,
     DEPTHWISE_CONV_2D,

@@ -48,6 +48,7 @@ KERNEL_GROUPS: dict[str, tuple[str, ...]] = {
     "conv_ext": ("conv/ec_kernels_conv_ext.h", "conv/ec_kernels_conv_ext.c"),
     "rnn": ("recurrent/ec_kernels_rnn.h", "recurrent/ec_kernels_rnn.c"),
     "resize": ("ec_kernels_resize.h", "ec_kernels_resize.c"),
+    "attn": ("attention/ec_kernels_attn.h", "attention/ec_kernels_attn.c"),
 }
 #: The one bundle file a group's C files become, joined in their KERNEL_GROUPS order (a single
 #: file is copied as it is): the group stays one translation unit as before the split by family,
@@ -57,16 +58,16 @@ KERNEL_GROUPS: dict[str, tuple[str, ...]] = {
 GROUP_SOURCE = {"reference": "ec_kernels.c", "dsp": "ec_kernels_dsp.c", "gemm": "ec_kernels_gemm.c"}
 #: Groups of plain C kernels that run on every core (the reference each optimized kernel is tested against).
 PORTABLE_GROUPS = frozenset({"reference", "s16", "data", "lut", "binary", "reduce", "pool_ext", "conv_ext", "rnn",
-                             "resize"})
+                             "resize", "attn"})
 #: The header model.c includes for a group (in this order).
 GROUP_HEADERS = {"s16": "ec_kernels_s16.h", "dsp": "ec_kernels_dsp.h", "gemm": "ec_kernels_gemm.h",
                  "data": "ec_kernels_data.h", "s4": "ec_kernels_s4.h", "lut": "ec_kernels_lut.h",
                  "binary": "ec_kernels_binary.h", "binary_dsp": "ec_kernels_binary_dsp.h",
                  "reduce": "ec_kernels_reduce.h", "reduce_dsp": "ec_kernels_reduce_dsp.h",
                  "pool_ext": "ec_kernels_pool_ext.h", "conv_ext": "ec_kernels_conv_ext.h", "rnn": "ec_kernels_rnn.h",
-                 "resize": "ec_kernels_resize.h"}
+                 "resize": "ec_kernels_resize.h", "attn": "ec_kernels_attn.h"}
 GROUP_ORDER = ("reference", "s16", "dsp", "gemm", "simd", "data", "s4", "lut", "binary", "binary_dsp",
-               "reduce", "reduce_dsp", "pool_ext", "conv_ext", "rnn", "resize")
+               "reduce", "reduce_dsp", "pool_ext", "conv_ext", "rnn", "resize", "attn")
 #: Groups whose kernels use the packed-byte helpers of ec_simd.h.
 SIMD_USERS = frozenset({"dsp", "gemm", "binary_dsp", "reduce_dsp"})
 
