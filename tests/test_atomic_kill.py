@@ -126,11 +126,13 @@ def test_signal_right_after_the_first_rename_leaves_no_gap(tmp_path, monkeypatch
 def test_killed_while_replacing_again_and_again(tmp_path, sig):
     """Kill a child that replaces the bundle in a tight loop at 12 random moments: always a whole bundle."""
     dest = tmp_path / "bundle"
+    t0 = time.monotonic()
     _first_bundle(dest)
+    one = time.monotonic() - t0  # a child's start and one replacement, on this machine under its load now
     seen = set()
     for k in range(12):
         p = _start(dest)
-        time.sleep(0.05 + 0.037 * k)
+        time.sleep(max(0.05 + 0.037 * k, one * (0.5 + 0.15 * k)))
         p.send_signal(sig)
         p.communicate(timeout=60)
         assert p.returncode != 0
