@@ -21,6 +21,7 @@ for single output files (``run --output``, ``--plot``).
 """
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import os
@@ -127,10 +128,29 @@ def _precious(dest: Path) -> bool:
             or any(p == dest or dest in p.parents for p in keep))
 
 
+@contextlib.contextmanager
+def _signals_held():
+    """SIGINT / SIGTERM wait until the block ends (then they act as usual): for a create-then-remove
+    pair that must not be cut in two.  Outside the main thread, nothing is held."""
+    import signal
+    import threading
+
+    held = {signal.SIGINT, signal.SIGTERM}
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def probe_writable(folder: Path, dest: Path, option: str) -> None:
     """Create and remove a temporary folder in ``folder``: the only sure test (root, read-only mounts, /proc)."""
     try:
-        os.rmdir(tempfile.mkdtemp(prefix=".edgecomp-probe-", dir=folder))
+        with _signals_held():  # a Ctrl-C between the two calls would leave the probe behind
+            os.rmdir(tempfile.mkdtemp(prefix=".edgecomp-probe-", dir=folder))
     except OSError as e:
         raise _refuse(f"cannot write the output {dest}: {e.strerror or e}", folder,
                       f"choose an output folder you can write to ({option})") from None
@@ -217,9 +237,10 @@ def check_output_file(path: str | Path | None, option: str, create_parent: bool 
     if not parent.is_dir():
         raise _refuse(f"the folder of {option} {p} does not exist", parent, "create it first or choose another path")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".edgecomp-probe-", dir=parent)
-        os.close(fd)
-        os.unlink(tmp)
+        with _signals_held():
+            fd, tmp = tempfile.mkstemp(prefix=".edgecomp-probe-", dir=parent)
+            os.close(fd)
+            os.unlink(tmp)
     except OSError as e:
         raise _refuse(f"cannot write {option} {p}: {e.strerror or e}", parent,
                       "choose a path you can write to") from None
