@@ -478,7 +478,12 @@ def measure(name: str, work, *, size: int | None = None, n_calib: int = 64, n_ev
     work.mkdir(parents=True, exist_ok=True)
     spec = spec_of(name)
     size = size or spec.size
-    model = build(name, seed, steps, size)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the same trained weights whatever the caller set before
+    try:
+        model = build(name, seed, steps, size)
+    finally:
+        torch.set_num_threads(threads)
     calib = synthetic_task(n_calib, size, seed=seed + 1)[0]
     x = synthetic_task(n_eval, size, seed=seed + 2)[0]
     qdq = work / "model.int8.onnx"
