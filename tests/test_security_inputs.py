@@ -132,14 +132,20 @@ def test_npz_decompression_bomb_is_refused_before_loading(gemm_model, tmp_path, 
 
 # --------------------------------------------------------------------------- item 2: calibration bombs
 @pytest.mark.parametrize("name", sorted(H.calibration_bombs()))
-def test_calibration_bombs_are_refused_before_calibration(tmp_path, name):
+@pytest.mark.parametrize("target", ["cortex-m4", "rpi4"])
+def test_calibration_bombs_are_refused_before_calibration(tmp_path, name, target):
+    """The C path's full checks, and for ONNX Runtime targets the checks any runtime needs (a Reshape to
+    the wrong element count got as far as ORT's calibration on rpi4: found by fuzz_long's calib target)."""
+    if target == "rpi4" and name.startswith("loop"):
+        pytest.skip("ONNX Runtime runs Loop: the calibration child's limits stop it (next test)")
     data, shape = H.calibration_bombs()[name]
     (tmp_path / "m.onnx").write_bytes(data)
     np.save(tmp_path / "c.npy", np.zeros((2,) + shape[1:], np.float32))
     t = time.monotonic()
-    r = cli("compile", tmp_path / "m.onnx", "-t", "cortex-m4", "--calib", tmp_path / "c.npy", "-o", tmp_path / "b")
-    one_error(r)
+    r = cli("compile", tmp_path / "m.onnx", "-t", target, "--calib", tmp_path / "c.npy", "-o", tmp_path / "b")
+    msg = one_error(r)
     assert "calibrating" not in r.stderr  # refused by the checks, before ONNX Runtime ran the model
+    assert "could not calibrate" not in msg and "calibration stopped" not in msg, msg
     assert time.monotonic() - t < 30
 
 

@@ -3,6 +3,7 @@ model's folder, tensors converted to numpy."""
 from __future__ import annotations
 
 import math
+import re
 import os
 from pathlib import Path
 
@@ -156,7 +157,9 @@ def check_for_runtime(model: onnx.ModelProto, where: str | None = None) -> None:
     ONNX Runtime runs ops edgecomp's C backend does not, so this is not :func:`lower`'s full
     check, but it refuses what makes a runtime allocate or loop absurdly before anything runs:
     spatial attributes outside [0/1, 65536] on every node (subgraphs included), unknown element
-    types, and tensors whose inferred shape has more than 2^28 elements.  What remains (a Loop
+    types, shapes that do not agree (ONNX's strict shape inference with constant propagation: a
+    Reshape to the wrong element count), and tensors whose inferred shape has more than 2^28
+    elements.  What remains (a Loop
     with a huge trip count) is bounded by calibrate.py's time and memory limits.
     """
     for n in _all_nodes(model.graph):
@@ -170,6 +173,14 @@ def check_for_runtime(model: onnx.ModelProto, where: str | None = None) -> None:
     except Exception as e:
         raise ModelError(f"ONNX shape inference failed: {str(e).splitlines()[0][:200] if str(e) else type(e).__name__}",
                          where=where, fix="Export the model with static shapes") from None
+    try:  # what ONNX Runtime checks when it loads (or, for constant shapes, first runs) the model
+        onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+    except Exception as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        m = re.search(r"\(op_type:(\w+)(?:, node name: (.*?))?\): \[\w+\] (.*)", first)
+        what, at = (m.group(3), f"node {m.group(2) or m.group(1)!r} ({m.group(1)})") if m else (first, where)
+        raise ModelError(f"the model's shapes do not agree: {what[:240]}", where=at,
+                         fix="Re-export the model; ONNX Runtime would refuse it when it runs") from None
     g = inferred.graph
     for vi in list(g.value_info) + list(g.input) + list(g.output):
         tt = vi.type.tensor_type
