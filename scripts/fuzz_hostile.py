@@ -22,6 +22,7 @@ import re
 import resource
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -49,10 +50,14 @@ def cli(*args, env: dict | None = None) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     old = {k: os.environ.get(k) for k in (env or {})}
     os.environ.update(env or {})
+    # tempfile caches $TMPDIR on first use: forget it so that this case's TMPDIR is the one edgecomp's
+    # own folders go to, as in a fresh `edgecomp` process (else every case used the first case's)
+    cached, tempfile.tempdir = tempfile.tempdir, None
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             rc = ec_cli.main([str(a) for a in args])
     finally:
+        tempfile.tempdir = cached
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)

@@ -31,7 +31,7 @@ import jinja2
 from .. import ir
 from ..bundle import atomic_dir, read_manifest, write_manifest
 from ..errors import DoesNotFitError, EdgecompError, ToolError
-from ..resources import templates_dir
+from ..resources import template_env, templates_dir
 from ..targets import Target, load_target
 
 #: Firmware files copied as they are from templates/cortex_m/.
@@ -64,9 +64,7 @@ class BuildResult:
 
 # --------------------------------------------------------------------------- templates
 def _env() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir() / "cortex_m")),
-                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                              autoescape=False)
+    return template_env("cortex_m")
 
 
 def check_model_name(name: str) -> str:

@@ -197,10 +197,8 @@ def _quantize(src: Path, calib: Any, out: Path, method: str, per_channel: bool) 
 
 # ---------------------------------------------------------------------------- the bundle
 def _render(template: str, **ctx) -> str:
-    import jinja2
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir() / "rpi")),
-                             keep_trailing_newline=True, undefined=jinja2.StrictUndefined, autoescape=False)
-    return env.get_template(template).render(**ctx)
+    from ..resources import template_env
+    return template_env("rpi").get_template(template).render(**ctx)
 
 
 def write_rpi_bundle(model_path: str | Path, target_name: str, out_dir: str | Path, *, calib: Any = None,

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jinja2
 
 from ... import ir
 from ...errors import ModelError, UnsupportedError
@@ -25,7 +24,7 @@ from ...passes.graph_edit import working_copy
 from ...passes.memory_plan import MemoryPlan
 from ...passes.requantize import requantize
 from ...passes.streaming import stream_frames
-from ...resources import templates_dir
+from ...resources import template_env
 from ...sanitize import c_comment_text, c_string
 from .emitter import Emitter
 from .io_api import io_context
@@ -115,8 +114,7 @@ def emit(g: ir.Graph, out_dir: Path, *, name: str, opts: CodegenOptions) -> Code
         dqo = "    for (int32_t i = 0; i < EC_OUTPUT_SIZE; i++)\n        y[i] = (float)q[i];"
     else:
         dqo = "    memcpy(y, q, EC_OUTPUT_SIZE * sizeof(float));"
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir() / "cortex_m")),
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    env = template_env("cortex_m")
     dtype_note = ("int16" if s16 else "int8") if g.quantized else "float32"
     ctx = dict(
         model_comment=c_comment_text(repr(name) if name else "model"), model_string=c_string(name),
