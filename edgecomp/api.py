@@ -92,9 +92,13 @@ def prepare_onnx(model: Any, workdir: Path, *, example_input=None, calib=None, p
     samples, checked = _checked_calibration(src, calib, validate)
     if notes is not None:
         notes.update(checked)
-    return quantize_onnx(src, samples, workdir / f"model.{precision}.onnx", method=calibrate_method,
-                         per_channel=per_channel, keep_float=keep_float or (),
-                         activations="int16" if precision == "int16" else "int8")
+    auto_float: dict | None = {} if precision == "int8" else None  # the output-resolution rule
+    out = quantize_onnx(src, samples, workdir / f"model.{precision}.onnx", method=calibrate_method,
+                        per_channel=per_channel, keep_float=keep_float or (),
+                        activations="int16" if precision == "int16" else "int8", auto_float=auto_float)
+    if notes is not None and auto_float:
+        notes["auto_float"] = auto_float
+    return out
 
 
 def _checked_calibration(src: Path, calib: Any, validate: Any = None) -> tuple[list[np.ndarray], dict]:
@@ -266,7 +270,7 @@ def _report(graph: ir.Graph | None, src: Path, notes: dict, labels: Any, keep_fl
     return {"quantization": quantization_report(
         notes["float_onnx"], graph, val if val is not None else notes["samples"],
         data="validation" if val is not None else "calibration", labels=y, keep_float=kept,
-        warnings=notes.get("warnings", []))}
+        reasons=notes.get("auto_float", {}), warnings=notes.get("warnings", []))}
 
 
 # --------------------------------------------------------------------------- running
