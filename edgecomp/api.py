@@ -65,8 +65,10 @@ def prepare_onnx(model: Any, workdir: Path, *, example_input=None, calib=None, p
     child process with time and memory limits (compress/calibrate.py).
 
     ``notes`` (a dict), when given, receives what the quantization report needs: ``float_onnx``
-    (the float model quantized), ``samples`` (calibration, loaded), ``validate`` (loaded) and
-    ``warnings`` (about the calibration data).
+    (the float model quantized), ``samples`` (calibration, loaded), ``validate`` (loaded),
+    ``warnings`` (about the calibration data) and ``auto_float`` ({layer: reason} of the output means
+    the output-resolution rule left in float, int8 only: compress/output_resolution.py; the rule
+    applies only when ``notes`` is given, so that its reason reaches the report).
     """
     from .compress.quantize import quantize_onnx
     from .frontends.onnx import check_for_runtime, from_onnx, load_onnx
@@ -92,11 +94,12 @@ def prepare_onnx(model: Any, workdir: Path, *, example_input=None, calib=None, p
     samples, checked = _checked_calibration(src, calib, validate)
     if notes is not None:
         notes.update(checked)
-    auto_float: dict | None = {} if precision == "int8" else None  # the output-resolution rule
+    # the output-resolution rule, where its decisions reach the report (notes)
+    auto_float: dict | None = {} if precision == "int8" and notes is not None else None
     out = quantize_onnx(src, samples, workdir / f"model.{precision}.onnx", method=calibrate_method,
                         per_channel=per_channel, keep_float=keep_float or (),
                         activations="int16" if precision == "int16" else "int8", auto_float=auto_float)
-    if notes is not None and auto_float:
+    if auto_float:
         notes["auto_float"] = auto_float
     return out
 
