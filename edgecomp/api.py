@@ -65,8 +65,10 @@ def prepare_onnx(model: Any, workdir: Path, *, example_input=None, calib=None, p
     child process with time and memory limits (compress/calibrate.py).
 
     ``notes`` (a dict), when given, receives what the quantization report needs: ``float_onnx``
-    (the float model quantized), ``samples`` (calibration, loaded), ``validate`` (loaded) and
-    ``warnings`` (about the calibration data).
+    (the float model quantized), ``samples`` (calibration, loaded), ``validate`` (loaded),
+    ``warnings`` (about the calibration data) and ``auto_float`` ({layer: reason} of the output means
+    the output-resolution rule left in float, int8 only: compress/output_resolution.py; the rule
+    applies only when ``notes`` is given, so that its reason reaches the report).
     """
     from .compress.quantize import quantize_onnx
     from .frontends.onnx import check_for_runtime, from_onnx, load_onnx
@@ -92,9 +94,14 @@ def prepare_onnx(model: Any, workdir: Path, *, example_input=None, calib=None, p
     samples, checked = _checked_calibration(src, calib, validate)
     if notes is not None:
         notes.update(checked)
-    return quantize_onnx(src, samples, workdir / f"model.{precision}.onnx", method=calibrate_method,
-                         per_channel=per_channel, keep_float=keep_float or (),
-                         activations="int16" if precision == "int16" else "int8")
+    # the output-resolution rule, where its decisions reach the report (notes)
+    auto_float: dict | None = {} if precision == "int8" and notes is not None else None
+    out = quantize_onnx(src, samples, workdir / f"model.{precision}.onnx", method=calibrate_method,
+                        per_channel=per_channel, keep_float=keep_float or (),
+                        activations="int16" if precision == "int16" else "int8", auto_float=auto_float)
+    if auto_float:
+        notes["auto_float"] = auto_float
+    return out
 
 
 def _checked_calibration(src: Path, calib: Any, validate: Any = None) -> tuple[list[np.ndarray], dict]:
@@ -266,7 +273,7 @@ def _report(graph: ir.Graph | None, src: Path, notes: dict, labels: Any, keep_fl
     return {"quantization": quantization_report(
         notes["float_onnx"], graph, val if val is not None else notes["samples"],
         data="validation" if val is not None else "calibration", labels=y, keep_float=kept,
-        warnings=notes.get("warnings", []))}
+        reasons=notes.get("auto_float", {}), warnings=notes.get("warnings", []))}
 
 
 # --------------------------------------------------------------------------- running

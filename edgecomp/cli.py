@@ -116,7 +116,21 @@ def cmd_run(a) -> int:
             print("\n" + cycles.render())
     if a.plot:
         (cycles or table).plot(a.plot)
+    _save_run(bundle, table, pred.result, quiet=a.json)
     return 0
+
+
+def _save_run(bundle: Path, table, result, quiet: bool) -> None:
+    """Keep a QEMU run's instructions in the bundle (run.json, for `edgecomp report`); a bundle that
+    cannot be written only gets a warning: the run itself succeeded."""
+    from .run_results import save
+    try:
+        path = save(bundle, table, result)
+    except EdgecompError as e:
+        print(terminal_text(f"edgecomp: warning: the measured instructions were not saved: {e.what}"), file=sys.stderr)
+        return
+    if path is not None and not quiet:
+        print(terminal_text(f"instructions saved in {path} (`edgecomp report` shows them)"))
 
 
 def _user_samples(x, io: dict, where: str):
@@ -156,12 +170,14 @@ def cmd_report(a) -> int:
     from .bundle import read_bundle_manifest
     from .integrity import read_checked_manifest
     from .report import print_compile_report
+    from .run_results import load
     read_checked_manifest(Path(a.bundle))
     man = read_bundle_manifest(Path(a.bundle))
+    run = load(a.bundle)  # what `edgecomp run` measured on this bundle (run.json), if anything
     if a.json:
-        print(json.dumps(man, indent=2, sort_keys=True))
+        print(json.dumps({**man, "run": run} if run else man, indent=2, sort_keys=True))
     else:
-        print_compile_report(man, a.bundle)
+        print_compile_report(man, a.bundle, run)
     return 0
 
 

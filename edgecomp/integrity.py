@@ -12,7 +12,8 @@ builds, flashes, runs or copies one:
   allowed are the ones edgecomp itself writes there afterwards: ``build/`` (the
   default folder of the bundle's own Makefile, never read by edgecomp) and a Pi
   bundle's ``probe.json`` / ``probe.png`` (``edgecomp deploy``'s results), and a Cortex-M
-  bundle's ``ec_input.bin`` / ``ec_output.bin`` (the harness's data files its README makes);
+  bundle's ``ec_input.bin`` / ``ec_output.bin`` (the harness's data files its README makes) and
+  ``run.json`` (``edgecomp run``'s measured instructions, edgecomp/run_results.py);
 * :func:`stage` copies the listed files into a private folder while hashing the
   bytes it copies (opened with ``O_NOFOLLOW``), so what is built or sent is
   exactly what was checked, even if the bundle changes meanwhile.
@@ -42,6 +43,8 @@ MAX_MANIFEST_BYTES = 16 << 20
 BUILD_DIRS = ("build",)
 #: Files edgecomp deploy writes into a Raspberry Pi bundle after compiling it.
 RESULT_FILES = ("probe.json", "probe.png")
+#: What `edgecomp run` writes into a Cortex-M bundle after a run under QEMU (edgecomp/run_results.py).
+RUN_RESULTS = ("run.json",)
 #: The firmware harness's data files a Cortex-M bundle's README has the user make beside it (input
 #: samples read and outputs written over semihosting by `make run`): data, never built or copied.
 HARNESS_DATA = ("ec_input.bin", "ec_output.bin")
@@ -110,7 +113,7 @@ def extras_allowed(manifest: dict) -> dict[str, str]:
     if manifest.get("kind") == "rpi":
         allowed.update({f: "file" for f in RESULT_FILES})
     else:
-        allowed.update({f: "file" for f in HARNESS_DATA})
+        allowed.update({f: "file" for f in HARNESS_DATA + RUN_RESULTS})
     return allowed
 
 

@@ -6,7 +6,7 @@ Every command that writes a folder (``compile -o``, ``compress -o``, ``demo -o``
 * an existing folder is replaced whole only when it is an **edgecomp folder** -- its
   ``manifest.json`` was written by edgecomp (``"tool": "edgecomp"`` and the ``"files"`` it
   wrote) -- and it holds nothing else than those files, the manifest, and what the bundle's
-  own commands make (``build/``, ``ec_input.bin``, ``ec_output.bin``);
+  own commands make (``build/``, ``ec_input.bin``, ``ec_output.bin``, ``run.json``);
 * anything else (a project folder, a bundle the user added files to, the working folder, home,
   a mount point) is refused with exit 2 and left untouched;
 * with ``--force`` edgecomp writes *into* such a folder, file by file, and still deletes
@@ -35,7 +35,7 @@ from .errors import EdgecompError
 
 MANIFEST = "manifest.json"
 #: What a bundle's own README / Makefile commands create inside it (never listed, always edgecomp's).
-ARTIFACTS = ("build", "ec_input.bin", "ec_output.bin")
+ARTIFACTS = ("build", "ec_input.bin", "ec_output.bin", "run.json")
 #: Entries looked at before a folder counts as "too big to be one edgecomp wrote".
 SCAN_LIMIT = 20000
 #: Temporary folder of a write --force puts inside the output folder (same file system).

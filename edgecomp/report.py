@@ -27,7 +27,9 @@ def format_table(headers: list[str], rows: list[list], align: str | None = None)
     return "\n".join(out)
 
 
-def compile_report(man: dict, where: str | Path | None = None) -> str:
+def compile_report(man: dict, where: str | Path | None = None, run: dict | None = None) -> str:
+    """The compile summary of a manifest; ``run``: the bundle's checked ``run.json``
+    (:func:`edgecomp.run_results.load`), whose instructions the float layers' lines show."""
     t = terminal_text
     lines = []
     title = f"edgecomp bundle for {t(man.get('target', '?'))}"
@@ -65,7 +67,7 @@ def compile_report(man: dict, where: str | Path | None = None) -> str:
             lines.append(f"  fits {t(k)}: {t(v)}")
     q = man.get("quantization")
     if isinstance(q, dict):
-        lines += quantization_lines(q)
+        lines += quantization_lines(q, run, bundle=where, target=man.get("target"))
     layers = [l for l in man.get("layers", []) or [] if isinstance(l, dict)]
     if layers:
         rows = [[i, l.get("name", ""), l.get("op", ""),
@@ -76,16 +78,47 @@ def compile_report(man: dict, where: str | Path | None = None) -> str:
     return "\n".join(lines)
 
 
-def print_compile_report(man: dict, where=None) -> None:
-    print(compile_report(man, where))
+def print_compile_report(man: dict, where=None, run: dict | None = None) -> None:
+    print(compile_report(man, where, run))
 
 
 #: The SQNR the quantization report writes for a tensor computed exactly (quant_report.EXACT_DB).
 _EXACT_DB = 99.0
 
 
-def quantization_lines(rep: dict) -> list[str]:
-    """The manifest's quantization report (edgecomp.compress.quant_report) as text lines."""
+def _float_instructions(floats: list, run: dict | None, bundle, target) -> tuple[dict, list[str]]:
+    """({float layer name: its line's instruction part}, summary lines): from ``run`` (run.json), or
+    one line saying how to measure them."""
+    if not floats:
+        return {}, []
+    if run is None:
+        b = str(bundle) if bundle is not None else "BUNDLE"
+        how = (f"`edgecomp run {b}` (QEMU) measures them; `edgecomp report {b}` then shows them"
+               if target != "host" else "compile for a Cortex-M target (-t cortex-m4), `edgecomp run` the bundle "
+               "(QEMU), then `edgecomp report` it")
+        return {}, [f"    instructions of the float layers: not measured yet; {how}"]
+    total = run["total_instructions"]
+    by_name = {}
+    for layer in run["layers"]:
+        by_name.setdefault(layer["name"], layer.get("instructions"))
+    parts, own = {}, 0
+    for f in floats:
+        n = by_name.get(str(f.get("name")))
+        if n is not None:
+            own += n
+            parts[str(f.get("name"))] = f"{n:,} instructions ({100 * n / total:.1f} % of the inference)" if total                 else f"{n:,} instructions"
+    conv = sum(layer.get("instructions") or 0 for layer in run["layers"]
+               if layer.get("op") in ("quantize", "dequantize"))
+    summary = (f"    float layers: {own:,} of {total:,} instructions per inference"
+               + (f" ({100 * own / total:.1f} %)" if total else "")
+               + (f", plus {conv:,} in quantize / dequantize conversions" if conv else "")
+               + f", measured by `edgecomp run` ({run['emulator']})")
+    return parts, [summary]
+
+
+def quantization_lines(rep: dict, run: dict | None = None, bundle=None, target=None) -> list[str]:
+    """The manifest's quantization report (edgecomp.compress.quant_report) as text lines; the float
+    layers' measured instructions from ``run`` (the bundle's run.json), or how to measure them."""
     if not isinstance(rep, dict):
         return []
     lines = []
@@ -117,11 +150,15 @@ def quantization_lines(rep: dict) -> list[str]:
                              f"{'-' if db is None else ('exact' if db == _EXACT_DB else format(db, '.1f'))}")
     elif rep.get("note"):
         lines.append(f"  quantization: {rep['note']}")
-    for f in rep.get("float_layers") or []:
+    floats = [f for f in rep.get("float_layers") or [] if isinstance(f, dict)]
+    measured, summary = _float_instructions(floats, run, bundle, target)
+    for f in floats:
         lines.append(f"    left in float: {f.get('name')} ({f.get('op')}): {f.get('reason')}; "
                      f"{f.get('float_macs', 0):,} float MACs, +{f.get('extra_flash_bytes', 0):,} B of weights"
                      + (f", {f['float_ram_bytes']:,} B float32 output" if isinstance(f.get("float_ram_bytes"), int)
-                        else ""))
+                        else "")
+                     + (f"; {measured[str(f.get('name'))]}" if str(f.get("name")) in measured else ""))
+    lines += summary
     for w in rep.get("warnings") or []:
         lines.append(f"    warning: {w}")
     return [terminal_text(line) for line in lines]  # layer names come from the model: escaped

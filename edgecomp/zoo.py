@@ -467,7 +467,9 @@ def measure(name: str, work, *, size: int | None = None, n_calib: int = 64, n_ev
     ``work``/host (calibrated on ``n_calib`` images of :func:`synthetic_task`), run ``n_eval`` other
     images through the host build and return: ``compile_s``, ``agreement`` (top-1 of the int8
     build equal to the float model's, fraction), ``ort_max_lsb`` / ``ort_mean_lsb`` (int8 outputs
-    against ONNX Runtime running the QDQ file as written), the manifest and the QDQ file."""
+    against ONNX Runtime running the QDQ file as written; ``ort_unit`` "float" where the output is
+    float32, e.g. a mean the output-resolution rule left in float: then absolute differences), the
+    manifest and the QDQ file."""
     import time
     from pathlib import Path
 
@@ -504,5 +506,5 @@ def measure(name: str, work, *, size: int | None = None, n_calib: int = 64, n_ev
     else:
         diff = np.abs(got.outputs_float.reshape(ort.shape) - ort)
     return {"name": name, "compile_s": compile_s, "agreement": agree, "ort_max_lsb": float(diff.max()),
-            "ort_mean_lsb": float(diff.mean()), "manifest": man, "qdq": qdq, "model": model, "x": x,
+            "ort_mean_lsb": float(diff.mean()), "ort_unit": "LSB" if out["dtype"] == "int8" else "float", "manifest": man, "qdq": qdq, "model": model, "x": x,
             "host_outputs": got.outputs}

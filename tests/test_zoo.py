@@ -21,6 +21,7 @@ model (tests/zoo_tflite.py: PAD, HARD_SWISH, MEAN) equals TensorFlow Lite Micro.
 """
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -52,9 +53,16 @@ def test_zoo_model_int8_host_agrees_with_float_and_onnxruntime(tmp_path, name):
         if _pending_only(str(e)):
             pytest.skip(f"waits for the data-movement ops: {str(e).split('Supported ops are')[0]}")
         raise
-    assert r["manifest"]["outputs"][0]["dtype"] == "int8"
+    floats = r["manifest"]["quantization"]["float_layers"]
+    if r["manifest"]["outputs"][0]["dtype"] == "float32":  # only an output mean the output-resolution rule chose
+        assert len(floats) == 1 and floats[0]["reason"].startswith("output resolution: "), floats
+    else:
+        assert floats == []
     assert r["agreement"] >= 0.95, r["agreement"]
-    assert r["ort_mean_lsb"] <= 3.0 and r["ort_max_lsb"] <= 20, (r["ort_mean_lsb"], r["ort_max_lsb"])
+    if r["ort_unit"] == "LSB":
+        assert r["ort_mean_lsb"] <= 3.0 and r["ort_max_lsb"] <= 20, (r["ort_mean_lsb"], r["ort_max_lsb"])
+    else:  # a float mean of int8 maps: the maps' differences, averaged (a few percent of the logits' spread)
+        assert r["ort_max_lsb"] <= 0.05 * float(np.ptp(r["host_outputs"])), (r["ort_max_lsb"], r["host_outputs"])
 
 
 def test_pending_refusals_are_recognised_and_others_are_not():

@@ -197,8 +197,12 @@ def _permuted_tensors(graph: ir.Graph) -> set[str]:
     return out
 
 
-def float_layers(graph: ir.Graph, keep_float: Iterable[str] = ()) -> list[dict[str, Any]]:
-    """Layers of a quantized graph that compute in float32: which, why, and what it costs."""
+def float_layers(graph: ir.Graph, keep_float: Iterable[str] = (), reasons: dict[str, str] | None = None
+                 ) -> list[dict[str, Any]]:
+    """Layers of a quantized graph that compute in float32: which, why, and what it costs.
+    ``reasons``: {node name: why} for layers edgecomp chose to leave in float (the output-resolution
+    rule, compress/output_resolution.py)."""
+    reasons = reasons or {}
     if not any(t.dtype in ("int8", "int16") for t in graph.tensors.values()):
         return []
     keep = set(keep_float)
@@ -207,7 +211,7 @@ def float_layers(graph: ir.Graph, keep_float: Iterable[str] = ()) -> list[dict[s
         if n.op in ("quantize", "dequantize", "reshape") or graph.tensors[n.outputs[0]].dtype != "float32":
             continue
         weights = sum(graph.tensors[i].size for i in n.inputs[1:2] if graph.tensors[i].is_const)
-        reason = ("--keep-float" if n.name in keep else
+        reason = ("--keep-float" if n.name in keep else reasons[n.name] if n.name in reasons else
                   FLOAT_REASONS.get(n.op, f"no integer kernel for {n.op} with these quantization parameters"))
         rows.append({"name": n.name, "op": n.op, "reason": reason, "float_macs": ir.macs(graph, n),
                      "extra_flash_bytes": 3 * weights,  # float32 weights instead of int8
@@ -217,7 +221,8 @@ def float_layers(graph: ir.Graph, keep_float: Iterable[str] = ()) -> list[dict[s
 
 def quantization_report(float_onnx: str | Path, graph: ir.Graph, samples: list[np.ndarray], *,
                         data: str = "calibration", labels: np.ndarray | None = None,
-                        keep_float: Iterable[str] = (), warnings: Iterable[str] = ()) -> dict[str, Any]:
+                        keep_float: Iterable[str] = (), warnings: Iterable[str] = (),
+                        reasons: dict[str, str] | None = None) -> dict[str, Any]:
     """Measure ``graph`` (int8, from ``float_onnx``) against the float model on ``samples`` (see the module doc)."""
     import onnxruntime as ort
 
@@ -291,7 +296,7 @@ def quantization_report(float_onnx: str | Path, graph: ir.Graph, samples: list[n
         layers.append({"name": n.name, "op": n.op, "sqnr_db": db})
     report["layers"] = layers
     report["end_to_end"] = _end_to_end(f_out, q_out, labels)
-    report["float_layers"] = float_layers(graph, keep_float)
+    report["float_layers"] = float_layers(graph, keep_float, reasons)
     warns += _sqnr_warnings(graph, layers, report["input_sqnr_db"], report["float_layers"])
     if report["input_sqnr_db"] is not None and report["input_sqnr_db"] < LOW_INPUT_SQNR_DB:
         q = graph.t(graph.inputs[0]).quant

@@ -8,6 +8,7 @@ bias with scale s_in*s_w) and reports progress.
 """
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -91,7 +92,8 @@ def resolve_layers(model: onnx.ModelProto, names: Any) -> list[str]:
 
 def quantize_onnx(float_onnx_path: str | Path, calib: Any, out_path: str | Path, *,
                   method: str = "minmax", per_channel: bool = True, progress: bool = True,
-                  percentile: float = 99.999, keep_float: Any = (), activations: str = "int8") -> Path:
+                  percentile: float = 99.999, keep_float: Any = (), activations: str = "int8",
+                  auto_float: dict | None = None) -> Path:
     """Quantize a float ONNX model to int8 QDQ (S8S8) with ORT's ``quantize_static``.
 
     ``activations="int16"``: 16x8 instead (int16 activations, symmetric with zero point 0,
@@ -101,6 +103,10 @@ def quantize_onnx(float_onnx_path: str | Path, calib: Any, out_path: str | Path,
     ``keep_float``: layers to leave in float32 (mixed precision), each an ONNX node name
     or a PyTorch module path (``conv2`` or ``conv2.0`` selects ``/conv2/conv2.0/Conv``).
     The backends run those layers with float kernels between a dequantize and a quantize.
+
+    ``auto_float`` (a dict, int8 only): apply the output-resolution rule
+    (:mod:`edgecomp.compress.output_resolution`) and record in it {node name: reason} for each
+    output mean it left in float32.
     """
     from .. import workdirs
     from ..frontends.onnx import load_onnx
@@ -127,8 +133,11 @@ def quantize_onnx(float_onnx_path: str | Path, calib: Any, out_path: str | Path,
         job = {**paths, "input_name": name, "n_samples": len(samples), "method": method,
                "per_channel": bool(per_channel), "progress": bool(progress), "percentile": float(percentile),
                "keep_float": list(keep_float) if not isinstance(keep_float, str) else keep_float,
-               "activations": activations}
+               "activations": activations, "resolve_output": auto_float is not None,
+               "decisions": str(Path(work) / "decisions.json")}
         run_calibration(job, str(float_onnx_path), quantize_here)
+        if auto_float is not None and Path(job["decisions"]).is_file():
+            auto_float.update(json.loads(Path(job["decisions"]).read_text()))
         out_path.write_bytes(Path(paths["out"]).read_bytes())
     return out_path
 
@@ -172,11 +181,24 @@ def quantize_here(job: dict, counter=None, progress_stream=None) -> None:
         quant_pre_process(job["model"], str(pre), skip_symbolic_shape=True)
         keep_float = job["keep_float"]
         exclude = resolve_layers(onnx.load(str(pre)), keep_float) if keep_float else []
-        quantize_static(str(pre), job["out"], Reader(), quant_format=QuantFormat.QDQ,
-                        activation_type=QuantType.QInt16 if job["activations"] == "int16" else QuantType.QInt8,
-                        weight_type=QuantType.QInt8,
-                        per_channel=job["per_channel"], calibrate_method=cm, extra_options=extra,
-                        nodes_to_exclude=exclude)
+        def quantize(exclude):
+            quantize_static(str(pre), job["out"], Reader(), quant_format=QuantFormat.QDQ,
+                            activation_type=QuantType.QInt16 if job["activations"] == "int16" else QuantType.QInt8,
+                            weight_type=QuantType.QInt8,
+                            per_channel=job["per_channel"], calibrate_method=cm, extra_options=extra,
+                            nodes_to_exclude=exclude)
+
+        quantize(exclude)
+        if job.get("resolve_output") and job["activations"] == "int8":
+            from .output_resolution import means_to_keep_float
+            tick = (lambda: setattr(counter, "value", counter.value + 1)) if counter is not None else (lambda: None)
+            auto = means_to_keep_float(str(pre), job["out"], samples, name, tick)
+            if auto:  # quantized again with those means left in float: the ranges of the rest are unchanged
+                if progress:
+                    print(f"\noutput resolution: {', '.join(auto)} left in float32 (see the report); calibrating again",
+                          file=progress_stream or sys.stderr, flush=True)
+                quantize(exclude + [n for n in auto if n not in exclude])
+            Path(job["decisions"]).write_text(json.dumps(auto))
         if job["activations"] == "int8":  # the LSTM / GRU layers ORT leaves in float: calibrated QDQ pairs
             from .quantize_rnn import add_recurrent_qdq
             add_recurrent_qdq(pre, Path(job["out"]), name, samples)

@@ -7,6 +7,7 @@
  * Two pixels per loop pass: 2 loads and 4 SXTAB16 per 8 values.
  */
 #include "ec_kernels_reduce_dsp.h"
+#include "ec_requant.h"
 #include "ec_simd.h"
 
 /* SXTAB16 and its rotated form: ec_simd.h (the instruction, or its exact C twin) */
@@ -15,14 +16,18 @@
 
 #define LANE_RUN 256 /* int8 values a 16-bit lane sums exactly */
 
-static int8_t mean_out(const ec_reduce_params_t *p, int32_t sum, int32_t zp_sum)
+/* One output: the channel's int32 sum less zero point * count, requantized with TFLite's arithmetic
+ * inlined (ec_mbqm: one SMULL and a rounding shift; TFLite's literal code with its 64-bit division
+ * cost about 70 instructions a channel, more than the sum itself over a 3x3 map).  Out of line, so
+ * that the sum loop keeps its registers; the kernel is EC_HOT (-O2 in an -Os build). */
+static EC_NOINLINE int8_t mean_out(const ec_reduce_params_t *p, int32_t sum, int32_t zp_sum)
 {
     const int32_t shifted = (int32_t)((uint32_t)sum + (uint32_t)zp_sum);
-    const int32_t v = ec_multiply_by_quantized_multiplier(shifted, p->multiplier, p->shift) + p->output_offset;
-    return (int8_t)(v < p->act_min ? p->act_min : (v > p->act_max ? p->act_max : v));
+    const int32_t v = ec_mbqm(shifted, p->multiplier, p->shift) + p->output_offset;
+    return (int8_t)ec_clip_i32(v, p->act_min, p->act_max);
 }
 
-void ec_mean_s8_dsp(const ec_reduce_params_t *p, const int8_t *input, int8_t *output)
+EC_HOT void ec_mean_s8_dsp(const ec_reduce_params_t *p, const int8_t *input, int8_t *output)
 {
     const int32_t c_n = p->kept_dims[2], n = p->red_dims[2], batches = p->kept_dims[1];
     const int32_t zp_sum = (int32_t)((int64_t)p->input_offset * p->count);
