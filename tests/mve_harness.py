@@ -5,7 +5,7 @@ mps3-an547, outputs compared byte for byte inside the firmware, both timed with 
 Used by tests/test_kernels_mve.py (random layers and the shapes of the MLPerf Tiny models) and
 bench/mve_kernels.py (instructions per MAC).  A case is a layer: its parameters as the C
 parameter structs, the reference filter (TFLite layout) and the packed one
-(edgecomp/backends/mve_pack.py), an input, and how the output is placed: apart from the input,
+(edgecomp/backends/c/kernels/packing.py), an input, and how the output is placed: apart from the input,
 or in place over it with the row scratch (the planner's in-place rule for row ops).
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecomp.backends import mve_pack
+from edgecomp.backends.c.kernels import packing, predicates
 from edgecomp.numerics import quantize_multiplier
 from edgecomp.resources import templates_dir
 
@@ -113,10 +113,10 @@ def conv_case(rng, name, in_hw, in_c, out_c, kernel, stride=(1, 1), pad=(0, 0, 0
     c.arrays = {"input": ("int8_t", rng.integers(-128, 128, size=batches * ih * iw * in_c).astype(np.int8)),
                 "filter": ("int8_t", w.reshape(-1)), "bias": ("int32_t", bias),
                 "multiplier": ("int32_t", mult), "shift": ("int8_t", shift),
-                "packed": ("int8_t", mve_pack.pack_conv(w, bias, -zp_in, mult, shift))}
+                "packed": ("int8_t", packing.pack_conv_mve(w, bias, -zp_in, mult, shift))}
     c.macs = batches * oh * ow * out_c * k
     c.in_bytes, c.out_bytes, c.row_bytes = batches * ih * iw * in_c, batches * oh * ow * out_c, ow * out_c
-    c.work_bytes = mve_pack.conv_work_bytes(kh, kw, in_c, any(pad))
+    c.work_bytes = predicates.mve_conv_work_bytes(kh, kw, in_c, any(pad))
     if residual:
         c.residual = _add_fields(rng, 0.02, 0.03, 0.04)
         c.arrays["skip"] = ("int8_t", rng.integers(-128, 128, size=c.out_bytes).astype(np.int8))
@@ -134,10 +134,10 @@ def depthwise_case(rng, name, in_hw, ch, kernel, stride=(1, 1), pad=(0, 0, 0, 0)
     mult, shift = _requant(rng, ch, 75.0 * 70.0 * math.sqrt(kh * kw))
     c.op = "depthwise"
     c.arrays.update(filter=("int8_t", w.reshape(-1)), multiplier=("int32_t", mult), shift=("int8_t", shift),
-                    packed=("int8_t", mve_pack.pack_depthwise(w, bias, c.fields["input_offset"], mult, shift)))
+                    packed=("int8_t", packing.pack_depthwise_mve(w, bias, c.fields["input_offset"], mult, shift)))
     f = c.fields
     c.macs = f["out_h"] * f["out_w"] * ch * kh * kw
-    c.work_bytes = mve_pack.depthwise_work_bytes(ch)
+    c.work_bytes = predicates.mve_depthwise_work_bytes(ch)
     if inplace:
         c.inplace = _shift_limit(f["out_h"], f["in_w"] * ch, f["out_w"] * ch, f["stride_h"], f["pad_top"])
     return c
@@ -155,7 +155,7 @@ def fc_case(rng, name, n_in, n_out, batches=1) -> Case:
         output_offset=zp_out, act_min=lo, act_max=hi))
     c.arrays = {"input": ("int8_t", rng.integers(-128, 128, size=batches * n_in).astype(np.int8)),
                 "filter": ("int8_t", w.reshape(-1)), "bias": ("int32_t", bias), "multiplier": ("int32_t", mult),
-                "shift": ("int8_t", shift), "packed": ("int8_t", mve_pack.pack_fc(w, bias, -zp_in, mult, shift))}
+                "shift": ("int8_t", shift), "packed": ("int8_t", packing.pack_fc_mve(w, bias, -zp_in, mult, shift))}
     c.macs, c.in_bytes, c.out_bytes, c.row_bytes = batches * n_in * n_out, batches * n_in, batches * n_out, n_out
     return c
 
@@ -393,18 +393,18 @@ def model_cases(path: Path, rng, prefix: str, inplace: bool = False, distinct: b
         if node.op == "fully_connected":
             c = fc_case(rng, name, w.shape[1], w.shape[0], batches=x.size // w.shape[1])
             c.arrays.update(filter=("int8_t", w.reshape(-1)),
-                            packed=("int8_t", mve_pack.pack_fc(w, bias, q["input_offset"], mult, shift)))
+                            packed=("int8_t", packing.pack_fc_mve(w, bias, q["input_offset"], mult, shift)))
         else:
             a = node.attrs
             kernel = (w.shape[1], w.shape[2])
             if node.op == "conv2d":
                 c = conv_case(rng, name, x.shape[1:3], x.shape[3], n, kernel, a.get("stride", (1, 1)),
                               a.get("pad", (0, 0, 0, 0)), a.get("dilation", (1, 1)), residual="residual" in a)
-                c.arrays["packed"] = ("int8_t", mve_pack.pack_conv(w, bias, q["input_offset"], mult, shift))
+                c.arrays["packed"] = ("int8_t", packing.pack_conv_mve(w, bias, q["input_offset"], mult, shift))
             else:
                 c = depthwise_case(rng, name, x.shape[1:3], n, kernel, a.get("stride", (1, 1)),
                                    a.get("pad", (0, 0, 0, 0)), a.get("dilation", (1, 1)), inplace=inplace)
-                c.arrays["packed"] = ("int8_t", mve_pack.pack_depthwise(w, bias, q["input_offset"], mult, shift))
+                c.arrays["packed"] = ("int8_t", packing.pack_depthwise_mve(w, bias, q["input_offset"], mult, shift))
             c.arrays["filter"] = ("int8_t", w.reshape(-1))
             if "residual" in a:
                 rq = a["residual"]["q"]

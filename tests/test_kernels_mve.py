@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import mve_harness as h
-from edgecomp.backends import mve_pack
+from edgecomp.backends.c.kernels import packing, predicates
 from edgecomp.targets import load_target
 
 pytestmark = [pytest.mark.toolchain, pytest.mark.qemu]
@@ -96,7 +96,7 @@ def test_rounding_ties_bit_exact(tmp_path, monkeypatch):
     shift = left.arrays["shift"][1].copy()
     shift[0] = 1  # one channel with a left shift: the C path
     w, bias, mult = left.arrays["filter"][1].reshape(1, 3, 3, 21), left.arrays["bias"][1], left.arrays["multiplier"][1]
-    left.arrays.update(shift=("int8_t", shift), packed=("int8_t", mve_pack.pack_depthwise(
+    left.arrays.update(shift=("int8_t", shift), packed=("int8_t", packing.pack_depthwise_mve(
         w, bias, left.fields["input_offset"], mult, shift)))
     cases.append(left)
     _check(h.run_cases(cases, tmp_path), cases)
@@ -110,26 +110,27 @@ def test_mlperf_tiny_layers_bit_exact_with_the_reference_kernels(tmp_path, mlper
 
 
 def test_applies_on_the_mlperf_models(mlperf_dir):
-    """Where each Helium kernel applies: every int8 conv, depthwise (multiplier 1), fully connected and
-    pool of the four models on cortex-m55; nothing on a core without MVE."""
+    """Where the kernel planner puts the Helium kernels: every int8 conv, depthwise (multiplier 1),
+    fully connected and pool of the four models with --kernels auto on cortex-m55 (and the Alif
+    board); nothing on a core without MVE."""
+    from edgecomp.backends.c.kernel_plan import mark_mve
     from edgecomp.frontends.tflite import load_tflite
+    from edgecomp.options import CodegenOptions
     from edgecomp.passes.fuse_residual import fuse_residual_adds
     from edgecomp.passes.requantize import requantize
 
-    m55, m33, alif = load_target("cortex-m55"), load_target("cortex-m33"), load_target("alif-e7-hp")
-    checks = {"conv2d": mve_pack.applies_conv, "depthwise_conv2d": mve_pack.applies_depthwise,
-              "fully_connected": mve_pack.applies_fc, "avg_pool2d": mve_pack.applies_pool,
-              "max_pool2d": mve_pack.applies_pool, "add": mve_pack.applies_add}
+    def opts(name):
+        t = load_target(name)
+        return CodegenOptions.for_target(t.dsp, "auto", target_mve=t.mve, target_name=t.name)
+    m55, m33, alif = opts("cortex-m55"), opts("cortex-m33"), opts("alif-e7-hp")
+    assert m55.mve and m55.dsp and alif.mve and not m33.mve and m33.dsp
     seen = set()
     for model in ("ad01_int8", "kws_ref_model", "pretrainedResnet_quant", "vww_96_int8"):
         g = fuse_residual_adds(requantize(load_tflite(mlperf_dir / f"{model}.tflite")))
-        for node in g.nodes:
-            if node.op in checks:
-                seen.add(node.op)
-                assert checks[node.op](g, node, m55) and checks[node.op](g, node, alif), node.name
-                assert not checks[node.op](g, node, m33)
-            else:
-                assert all(not f(g, node, m55) for f in checks.values())
+        takes = {n.name for n in g.nodes if n.op in predicates.MVE_CHECKS}
+        seen |= {n.op for n in g.nodes if n.name in takes}
+        assert mark_mve(g, m55) == takes and mark_mve(g, alif) == takes
+        assert mark_mve(g, m33) == set() and not any(n.attrs.get("mve") for n in g.nodes)
     assert seen >= {"conv2d", "depthwise_conv2d", "fully_connected", "avg_pool2d"}
 
 
@@ -138,10 +139,10 @@ def test_packed_layouts_match_the_c_sizes():
     rng = np.random.default_rng(1)
     for o, k in ((1, 1), (3, 16), (7, 20), (64, 576)):
         w = rng.integers(-127, 128, size=(o, 1, 1, k), dtype=np.int8)
-        assert mve_pack.pack_conv(w, None, 3, 1 << 30, -1).size == -(-o // 3) * (64 + 48 * -(-k // 16))
-        assert mve_pack.pack_fc(w.reshape(o, k), None, 3, 1 << 30, -1).size == -(-o // 6) * (128 + 96 * -(-k // 16))
+        assert packing.pack_conv_mve(w, None, 3, 1 << 30, -1).size == -(-o // 3) * (64 + 48 * -(-k // 16))
+        assert packing.pack_fc_mve(w.reshape(o, k), None, 3, 1 << 30, -1).size == -(-o // 6) * (128 + 96 * -(-k // 16))
     for c, taps in ((1, 9), (20, 9), (64, 25)):
         w = rng.integers(-127, 128, size=(1, taps, 1, c), dtype=np.int8)
-        assert mve_pack.pack_depthwise(w, None, 0, 1 << 30, -1).size == -(-c // 16) * (256 + 16 * taps)
-    folded = mve_pack.fold_bias(np.full((1, 3), 127, np.int8), np.array([2 ** 31 - 1]), 1)
+        assert packing.pack_depthwise_mve(w, None, 0, 1 << 30, -1).size == -(-c // 16) * (256 + 16 * taps)
+    folded = packing.mve_fold_bias(np.full((1, 3), 127, np.int8), np.array([2 ** 31 - 1]), 1)
     assert folded[0] == -(2 ** 31) + 380  # int32 wrap-around, like the kernels' sums

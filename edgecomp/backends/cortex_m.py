@@ -517,7 +517,8 @@ def write_bundle(graph: ir.Graph, target: str | Target, out_dir: str | Path, opt
     probe = bool(options.get("probe", True))
     options.setdefault("kernels", "auto")
     options.setdefault("optimize", "balanced")
-    opts = CodegenOptions.for_target(target.dsp, options["kernels"], options["optimize"], probe=probe,
+    opts = CodegenOptions.for_target(target.dsp, options["kernels"], options["optimize"], target_mve=target.mve,
+                                     target_name=target.name, probe=probe,
                                      streaming=bool(options.get("streaming", False)), **(tuning or {}))
     dsp = opts.dsp
     if opts.streaming:  # the bundle's inputs, outputs and MACs are one frame's

@@ -24,7 +24,7 @@ from ... import ir
 from ...options import CodegenOptions
 from ...passes.memory_plan import MemoryPlan, plan_memory, reads, strided_rows
 from .kernels.predicates import (GEMM_ADD_TABLE_BYTES, dw_fast_ok, gemm_acc_ok, gemm_fast_requant,
-                                 gemm_work_bytes, kernel_row_bytes)
+                                 gemm_work_bytes, kernel_row_bytes, mve_ok, mve_work_bytes)
 
 DEFAULT = CodegenOptions()
 
@@ -54,6 +54,7 @@ def gemm_layout(g: ir.Graph, node: ir.Node, blocked: bool, whole: bool = False,
     if opts.gemm_blocks != "auto":
         blocked = opts.gemm_blocks == "rows"
     if node.op != "conv2d" or "hybrid" in node.attrs or node.attrs.get("dilation", (1, 1)) != (1, 1) \
+            or node.attrs.get("mve") \
             or node.attrs.get("packed_weights") \
             or int(node.attrs.get("groups", 1)) != 1:  # packed (int4 / codebook) weights run ec_kernels_s4
         return None
@@ -128,9 +129,12 @@ def _tiled(g: ir.Graph, name: str, lay: GemmLayout) -> bool:
 
 def kernel_workspaces(g: ir.Graph) -> dict[str, int]:
     """Workspaces kernels need whatever the plan: a softmax along a strided axis gathers each row
-    into one (ec_softmax_axis_*)."""
+    into one (ec_softmax_axis_*); a Helium convolution its two im2col windows, a Helium depthwise
+    layer its row of the input zero point (layers :func:`mark_mve` marked)."""
     out = {}
     for n in g.nodes:
+        if n.attrs.get("mve") and mve_work_bytes(g, n):
+            out[n.name] = mve_work_bytes(g, n)
         if strided_rows(g, n):
             x = g.tensors[n.inputs[0]]
             out[n.name] = x.shape[int(n.attrs["axis"]) % len(x.shape)] * ir.dtype_bytes(x.dtype)
@@ -153,6 +157,7 @@ def _dw_dsp(g: ir.Graph, node: ir.Node) -> bool:
     """Whether an int8 depthwise conv takes ec_kernels_dsp (as the depthwise emitter decides)."""
     q = node.attrs.get("q")
     return node.op == "depthwise_conv2d" and q is not None and g.tensors[node.outputs[0]].dtype == "int8" \
+        and not node.attrs.get("mve") \
         and int(node.attrs.get("depth_multiplier", 1)) == 1 and int(q["filter_offset"]) == 0
 
 
@@ -176,7 +181,8 @@ def _widen_weights(g, nodes, lays, plan, fused, macs, trial, opts: CodegenOption
     the most pairs per tile that fit, at least opts.wide_min_tile.  A row-fused pair shares one
     buffer in the second layer's workspace (each row call widens its own weights again)."""
     limit = plan.arena_bytes + opts.wide_growth
-    dw = [n for n in g.nodes if n.op == "depthwise_conv2d" and dw_fast_ok(g, n, plan, n.attrs.get("residual"))]
+    dw = [n for n in g.nodes if n.op == "depthwise_conv2d" and not n.attrs.get("mve")
+          and dw_fast_ok(g, n, plan, n.attrs.get("residual"))]
     apart = [n for n in lays if n not in plan.scratch and g.tensors[nodes[n].outputs[0]].shape[2] % 2]
 
     def keeps(t: MemoryPlan) -> bool:
@@ -311,10 +317,26 @@ def plan_with_gemm(g: ir.Graph, opts: CodegenOptions, fusions: bool | None = Non
     return plan, lays, fused, dw_apart
 
 
+def mark_mve(g: ir.Graph, opts: CodegenOptions) -> set[str]:
+    """With ``opts.mve`` (a core with Helium): ``node.attrs["mve"] = True`` on every layer a Helium
+    kernel runs (``predicates.mve_ok``); those layers take no matrix-product layout, keep the
+    reference kernels' in-place rules (the Helium kernels' row contract is theirs) and get their
+    workspace from :func:`kernel_workspaces`.  The others keep the DSP / reference kernels."""
+    marked = set()
+    for n in g.nodes:
+        n.attrs.pop("mve", None)
+        if opts.mve and mve_ok(g, n):
+            n.attrs["mve"] = True
+            marked.add(n.name)
+    return marked
+
+
 def plan_kernels(g: ir.Graph, opts: CodegenOptions) -> ir.Graph:
-    """The kernel planning pass: ``node.attrs["gemm"]`` (a :class:`GemmLayout`) on every layer that
+    """The kernel planning pass: ``node.attrs["mve"]`` on every layer a Helium kernel runs
+    (:func:`mark_mve`), ``node.attrs["gemm"]`` (a :class:`GemmLayout`) on every layer that
     runs as a matrix product, ``graph.meta["row_fusions"]`` ({first layer: buffer bytes}) and
     ``graph.meta["dw_apart"]`` (depthwise layers planned apart from their input)."""
+    mark_mve(g, opts)
     _plan, lays, fused, apart = plan_with_gemm(g, opts)
     for n in g.nodes:
         n.attrs.pop("gemm", None)

@@ -1,0 +1,52 @@
+"""What the Helium (MVE) kernels' calls need beyond the reference kernels' parameter blocks: the
+filter packed at compile time (``kernels/packing.py``: groups of output channels, each headed by
+its folded bias and requantization vectors) and the layer's arena workspace.
+
+The kernels themselves are registered beside their reference kernels (``conv.py``,
+``fully_connected.py``, ``pooling.py``, ``elementwise.py``) with :func:`marked` as their
+``applies``: the kernel planner (``kernel_plan.mark_mve``) decided which layers they run, so the
+memory plan already holds their workspaces.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .... import ir
+from ..kernels.packing import pack_conv_mve, pack_depthwise_mve, pack_fc_mve
+from ..literals import fmt_q, shape_text
+
+GROUPS = ("mve",)
+RANK = 3  # before every other optimized kernel of the same op (they rank 5 and up)
+
+
+def marked(gen, node: ir.Node) -> bool:
+    """The layer runs a Helium kernel (``kernel_plan.mark_mve``: a core with MVE, the kernel's
+    predicate in ``kernels/predicates.py``)."""
+    return bool(node.attrs.get("mve"))
+
+
+def packed_filter(gen, node: ir.Node) -> str:
+    """The layer's filter packed for its Helium kernel, as a 16-byte aligned const array."""
+    g = gen.g
+    w = g.tensors[node.inputs[1]]
+    q = gen.q(node)
+    bias = g.tensors[node.inputs[2]].data if len(node.inputs) > 2 else None
+    n = w.shape[3] if node.op == "depthwise_conv2d" else w.shape[0]
+    mult = np.broadcast_to(np.asarray(q["multiplier"], np.int64), (n,))
+    shift = np.broadcast_to(np.asarray(q["shift"], np.int64), (n,))
+    pack, what = {"conv2d": (pack_conv_mve, "groups of 3 output channels, 16 taps at a time"),
+                  "depthwise_conv2d": (pack_depthwise_mve, "groups of 16 channels, one tap at a time"),
+                  "fully_connected": (pack_fc_mve, "groups of 6 output rows, 16 inputs at a time")}[node.op]
+    data = pack(w.data, bias, int(q["input_offset"]), mult, shift)
+    note = (f"{node.name}: filter {w.name} {shape_text(w.shape)} {fmt_q(w)}, packed for the Helium kernel "
+            f"({what}), each group headed by its bias + input_offset * sum(filter), multipliers and shifts")
+    return gen.const_array(gen.ident_base, "filter_mve", data, "int8_t", note, align=16)
+
+
+def workspace(gen, L) -> str:
+    """The layer's workspace in the arena (``NULL`` when its kernel needs none)."""
+    ws = gen.plan.workspace.get(L.node.name)
+    if ws is None:
+        return "NULL"
+    L.head.append(f"  Helium kernel workspace: {ws[1]} bytes at {ws[0]}")
+    return f"(int8_t *)(arena.bytes + {ws[0]})"
