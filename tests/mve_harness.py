@@ -41,6 +41,7 @@ class Case:
     work_bytes: int = 0
     inplace: int | None = None  # output offset from the input in a shared buffer (None: apart)
     residual: dict | None = None  # ec_add_params_t fields of a fused residual add
+    variant: str = ""  # "3x3": the depthwise fast path ec_depthwise_conv2d_s8_mve3x3
 
 
 TIES = False  # power-of-two scales and small shifts everywhere: rounding ties on most outputs
@@ -133,14 +134,28 @@ def depthwise_case(rng, name, in_hw, ch, kernel, stride=(1, 1), pad=(0, 0, 0, 0)
     bias = c.arrays["bias"][1]
     mult, shift = _requant(rng, ch, 75.0 * 70.0 * math.sqrt(kh * kw))
     c.op = "depthwise"
-    c.arrays.update(filter=("int8_t", w.reshape(-1)), multiplier=("int32_t", mult), shift=("int8_t", shift),
-                    packed=("int8_t", packing.pack_depthwise_mve(w, bias, c.fields["input_offset"], mult, shift)))
+    c.arrays.update(filter=("int8_t", w.reshape(-1)), multiplier=("int32_t", mult), shift=("int8_t", shift))
+    repack_depthwise(c)
     f = c.fields
     c.macs = f["out_h"] * f["out_w"] * ch * kh * kw
     c.work_bytes = predicates.mve_depthwise_work_bytes(ch)
     if inplace:
         c.inplace = _shift_limit(f["out_h"], f["in_w"] * ch, f["out_w"] * ch, f["stride_h"], f["pad_top"])
     return c
+
+
+def repack_depthwise(c: Case) -> None:
+    """The packed filter of a depthwise case for the kernel the generator would choose: the 3x3 fast
+    path where predicates.mve_dw3x3_arrays_ok holds (its lane order), else the general kernel."""
+    f = c.fields
+    kh, kw, ch = f["kernel_h"], f["kernel_w"], f["in_c"]
+    w = c.arrays["filter"][1].reshape(1, kh, kw, ch)
+    mult, shift = c.arrays["multiplier"][1], c.arrays["shift"][1]
+    fast = predicates.mve_dw3x3_arrays_ok(kh, kw, ch, w, shift, c.residual)
+    c.variant = "3x3" if fast else ""
+    c.arrays["packed"] = ("int8_t", packing.pack_depthwise_mve(
+        w, c.arrays["bias"][1], f["input_offset"], mult, shift,
+        packing.MVE_DW3X3_LANES if fast else packing.MVE_DW_LANES))
 
 
 def fc_case(rng, name, n_in, n_out, batches=1) -> Case:
@@ -205,6 +220,8 @@ def _calls(c: Case, i: int) -> tuple[str, str]:
             ("ec_depthwise_conv2d_s8", "ec_depthwise_conv2d_s8_mve")
         ref = f"{ref_fn}(&{a}p, {a}input, {a}filter, {a}bias, ref, NULL, {skip});"
         mve = f"{mve_fn}(&{a}p, IN, {a}packed, out, ROW, {skip}, work);"
+        if c.variant == "3x3":
+            mve = f"ec_depthwise_conv2d_s8_mve3x3(&{a}p, IN, {a}packed, out, ROW, work);"
     elif c.op == "fc":
         ref = f"ec_fully_connected_s8(&{a}p, {a}input, {a}filter, {a}bias, ref, NULL);"
         mve = f"ec_fully_connected_s8_mve(&{a}p, IN, {a}packed, out, ROW);"
@@ -404,7 +421,6 @@ def model_cases(path: Path, rng, prefix: str, inplace: bool = False, distinct: b
             else:
                 c = depthwise_case(rng, name, x.shape[1:3], n, kernel, a.get("stride", (1, 1)),
                                    a.get("pad", (0, 0, 0, 0)), a.get("dilation", (1, 1)), inplace=inplace)
-                c.arrays["packed"] = ("int8_t", packing.pack_depthwise_mve(w, bias, q["input_offset"], mult, shift))
             c.arrays["filter"] = ("int8_t", w.reshape(-1))
             if "residual" in a:
                 rq = a["residual"]["q"]
@@ -416,6 +432,8 @@ def model_cases(path: Path, rng, prefix: str, inplace: bool = False, distinct: b
         c.fields.update(input_offset=int(q["input_offset"]), output_offset=int(q["output_offset"]), act_min=lo,
                         act_max=hi)
         c.arrays.update(bias=("int32_t", bias), multiplier=("int32_t", mult), shift=("int8_t", shift))
+        if c.op == "depthwise":  # (its residual add known now)
+            repack_depthwise(c)
         cases.append(c)
     return cases
 

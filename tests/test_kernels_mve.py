@@ -49,6 +49,10 @@ def random_cases(seed: int) -> list[h.Case]:
         cases.append(h.depthwise_case(rng, f"dw{i}", (r(5, 9), r(5, 9)), r(1, 70), k, (r(1, 2), r(1, 2)),
                                       tuple(r(0, 2) for _ in range(4)), (2, 1) if i == 3 else (1, 1),
                                       residual=i == 4, inplace=i in (0, 5)))
+    for i in range(5):  # depthwise 3x3 on whole groups of 16 channels: the fast path where no weight is -128
+        cases.append(h.depthwise_case(rng, f"dw3x3_{i}", (r(3, 9), r(3, 12)), 16 * r(1, 4), (3, 3), (r(1, 2), r(1, 2)),
+                                      tuple(r(0, 1) for _ in range(4)), (1, 2) if i == 2 else (1, 1),
+                                      inplace=i % 2 == 0))
     for i in range(4):  # fully connected
         cases.append(h.fc_case(rng, f"fc{i}", r(1, 100), r(1, 20), batches=r(1, 3)))
     for i in range(4):  # pools
@@ -69,11 +73,15 @@ def _check(results, cases):
 
 
 def test_left_shifts_and_residuals_take_the_general_path():
-    """The random layers cover both paths of conv and depthwise: assembly (no left shift, no residual)
-    and C (a positive shift or a fused residual add somewhere in the layer)."""
+    """The random layers cover every path of conv and depthwise: assembly (no left shift, no residual),
+    C (a positive shift or a fused residual add somewhere in the layer) and the depthwise 3x3 fast
+    path (ec_depthwise_conv2d_s8_mve3x3, some of its layers in place, some with padding)."""
     cases = [c for c in random_cases(7) if c.op in ("conv", "depthwise")]
     general = [c.residual is not None or (c.arrays["shift"][1] > 0).any() for c in cases]
     assert any(general) and not all(general)
+    fast = [c for c in cases if c.variant == "3x3"]
+    assert len(fast) >= 3 and any(c.inplace is not None for c in fast) and any(c.fields["pad_top"] for c in fast)
+    assert all(not g for c, g in zip(cases, general) if c.variant == "3x3")
 
 
 def test_random_layers_bit_exact_with_the_reference_kernels(tmp_path):
@@ -91,13 +99,13 @@ def test_rounding_ties_bit_exact(tmp_path, monkeypatch):
              h.conv_case(rng, "ties_conv_residual", (4, 6), 24, 7, (1, 1), residual=True),
              h.depthwise_case(rng, "ties_dw", (4, 6), 21, (3, 3), pad=(1, 1, 1, 1)),
              h.depthwise_case(rng, "ties_dw_residual", (4, 6), 21, (3, 3), pad=(1, 1, 1, 1), residual=True),
+             h.depthwise_case(rng, "ties_dw3x3", (4, 6), 32, (3, 3), pad=(1, 1, 1, 1)),
              h.fc_case(rng, "ties_fc", 40, 13), h.add_case(rng, "ties_add", 61)]
     left = h.depthwise_case(rng, "ties_dw_left_shift", (4, 6), 21, (3, 3), pad=(1, 1, 1, 1))
     shift = left.arrays["shift"][1].copy()
     shift[0] = 1  # one channel with a left shift: the C path
-    w, bias, mult = left.arrays["filter"][1].reshape(1, 3, 3, 21), left.arrays["bias"][1], left.arrays["multiplier"][1]
-    left.arrays.update(shift=("int8_t", shift), packed=("int8_t", packing.pack_depthwise_mve(
-        w, bias, left.fields["input_offset"], mult, shift)))
+    left.arrays.update(shift=("int8_t", shift))
+    h.repack_depthwise(left)
     cases.append(left)
     _check(h.run_cases(cases, tmp_path), cases)
 

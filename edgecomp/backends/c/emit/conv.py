@@ -53,6 +53,8 @@ def _grouped(gen, node: ir.Node) -> bool:
 
 
 @kernel("ec_conv2d_s8_mve", "conv2d", "int8", applies=mve.marked, groups=mve.GROUPS, rank=mve.RANK)
+@kernel("ec_depthwise_conv2d_s8_mve3x3", "depthwise_conv2d", "int8", applies=mve.dw3x3, groups=mve.GROUPS,
+        rank=mve.RANK - 1)
 @kernel("ec_depthwise_conv2d_s8_mve", "depthwise_conv2d", "int8", applies=mve.marked, groups=mve.GROUPS, rank=mve.RANK)
 @kernel("ec_conv2d_grouped_s8", "conv2d", "int8", applies=_grouped, groups=("conv_ext",), rank=5)
 @kernel("ec_conv2d_grouped_f32", "conv2d", "float32", applies=_grouped, groups=("conv_ext",), rank=5)
@@ -93,9 +95,9 @@ def emit_conv(gen, L, k) -> str:
     lay = gen.gemm[node.name] if k.name == "ec_conv2d_s8_gemm" else None
     live = gemm_live(gen.g, node) if lay is not None else None
     wflash = "NULL"
-    helium = k.name.endswith("_mve")
+    helium = k.name.startswith("ec_") and "_mve" in k.name
     if helium:
-        filt = mve.packed_filter(gen, node)
+        filt = mve.packed_filter(gen, node, fast3x3=k.name.endswith("_mve3x3"))
     elif lay is not None:
         wl = w.data if live is None else w.data[live]
         note = (f"{node.name}: filter {w.name} {shape_text(w.shape)} {fmt_q(w)}, packed for ec_kernels_gemm "
@@ -161,6 +163,9 @@ def emit_conv(gen, L, k) -> str:
         gen.struct("ec_conv_params_t", L.base, conv_fields, c_comment(f"{node.name}: {node.op}"))
     if lay is not None:
         return gemm.emit_gemm(gen, L, lay, live, q, conv_fields, filt, bias, skip, wflash, (lo, hi), fused)
+    if k.name.endswith("_mve3x3"):
+        head.append("  Helium kernel (MVE), 3x3 fast path (nine taps in registers, int8 products summed in pairs)")
+        return f"{k.name}(&{L.base}, {gen.tensor(x.name)}, {filt}, {gen.tensor(out.name)}, {row}, {mve.workspace(gen, L)});"
     if helium:
         head.append("  Helium kernel (MVE), filter packed with the input offset folded into the bias")
         return (f"{k.name}(&{L.base}, {gen.tensor(x.name)}, {filt}, {gen.tensor(out.name)}, {row}, {skip}, "

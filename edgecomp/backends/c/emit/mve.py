@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from .... import ir
-from ..kernels.packing import pack_conv_mve, pack_depthwise_mve, pack_fc_mve
+from ..kernels.packing import MVE_DW3X3_LANES, pack_conv_mve, pack_depthwise_mve, pack_fc_mve
+from ..kernels.predicates import mve_dw3x3_ok
 from ..literals import fmt_q, shape_text
 
 GROUPS = ("mve",)
@@ -25,8 +26,14 @@ def marked(gen, node: ir.Node) -> bool:
     return bool(node.attrs.get("mve"))
 
 
-def packed_filter(gen, node: ir.Node) -> str:
-    """The layer's filter packed for its Helium kernel, as a 16-byte aligned const array."""
+def dw3x3(gen, node: ir.Node) -> bool:
+    """The depthwise layer takes the Helium 3x3 fast path (``predicates.mve_dw3x3_ok``)."""
+    return marked(gen, node) and mve_dw3x3_ok(gen.g, node)
+
+
+def packed_filter(gen, node: ir.Node, fast3x3: bool = False) -> str:
+    """The layer's filter packed for its Helium kernel, as a 16-byte aligned const array (``fast3x3``:
+    the depthwise 3x3 fast path's lane order)."""
     g = gen.g
     w = g.tensors[node.inputs[1]]
     q = gen.q(node)
@@ -37,7 +44,11 @@ def packed_filter(gen, node: ir.Node) -> str:
     pack, what = {"conv2d": (pack_conv_mve, "groups of 3 output channels, 16 taps at a time"),
                   "depthwise_conv2d": (pack_depthwise_mve, "groups of 16 channels, one tap at a time"),
                   "fully_connected": (pack_fc_mve, "groups of 6 output rows, 16 inputs at a time")}[node.op]
-    data = pack(w.data, bias, int(q["input_offset"]), mult, shift)
+    if fast3x3:
+        data = pack_depthwise_mve(w.data, bias, int(q["input_offset"]), mult, shift, MVE_DW3X3_LANES)
+        what += ", the 3x3 fast path's lane order"
+    else:
+        data = pack(w.data, bias, int(q["input_offset"]), mult, shift)
     note = (f"{node.name}: filter {w.name} {shape_text(w.shape)} {fmt_q(w)}, packed for the Helium kernel "
             f"({what}), each group headed by its bias + input_offset * sum(filter), multipliers and shifts")
     return gen.const_array(gen.ident_base, "filter_mve", data, "int8_t", note, align=16)

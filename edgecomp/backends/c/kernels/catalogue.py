@@ -10,7 +10,7 @@ an emitter and a record here (``@kernel`` on the emitter).
 
     >>> import edgecomp.backends.c.emit  # the emitters' @kernel records fill the catalogue
     >>> [k.name for k in candidates("depthwise_conv2d", "int8")]  # doctest: +NORMALIZE_WHITESPACE
-    ['ec_depthwise_conv2d_s8_mve', 'ec_depthwise_conv2d_s8_dsp3x3', 'ec_depthwise_conv2d_s8_dsp3x3s2', 'ec_depthwise_conv2d_s8_dsp',
+    ['ec_depthwise_conv2d_s8_mve3x3', 'ec_depthwise_conv2d_s8_mve', 'ec_depthwise_conv2d_s8_dsp3x3', 'ec_depthwise_conv2d_s8_dsp3x3s2', 'ec_depthwise_conv2d_s8_dsp',
      'ec_depthwise_conv2d_s8']
 """
 from __future__ import annotations

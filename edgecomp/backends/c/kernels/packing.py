@@ -161,16 +161,24 @@ def pack_fc_mve(w: np.ndarray, bias: np.ndarray | None, input_offset: int, multi
     return np.concatenate(out)
 
 
-def pack_depthwise_mve(w: np.ndarray, bias: np.ndarray | None, input_offset: int, multiplier, shift) -> np.ndarray:
+#: the header's lane order of ec_depthwise_conv2d_s8_mve (VMULLB / VMULLT on each half of int16 lanes)
+MVE_DW_LANES = (0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15)
+#: ... and of its 3x3 fast path ec_depthwise_conv2d_s8_mve3x3 (int8 products widened in two steps)
+MVE_DW3X3_LANES = (0, 4, 8, 12, 2, 6, 10, 14, 1, 5, 9, 13, 3, 7, 11, 15)
+
+
+def pack_depthwise_mve(w: np.ndarray, bias: np.ndarray | None, input_offset: int, multiplier, shift,
+                       lanes: tuple[int, ...] = MVE_DW_LANES) -> np.ndarray:
     """depthwise filter [1, KH, KW, C] (depth multiplier 1) for ec_depthwise_conv2d_s8_mve: groups of 16
-    channels, each a 256-byte header (bias, multiplier, left, right: int32 x 16, in the lane order of
-    VMULLB / VMULLT on each half: channels 0 2 4 6 | 1 3 5 7 | 8 10 12 14 | 9 11 13 15) and per tap the
-    group's 16 weights."""
+    channels, each a 256-byte header (bias, multiplier, left, right: int32 x 16, in the kernel's lane
+    order ``lanes``: for ec_depthwise_conv2d_s8_mve that of VMULLB / VMULLT on each half, channels
+    0 2 4 6 | 1 3 5 7 | 8 10 12 14 | 9 11 13 15; ``MVE_DW3X3_LANES`` for its 3x3 fast path) and per tap
+    the group's 16 weights."""
     taps = w.shape[1] * w.shape[2]
     c = w.shape[3]
     wt = np.asarray(w, np.int8).reshape(taps, c)
     rq = _mve_requant_rows(mve_fold_bias(wt.T, bias, input_offset), multiplier, shift, c)
-    order = [0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15]
+    order = list(lanes)
     out = []
     for g in range(-(-c // MVE_DW_GROUP)):
         n = min(MVE_DW_GROUP, c - g * MVE_DW_GROUP)

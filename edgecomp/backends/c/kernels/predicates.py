@@ -182,6 +182,23 @@ def mve_depthwise_ok(g: ir.Graph, node: ir.Node) -> bool:
             and w.shape[1] * w.shape[2] <= MVE_DW_MAX_TAPS)
 
 
+def mve_dw3x3_arrays_ok(kernel_h: int, kernel_w: int, channels: int, filt: np.ndarray, shift, residual) -> bool:
+    """ec_depthwise_conv2d_s8_mve3x3 (the fast path of a Helium depthwise layer): 3x3, channels a
+    multiple of 16, no left shift (every shift <= 0), no fused residual add, no -128 in the filter
+    (two int8 products then add up in int16 without wrapping)."""
+    return (kernel_h == 3 and kernel_w == 3 and channels % MVE_DW_GROUP == 0 and residual is None
+            and int(np.max(np.asarray(shift))) <= 0 and int(np.min(np.asarray(filt))) > -128)
+
+
+def mve_dw3x3_ok(g: ir.Graph, node: ir.Node) -> bool:
+    """:func:`mve_dw3x3_arrays_ok` for a depthwise layer a Helium kernel runs."""
+    if not node.attrs.get("mve") or node.op != "depthwise_conv2d":
+        return False
+    w = g.tensors[node.inputs[1]]
+    return mve_dw3x3_arrays_ok(w.shape[1], w.shape[2], w.shape[3], w.data, node.attrs["q"]["shift"],
+                               node.attrs.get("residual"))
+
+
 def mve_fc_ok(g: ir.Graph, node: ir.Node) -> bool:
     """ec_fully_connected_s8_mve: int8 with a constant symmetric filter, no fused residual add."""
     return (node.op == "fully_connected" and _mve_int8_layer(g, node) and _mve_filter_ok(g, node, 2)
