@@ -138,7 +138,6 @@ def depthwise_case(rng, name, in_hw, ch, kernel, stride=(1, 1), pad=(0, 0, 0, 0)
     repack_depthwise(c)
     f = c.fields
     c.macs = f["out_h"] * f["out_w"] * ch * kh * kw
-    c.work_bytes = predicates.mve_depthwise_work_bytes(ch)
     if inplace:
         c.inplace = _shift_limit(f["out_h"], f["in_w"] * ch, f["out_w"] * ch, f["stride_h"], f["pad_top"])
     return c
@@ -153,6 +152,7 @@ def repack_depthwise(c: Case) -> None:
     mult, shift = c.arrays["multiplier"][1], c.arrays["shift"][1]
     fast = predicates.mve_dw3x3_arrays_ok(kh, kw, ch, w, shift, c.residual)
     c.variant = "3x3" if fast else ""
+    c.work_bytes = predicates.mve_dw3x3_work_bytes(f["in_w"], ch) if fast else predicates.mve_depthwise_work_bytes(ch)
     c.arrays["packed"] = ("int8_t", packing.pack_depthwise_mve(
         w, c.arrays["bias"][1], f["input_offset"], mult, shift,
         packing.MVE_DW3X3_LANES if fast else packing.MVE_DW_LANES))

@@ -138,6 +138,11 @@ def mve_depthwise_work_bytes(in_c: int) -> int:
     return in_c
 
 
+def mve_dw3x3_work_bytes(in_w: int, in_c: int) -> int:
+    """EC_MVE_DW3X3_WORK_BYTES: a whole input row of the input zero point (the 3x3 fast path)."""
+    return in_w * in_c
+
+
 def _mve_int8_layer(g: ir.Graph, node: ir.Node) -> bool:
     """Quantized int8 in and out, not hybrid."""
     q = node.attrs.get("q")
@@ -241,5 +246,7 @@ def mve_work_bytes(g: ir.Graph, node: ir.Node) -> int:
         _, kh, kw, ic = g.tensors[node.inputs[1]].shape
         return mve_conv_work_bytes(kh, kw, ic, any(node.attrs.get("pad", (0, 0, 0, 0))))
     if node.op == "depthwise_conv2d":
-        return mve_depthwise_work_bytes(g.tensors[node.inputs[0]].shape[3])
+        x = g.tensors[node.inputs[0]]
+        return mve_dw3x3_work_bytes(x.shape[2], x.shape[3]) if mve_dw3x3_ok(g, node) else \
+            mve_depthwise_work_bytes(x.shape[3])
     return 0

@@ -873,22 +873,29 @@ __asm__("    .section .text.ec_mve_dw3x3_run,\"ax\",%progbits\n"
         "    .size ec_mve_dw3x3_run, .-ec_mve_dw3x3_run\n"
         "    .text\n");
 
-/* The taps of output pixel ox of a row whose kernel rows read `rows` (NULL: padding), `fill` in the padding. */
+/* The taps of output pixel ox of a row whose kernel rows start at `rows` (the fill row for a row in
+ * the padding), `fill` for a column in the padding. */
 EC_MVE_INLINE void dw3x3_taps(const ec_conv_params_t *p, const int8_t *const *rows, int32_t ox, const int8_t *fill,
                               const int8_t **t)
 {
-    const int32_t ix0 = ox * p->stride_w - p->pad_left;
-    for (int32_t kx = 0; kx < 3; kx++) {
-        const int32_t ix = ix0 + kx * p->dilation_w;
-        const int inside = ix >= 0 && ix < p->in_w;
-        for (int32_t ky = 0; ky < 3; ky++)
-            t[ky * 3 + kx] = inside && rows[ky] != NULL ? rows[ky] + ix * p->in_c : fill;
+    const int8_t *r0 = rows[0], *r1 = rows[1], *r2 = rows[2];
+    int32_t ix = ox * p->stride_w - p->pad_left;
+    for (int32_t kx = 0; kx < 3; kx++, ix += p->dilation_w) {
+        if ((uint32_t)ix < (uint32_t)p->in_w) {
+            const int32_t o = ix * p->in_c;
+            t[kx] = r0 + o;
+            t[3 + kx] = r1 + o;
+            t[6 + kx] = r2 + o;
+        } else {
+            t[kx] = t[3 + kx] = t[6 + kx] = fill;
+        }
     }
 }
 
-/* Per output row: the pixels whose taps are all inside the input in one run of the assembly
- * (their taps move a stride a pixel), each of the others alone with `work` (the input zero point)
- * for its taps in the padding. */
+/* Per output row: the pixels whose taps are all inside the input's columns in one run of the
+ * assembly (their taps move a stride a pixel), each of the others alone.  `work` (in_w * in_c
+ * bytes, EC_MVE_DW3X3_WORK_BYTES) is a row of the input zero point: what a tap in the padding
+ * reads, a whole row of it so that the top and bottom rows run like the others. */
 void EC_MVE_HOT ec_depthwise_conv2d_s8_mve3x3(const ec_conv_params_t *p, const int8_t *input, const int8_t *packed,
                                               int8_t *output, int8_t *row, int8_t *work)
 {
@@ -913,24 +920,21 @@ void EC_MVE_HOT ec_depthwise_conv2d_s8_mve3x3(const ec_conv_params_t *p, const i
             if (packed[g * EC_MVE_DW_GROUP_BYTES(9) + 256 + i] == -128)
                 __builtin_trap();
 #endif
-    fill_bytes(work, (int8_t)(-p->input_offset), c); /* what a tap in the padding reads */
+    fill_bytes(work, (int8_t)(-p->input_offset), p->in_w * c); /* what a tap in the padding reads */
     for (int32_t b = 0; b < p->batches; b++) {
         const int8_t *in_b = input + b * p->in_h * p->in_w * c;
         for (int32_t oy = 0; oy < p->out_h; oy++) {
             const int32_t out_row = (b * p->out_h + oy) * row_len;
             int8_t *dst = row != NULL ? row : output + out_row;
-            const int8_t *rows[3]; /* the kernel rows' input rows (NULL: in the padding) */
-            int all = 1;
+            const int8_t *rows[3]; /* the kernel rows' input rows (the fill row in the padding) */
             for (int32_t ky = 0; ky < 3; ky++) {
                 const int32_t iy = oy * p->stride_h - p->pad_top + ky * p->dilation_h;
-                rows[ky] = iy >= 0 && iy < p->in_h ? in_b + iy * p->in_w * c : NULL;
-                all &= rows[ky] != NULL;
+                rows[ky] = iy >= 0 && iy < p->in_h ? in_b + iy * p->in_w * c : work;
             }
             for (int32_t ox = 0; ox < p->out_w;) {
-                const int run = all && ox == x0 && x1 > x0;
                 dw3x3_taps(p, rows, ox, work, t);
                 job.d = dst + ox * c;
-                job.pixels = run ? x1 - x0 : 1;
+                job.pixels = ox == x0 && x1 > x0 ? x1 - x0 : 1;
                 ec_mve_dw3x3_run(&job);
                 ox += job.pixels;
             }

@@ -71,7 +71,9 @@ extern "C" {
  * fused residual add, no -128 in the filter) reads the same layout with the header's lanes in the
  * order its int8 products widen into: channels 0, 4, 8, 12 | 2, 6, 10, 14 | 1, 5, 9, 13 | 3, 7, 11, 15.
  * The generator chooses it (edgecomp/backends/c/kernels/predicates.py: mve_dw3x3_ok).
+ * Workspace: in_w * in_c bytes (a whole input row of the zero point, read by the padding's taps).
  */
+#define EC_MVE_DW3X3_WORK_BYTES(in_w, in_c) ((in_w) * (in_c))
 
 /* ---- kernels -------------------------------------------------------------------------------- */
 
