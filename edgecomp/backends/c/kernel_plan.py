@@ -102,7 +102,8 @@ def _conv3x3_same(g: ir.Graph, node: ir.Node) -> bool:
 def find_row_fusions(g: ir.Graph, opts: CodegenOptions = DEFAULT) -> dict[str, int]:
     """Pairs of int8 3x3 stride-1 'same' convolutions A -> B (ResNet's blocks) where B adds A's
     input back (a fused residual add) and is A's only reader: A can run row by row inside B, its
-    output kept in a 3-row buffer instead of a whole tensor.  {A: buffer bytes}."""
+    output kept in a 3-row buffer instead of a whole tensor.  {A: buffer bytes}.  Both run as
+    matrix products (DSP cores) or both through the Helium kernel (``mark_mve``)."""
     readers: dict[str, int] = {}
     for n in g.nodes:
         for t in reads(n):
@@ -111,10 +112,13 @@ def find_row_fusions(g: ir.Graph, opts: CodegenOptions = DEFAULT) -> dict[str, i
     for a, b in zip(g.nodes, g.nodes[1:]):
         res = b.attrs.get("residual")
         y = a.outputs[0]
+        helium = bool(a.attrs.get("mve") and b.attrs.get("mve"))  # (mark_mve: both run ec_conv2d_s8_mve)
         if (res is None or res.get("tensor") != a.inputs[0] or b.inputs[0] != y or readers.get(y) != 1
                 or y in g.outputs or a.name in out or not _conv3x3_same(g, a) or not _conv3x3_same(g, b)
-                or gemm_layout(g, a, False, opts=opts) is None or gemm_layout(g, b, False, opts=opts) is None or gemm_live(g, a) is not None
                 or a.attrs.get("residual")):
+            continue
+        if not helium and (gemm_layout(g, a, False, opts=opts) is None or gemm_layout(g, b, False, opts=opts) is None
+                           or gemm_live(g, a) is not None):
             continue
         t = g.tensors[y]
         out[a.name] = 3 * t.shape[2] * t.shape[3]
@@ -246,7 +250,7 @@ def plan_with_gemm(g: ir.Graph, opts: CodegenOptions, fusions: bool | None = Non
     instead of widening them in the arena where it has room."""
     if fusions is None:
         fusions = opts.row_fusion
-    if not opts.dsp:
+    if not opts.dsp and not opts.mve:
         return plan_memory(g, inplace=opts.inplace, workspace=kernel_workspaces(g)), {}, {}, set()
     speed = opts.speed
     fused = find_row_fusions(g, opts) if fusions else {}
@@ -307,7 +311,8 @@ def plan_with_gemm(g: ir.Graph, opts: CodegenOptions, fusions: bool | None = Non
         b = g.nodes[nodes_i[a] + 1]
         x, z = g.nodes[nodes_i[a]].inputs[0], b.outputs[0]
         ox, oz, n = plan.offsets[x], plan.offsets[z], plan.sizes[x]
-        if a not in lays or b.name not in lays or lays[a].nb > 1 or lays[b.name].nb > 1 \
+        helium = bool(g.nodes[nodes_i[a]].attrs.get("mve") and b.attrs.get("mve"))
+        if (not helium and (a not in lays or b.name not in lays or lays[a].nb > 1 or lays[b.name].nb > 1)) \
                 or not (oz == ox or oz + plan.sizes[z] <= ox or ox + n <= oz) or b.name in plan.scratch:
             return plan_with_gemm(g, opts, fusions=False)
     if fused:  # fused only where it saves memory (tiny layers: the two live workspaces cost more)

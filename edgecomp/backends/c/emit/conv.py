@@ -158,11 +158,13 @@ def emit_conv(gen, L, k) -> str:
         head.append(f"  + residual add of {gen.tensor(res['tensor'])} "
                     f"(fused{', from ' + res['add'] if res.get('add') else ''})")
     conv_fields = [(f, str(v)) for f, v in fields]
-    fused = lay is not None and (node.name in gen.fused or node.name in gen.fused_b)
+    fused = (lay is not None or helium) and (node.name in gen.fused or node.name in gen.fused_b)
     if not fused:  # a fused layer's calls take per-row variants (gemm.row_fusion)
         gen.struct("ec_conv_params_t", L.base, conv_fields, c_comment(f"{node.name}: {node.op}"))
     if lay is not None:
         return gemm.emit_gemm(gen, L, lay, live, q, conv_fields, filt, bias, skip, wflash, (lo, hi), fused)
+    if helium and fused:
+        return mve.row_fusion(gen, L, conv_fields, filt)
     if k.name.endswith("_mve3x3"):
         head.append("  Helium kernel (MVE), 3x3 fast path (nine taps in registers, int8 products summed in pairs)")
         return f"{k.name}(&{L.base}, {gen.tensor(x.name)}, {filt}, {gen.tensor(out.name)}, {row}, {mve.workspace(gen, L)});"

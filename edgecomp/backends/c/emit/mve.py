@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .... import ir
+from .gemm import row_variants
 from ..kernels.packing import MVE_DW3X3_LANES, pack_conv_mve, pack_depthwise_mve, pack_fc_mve
 from ..kernels.predicates import mve_dw3x3_ok
 from ..literals import fmt_q, shape_text
@@ -61,3 +62,44 @@ def workspace(gen, L) -> str:
         return "NULL"
     L.head.append(f"  Helium kernel workspace: {ws[1]} bytes at {ws[0]}")
     return f"(int8_t *)(arena.bytes + {ws[0]})"
+
+
+def row_fusion(gen, L, conv_fields, filt: str) -> str:
+    """Row fusion with the Helium convolution (``kernel_plan.find_row_fusions``; as ``gemm.row_fusion``):
+    A's call is deferred; B's is a loop over output rows that computes A's rows into a 3-row buffer
+    just ahead of B's, each call one output row (``ec_conv_params_t`` variants for the first,
+    middle and last rows), B's skip operand the row of A's input it may be written over."""
+    node, x, out, head = L.node, L.x, L.out, L.head
+    work = workspace(gen, L)
+    if node.name in gen.fused:  # A: remember, run inside B
+        gen.fused_a[node.name] = dict(x=x, filt=filt, work=work, rows=row_variants(gen, L.base, conv_fields, node.name))
+        head.append(f"  computed row by row inside the next layer (its output: a {gen.fused[node.name]}-byte "
+                    "buffer of 3 rows)")
+        return "/* (inside the next layer) */"
+    a = gen.fused_a[gen.fused_b[node.name]]
+    ra, rb = a["rows"], row_variants(gen, L.base, conv_fields, node.name)
+    h, w = out.shape[1], out.shape[2]
+    xrow, yrow, zrow = w * a["x"].shape[3], w * x.shape[3], w * out.shape[3]
+    X, Y, Z = gen.tensor(a["x"].name), gen.tensor(x.name), gen.tensor(out.name)
+    head.append(f"  Helium kernel (MVE), fused with the previous layer row by row: its rows {Y} in a 3-row "
+                f"buffer, the residual add's operand {X}")
+
+    def call_a(v: str, src: str, dst: str) -> str:
+        return f"ec_conv2d_s8_mve(&{ra[v]}, {src}, {a['filt']}, {dst}, NULL, NULL, {a['work']});"
+
+    def call_b(v: str, r: str) -> str:
+        return (f"ec_conv2d_s8_mve(&{rb[v]}, {Y}, {filt}, {Z} + {r} * {zrow}, NULL, {X} + {r} * {xrow}, "
+                f"{work});")
+    return "\n    ".join([
+        "{",
+        f"    {call_a('top', X, Y)}",
+        f"    {call_a('mid', X, f'{Y} + {yrow}')}",
+        f"    {call_b('top', '0')}",
+        f"    for (int32_t r = 1; r < {h - 1}; r++) {{",
+        f"        ec_conv2d_s8_mve(r + 1 < {h - 1} ? &{ra['mid']} : &{ra['bot']}, {X} + r * {xrow}, {a['filt']}, "
+        f"{Y} + {2 * yrow}, NULL, NULL, {a['work']});",
+        f"        {call_b('mid', 'r')}",
+        f"        memmove({Y}, {Y} + {yrow}, {2 * yrow});",
+        "    }",
+        f"    {call_b('bot', str(h - 1))}",
+        "}"])
