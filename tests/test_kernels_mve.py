@@ -1,4 +1,5 @@
-"""Helium (MVE) kernels, standalone: bit-exact with the reference kernels on a Cortex-M55 under QEMU.
+"""Helium (MVE) kernels: bit-exact with the reference kernels on a Cortex-M55 under QEMU, and in the
+code generator: whole models bit-exact with TFLM.
 
 Each case runs the reference kernel (ec_kernels.c) and the Helium kernel
 (templates/cortex_m/kernels/mve/ec_kernels_mve.c) in one firmware built for cortex-m55 and run
@@ -7,8 +8,10 @@ may be written past the output (a painted guard), and in-place cases run over th
 the row scratch at the offset the memory planner allows.  Random layers cover tails (channel
 counts that are not multiples of 16 or of the channel groups), odd widths, padding, strides,
 dilation, batches, left shifts and fused residual adds (the C path) as well as the common case
-(the assembly loops); the MLPerf Tiny models' layers run with their own weights and
-requantization.  The kernels are not wired into the code generator yet.
+(the assembly loops, the depthwise 3x3 fast path); the MLPerf Tiny models' layers run with their
+own weights and requantization.  Then the code generator's side: where --kernels auto puts them
+(cortex-m55), two whole models through them against TFLM, --kernels dsp and the refusal of
+--kernels mve on a core without MVE.
 """
 from __future__ import annotations
 
@@ -110,6 +113,24 @@ def test_rounding_ties_bit_exact(tmp_path, monkeypatch):
     _check(h.run_cases(cases, tmp_path), cases)
 
 
+def test_depthwise_minus_128_weights_leave_the_3x3_fast_path(tmp_path):
+    """The 3x3 fast path adds two int8 products in int16: -128 x -128 twice is 32,768, one past int16.
+    A layer with a -128 weight (outside TFLite's symmetric -127..127, but legal) takes the general
+    kernel: here every input is -128 and taps 0 and 1 of channel 0 weigh -128, so the fast path's
+    pair would wrap."""
+    rng = np.random.default_rng(4)
+    c = h.depthwise_case(rng, "dw3x3_minus128", (5, 6), 32, (3, 3), pad=(1, 1, 1, 1))
+    w = c.arrays["filter"][1].reshape(3, 3, 32).copy()
+    w[0, 0, 0] = w[0, 1, 0] = -128
+    c.arrays["filter"] = ("int8_t", w.reshape(-1))
+    c.arrays["input"] = ("int8_t", np.full_like(c.arrays["input"][1], -128))
+    c.arrays["shift"] = ("int8_t", np.minimum(c.arrays["shift"][1], 0))
+    c.fields["input_offset"] = 0  # zero point 0: the padding reads 0 as well
+    h.repack_depthwise(c)
+    assert c.variant == ""
+    _check(h.run_cases([c], tmp_path), [c])
+
+
 @pytest.mark.parametrize("model", ["ad01_int8", "kws_ref_model", "pretrainedResnet_quant", "vww_96_int8"])
 def test_mlperf_tiny_layers_bit_exact_with_the_reference_kernels(tmp_path, mlperf_dir, model):
     cases = h.model_cases(mlperf_dir / f"{model}.tflite", np.random.default_rng(5), model[:4], inplace=True)
@@ -154,3 +175,75 @@ def test_packed_layouts_match_the_c_sizes():
         assert packing.pack_depthwise_mve(w, None, 0, 1 << 30, -1).size == -(-c // 16) * (256 + 16 * taps)
     folded = packing.mve_fold_bias(np.full((1, 3), 127, np.int8), np.array([2 ** 31 - 1]), 1)
     assert folded[0] == -(2 ** 31) + 380  # int32 wrap-around, like the kernels' sums
+
+
+# --------------------------------------------------------------------------- in the code generator
+@pytest.mark.parametrize("model,fused", [("kws_ref_model", False), ("pretrainedResnet_quant", True)])
+def test_whole_model_through_the_helium_kernels_bit_exact_with_tflm(tmp_path, mlperf_dir, model, fused):
+    """DS-CNN and ResNet-8 compiled with the default options for cortex-m55: every conv, depthwise,
+    fully connected and pool layer runs a Helium kernel (DS-CNN's depthwise layers the 3x3 fast
+    path; ResNet's first block row by row), the firmware under QEMU mps3-an547 gives TFLM's outputs
+    on three inputs, in at most 0.4 instructions per MAC (issue 21's goal, glue included)."""
+    from edgecomp import api
+    from edgecomp.reference import tflm_run
+
+    path = mlperf_dir / f"{model}.tflite"
+    man = api.compile_model(str(path), "cortex-m55", tmp_path / "b")
+    assert man["options"]["kernels"] == "auto" and man["target_info"]["mve"]
+    kernels = {l["name"]: l["kernel"] for l in man["layers"]}
+    for l in man["layers"]:
+        if l["op"] in predicates.MVE_CHECKS and not l.get("fused_into"):
+            assert "_mve" in l["kernel"], (l["name"], l["kernel"])
+    if model == "kws_ref_model":
+        assert all(k.startswith("depthwise_conv2d_s8_mve3x3") for n, k in kernels.items() if "depthwise" in n)
+    assert any(l.get("fused_into") for l in man["layers"]) == fused
+    shape = tuple(man["inputs"][0]["shape"])
+    x = np.random.default_rng(21).integers(-128, 128, size=(3,) + shape[1:], dtype=np.int8)
+    got = api.run_bundle(tmp_path / "b", x, progress=False)
+    assert got.result.machine == "mps3-an547"
+    want = tflm_run(path, x)
+    np.testing.assert_array_equal(got.outputs.reshape(want.shape), want)
+    assert len(np.unique(want)) > 1
+    assert got.result.instructions_per_inference <= 0.4 * man["macs"], got.result.instructions_per_inference / man["macs"]
+
+
+def test_kernels_dsp_on_cortex_m55_keeps_the_dsp_kernels(tmp_path, mlperf_dir):
+    """--kernels dsp on a Helium core: the Armv7E-M kernels as before (for comparison), no Helium file."""
+    from edgecomp.backends.cortex_m import write_bundle
+    from edgecomp.frontends.tflite import load_tflite
+
+    man = write_bundle(load_tflite(mlperf_dir / "ad01_int8.tflite"), "cortex-m55", tmp_path / "b",
+                       options={"kernels": "dsp"})
+    assert not any("_mve" in l["kernel"] for l in man["layers"])
+    assert any("_dsp" in l["kernel"] for l in man["layers"])
+    assert not (tmp_path / "b" / "ec_kernels_mve.c").exists()
+
+
+def test_kernels_mve_without_mve_is_refused_before_any_work(tmp_path, mlperf_dir, monkeypatch, capsys):
+    """`edgecomp compile --kernels mve` for a core without Helium: one clear line, exit 2, nothing
+    imported, no bundle."""
+    from edgecomp import api, cli
+
+    def no_import(*a, **k):
+        raise AssertionError("the model was imported before the refusal")
+    monkeypatch.setattr(api, "load_graph", no_import)
+    for target in ("cortex-m4", "cortex-m33", "host"):
+        out = tmp_path / target
+        rc = cli.main(["compile", str(mlperf_dir / "ad01_int8.tflite"), "-t", target, "--kernels", "mve",
+                       "-o", str(out)])
+        err = capsys.readouterr().err
+        assert rc == 2 and err.startswith("edgecomp: error:") and len(err.strip().splitlines()) == 1, err
+        assert "MVE" in err and target in err and "--kernels auto" in err
+        assert not out.exists()
+
+
+def test_target_file_mve_needs_armv81m(tmp_path):
+    """A target file may declare mve = true only for an Armv8.1-M core."""
+    from edgecomp.errors import EdgecompError
+
+    text = (load_target("cortex-m55").path and open(load_target("cortex-m55").path).read())
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text.replace('arch = "armv8.1-m.main"', 'arch = "armv8-m.main"'))
+    with pytest.raises(EdgecompError, match="mve = true needs arch"):
+        load_target(str(bad))
+    assert not load_target("cortex-m33").mve and load_target("cortex-m55").mve
