@@ -219,6 +219,21 @@ def test_kernels_dsp_on_cortex_m55_keeps_the_dsp_kernels(tmp_path, mlperf_dir):
     assert not (tmp_path / "b" / "ec_kernels_mve.c").exists()
 
 
+def test_helium_bundle_is_not_run_natively(tmp_path, mlperf_dir):
+    """`edgecomp run --host` on a Helium bundle: a clear error (exit 2) naming what to do, not a link
+    failure reported as a bug (the Helium kernels have no plain C version)."""
+    from edgecomp.backends.cortex_m import write_bundle
+    from edgecomp.backends.run import run_bundle
+    from edgecomp.errors import EdgecompError, ToolError
+    from edgecomp.frontends.tflite import load_tflite
+
+    write_bundle(load_tflite(mlperf_dir / "ad01_int8.tflite"), "cortex-m55", tmp_path / "b")
+    x = np.zeros((1, 640), np.int8)
+    with pytest.raises(EdgecompError, match=r"Helium \(MVE\) kernels.*--kernels dsp") as e:
+        run_bundle(tmp_path / "b", x, emulate=False)
+    assert not isinstance(e.value, ToolError) and e.value.exit_code == 2
+
+
 def test_kernels_mve_without_mve_is_refused_before_any_work(tmp_path, mlperf_dir, monkeypatch, capsys):
     """`edgecomp compile --kernels mve` for a core without Helium: one clear line, exit 2, nothing
     imported, no bundle."""
