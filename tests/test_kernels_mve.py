@@ -219,6 +219,29 @@ def test_kernels_dsp_on_cortex_m55_keeps_the_dsp_kernels(tmp_path, mlperf_dir):
     assert not (tmp_path / "b" / "ec_kernels_mve.c").exists()
 
 
+def test_auto_falls_back_to_the_dsp_kernels_where_helium_does_not_fit(tmp_path, mlperf_dir):
+    """The Helium kernels' packed weights take more flash (channel groups padded to 16 bytes, their
+    requantization vectors): on a Cortex-M55 board whose flash holds AD01 with the DSP kernels
+    (283 KB) but not with the Helium ones (314 KB), --kernels auto builds the DSP kernels and says
+    so; --kernels mve is refused as not fitting, leaving no bundle."""
+    from edgecomp.backends.cortex_m import write_bundle
+    from edgecomp.errors import DoesNotFitError
+    from edgecomp.frontends.tflite import load_tflite
+    from edgecomp.report import compile_report
+
+    m55 = open(load_target("cortex-m55").path).read()
+    small = tmp_path / "m55-300k.toml"
+    small.write_text(m55.replace("flash_size = 0x00080000", "flash_size = 0x0004B000"))  # 300 KiB
+    g = load_tflite(mlperf_dir / "ad01_int8.tflite")
+    man = write_bundle(g, str(small), tmp_path / "auto")
+    assert not any("_mve" in l["kernel"] for l in man["layers"]) and not (tmp_path / "auto" / "ec_kernels_mve.c").exists()
+    assert "Helium kernels' build does not fit" in man["kernels_note"] and "kernels:" in compile_report(man)
+    with pytest.raises(DoesNotFitError, match="FLASH overflowed"):
+        write_bundle(g, str(small), tmp_path / "mve", options={"kernels": "mve"})
+    assert not (tmp_path / "mve").exists()
+    assert "kernels_note" not in write_bundle(g, "cortex-m55", tmp_path / "fits")  # (the Helium build fits there)
+
+
 def test_helium_bundle_is_not_run_natively(tmp_path, mlperf_dir):
     """`edgecomp run --host` on a Helium bundle: a clear error (exit 2) naming what to do, not a link
     failure reported as a bug (the Helium kernels have no plain C version)."""

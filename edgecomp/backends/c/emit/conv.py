@@ -139,7 +139,7 @@ def emit_conv(gen, L, k) -> str:
     q = None
     if s8:
         q = gen.q(node)
-        mi, si = gen.mult_shift(node, out.shape[3], live=live)
+        mi, si = gen.mult_shift(node, out.shape[3], live=live, multipliers=not helium)  # (Helium: in the header)
         fields += [("input_offset", c_int(q["input_offset"])), ("filter_offset", c_int(q["filter_offset"])),
                    ("output_offset", c_int(q["output_offset"]))]
     fields += [("act_min", lo), ("act_max", hi), ("act_min_f", flo), ("act_max_f", fhi)]

@@ -69,7 +69,7 @@ def emit_fc(gen, L, k) -> str:
     fields = [("batches", x.size // w.shape[1]), ("in_features", w.shape[1]), ("out_features", w.shape[0])]
     if s8:
         q = gen.q(node)
-        mi, si = gen.mult_shift(node, w.shape[0])
+        mi, si = gen.mult_shift(node, w.shape[0], multipliers=not helium)  # (Helium: in the header)
         fields += [("input_offset", c_int(q["input_offset"])), ("filter_offset", c_int(q["filter_offset"])),
                    ("output_offset", c_int(q["output_offset"]))]
     fields += [("act_min", lo), ("act_max", hi), ("act_min_f", flo), ("act_max_f", fhi)]
