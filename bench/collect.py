@@ -16,7 +16,7 @@ ORDER = [
     ("mcu_speed.md", "Cortex-M speed: reference vs optimized kernels (issues 4, 21), instructions and estimated "
                      "cycles (issue 22)"),
     ("cycles.md", "Estimated cycles: the timing model, its sensitivity and the hot loops (issue 22)"),
-    ("mve_kernels.md", "Helium (MVE) kernels on the Cortex-M55, standalone (issue 21)"),
+    ("mve_kernels.md", "Helium (MVE) kernels on the Cortex-M55, layer by layer against the reference kernels (issue 21)"),
     ("coverage.md", "Operator coverage: edge architectures in int8, flash / RAM / instructions on Cortex-M4 (issue 16)"),
     ("elementwise.md", "Elementwise layers of modern blocks on Cortex-M4: SE Mul, HardSwish, Sigmoid (issue 16)"),
     ("reductions.md", "Reductions and convolution variants on Cortex-M4: MEAN, grouped and transpose conv (issue 16)"),

@@ -1,6 +1,6 @@
-"""Cortex-M speed: reference C kernels vs the DSP-optimized kernels, counted under QEMU.
+"""Cortex-M speed: reference C kernels vs the optimized kernels (DSP, Helium), counted under QEMU.
 
-    python bench/mcu_speed.py [--targets cortex-m4 cortex-m7 cortex-m3 cortex-m33 cortex-m55] [--inputs 2] [--out bench/results/mcu_speed.md]
+    python bench/mcu_speed.py [--targets cortex-m4 cortex-m7 cortex-m3 cortex-m33 cortex-m55] [--keep] [--inputs 2] [--out bench/results/mcu_speed.md]
 
 For the four MLPerf Tiny int8 models and the digits demo model, on each target:
 instructions per inference and per MAC under QEMU `-icount shift=0` (deterministic
@@ -16,14 +16,20 @@ Beside the exact instruction counts, the optimized builds report *estimated* cyc
 --cycles`: the core's timing table over the instructions QEMU executed, docs/cycles.md) and cycles
 per MAC; on the Cortex-M4 also estimated ms at the NUCLEO-L4R5ZI's 120 MHz. Speed work is judged
 in estimated cycles; instructions stay the exact, cheap count.
-The Cortex-M33 (mps2-an505) and Cortex-M55 (mps3-an547) run today's DSP kernels (the Helium
-kernels are measured standalone by bench/mve_kernels.py); a build that does not fit a target's
-flash (the M55's 512 KB ITCM with --optimize speed's int16 weights) is reported as such.
+The Cortex-M33 (mps2-an505) runs the DSP kernels; on the Cortex-M55 (mps3-an547) the optimized
+build is the default `--kernels auto`, the Helium (MVE) kernels, compared in a table of its own with
+`--kernels dsp` (no --optimize speed build there: it changes only DSP layers), with a per-layer
+table for DS-CNN; no cycle estimates there (the trace reader's count differs from the probe's on
+that core, for the Helium and the DSP builds alike).  A build that does not fit a target's flash is reported as such.
+
+`--keep`: rows and per-layer tables of the targets not measured now are kept from the existing
+`--out` file (rerun one target without the others' hour).
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tempfile
 import time
@@ -60,10 +66,60 @@ def demo_qdq(work: Path) -> tuple[Path, np.ndarray]:
 
 
 def kernel_choices(target: str) -> list[str]:
-    """The builds measured on a target: reference kernels; DSP kernels (default optimization, and
-    --optimize speed) on cores with the DSP extension."""
+    """The builds measured on a target: reference kernels; on a core with Helium the default (Helium
+    kernels) and the DSP kernels; on other cores with the DSP extension the DSP kernels (default
+    optimization, and --optimize speed)."""
     from edgecomp.targets import load_target
-    return ["reference", "dsp", "speed"] if getattr(load_target(target), "dsp", False) else ["reference"]
+    t = load_target(target)
+    if getattr(t, "mve", False):
+        return ["reference", "mve", "dsp"]
+    return ["reference", "dsp", "speed"] if getattr(t, "dsp", False) else ["reference"]
+
+
+TARGETS = ["cortex-m4", "cortex-m7", "cortex-m3", "cortex-m33", "cortex-m55"]
+_LAYERS = re.compile(r"Per layer, (.+) on (\S+) \((.+)\):$")
+
+
+def previous(path: Path, targets: list[str]) -> dict[str, list]:
+    """--keep: what an earlier run wrote for the targets not measured now: rows of the main, Helium
+    and cycles tables, per-layer tables (heading and lines), command lines."""
+    keep: dict[str, list] = {"main": [], "mve": [], "cycles": [], "layers": [], "commands": []}
+    if not path.is_file():
+        return keep
+    lines = path.read_text().splitlines()
+    section, i = "main", 0
+    while i < len(lines):
+        ln = lines[i]
+        m = _LAYERS.match(ln)
+        if m:
+            j = i + 2
+            block = []
+            while j < len(lines) and lines[j].startswith("|"):
+                block.append(lines[j])
+                j += 1
+            if m[2] not in targets:
+                keep["layers"].append((ln, block))
+            i = j
+            continue
+        if ln.startswith("Estimated cycles"):
+            section = "cycles"
+        elif ln.startswith("Helium (MVE) kernels vs"):
+            section = "mve"
+        elif ln.startswith("Command:"):
+            keep["commands"].append(ln)
+        elif ln.startswith("| ") and not ln.startswith("| model") and not ln.startswith("| #"):
+            cols = [c.strip() for c in ln.strip("|").split("|")]
+            if len(cols) > 1 and cols[1] not in targets:
+                keep[section].append(ln)
+        i += 1
+    return keep
+
+
+def _row_key(line: str) -> tuple:
+    """Rows sorted by model (MLPerf order, then the demo), then target."""
+    model, target = [c.strip() for c in line.strip("|").split("|")][:2]
+    return (MLPERF.index(model) if model in MLPERF else len(MLPERF),
+            TARGETS.index(target) if target in TARGETS else len(TARGETS))
 
 
 L4R5ZI_HZ = 120e6  # the NUCLEO-L4R5ZI's clock (MLPerf Tiny v1.1 results were measured at it)
@@ -78,12 +134,17 @@ def run(model: Path, target: str, kernels: str, x: np.ndarray, work: Path) -> di
 
     out = work / f"{model.stem}-{target}-{kernels}"
     opts = {"kernels": "dsp", "optimize": "speed"} if kernels == "speed" else {"kernels": kernels}
+    if kernels == "mve":
+        opts = {"kernels": "auto"}  # the default: the Helium kernels where they apply
     try:
         man = api.compile_model(str(model), target, out, options=opts)
     except DoesNotFitError as e:
         print(f"    does not fit: {e.what}", file=sys.stderr, flush=True)
         return None
-    cycles = kernels != "reference"  # estimated cycles of the optimized builds (a second, traced run)
+    # estimated cycles of the optimized builds (a second, traced run); not on a Helium core: there the
+    # trace reader (edgecomp/cycles) counts other instructions than the probe (Helium and DSP builds)
+    from edgecomp.targets import load_target
+    cycles = kernels != "reference" and not getattr(load_target(target), "mve", False)
     pred = api.run_bundle(out, x, progress=False, cycles=cycles,
                           clock_hz=L4R5ZI_HZ if target == "cortex-m4" else None)
     return {"manifest": man, "outputs": pred.outputs.reshape(len(x), -1).astype(np.int32),
@@ -95,15 +156,18 @@ def main(argv=None) -> int:
     from edgecomp.reference import tflm_run
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--targets", nargs="*", default=["cortex-m4", "cortex-m7", "cortex-m3", "cortex-m33", "cortex-m55"])
+    p.add_argument("--targets", nargs="*", default=TARGETS)
+    p.add_argument("--keep", action="store_true",
+                   help="keep the existing --out file's rows of the targets not measured now")
     p.add_argument("--models", type=Path, default=models_dir())
     p.add_argument("--inputs", type=int, default=2, help="random inputs per model run in QEMU")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "mcu_speed.md")
     a = p.parse_args(argv)
     from edgecomp.outputs import check_output_file
     check_output_file(a.out, "--out", create_parent=True)  # before the work
+    kept = previous(a.out, a.targets) if a.keep else previous(Path("/nonexistent"), a.targets)
     t0 = time.time()
-    rows, layers, cyc = [], {}, []
+    rows, layers, cyc, mve_rows = [], {}, [], []
     with tempfile.TemporaryDirectory(prefix="ec-mcu-speed-") as td:
         work = Path(td)
         jobs = []
@@ -133,6 +197,10 @@ def main(argv=None) -> int:
                         res[k] = r
                 ref = res["reference"]
                 opt, fast = res.get("dsp"), res.get("speed")
+                if "mve" in res:  # a Helium core: the default build is the optimized one, DSP beside it
+                    opt, dsp = res["mve"], res.get("dsp")
+                    mve_rows.append({"model": name, "target": target, "macs": ref["manifest"]["macs"], "mve": opt,
+                                     "dsp": dsp})
                 macs = ref["manifest"]["macs"]
                 if xdemo is None:
                     want = tflm_run(path, ref["x"]).reshape(len(ref["x"]), -1).astype(np.int32)
@@ -141,7 +209,8 @@ def main(argv=None) -> int:
                     want = ref["outputs"]
                     diff_vs = "reference firmware"
                 best = opt or ref
-                diff = max(int(np.abs(r["outputs"] - want).max()) for r in (best, fast) if r is not None)
+                diff = max(int(np.abs(r["outputs"] - want).max()) for r in (best, fast, res.get("dsp"))
+                           if r is not None)
                 for label, r in (("default", opt), ("speed", fast)):
                     if r is not None and r.get("cycles") is not None:
                         cyc.append({"model": name, "target": target, "mode": label, "macs": macs,
@@ -158,8 +227,12 @@ def main(argv=None) -> int:
                              "diff": diff, "diff_vs": diff_vs})
                 if opt and target == "cortex-m4" and name in ("kws_ref_model", "pretrainedResnet_quant"):
                     for label, r in (("optimized kernels", opt), ("optimized kernels, --optimize speed", fast)):
-                        layers[(name, label)] = (r["manifest"]["layers"], r["ticks"], r["per_tick"],
-                                                ref["ticks"], ref["per_tick"], r["cycles"])
+                        layers[(name, target, label)] = (r["manifest"]["layers"], r["ticks"], r["per_tick"],
+                                                        ref["ticks"], ref["per_tick"], r["cycles"])
+                if "mve" in res and name in ("kws_ref_model", "pretrainedResnet_quant"):
+                    r = res["mve"]
+                    layers[(name, target, "Helium kernels, the default")] = (
+                        r["manifest"]["layers"], r["ticks"], r["per_tick"], ref["ticks"], ref["per_tick"], None)
 
     def f(v, fmt="{:,}"):
         return "n/a" if v is None else fmt.format(v)
@@ -173,23 +246,48 @@ def main(argv=None) -> int:
 
     def ratio(a, b):
         return f(a / b if b else None, "{:.2f}x")
+    main = []
     for r in rows:
         m = r["macs"]
-        lines.append(f"| {r['model']} | {r['target']} | {m:,} | {f(r['ref_instr'])} | {r['ref_instr'] / m:.2f} | "
+        main.append(f"| {r['model']} | {r['target']} | {m:,} | {f(r['ref_instr'])} | {r['ref_instr'] / m:.2f} | "
                      f"{f(r['opt_instr'])} | {per_mac(r['opt_instr'], m)} | {ratio(r['ref_instr'], r['opt_instr'])} | "
                      f"{f(r['fast_instr'])} | {per_mac(r['fast_instr'], m)} | {ratio(r['ref_instr'], r['fast_instr'])} | "
                      f"{r['ref_flash']:,} | {f(r['opt_flash'])} | {f(r['fast_flash'])} | {r['ram']:,} | "
                      f"{f(r['fast_ram'])} | {r['diff']} ({r['diff_vs']}) |")
-    lines += ["", "Optimized = `--kernels dsp` (SMLAD/SXTB16 kernels; what `--kernels auto`, the default, picks on "
-              "cores with the DSP extension), with the default `--optimize balanced`. Speed = `--kernels dsp "
+    lines += sorted(main + kept["main"], key=_row_key)
+    lines += ["", "Optimized = the default `--kernels auto`: on cores with the DSP extension the SMLAD/SXTB16 "
+              "kernels (`--kernels dsp`), on the Cortex-M55 the Helium (MVE) kernels (the DSP kernels for layers "
+              "no Helium kernel takes), with the default `--optimize balanced`. Speed = `--kernels dsp "
               "--optimize speed`: the matrix-product layers' weights stored as int16 in flash (about twice their "
-              "bytes), their requantization constants too; the same arena. The Cortex-M3 has no DSP extension: "
-              "reference kernels only. RAM = arena + static + stack peak (the reference build's where there is no "
-              "optimized one). Max diff: the larger of the two optimized builds'. The Cortex-M33 (QEMU mps2-an505, "
-              "50 instructions a SysTick tick) and Cortex-M55 (mps3-an547, 31.25) run the same DSP kernels as the M4; "
-              "n/a in a speed column: that build (int16 weights) does not fit the target (AD01 on the M55's 512 KB "
-              "ITCM). The Helium kernels, standalone: bench/results/mve_kernels.md."]
-    if cyc:
+              "bytes), their requantization constants too; the same arena (n/a on the Cortex-M55: it changes only "
+              "DSP layers). The Cortex-M3 has no DSP extension: reference kernels only. RAM = arena + static + "
+              "stack peak (the reference build's where there is no optimized one). Max diff: the largest of the "
+              "optimized builds' (on the M55 the Helium and the DSP build). The Cortex-M33 (QEMU mps2-an505, 50 "
+              "instructions a SysTick tick) runs the same DSP kernels as the M4; the Cortex-M55 (mps3-an547, 31.25)."]
+    if mve_rows or kept["mve"]:
+        mv = []
+        for r in mve_rows:
+            m, h, d = r["macs"], r["mve"], r["dsp"]
+            mv.append(f"| {r['model']} | {r['target']} | {m:,} | {h['instructions']:,.0f} | "
+                      f"{h['instructions'] / m:.3f} | {f(d['instructions'] if d else None, '{:,.0f}')} | "
+                      f"{per_mac(d['instructions'] if d else None, m)} | "
+                      f"{ratio(d['instructions'] if d else None, h['instructions'])} | "
+                      f"{h['manifest']['flash_bytes']:,} | {f(d['manifest']['flash_bytes'] if d else None)} | "
+                      f"{h['manifest']['ram_bytes']:,} | {f(d['manifest']['ram_bytes'] if d else None)} |")
+        lines += ["", "Helium (MVE) kernels vs the DSP kernels on the same core (`--kernels auto` vs `--kernels dsp`; "
+                  "issue 21's goal: at most 0.4 instructions per MAC on ResNet-8 and DS-CNN, every layer and the "
+                  "glue counted):", "",
+                  "| model | target | MACs | instr. Helium | instr/MAC | instr. DSP | instr/MAC | speed-up | "
+                  "flash Helium (B) | flash DSP (B) | RAM Helium (B) | RAM DSP (B) |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += sorted(mv + kept["mve"], key=_row_key)
+    cyc_lines = [f"| {c['model']} | {c['target']} | {c['mode']} | {c['macs']:,} | {c['instructions']:,} | "
+                 f"{c['instructions'] / c['macs']:.2f} | {c['cycles']:,.0f} | "
+                 f"{c['cycles'] / c['instructions']:.2f} | {c['cycles'] / c['macs']:.2f} | "
+                 f"{f(c['cycles'] * 1e3 / L4R5ZI_HZ if c['target'] == 'cortex-m4' else None, '{:.1f}')} | "
+                 f"{f(PUBLISHED_MS.get(c['model']) if c['target'] == 'cortex-m4' else None, '{:.1f}')} | "
+                 f"{c['model_table']} |" for c in cyc]
+    if cyc_lines or kept["cycles"]:
         lines += ["", "Estimated cycles of the optimized builds (`edgecomp run --cycles`: the core's timing table "
                   "over the instructions QEMU executed; estimates, not measurements, docs/cycles.md). On the "
                   "Cortex-M4 (the NUCLEO-L4R5ZI's core) also estimated ms at its 120 MHz, and the published MLPerf "
@@ -197,39 +295,42 @@ def main(argv=None) -> int:
                   "| model | target | mode | MACs | instructions | instr/MAC | est. cycles | cyc/instr | cyc/MAC "
                   "| est. ms at 120 MHz | X-CUBE-AI 8.1 on L4R5ZI (ms) | timing table |",
                   "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
-        for c in cyc:
-            m4 = c["target"] == "cortex-m4"
-            pub = PUBLISHED_MS.get(c["model"]) if m4 else None
-            lines.append(f"| {c['model']} | {c['target']} | {c['mode']} | {c['macs']:,} | {c['instructions']:,} | "
-                         f"{c['instructions'] / c['macs']:.2f} | {c['cycles']:,.0f} | "
-                         f"{c['cycles'] / c['instructions']:.2f} | {c['cycles'] / c['macs']:.2f} | "
-                         f"{f(c['cycles'] * 1e3 / L4R5ZI_HZ if m4 else None, '{:.1f}')} | {f(pub, '{:.1f}')} | "
-                         f"{c['model_table']} |")
-    for (name, label), (mlayers, ticks, per_tick, rticks, rper, cyc_rep) in layers.items():
-        lines += ["", f"Per layer, {name} on cortex-m4 ({label}):", "",
-                  "| # | layer | op | MACs | instructions | instr/MAC | est. cycles | cyc/MAC | reference instr. "
-                  "| speed-up | kernel |",
-                  "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+        lines += sorted(cyc_lines + kept["cycles"], key=_row_key)
+    per_layer = []  # (sort key, heading, table lines)
+    for heading, block in kept["layers"]:
+        m = _LAYERS.match(heading)
+        per_layer.append((_row_key(f"| {m[1]} | {m[2]} |"), heading, block))
+    for (name, target, label), (mlayers, ticks, per_tick, rticks, rper, cyc_rep) in layers.items():
+        block = []
+        per_layer.append((_row_key(f"| {name} | {target} |"), f"Per layer, {name} on {target} ({label}):", block))
+        block += ["| # | layer | op | MACs | instructions | instr/MAC | est. cycles | cyc/MAC | reference instr. "
+                  "| speed-up | kernel |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
         crow = cyc_rep.rows() if cyc_rep is not None else []
         carry = None  # a layer computed row by row inside the next one: its MACs and reference time join it
         for i, (lay, t, rt) in enumerate(zip(mlayers, ticks, rticks)):
             ins, rins = t * per_tick, rt * rper
             if lay.get("fused_into"):
                 carry = (lay.get("macs", 0), rins)
-                lines.append(f"| {i} | {lay['name'][:40]} | {lay['op']} | {lay.get('macs', 0):,} | "
+                block.append(f"| {i} | {lay['name'][:40]} | {lay['op']} | {lay.get('macs', 0):,} | "
                              f"(in {lay['fused_into'][:40]}) | - | - | - | {rins:,.0f} | - | |")
                 continue
             macs = lay.get("macs", 0) + (carry[0] if carry else 0)
             rall = rins + (carry[1] if carry else 0)
-            ipm = f"{ins / macs:.2f}" if macs else "-"
+            ipm = f"{ins / macs:.{3 if ins < macs else 2}f}" if macs else "-"
             sp = f"{rall / ins:.2f}x" if ins else "-"
             note = f" (+ layer {i - 1})" if carry else ""
             est = crow[i]["cycles"] if i < len(crow) else None
             cpm = f"{est / macs:.2f}" if (est and macs) else "-"
-            lines.append(f"| {i} | {lay['name'][:40]}{note} | {lay['op']} | {macs:,} | {ins:,.0f} | {ipm} | "
+            block.append(f"| {i} | {lay['name'][:40]}{note} | {lay['op']} | {macs:,} | {ins:,.0f} | {ipm} | "
                          f"{f(est, '{:,.0f}')} | {cpm} | {rall:,.0f} | {sp} | {lay.get('kernel', '')} |")
             carry = None
-    lines += ["", f"Command: `python bench/mcu_speed.py --inputs {a.inputs}` ({time.time() - t0:.0f} s on this machine)"]
+    for _, heading, block in sorted(per_layer, key=lambda t: t[0]):
+        lines += ["", heading, ""] + block
+    cmd = "python bench/mcu_speed.py" + ("" if a.targets == TARGETS else " --targets " + " ".join(a.targets)) \
+        + (" --keep" if a.keep else "") + f" --inputs {a.inputs}"
+    same = f"--targets {' '.join(a.targets)} --keep"  # an earlier rerun of these targets: replaced
+    lines += [""] + [c for c in kept["commands"] if same not in c] + [f"Command: `{cmd}` ({time.time() - t0:.0f} s on this machine)"
+                                        + (", the other targets' rows kept from the line above" if a.keep else "")]
     table = "\n".join(lines)
     print(table)
     a.out.parent.mkdir(parents=True, exist_ok=True)

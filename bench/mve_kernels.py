@@ -6,10 +6,11 @@ Every conv2d, depthwise, fully connected and pooling layer of the four MLPerf Ti
 its own weights and requantization and a random input, runs through the reference kernel
 (ec_kernels.c) and the Helium kernel (kernels/mve/ec_kernels_mve.c) in one firmware built for
 cortex-m55 and run under QEMU mps3-an547 -icount shift=0 (tests/mve_harness.py): instructions are
-SysTick ticks x 31.25, outputs compared byte for byte.  Pools count window taps as "MACs".  The
-per-model totals add the layers' kernel counts (what the model would run with these kernels,
-without its softmax, reshapes and the harness); the kernels are not wired into the code generator
-yet.
+SysTick ticks x 31.25, outputs compared byte for byte.  Pools count window taps as "MACs".  A
+depthwise layer runs the kernel the code generator picks for it (the 3x3 fast path,
+ec_depthwise_conv2d_s8_mve3x3, where predicates.mve_dw3x3_ok holds).  The per-model totals add the
+layers' kernel counts (without softmax, reshapes, row fusion and the harness); whole models as
+compiled, glue included: bench/mcu_speed.py (cortex-m55 rows).
 """
 from __future__ import annotations
 
@@ -56,7 +57,8 @@ def main(argv=None) -> int:
                 else:
                     shape = f"{f['in_h']}x{f['in_w']}x{f['channels']}, {f['kernel_h']}x{f['kernel_w']}"
                 exact = r.mismatches == 0 and r.guard == 0
-                lines.append(f"| {model} | {r.name[len(model) + 1:]} | {c.op} | {shape} | {c.macs:,} | "
+                kind = c.op + (" 3x3 fast path" if c.variant == "3x3" else "")
+                lines.append(f"| {model} | {r.name[len(model) + 1:]} | {kind} | {shape} | {c.macs:,} | "
                              f"{r.instructions:,.0f} | {r.instructions / c.macs:.3f} | "
                              f"{r.ref_instructions / c.macs:.2f} | {r.ref_instructions / r.instructions:.1f}x | "
                              f"{'yes' if exact else 'NO'} |")

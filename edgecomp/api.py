@@ -211,6 +211,9 @@ def compile_model(model: Any, target: str, out_dir: str | Path, *, example_input
     check_output_writable(out_dir)
     from .targets import load_target
     tgt = load_target(target)
+    if getattr(tgt, "kind", "mcu") != "rpi" and opts.get("kernels"):  # e.g. --kernels mve without MVE: refused now
+        from .options import CodegenOptions
+        CodegenOptions.for_target(tgt.dsp, opts["kernels"], None, target_mve=tgt.mve, target_name=tgt.name)
     notes: dict = {}
     from . import workdirs
 

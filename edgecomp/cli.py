@@ -253,9 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--keep-float", action="append", metavar="LAYER",
                    help="leave this layer in float32 in an int8 model (mixed precision; ONNX node name or PyTorch "
                         "module path, repeatable or comma-separated)")
-    c.add_argument("--kernels", choices=["auto", "reference", "dsp"], default="auto",
-                   help="int8 kernels: dsp = SMLAD kernels (Cortex-M4/M7), reference = plain C, "
-                        "auto (default) = dsp when the target has the DSP extension")
+    c.add_argument("--kernels", choices=["auto", "reference", "dsp", "mve"], default="auto",
+                   help="int8 kernels: dsp = SMLAD kernels (Cortex-M4/M7/M33), mve = Helium kernels (Cortex-M55, "
+                        "the DSP kernels for the other layers), reference = plain C, auto (default) = mve when the "
+                        "target has Helium, else dsp when it has the DSP extension")
     c.add_argument("--optimize", choices=["balanced", "speed"], default="balanced",
                    help="balanced (default): least RAM, flash about the model's int8 weights; speed: the "
                         "matrix-product and fully connected layers' weights stored as int16 (about twice their "

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from .errors import EdgecompError
 
-KERNEL_CHOICES = ("auto", "reference", "dsp")
+KERNEL_CHOICES = ("auto", "reference", "dsp", "mve")
 OPTIMIZE_CHOICES = ("balanced", "speed")
 GEMM_BLOCKS = ("auto", "whole", "rows")
 
@@ -23,6 +23,8 @@ class CodegenOptions:
 
     ``dsp``: int8 layers take the DSP (SMLAD) and matrix-product kernels where they apply;
     resolved from ``kernels`` ("auto": the target's DSP extension) by :meth:`for_target`.
+    ``mve``: int8 layers take the Helium (MVE) kernels where they apply (the DSP / reference
+    kernels run the others); "auto" on a target with ``mve = true``, or ``kernels="mve"``.
     ``optimize``: "balanced" (least RAM, flash about the int8 weights) or "speed" (the
     matrix-product and fully connected weights widened to int16 in flash, more arena allowed).
     The rest are the kernel planner's limits (``edgecomp.backends.c.kernel_plan``).
@@ -30,6 +32,7 @@ class CodegenOptions:
 
     kernels: str = "auto"
     dsp: bool = False
+    mve: bool = False
     optimize: str = "balanced"
     probe: bool = True
     # matrix-product workspaces may grow the arena by this many bytes plus this fraction of it:
@@ -70,10 +73,19 @@ class CodegenOptions:
 
     @classmethod
     def for_target(cls, target_dsp: bool, kernels: str | None = "auto", optimize: str | None = "balanced",
-                   **kw) -> "CodegenOptions":
-        """Options for a target: ``kernels`` "auto" takes the DSP kernels when the target has them."""
+                   target_mve: bool = False, target_name: str = "", **kw) -> "CodegenOptions":
+        """Options for a target: ``kernels`` "auto" takes the Helium kernels when the target has MVE
+        and the DSP kernels when it has the DSP extension (both on a Cortex-M55: Helium first, the
+        DSP kernels for the layers no Helium kernel takes).  "mve" on a target without MVE is
+        refused (the firmware would not compile, or fault on the first vector instruction)."""
         k = "auto" if kernels is None else kernels
         if k not in KERNEL_CHOICES:
             raise EdgecompError(f"unknown kernels option {kernels!r}", None, "use one of: " + ", ".join(KERNEL_CHOICES))
-        return cls(kernels=k, dsp=k == "dsp" or (k == "auto" and bool(target_dsp)),
+        if k == "mve" and not target_mve:
+            raise EdgecompError(f"the Helium (MVE) kernels need an Armv8.1-M core with MVE; target "
+                                f"{target_name or '(this one)'!r} has none", None,
+                                "use --kernels auto (the best kernels the target has), or a target with "
+                                "mve = true in its file (cortex-m55, alif-e7-hp)")
+        mve = k == "mve" or (k == "auto" and bool(target_mve))
+        return cls(kernels=k, dsp=k == "dsp" or (k in ("auto", "mve") and bool(target_dsp)), mve=mve,
                    optimize=optimize or "balanced", **kw)

@@ -39,6 +39,8 @@ def compile_report(man: dict, where: str | Path | None = None, run: dict | None 
     opts = man.get("options", {})
     if isinstance(opts, dict) and opts:
         lines.append("  options: " + ", ".join(f"{t(k)}={t(v)}" for k, v in sorted(opts.items())))
+    if isinstance(man.get("kernels_note"), str):
+        lines.append(f"  kernels: {t(man['kernels_note'])}")
     for io_key in ("inputs", "outputs"):
         for io in man.get(io_key, []):
             if not isinstance(io, dict):

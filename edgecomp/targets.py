@@ -6,7 +6,8 @@ too, so a user adds a board by writing one file.  Fields (see the shipped
 files for examples):
 
 * ``kind``: ``"cortex-m"`` (cross-compiled firmware) or ``"host"`` (native gcc)
-* ``cpu``, ``arch``, ``cpu_flags`` (compiler flags), ``fpu``, ``dsp``
+* ``cpu``, ``arch``, ``cpu_flags`` (compiler flags), ``fpu``, ``dsp``, ``mve`` (optional,
+  false unless given: Helium, the Armv8.1-M vector extension; selects the Helium kernels)
 * ``clock_hz``: core clock, to turn cycles into milliseconds
 * ``timer``: ``"dwt"`` (CYCCNT where it counts, SysTick otherwise),
   ``"systick"``, or ``"clock"`` (host)
@@ -53,6 +54,7 @@ class Target:
     semihosting: bool
     stack_min_bytes: int
     description: str = ""
+    mve: bool = False
     flash_origin: int = 0
     flash_size: int = 0
     ram_origin: int = 0
@@ -87,6 +89,7 @@ class Target:
         """The target as recorded in a manifest (no file paths)."""
         d: dict[str, Any] = {"name": self.name, "kind": self.kind, "cpu": self.cpu,
                              "arch": self.arch, "fpu": self.fpu, "dsp": self.dsp,
+                             "mve": self.mve,
                              "clock_hz": self.clock_hz}
         if not self.is_host:
             d.update(flash_size=self.flash_size, ram_size=self.ram_size)
@@ -157,6 +160,11 @@ def _parse(path: Path) -> Target:
         stack_min_bytes=get("stack_min_bytes", int, 0), description=data.get("description", ""),
         emulate_with=data.get("emulate_with"), flasher=dict(data.get("flasher", {})), path=where, raw=data,
     )
+    if "mve" in data:
+        fields["mve"] = need("mve", bool)
+        if fields["mve"] and fields["arch"] != "armv8.1-m.main":
+            raise EdgecompError(f"mve = true needs arch = \"armv8.1-m.main\" (not {fields['arch']!r})", where,
+                                "Helium (MVE) is an Armv8.1-M extension: remove mve or fix arch")
     if kind == "cortex-m":
         mem = need("memory", dict)
         for key in ("flash_origin", "flash_size", "ram_origin", "ram_size"):

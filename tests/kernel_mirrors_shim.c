@@ -6,6 +6,7 @@
  */
 #include "ec_kernels_dsp.c"
 #include "ec_kernels_gemm.c"
+#include "ec_kernels_mve.h" /* (its macros: the Helium kernels' workspaces and packed layouts) */
 
 #include <stdlib.h>
 
@@ -18,6 +19,21 @@ int32_t mirror_gemm_work_bytes(int32_t kbp, int32_t in_c, int32_t chunk, int32_t
     return EC_GEMM_WORK_BYTES(kbp, in_c, chunk, n_live);
 }
 int32_t mirror_gemm_wbuf_bytes(int32_t kbp, int32_t wtile) { return EC_GEMM_WBUF_BYTES(kbp, wtile); }
+
+int32_t mirror_mve_conv_work_bytes(int32_t kh, int32_t kw, int32_t in_c, int32_t pad)
+{
+    return EC_MVE_CONV_WORK_BYTES(kh, kw, in_c, pad);
+}
+int32_t mirror_mve_dw_work_bytes(int32_t in_c) { return EC_MVE_DW_WORK_BYTES(in_c); }
+int32_t mirror_mve_dw3x3_work_bytes(int32_t in_w, int32_t in_c) { return EC_MVE_DW3X3_WORK_BYTES(in_w, in_c); }
+int32_t mirror_mve_conv_group_bytes(int32_t k) { return EC_MVE_CONV_GROUP_BYTES(k); }
+int32_t mirror_mve_fc_group_bytes(int32_t n_in) { return EC_MVE_FC_GROUP_BYTES(n_in); }
+int32_t mirror_mve_dw_group_bytes(int32_t taps) { return EC_MVE_DW_GROUP_BYTES(taps); }
+int32_t mirror_mve_groups(int32_t which)
+{
+    return which == 0 ? EC_MVE_CONV_GROUP : which == 1 ? EC_MVE_FC_GROUP : which == 2 ? EC_MVE_DW_GROUP
+                                                                                   : EC_MVE_DW_MAX_TAPS;
+}
 
 /* ---- the inline requantization primitives (ec_requant.h) --------------------------- */
 

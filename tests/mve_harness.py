@@ -5,7 +5,7 @@ mps3-an547, outputs compared byte for byte inside the firmware, both timed with 
 Used by tests/test_kernels_mve.py (random layers and the shapes of the MLPerf Tiny models) and
 bench/mve_kernels.py (instructions per MAC).  A case is a layer: its parameters as the C
 parameter structs, the reference filter (TFLite layout) and the packed one
-(edgecomp/backends/mve_pack.py), an input, and how the output is placed: apart from the input,
+(edgecomp/backends/c/kernels/packing.py), an input, and how the output is placed: apart from the input,
 or in place over it with the row scratch (the planner's in-place rule for row ops).
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecomp.backends import mve_pack
+from edgecomp.backends.c.kernels import packing, predicates
 from edgecomp.numerics import quantize_multiplier
 from edgecomp.resources import templates_dir
 
@@ -41,6 +41,7 @@ class Case:
     work_bytes: int = 0
     inplace: int | None = None  # output offset from the input in a shared buffer (None: apart)
     residual: dict | None = None  # ec_add_params_t fields of a fused residual add
+    variant: str = ""  # "3x3": the depthwise fast path ec_depthwise_conv2d_s8_mve3x3
 
 
 TIES = False  # power-of-two scales and small shifts everywhere: rounding ties on most outputs
@@ -113,10 +114,10 @@ def conv_case(rng, name, in_hw, in_c, out_c, kernel, stride=(1, 1), pad=(0, 0, 0
     c.arrays = {"input": ("int8_t", rng.integers(-128, 128, size=batches * ih * iw * in_c).astype(np.int8)),
                 "filter": ("int8_t", w.reshape(-1)), "bias": ("int32_t", bias),
                 "multiplier": ("int32_t", mult), "shift": ("int8_t", shift),
-                "packed": ("int8_t", mve_pack.pack_conv(w, bias, -zp_in, mult, shift))}
+                "packed": ("int8_t", packing.pack_conv_mve(w, bias, -zp_in, mult, shift))}
     c.macs = batches * oh * ow * out_c * k
     c.in_bytes, c.out_bytes, c.row_bytes = batches * ih * iw * in_c, batches * oh * ow * out_c, ow * out_c
-    c.work_bytes = mve_pack.conv_work_bytes(kh, kw, in_c, any(pad))
+    c.work_bytes = predicates.mve_conv_work_bytes(kh, kw, in_c, any(pad))
     if residual:
         c.residual = _add_fields(rng, 0.02, 0.03, 0.04)
         c.arrays["skip"] = ("int8_t", rng.integers(-128, 128, size=c.out_bytes).astype(np.int8))
@@ -133,14 +134,28 @@ def depthwise_case(rng, name, in_hw, ch, kernel, stride=(1, 1), pad=(0, 0, 0, 0)
     bias = c.arrays["bias"][1]
     mult, shift = _requant(rng, ch, 75.0 * 70.0 * math.sqrt(kh * kw))
     c.op = "depthwise"
-    c.arrays.update(filter=("int8_t", w.reshape(-1)), multiplier=("int32_t", mult), shift=("int8_t", shift),
-                    packed=("int8_t", mve_pack.pack_depthwise(w, bias, c.fields["input_offset"], mult, shift)))
+    c.arrays.update(filter=("int8_t", w.reshape(-1)), multiplier=("int32_t", mult), shift=("int8_t", shift))
+    repack_depthwise(c)
     f = c.fields
     c.macs = f["out_h"] * f["out_w"] * ch * kh * kw
-    c.work_bytes = mve_pack.depthwise_work_bytes(ch)
     if inplace:
         c.inplace = _shift_limit(f["out_h"], f["in_w"] * ch, f["out_w"] * ch, f["stride_h"], f["pad_top"])
     return c
+
+
+def repack_depthwise(c: Case) -> None:
+    """The packed filter of a depthwise case for the kernel the generator would choose: the 3x3 fast
+    path where predicates.mve_dw3x3_arrays_ok holds (its lane order), else the general kernel."""
+    f = c.fields
+    kh, kw, ch = f["kernel_h"], f["kernel_w"], f["in_c"]
+    w = c.arrays["filter"][1].reshape(1, kh, kw, ch)
+    mult, shift = c.arrays["multiplier"][1], c.arrays["shift"][1]
+    fast = predicates.mve_dw3x3_arrays_ok(kh, kw, ch, w, shift, c.residual)
+    c.variant = "3x3" if fast else ""
+    c.work_bytes = predicates.mve_dw3x3_work_bytes(f["in_w"], ch) if fast else predicates.mve_depthwise_work_bytes(ch)
+    c.arrays["packed"] = ("int8_t", packing.pack_depthwise_mve(
+        w, c.arrays["bias"][1], f["input_offset"], mult, shift,
+        packing.MVE_DW3X3_LANES if fast else packing.MVE_DW_LANES))
 
 
 def fc_case(rng, name, n_in, n_out, batches=1) -> Case:
@@ -155,7 +170,7 @@ def fc_case(rng, name, n_in, n_out, batches=1) -> Case:
         output_offset=zp_out, act_min=lo, act_max=hi))
     c.arrays = {"input": ("int8_t", rng.integers(-128, 128, size=batches * n_in).astype(np.int8)),
                 "filter": ("int8_t", w.reshape(-1)), "bias": ("int32_t", bias), "multiplier": ("int32_t", mult),
-                "shift": ("int8_t", shift), "packed": ("int8_t", mve_pack.pack_fc(w, bias, -zp_in, mult, shift))}
+                "shift": ("int8_t", shift), "packed": ("int8_t", packing.pack_fc_mve(w, bias, -zp_in, mult, shift))}
     c.macs, c.in_bytes, c.out_bytes, c.row_bytes = batches * n_in * n_out, batches * n_in, batches * n_out, n_out
     return c
 
@@ -205,6 +220,8 @@ def _calls(c: Case, i: int) -> tuple[str, str]:
             ("ec_depthwise_conv2d_s8", "ec_depthwise_conv2d_s8_mve")
         ref = f"{ref_fn}(&{a}p, {a}input, {a}filter, {a}bias, ref, NULL, {skip});"
         mve = f"{mve_fn}(&{a}p, IN, {a}packed, out, ROW, {skip}, work);"
+        if c.variant == "3x3":
+            mve = f"ec_depthwise_conv2d_s8_mve3x3(&{a}p, IN, {a}packed, out, ROW, work);"
     elif c.op == "fc":
         ref = f"ec_fully_connected_s8(&{a}p, {a}input, {a}filter, {a}bias, ref, NULL);"
         mve = f"ec_fully_connected_s8_mve(&{a}p, IN, {a}packed, out, ROW);"
@@ -393,18 +410,17 @@ def model_cases(path: Path, rng, prefix: str, inplace: bool = False, distinct: b
         if node.op == "fully_connected":
             c = fc_case(rng, name, w.shape[1], w.shape[0], batches=x.size // w.shape[1])
             c.arrays.update(filter=("int8_t", w.reshape(-1)),
-                            packed=("int8_t", mve_pack.pack_fc(w, bias, q["input_offset"], mult, shift)))
+                            packed=("int8_t", packing.pack_fc_mve(w, bias, q["input_offset"], mult, shift)))
         else:
             a = node.attrs
             kernel = (w.shape[1], w.shape[2])
             if node.op == "conv2d":
                 c = conv_case(rng, name, x.shape[1:3], x.shape[3], n, kernel, a.get("stride", (1, 1)),
                               a.get("pad", (0, 0, 0, 0)), a.get("dilation", (1, 1)), residual="residual" in a)
-                c.arrays["packed"] = ("int8_t", mve_pack.pack_conv(w, bias, q["input_offset"], mult, shift))
+                c.arrays["packed"] = ("int8_t", packing.pack_conv_mve(w, bias, q["input_offset"], mult, shift))
             else:
                 c = depthwise_case(rng, name, x.shape[1:3], n, kernel, a.get("stride", (1, 1)),
                                    a.get("pad", (0, 0, 0, 0)), a.get("dilation", (1, 1)), inplace=inplace)
-                c.arrays["packed"] = ("int8_t", mve_pack.pack_depthwise(w, bias, q["input_offset"], mult, shift))
             c.arrays["filter"] = ("int8_t", w.reshape(-1))
             if "residual" in a:
                 rq = a["residual"]["q"]
@@ -416,6 +432,8 @@ def model_cases(path: Path, rng, prefix: str, inplace: bool = False, distinct: b
         c.fields.update(input_offset=int(q["input_offset"]), output_offset=int(q["output_offset"]), act_min=lo,
                         act_max=hi)
         c.arrays.update(bias=("int32_t", bias), multiplier=("int32_t", mult), shift=("int8_t", shift))
+        if c.op == "depthwise":  # (its residual add known now)
+            repack_depthwise(c)
         cases.append(c)
     return cases
 

@@ -42,6 +42,13 @@ _WHERE = {
     "GemmLayout": _PLAN,
     "gemm_layout": _PLAN,             # kbp (kernel_row_bytes), work_bytes (EC_GEMM_WORK_BYTES)
     "plan_with_gemm": _PLAN,          # wbuf_bytes (EC_GEMM_WBUF_BYTES)
+    "mve_conv_work_bytes": _PRED,     # EC_MVE_CONV_WORK_BYTES
+    "mve_depthwise_work_bytes": _PRED,  # EC_MVE_DW_WORK_BYTES
+    "mve_dw3x3_work_bytes": _PRED,    # EC_MVE_DW3X3_WORK_BYTES
+    "MVE_CONV_GROUP": _PRED, "MVE_FC_GROUP": _PRED, "MVE_DW_GROUP": _PRED, "MVE_DW_MAX_TAPS": _PRED,
+    "pack_conv_mve": _PACK,           # EC_MVE_CONV_GROUP_BYTES a group
+    "pack_fc_mve": _PACK,             # EC_MVE_FC_GROUP_BYTES
+    "pack_depthwise_mve": _PACK,      # EC_MVE_DW_GROUP_BYTES
     "CodegenOptions": "edgecomp.options",
     "MemoryPlan": "edgecomp.passes.memory_plan",
     "saturating_rounding_doubling_high_mul": "edgecomp.numerics",  # ec_srdhm (ec_requant.h)
@@ -335,3 +342,28 @@ def test_one_multiply_stores_are_exact_where_the_generator_allows_them(lib):
         np.testing.assert_array_equal(outs[1], outs[2])
         checked += 1
     assert checked >= 30
+
+
+# --------------------------------------------------------------------------- Helium (MVE) sizes
+def test_helium_workspaces_and_packed_layouts(lib):
+    """The Helium kernels' workspaces (planned in the arena by kernel_plan) and the packers' group sizes
+    against the macros beside the kernels in ec_kernels_mve.h."""
+    assert [lib.mirror_mve_groups(i) for i in range(4)] == [PY.MVE_CONV_GROUP, PY.MVE_FC_GROUP, PY.MVE_DW_GROUP,
+                                                             PY.MVE_DW_MAX_TAPS]
+    rng = np.random.default_rng(21)
+    for _ in range(N):
+        kh, kw, ic, iw = (int(v) for v in rng.integers(1, 6, size=2).tolist() + rng.integers(1, 80, size=2).tolist())
+        pad = bool(rng.random() < 0.5)
+        assert PY.mve_conv_work_bytes(kh, kw, ic, pad) == lib.mirror_mve_conv_work_bytes(kh, kw, ic, int(pad))
+        assert PY.mve_depthwise_work_bytes(ic) == lib.mirror_mve_dw_work_bytes(ic)
+        assert PY.mve_dw3x3_work_bytes(iw, ic) == lib.mirror_mve_dw3x3_work_bytes(iw, ic)
+        o = int(rng.integers(1, 20))
+        w = rng.integers(-127, 128, size=(o, kh, kw, ic)).astype(np.int8)
+        k = kh * kw * ic
+        assert PY.pack_conv_mve(w, None, 3, 1 << 30, -1).size == -(-o // PY.MVE_CONV_GROUP) * \
+            lib.mirror_mve_conv_group_bytes(k)
+        assert PY.pack_fc_mve(w.reshape(o, k), None, 3, 1 << 30, -1).size == -(-o // PY.MVE_FC_GROUP) * \
+            lib.mirror_mve_fc_group_bytes(k)
+        dw = rng.integers(-127, 128, size=(1, kh, kw, ic)).astype(np.int8)
+        assert PY.pack_depthwise_mve(dw, None, 0, 1 << 30, -1).size == -(-ic // PY.MVE_DW_GROUP) * \
+            lib.mirror_mve_dw_group_bytes(kh * kw)

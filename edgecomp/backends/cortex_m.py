@@ -515,30 +515,47 @@ def write_bundle(graph: ir.Graph, target: str | Target, out_dir: str | Path, opt
     probe = bool(options.get("probe", True))
     options.setdefault("kernels", "auto")
     options.setdefault("optimize", "balanced")
-    opts = CodegenOptions.for_target(target.dsp, options["kernels"], options["optimize"], probe=probe,
+    opts = CodegenOptions.for_target(target.dsp, options["kernels"], options["optimize"], target_mve=target.mve,
+                                     target_name=target.name, probe=probe,
                                      streaming=bool(options.get("streaming", False)), **(tuning or {}))
     dsp = opts.dsp
     if opts.streaming:  # the bundle's inputs, outputs and MACs are one frame's
         from ..passes.streaming import streamed
         graph = streamed(graph)
+    # --kernels auto on a Helium core: the Helium kernels, else (their packed weights do not fit:
+    # groups of channels padded to 16 bytes, with their requantization vectors) the DSP kernels
+    attempts = [opts] + ([opts.replace(mve=False)] if opts.mve and options["kernels"] == "auto" else [])
+    kernels_note = None
     with atomic_dir(Path(out_dir), force=force) as tmp:
-        info = generate(graph, tmp, name=name, options=opts, dump=dump_ir)
-        write_firmware(tmp, target, name, probe)
         from .. import workdirs
 
-        with workdirs.work_dir("build") as bd:
-            try:
-                built = build(tmp, target, build_dir=bd)
-                stack = measure_stack(tmp, target, built, sum(graph.t(i).nbytes for i in graph.inputs))
-                if target.uf2_family is not None:  # the file a user drags onto the board, listed in the manifest
-                    shutil.copyfile(built.elf.with_name("fw.uf2"), tmp / f"{name}.uf2")
-            except EdgecompError as e:
-                # name the bundle the user asked for, not the temporary folder it was built in
-                where = str(out_dir) if e.where in (None, str(tmp)) else e.where.replace(str(tmp), str(out_dir))
-                fix = e.fix
-                if isinstance(e, DoesNotFitError) and options["optimize"] == "speed" and dsp:
-                    fix = "compile with --optimize balanced (int8 weights, the least RAM), or " + fix
-                raise type(e)(e.what, where, fix) from None
+        for i, o in enumerate(attempts):
+            if i:  # the Helium attempt's files go: the bundle holds only what this build uses
+                for f in list(tmp.iterdir()):
+                    shutil.rmtree(f) if f.is_dir() else f.unlink()
+            info = generate(graph, tmp, name=name, options=o, dump=dump_ir)
+            write_firmware(tmp, target, name, probe)
+            with workdirs.work_dir("build") as bd:
+                try:
+                    built = build(tmp, target, build_dir=bd)
+                    stack = measure_stack(tmp, target, built, sum(graph.t(i).nbytes for i in graph.inputs))
+                    if target.uf2_family is not None:  # the file a user drags onto the board, listed in the manifest
+                        shutil.copyfile(built.elf.with_name("fw.uf2"), tmp / f"{name}.uf2")
+                except DoesNotFitError as e:
+                    if i + 1 < len(attempts):
+                        kernels_note = (f"the Helium kernels' build does not fit ({e.what}): the DSP kernels "
+                                        "instead")
+                        continue
+                    where = str(out_dir) if e.where in (None, str(tmp)) else e.where.replace(str(tmp), str(out_dir))
+                    fix = e.fix
+                    if options["optimize"] == "speed" and dsp:
+                        fix = "compile with --optimize balanced (int8 weights, the least RAM), or " + fix
+                    raise DoesNotFitError(e.what, where, fix) from None
+                except EdgecompError as e:
+                    # name the bundle the user asked for, not the temporary folder it was built in
+                    where = str(out_dir) if e.where in (None, str(tmp)) else e.where.replace(str(tmp), str(out_dir))
+                    raise type(e)(e.what, where, e.fix) from None
+            break
         arena = int(_get(info, "arena_bytes", 0) or 0)
         static = max(built.model_ram_bytes - arena, 0)
         if stack is not None and built.stack_available_bytes is not None and stack >= built.stack_available_bytes:
@@ -574,6 +591,8 @@ def write_bundle(graph: ir.Graph, target: str | Target, out_dir: str | Path, opt
                        f"({100.0 * manifest['ram_bytes'] / target.ram_size:.1f}%, arena + static + "
                        f"{'stack peak' if stack is not None else 'stack not measured'})",
             }
+        if kernels_note:
+            manifest["kernels_note"] = kernels_note
         manifest.update(extra or {})
         write_readme(tmp, target, name, readme_model(graph, arena, stack))
         return write_manifest(tmp, manifest)

@@ -75,6 +75,11 @@ def run_bundle(bundle_dir: str | Path, inputs: np.ndarray, *, target: str | Targ
     out_bytes = sum(math.prod(s) * d.itemsize for s, d in outs)  # (bytes per sample)
 
     host = tgt.is_host or not emulate
+    if host and (bundle_dir / "ec_kernels_mve.c").is_file():  # (the bundle's own files are checked below)
+        raise EdgecompError("the bundle runs Helium (MVE) kernels, which only a core with MVE executes "
+                            "(they have no plain C version for the host)", str(bundle_dir),
+                            "run it under QEMU (edgecomp run without --host), or compile it with --kernels dsp "
+                            "(or for target host) to run it natively")
     if cycles:
         from ..cycles import check_target
         if host:

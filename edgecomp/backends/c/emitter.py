@@ -174,15 +174,16 @@ class Emitter:
                              fix="Run edgecomp.passes.requantize first")
         return q
 
-    def mult_shift(self, node: ir.Node, n: int, live=None) -> tuple[str, str]:
-        """Per-channel Q31 multipliers and shifts as const arrays (the channels ``live`` only)."""
+    def mult_shift(self, node: ir.Node, n: int, live=None, multipliers: bool = True) -> tuple[str, str]:
+        """Per-channel Q31 multipliers and shifts as const arrays (the channels ``live`` only;
+        ``multipliers=False``: "NULL" for the kernels that read them from their packed filter)."""
         q = self.q(node)
         m = np.broadcast_to(np.asarray(q["multiplier"], dtype=np.int64), (n,))
         s = np.broadcast_to(np.asarray(q["shift"], dtype=np.int64), (n,))
         if live is not None:  # the computed channels only (gemm_live)
             m, s = m[live], s[live]
         mi = self.const_array(self.ident_base, "multiplier", m, "int32_t",
-                              f"{node.name}: Q31 requantization multipliers")
+                              f"{node.name}: Q31 requantization multipliers") if multipliers else "NULL"
         if s.min() < -128 or s.max() > 127:  # TFLite shifts are within [-31, 30]
             raise UnsupportedError(f"requantization shift out of range ({int(s.min())}..{int(s.max())})",
                                    where=f"node {node.name!r}", fix="Check the model's quantization scales")

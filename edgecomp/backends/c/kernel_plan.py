@@ -24,7 +24,7 @@ from ... import ir
 from ...options import CodegenOptions
 from ...passes.memory_plan import MemoryPlan, plan_memory, reads, strided_rows
 from .kernels.predicates import (GEMM_ADD_TABLE_BYTES, dw_fast_ok, gemm_acc_ok, gemm_fast_requant,
-                                 gemm_work_bytes, kernel_row_bytes)
+                                 gemm_work_bytes, kernel_row_bytes, mve_ok, mve_work_bytes)
 
 DEFAULT = CodegenOptions()
 
@@ -54,6 +54,7 @@ def gemm_layout(g: ir.Graph, node: ir.Node, blocked: bool, whole: bool = False,
     if opts.gemm_blocks != "auto":
         blocked = opts.gemm_blocks == "rows"
     if node.op != "conv2d" or "hybrid" in node.attrs or node.attrs.get("dilation", (1, 1)) != (1, 1) \
+            or node.attrs.get("mve") \
             or node.attrs.get("packed_weights") \
             or int(node.attrs.get("groups", 1)) != 1:  # packed (int4 / codebook) weights run ec_kernels_s4
         return None
@@ -101,7 +102,8 @@ def _conv3x3_same(g: ir.Graph, node: ir.Node) -> bool:
 def find_row_fusions(g: ir.Graph, opts: CodegenOptions = DEFAULT) -> dict[str, int]:
     """Pairs of int8 3x3 stride-1 'same' convolutions A -> B (ResNet's blocks) where B adds A's
     input back (a fused residual add) and is A's only reader: A can run row by row inside B, its
-    output kept in a 3-row buffer instead of a whole tensor.  {A: buffer bytes}."""
+    output kept in a 3-row buffer instead of a whole tensor.  {A: buffer bytes}.  Both run as
+    matrix products (DSP cores) or both through the Helium kernel (``mark_mve``)."""
     readers: dict[str, int] = {}
     for n in g.nodes:
         for t in reads(n):
@@ -110,10 +112,13 @@ def find_row_fusions(g: ir.Graph, opts: CodegenOptions = DEFAULT) -> dict[str, i
     for a, b in zip(g.nodes, g.nodes[1:]):
         res = b.attrs.get("residual")
         y = a.outputs[0]
+        helium = bool(a.attrs.get("mve") and b.attrs.get("mve"))  # (mark_mve: both run ec_conv2d_s8_mve)
         if (res is None or res.get("tensor") != a.inputs[0] or b.inputs[0] != y or readers.get(y) != 1
                 or y in g.outputs or a.name in out or not _conv3x3_same(g, a) or not _conv3x3_same(g, b)
-                or gemm_layout(g, a, False, opts=opts) is None or gemm_layout(g, b, False, opts=opts) is None or gemm_live(g, a) is not None
                 or a.attrs.get("residual")):
+            continue
+        if not helium and (gemm_layout(g, a, False, opts=opts) is None or gemm_layout(g, b, False, opts=opts) is None
+                           or gemm_live(g, a) is not None):
             continue
         t = g.tensors[y]
         out[a.name] = 3 * t.shape[2] * t.shape[3]
@@ -128,9 +133,12 @@ def _tiled(g: ir.Graph, name: str, lay: GemmLayout) -> bool:
 
 def kernel_workspaces(g: ir.Graph) -> dict[str, int]:
     """Workspaces kernels need whatever the plan: a softmax along a strided axis gathers each row
-    into one (ec_softmax_axis_*)."""
+    into one (ec_softmax_axis_*); a Helium convolution its two im2col windows, a Helium depthwise
+    layer its row of the input zero point (layers :func:`mark_mve` marked)."""
     out = {}
     for n in g.nodes:
+        if n.attrs.get("mve") and mve_work_bytes(g, n):
+            out[n.name] = mve_work_bytes(g, n)
         if strided_rows(g, n):
             x = g.tensors[n.inputs[0]]
             out[n.name] = x.shape[int(n.attrs["axis"]) % len(x.shape)] * ir.dtype_bytes(x.dtype)
@@ -153,6 +161,7 @@ def _dw_dsp(g: ir.Graph, node: ir.Node) -> bool:
     """Whether an int8 depthwise conv takes ec_kernels_dsp (as the depthwise emitter decides)."""
     q = node.attrs.get("q")
     return node.op == "depthwise_conv2d" and q is not None and g.tensors[node.outputs[0]].dtype == "int8" \
+        and not node.attrs.get("mve") \
         and int(node.attrs.get("depth_multiplier", 1)) == 1 and int(q["filter_offset"]) == 0
 
 
@@ -176,7 +185,8 @@ def _widen_weights(g, nodes, lays, plan, fused, macs, trial, opts: CodegenOption
     the most pairs per tile that fit, at least opts.wide_min_tile.  A row-fused pair shares one
     buffer in the second layer's workspace (each row call widens its own weights again)."""
     limit = plan.arena_bytes + opts.wide_growth
-    dw = [n for n in g.nodes if n.op == "depthwise_conv2d" and dw_fast_ok(g, n, plan, n.attrs.get("residual"))]
+    dw = [n for n in g.nodes if n.op == "depthwise_conv2d" and not n.attrs.get("mve")
+          and dw_fast_ok(g, n, plan, n.attrs.get("residual"))]
     apart = [n for n in lays if n not in plan.scratch and g.tensors[nodes[n].outputs[0]].shape[2] % 2]
 
     def keeps(t: MemoryPlan) -> bool:
@@ -240,7 +250,7 @@ def plan_with_gemm(g: ir.Graph, opts: CodegenOptions, fusions: bool | None = Non
     instead of widening them in the arena where it has room."""
     if fusions is None:
         fusions = opts.row_fusion
-    if not opts.dsp:
+    if not opts.dsp and not opts.mve:
         return plan_memory(g, inplace=opts.inplace, workspace=kernel_workspaces(g)), {}, {}, set()
     speed = opts.speed
     fused = find_row_fusions(g, opts) if fusions else {}
@@ -301,7 +311,8 @@ def plan_with_gemm(g: ir.Graph, opts: CodegenOptions, fusions: bool | None = Non
         b = g.nodes[nodes_i[a] + 1]
         x, z = g.nodes[nodes_i[a]].inputs[0], b.outputs[0]
         ox, oz, n = plan.offsets[x], plan.offsets[z], plan.sizes[x]
-        if a not in lays or b.name not in lays or lays[a].nb > 1 or lays[b.name].nb > 1 \
+        helium = bool(g.nodes[nodes_i[a]].attrs.get("mve") and b.attrs.get("mve"))
+        if (not helium and (a not in lays or b.name not in lays or lays[a].nb > 1 or lays[b.name].nb > 1)) \
                 or not (oz == ox or oz + plan.sizes[z] <= ox or ox + n <= oz) or b.name in plan.scratch:
             return plan_with_gemm(g, opts, fusions=False)
     if fused:  # fused only where it saves memory (tiny layers: the two live workspaces cost more)
@@ -311,10 +322,26 @@ def plan_with_gemm(g: ir.Graph, opts: CodegenOptions, fusions: bool | None = Non
     return plan, lays, fused, dw_apart
 
 
+def mark_mve(g: ir.Graph, opts: CodegenOptions) -> set[str]:
+    """With ``opts.mve`` (a core with Helium): ``node.attrs["mve"] = True`` on every layer a Helium
+    kernel runs (``predicates.mve_ok``); those layers take no matrix-product layout, keep the
+    reference kernels' in-place rules (the Helium kernels' row contract is theirs) and get their
+    workspace from :func:`kernel_workspaces`.  The others keep the DSP / reference kernels."""
+    marked = set()
+    for n in g.nodes:
+        n.attrs.pop("mve", None)
+        if opts.mve and mve_ok(g, n):
+            n.attrs["mve"] = True
+            marked.add(n.name)
+    return marked
+
+
 def plan_kernels(g: ir.Graph, opts: CodegenOptions) -> ir.Graph:
-    """The kernel planning pass: ``node.attrs["gemm"]`` (a :class:`GemmLayout`) on every layer that
+    """The kernel planning pass: ``node.attrs["mve"]`` on every layer a Helium kernel runs
+    (:func:`mark_mve`), ``node.attrs["gemm"]`` (a :class:`GemmLayout`) on every layer that
     runs as a matrix product, ``graph.meta["row_fusions"]`` ({first layer: buffer bytes}) and
     ``graph.meta["dw_apart"]`` (depthwise layers planned apart from their input)."""
+    mark_mve(g, opts)
     _plan, lays, fused, apart = plan_with_gemm(g, opts)
     for n in g.nodes:
         n.attrs.pop("gemm", None)

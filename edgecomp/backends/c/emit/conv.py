@@ -16,7 +16,7 @@ from ..kernels.catalogue import kernel
 from ..kernels.packing import folded_bias, pack_gemm_weights, widen_gemm_weights
 from ..kernels.predicates import dw_fast_ok, dw_s2_ok
 from ..literals import c_int, fmt_q, shape_text
-from . import gemm
+from . import gemm, mve
 
 
 def _shapes_ok(gen, node: ir.Node) -> bool:
@@ -52,6 +52,10 @@ def _grouped(gen, node: ir.Node) -> bool:
     return int(node.attrs.get("groups", 1)) > 1
 
 
+@kernel("ec_conv2d_s8_mve", "conv2d", "int8", applies=mve.marked, groups=mve.GROUPS, rank=mve.RANK)
+@kernel("ec_depthwise_conv2d_s8_mve3x3", "depthwise_conv2d", "int8", applies=mve.dw3x3, groups=mve.GROUPS,
+        rank=mve.RANK - 1)
+@kernel("ec_depthwise_conv2d_s8_mve", "depthwise_conv2d", "int8", applies=mve.marked, groups=mve.GROUPS, rank=mve.RANK)
 @kernel("ec_conv2d_grouped_s8", "conv2d", "int8", applies=_grouped, groups=("conv_ext",), rank=5)
 @kernel("ec_conv2d_grouped_f32", "conv2d", "float32", applies=_grouped, groups=("conv_ext",), rank=5)
 @kernel("ec_conv2d_s8_gemm", "conv2d", "int8", applies=lambda gen, n: n.name in gen.gemm and _folds_bias(gen, n),
@@ -91,7 +95,10 @@ def emit_conv(gen, L, k) -> str:
     lay = gen.gemm[node.name] if k.name == "ec_conv2d_s8_gemm" else None
     live = gemm_live(gen.g, node) if lay is not None else None
     wflash = "NULL"
-    if lay is not None:
+    helium = k.name.startswith("ec_") and "_mve" in k.name
+    if helium:
+        filt = mve.packed_filter(gen, node, fast3x3=k.name.endswith("_mve3x3"))
+    elif lay is not None:
         wl = w.data if live is None else w.data[live]
         note = (f"{node.name}: filter {w.name} {shape_text(w.shape)} {fmt_q(w)}, packed for ec_kernels_gemm "
                 f"(channel pairs, 4 taps at a time, {lay.nb} block(s) of {lay.kbp})"
@@ -118,7 +125,8 @@ def emit_conv(gen, L, k) -> str:
         name = node.inputs[2] if len(node.inputs) > 2 else "(none)"
         bias = gen.const_array(gen.ident_base, "bias", folded, "int32_t",
                                f"{node.name}: bias {name} + input_offset * sum(filter), for the DSP kernel")
-    bias = bias or gen.const(node, 2, "bias", "int32_t" if s8 else "float") or "NULL"
+    if not helium:  # (the Helium kernels' bias is in their packed filter)
+        bias = bias or gen.const(node, 2, "bias", "int32_t" if s8 else "float") or "NULL"
     res = a.get("residual")
     lo, hi, flo, fhi = gen.act(node, out)  # the conv's own clamp (before a fused residual add)
     fields = [("batches", x.shape[0]), ("in_h", x.shape[1]), ("in_w", x.shape[2]), ("in_c", x.shape[3]),
@@ -131,7 +139,7 @@ def emit_conv(gen, L, k) -> str:
     q = None
     if s8:
         q = gen.q(node)
-        mi, si = gen.mult_shift(node, out.shape[3], live=live)
+        mi, si = gen.mult_shift(node, out.shape[3], live=live, multipliers=not helium)  # (Helium: in the header)
         fields += [("input_offset", c_int(q["input_offset"])), ("filter_offset", c_int(q["filter_offset"])),
                    ("output_offset", c_int(q["output_offset"]))]
     fields += [("act_min", lo), ("act_max", hi), ("act_min_f", flo), ("act_max_f", fhi)]
@@ -150,11 +158,20 @@ def emit_conv(gen, L, k) -> str:
         head.append(f"  + residual add of {gen.tensor(res['tensor'])} "
                     f"(fused{', from ' + res['add'] if res.get('add') else ''})")
     conv_fields = [(f, str(v)) for f, v in fields]
-    fused = lay is not None and (node.name in gen.fused or node.name in gen.fused_b)
+    fused = (lay is not None or helium) and (node.name in gen.fused or node.name in gen.fused_b)
     if not fused:  # a fused layer's calls take per-row variants (gemm.row_fusion)
         gen.struct("ec_conv_params_t", L.base, conv_fields, c_comment(f"{node.name}: {node.op}"))
     if lay is not None:
         return gemm.emit_gemm(gen, L, lay, live, q, conv_fields, filt, bias, skip, wflash, (lo, hi), fused)
+    if helium and fused:
+        return mve.row_fusion(gen, L, conv_fields, filt)
+    if k.name.endswith("_mve3x3"):
+        head.append("  Helium kernel (MVE), 3x3 fast path (nine taps in registers, int8 products summed in pairs)")
+        return f"{k.name}(&{L.base}, {gen.tensor(x.name)}, {filt}, {gen.tensor(out.name)}, {row}, {mve.workspace(gen, L)});"
+    if helium:
+        head.append("  Helium kernel (MVE), filter packed with the input offset folded into the bias")
+        return (f"{k.name}(&{L.base}, {gen.tensor(x.name)}, {filt}, {gen.tensor(out.name)}, {row}, {skip}, "
+                f"{mve.workspace(gen, L)});")
     ins = f"{gen.tensor(x.name)}, {filt}, {bias}, {gen.tensor(out.name)}, {row}"
     if groups > 1:
         if not k.name.startswith("ec_conv2d_grouped"):

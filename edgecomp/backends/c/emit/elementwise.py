@@ -5,8 +5,10 @@ from ....errors import UnsupportedError
 from ....sanitize import c_comment
 from ..kernels.catalogue import kernel
 from ..literals import c_float, c_int
+from . import mve
 
 
+@kernel("ec_add_s8_mve", "add", "int8", applies=mve.marked, groups=mve.GROUPS, rank=mve.RANK)
 @kernel("ec_add_s8", "add", "int8")
 @kernel("ec_add_f32", "add", "float32")
 def emit_add(gen, L, k) -> str:

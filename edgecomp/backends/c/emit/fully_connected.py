@@ -7,6 +7,7 @@ from ..kernels.catalogue import kernel
 from ..kernels.packing import folded_bias, pack_fc_weights
 from ..kernels.predicates import gemm_acc_ok, gemm_fast_requant
 from ..literals import c_int, fmt_q, shape_text
+from . import mve
 
 
 def _dsp(gen, node) -> bool:
@@ -23,6 +24,7 @@ def _dsp(gen, node) -> bool:
     return True
 
 
+@kernel("ec_fully_connected_s8_mve", "fully_connected", "int8", applies=mve.marked, groups=mve.GROUPS, rank=mve.RANK)
 @kernel("ec_fully_connected_s8_dsp16", "fully_connected", "int8", rank=10, groups=("dsp",),
         applies=lambda gen, n: gen.speed and _dsp(gen, n), packer=lambda w: pack_fc_weights(w, True))
 @kernel("ec_fully_connected_s8_dsp", "fully_connected", "int8", rank=20, groups=("dsp",), applies=_dsp,
@@ -40,9 +42,12 @@ def emit_fc(gen, L, k) -> str:
     if node.attrs.get("residual"):
         raise UnsupportedError("residual add fused into fully_connected", where=f"node {node.name!r}")
     gen.const_tensor(node, 1, "filter", "int8_t" if s8 else "float")  # (clear errors first)
-    dsp = k.name != "ec_fully_connected_s8" and s8
+    helium = k.name == "ec_fully_connected_s8_mve"
+    dsp = k.name != "ec_fully_connected_s8" and s8 and not helium
     bias = None
-    if dsp:
+    if helium:
+        filt = mve.packed_filter(gen, node)
+    elif dsp:
         wide = k.name.endswith("16")
         name = node.inputs[2] if len(node.inputs) > 2 else "(none)"
         nq = -(-w.shape[0] // 4) * 4
@@ -58,12 +63,13 @@ def emit_fc(gen, L, k) -> str:
             filt = f"(const int8_t *){filt}"
     else:
         filt = gen.const(node, 1, "filter", "int8_t" if s8 else "float")
-    bias = bias or gen.const(node, 2, "bias", "int32_t" if s8 else "float") or "NULL"
+    if not helium:  # (the Helium kernel's bias is in its packed filter)
+        bias = bias or gen.const(node, 2, "bias", "int32_t" if s8 else "float") or "NULL"
     lo, hi, flo, fhi = gen.act(node, out)
     fields = [("batches", x.size // w.shape[1]), ("in_features", w.shape[1]), ("out_features", w.shape[0])]
     if s8:
         q = gen.q(node)
-        mi, si = gen.mult_shift(node, w.shape[0])
+        mi, si = gen.mult_shift(node, w.shape[0], multipliers=not helium)  # (Helium: in the header)
         fields += [("input_offset", c_int(q["input_offset"])), ("filter_offset", c_int(q["filter_offset"])),
                    ("output_offset", c_int(q["output_offset"]))]
     fields += [("act_min", lo), ("act_max", hi), ("act_min_f", flo), ("act_max_f", fhi)]
@@ -74,6 +80,10 @@ def emit_fc(gen, L, k) -> str:
         head.append("  one-multiply requantization (gemm_fast_requant, gemm_acc_ok)")
     head.append(f"  act [{lo if s8 else flo}, {hi if s8 else fhi}]")
     gen.struct("ec_fc_params_t", L.base, [(f, str(v)) for f, v in fields], c_comment(f"{node.name}: fully_connected"))
+    if helium:
+        head.append("  Helium kernel (MVE, 6 output rows at a time), filter packed with the input offset folded "
+                    "into the bias")
+        return f"{k.name}(&{L.base}, {gen.tensor(x.name)}, {filt}, {gen.tensor(out.name)}, {row});"
     if dsp:
         head.append("  DSP kernel (4 output rows at a time, SMLAD), input offset folded into the bias"
                     + (", int16 weights in flash" if k.name.endswith("16") else ""))

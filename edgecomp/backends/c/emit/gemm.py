@@ -90,7 +90,7 @@ def emit_gemm(gen, L, lay: GemmLayout, live, q: dict, conv_fields, filt: str, bi
     return call
 
 
-def _row_variants(gen, base: str, fields: list[tuple[str, str]], note: str) -> dict[str, str]:
+def row_variants(gen, base: str, fields: list[tuple[str, str]], note: str) -> dict[str, str]:
     """ec_conv_params_t for one output row: first (padding above), middle, last (below)."""
     idents = {}
     for part, in_h, pad_top in (("top", 2, 1), ("mid", 3, 0), ("bot", 2, 0)):
@@ -108,12 +108,12 @@ def row_fusion(gen, L, conv_fields, gemm_fields) -> str:
     if node.name in gen.fused:  # A: remember, run inside B
         gid = gen.ident(f"{node.name}_gemm")
         gen.struct("ec_gemm_params_t", gid, gemm_fields, c_comment(f"{node.name}: matrix-product layout"))
-        gen.fused_a[node.name] = dict(x=x, gid=gid, rows=_row_variants(gen, L.base, conv_fields, node.name))
+        gen.fused_a[node.name] = dict(x=x, gid=gid, rows=row_variants(gen, L.base, conv_fields, node.name))
         head.append(f"  computed row by row inside the next layer (its output: a {gen.fused[node.name]}-byte "
                     "buffer of 3 rows)")
         return "/* (inside the next layer) */"
     a = gen.fused_a[gen.fused_b[node.name]]
-    rows_b = _row_variants(gen, L.base, conv_fields, node.name)
+    rows_b = row_variants(gen, L.base, conv_fields, node.name)
     # B's skip operand is its own output position (the add written over A's input)
     gf = [(k, "NULL" if k in ("skip", "row") else v) for k, v in gemm_fields] + [("skip_at_output", "1")]
     gidf = gen.ident(f"{node.name}_gemm_rows")

@@ -7,6 +7,7 @@ from ....errors import ModelError, UnsupportedError
 from ....ops.pool import tflite_window
 from ....sanitize import c_comment
 from ..kernels.catalogue import kernel
+from . import mve
 
 
 def _global_avg_dsp(gen, node) -> bool:
@@ -69,6 +70,8 @@ def emit_pool_ext(gen, L, k) -> str:
     return f"{k.name}(&{L.base}, {gen.tensor(x.name)}, {gen.tensor(out.name)}, {L.row});"
 
 
+@kernel("ec_avg_pool2d_s8_mve", "avg_pool2d", "int8", applies=mve.marked, groups=mve.GROUPS, rank=mve.RANK)
+@kernel("ec_max_pool2d_s8_mve", "max_pool2d", "int8", applies=mve.marked, groups=mve.GROUPS, rank=mve.RANK)
 @kernel("ec_global_avg_pool2d_s8_dsp", "avg_pool2d", "int8", applies=_global_avg_dsp, groups=("dsp",), rank=10)
 @kernel("ec_avg_pool2d_s8", "avg_pool2d", "int8")
 @kernel("ec_avg_pool2d_f32", "avg_pool2d", "float32")
@@ -83,4 +86,6 @@ def emit_pool(gen, L, k) -> str:
     gen.struct("ec_pool_params_t", L.base, fields, c_comment(f"{node.name}: {node.op}"))
     if k.name == "ec_global_avg_pool2d_s8_dsp":
         L.head.append("  global average, 4 channels at a time (SXTAB16)")
+    elif k.name.endswith("_mve"):
+        L.head.append("  Helium kernel (MVE, 16 channels at a time)")
     return f"{k.name}(&{L.base}, {gen.tensor(L.x.name)}, {gen.tensor(L.out.name)}, {L.row});"

@@ -10,7 +10,7 @@ an emitter and a record here (``@kernel`` on the emitter).
 
     >>> import edgecomp.backends.c.emit  # the emitters' @kernel records fill the catalogue
     >>> [k.name for k in candidates("depthwise_conv2d", "int8")]  # doctest: +NORMALIZE_WHITESPACE
-    ['ec_depthwise_conv2d_s8_dsp3x3', 'ec_depthwise_conv2d_s8_dsp3x3s2', 'ec_depthwise_conv2d_s8_dsp',
+    ['ec_depthwise_conv2d_s8_mve3x3', 'ec_depthwise_conv2d_s8_mve', 'ec_depthwise_conv2d_s8_dsp3x3', 'ec_depthwise_conv2d_s8_dsp3x3s2', 'ec_depthwise_conv2d_s8_dsp',
      'ec_depthwise_conv2d_s8']
 """
 from __future__ import annotations
@@ -49,6 +49,7 @@ KERNEL_GROUPS: dict[str, tuple[str, ...]] = {
     "rnn": ("recurrent/ec_kernels_rnn.h", "recurrent/ec_kernels_rnn.c"),
     "resize": ("ec_kernels_resize.h", "ec_kernels_resize.c"),
     "attn": ("attention/ec_kernels_attn.h", "attention/ec_kernels_attn.c"),
+    "mve": ("mve/ec_kernels_mve.h", "mve/ec_kernels_mve.c"),  # Helium (Armv8.1-M with MVE): emit/mve.py
 }
 #: The one bundle file a group's C files become, joined in their KERNEL_GROUPS order (a single
 #: file is copied as it is): the group stays one translation unit as before the split by family,
@@ -65,9 +66,9 @@ GROUP_HEADERS = {"s16": "ec_kernels_s16.h", "dsp": "ec_kernels_dsp.h", "gemm": "
                  "binary": "ec_kernels_binary.h", "binary_dsp": "ec_kernels_binary_dsp.h",
                  "reduce": "ec_kernels_reduce.h", "reduce_dsp": "ec_kernels_reduce_dsp.h",
                  "pool_ext": "ec_kernels_pool_ext.h", "conv_ext": "ec_kernels_conv_ext.h", "rnn": "ec_kernels_rnn.h",
-                 "resize": "ec_kernels_resize.h", "attn": "ec_kernels_attn.h"}
+                 "resize": "ec_kernels_resize.h", "attn": "ec_kernels_attn.h", "mve": "ec_kernels_mve.h"}
 GROUP_ORDER = ("reference", "s16", "dsp", "gemm", "simd", "data", "s4", "lut", "binary", "binary_dsp",
-               "reduce", "reduce_dsp", "pool_ext", "conv_ext", "rnn", "resize", "attn")
+               "reduce", "reduce_dsp", "pool_ext", "conv_ext", "rnn", "resize", "attn", "mve")
 #: Groups whose kernels use the packed-byte helpers of ec_simd.h.
 SIMD_USERS = frozenset({"dsp", "gemm", "binary_dsp", "reduce_dsp"})
 

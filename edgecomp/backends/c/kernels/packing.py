@@ -10,6 +10,7 @@ import numpy as np
 
 from .... import ir
 from ....numerics import multiply_by_quantized_multiplier
+from .predicates import MVE_CONV_GROUP, MVE_DW_GROUP, MVE_FC_GROUP
 
 
 def folded_bias(g: ir.Graph, node: ir.Node, input_offset: int, n_out: int) -> np.ndarray | None:
@@ -91,3 +92,99 @@ def dead_channel_row(g: ir.Graph, node: ir.Node, live: np.ndarray) -> np.ndarray
     row = np.clip(v + int(q["output_offset"]), lo, hi)
     row[live] = 0
     return row.astype(np.int8)
+
+
+# --------------------------------------------------------------------------- Helium (MVE) kernels
+# The layouts ec_kernels_mve.h documents (templates/cortex_m/kernels/mve/): every packed filter
+# folds the input offset into the bias (bias + input_offset * sum(w), int32 wrap-around like the C
+# accumulators) and carries the per-channel requantization as four int32 vectors: bias,
+# multiplier, left shift (max(shift, 0)) and right shift (min(shift, 0), the VRSHL amount).
+def mve_chunks(k: int) -> int:
+    return -(-k // 16)
+
+
+def _mve_per_channel(v, n: int) -> np.ndarray:
+    return np.broadcast_to(np.asarray(v, dtype=np.int64).reshape(-1), (n,))
+
+
+def mve_fold_bias(w2d: np.ndarray, bias: np.ndarray | None, input_offset: int) -> np.ndarray:
+    """bias + input_offset * sum(w) per output row, wrapped to int32 like the kernels' sums."""
+    acc = np.asarray(w2d, np.int64).sum(axis=1) * int(input_offset)
+    if bias is not None:
+        acc = acc + np.asarray(bias, np.int64).reshape(-1)
+    return ((acc + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
+
+
+def _mve_requant_rows(folded: np.ndarray, multiplier, shift, n: int) -> np.ndarray:
+    """[4, n] int32: bias, multiplier, left shift, right shift."""
+    m = _mve_per_channel(multiplier, n)
+    s = _mve_per_channel(shift, n)
+    return np.stack([folded.astype(np.int64), m, np.maximum(s, 0), np.minimum(s, 0)]).astype(np.int32)
+
+
+def pack_conv_mve(w: np.ndarray, bias: np.ndarray | None, input_offset: int, multiplier, shift) -> np.ndarray:
+    """conv2d filter [O, KH, KW, I] for ec_conv2d_s8_mve: groups of 3 channels, each a 64-byte header
+    (bias, multiplier, left, right: int32 x 4) and per 16-tap chunk 16 weights of each channel."""
+    o = w.shape[0]
+    w2 = np.asarray(w, np.int8).reshape(o, -1)
+    k = w2.shape[1]
+    rq = _mve_requant_rows(mve_fold_bias(w2, bias, input_offset), multiplier, shift, o)
+    groups = -(-o // MVE_CONV_GROUP)
+    kp = 16 * mve_chunks(k)
+    out = []
+    for g in range(groups):
+        head = np.zeros((4, 4), np.int32)
+        rows = np.zeros((MVE_CONV_GROUP, kp), np.int8)
+        n = min(MVE_CONV_GROUP, o - g * MVE_CONV_GROUP)
+        head[:, :n] = rq[:, g * MVE_CONV_GROUP:g * MVE_CONV_GROUP + n]
+        rows[:n, :k] = w2[g * MVE_CONV_GROUP:g * MVE_CONV_GROUP + n]
+        body = rows.reshape(MVE_CONV_GROUP, -1, 16).transpose(1, 0, 2)  # [chunk][channel][16]
+        out += [head.view(np.int8).reshape(-1), body.reshape(-1)]
+    return np.concatenate(out)
+
+
+def pack_fc_mve(w: np.ndarray, bias: np.ndarray | None, input_offset: int, multiplier, shift) -> np.ndarray:
+    """fully connected filter [O, I] for ec_fully_connected_s8_mve: groups of 6 rows, each a 128-byte
+    header (bias, multiplier, left, right: int32 x 8) and per 16-input chunk 16 weights of each row."""
+    w2 = np.asarray(w, np.int8)
+    o, k = w2.shape
+    rq = _mve_requant_rows(mve_fold_bias(w2, bias, input_offset), multiplier, shift, o)
+    kp = 16 * mve_chunks(k)
+    out = []
+    for g in range(-(-o // MVE_FC_GROUP)):
+        n = min(MVE_FC_GROUP, o - g * MVE_FC_GROUP)
+        head = np.zeros((4, 8), np.int32)
+        head[:, :n] = rq[:, g * MVE_FC_GROUP:g * MVE_FC_GROUP + n]
+        rows = np.zeros((MVE_FC_GROUP, kp), np.int8)
+        rows[:n, :k] = w2[g * MVE_FC_GROUP:g * MVE_FC_GROUP + n]
+        out += [head.view(np.int8).reshape(-1), rows.reshape(MVE_FC_GROUP, -1, 16).transpose(1, 0, 2).reshape(-1)]
+    return np.concatenate(out)
+
+
+#: the header's lane order of ec_depthwise_conv2d_s8_mve (VMULLB / VMULLT on each half of int16 lanes)
+MVE_DW_LANES = (0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15)
+#: ... and of its 3x3 fast path ec_depthwise_conv2d_s8_mve3x3 (int8 products widened in two steps)
+MVE_DW3X3_LANES = (0, 4, 8, 12, 2, 6, 10, 14, 1, 5, 9, 13, 3, 7, 11, 15)
+
+
+def pack_depthwise_mve(w: np.ndarray, bias: np.ndarray | None, input_offset: int, multiplier, shift,
+                       lanes: tuple[int, ...] = MVE_DW_LANES) -> np.ndarray:
+    """depthwise filter [1, KH, KW, C] (depth multiplier 1) for ec_depthwise_conv2d_s8_mve: groups of 16
+    channels, each a 256-byte header (bias, multiplier, left, right: int32 x 16, in the kernel's lane
+    order ``lanes``: for ec_depthwise_conv2d_s8_mve that of VMULLB / VMULLT on each half, channels
+    0 2 4 6 | 1 3 5 7 | 8 10 12 14 | 9 11 13 15; ``MVE_DW3X3_LANES`` for its 3x3 fast path) and per tap
+    the group's 16 weights."""
+    taps = w.shape[1] * w.shape[2]
+    c = w.shape[3]
+    wt = np.asarray(w, np.int8).reshape(taps, c)
+    rq = _mve_requant_rows(mve_fold_bias(wt.T, bias, input_offset), multiplier, shift, c)
+    order = list(lanes)
+    out = []
+    for g in range(-(-c // MVE_DW_GROUP)):
+        n = min(MVE_DW_GROUP, c - g * MVE_DW_GROUP)
+        lanes = np.zeros((4, MVE_DW_GROUP), np.int32)
+        lanes[:, :n] = rq[:, g * MVE_DW_GROUP:g * MVE_DW_GROUP + n]
+        blk = np.zeros((taps, MVE_DW_GROUP), np.int8)
+        blk[:, :n] = wt[:, g * MVE_DW_GROUP:g * MVE_DW_GROUP + n]
+        out += [np.ascontiguousarray(lanes[:, order]).view(np.int8).reshape(-1), blk.reshape(-1)]
+    return np.concatenate(out)

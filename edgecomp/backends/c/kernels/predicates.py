@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .... import ir
+from ....ops.pool import tflite_window
 from ....passes.memory_plan import MemoryPlan
 
 DW_TILE = 5  # EC_DW_TILE (ec_kernels_dsp): output columns per tile of the depthwise 3x3 fast path
@@ -115,3 +116,137 @@ def residual_run_ok(lay, fast: int, out_c: int, out_w: int) -> bool:
     pairs = (out_c + 1) // 2
     return bool(fast) and lay.chunk >= pairs and (not lay.wtile or lay.wtile >= pairs) \
         and 2 * out_c <= 4 * lay.kbp and out_w % 2 == 0
+
+
+# --------------------------------------------------------------------------- Helium (MVE) kernels
+# ec_kernels_mve.h (templates/cortex_m/kernels/mve/): when each Helium kernel takes a layer (the
+# kernel planner marks those layers, kernel_plan.mark_mve) and the arena workspace it needs.
+MVE_CONV_GROUP = 3  # EC_MVE_CONV_GROUP: output channels per pass of the convolution's 2x3 block
+MVE_FC_GROUP = 6  # EC_MVE_FC_GROUP: output rows per pass of the fully connected 1x6 block
+MVE_DW_GROUP = 16  # EC_MVE_DW_GROUP: channels per pass of the depthwise kernel (two halves of int16 lanes)
+MVE_DW_MAX_TAPS = 25  # EC_MVE_DW_MAX_TAPS: kernel_h * kernel_w of a depthwise layer (tap pointers on the stack)
+MVE_AVG_MAX_WINDOW = 256  # kernel_h * kernel_w of an average pool (window sums in 16 bits)
+
+
+def mve_conv_work_bytes(kernel_h: int, kernel_w: int, in_c: int, padded: bool) -> int:
+    """EC_MVE_CONV_WORK_BYTES: two im2col windows, none for a 1x1 unpadded convolution."""
+    return 0 if kernel_h == 1 and kernel_w == 1 and not padded else 2 * kernel_h * kernel_w * in_c
+
+
+def mve_depthwise_work_bytes(in_c: int) -> int:
+    """EC_MVE_DW_WORK_BYTES: one row of the input zero point."""
+    return in_c
+
+
+def mve_dw3x3_work_bytes(in_w: int, in_c: int) -> int:
+    """EC_MVE_DW3X3_WORK_BYTES: a whole input row of the input zero point (the 3x3 fast path)."""
+    return in_w * in_c
+
+
+def _mve_int8_layer(g: ir.Graph, node: ir.Node) -> bool:
+    """Quantized int8 in and out, not hybrid."""
+    q = node.attrs.get("q")
+    return (q is not None and "hybrid" not in node.attrs and bool(node.inputs)
+            and g.tensors[node.outputs[0]].dtype == "int8" and g.tensors[node.inputs[0]].dtype == "int8")
+
+
+def _mve_filter_ok(g: ir.Graph, node: ir.Node, rank: int) -> bool:
+    """A constant int8 filter of this rank, symmetric (filter_offset 0), a constant int32 bias or none,
+    no packed (int4 / codebook) weights."""
+    w = g.tensors[node.inputs[1]]
+    if not w.is_const or w.dtype != "int8" or len(w.shape) != rank or node.attrs.get("packed_weights") \
+            or int(node.attrs["q"].get("filter_offset", 0)) != 0:
+        return False
+    if len(node.inputs) > 2:
+        b = g.tensors[node.inputs[2]]
+        return b.is_const and b.dtype == "int32"
+    return True
+
+
+def _nhwc(g: ir.Graph, node: ir.Node) -> bool:
+    return len(g.tensors[node.inputs[0]].shape) == 4 and len(g.tensors[node.outputs[0]].shape) == 4
+
+
+def mve_conv_ok(g: ir.Graph, node: ir.Node) -> bool:
+    """ec_conv2d_s8_mve: an int8 conv2d (one group) with a constant symmetric filter; any kernel,
+    stride, dilation, padding, batch; a fused residual add."""
+    if node.op != "conv2d" or not _mve_int8_layer(g, node) or not _nhwc(g, node) or not _mve_filter_ok(g, node, 4):
+        return False
+    w, x = g.tensors[node.inputs[1]], g.tensors[node.inputs[0]]
+    return int(node.attrs.get("groups", 1)) == 1 and w.shape[3] == x.shape[3]
+
+
+def mve_depthwise_ok(g: ir.Graph, node: ir.Node) -> bool:
+    """ec_depthwise_conv2d_s8_mve: int8, depth multiplier 1, at most MVE_DW_MAX_TAPS taps, a
+    constant symmetric filter."""
+    if node.op != "depthwise_conv2d" or not _mve_int8_layer(g, node) or not _nhwc(g, node) \
+            or not _mve_filter_ok(g, node, 4):
+        return False
+    w, x = g.tensors[node.inputs[1]], g.tensors[node.inputs[0]]
+    return (int(node.attrs.get("depth_multiplier", 1)) == 1 and w.shape[3] == x.shape[3]
+            and w.shape[1] * w.shape[2] <= MVE_DW_MAX_TAPS)
+
+
+def mve_dw3x3_arrays_ok(kernel_h: int, kernel_w: int, channels: int, filt: np.ndarray, shift, residual) -> bool:
+    """ec_depthwise_conv2d_s8_mve3x3 (the fast path of a Helium depthwise layer): 3x3, channels a
+    multiple of 16, no left shift (every shift <= 0), no fused residual add, no -128 in the filter
+    (two int8 products then add up in int16 without wrapping)."""
+    return (kernel_h == 3 and kernel_w == 3 and channels % MVE_DW_GROUP == 0 and residual is None
+            and int(np.max(np.asarray(shift))) <= 0 and int(np.min(np.asarray(filt))) > -128)
+
+
+def mve_dw3x3_ok(g: ir.Graph, node: ir.Node) -> bool:
+    """:func:`mve_dw3x3_arrays_ok` for a depthwise layer a Helium kernel runs."""
+    if not node.attrs.get("mve") or node.op != "depthwise_conv2d":
+        return False
+    w = g.tensors[node.inputs[1]]
+    return mve_dw3x3_arrays_ok(w.shape[1], w.shape[2], w.shape[3], w.data, node.attrs["q"]["shift"],
+                               node.attrs.get("residual"))
+
+
+def mve_fc_ok(g: ir.Graph, node: ir.Node) -> bool:
+    """ec_fully_connected_s8_mve: int8 with a constant symmetric filter, no fused residual add."""
+    return (node.op == "fully_connected" and _mve_int8_layer(g, node) and _mve_filter_ok(g, node, 2)
+            and not node.attrs.get("residual"))
+
+
+def mve_pool_ok(g: ir.Graph, node: ir.Node) -> bool:
+    """ec_max_pool2d_s8_mve (any window) / ec_avg_pool2d_s8_mve (kernel_h * kernel_w <= 256): int8,
+    TFLite's window (no dilation, padding not counted)."""
+    if node.op not in ("max_pool2d", "avg_pool2d") or not _nhwc(g, node) or not tflite_window(node.attrs):
+        return False
+    x, y = g.tensors[node.inputs[0]], g.tensors[node.outputs[0]]
+    if x.dtype != "int8" or y.dtype != "int8" or x.shape[3] != y.shape[3]:
+        return False
+    kh, kw = node.attrs.get("kernel", (1, 1))
+    return node.op == "max_pool2d" or kh * kw <= MVE_AVG_MAX_WINDOW
+
+
+def mve_add_ok(g: ir.Graph, node: ir.Node) -> bool:
+    """ec_add_s8_mve: an int8 add of two tensors of the same shape (no broadcasting)."""
+    if node.op != "add" or len(node.inputs) != 2 or node.attrs.get("q") is None:
+        return False
+    a, b, y = (g.tensors[t] for t in (*node.inputs, node.outputs[0]))
+    return a.dtype == b.dtype == y.dtype == "int8" and a.shape == b.shape == y.shape
+
+
+MVE_CHECKS = {"conv2d": mve_conv_ok, "depthwise_conv2d": mve_depthwise_ok, "fully_connected": mve_fc_ok,
+              "max_pool2d": mve_pool_ok, "avg_pool2d": mve_pool_ok, "add": mve_add_ok}
+
+
+def mve_ok(g: ir.Graph, node: ir.Node) -> bool:
+    """Whether a Helium kernel runs this layer (on a core with MVE)."""
+    check = MVE_CHECKS.get(node.op)
+    return check is not None and check(g, node)
+
+
+def mve_work_bytes(g: ir.Graph, node: ir.Node) -> int:
+    """The arena workspace of the layer's Helium kernel (0: none)."""
+    if node.op == "conv2d":
+        _, kh, kw, ic = g.tensors[node.inputs[1]].shape
+        return mve_conv_work_bytes(kh, kw, ic, any(node.attrs.get("pad", (0, 0, 0, 0))))
+    if node.op == "depthwise_conv2d":
+        x = g.tensors[node.inputs[0]]
+        return mve_dw3x3_work_bytes(x.shape[2], x.shape[3]) if mve_dw3x3_ok(g, node) else \
+            mve_depthwise_work_bytes(x.shape[3])
+    return 0

@@ -725,6 +725,225 @@ __asm__("    .section .text.ec_mve_dw_pixel,\"ax\",%progbits\n"
         "    .size ec_mve_dw_pixel, .-ec_mve_dw_pixel\n"
         "    .text\n");
 
+/*
+ * The 3x3 fast path (ec_depthwise_conv2d_s8_mve3x3): one output pixel, every channel, for a layer
+ * whose channels are whole groups of 16, without left shifts or a fused residual add, and whose
+ * filter has no -128 (TFLite's int8 weights are symmetric, -127..127).  The nine taps' addresses
+ * stay in r0-r8 for the whole pixel and step 16 bytes a group as they load.  Products are int8 x
+ * int8 -> int16 (VMULLB.S8 / VMULLT.S8: 16 in two instructions); two taps' products are added in
+ * int16 (|w| <= 127, |x| <= 128: each product within +-16,256, two within +-32,512, so no
+ * wrap-around) and then widened into the four int32 accumulators: 19 instructions per two taps
+ * and 16 channels.  The accumulators hold channels (0 4 8 12) (2 6 10 14) (1 5 9 13) (3 7 11 15)
+ * (the header's lane order, EC_MVE_DW3X3 layout).  Requantization narrows first: VQRDMULH and the
+ * rounding shift on the four int32 vectors, then a saturating narrowing to one int16 vector of
+ * the even and one of the odd channels, where the zero point (saturating) and the clamp take one
+ * instruction per 8 outputs -- the same integers, since a value saturated to int16 lies outside
+ * [act_min, act_max] after the zero point as it did before -- then both narrowed into one int8
+ * vector in channel order.
+ */
+typedef struct {
+    const int8_t *const *t; /* 0: the nine taps' addresses (channel 0) of the first pixel */
+    const int8_t *packed;   /* 4 */
+    int8_t *d;              /* 8: the first pixel's output; the next pixels' follow */
+    int32_t groups;         /* 12: channels / 16 */
+    int32_t lo, hi, zp;     /* 16, 20, 24 */
+    int32_t pixels;         /* 28: pixels along the row (> 1: every tap inside the input) */
+    int32_t step;           /* 32: from one pixel's taps to the next one's, less the channels */
+} ec_mve_dw9_job_t;
+
+void ec_mve_dw3x3_run(const ec_mve_dw9_job_t *job);
+
+/* widen the int16 products of even (q2) and odd (q3) channels into the accumulators */
+#define EC_MVE_DW9_WIDEN                                                                                 \
+    "    vmovlb.s16 q0, q2\n"                                                                            \
+    "    vadd.i32 q4, q4, q0\n"                                                                          \
+    "    vmovlt.s16 q0, q2\n"                                                                            \
+    "    vadd.i32 q5, q5, q0\n"                                                                          \
+    "    vmovlb.s16 q0, q3\n"                                                                            \
+    "    vadd.i32 q6, q6, q0\n"                                                                          \
+    "    vmovlt.s16 q0, q3\n"                                                                            \
+    "    vadd.i32 q7, q7, q0\n"
+
+/* taps a and b: products in int16, added, widened (r9: the weights, 16 a tap) */
+#define EC_MVE_DW9_PAIR(a, b)                                                                            \
+    "    vldrb.u8 q0, [" a "], #16\n"                                                                    \
+    "    vldrb.u8 q1, [r9], #16\n"                                                                       \
+    "    vmullb.s8 q2, q0, q1\n"                                                                         \
+    "    vmullt.s8 q3, q0, q1\n"                                                                         \
+    "    vldrb.u8 q0, [" b "], #16\n"                                                                    \
+    "    vldrb.u8 q1, [r9], #16\n"                                                                       \
+    "    vmullt.s8 q1, q0, q1\n"                                                                         \
+    "    vadd.i16 q3, q3, q1\n"                                                                          \
+    "    vldrb.u8 q1, [r9, #-16]\n"                                                                      \
+    "    vmullb.s8 q0, q0, q1\n"                                                                         \
+    "    vadd.i16 q2, q2, q0\n" EC_MVE_DW9_WIDEN
+
+#define EC_MVE_DW9_SINGLE(a)                                                                             \
+    "    vldrb.u8 q0, [" a "], #16\n"                                                                    \
+    "    vldrb.u8 q1, [r9], #16\n"                                                                       \
+    "    vmullb.s8 q2, q0, q1\n"                                                                         \
+    "    vmullt.s8 q3, q0, q1\n" EC_MVE_DW9_WIDEN
+
+/* q *= multiplier (VQRDMULH), then RoundingDivideByPOT: the header's words at [r9 + m], [r9 + s] */
+#define EC_MVE_DW9_SCALE(q, m, s)                                                                        \
+    "    vldrw.u32 q2, [r9, #" m "]\n"                                                                   \
+    "    vqrdmulh.s32 " q ", " q ", q2\n"                                                                \
+    "    vldrw.u32 q2, [r9, #" s "]\n"                                                                   \
+    "    vand q3, " q ", q2\n"                                                                           \
+    "    vshr.s32 q3, q3, #31\n"                                                                         \
+    "    vqadd.s32 " q ", " q ", q3\n"                                                                   \
+    "    vrshl.s32 " q ", " q ", q2\n"
+
+__asm__("    .section .text.ec_mve_dw3x3_run,\"ax\",%progbits\n"
+        "    .global ec_mve_dw3x3_run\n"
+        "    .type ec_mve_dw3x3_run, %function\n"
+        "    .syntax unified\n"
+        "    .thumb\n"
+        "    .thumb_func\n"
+        "    .p2align 2\n"
+        "ec_mve_dw3x3_run:\n"
+        "    push {r4-r11, lr}\n"
+        "    vpush {d8-d15}\n"
+        "    sub sp, sp, #32\n"             /* lo, hi, zp, groups, packed, pixels, step */
+        "    ldrd r12, lr, [r0, #16]\n"
+        "    strd r12, lr, [sp]\n"
+        "    ldrd r12, lr, [r0, #24]\n"
+        "    str r12, [sp, #8]\n"
+        "    str lr, [sp, #20]\n"
+        "    ldr r12, [r0, #12]\n"
+        "    str r12, [sp, #12]\n"
+        "    ldr r12, [r0, #4]\n"
+        "    str r12, [sp, #16]\n"
+        "    ldr r12, [r0, #32]\n"
+        "    str r12, [sp, #24]\n"
+        "    ldr r10, [r0, #8]\n"           /* r10 output */
+        "    ldr r12, [r0, #0]\n"
+        "    ldm r12, {r0-r8}\n"            /* the nine taps */
+        "2:  ldr r9, [sp, #16]\n"           /* a pixel: r9 the packed groups, r11 their count */
+        "    ldr r11, [sp, #12]\n"
+        "1:  vldrw.u32 q4, [r9]\n"          /* accumulators = bias */
+        "    vldrw.u32 q5, [r9, #16]\n"
+        "    vldrw.u32 q6, [r9, #32]\n"
+        "    vldrw.u32 q7, [r9, #48]\n"
+        "    add r9, r9, #256\n"
+        EC_MVE_DW9_PAIR("r0", "r1") EC_MVE_DW9_PAIR("r2", "r3") EC_MVE_DW9_PAIR("r4", "r5")
+        EC_MVE_DW9_PAIR("r6", "r7") EC_MVE_DW9_SINGLE("r8")
+        "    ldrd r12, lr, [sp]\n"
+        "    vdup.16 q0, r12\n"
+        "    vdup.16 q1, lr\n"
+        /* r9 is 400 bytes past the group's header (the next group's): multipliers at -336, right
+           shifts at -208 */
+        EC_MVE_DW9_SCALE("q4", "-336", "-208")
+        EC_MVE_DW9_SCALE("q5", "-320", "-192")
+        EC_MVE_DW9_SCALE("q6", "-304", "-176")
+        EC_MVE_DW9_SCALE("q7", "-288", "-160")
+        "    vqmovnb.s32 q4, q4\n"          /* even channels as int16, saturated */
+        "    vqmovnt.s32 q4, q5\n"
+        "    vqmovnb.s32 q6, q6\n"          /* odd channels */
+        "    vqmovnt.s32 q6, q7\n"
+        "    ldr r12, [sp, #8]\n"
+        "    vqadd.s16 q4, q4, r12\n"
+        "    vqadd.s16 q6, q6, r12\n"
+        "    vmax.s16 q4, q4, q0\n"
+        "    vmin.s16 q4, q4, q1\n"
+        "    vmax.s16 q6, q6, q0\n"
+        "    vmin.s16 q6, q6, q1\n"
+        "    vmovnb.i16 q4, q4\n"           /* even channels in the even bytes, odd in the odd */
+        "    vmovnt.i16 q4, q6\n"
+        "    vstrb.8 q4, [r10], #16\n"
+        "    subs r11, r11, #1\n"
+        "    bgt 1b\n"
+        "    ldr r12, [sp, #24]\n"          /* the next pixel's taps */
+        "    add r0, r0, r12\n"
+        "    add r1, r1, r12\n"
+        "    add r2, r2, r12\n"
+        "    add r3, r3, r12\n"
+        "    add r4, r4, r12\n"
+        "    add r5, r5, r12\n"
+        "    add r6, r6, r12\n"
+        "    add r7, r7, r12\n"
+        "    add r8, r8, r12\n"
+        "    ldr r11, [sp, #20]\n"
+        "    subs r11, r11, #1\n"
+        "    str r11, [sp, #20]\n"
+        "    bgt 2b\n"
+        "    add sp, sp, #32\n"
+        "    vpop {d8-d15}\n"
+        "    pop {r4-r11, pc}\n"
+        "    .size ec_mve_dw3x3_run, .-ec_mve_dw3x3_run\n"
+        "    .text\n");
+
+/* The taps of output pixel ox of a row whose kernel rows start at `rows` (the fill row for a row in
+ * the padding), `fill` for a column in the padding. */
+EC_MVE_INLINE void dw3x3_taps(const ec_conv_params_t *p, const int8_t *const *rows, int32_t ox, const int8_t *fill,
+                              const int8_t **t)
+{
+    const int8_t *r0 = rows[0], *r1 = rows[1], *r2 = rows[2];
+    int32_t ix = ox * p->stride_w - p->pad_left;
+    for (int32_t kx = 0; kx < 3; kx++, ix += p->dilation_w) {
+        if ((uint32_t)ix < (uint32_t)p->in_w) {
+            const int32_t o = ix * p->in_c;
+            t[kx] = r0 + o;
+            t[3 + kx] = r1 + o;
+            t[6 + kx] = r2 + o;
+        } else {
+            t[kx] = t[3 + kx] = t[6 + kx] = fill;
+        }
+    }
+}
+
+/* Per output row: the pixels whose taps are all inside the input's columns in one run of the
+ * assembly (their taps move a stride a pixel), each of the others alone.  `work` (in_w * in_c
+ * bytes, EC_MVE_DW3X3_WORK_BYTES) is a row of the input zero point: what a tap in the padding
+ * reads, a whole row of it so that the top and bottom rows run like the others. */
+void EC_MVE_HOT ec_depthwise_conv2d_s8_mve3x3(const ec_conv_params_t *p, const int8_t *input, const int8_t *packed,
+                                              int8_t *output, int8_t *row, int8_t *work)
+{
+    const int32_t c = p->in_c, row_len = p->out_w * c;
+    const int8_t *t[9];
+    ec_mve_dw9_job_t job = {t, packed, NULL, c / EC_MVE_DW_GROUP, p->act_min, p->act_max, p->output_offset, 1,
+                            p->stride_w * c - c};
+    /* the pixels [x0, x1) have every column inside */
+    int32_t x0 = (p->pad_left + p->stride_w - 1) / p->stride_w, x1 = p->out_w;
+    while (x1 > x0 && (x1 - 1) * p->stride_w - p->pad_left + 2 * p->dilation_w >= p->in_w)
+        x1--;
+    if (x0 > x1)
+        x0 = x1;
+#if defined(EC_DEBUG) /* the generator decides (predicates.mve_dw3x3_ok); debug builds check it */
+    if (p->kernel_h != 3 || p->kernel_w != 3 || c % EC_MVE_DW_GROUP != 0 || p->residual != NULL)
+        __builtin_trap();
+    for (int32_t i = 0; i < c; i++)
+        if (p->shift[i] > 0)
+            __builtin_trap();
+    for (int32_t g = 0; g < c / EC_MVE_DW_GROUP; g++)
+        for (int32_t i = 0; i < 9 * EC_MVE_DW_GROUP; i++)
+            if (packed[g * EC_MVE_DW_GROUP_BYTES(9) + 256 + i] == -128)
+                __builtin_trap();
+#endif
+    fill_bytes(work, (int8_t)(-p->input_offset), p->in_w * c); /* what a tap in the padding reads */
+    for (int32_t b = 0; b < p->batches; b++) {
+        const int8_t *in_b = input + b * p->in_h * p->in_w * c;
+        for (int32_t oy = 0; oy < p->out_h; oy++) {
+            const int32_t out_row = (b * p->out_h + oy) * row_len;
+            int8_t *dst = row != NULL ? row : output + out_row;
+            const int8_t *rows[3]; /* the kernel rows' input rows (the fill row in the padding) */
+            for (int32_t ky = 0; ky < 3; ky++) {
+                const int32_t iy = oy * p->stride_h - p->pad_top + ky * p->dilation_h;
+                rows[ky] = iy >= 0 && iy < p->in_h ? in_b + iy * p->in_w * c : work;
+            }
+            for (int32_t ox = 0; ox < p->out_w;) {
+                dw3x3_taps(p, rows, ox, work, t);
+                job.d = dst + ox * c;
+                job.pixels = ox == x0 && x1 > x0 ? x1 - x0 : 1;
+                ec_mve_dw3x3_run(&job);
+                ox += job.pixels;
+            }
+            if (row != NULL)
+                copy_bytes(output + out_row, row, row_len);
+        }
+    }
+}
+
 /* The address each tap of output pixel (oy, ox) reads: its input pixel, or `fill` in the padding. */
 static void dw_taps(const ec_conv_params_t *p, const int8_t *in, int32_t oy, int32_t ox, const int8_t *fill,
                     const int8_t **t)

@@ -66,6 +66,15 @@ extern "C" {
 #define EC_MVE_DW_GROUP_BYTES(taps) (256 + 16 * (taps))
 #define EC_MVE_DW_WORK_BYTES(in_c) (in_c)
 
+/*
+ * The 3x3 fast path (ec_depthwise_conv2d_s8_mve3x3: channels a multiple of 16, no left shift, no
+ * fused residual add, no -128 in the filter) reads the same layout with the header's lanes in the
+ * order its int8 products widen into: channels 0, 4, 8, 12 | 2, 6, 10, 14 | 1, 5, 9, 13 | 3, 7, 11, 15.
+ * The generator chooses it (edgecomp/backends/c/kernels/predicates.py: mve_dw3x3_ok).
+ * Workspace: in_w * in_c bytes (a whole input row of the zero point, read by the padding's taps).
+ */
+#define EC_MVE_DW3X3_WORK_BYTES(in_w, in_c) ((in_w) * (in_c))
+
 /* ---- kernels -------------------------------------------------------------------------------- */
 
 /* conv2d: any kernel, stride, dilation and padding; fused residual add when p->residual (skip). */
@@ -74,6 +83,9 @@ void ec_conv2d_s8_mve(const ec_conv_params_t *p, const int8_t *input, const int8
 /* depthwise conv2d, depth multiplier 1, kernel_h * kernel_w <= EC_MVE_DW_MAX_TAPS. */
 void ec_depthwise_conv2d_s8_mve(const ec_conv_params_t *p, const int8_t *input, const int8_t *packed,
                                 int8_t *output, int8_t *row, const int8_t *skip, int8_t *work);
+/* the 3x3 fast path (see the layout above): any stride, dilation and padding, batches */
+void ec_depthwise_conv2d_s8_mve3x3(const ec_conv_params_t *p, const int8_t *input, const int8_t *packed,
+                                   int8_t *output, int8_t *row, int8_t *work);
 void ec_fully_connected_s8_mve(const ec_fc_params_t *p, const int8_t *input, const int8_t *packed, int8_t *output,
                                int8_t *row);
 void ec_max_pool2d_s8_mve(const ec_pool_params_t *p, const int8_t *input, int8_t *output, int8_t *row);
