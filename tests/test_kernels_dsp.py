@@ -806,7 +806,7 @@ def _store2k(case) -> bool:
 @needs_gcc
 @pytest.mark.parametrize("case", SPEED_CASES)
 def test_speed_weights_in_flash_match_reference(tmp_path, case):
-    """--optimize speed: every one-block layer reads int16 weights from flash (ec_gemm16_2x3, no
+    """--optimize speed: every one-block layer reads int16 weights from flash (ec_gemm16_2x4, no
     arena buffer) and, where the store allows, its requantization constants from flash
     (ec_gemm_store2k); same outputs as the interpreter."""
     g = conv(**case)
@@ -814,7 +814,7 @@ def test_speed_weights_in_flash_match_reference(tmp_path, case):
     code = (tmp_path / "speed" / "model.c").read_text()
     assert "weights stored widened to int16 in flash" in code and ".wpk = NULL," in code
     assert (".store2k = ec_gemm_store2k," in code) == _store2k(case)
-    assert ".gemm16 = ec_gemm16_2x3," in code  # 2 pixels x 3 channels blocks (the weights in units of 3 pairs)
+    assert ".gemm16 = ec_gemm16_2x4," in code  # 2 pixels x 4 channels blocks (the weights in quads of channels)
 
 
 @needs_qemu

@@ -51,23 +51,20 @@ def widen_gemm_weights(packed: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a[:, :, [0, 2, 1, 3]]).reshape(-1)
 
 
-def triple_gemm_weights(wide: np.ndarray, kbp: int, chunk: int) -> np.ndarray:
-    """widen_gemm_weights' int16 taps (one block of ``kbp`` taps per channel pair) as ec_gemm16_2x3
+def quad_gemm_weights(wide: np.ndarray, kbp: int, chunk: int) -> np.ndarray:
+    """widen_gemm_weights' int16 taps (one block of ``kbp`` taps per channel pair) as ec_gemm16_2x4
     reads them: the pairs in calls of ``chunk`` (the layer's pairs per pass), each call's pairs in
-    units of three (six channels: channels 0-2, then 3-5, each triple per 4 taps its three channels'
-    taps (0, 2), then their taps (1, 3)) and its last one or two pairs as they were."""
+    quads of four channels (per 4 taps: the four channels' taps (0, 2), then their taps (1, 3)) and
+    an odd last pair as it was."""
     k4 = kbp // 4
     pairs = wide.size // (2 * kbp)
     a = wide.reshape(pairs, k4, 2, 2, 2)  # pair, 4-tap chunk, channel of the pair, taps (0, 2) / (1, 3), int16
     out = []
     for j0 in range(0, pairs, chunk):
         n = min(chunk, pairs - j0)
-        units = n // 3
-        for u in range(units):
-            ch = a[j0 + 3 * u: j0 + 3 * u + 3].transpose(0, 2, 1, 3, 4).reshape(6, k4, 2, 2)  # channel, chunk, e/o
-            for t in range(2):
-                out.append(ch[3 * t: 3 * t + 3].transpose(1, 2, 0, 3).reshape(-1))  # chunk, e/o, channel
-        out.append(a[j0 + 3 * units: j0 + n].reshape(-1))
+        quads = a[j0: j0 + n - n % 2].reshape(n // 2, 2, k4, 2, 2, 2)  # quad, pair, chunk, channel, e/o, int16
+        out.append(quads.transpose(0, 2, 4, 1, 3, 5).reshape(-1))  # quad, chunk, e/o, pair, channel, int16
+        out.append(a[j0 + n - n % 2: j0 + n].reshape(-1))
     return np.ascontiguousarray(np.concatenate(out))
 
 

@@ -249,43 +249,46 @@ void ec_gemm16_2x2_1(const uint32_t *w16, const uint32_t *col, int32_t *acc, int
 }
 #endif
 
-/* ---- the 2x3 block product on widened weights (--optimize speed) ------------------------- */
+/* ---- the 2x4 block product on widened weights (--optimize speed) ------------------------- */
 
 /*
- * ec_gemm16_2x3: as ec_gemm16_2x2 with the weights of every three channel pairs (six channels, a
- * "unit") laid out for 2 pixels x 3 channels blocks (packing.py, triple_gemm_weights): per unit,
- * its channels 0-2 then 3-5, each triple per 4 taps six words: taps (0, 2) of its three channels,
- * then taps (1, 3).  A pair count that is not a multiple of three leaves one or two pairs in
- * ec_gemm16_2x2's layout after the units.  The accumulators and the bias are as ec_gemm16_2x2's
- * (per channel pair 4 words), so every store serves both.
+ * ec_gemm16_2x4: as ec_gemm16_2x2 with the weights of every two channel pairs (four channels, a
+ * "quad") laid out for 2 pixels x 4 channels blocks (packing.py, quad_gemm_weights): per quad and
+ * 4 taps eight words, taps (0, 2) of its four channels, then their taps (1, 3).  An odd pair
+ * count leaves the last pair in ec_gemm16_2x2's layout after the quads.  The accumulators and the
+ * bias are as ec_gemm16_2x2's (per channel pair 4 words), so every store serves both.
  *
- * Why: per two taps, five words (two pixels, three channels) in one chain of LDRs with immediate
- * offsets (on the Cortex-M4 2 + 1 + 1 + 1 + 1 cycles, TRM 3.3.2) feed six SMLADs: 12 cycles per
- * 12 MACs, where the 2x2 block's two LDMs and eight SMLADs take 18 per 16.
+ * Why (docs/cycles.md, "Hot loops"): per two taps, one chain of four LDRs with immediate offsets
+ * (both pixels, channels 0 and 1: on the Cortex-M4 2 + 1 + 1 + 1 cycles, TRM 3.3.2) feeds four
+ * SMLADs, a chain of two (channels 2 and 3: 2 + 1) four more: 16 cycles per 16 MACs, where the
+ * 2x2 block's two LDMs and eight SMLADs take 18.
  */
 #if defined(__ARM_FEATURE_DSP) && defined(__thumb2__) && defined(__GNUC__)
-void ec_gemm16_3x(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t triples, int32_t k4,
+void ec_gemm16_4x(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t quads, int32_t k4,
                   const int32_t *bias);
-/* r0-r2 pixel 0's accumulators of the triple's channels, r3-r5 pixel 1's, r6/r7 a word of each
- * pixel, r8-r10 a word of each channel, r11 col, r12 weights (no write-back: both are advanced once
- * a pass of 16 chunks), lr the passes left.  One chunk: 22 instructions of 4 bytes.  The first pass
- * enters part way (both pointers moved back by the chunks it skips).  Stack: col moved back, acc,
- * triples left, entry address, passes, the triple's parity (0: channels 0-2 of a unit), bias,
- * 24 bytes x chunks skipped; then the saved registers, then the arguments k4 and bias. */
-#define GM3_HALF(CO, WO) \
-    "    ldr.w r6, [r11, #(gm3c * 16 + " #CO ")]\n" \
-    "    ldr.w r7, [r11, #(gm3c * 16 + 8 + " #CO ")]\n" \
-    "    ldr.w r8, [r12, #(gm3c * 24 + " #WO ")]\n" \
-    "    ldr.w r9, [r12, #(gm3c * 24 + 4 + " #WO ")]\n" \
-    "    ldr.w r10, [r12, #(gm3c * 24 + 8 + " #WO ")]\n" \
-    "    smlad r0, r6, r8, r0\n" \
-    "    smlad r1, r6, r9, r1\n" \
-    "    smlad r2, r6, r10, r2\n" \
-    "    smlad r3, r7, r8, r3\n" \
-    "    smlad r4, r7, r9, r4\n" \
-    "    smlad r5, r7, r10, r5\n"
+/* r0-r3 channels 0, 1 of pixel 0, then of pixel 1, r4-r7 channels 2, 3 the same (the order of the
+ * accumulators in `acc`), r8/r9 a word of each pixel, r10/r11 a word of two channels, r12 col, lr
+ * weights (no write-back: both are advanced once a pass of 16 chunks).  One chunk: 28 instructions
+ * of 4 bytes.  The first pass enters part way (both pointers moved back by the chunks it skips).
+ * Stack: col moved back, acc, quads left, entry address, passes, passes left, bias, 32 bytes x
+ * chunks skipped; then the saved registers, then the arguments k4 and bias. */
+#define GM4_HALF(CO, WO) \
+    "    ldr.w r8, [r12, #(gm4c * 16 + " #CO ")]\n" \
+    "    ldr.w r9, [r12, #(gm4c * 16 + 8 + " #CO ")]\n" \
+    "    ldr.w r10, [lr, #(gm4c * 32 + " #WO ")]\n" \
+    "    ldr.w r11, [lr, #(gm4c * 32 + 4 + " #WO ")]\n" \
+    "    smlad r0, r8, r10, r0\n" \
+    "    smlad r1, r8, r11, r1\n" \
+    "    smlad r2, r9, r10, r2\n" \
+    "    smlad r3, r9, r11, r3\n" \
+    "    ldr.w r10, [lr, #(gm4c * 32 + 8 + " #WO ")]\n" \
+    "    ldr.w r11, [lr, #(gm4c * 32 + 12 + " #WO ")]\n" \
+    "    smlad r4, r8, r10, r4\n" \
+    "    smlad r5, r8, r11, r5\n" \
+    "    smlad r6, r9, r10, r6\n" \
+    "    smlad r7, r9, r11, r7\n"
 __asm__(
-    EC_ASM_FUNC("ec_gemm16_3x")
+    EC_ASM_FUNC("ec_gemm16_4x")
     "    push {r4-r11, lr}\n"
     "    sub sp, sp, #32\n"
     "    ldr r4, [sp, #68]\n"      /* k4: chunks */
@@ -298,123 +301,99 @@ __asm__(
     "    str r1, [sp, #0]\n"
     "    str r2, [sp, #4]\n"
     "    str r3, [sp, #8]\n"
-    "    add r5, r4, r4, lsl #1\n"
-    "    lsl r5, r5, #3\n"
+    "    lsl r5, r4, #5\n"
     "    str r5, [sp, #28]\n"
-    "    mov r12, r0\n"
-    "    mov r5, #88\n"
+    "    mov lr, r0\n"
+    "    mov r5, #112\n"
     "    mul r4, r4, r5\n"
     "    adr r5, 3f\n"
     "    add r4, r4, r5\n"
     "    orr r4, r4, #1\n"
     "    str r4, [sp, #12]\n"      /* entry (Thumb) */
-    "    movs r4, #0\n"
-    "    str r4, [sp, #20]\n"
     "    ldr r4, [sp, #72]\n"
     "    str r4, [sp, #24]\n"
     "1:\n"
-    "    ldr r6, [sp, #24]\n"      /* the accumulators start from the bias */
-    "    ldmia r6!, {r0-r2}\n"
-    "    str r6, [sp, #24]\n"
-    "    mov r3, r0\n"
-    "    mov r4, r1\n"
-    "    mov r5, r2\n"
-    "    ldr r6, [sp, #28]\n"
-    "    sub r12, r12, r6\n"
-    "    ldr r11, [sp, #0]\n"
-    "    ldr lr, [sp, #16]\n"
-    "    ldr r6, [sp, #12]\n"
-    "    bx r6\n"
+    "    ldr r8, [sp, #24]\n"      /* the accumulators start from the bias */
+    "    ldmia r8!, {r0, r1, r4, r5}\n"
+    "    str r8, [sp, #24]\n"
+    "    mov r2, r0\n"
+    "    mov r3, r1\n"
+    "    mov r6, r4\n"
+    "    mov r7, r5\n"
+    "    ldr r8, [sp, #28]\n"
+    "    sub lr, lr, r8\n"
+    "    ldr r12, [sp, #0]\n"
+    "    ldr r8, [sp, #16]\n"
+    "    str r8, [sp, #20]\n"
+    "    ldr r8, [sp, #12]\n"
+    "    bx r8\n"
     "    .p2align 2\n"
     "3:\n"
-    "    .set gm3c, 0\n"
+    "    .set gm4c, 0\n"
     "    .rept 16\n"
-    GM3_HALF(0, 0)
-    GM3_HALF(4, 12)
-    "    .set gm3c, gm3c + 1\n"
+    GM4_HALF(0, 0)
+    GM4_HALF(4, 16)
+    "    .set gm4c, gm4c + 1\n"
     "    .endr\n"
     "5:\n"
-    "    .if (5b - 3b) - 16 * 88\n"
-    "    .error \"ec_gemm16_3x: a chunk is not 88 bytes\"\n"
+    "    .if (5b - 3b) - 16 * 112\n"
+    "    .error \"ec_gemm16_4x: a chunk is not 112 bytes\"\n"
     "    .endif\n"
-    "    add r11, r11, #256\n"
-    "    add r12, r12, #384\n"
-    "    subs lr, lr, #1\n"
-    "    bne 3b\n"                 /* (r12: the next triple's weights) */
-    "    ldr r6, [sp, #4]\n"
-    "    ldr r7, [sp, #20]\n"
-    "    cbnz r7, 8f\n"
-    "    str r0, [r6, #0]\n"       /* channels 0-2: pair 0 all, pair 1 its channel 0 */
-    "    str r1, [r6, #4]\n"
-    "    str r3, [r6, #8]\n"
-    "    str r4, [r6, #12]\n"
-    "    str r2, [r6, #16]\n"
-    "    str r5, [r6, #24]\n"
-    "    movs r7, #1\n"
-    "    str r7, [sp, #20]\n"
-    "    b 9f\n"
-    "8:\n"
-    "    str r0, [r6, #20]\n"      /* channels 3-5: pair 1 its channel 1, pair 2 all */
-    "    str r3, [r6, #28]\n"
-    "    str r1, [r6, #32]\n"
-    "    str r2, [r6, #36]\n"
-    "    str r4, [r6, #40]\n"
-    "    str r5, [r6, #44]\n"
-    "    add r6, r6, #48\n"
-    "    str r6, [sp, #4]\n"
-    "    movs r7, #0\n"
-    "    str r7, [sp, #20]\n"
-    "9:\n"
-    "    ldr r7, [sp, #8]\n"
-    "    subs r7, r7, #1\n"
-    "    str r7, [sp, #8]\n"
+    "    add r12, r12, #256\n"
+    "    add lr, lr, #512\n"
+    "    ldr r8, [sp, #20]\n"
+    "    subs r8, r8, #1\n"
+    "    str r8, [sp, #20]\n"
+    "    bne 3b\n"                 /* (lr: the next quad's weights) */
+    "    ldr r8, [sp, #4]\n"
+    "    stmia r8!, {r0-r7}\n"
+    "    str r8, [sp, #4]\n"
+    "    ldr r8, [sp, #8]\n"
+    "    subs r8, r8, #1\n"
+    "    str r8, [sp, #8]\n"
     "    bne 1b\n"
     "    add sp, sp, #32\n"
     "    pop {r4-r11, pc}\n"
-    EC_ASM_END("ec_gemm16_3x"));
+    EC_ASM_END("ec_gemm16_4x"));
 #else
 /* The same arithmetic in plain C (host builds). */
-static void ec_gemm16_3x(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t triples, int32_t k4,
+static void ec_gemm16_4x(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t quads, int32_t k4,
                          const int32_t *bias)
 {
-    for (int32_t t = 0; t < triples; t++, bias += 3) {
-        uint32_t a[2][3];
-        for (int c = 0; c < 3; c++)
+    for (int32_t q = 0; q < quads; q++, bias += 4, acc += 8) {
+        uint32_t a[2][4];
+        for (int c = 0; c < 4; c++)
             a[0][c] = a[1][c] = (uint32_t)bias[c];
         const uint32_t *x = col;
-        for (int32_t k = 0; k < k4; k++, x += 4, w16 += 6) {
+        for (int32_t k = 0; k < k4; k++, x += 4, w16 += 8) {
             for (int px = 0; px < 2; px++)
-                for (int c = 0; c < 3; c++)
+                for (int c = 0; c < 4; c++)
                     for (int h = 0; h < 2; h++) { /* h: taps (0, 2), then (1, 3) */
-                        const uint32_t xv = x[2 * px + h], wv = w16[3 * h + c];
+                        const uint32_t xv = x[2 * px + h], wv = w16[4 * h + c];
                         a[px][c] += (uint32_t)((int32_t)(int16_t)(xv & 0xffffu) * (int16_t)(wv & 0xffffu) +
                                                (int32_t)(int16_t)(xv >> 16) * (int16_t)(wv >> 16));
                     }
         }
-        /* channel c of the unit (3 (t & 1) + c), pixel px: acc[4 (ch >> 1) + (ch & 1) + 2 px] */
-        for (int c = 0; c < 3; c++) {
-            const int32_t ch = 3 * (t & 1) + c;
+        /* channel c, pixel px: acc[4 (c >> 1) + (c & 1) + 2 px] */
+        for (int c = 0; c < 4; c++)
             for (int px = 0; px < 2; px++)
-                acc[4 * (ch >> 1) + (ch & 1) + 2 * px] = (int32_t)a[px][c];
-        }
-        if (t & 1)
-            acc += 12;
+                acc[4 * (c >> 1) + (c & 1) + 2 * px] = (int32_t)a[px][c];
     }
 }
 #endif
 
-void ec_gemm16_2x3(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k4,
+void ec_gemm16_2x4(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k4,
                    const int32_t *bias)
 {
-    const int32_t units = pairs / 3, rest = pairs - 3 * units;
-    if (units > 0)
-        ec_gemm16_3x(w16, col, acc, 2 * units, k4, bias);
-    if (rest > 0) {
-        const uint32_t *w = w16 + 12 * k4 * units;
+    const int32_t quads = pairs >> 1;
+    if (quads > 0)
+        ec_gemm16_4x(w16, col, acc, quads, k4, bias);
+    if (pairs & 1) {
+        const uint32_t *w = w16 + 8 * k4 * quads; /* (8 words per 4 taps of a quad) */
         if (k4 <= 16)
-            ec_gemm16_2x2_1(w, col, acc + 12 * units, rest, k4, bias + 6 * units);
+            ec_gemm16_2x2_1(w, col, acc + 8 * quads, 1, k4, bias + 4 * quads);
         else
-            ec_gemm16_2x2(w, col, acc + 12 * units, rest, k4, bias + 6 * units);
+            ec_gemm16_2x2(w, col, acc + 8 * quads, 1, k4, bias + 4 * quads);
     }
 }
 

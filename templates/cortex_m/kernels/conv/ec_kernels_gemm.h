@@ -71,7 +71,7 @@ struct ec_gemm_params {
                           * flash and holds every pair (wtile = all of them) */
     const uint32_t *wbuf; /* wtile > 0: the widened weights (arena, or flash when wpk is NULL), else NULL */
     ec_gemm16_fn gemm16; /* wtile > 0: ec_gemm16_2x2, or ec_gemm16_2x2_1 when kbp <= 64, or (weights in
-                          * flash, the 2x3 layout) ec_gemm16_2x3, else NULL */
+                          * flash, the 2x4 layout) ec_gemm16_2x4, else NULL */
     int32_t n_live;      /* > 0: only these output channels are computed (the others have only zero
                           * weights); wpk, bias and the conv's multiplier and shift hold them alone */
     const uint16_t *live_map; /* n_live > 0: their channel indices */
@@ -100,9 +100,9 @@ void ec_gemm16_2x2(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32
 /* The same for k4 <= 16 (one pass of the inner loop) */
 void ec_gemm16_2x2_1(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k4,
                      const int32_t *bias);
-/* The same with the weights in units of three channel pairs (--optimize speed: 2 pixels x 3 channels
- * blocks, one chain of loads per 12 MACs; the layout of packing.py's triple_gemm_weights) */
-void ec_gemm16_2x3(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k4,
+/* The same with the weights in units of two channel pairs (--optimize speed: 2 pixels x 4 channels
+ * blocks, 16 MACs per six loads in two chains; the layout of packing.py's quad_gemm_weights) */
+void ec_gemm16_2x4(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k4,
                    const int32_t *bias);
 
 /* Requantize the accumulators of one pixel pair (2 * channel_pairs channels, laid out as
