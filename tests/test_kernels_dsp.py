@@ -83,7 +83,8 @@ def check_dsp(g: ir.Graph, tmp: Path, n: int = 3, seed: int = 0, expect_dsp: boo
     assert np.ptp(want.astype(np.int32)) > 0
 
 
-def conv(h, w, c, oc, k, stride=1, pad=0, op="conv2d", mult=1, actk="relu", residual=False, zp=3, dil=1):
+def conv(h, w, c, oc, k, stride=1, pad=0, op="conv2d", mult=1, actk="relu", residual=False, zp=3, dil=1,
+         res_act="relu"):
     x = act_t("x", (1, h, w, c), "int8", 0.05, zp)
     ho, wo = ir.conv_output_size(h, k, stride, dil, pad, pad), ir.conv_output_size(w, k, stride, dil, pad, pad)
     if op == "conv2d":
@@ -104,7 +105,7 @@ def conv(h, w, c, oc, k, stride=1, pad=0, op="conv2d", mult=1, actk="relu", resi
         ts += [w2, bias("b2", oc, "int8"), s, z]
         nodes.insert(0, ir.Node("side", "conv2d", ["x", "w2", "b2"], ["s"],
                                     {"act": act(None, s), "pad": (0, 0, 0, 0), "stride": (1, 1)}))
-        nodes.append(ir.Node("add", "add", ["y", "s"], ["z"], {"act": act("relu", z)}))
+        nodes.append(ir.Node("add", "add", ["y", "s"], ["z"], {"act": act(res_act, z)}))
         out = "z"
     return graph(ts, nodes, ["x"], [out])
 
@@ -827,6 +828,20 @@ def test_speed_weights_in_flash_on_cortex_m4(tmp_path):
                     arena_growth=GROW)
     _qemu_layer(resnet_block(10, 8, 12), tmp_path / "fused", 50, "in flash (--optimize speed)", optimize="speed",
                 arena_growth=GROW)
+
+
+@needs_qemu
+@pytest.mark.toolchain
+def test_residual_add_run_clamps_on_cortex_m4(tmp_path):
+    """The assembly run of residual additions (ec_gemm_add_run2) under QEMU with both clamps: ReLU
+    (upper bound 127: the lower clamp alone) and ReLU6 (upper bound 57 here: both), in both modes;
+    the outputs equal the interpreter's, and reach the clamp's bounds."""
+    for i, (ra, mode) in enumerate([("relu", "speed"), ("relu6", "speed"), ("relu6", "balanced")]):
+        g = conv(6, 6, 8, 8, 3, pad=1, residual=True, res_act=ra)
+        x = np.random.default_rng(60 + i).integers(-128, 128, size=(2, 6, 6, 8), dtype=np.int8)
+        want = interp.run(g, x)[g.outputs[0]]
+        assert want.min() == -3 and want.max() == (57 if ra == "relu6" else 127)
+        _qemu_layer(g, tmp_path / f"case{i}", 60 + i, "ec_gemm_add_tables", optimize=mode, arena_growth=GROW)
 
 
 def test_optimize_option_is_checked(tmp_path):

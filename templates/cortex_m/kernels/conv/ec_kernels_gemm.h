@@ -91,7 +91,7 @@ struct ec_gemm_params {
 /* Bytes of `wbuf`: per output-channel pair and 4 taps, both rows' even and odd int16 pairs. */
 #define EC_GEMM_WBUF_BYTES(kbp, wtile) (4 * (kbp) * (wtile))
 
-/* Fill g->add_tables: the fused add's two rescaled inputs for each int8 value, so that the add is
+/* Fill g->add_tables: the fused add's two rescaled inputs (doubled) for each int8 value, so that the add is
  * two table loads, a sum and the output's requantization. */
 void ec_gemm_add_tables(const ec_conv_params_t *p, const ec_gemm_params_t *g);
 
