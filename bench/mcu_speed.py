@@ -91,6 +91,43 @@ def run(model: Path, target: str, kernels: str, x: np.ndarray, work: Path) -> di
             "per_tick": man.get("probe", {}).get("qemu_insns_per_systick") or 0, "cycles": pred.result.cycles}
 
 
+TARGET_ORDER = ["cortex-m4", "cortex-m7", "cortex-m3", "cortex-m33", "cortex-m55"]
+
+
+def merge_rows(lines: list[str], old: str, targets: list[str]) -> list[str]:
+    """``lines`` with, in each table whose first two columns are model and target, the rows of
+    ``old``'s table with the same header for the targets not in ``targets``, ordered by model (as
+    first seen), target (TARGET_ORDER) and the rows' own order."""
+    old_lines = old.splitlines()
+    out, i = [], 0
+    while i < len(lines):
+        ln = lines[i]
+        out.append(ln)
+        if not ln.startswith("| model | target |") or ln not in old_lines:
+            i += 1
+            continue
+        out.append(lines[i + 1])  # the rule
+        j, new_rows = i + 2, []
+        while j < len(lines) and lines[j].startswith("| "):
+            new_rows.append(lines[j])
+            j += 1
+        k, kept = old_lines.index(ln) + 2, []
+        while k < len(old_lines) and old_lines[k].startswith("| "):
+            if old_lines[k].split(" | ")[1] not in targets:
+                kept.append(old_lines[k])
+            k += 1
+        rows = new_rows + kept
+        models = list(dict.fromkeys(r.split(" | ")[0] for r in rows))
+
+        def key(r, rows=rows, models=models):
+            m, t = r.split(" | ")[:2]
+            return (models.index(m), TARGET_ORDER.index(t) if t in TARGET_ORDER else len(TARGET_ORDER),
+                    rows.index(r))
+        out += sorted(rows, key=key)
+        i = j
+    return out
+
+
 def main(argv=None) -> int:
     from edgecomp.reference import tflm_run
 
@@ -99,7 +136,11 @@ def main(argv=None) -> int:
     p.add_argument("--models", type=Path, default=models_dir())
     p.add_argument("--inputs", type=int, default=2, help="random inputs per model run in QEMU")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "mcu_speed.md")
+    p.add_argument("--merge", action="store_true",
+                   help="keep the rows of the targets not rerun from the existing --out file (its two "
+                        "tables by model and target), e.g. after a change to one core's kernels")
     a = p.parse_args(argv)
+    old = a.out.read_text() if a.merge and a.out.is_file() else ""
     from edgecomp.outputs import check_output_file
     check_output_file(a.out, "--out", create_parent=True)  # before the work
     t0 = time.time()
@@ -229,7 +270,13 @@ def main(argv=None) -> int:
             lines.append(f"| {i} | {lay['name'][:40]}{note} | {lay['op']} | {macs:,} | {ins:,.0f} | {ipm} | "
                          f"{f(est, '{:,.0f}')} | {cpm} | {rall:,.0f} | {sp} | {lay.get('kernel', '')} |")
             carry = None
-    lines += ["", f"Command: `python bench/mcu_speed.py --inputs {a.inputs}` ({time.time() - t0:.0f} s on this machine)"]
+    if old:
+        lines = merge_rows(lines, old, a.targets)
+    cmd = f"python bench/mcu_speed.py --inputs {a.inputs}"
+    if old:
+        cmd = (f"python bench/mcu_speed.py --targets {' '.join(a.targets)} --inputs {a.inputs} --merge`, the other "
+               f"targets' rows kept from an earlier `{cmd}")
+    lines += ["", f"Command: `{cmd}` ({time.time() - t0:.0f} s on this machine)"]
     table = "\n".join(lines)
     print(table)
     a.out.parent.mkdir(parents=True, exist_ok=True)
