@@ -368,6 +368,7 @@ def test_gemm_assembly_on_cortex_m4_matches_reference(tmp_path):
     (13, 13, 8, 1, "relu6", 120),   # two column tiles
     (1, 1, 4, 1, None, 0),          # a single pixel: all eight neighbours padding
     (25, 5, 12, 1, "relu", -128),   # the kws shape, fewer channels
+    (7, 6, 6, 0, "relu", 5),        # 5 rows without padding: a last band of one row reading 3 input rows (dw_row1)
 ])
 def test_dsp_depthwise_3x3_fast_path(tmp_path, h, w, c, pad, actk, zp):
     """The 3x3 stride-1 depthwise fast path (4 output rows x 4 channels, SMLAD over row pairs, one-multiply

@@ -175,7 +175,26 @@ typedef struct {
     int8_t *o0, *o1;     /* rows oy, oy + 1 at column x0, channel c */
     int32_t rs1, rs2;    /* rows oy + 2, oy + 3 from o1 (stored in the order oy + 3, oy + 2, oy + 1, oy:
                           * a row past the end aliases the one before it) */
+    int32_t rows;        /* the band's rows inside the output (1: row oy alone, dw_row1) */
 } dw_band_t;
+
+/* A band with one row inside the output (the last of a height 4 k + 1): row oy alone, its six
+ * multiplies an output (SMLAD(A, P) + B.lo * Q.hi per kernel column) and the requantization, where
+ * the four-row loops would compute and store four (DS-CNN: 25 rows, the last band 1 of 4). */
+EC_INLINE void dw_row1(const uint32_t *wj, const uint32_t *d, const uint32_t *dend, int8_t *u0, int32_t cn)
+{
+    const uint32_t p0 = wj[0], p1 = wj[1], p2 = wj[2], q0 = wj[3], q1 = wj[4], q2 = wj[5];
+    const int32_t acc0 = (int32_t)wj[6], m = (int32_t)wj[7], k = (int32_t)wj[8], s = (int32_t)wj[9];
+    for (; d != dend; d += 6, u0 += cn) {
+        int32_t a = EC_SMLAD(d[0], p0, acc0);
+        a = EC_SMLABT(d[1], q0, a);
+        a = EC_SMLAD(d[6], p1, a);
+        a = EC_SMLABT(d[7], q1, a);
+        a = EC_SMLAD(d[12], p2, a);
+        a = EC_SMLABT(d[13], q2, a);
+        *u0 = DW_REQUANT(a);
+    }
+}
 
 static EC_HOT void dw_band(const dw_band_t *b)
 {
@@ -217,6 +236,10 @@ static EC_HOT void dw_band(const dw_band_t *b)
     for (int32_t j = b->j0; j < 2; j++) {
         uint32_t *const wj = b->wc + EC_DW_WC * j;
         const uint32_t *d = buf + 3 * j, *const dend = d + 6 * n;
+        if (b->rows == 1) {
+            dw_row1(wj, d, dend, b->o0 + j, cn);
+            continue;
+        }
 #if DW_ASM
         /* the addresses of this band in the channel's block (32-bit pointers), read by the assembly */
         wj[10] = (uint32_t)(uintptr_t)dend;
@@ -481,6 +504,7 @@ static EC_HOT void dw_fast(const ec_conv_params_t *p, const int8_t *in_b, const 
                 b.o1 = nr < 2 ? b.o0 : b.o0 + rl;
                 b.rs1 = nr < 3 ? 0 : rl;
                 b.rs2 = nr < 3 ? 0 : nr < 4 ? rl : 2 * rl;
+                b.rows = nr;
                 dw_band(&b);
             }
         }
