@@ -66,14 +66,18 @@ def microbench(work: Path) -> list[str]:
 
 
 def flash_weight_bytes(trace, segs, speed: bool) -> int:
-    """Bytes the matrix-product inner loops read through the weight pointer (r12) from flash: int8
-    packed weights (LDRD, `ec_gemm_2x2`) always; int16 weights (LDM, `ec_gemm16_2x2*`) only with
-    --optimize speed (the default widens them into the arena, RAM). Kernel knowledge, for the bound."""
+    """Bytes the matrix-product inner loops read through the weight pointer from flash: int8 packed
+    weights (LDRD through r12, `ec_gemm_2x2`) always; int16 weights only with --optimize speed (the
+    default widens them into the arena, RAM): single LDRs through lr in the 2x4 blocks
+    (`ec_gemm16_4x*`), LDMs through r12 in the 2x2 blocks of an odd last pair (`ec_gemm16_2x2*`).
+    Kernel knowledge, for the bound."""
     total = 0
     for seg in segs:
         for bid, (runs, _, _) in seg.blocks.items():
             b = trace.blocks[bid]
             for ins in b.insns:
+                if b.func.startswith("ec_gemm16_4x") and ins.cls == "load" and 14 in ins.addr_regs and speed:
+                    total += int(runs) * 4
                 if 12 not in ins.addr_regs:
                     continue
                 if b.func.startswith("ec_gemm16_2x2") and ins.cls == "load_multiple" and speed:

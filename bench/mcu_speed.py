@@ -152,6 +152,9 @@ def run(model: Path, target: str, kernels: str, x: np.ndarray, work: Path) -> di
             "per_tick": man.get("probe", {}).get("qemu_insns_per_systick") or 0, "cycles": pred.result.cycles}
 
 
+TARGET_ORDER = ["cortex-m4", "cortex-m7", "cortex-m3", "cortex-m33", "cortex-m55"]
+
+
 def main(argv=None) -> int:
     from edgecomp.reference import tflm_run
 
@@ -162,6 +165,7 @@ def main(argv=None) -> int:
     p.add_argument("--models", type=Path, default=models_dir())
     p.add_argument("--inputs", type=int, default=2, help="random inputs per model run in QEMU")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "mcu_speed.md")
+    p.add_argument("--merge", dest="keep", action="store_true", help="the same as --keep")
     a = p.parse_args(argv)
     from edgecomp.outputs import check_output_file
     check_output_file(a.out, "--out", create_parent=True)  # before the work

@@ -174,6 +174,17 @@ void mirror_widen(const int8_t *wpk, uint32_t *w16, int32_t pairs, int32_t kbp)
     widen(wpk, w16, pairs, kbp);
 }
 
+/* The block product of one pixel pair over `pairs` channel pairs from the bias: ec_gemm16_2x4 on
+ * its layout (quads = 1) or ec_gemm16_2x2 on widen()'s (quads = 0) */
+void mirror_gemm16(int quads, const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k4,
+                   const int32_t *bias)
+{
+    if (quads)
+        ec_gemm16_2x4(w16, col, acc, pairs, k4, bias);
+    else
+        ec_gemm16_2x2(w16, col, acc, pairs, k4, bias);
+}
+
 /* The outputs of one pixel pair (acc as ec_gemm_2x2 leaves it, n channels): the one-multiply store
  * (store_fast), the per-channel table store (ec_gemm_store2k with rq) and TFLM's requantization */
 void mirror_stores(const int32_t *acc, int32_t n, const int32_t *mult, const int8_t *shift, int32_t zp,

@@ -39,6 +39,7 @@ _WHERE = {
     "store_constants": _PACK,         # the table ec_gemm_store2k reads
     "pack_gemm_weights": _PACK,
     "widen_gemm_weights": _PACK,      # widen()
+    "quad_gemm_weights": _PACK,       # the layout ec_gemm16_2x4 reads
     "GemmLayout": _PLAN,
     "gemm_layout": _PLAN,             # kbp (kernel_row_bytes), work_bytes (EC_GEMM_WORK_BYTES)
     "plan_with_gemm": _PLAN,          # wbuf_bytes (EC_GEMM_WBUF_BYTES)
@@ -367,3 +368,30 @@ def test_helium_workspaces_and_packed_layouts(lib):
         dw = rng.integers(-127, 128, size=(1, kh, kw, ic)).astype(np.int8)
         assert PY.pack_depthwise_mve(dw, None, 0, 1 << 30, -1).size == -(-ic // PY.MVE_DW_GROUP) * \
             lib.mirror_mve_dw_group_bytes(kh * kw)
+def test_quad_weights_layout(lib):
+    """quad_gemm_weights (--optimize speed's int16 weights in flash) is the layout ec_gemm16_2x4 reads:
+    on it, each call of `chunk` pairs gives the accumulators ec_gemm16_2x2 gives on widen()'s layout
+    (quads and an odd last pair, one and several passes)."""
+    rng = np.random.default_rng(8)
+    u32p = ctypes.POINTER(ctypes.c_uint32)
+    for _ in range(60):
+        pairs, k4 = int(rng.integers(1, 12)), int(rng.integers(1, 40))
+        chunk = int(rng.integers(1, pairs + 1))
+        kbp = 4 * k4
+        packed = rng.integers(-128, 128, size=2 * pairs * kbp).astype(np.int8)
+        wide = PY.widen_gemm_weights(packed)
+        quad = PY.quad_gemm_weights(wide, kbp, chunk)
+        assert quad.size == wide.size
+        col = rng.integers(-255, 256, size=2 * kbp).astype(np.int16).view(np.uint32)
+        bias = rng.integers(-1 << 20, 1 << 20, size=2 * pairs).astype(np.int32)
+        w2 = np.ascontiguousarray(wide.astype(np.int16)).view(np.uint32)
+        w4 = np.ascontiguousarray(quad.astype(np.int16)).view(np.uint32)
+        for j0 in range(0, pairs, chunk):
+            n = min(chunk, pairs - j0)
+            got, want = np.zeros(4 * n, np.int32), np.zeros(4 * n, np.int32)
+            b = np.ascontiguousarray(bias[2 * j0:])
+            for quads, w, out in ((1, w4, got), (0, w2, want)):
+                ws = np.ascontiguousarray(w[j0 * kbp:])
+                lib.mirror_gemm16(quads, ws.ctypes.data_as(u32p), col.ctypes.data_as(u32p),
+                                  out.ctypes.data_as(I32P), n, k4, b.ctypes.data_as(I32P))
+            np.testing.assert_array_equal(got, want, err_msg=str((pairs, k4, chunk, j0)))

@@ -13,7 +13,7 @@ from ....errors import ModelError, UnsupportedError
 from ....sanitize import c_comment
 from ..kernel_plan import gemm_live
 from ..kernels.catalogue import kernel
-from ..kernels.packing import folded_bias, pack_gemm_weights, widen_gemm_weights
+from ..kernels.packing import folded_bias, pack_gemm_weights, quad_gemm_weights, widen_gemm_weights
 from ..kernels.predicates import dw_fast_ok, dw_s2_ok
 from ..literals import c_int, fmt_q, shape_text
 from . import gemm, mve
@@ -106,9 +106,10 @@ def emit_conv(gen, L, k) -> str:
         packed = pack_gemm_weights(wl, lay.nb, lay.kbp)
         if lay.wflash:
             filt = "NULL"
-            wflash = "(const uint32_t *)" + gen.const_array(gen.ident_base, "filter_wide", widen_gemm_weights(packed),
-                                                            "int16_t", note + ", widened to int16 (--optimize speed)",
-                                                            align=8)
+            wide = quad_gemm_weights(widen_gemm_weights(packed), lay.kbp, lay.chunk)
+            wflash = "(const uint32_t *)" + gen.const_array(gen.ident_base, "filter_wide", wide, "int16_t",
+                                                            note + ", widened to int16 in quads of channels "
+                                                            "(ec_gemm16_2x4, --optimize speed)", align=8)
         else:
             filt = gen.const_array(gen.ident_base, "filter_packed", packed, "int8_t", note, align=8)
     else:

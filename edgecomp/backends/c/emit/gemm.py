@@ -64,6 +64,7 @@ def emit_gemm(gen, L, lay: GemmLayout, live, q: dict, conv_fields, filt: str, bi
                     if lay.tables else "NULL"),
                    ("wtile", str(lay.wtile)), ("wbuf", wflash if lay.wflash else wbuf(gen, node.name, lay)),
                    ("gemm16", "NULL" if not lay.wtile
+                    else "ec_gemm16_2x4" if lay.wflash
                     else "ec_gemm16_2x2_1" if lay.kbp <= 64 and gen.gemm16_one else "ec_gemm16_2x2")] + dead
     rq = "NULL"
     if lay.wflash and fast and not res and act == ("-128", "127") and n_oc % 2 == 0:
@@ -76,7 +77,7 @@ def emit_gemm(gen, L, lay: GemmLayout, live, q: dict, conv_fields, filt: str, bi
         return row_fusion(gen, L, conv_fields, gemm_fields)
     gid = gen.ident(f"{node.name}_gemm")
     gen.struct("ec_gemm_params_t", gid, gemm_fields, c_comment(f"{node.name}: matrix-product layout"))
-    head.append(f"  DSP matrix product (2x2 SMLAD blocks), {lay.nb} block(s) of {lay.kbp} taps, "
+    head.append(f"  DSP matrix product ({'2x4' if lay.wflash else '2x2'} SMLAD blocks), {lay.nb} block(s) of {lay.kbp} taps, "
                 f"{ws_bytes}-byte workspace at {ws_off}" + (", pixel by pixel in place" if direct else "")
                 + ("" if fast else ", reference requantization"))
     if lay.wflash:

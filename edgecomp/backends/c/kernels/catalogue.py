@@ -35,7 +35,7 @@ KERNEL_GROUPS: dict[str, tuple[str, ...]] = {
     "s16": ("int16/ec_kernels_s16.h", "int16/ec_kernels_s16.c"),
     "dsp": ("common/ec_kernels_dsp.h", "conv/ec_conv2d_dsp.c", "depthwise/ec_depthwise_conv2d_dsp.c",
             "pooling/ec_pooling_dsp.c", "fully_connected/ec_fully_connected_dsp.c"),
-    "gemm": ("conv/ec_kernels_gemm.h", "conv/ec_conv2d_gemm.c"),
+    "gemm": ("conv/ec_kernels_gemm.h", "conv/ec_conv2d_gemm.c", "conv/ec_conv2d_gemm16.c"),
     "simd": ("common/ec_simd.h",),
     "data": ("ec_kernels_data.h", "ec_kernels_data.c"),
     "s4": ("ec_kernels_s4.h", "ec_kernels_s4.c"),  # packed (int4 / codebook) weights: emit/int4.py

@@ -52,6 +52,23 @@ def widen_gemm_weights(packed: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a[:, :, [0, 2, 1, 3]]).reshape(-1)
 
 
+def quad_gemm_weights(wide: np.ndarray, kbp: int, chunk: int) -> np.ndarray:
+    """widen_gemm_weights' int16 taps (one block of ``kbp`` taps per channel pair) as ec_gemm16_2x4
+    reads them: the pairs in calls of ``chunk`` (the layer's pairs per pass), each call's pairs in
+    quads of four channels (per 4 taps: the four channels' taps (0, 2), then their taps (1, 3)) and
+    an odd last pair as it was."""
+    k4 = kbp // 4
+    pairs = wide.size // (2 * kbp)
+    a = wide.reshape(pairs, k4, 2, 2, 2)  # pair, 4-tap chunk, channel of the pair, taps (0, 2) / (1, 3), int16
+    out = []
+    for j0 in range(0, pairs, chunk):
+        n = min(chunk, pairs - j0)
+        quads = a[j0: j0 + n - n % 2].reshape(n // 2, 2, k4, 2, 2, 2)  # quad, pair, chunk, channel, e/o, int16
+        out.append(quads.transpose(0, 2, 4, 1, 3, 5).reshape(-1))  # quad, chunk, e/o, pair, channel, int16
+        out.append(a[j0 + n - n % 2: j0 + n].reshape(-1))
+    return np.ascontiguousarray(np.concatenate(out))
+
+
 def store_constants(q: dict, n: int, live=None) -> np.ndarray:
     """ec_gemm_store2k's table: per computed channel M, s = -shift, (1 + 2 zp) << (s - 1) as int32
     (the one-multiply path: s in [1, 24])."""

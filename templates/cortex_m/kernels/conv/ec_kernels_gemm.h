@@ -18,7 +18,9 @@
  *
  * Two output pixels times two output channels per pass of the inner loop; on Cortex-M4/M7 the
  * inner loop is assembly (LDM, LDRD, SXTB16, SMLAD: 14 instructions per 16 MACs; 10 when the
- * weights were widened to int16 into the arena first, `wtile`).
+ * weights were widened to int16 into the arena first, `wtile`).  With the int16 weights in flash
+ * (--optimize speed) two pixels times four channels (ec_gemm16_2x4, ec_conv2d_gemm16.c: chains of
+ * single loads, 14 instructions and 16 estimated Cortex-M4 cycles per 16 MACs).
  */
 #ifndef EC_KERNELS_GEMM_H
 #define EC_KERNELS_GEMM_H
@@ -70,7 +72,8 @@ struct ec_gemm_params {
                           * weights were widened at compile time (--optimize speed): `wbuf` is in
                           * flash and holds every pair (wtile = all of them) */
     const uint32_t *wbuf; /* wtile > 0: the widened weights (arena, or flash when wpk is NULL), else NULL */
-    ec_gemm16_fn gemm16; /* wtile > 0: ec_gemm16_2x2, or ec_gemm16_2x2_1 when kbp <= 64, else NULL */
+    ec_gemm16_fn gemm16; /* wtile > 0: ec_gemm16_2x2, or ec_gemm16_2x2_1 when kbp <= 64, or (weights in
+                          * flash, the 2x4 layout) ec_gemm16_2x4, else NULL */
     int32_t n_live;      /* > 0: only these output channels are computed (the others have only zero
                           * weights); wpk, bias and the conv's multiplier and shift hold them alone */
     const uint16_t *live_map; /* n_live > 0: their channel indices */
@@ -90,7 +93,7 @@ struct ec_gemm_params {
 /* Bytes of `wbuf`: per output-channel pair and 4 taps, both rows' even and odd int16 pairs. */
 #define EC_GEMM_WBUF_BYTES(kbp, wtile) (4 * (kbp) * (wtile))
 
-/* Fill g->add_tables: the fused add's two rescaled inputs for each int8 value, so that the add is
+/* Fill g->add_tables: the fused add's two rescaled inputs (doubled) for each int8 value, so that the add is
  * two table loads, a sum and the output's requantization. */
 void ec_gemm_add_tables(const ec_conv_params_t *p, const ec_gemm_params_t *g);
 
@@ -99,6 +102,10 @@ void ec_gemm16_2x2(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32
 /* The same for k4 <= 16 (one pass of the inner loop) */
 void ec_gemm16_2x2_1(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k4,
                      const int32_t *bias);
+/* The same with the weights in units of two channel pairs (--optimize speed: 2 pixels x 4 channels
+ * blocks, 16 MACs per six loads in two chains; the layout of packing.py's quad_gemm_weights) */
+void ec_gemm16_2x4(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k4,
+                   const int32_t *bias);
 
 /* Requantize the accumulators of one pixel pair (2 * channel_pairs channels, laid out as
  * ec_gemm16_2x2 leaves them) into d0 and d1 with each channel's constants from rq (M, s,

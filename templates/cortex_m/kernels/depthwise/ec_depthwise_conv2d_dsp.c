@@ -177,11 +177,28 @@ typedef struct {
                           * a row past the end aliases the one before it) */
 } dw_band_t;
 
-static EC_HOT void dw_band(const dw_band_t *b)
+/* A band with one row inside the output (the last of a height 4 k + 1): row oy alone, its six
+ * multiplies an output (SMLAD(A, P) + B.lo * Q.hi per kernel column) and the requantization, where
+ * dw_band would compute and store four (DS-CNN: 25 rows, the last band 1 of 4). */
+EC_INLINE void dw_row1(const uint32_t *wj, const uint32_t *d, const uint32_t *dend, int8_t *u0, int32_t cn)
 {
-    uint32_t *const buf = b->buf;
-    const int32_t cn = b->cn, n = b->n;
-    {
+    /* (the weights read again each output: few registers, so that its frame stays small) */
+    const int32_t acc0 = (int32_t)wj[6], m = (int32_t)wj[7], k = (int32_t)wj[8], s = (int32_t)wj[9];
+    for (; d != dend; d += 6, u0 += cn) {
+        int32_t a = EC_SMLAD(d[0], wj[0], acc0);
+        a = EC_SMLABT(d[1], wj[3], a);
+        a = EC_SMLAD(d[6], wj[1], a);
+        a = EC_SMLABT(d[7], wj[4], a);
+        a = EC_SMLAD(d[12], wj[2], a);
+        a = EC_SMLABT(d[13], wj[5], a);
+        *u0 = DW_REQUANT(a);
+    }
+}
+
+/* The int16 pairs of one band's input columns into b->buf (dw_band, dw_band1) */
+EC_INLINE void dw_pairs(const dw_band_t *b)
+{
+    const int32_t cn = b->cn;
         const uint32_t off2 = b->off2;
         const int8_t *q = b->q;
         const int32_t *so = b->so;
@@ -213,7 +230,13 @@ static EC_HOT void dw_band(const dw_band_t *b)
                 d[2] = EC_SXTAB16(off2, t) & m2;
                 d[5] = EC_SXTAB16_ROR8(off2, t) & m2;
             }
-    }
+}
+
+static EC_HOT void dw_band(const dw_band_t *b)
+{
+    uint32_t *const buf = b->buf;
+    const int32_t n = b->n;
+    dw_pairs(b);
     for (int32_t j = b->j0; j < 2; j++) {
         uint32_t *const wj = b->wc + EC_DW_WC * j;
         const uint32_t *d = buf + 3 * j, *const dend = d + 6 * n;
@@ -356,7 +379,7 @@ static EC_HOT void dw_band(const dw_band_t *b)
             t[2] = (uint32_t)a2;
             t[3] = (uint32_t)a3;
         }
-        for (; d != dend; d += 6, u0 += cn, u1 += cn) {
+        for (; d != dend; d += 6, u0 += b->cn, u1 += b->cn) {
             const int32_t *t = (const int32_t *)d + EC_DW_SUMS;
             u1[rs2] = DW_REQUANT(t[3]);
             u1[rs1] = DW_REQUANT(t[2]);
@@ -364,6 +387,18 @@ static EC_HOT void dw_band(const dw_band_t *b)
             u0[0] = DW_REQUANT(t[0]);
         }
 #endif
+    }
+}
+
+/* A band with one row inside the output (dw_fast's last band of a height 4 k + 1): its pairs, then
+ * that row alone (dw_row1).  Apart from dw_band (called at its depth, not from it) so that neither
+ * the stack nor dw_band's code grows. */
+static EC_NOINLINE void dw_band1(const dw_band_t *b)
+{
+    dw_pairs(b);
+    for (int32_t j = b->j0; j < 2; j++) {
+        const uint32_t *d = b->buf + 3 * j;
+        dw_row1(b->wc + EC_DW_WC * j, d, d + 6 * b->n, b->o0 + j, b->cn);
     }
 }
 
@@ -481,7 +516,10 @@ static EC_HOT void dw_fast(const ec_conv_params_t *p, const int8_t *in_b, const 
                 b.o1 = nr < 2 ? b.o0 : b.o0 + rl;
                 b.rs1 = nr < 3 ? 0 : rl;
                 b.rs2 = nr < 3 ? 0 : nr < 4 ? rl : 2 * rl;
-                dw_band(&b);
+                if (nr == 1)
+                    dw_band1(&b);
+                else
+                    dw_band(&b);
             }
         }
     }

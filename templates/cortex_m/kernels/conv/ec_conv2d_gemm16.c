@@ -1,0 +1,173 @@
+/*
+ * ec_conv2d_gemm16.c - the 2x4 block product of ec_conv2d_s8_gemm on int16 weights in flash
+ * (--optimize speed; see ec_kernels_gemm.h).  Joined after ec_conv2d_gemm.c into ec_kernels_gemm.c
+ * (one translation unit, catalogue.GROUP_SOURCE); reached through the layer's params (`gemm16`).
+ */
+#include "ec_kernels_gemm.h"
+#include "ec_simd.h"
+
+/* ---- the 2x4 block product on widened weights (--optimize speed) ------------------------- */
+
+/*
+ * ec_gemm16_2x4: as ec_gemm16_2x2 with the weights of every two channel pairs (four channels, a
+ * "quad") laid out for 2 pixels x 4 channels blocks (packing.py, quad_gemm_weights): per quad and
+ * 4 taps eight words, taps (0, 2) of its four channels, then their taps (1, 3).  An odd pair
+ * count leaves the last pair in ec_gemm16_2x2's layout after the quads.  The accumulators and the
+ * bias are as ec_gemm16_2x2's (per channel pair 4 words), so every store serves both.
+ *
+ * Why (docs/cycles.md, "Hot loops"): per two taps, one chain of four LDRs with immediate offsets
+ * (both pixels, channels 0 and 1: on the Cortex-M4 2 + 1 + 1 + 1 cycles, TRM 3.3.2) feeds four
+ * SMLADs, a chain of two (channels 2 and 3: 2 + 1) four more: 16 cycles per 16 MACs, where the
+ * 2x2 block's two LDMs and eight SMLADs take 18.
+ */
+#if defined(__ARM_FEATURE_DSP) && defined(__thumb2__) && defined(__GNUC__)
+void ec_gemm16_4x(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t quads, int32_t k4,
+                  const int32_t *bias);
+void ec_gemm16_4x_1(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t quads, int32_t k4,
+                    const int32_t *bias);
+/* r0-r3 channels 0, 1 of pixel 0, then of pixel 1, r4-r7 channels 2, 3 the same (the order of the
+ * accumulators in `acc`), r8/r9 a word of each pixel, r10/r11 a word of two channels, r12 col, lr
+ * weights (no write-back: both are advanced once a pass of 16 chunks).  One chunk: 28 instructions
+ * of 4 bytes.  The first pass enters part way (both pointers moved back by the chunks it skips).
+ * Stack: col moved back, acc, quads left, entry address, passes, passes left, bias, 32 bytes x
+ * chunks skipped; then the saved registers, then the arguments k4 and bias. */
+#define GM4_HALF(CO, WO) \
+    "    ldr.w r8, [r12, #(gm4c * 16 + " #CO ")]\n" \
+    "    ldr.w r9, [r12, #(gm4c * 16 + 8 + " #CO ")]\n" \
+    "    ldr.w r10, [lr, #(gm4c * 32 + " #WO ")]\n" \
+    "    ldr.w r11, [lr, #(gm4c * 32 + 4 + " #WO ")]\n" \
+    "    smlad r0, r8, r10, r0\n" \
+    "    smlad r1, r8, r11, r1\n" \
+    "    smlad r2, r9, r10, r2\n" \
+    "    smlad r3, r9, r11, r3\n" \
+    "    ldr.w r10, [lr, #(gm4c * 32 + 8 + " #WO ")]\n" \
+    "    ldr.w r11, [lr, #(gm4c * 32 + 12 + " #WO ")]\n" \
+    "    smlad r4, r8, r10, r4\n" \
+    "    smlad r5, r8, r11, r5\n" \
+    "    smlad r6, r9, r10, r6\n" \
+    "    smlad r7, r9, r11, r7\n"
+/* The quad loop of ec_gemm16_4x (PASS_START/PASS_END: the pass count, empty when one pass does). */
+#define GM4_BODY(NAME, PASS_START, PASS_END) \
+    EC_ASM_FUNC(NAME) \
+    "    push {r4-r11, lr}\n" \
+    "    sub sp, sp, #32\n" \
+    "    ldr r4, [sp, #68]\n" /* k4: chunks */ \
+    "    add r5, r4, #15\n" \
+    "    lsr r5, r5, #4\n" \
+    "    str r5, [sp, #16]\n" /* passes */ \
+    "    rsb r4, r4, #0\n" \
+    "    and r4, r4, #15\n" /* chunks skipped on the first pass */ \
+    "    sub r1, r1, r4, lsl #4\n" \
+    "    str r1, [sp, #0]\n" \
+    "    str r2, [sp, #4]\n" \
+    "    str r3, [sp, #8]\n" \
+    "    lsl r5, r4, #5\n" \
+    "    str r5, [sp, #28]\n" \
+    "    mov lr, r0\n" \
+    "    mov r5, #112\n" \
+    "    mul r4, r4, r5\n" \
+    "    adr r5, 3f\n" \
+    "    add r4, r4, r5\n" \
+    "    orr r4, r4, #1\n" \
+    "    str r4, [sp, #12]\n" /* entry (Thumb) */ \
+    "    ldr r4, [sp, #72]\n" \
+    "    str r4, [sp, #24]\n" \
+    "1:\n" \
+    "    ldr r8, [sp, #24]\n" /* the accumulators start from the bias */ \
+    "    ldmia r8!, {r0, r1, r4, r5}\n" \
+    "    str r8, [sp, #24]\n" \
+    "    mov r2, r0\n" \
+    "    mov r3, r1\n" \
+    "    mov r6, r4\n" \
+    "    mov r7, r5\n" \
+    "    ldr r8, [sp, #28]\n" \
+    "    sub lr, lr, r8\n" \
+    "    ldr r12, [sp, #0]\n" \
+    PASS_START \
+    "    ldr r8, [sp, #12]\n" \
+    "    bx r8\n" \
+    "    .p2align 2\n" \
+    "3:\n" \
+    "    .set gm4c, 0\n" \
+    "    .rept 16\n" \
+    GM4_HALF(0, 0) \
+    GM4_HALF(4, 16) \
+    "    .set gm4c, gm4c + 1\n" \
+    "    .endr\n" \
+    "5:\n" \
+    "    .if (5b - 3b) - 16 * 112\n" \
+    "    .error \"" NAME ": a chunk is not 112 bytes\"\n" \
+    "    .endif\n" \
+    "    add r12, r12, #256\n" \
+    "    add lr, lr, #512\n" \
+    PASS_END /* (then lr: the next quad's weights) */ \
+    "    ldr r8, [sp, #4]\n" \
+    "    stmia r8!, {r0-r7}\n" \
+    "    str r8, [sp, #4]\n" \
+    "    ldr r8, [sp, #8]\n" \
+    "    subs r8, r8, #1\n" \
+    "    str r8, [sp, #8]\n" \
+    "    bne 1b\n" \
+    "    add sp, sp, #32\n" \
+    "    pop {r4-r11, pc}\n" \
+    EC_ASM_END(NAME)
+__asm__(GM4_BODY("ec_gemm16_4x",
+                 "    ldr r8, [sp, #16]\n"
+                 "    str r8, [sp, #20]\n",
+                 "    ldr r8, [sp, #20]\n"
+                 "    subs r8, r8, #1\n"
+                 "    str r8, [sp, #20]\n"
+                 "    bne 3b\n"));
+/* k4 <= 16 (at most 64 taps: one pass), without the pass count: 8 cycles fewer a quad */
+__asm__(GM4_BODY("ec_gemm16_4x_1", "", ""));
+#else
+/* The same arithmetic in plain C (host builds). */
+static void ec_gemm16_4x(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t quads, int32_t k4,
+                         const int32_t *bias)
+{
+    for (int32_t q = 0; q < quads; q++, bias += 4, acc += 8) {
+        uint32_t a[2][4];
+        for (int c = 0; c < 4; c++)
+            a[0][c] = a[1][c] = (uint32_t)bias[c];
+        const uint32_t *x = col;
+        for (int32_t k = 0; k < k4; k++, x += 4, w16 += 8) {
+            for (int px = 0; px < 2; px++)
+                for (int c = 0; c < 4; c++)
+                    for (int h = 0; h < 2; h++) { /* h: taps (0, 2), then (1, 3) */
+                        const uint32_t xv = x[2 * px + h], wv = w16[4 * h + c];
+                        a[px][c] += (uint32_t)((int32_t)(int16_t)(xv & 0xffffu) * (int16_t)(wv & 0xffffu) +
+                                               (int32_t)(int16_t)(xv >> 16) * (int16_t)(wv >> 16));
+                    }
+        }
+        /* channel c, pixel px: acc[4 (c >> 1) + (c & 1) + 2 px] */
+        for (int c = 0; c < 4; c++)
+            for (int px = 0; px < 2; px++)
+                acc[4 * (c >> 1) + (c & 1) + 2 * px] = (int32_t)a[px][c];
+    }
+}
+
+static void ec_gemm16_4x_1(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t quads, int32_t k4,
+                           const int32_t *bias)
+{
+    ec_gemm16_4x(w16, col, acc, quads, k4, bias);
+}
+#endif
+
+void ec_gemm16_2x4(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k4,
+                   const int32_t *bias)
+{
+    const int32_t quads = pairs >> 1;
+    if (quads > 0) {
+        if (k4 <= 16)
+            ec_gemm16_4x_1(w16, col, acc, quads, k4, bias);
+        else
+            ec_gemm16_4x(w16, col, acc, quads, k4, bias);
+    }
+    if (pairs & 1) {
+        const uint32_t *w = w16 + 8 * k4 * quads; /* (8 words per 4 taps of a quad) */
+        if (k4 <= 16)
+            ec_gemm16_2x2_1(w, col, acc + 8 * quads, 1, k4, bias + 4 * quads);
+        else
+            ec_gemm16_2x2(w, col, acc + 8 * quads, 1, k4, bias + 4 * quads);
+    }
+}
