@@ -175,6 +175,17 @@ def test_hostile_output_paths_compile_and_run(model, tmp_path, name):
     assert pwned(tmp_path) == []
 
 
+def test_tmpdir_that_splits_into_four_words(model, tmp_path):
+    """nm's per-file header lines hold the build path: one that split into four words (TMPDIR
+    '~[x]$(touch PWNED_T)\t,  ') was read as a symbol line, an internal error (fuzz_long paths, seed 750000)."""
+    tmpdir = tmp_path / "x y\tz ,"
+    tmpdir.mkdir()
+    out = tmp_path / "b"
+    r = edgecomp("compile", model, "-t", "host", "--precision", "float32", "-o", out, env={"TMPDIR": str(tmpdir)})
+    assert r.returncode == 0, r.stderr
+    assert json.loads((out / "manifest.json").read_text())["model_flash_bytes"] > 0
+
+
 @pytest.mark.qemu
 def test_hostile_tmpdir_and_bundle_path_on_cortex_m(model, tmp_path):
     """A TMPDIR with a space and make syntax: every host and Cortex-M build happens in it."""

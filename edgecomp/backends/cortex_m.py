@@ -208,6 +208,9 @@ def parse_size_a(text: str) -> dict[str, int]:
     return out
 
 
+_NM_SYMBOL = re.compile(r"[0-9a-fA-F]+ ([0-9a-fA-F]+) (\w) \S+")  # value, size, type, name
+
+
 def _nm_sizes(nm: str, objects: list[Path]) -> tuple[int, int]:
     """(flash bytes, RAM bytes) of the symbols defined in ``objects``."""
     if not objects:
@@ -216,11 +219,9 @@ def _nm_sizes(nm: str, objects: list[Path]) -> tuple[int, int]:
     if p.returncode != 0:
         raise ToolError(f"{nm} failed: {p.stderr.strip()}", None, "check the binutils installation")
     flash = ram = 0
-    for line in p.stdout.splitlines():
-        parts = line.split()
-        if len(parts) != 4:
-            continue
-        size, kind = int(parts[1], 16), parts[2]
+    # symbol lines only, not the "<path>:" headers: a build path may hold spaces (TMPDIR)
+    for m in filter(None, map(_NM_SYMBOL.fullmatch, p.stdout.splitlines())):
+        size, kind = int(m.group(1), 16), m.group(2)
         if kind in "bBdDcC":
             ram += size
         elif kind in "tTrR":
