@@ -26,8 +26,11 @@ __all__ = ["CycleReport", "TimingModel", "Trace", "check_target", "collect", "es
 
 #: Cores whose QEMU trace does not agree with QEMU's own instruction count on real models, so a
 #: per-layer estimate would price instructions that did not run: refused before anything runs.
-#: Cortex-M55 (mps3-an547): DS-CNN's trace counts 0.4 % more than -icount with the DSP kernels,
-#: 35 % more with Helium (low-overhead and tail-predicated loops); the microbenchmarks agree.
+#: Cortex-M55 (mps3-an547): QEMU disassembles with Debian's Capstone 4.0.2, which has no Armv8.1-M:
+#: a Helium or low-overhead-loop instruction (e.g. ``letp lr, ...``, f01f c019) is printed as ``.byte``
+#: plus a bogus 16-bit instruction (``stm r0!, ...``), so the trace counts two instructions and prices
+#: the wrong class: DS-CNN 0.4 % over -icount with the DSP kernels (gcc's dls/le), 35 % with Helium.
+#: The fix is to decode each block's byte range from the ELF (arm-none-eabi-objdump knows MVE).
 TRACE_DISAGREES = {"cortex-m55"}
 
 
