@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import EdgecompError, ToolError, UnsupportedError
+from ..errors import EdgecompError, ToolError
 from .account import SegmentStats, price
 from .model import TimingModel, load_model, model_for_target
 from .report import CycleReport
@@ -24,29 +24,12 @@ __all__ = ["CycleReport", "TimingModel", "Trace", "check_target", "collect", "es
            "model_for_target", "price"]
 
 
-#: Cores whose QEMU trace does not agree with QEMU's own instruction count on real models, so a
-#: per-layer estimate would price instructions that did not run: refused before anything runs.
-#: Cortex-M55 (mps3-an547): QEMU disassembles with Debian's Capstone 4.0.2, which has no Armv8.1-M:
-#: a Helium or low-overhead-loop instruction (e.g. ``letp lr, ...``, f01f c019) is printed as ``.byte``
-#: plus a bogus 16-bit instruction (``stm r0!, ...``), so the trace counts two instructions and prices
-#: the wrong class: DS-CNN 0.4 % over -icount with the DSP kernels (gcc's dls/le), 35 % with Helium.
-#: The fix is to decode each block's byte range from the ELF (arm-none-eabi-objdump knows MVE).
-TRACE_DISAGREES = {"cortex-m55"}
-
-
 def check_target(target) -> TimingModel:
     """The timing model for ``target``, or a clear error before anything runs."""
     if getattr(target, "kind", "cortex-m") != "cortex-m":
         raise EdgecompError(f"estimated cycles need a Cortex-M target, not {target.name!r}", None,
                             "run a Cortex-M bundle under QEMU (edgecomp run BUNDLE --emulate --cycles)")
-    model = model_for_target(target)
-    if model.core in TRACE_DISAGREES:
-        raise UnsupportedError(f"estimated cycles on {model.core} (target {target.name!r}): QEMU's instruction trace "
-                               "of Armv8.1-M code does not agree with its instruction count, so per-layer estimates "
-                               "cannot be trusted yet", None,
-                               "Use the measured instruction counts (edgecomp run without --cycles), or a "
-                               "cortex-m4 / cortex-m7 / cortex-m33 build for estimated cycles")
-    return model
+    return model_for_target(target)
 
 
 def estimate_firmware(elf: Path, emu, target, sample: np.ndarray, manifest: dict[str, Any], *,

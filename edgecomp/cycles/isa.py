@@ -67,6 +67,9 @@ BASE.update({
     "smlal": "mla_long", "umlal": "mla_long", "umaal": "mla_long", "sdiv": "div", "udiv": "div",
     "ldrd": "load_double", "strd": "store_double", "ldaexd": "load_double", "strexd": "store_double",
     "b": "branch", "cbz": "branch", "cbnz": "branch", "bl": "call", "blx": "call", "bx": "branch_indirect",
+    # Armv8.1-M low-overhead loops (decoded from the ELF: Capstone 4 does not know them)
+    "le": "branch", "letp": "branch", "wls": "branch", "wlstp": "branch", "dls": "alu", "dlstp": "alu",
+    "lctp": "alu",
     "tbb": "table_branch", "tbh": "table_branch",
     "dmb": "barrier", "dsb": "barrier", "isb": "barrier",
     "mrs": "system", "msr": "system", "cpsid": "system", "cpsie": "system", "svc": "system", "bkpt": "system",

@@ -22,16 +22,17 @@ and edgecomp must not copy: see docs/cycles.md.
 from __future__ import annotations
 
 import os
+import re
 import select
 import shutil
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import ToolError
-from .isa import Insn, mark_it_blocks, parse_line
+from .isa import Insn, classify, mark_it_blocks, parse_line
 
 #: Functions of the harness kept out of the log: they run before / after the measured inference
 #: (painting and scanning the stack) and would cost most of the trace.
@@ -92,6 +93,50 @@ def symbols(elf: Path) -> dict[str, tuple[int, int]]:
     return syms
 
 
+_OBJDUMP = re.compile(r"^\s*([0-9a-f]+):\s+([0-9a-f]{4})(?: ([0-9a-f]{4}))?\s+(\S+)\s*([^<;@]*)")
+
+
+def elf_instructions(elf: Path) -> dict[int, tuple[int, str, str]]:
+    """address -> (size, mnemonic, operands) of every instruction of the ELF, from
+    ``arm-none-eabi-objdump -d``: the decoding of what QEMU's disassembler cannot print (Debian's
+    Capstone 4.0.2 has no Armv8.1-M: ``letp``, ``dls``/``le``, Helium come out as ``.byte`` plus a
+    bogus 16-bit instruction)."""
+    tool = shutil.which("arm-none-eabi-objdump")
+    if tool is None:
+        raise ToolError("arm-none-eabi-objdump was not found on PATH", str(elf),
+                        "install the Arm toolchain (Debian: apt-get install binutils-arm-none-eabi)")
+    # Armv8.1-M Mainline: without it objdump prints Helium instructions as coprocessor ones (cdp);
+    # only firmware with instructions Capstone 4 cannot print (that architecture's) gets here
+    out = subprocess.run([tool, "-d", "-marmv8.1-m.main", str(elf)], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise ToolError(f"arm-none-eabi-objdump failed on the firmware: {out.stderr.strip()[:300]}", str(elf),
+                        "build the bundle again")
+    found: dict[int, tuple[int, str, str]] = {}
+    for line in out.stdout.splitlines():
+        m = _OBJDUMP.match(line)
+        if m:
+            found[int(m.group(1), 16)] = (4 if m.group(3) else 2, m.group(4), m.group(5).strip().rstrip(","))
+    return found
+
+
+def redecode(insns: list[Insn], decoded: dict[int, tuple[int, str, str]]) -> list[Insn]:
+    """``insns`` with every ``.byte`` QEMU printed (and the bogus instructions after it inside the
+    same real instruction) replaced by the ELF's instruction at that address."""
+    out: list[Insn] = []
+    skip_to = -1
+    for ins in insns:
+        if ins.addr < skip_to:
+            continue
+        got = decoded.get(ins.addr) if ins.mnemonic == ".byte" else None
+        if got is None:
+            out.append(ins)
+            continue
+        size, mnemonic, ops = got
+        out.append(replace(classify(ins.addr, size, mnemonic, ops), text=f"{mnemonic} {ops}".strip()))
+        skip_to = ins.addr + size
+    return out
+
+
 def dfilter(syms: dict[str, tuple[int, int]], exclude: tuple[str, ...]) -> str | None:
     """A ``-dfilter`` argument logging every address except the excluded functions."""
     holes = sorted((syms[n][0], syms[n][0] + syms[n][1]) for n in exclude if n in syms and syms[n][1])
@@ -109,7 +154,9 @@ def dfilter(syms: dict[str, tuple[int, int]], exclude: tuple[str, ...]) -> str |
 class _Reader:
     """The streaming parser: feed it lines, it keeps per-segment block-pair counts."""
 
-    def __init__(self, boundary_pc: int | None, stop_after: int | None):
+    def __init__(self, boundary_pc: int | None, stop_after: int | None, elf: Path | None = None):
+        self.elf = elf
+        self.decoded: dict[int, tuple[int, str, str]] | None = None  # the ELF's instructions, read once if needed
         self.blocks: list[Block] = [Block(0, 0, [], "")]
         self.known: dict[str, int] = {}
         self.pending: dict[int, tuple[str, list[Insn]]] = {}  # pc -> last translation printed there
@@ -190,7 +237,12 @@ class _Reader:
                     self.in_block.append(ins)
                 return
             if self.in_block:
-                insns = mark_it_blocks(self.in_block)
+                insns = self.in_block
+                if self.elf is not None and any(i.mnemonic == ".byte" for i in insns):
+                    if self.decoded is None:
+                        self.decoded = elf_instructions(self.elf)
+                    insns = redecode(insns, self.decoded)
+                insns = mark_it_blocks(insns)
                 pc = insns[0].addr
                 self.pending[pc] = (self.func, insns)
                 self.expect = pc
@@ -237,7 +289,7 @@ def collect(elf: Path, emu, workdir: Path, *, boundary: str = BOUNDARY, exclude:
     flt = dfilter(syms, exclude)
     if flt:
         cmd += ["-dfilter", flt]
-    reader = _Reader(boundary_pc, stop_after)
+    reader = _Reader(boundary_pc, stop_after, elf)
     start = time.monotonic()
     r, w = os.pipe()
     with tempfile.TemporaryFile() as err:
