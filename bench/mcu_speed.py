@@ -141,10 +141,8 @@ def run(model: Path, target: str, kernels: str, x: np.ndarray, work: Path) -> di
     except DoesNotFitError as e:
         print(f"    does not fit: {e.what}", file=sys.stderr, flush=True)
         return None
-    # estimated cycles of the optimized builds (a second, traced run); not on a Helium core: there the
-    # trace reader (edgecomp/cycles) counts other instructions than the probe (Helium and DSP builds)
-    from edgecomp.targets import load_target
-    cycles = kernels != "reference" and not getattr(load_target(target), "mve", False)
+    # estimated cycles of the optimized builds (a second, traced run)
+    cycles = kernels != "reference"
     pred = api.run_bundle(out, x, progress=False, cycles=cycles,
                           clock_hz=L4R5ZI_HZ if target == "cortex-m4" else None)
     return {"manifest": man, "outputs": pred.outputs.reshape(len(x), -1).astype(np.int32),
