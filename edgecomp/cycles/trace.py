@@ -74,18 +74,23 @@ class Trace:
         return key // _KEY, key % _KEY
 
 
+def _binutils(tool: str, *args, elf: Path) -> str:
+    """The output of ``arm-none-eabi-<tool> args elf``, or a clear error."""
+    exe = shutil.which(f"arm-none-eabi-{tool}")
+    if exe is None:
+        raise ToolError(f"arm-none-eabi-{tool} was not found on PATH", str(elf),
+                        "install the Arm toolchain (Debian: apt-get install gcc-arm-none-eabi binutils-arm-none-eabi)")
+    out = subprocess.run([exe, *args, str(elf)], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise ToolError(f"arm-none-eabi-{tool} failed on the firmware: {out.stderr.strip()[:300]}", str(elf),
+                        "build the bundle again")
+    return out.stdout
+
+
 def symbols(elf: Path) -> dict[str, tuple[int, int]]:
     """Function symbols of an ELF: name -> (address with the Thumb bit cleared, size)."""
-    nm = shutil.which("arm-none-eabi-nm")
-    if nm is None:
-        raise ToolError("arm-none-eabi-nm was not found on PATH", str(elf),
-                        "install the Arm toolchain (Debian: apt-get install gcc-arm-none-eabi binutils-arm-none-eabi)")
-    out = subprocess.run([nm, "-S", "--defined-only", str(elf)], capture_output=True, text=True)
-    if out.returncode != 0:
-        raise ToolError(f"arm-none-eabi-nm failed on the firmware: {out.stderr.strip()}", str(elf),
-                        "build the bundle again")
     syms: dict[str, tuple[int, int]] = {}
-    for line in out.stdout.splitlines():
+    for line in _binutils("nm", "-S", "--defined-only", elf=elf).splitlines():
         parts = line.split()  # address [size] type name (no size for assembly without .size)
         if len(parts) in (3, 4) and parts[-2].lower() in ("t", "w"):
             size = int(parts[1], 16) if len(parts) == 4 else 0
@@ -101,18 +106,10 @@ def elf_instructions(elf: Path) -> dict[int, tuple[int, str, str]]:
     ``arm-none-eabi-objdump -d``: the decoding of what QEMU's disassembler cannot print (Debian's
     Capstone 4.0.2 has no Armv8.1-M: ``letp``, ``dls``/``le``, Helium come out as ``.byte`` plus a
     bogus 16-bit instruction)."""
-    tool = shutil.which("arm-none-eabi-objdump")
-    if tool is None:
-        raise ToolError("arm-none-eabi-objdump was not found on PATH", str(elf),
-                        "install the Arm toolchain (Debian: apt-get install binutils-arm-none-eabi)")
     # Armv8.1-M Mainline: without it objdump prints Helium instructions as coprocessor ones (cdp);
     # only firmware with instructions Capstone 4 cannot print (that architecture's) gets here
-    out = subprocess.run([tool, "-d", "-marmv8.1-m.main", str(elf)], capture_output=True, text=True)
-    if out.returncode != 0:
-        raise ToolError(f"arm-none-eabi-objdump failed on the firmware: {out.stderr.strip()[:300]}", str(elf),
-                        "build the bundle again")
     found: dict[int, tuple[int, str, str]] = {}
-    for line in out.stdout.splitlines():
+    for line in _binutils("objdump", "-d", "-marmv8.1-m.main", elf=elf).splitlines():
         m = _OBJDUMP.match(line)
         if m:
             found[int(m.group(1), 16)] = (4 if m.group(3) else 2, m.group(4), m.group(5).strip().rstrip(","))
