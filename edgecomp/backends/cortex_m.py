@@ -33,6 +33,7 @@ from ..bundle import atomic_dir, read_manifest, write_manifest
 from ..errors import DoesNotFitError, EdgecompError, ToolError
 from ..resources import template_env, templates_dir
 from ..targets import Target, load_target
+from .toolchain import need_tool, nm_sizes, parse_size_a, run_make
 
 #: Firmware files copied as they are from templates/cortex_m/.
 SHELL_FILES = ("main.c", "ec_platform.h", "ec_platform.c", "ec_platform_host.c", "startup.c")
@@ -141,94 +142,6 @@ def write_firmware(out_dir: Path, target: Target, model_name: str, probe: bool =
 
 
 # --------------------------------------------------------------------------- build
-def _need_tool(tool: str, package: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        raise ToolError(f"{tool} was not found on PATH", None,
-                        f"install it (Debian/Ubuntu: apt-get install {package}) or add it to PATH")
-    return path
-
-
-def _run_make(src_dir: Path, goal: str | None, target: Target | None = None,
-              env_cross: str = "arm-none-eabi-", extra: list[str] | None = None) -> str:
-    """``make`` in ``src_dir`` (a private staging folder) with relative paths only.
-
-    No path reaches make's command line or the compiler's: make runs in the folder it
-    builds (``cwd``) and writes to ``build/`` there, so no character of the bundle's or
-    ``$TMPDIR``'s path is ever read as make syntax ($(shell ...), spaces, quotes, ':').
-    """
-    cmd = ["make", "--no-print-directory", "BUILD=build", f"CROSS={env_cross}", *(extra or [])]
-    if goal:
-        cmd.append(goal)
-    # The compilers' own temporary files go to a relative folder too: gcc leaves its link
-    # resolution files (cc*.res) behind when $TMPDIR holds '=', and they belong to this build.
-    (Path(src_dir) / "tmp").mkdir(exist_ok=True)
-    try:
-        p = subprocess.run(cmd, cwd=src_dir, capture_output=True, text=True, timeout=600,
-                           stdin=subprocess.DEVNULL, env={**os.environ, "TMPDIR": "tmp"})
-    except subprocess.TimeoutExpired:
-        raise ToolError("the build took more than 10 minutes", None, "check the Makefile") from None
-    log = p.stdout + p.stderr
-    if p.returncode != 0:
-        raise _build_error(log, None, target)
-    return log
-
-
-def _build_error(log: str, bundle_dir: Path | None, target: Target | None = None) -> EdgecompError:
-    over = re.findall(r"region `(\w+)' overflowed by (\d+) bytes", log)
-    if over:
-        parts = []
-        for region, n in over:
-            have = ""
-            if target is not None and region == "RAM":
-                have = (f" ({target.name} has {target.ram_size:,} bytes of RAM, {target.stack_min_bytes:,} of them "
-                        "kept for the stack)")
-            elif target is not None and region == "FLASH":
-                have = f" ({target.name} has {target.flash_size:,} bytes of flash)"
-            parts.append(f"{region} overflowed by {int(n):,} bytes{have}")
-        return DoesNotFitError("the model does not fit the target: " + "; ".join(parts), _where(bundle_dir),
-                               "compress the model more (int8, pruning, fewer channels) or pick a target "
-                               "with more memory")
-    if "will not fit in region" in log:
-        return DoesNotFitError("the model does not fit the target's memory: "
-                               + next(l for l in log.splitlines() if "will not fit in region" in l).strip(),
-                               _where(bundle_dir), "compress the model more or pick a target with more memory")
-    tail = "\n".join(log.strip().splitlines()[-15:])
-    return ToolError(f"the firmware build failed:\n{tail}", _where(bundle_dir),
-                     "this is a bug in edgecomp if the bundle was not edited; please report it with the log")
-
-
-def parse_size_a(text: str) -> dict[str, int]:
-    """Sections and sizes from ``size -A`` output."""
-    out = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[0].startswith(".") and parts[1].isdigit():
-            out[parts[0]] = int(parts[1])
-    return out
-
-
-_NM_SYMBOL = re.compile(r"[0-9a-fA-F]+ ([0-9a-fA-F]+) (\w) \S+")  # value, size, type, name
-
-
-def _nm_sizes(nm: str, objects: list[Path]) -> tuple[int, int]:
-    """(flash bytes, RAM bytes) of the symbols defined in ``objects``."""
-    if not objects:
-        return 0, 0
-    p = subprocess.run([nm, "-S", *map(str, objects)], capture_output=True, text=True)
-    if p.returncode != 0:
-        raise ToolError(f"{nm} failed: {p.stderr.strip()}", None, "check the binutils installation")
-    flash = ram = 0
-    # symbol lines only, not the "<path>:" headers: a build path may hold spaces (TMPDIR)
-    for m in filter(None, map(_NM_SYMBOL.fullmatch, p.stdout.splitlines())):
-        size, kind = int(m.group(1), 16), m.group(2)
-        if kind in "bBdDcC":
-            ram += size
-        elif kind in "tTrR":
-            flash += size
-    return flash, ram
-
-
 def _model_sources(bundle_dir: Path) -> list[str]:
     """The generated model's C files (a user's own files, e.g. a UART driver, are not the model)."""
     from .c.generate import MODEL_FILES
@@ -236,10 +149,6 @@ def _model_sources(bundle_dir: Path) -> list[str]:
     files = MODEL_FILES + bundle_names("reference", "s16")
     generated = sorted(n for n in files if n.endswith(".c") and (bundle_dir / n).is_file())
     return generated or sorted(p.name for p in bundle_dir.glob("*.c") if p.name not in NOT_MODEL)
-
-
-def _where(bundle_dir: Path | None) -> str | None:
-    return None if bundle_dir is None else str(bundle_dir)
 
 
 #: The bundle files that hold the model itself; every other file of a Cortex-M bundle is one
@@ -375,24 +284,24 @@ def build(bundle_dir: str | Path, target: str | Target | None = None, *, build_d
     target = load_target(target)
     host = bool(host) or target.is_host
     out = src / "build"
-    _need_tool("make", "make")
+    need_tool("make", "make")
     models = [Path(s).with_suffix(".o").name for s in _model_sources(src)]
     if host:
-        _need_tool("gcc", "gcc")
+        need_tool("gcc", "gcc")
         extra = ([f"HOST_EXTRA_CFLAGS={host_cflags}"] if host_cflags else []) + user_arg
         try:
-            log = _run_make(src, "host", extra=extra)
+            log = run_make(src, "host", extra=extra)
         except EdgecompError as e:
             raise type(e)(e.what, str(bundle_dir), e.fix) from None
         objs = [out / "host" / o for o in models]
-        mflash, mram = _nm_sizes(_need_tool("nm", "binutils"), objs)
+        mflash, mram = nm_sizes(need_tool("nm", "binutils"), objs)
         return BuildResult(bundle_dir, out, target.name, True, out / "host" / "fw",
                            flash_bytes=mflash, static_ram_bytes=mram, model_flash_bytes=mflash,
                            model_ram_bytes=mram, log=log)
     for tool in ("arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-nm"):
-        _need_tool(tool, "gcc-arm-none-eabi libnewlib-arm-none-eabi")
+        need_tool(tool, "gcc-arm-none-eabi libnewlib-arm-none-eabi")
     try:
-        log = _run_make(src, "all", target, extra=user_arg)
+        log = run_make(src, "all", target, extra=user_arg)
     except EdgecompError as e:
         raise type(e)(e.what, str(bundle_dir), e.fix) from None
     elf = out / "fw.elf"
@@ -403,7 +312,7 @@ def build(bundle_dir: str | Path, target: str | Target | None = None, *, build_d
     sections = {k: v for k, v in allsec.items() if k in (".text", ".rodata", ".ARM.exidx", ".data", ".bss")}
     flash = sum(sections.get(k, 0) for k in (".text", ".rodata", ".ARM.exidx", ".data"))
     static = sections.get(".data", 0) + sections.get(".bss", 0)
-    mflash, mram = _nm_sizes("arm-none-eabi-nm", [out / "arm" / o for o in models])
+    mflash, mram = nm_sizes("arm-none-eabi-nm", [out / "arm" / o for o in models])
     # The stack takes the RAM after .data/.bss (8-byte aligned), up to the end of RAM.
     stack_avail = target.ram_size - ((static + 7) & ~7)
     res = BuildResult(bundle_dir, out, target.name, False, elf, sections, flash, static, stack_avail,
