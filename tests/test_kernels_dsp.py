@@ -800,7 +800,15 @@ SPEED_CASES = WIDE_CASES + [
     dict(h=5, w=7, c=16, oc=8, k=1, actk=None),    # pointwise pixel pairs, a last pixel alone, store2k
     dict(h=4, w=4, c=24, oc=10, k=1, actk=None),   # pointwise, 3 groups of 8 taps, store2k
     dict(h=6, w=6, c=8, oc=8, k=1, actk=None, zp=-128),  # pointwise, output over its input
+    dict(h=3, w=5, c=72, oc=12, k=1, actk=None),   # the store fused, 18 chunks (two passes), a last pixel alone
+    dict(h=9, w=7, c=1, oc=8, k=4, stride=2, pad=2, actk=None),  # in_c 1 (first layers' windows), the store fused
 ]
+
+
+def _fused(case) -> bool:
+    """Whether a SPEED_CASES graph's layer stores from the block product (ec_gemm16_2x4_rq): as
+    _store2k in whole quads of channels (a residual case's 1x1 side conv: 8 channels)."""
+    return _store2k(case) and case["oc"] % 4 == 0
 
 
 def _store2k(case) -> bool:
@@ -820,6 +828,7 @@ def test_speed_weights_in_flash_match_reference(tmp_path, case):
     code = (tmp_path / "speed" / "model.c").read_text()
     assert "weights stored widened to int16 in flash" in code and ".wpk = NULL," in code
     assert (".store2k = ec_gemm_store2k," in code) == _store2k(case)
+    assert (".gemm16rq = ec_gemm16_2x4_rq," in code) == _fused(case)
     assert ".gemm16 = ec_gemm16_2x4," in code  # 2 pixels x 4 channels blocks (the weights in quads of channels)
 
 
@@ -827,8 +836,8 @@ def test_speed_weights_in_flash_match_reference(tmp_path, case):
 @pytest.mark.slow
 def test_speed_weights_in_flash_on_cortex_m4(tmp_path):
     """The same under QEMU (the assembly block product, the window copy of a pointwise pixel pair,
-    ec_gemm_store2k), and a row-fused pair."""
-    for i, case in enumerate([SPEED_CASES[k] for k in (0, 3, 5, 6, 7)]):
+    ec_gemm_store2k, the fused store ec_gemm16_2x4_rq in one and in two passes), and a row-fused pair."""
+    for i, case in enumerate([SPEED_CASES[k] for k in (0, 3, 5, 6, 7, 8, 9)]):
         _qemu_layer(conv(**case), tmp_path / f"case{i}", 40 + i, "in flash (--optimize speed)", optimize="speed",
                     arena_growth=GROW)
     _qemu_layer(resnet_block(10, 8, 12), tmp_path / "fused", 50, "in flash (--optimize speed)", optimize="speed",

@@ -8,6 +8,8 @@ widened weights) and in a second parameter block (the matrix product's, ``gemm.p
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .... import ir
 from ....errors import ModelError, UnsupportedError
 from ....sanitize import c_comment
@@ -107,9 +109,14 @@ def emit_conv(gen, L, k) -> str:
         if lay.wflash:
             filt = "NULL"
             wide = quad_gemm_weights(widen_gemm_weights(packed), lay.kbp, lay.chunk)
+            doubled = gemm.store_fused(gen, node, lay, live, gen.act(node, out)[:2])
+            if doubled:  # (ec_gemm16_2x4_rq: 2w fits int16)
+                wide = 2 * wide
             wflash = "(const uint32_t *)" + gen.const_array(gen.ident_base, "filter_wide", wide, "int16_t",
                                                             note + ", widened to int16 in quads of channels "
-                                                            "(ec_gemm16_2x4, --optimize speed)", align=8)
+                                                            "(ec_gemm16_2x4, --optimize speed)"
+                                                            + (", doubled (ec_gemm16_2x4_rq)" if doubled else ""),
+                                                            align=8)
         else:
             filt = gen.const_array(gen.ident_base, "filter_packed", packed, "int8_t", note, align=8)
     else:
@@ -123,9 +130,13 @@ def emit_conv(gen, L, k) -> str:
         pad_to = 2 * ((n_oc + 1) // 2) if lay else 0
         if pad_to > len(folded):
             folded = list(folded) + [0] * (pad_to - len(folded))
+        doubled = lay is not None and gemm.store_fused(gen, node, lay, live, gen.act(node, out)[:2])
+        if doubled:  # the accumulators start from 2 x the folded bias (int32 wrap-around, as the sums wrap)
+            folded = list((2 * np.asarray(folded, np.int64) + (1 << 31)) % (1 << 32) - (1 << 31))
         name = node.inputs[2] if len(node.inputs) > 2 else "(none)"
         bias = gen.const_array(gen.ident_base, "bias", folded, "int32_t",
-                               f"{node.name}: bias {name} + input_offset * sum(filter), for the DSP kernel")
+                               f"{node.name}: bias {name} + input_offset * sum(filter), for the DSP kernel"
+                               + (", doubled (ec_gemm16_2x4_rq)" if doubled else ""))
     if not helium:  # (the Helium kernels' bias is in their packed filter)
         bias = bias or gen.const(node, 2, "bias", "int32_t" if s8 else "float") or "NULL"
     res = a.get("residual")

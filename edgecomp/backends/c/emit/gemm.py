@@ -27,6 +27,20 @@ def wbuf(gen, name: str, lay: GemmLayout) -> str:
     return f"(uint32_t *)(arena.bytes + {off})"
 
 
+def store_fused(gen, node, lay: GemmLayout, live, act: tuple[str, str]) -> bool:
+    """Whether a layer's block products store their own outputs (ec_gemm16_2x4_rq, --optimize speed):
+    weights in flash, the one-multiply requantization with the per-channel table (as ec_gemm_store2k:
+    the activation range [-128, 127], accumulators below 2^30), no residual add, every channel
+    computed, one block, and an even number of channel pairs in every call (whole quads).  Its
+    weights and folded bias are then stored doubled (the accumulators are 2a)."""
+    if not lay.wflash or lay.nb != 1 or live is not None or node.attrs.get("residual") or act != ("-128", "127"):
+        return False
+    n = gen.g.tensors[node.outputs[0]].shape[3]
+    pairs = (n + 1) // 2
+    return n % 4 == 0 and (lay.chunk % 2 == 0 or lay.chunk >= pairs) \
+        and gemm_fast_requant(gen.q(node), None, n) and gemm_acc_ok(gen.g, node)
+
+
 def emit_gemm(gen, L, lay: GemmLayout, live, q: dict, conv_fields, filt: str, bias: str, skip: str,
               wflash: str, act: tuple[str, str], fused: bool) -> str:
     node, x, out, head, row = L.node, L.x, L.out, L.head, L.row
@@ -70,14 +84,18 @@ def emit_gemm(gen, L, lay: GemmLayout, live, q: dict, conv_fields, filt: str, bi
     if lay.wflash and fast and not res and act == ("-128", "127") and n_oc % 2 == 0:
         rq = gen.const_array(gen.ident_base, "rq", store_constants(q, out.shape[3], live), "int32_t",
                              f"{node.name}: per channel M, s, (1 + 2 zp) << (s - 1) (ec_gemm_store2k)")
-    gemm_fields += [("rq", rq), ("store2k", "NULL" if rq == "NULL" else "ec_gemm_store2k")]
+    rq_fused = store_fused(gen, node, lay, live, act)
+    assert not rq_fused or rq != "NULL"
+    gemm_fields += [("rq", rq), ("store2k", "NULL" if rq == "NULL" else "ec_gemm_store2k"),
+                    ("gemm16rq", "ec_gemm16_2x4_rq" if rq_fused else "NULL")]
     if lay.wtile:
         L.notes.append("int16 weights" + (" in flash" if lay.wflash else ""))
     if fused:
         return row_fusion(gen, L, conv_fields, gemm_fields)
     gid = gen.ident(f"{node.name}_gemm")
     gen.struct("ec_gemm_params_t", gid, gemm_fields, c_comment(f"{node.name}: matrix-product layout"))
-    head.append(f"  DSP matrix product ({'2x4' if lay.wflash else '2x2'} SMLAD blocks), {lay.nb} block(s) of {lay.kbp} taps, "
+    head.append(f"  DSP matrix product ({'2x4' if lay.wflash else '2x2'} SMLAD blocks"
+                + (", the store fused" if rq_fused else "") + f"), {lay.nb} block(s) of {lay.kbp} taps, "
                 f"{ws_bytes}-byte workspace at {ws_off}" + (", pixel by pixel in place" if direct else "")
                 + ("" if fast else ", reference requantization"))
     if lay.wflash:

@@ -370,6 +370,31 @@ static EC_HOT_LOOPS void col_pixel(const ec_conv_params_t *p, const ec_gemm_para
     int32_t kx0, kx1;
     ec_tap_range(ix0, 1, p->kernel_w, p->in_w, &kx0, &kx1);
     uint32_t *c = col;
+    const uint32_t zw = EC_SXTB16((uint32_t)(uint8_t)zp * 0x01010101u); /* two padded taps as int16 */
+    if (in_c & 3) {
+        /* a few bytes a tap (in_c 1 to 3: first layers): per row its taps inside the input into tmp,
+         * whose padded taps (the zero point) are written once for the window, then expanded; a row
+         * outside the input is zero-point words (a row's padding to whole words has zero weights:
+         * any value does) */
+        const int32_t n_in = kx1 > kx0 ? (kx1 - kx0) * in_c : 0;
+        fill_bytes(tmp, zp, kseg);
+        for (int32_t ky = ky0; ky < ky1; ky++) {
+            const int32_t iy = iy0 + ky;
+            if (iy >= 0 && iy < p->in_h && n_in > 0) {
+                const int8_t *src = in_b + (iy * p->in_w + ix0 + kx0) * in_c;
+                if (n_in == kseg) { /* the whole row inside, in whole words */
+                    c = expand(src, kseg, c);
+                    continue;
+                }
+                copy_bytes(tmp + kx0 * in_c, src, n_in);
+                c = expand(tmp, kseg, c);
+            } else {
+                for (int32_t i = 0; i < kseg; i += 4, c += 4)
+                    c[0] = c[1] = zw;
+            }
+        }
+        return;
+    }
     for (int32_t ky = ky0; ky < ky1; ky++) {
         const int32_t iy = iy0 + ky;
         const int row_ok = iy >= 0 && iy < p->in_h;
@@ -377,33 +402,18 @@ static EC_HOT_LOOPS void col_pixel(const ec_conv_params_t *p, const ec_gemm_para
             c = expand(in_b + (iy * p->in_w + ix0) * in_c, seg, c);
             continue;
         }
-        if ((in_c & 3) == 0) {
-            /* whole words per tap: the padded taps are zero-point words, no gather */
-            const uint32_t zw = EC_SXTB16((uint32_t)(uint8_t)zp * 0x01010101u);
-            for (int32_t kx = 0; kx < p->kernel_w; kx++) {
-                if (row_ok && kx >= kx0 && kx < kx1) {
-                    c = expand(in_b + (iy * p->in_w + ix0 + kx) * in_c, in_c, c);
-                } else {
-                    for (int32_t i = 0; i < in_c; i += 4) {
-                        c[0] = zw;
-                        c[1] = zw;
-                        c += 4;
-                    }
+        /* whole words per tap: the padded taps are zero-point words, no gather */
+        for (int32_t kx = 0; kx < p->kernel_w; kx++) {
+            if (row_ok && kx >= kx0 && kx < kx1) {
+                c = expand(in_b + (iy * p->in_w + ix0 + kx) * in_c, in_c, c);
+            } else {
+                for (int32_t i = 0; i < in_c; i += 4) {
+                    c[0] = zw;
+                    c[1] = zw;
+                    c += 4;
                 }
             }
-            continue;
         }
-        /* a few bytes (in_c 1 to 3: first layers): byte loops into tmp, cheaper than library calls,
-         * then the row's padding to whole words (zero weights) */
-        if (!row_ok || kx1 <= kx0) {
-            fill_bytes(tmp, zp, seg);
-        } else {
-            fill_bytes(tmp, zp, kx0 * in_c);
-            copy_bytes(tmp + kx0 * in_c, in_b + (iy * p->in_w + ix0 + kx0) * in_c, (kx1 - kx0) * in_c);
-            fill_bytes(tmp + kx1 * in_c, zp, (p->kernel_w - kx1) * in_c);
-        }
-        fill_bytes(tmp + seg, 0, kseg - seg);
-        c = expand(tmp, kseg, c);
     }
 }
 
@@ -865,6 +875,10 @@ static EC_NOINLINE int32_t pointwise_pairs(const ec_conv_params_t *p, const ec_g
         int8_t *d = row != NULL ? row : out_b + r0 * oc_n;
         for (int32_t i = 0; i < n2; i += 2, x += 2 * in_c, d += 2 * oc_n) {
             ec_gemm_expand_pair(x, col, k4 >> 1); /* (pointwise_ok: kbp = in_c, a multiple of 8) */
+            if (g->gemm16rq != NULL) {
+                g->gemm16rq(g->wbuf, col, d, pairs, k4, g->bias, g->rq, d + oc_n);
+                continue;
+            }
             if (g->wtile > 0)
                 g->gemm16(g->wbuf, col, acc, pairs, k4, g->bias);
             else
@@ -924,6 +938,11 @@ void ec_conv2d_s8_gemm(const ec_conv_params_t *p, const ec_gemm_params_t *g, con
                     for (int32_t j0 = t0; j0 < t1; j0 += g->chunk) {
                         const int32_t n = t1 - j0 < g->chunk ? t1 - j0 : g->chunk;
                         int32_t *a = g->nb == 1 ? acc : acc + 4 * j0;
+                        if (g->gemm16rq != NULL) { /* (one block, all channels, no residual add; d1 NULL: a scratch) */
+                            g->gemm16rq(g->wbuf + (j0 - t0) * g->kbp, col, d0 + 2 * j0, n, g->kbp >> 2, bias + 2 * j0,
+                                        g->rq + 6 * j0, d1 != NULL ? d1 + 2 * j0 : (int8_t *)acc);
+                            continue;
+                        }
                         if (g->wtile > 0)
                             g->gemm16(g->wbuf + (j0 - t0) * g->kbp, col, a, n, g->kbp >> 2, bias + 2 * j0);
                         else
