@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ....sanitize import c_comment
-from ..kernel_plan import GemmLayout, _tiled
+from ..kernel_plan import GemmLayout, _tiled, gemm_live
 from ..kernels.packing import dead_channel_row, store_constants
 from ..kernels.predicates import GEMM_ADD_TABLE_BYTES, gemm_acc_ok, gemm_fast_requant, residual_run_ok
 
@@ -39,6 +39,23 @@ def store_fused(gen, node, lay: GemmLayout, live, act: tuple[str, str]) -> bool:
     pairs = (n + 1) // 2
     return n % 4 == 0 and (lay.chunk % 2 == 0 or lay.chunk >= pairs) \
         and gemm_fast_requant(gen.q(node), None, n) and gemm_acc_ok(gen.g, node)
+
+
+def gemm16_names(gen) -> tuple[str, str]:
+    """The 2x4 block products' entry points of a model (--optimize speed), without and with the
+    fused store: the one-pass variant (..._1, 8 cycles fewer a quad) where every layer of the kind
+    has at most 64 taps, else the one that loops over passes for all: one loop of each kind is
+    linked (about 1.9 KiB each)."""
+    if getattr(gen, "_gemm16_names", None) is None:
+        kinds: dict[bool, list[bool]] = {False: [], True: []}
+        for node in gen.g.nodes:
+            lay = gen.gemm.get(node.name)
+            if lay is not None and lay.wflash:
+                act = gen.act(node, gen.g.tensors[node.outputs[0]])[:2]
+                kinds[store_fused(gen, node, lay, gemm_live(gen.g, node), act)].append(lay.kbp <= 64)
+        gen._gemm16_names = ("ec_gemm16_2x4_1" if all(kinds[False]) else "ec_gemm16_2x4",
+                             "ec_gemm16_2x4_rq1" if all(kinds[True]) else "ec_gemm16_2x4_rq")
+    return gen._gemm16_names
 
 
 def emit_gemm(gen, L, lay: GemmLayout, live, q: dict, conv_fields, filt: str, bias: str, skip: str,
@@ -78,7 +95,7 @@ def emit_gemm(gen, L, lay: GemmLayout, live, q: dict, conv_fields, filt: str, bi
                     if lay.tables else "NULL"),
                    ("wtile", str(lay.wtile)), ("wbuf", wflash if lay.wflash else wbuf(gen, node.name, lay)),
                    ("gemm16", "NULL" if not lay.wtile
-                    else "ec_gemm16_2x4" if lay.wflash
+                    else gemm16_names(gen)[0] if lay.wflash
                     else "ec_gemm16_2x2_1" if lay.kbp <= 64 and gen.gemm16_one else "ec_gemm16_2x2")] + dead
     rq = "NULL"
     if lay.wflash and fast and not res and act == ("-128", "127") and n_oc % 2 == 0:
@@ -87,7 +104,7 @@ def emit_gemm(gen, L, lay: GemmLayout, live, q: dict, conv_fields, filt: str, bi
     rq_fused = store_fused(gen, node, lay, live, act)
     assert not rq_fused or rq != "NULL"
     gemm_fields += [("rq", rq), ("store2k", "NULL" if rq == "NULL" else "ec_gemm_store2k"),
-                    ("gemm16rq", "ec_gemm16_2x4_rq" if rq_fused else "NULL")]
+                    ("gemm16rq", gemm16_names(gen)[1] if rq_fused else "NULL")]
     if lay.wtile:
         L.notes.append("int16 weights" + (" in flash" if lay.wflash else ""))
     if fused:

@@ -292,30 +292,36 @@ static void ec_gemm16_4x_rq_1(const uint32_t *w16, const uint32_t *col, int8_t *
 }
 #endif
 
-void ec_gemm16_2x4_rq(const uint32_t *w16, const uint32_t *col, int8_t *d0, int32_t pairs, int32_t k4,
-                      const int32_t *bias, const int32_t *rq, int8_t *d1)
-{
-    if (k4 <= 16)
-        ec_gemm16_4x_rq_1(w16, col, d0, pairs >> 1, k4, bias, rq, d1);
-    else
-        ec_gemm16_4x_rq(w16, col, d0, pairs >> 1, k4, bias, rq, d1);
-}
-
+/* The entry points, one pass (k4 <= 16: ..._1) or any number, each linking only its own loop (the
+ * generator names one of each kind per model: gemm.gemm16_names) */
 void ec_gemm16_2x4(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k4,
                    const int32_t *bias)
 {
     const int32_t quads = pairs >> 1;
-    if (quads > 0) {
-        if (k4 <= 16)
-            ec_gemm16_4x_1(w16, col, acc, quads, k4, bias);
-        else
-            ec_gemm16_4x(w16, col, acc, quads, k4, bias);
-    }
-    if (pairs & 1) {
-        const uint32_t *w = w16 + 8 * k4 * quads; /* (8 words per 4 taps of a quad) */
-        if (k4 <= 16)
-            ec_gemm16_2x2_1(w, col, acc + 8 * quads, 1, k4, bias + 4 * quads);
-        else
-            ec_gemm16_2x2(w, col, acc + 8 * quads, 1, k4, bias + 4 * quads);
-    }
+    if (quads > 0)
+        ec_gemm16_4x(w16, col, acc, quads, k4, bias);
+    if (pairs & 1) /* (the last pair in ec_gemm16_2x2's layout, 8 words per 4 taps of a quad before it) */
+        ec_gemm16_2x2(w16 + 8 * k4 * quads, col, acc + 8 * quads, 1, k4, bias + 4 * quads);
+}
+
+void ec_gemm16_2x4_1(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k4,
+                     const int32_t *bias)
+{
+    const int32_t quads = pairs >> 1;
+    if (quads > 0)
+        ec_gemm16_4x_1(w16, col, acc, quads, k4, bias);
+    if (pairs & 1)
+        ec_gemm16_2x2_1(w16 + 8 * k4 * quads, col, acc + 8 * quads, 1, k4, bias + 4 * quads);
+}
+
+void ec_gemm16_2x4_rq(const uint32_t *w16, const uint32_t *col, int8_t *d0, int32_t pairs, int32_t k4,
+                      const int32_t *bias, const int32_t *rq, int8_t *d1)
+{
+    ec_gemm16_4x_rq(w16, col, d0, pairs >> 1, k4, bias, rq, d1);
+}
+
+void ec_gemm16_2x4_rq1(const uint32_t *w16, const uint32_t *col, int8_t *d0, int32_t pairs, int32_t k4,
+                       const int32_t *bias, const int32_t *rq, int8_t *d1)
+{
+    ec_gemm16_4x_rq_1(w16, col, d0, pairs >> 1, k4, bias, rq, d1);
 }

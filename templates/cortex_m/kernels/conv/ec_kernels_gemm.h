@@ -86,7 +86,7 @@ struct ec_gemm_params {
                                * s = -shift and (1 + 2 output_offset) << (s - 1) */
     ec_gemm_store2k_fn store2k; /* with rq: ec_gemm_store2k (activation range [-128, 127], an even
                                  * number of channels: the generator checked), else NULL */
-    ec_gemm16_rq_fn gemm16rq; /* with rq, or NULL: ec_gemm16_2x4_rq computes and stores every call's
+    ec_gemm16_rq_fn gemm16rq; /* with rq, or NULL: ec_gemm16_2x4_rq(1) computes and stores every call's
                                * outputs (every call an even number of pairs, no residual add, all channels
                                * computed, one block: the generator checked); wbuf and bias then hold the
                                * weights and the folded bias doubled (2a: the store's SMMLAR operand) */
@@ -114,11 +114,16 @@ void ec_gemm16_2x2_1(const uint32_t *w16, const uint32_t *col, int32_t *acc, int
  * blocks, 16 MACs per six loads in two chains; the layout of packing.py's quad_gemm_weights) */
 void ec_gemm16_2x4(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k4,
                    const int32_t *bias);
+/* The same for k4 <= 16 (one pass) */
+void ec_gemm16_2x4_1(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k4,
+                     const int32_t *bias);
 
 /* ec_gemm16_2x4 with the store fused: `pairs` (even) channel pairs of one pixel pair into d0 and d1, from
  * doubled weights and bias, each channel requantized with rq's M, s, k as ec_gemm_store2k does. */
 void ec_gemm16_2x4_rq(const uint32_t *w16, const uint32_t *col, int8_t *d0, int32_t pairs, int32_t k4,
                       const int32_t *bias, const int32_t *rq, int8_t *d1);
+void ec_gemm16_2x4_rq1(const uint32_t *w16, const uint32_t *col, int8_t *d0, int32_t pairs, int32_t k4,
+                       const int32_t *bias, const int32_t *rq, int8_t *d1); /* k4 <= 16 */
 
 /* Requantize the accumulators of one pixel pair (2 * channel_pairs channels, laid out as
  * ec_gemm16_2x2 leaves them) into d0 and d1 with each channel's constants from rq (M, s,
