@@ -77,7 +77,7 @@ def check_dsp(g: ir.Graph, tmp: Path, n: int = 3, seed: int = 0, expect_dsp: boo
     x = np.random.default_rng(seed).integers(-128, 128, size=(n,) + t.shape[1:], dtype=np.int8)
     got = run_dsp(g, x, tmp, speed=speed, **tuning)
     code = (tmp / "model.c").read_text()
-    assert bool(re.search(r"_dsp\w*\(|_gemm\(", code)) == expect_dsp
+    assert bool(re.search(r"_dsp\w*\(|_gemm(_rq)?\(", code)) == expect_dsp
     want = interp.run(g, x)[g.outputs[0]]
     np.testing.assert_array_equal(got, want)
     assert np.ptp(want.astype(np.int32)) > 0
@@ -802,6 +802,7 @@ SPEED_CASES = WIDE_CASES + [
     dict(h=6, w=6, c=8, oc=8, k=1, actk=None, zp=-128),  # pointwise, output over its input
     dict(h=3, w=5, c=72, oc=12, k=1, actk=None),   # the store fused, 18 chunks (two passes), a last pixel alone
     dict(h=9, w=7, c=1, oc=8, k=4, stride=2, pad=2, actk=None),  # in_c 1 (first layers' windows), the store fused
+    dict(h=3, w=3, c=64, oc=8, k=1, actk=None),    # the store fused, 16 chunks: the pass entered at its start
 ]
 
 
@@ -827,7 +828,7 @@ def test_speed_weights_in_flash_match_reference(tmp_path, case):
     check_dsp(g, tmp_path / "speed", n=3, seed=19, speed=True, arena_growth=GROW)
     code = (tmp_path / "speed" / "model.c").read_text()
     assert "weights stored widened to int16 in flash" in code and ".wpk = NULL," in code
-    assert (".store2k = ec_gemm_store2k," in code) == _store2k(case)
+    assert (".store2k = ec_gemm_store2k," in code) == (_store2k(case) and not _fused(case))
     assert (".gemm16rq = ec_gemm16_2x4_rq" in code) == _fused(case)
     assert ".gemm16 = ec_gemm16_2x4" in code  # 2 pixels x 4 channels blocks (the weights in quads of channels)
 
@@ -837,7 +838,7 @@ def test_speed_weights_in_flash_match_reference(tmp_path, case):
 def test_speed_weights_in_flash_on_cortex_m4(tmp_path):
     """The same under QEMU (the assembly block product, the window copy of a pointwise pixel pair,
     ec_gemm_store2k, the fused store ec_gemm16_2x4_rq in one and in two passes), and a row-fused pair."""
-    for i, case in enumerate([SPEED_CASES[k] for k in (0, 3, 5, 6, 7, 8, 9)]):
+    for i, case in enumerate([SPEED_CASES[k] for k in (0, 3, 5, 6, 7, 8, 9, 10)]):
         _qemu_layer(conv(**case), tmp_path / f"case{i}", 40 + i, "in flash (--optimize speed)", optimize="speed",
                     arena_growth=GROW)
     _qemu_layer(resnet_block(10, 8, 12), tmp_path / "fused", 50, "in flash (--optimize speed)", optimize="speed",

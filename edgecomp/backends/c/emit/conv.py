@@ -8,8 +8,6 @@ widened weights) and in a second parameter block (the matrix product's, ``gemm.p
 """
 from __future__ import annotations
 
-import numpy as np
-
 from .... import ir
 from ....errors import ModelError, UnsupportedError
 from ....sanitize import c_comment
@@ -130,13 +128,12 @@ def emit_conv(gen, L, k) -> str:
         pad_to = 2 * ((n_oc + 1) // 2) if lay else 0
         if pad_to > len(folded):
             folded = list(folded) + [0] * (pad_to - len(folded))
-        doubled = lay is not None and gemm.store_fused(gen, node, lay, live, gen.act(node, out)[:2])
-        if doubled:  # the accumulators start from 2 x the folded bias (int32 wrap-around, as the sums wrap)
-            folded = list((2 * np.asarray(folded, np.int64) + (1 << 31)) % (1 << 32) - (1 << 31))
         name = node.inputs[2] if len(node.inputs) > 2 else "(none)"
-        bias = gen.const_array(gen.ident_base, "bias", folded, "int32_t",
-                               f"{node.name}: bias {name} + input_offset * sum(filter), for the DSP kernel"
-                               + (", doubled (ec_gemm16_2x4_rq)" if doubled else ""))
+        if lay is not None and gemm.store_fused(gen, node, lay, live, gen.act(node, out)[:2]):
+            bias = "NULL"  # (doubled, in the store's table: gemm.doubled_bias, fused_store_table)
+        else:
+            bias = gen.const_array(gen.ident_base, "bias", folded, "int32_t",
+                                   f"{node.name}: bias {name} + input_offset * sum(filter), for the DSP kernel")
     if not helium:  # (the Helium kernels' bias is in their packed filter)
         bias = bias or gen.const(node, 2, "bias", "int32_t" if s8 else "float") or "NULL"
     res = a.get("residual")

@@ -887,12 +887,11 @@ static EC_NOINLINE int32_t pointwise_pairs(const ec_conv_params_t *p, const ec_g
     return row != NULL ? n_pix : n2;
 }
 
-/* A layer whose block products store their own outputs (g->gemm16rq: one block, every channel
- * computed, no residual add, the weights in flash, an even number of pairs in every call): the
- * pixel pairs of ec_conv2d_s8_gemm's loops without the store, apart so that the default path's
- * loops stay as they were. */
-static EC_NOINLINE void gemm_rq_layer(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int8_t *input,
-                                      int8_t *output)
+/* ec_conv2d_s8_gemm for a layer whose block products store their own outputs (g->gemm16rq: one
+ * block, every channel computed, no residual add, the weights in flash, an even number of pairs in
+ * every call): its pixel pairs without the store; called by the generator instead of
+ * ec_conv2d_s8_gemm, so that models without such layers do not link it. */
+void ec_conv2d_s8_gemm_rq(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int8_t *input, int8_t *output)
 {
     const int32_t oc_n = p->out_c, pairs = oc_n >> 1, k4 = g->kbp >> 2;
     const int32_t out_w = p->out_w, n_pix = p->out_h * out_w, in_c = p->in_c;
@@ -912,7 +911,7 @@ static EC_NOINLINE void gemm_rq_layer(const ec_conv_params_t *p, const ec_gemm_p
                 int8_t *d = row != NULL ? row : out_b + r0 * oc_n;
                 for (int32_t j = 0; j < n2; j += 2, x += 2 * in_c, d += 2 * oc_n) {
                     ec_gemm_expand_pair(x, col, k4 >> 1);
-                    g->gemm16rq(g->wbuf, col, d, pairs, k4, g->bias, g->rq, d + oc_n);
+                    g->gemm16rq(g->wbuf, col, d, pairs, k4, g->rq, d + oc_n);
                 }
                 if (row != NULL)
                     memcpy(out_b + r0 * oc_n, row, (size_t)(run * oc_n));
@@ -929,7 +928,7 @@ static EC_NOINLINE void gemm_rq_layer(const ec_conv_params_t *p, const ec_gemm_p
             col_window(p, g, in_b, oy1 * p->stride_h - p->pad_top, ox1 * p->stride_w - p->pad_left, 0, col + 2, tmp);
             for (int32_t j0 = 0; j0 < pairs; j0 += g->chunk) {
                 const int32_t n = pairs - j0 < g->chunk ? pairs - j0 : g->chunk;
-                g->gemm16rq(g->wbuf + j0 * g->kbp, col, d0 + 2 * j0, n, k4, g->bias + 2 * j0, g->rq + 6 * j0,
+                g->gemm16rq(g->wbuf + j0 * g->kbp, col, d0 + 2 * j0, n, k4, g->rq + 8 * j0,
                             two ? d1 + 2 * j0 : scratch);
             }
             i += two ? 2 : 1;
@@ -941,10 +940,6 @@ static EC_NOINLINE void gemm_rq_layer(const ec_conv_params_t *p, const ec_gemm_p
 
 void ec_conv2d_s8_gemm(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int8_t *input, int8_t *output)
 {
-    if (g->gemm16rq != NULL) {
-        gemm_rq_layer(p, g, input, output);
-        return;
-    }
     const int8_t *wpk = g->wpk;
     const int32_t *bias = g->bias;
     int8_t *row = g->row;

@@ -26,9 +26,9 @@ void ec_gemm16_4x(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_
 void ec_gemm16_4x_1(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t quads, int32_t k4,
                     const int32_t *bias);
 void ec_gemm16_4x_rq(const uint32_t *w16, const uint32_t *col, int8_t *d0, int32_t quads, int32_t k4,
-                     const int32_t *bias, const int32_t *rq, int8_t *d1);
+                     const int32_t *rq, int8_t *d1);
 void ec_gemm16_4x_rq_1(const uint32_t *w16, const uint32_t *col, int8_t *d0, int32_t quads, int32_t k4,
-                       const int32_t *bias, const int32_t *rq, int8_t *d1);
+                       const int32_t *rq, int8_t *d1);
 /* r0-r3 channels 0, 1 of pixel 0, then of pixel 1, r4-r7 channels 2, 3 the same (the order of the
  * accumulators in `acc`), r8/r9 a word of each pixel, r10/r11 a word of two channels, r12 col, lr
  * weights (no write-back: both are advanced once a pass of 16 chunks).  One chunk: 28 instructions
@@ -127,13 +127,17 @@ __asm__(GM4_BODY("ec_gemm16_4x_1", "", ""));
 
 /*
  * ec_gemm16_4x_rq: ec_gemm16_4x with the requantizing store fused: at a quad's end its eight
- * accumulators go from the registers to int8 outputs (the quad's four channels of d0, then of d1),
+ * accumulators go from the registers to int8 outputs (the quad's four channels of d0 and of d1),
  * instead of an STM here and a second pass over them (ec_gemm_store2k: LDR, LSL #1 and the
- * call).  The weights and the bias were doubled at compile time (packing.py, fused_store_weights:
- * 2w fits int16, 2a fits int32 where gemm_acc_ok holds), so each accumulator is already the 2a
- * that SMMLAR takes: per output SMMLAR, ADD (- [a < 0]), ASR, SSAT, STRB (the arithmetic of
- * ec_gemm_store2k), per channel one LDM of its M, s and k from rq.
- * Stack: as GM4_BODY's, then rq, d1, the weights during the store; the arguments k4, bias, rq, d1.
+ * call).  The weights and the bias were doubled at compile time (2w fits int16, 2a fits int32
+ * where gemm_acc_ok holds), so each accumulator is already the 2a that SMMLAR takes: per output
+ * SMMLAR, ADD (- [a < 0]), ASR, SSAT, STRB (the arithmetic of ec_gemm_store2k).  The table rq
+ * (packing.py, fused_store_table) holds per quad the four doubled biases, then per channel M, s,
+ * k, and after the last quad four words read ahead: at a quad's end one LDM per channel of its
+ * constants, then one of the next quad's bias.  A first pass that enters at the first chunk
+ * falls through into it (no computed branch).
+ * Stack: col moved back, d0, the end of rq, entry address, passes, passes left, 32 bytes x chunks
+ * skipped, rq, d1; then the saved registers, then the arguments k4, rq, d1.
  */
 #define GM4R_OUT(ACC, DST) \
     "    smmlar r12, " ACC ", r9, r11\n" \
@@ -141,11 +145,11 @@ __asm__(GM4_BODY("ec_gemm16_4x_1", "", ""));
     "    asr r12, r12, r10\n" \
     "    ssat r12, #8, r12\n" \
     "    strb r12, [" DST "], #1\n"
-#define GM4R_BODY(NAME, PASS_START, PASS_END) \
+#define GM4R_BODY(NAME, PASS_START, PASS_END, NEXT) \
     EC_ASM_FUNC(NAME) \
     "    push {r4-r11, lr}\n" \
-    "    sub sp, sp, #44\n" \
-    "    ldr r4, [sp, #80]\n" /* k4: chunks */ \
+    "    sub sp, sp, #36\n" \
+    "    ldr r4, [sp, #72]\n" /* k4: chunks */ \
     "    add r5, r4, #15\n" \
     "    lsr r5, r5, #4\n" \
     "    str r5, [sp, #16]\n" /* passes */ \
@@ -154,37 +158,34 @@ __asm__(GM4_BODY("ec_gemm16_4x_1", "", ""));
     "    sub r1, r1, r4, lsl #4\n" \
     "    str r1, [sp, #0]\n" \
     "    str r2, [sp, #4]\n" /* d0 */ \
-    "    str r3, [sp, #8]\n" \
     "    lsl r5, r4, #5\n" \
-    "    str r5, [sp, #28]\n" \
-    "    str r0, [sp, #40]\n" /* weights */ \
+    "    str r5, [sp, #24]\n" \
+    "    mov lr, r0\n" /* weights */ \
     "    mov r5, #112\n" \
     "    mul r4, r4, r5\n" \
     "    adr r5, 3f\n" \
     "    add r4, r4, r5\n" \
     "    orr r4, r4, #1\n" \
     "    str r4, [sp, #12]\n" /* entry (Thumb) */ \
-    "    ldr r4, [sp, #84]\n" \
-    "    str r4, [sp, #24]\n" /* bias */ \
-    "    ldr r4, [sp, #88]\n" \
-    "    str r4, [sp, #32]\n" /* rq */ \
-    "    ldr r4, [sp, #92]\n" \
-    "    str r4, [sp, #36]\n" /* d1 */ \
-    "1:\n" \
-    "    ldr r8, [sp, #24]\n" /* the accumulators start from the (doubled) bias */ \
-    "    ldmia r8!, {r0, r1, r4, r5}\n" \
-    "    str r8, [sp, #24]\n" \
+    "    ldr r4, [sp, #80]\n" \
+    "    str r4, [sp, #32]\n" /* d1 */ \
+    "    ldr r8, [sp, #76]\n" /* rq */ \
+    "    add r3, r8, r3, lsl #6\n" \
+    "    add r3, r3, #16\n" \
+    "    str r3, [sp, #8]\n" /* its end: after the bias read ahead past the last quad */ \
+    "    ldmia r8!, {r0, r1, r4, r5}\n" /* the first quad's bias */ \
+    "    str r8, [sp, #28]\n" \
+    "1:\n" /* r0, r1, r4, r5: the quad's bias; lr its weights */ \
+    "    ldr r3, [sp, #24]\n" \
+    "    ldr r12, [sp, #0]\n" \
     "    mov r2, r0\n" \
-    "    mov r3, r1\n" \
     "    mov r6, r4\n" \
     "    mov r7, r5\n" \
-    "    ldr lr, [sp, #40]\n" \
-    "    ldr r8, [sp, #28]\n" \
-    "    sub lr, lr, r8\n" \
-    "    ldr r12, [sp, #0]\n" \
+    "    sub lr, lr, r3\n" \
     PASS_START \
-    "    ldr r8, [sp, #12]\n" \
-    "    bx r8\n" \
+    "    cmp r3, #0\n" \
+    "    bne.w 6f\n" \
+    "    mov r3, r1\n" \
     "    .p2align 2\n" \
     "3:\n" \
     "    .set gm4c, 0\n" \
@@ -197,43 +198,55 @@ __asm__(GM4_BODY("ec_gemm16_4x_1", "", ""));
     "    .if (5b - 3b) - 16 * 112\n" \
     "    .error \"" NAME ": a chunk is not 112 bytes\"\n" \
     "    .endif\n" \
-    "    add r12, r12, #256\n" \
-    "    add lr, lr, #512\n" \
-    PASS_END /* (then lr: the next quad's weights) */ \
-    "    str lr, [sp, #40]\n" \
-    "    ldr r8, [sp, #32]\n" \
-    "    ldr lr, [sp, #4]\n" \
+    PASS_END \
+    "    ldr r8, [sp, #28]\n" \
+    NEXT /* (then lr: the next quad's weights) */ \
     "    ldmia r8!, {r9, r10, r11}\n" /* channel 0: r0, r2 */ \
-    GM4R_OUT("r0", "lr") \
-    "    ldr r0, [sp, #36]\n" \
-    GM4R_OUT("r2", "r0") \
+    "    smmlar r12, r0, r9, r11\n" \
+    "    add r12, r12, r0, asr #31\n" \
+    "    asr r12, r12, r10\n" \
+    "    ssat r12, #8, r12\n" \
+    "    ldr r0, [sp, #4]\n" \
+    "    strb r12, [r0], #1\n" \
+    "    smmlar r12, r2, r9, r11\n" \
+    "    add r12, r12, r2, asr #31\n" \
+    "    asr r12, r12, r10\n" \
+    "    ssat r12, #8, r12\n" \
+    "    ldr r2, [sp, #32]\n" \
+    "    strb r12, [r2], #1\n" \
     "    ldmia r8!, {r9, r10, r11}\n" /* channel 1: r1, r3 */ \
-    GM4R_OUT("r1", "lr") \
-    GM4R_OUT("r3", "r0") \
+    GM4R_OUT("r1", "r0") \
+    GM4R_OUT("r3", "r2") \
     "    ldmia r8!, {r9, r10, r11}\n" /* channel 2: r4, r6 */ \
-    GM4R_OUT("r4", "lr") \
-    GM4R_OUT("r6", "r0") \
+    GM4R_OUT("r4", "r0") \
+    GM4R_OUT("r6", "r2") \
     "    ldmia r8!, {r9, r10, r11}\n" /* channel 3: r5, r7 */ \
-    GM4R_OUT("r5", "lr") \
-    GM4R_OUT("r7", "r0") \
-    "    str r8, [sp, #32]\n" \
-    "    str lr, [sp, #4]\n" \
-    "    str r0, [sp, #36]\n" \
-    "    ldr r8, [sp, #8]\n" \
-    "    subs r8, r8, #1\n" \
-    "    str r8, [sp, #8]\n" \
+    GM4R_OUT("r5", "r0") \
+    GM4R_OUT("r7", "r2") \
+    "    str r0, [sp, #4]\n" \
+    "    str r2, [sp, #32]\n" \
+    "    ldmia r8!, {r0, r1, r4, r5}\n" /* the next quad's bias */ \
+    "    str r8, [sp, #28]\n" \
+    "    ldr r9, [sp, #8]\n" \
+    "    cmp r8, r9\n" \
     "    bne 1b\n" \
-    "    add sp, sp, #44\n" \
+    "    add sp, sp, #36\n" \
     "    pop {r4-r11, pc}\n" \
+    "6:\n" /* the first pass enters part way */ \
+    "    mov r3, r1\n" \
+    "    ldr r8, [sp, #12]\n" \
+    "    bx r8\n" \
     EC_ASM_END(NAME)
 __asm__(GM4R_BODY("ec_gemm16_4x_rq",
                   "    ldr r8, [sp, #16]\n"
                   "    str r8, [sp, #20]\n",
+                  "    add r12, r12, #256\n"
+                  "    add lr, lr, #512\n"
                   "    ldr r8, [sp, #20]\n"
                   "    subs r8, r8, #1\n"
                   "    str r8, [sp, #20]\n"
-                  "    bne 3b\n"));
-__asm__(GM4R_BODY("ec_gemm16_4x_rq_1", "", ""));
+                  "    bne 3b\n", ""));
+__asm__(GM4R_BODY("ec_gemm16_4x_rq_1", "", "", "    add lr, lr, #512\n"));
 #else
 /* The same arithmetic in plain C (host builds). */
 static void ec_gemm16_4x(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t quads, int32_t k4,
@@ -266,14 +279,15 @@ static void ec_gemm16_4x_1(const uint32_t *w16, const uint32_t *col, int32_t *ac
     ec_gemm16_4x(w16, col, acc, quads, k4, bias);
 }
 
-/* ec_gemm16_4x_rq's arithmetic: each quad's (doubled) accumulators, then ec_gemm_store2k's formula
- * on them without its doubling */
+/* ec_gemm16_4x_rq's arithmetic: each quad's (doubled) accumulators from its bias in rq, then
+ * ec_gemm_store2k's formula on them without its doubling */
 static void ec_gemm16_4x_rq(const uint32_t *w16, const uint32_t *col, int8_t *d0, int32_t quads, int32_t k4,
-                            const int32_t *bias, const int32_t *rq, int8_t *d1)
+                            const int32_t *rq, int8_t *d1)
 {
-    for (int32_t q = 0; q < quads; q++, w16 += 8 * k4, bias += 4, d0 += 4, d1 += 4) {
+    for (int32_t q = 0; q < quads; q++, w16 += 8 * k4, d0 += 4, d1 += 4) {
         int32_t acc[8];
-        ec_gemm16_4x(w16, col, acc, 1, k4, bias);
+        ec_gemm16_4x(w16, col, acc, 1, k4, rq);
+        rq += 4;
         for (int c = 0; c < 4; c++, rq += 3)
             for (int px = 0; px < 2; px++) {
                 const int32_t a2 = acc[4 * (c >> 1) + (c & 1) + 2 * px];
@@ -286,9 +300,9 @@ static void ec_gemm16_4x_rq(const uint32_t *w16, const uint32_t *col, int8_t *d0
 }
 
 static void ec_gemm16_4x_rq_1(const uint32_t *w16, const uint32_t *col, int8_t *d0, int32_t quads, int32_t k4,
-                              const int32_t *bias, const int32_t *rq, int8_t *d1)
+                              const int32_t *rq, int8_t *d1)
 {
-    ec_gemm16_4x_rq(w16, col, d0, quads, k4, bias, rq, d1);
+    ec_gemm16_4x_rq(w16, col, d0, quads, k4, rq, d1);
 }
 #endif
 
@@ -315,13 +329,13 @@ void ec_gemm16_2x4_1(const uint32_t *w16, const uint32_t *col, int32_t *acc, int
 }
 
 void ec_gemm16_2x4_rq(const uint32_t *w16, const uint32_t *col, int8_t *d0, int32_t pairs, int32_t k4,
-                      const int32_t *bias, const int32_t *rq, int8_t *d1)
+                      const int32_t *rq, int8_t *d1)
 {
-    ec_gemm16_4x_rq(w16, col, d0, pairs >> 1, k4, bias, rq, d1);
+    ec_gemm16_4x_rq(w16, col, d0, pairs >> 1, k4, rq, d1);
 }
 
 void ec_gemm16_2x4_rq1(const uint32_t *w16, const uint32_t *col, int8_t *d0, int32_t pairs, int32_t k4,
-                       const int32_t *bias, const int32_t *rq, int8_t *d1)
+                       const int32_t *rq, int8_t *d1)
 {
-    ec_gemm16_4x_rq_1(w16, col, d0, pairs >> 1, k4, bias, rq, d1);
+    ec_gemm16_4x_rq_1(w16, col, d0, pairs >> 1, k4, rq, d1);
 }

@@ -45,7 +45,7 @@ typedef void (*ec_gemm_store2k_fn)(const int32_t *acc, int8_t *d0, int8_t *d1, i
 
 /* The 2x4 block product with the requantizing store fused (ec_gemm16_2x4_rq), through the params too. */
 typedef void (*ec_gemm16_rq_fn)(const uint32_t *w16, const uint32_t *col, int8_t *d0, int32_t pairs, int32_t k4,
-                                const int32_t *bias, const int32_t *rq, int8_t *d1);
+                                const int32_t *rq, int8_t *d1);
 
 typedef void (*ec_gemm_residual_fn)(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int32_t *acc,
                                     int8_t *d0, int8_t *d1, const int8_t *s0, int32_t oc0, int32_t oc1);
@@ -88,8 +88,9 @@ struct ec_gemm_params {
                                  * number of channels: the generator checked), else NULL */
     ec_gemm16_rq_fn gemm16rq; /* with rq, or NULL: ec_gemm16_2x4_rq(1) computes and stores every call's
                                * outputs (every call an even number of pairs, no residual add, all channels
-                               * computed, one block: the generator checked); wbuf and bias then hold the
-                               * weights and the folded bias doubled (2a: the store's SMMLAR operand) */
+                               * computed, one block: the generator checked); wbuf then holds the weights
+                               * doubled (2a: the store's SMMLAR operand), rq the doubled folded bias too
+                               * (packing.py, fused_store_table), bias is NULL */
 };
 
 /* Bytes of `work` for a layer (n_live > 0: two pixels' computed outputs after the accumulators). */
@@ -119,11 +120,12 @@ void ec_gemm16_2x4_1(const uint32_t *w16, const uint32_t *col, int32_t *acc, int
                      const int32_t *bias);
 
 /* ec_gemm16_2x4 with the store fused: `pairs` (even) channel pairs of one pixel pair into d0 and d1, from
- * doubled weights and bias, each channel requantized with rq's M, s, k as ec_gemm_store2k does. */
+ * doubled weights, each channel requantized as ec_gemm_store2k does; rq: per quad of channels their
+ * doubled folded biases, then per channel M, s, k; four words after the last quad (read, not used). */
 void ec_gemm16_2x4_rq(const uint32_t *w16, const uint32_t *col, int8_t *d0, int32_t pairs, int32_t k4,
-                      const int32_t *bias, const int32_t *rq, int8_t *d1);
+                      const int32_t *rq, int8_t *d1);
 void ec_gemm16_2x4_rq1(const uint32_t *w16, const uint32_t *col, int8_t *d0, int32_t pairs, int32_t k4,
-                       const int32_t *bias, const int32_t *rq, int8_t *d1); /* k4 <= 16 */
+                       const int32_t *rq, int8_t *d1); /* k4 <= 16 */
 
 /* Requantize the accumulators of one pixel pair (2 * channel_pairs channels, laid out as
  * ec_gemm16_2x2 leaves them) into d0 and d1 with each channel's constants from rq (M, s,
@@ -140,6 +142,8 @@ void ec_gemm_store_residual_any(const ec_conv_params_t *p, const ec_gemm_params_
                                 int8_t *d0, int8_t *d1, const int8_t *s0, int32_t oc0, int32_t oc1);
 
 void ec_conv2d_s8_gemm(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int8_t *input, int8_t *output);
+/* The same for a layer with g->gemm16rq (its block products store the outputs) */
+void ec_conv2d_s8_gemm_rq(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int8_t *input, int8_t *output);
 
 #ifdef __cplusplus
 }
