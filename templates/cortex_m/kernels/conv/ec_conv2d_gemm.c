@@ -376,7 +376,28 @@ static EC_HOT_LOOPS void col_pixel(const ec_conv_params_t *p, const ec_gemm_para
          * whose padded taps (the zero point) are written once for the window, then expanded; a row
          * outside the input is zero-point words (a row's padding to whole words has zero weights:
          * any value does) */
-        const int32_t n_in = kx1 > kx0 ? (kx1 - kx0) * in_c : 0;
+        const int32_t n_in = kx1 > kx0 ? (kx1 - kx0) * in_c : 0, rowb = p->in_w * in_c;
+        if (kseg == 4 && rowb >= 4 && n_in > 0) {
+            /* a row is one word (10x4 on one channel, DS-CNN): the taps inside the input from one
+             * load within the input row, shifted into place, the padded taps' zero points around */
+            const int32_t first = (ix0 + kx0) * in_c, at = first + 4 <= rowb ? first : rowb - 4;
+            const uint32_t mask = n_in == 4 ? 0xffffffffu : (1u << (8 * n_in)) - 1u;
+            const int32_t rs = 8 * (first - at), sh = 8 * kx0 * in_c;
+            const uint32_t pad = ((uint32_t)(uint8_t)zp * 0x01010101u) & ~(mask << sh);
+            for (int32_t ky = ky0; ky < ky1; ky++, c += 4) {
+                const int32_t iy = iy0 + ky;
+                if (iy >= 0 && iy < p->in_h) {
+                    /* (rowb >= kseg: the window is clipped on one side at most, so the shifts
+                     * leave no other input byte in the word) */
+                    const uint32_t v = ((ec_load32(in_b + iy * rowb + at) >> rs) << sh) | pad;
+                    c[0] = EC_SXTB16(v);
+                    c[1] = EC_SXTB16_ROR8(v);
+                } else {
+                    c[0] = c[1] = zw;
+                }
+            }
+            return;
+        }
         fill_bytes(tmp, zp, kseg);
         for (int32_t ky = ky0; ky < ky1; ky++) {
             const int32_t iy = iy0 + ky;

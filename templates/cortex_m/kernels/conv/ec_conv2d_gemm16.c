@@ -204,15 +204,15 @@ __asm__(GM4_BODY("ec_gemm16_4x_1", "", ""));
     "    ldmia r8!, {r9, r10, r11}\n" /* channel 0: r0, r2 */ \
     "    smmlar r12, r0, r9, r11\n" \
     "    add r12, r12, r0, asr #31\n" \
+    "    ldr r0, [sp, #4]\n" /* d0 (two instructions before its first use: no address stall) */ \
     "    asr r12, r12, r10\n" \
     "    ssat r12, #8, r12\n" \
-    "    ldr r0, [sp, #4]\n" \
     "    strb r12, [r0], #1\n" \
     "    smmlar r12, r2, r9, r11\n" \
     "    add r12, r12, r2, asr #31\n" \
+    "    ldr r2, [sp, #32]\n" /* d1 */ \
     "    asr r12, r12, r10\n" \
     "    ssat r12, #8, r12\n" \
-    "    ldr r2, [sp, #32]\n" \
     "    strb r12, [r2], #1\n" \
     "    ldmia r8!, {r9, r10, r11}\n" /* channel 1: r1, r3 */ \
     GM4R_OUT("r1", "r0") \
@@ -223,11 +223,11 @@ __asm__(GM4_BODY("ec_gemm16_4x_1", "", ""));
     "    ldmia r8!, {r9, r10, r11}\n" /* channel 3: r5, r7 */ \
     GM4R_OUT("r5", "r0") \
     GM4R_OUT("r7", "r2") \
+    "    ldr r9, [sp, #8]\n" \
     "    str r0, [sp, #4]\n" \
     "    str r2, [sp, #32]\n" \
     "    ldmia r8!, {r0, r1, r4, r5}\n" /* the next quad's bias */ \
     "    str r8, [sp, #28]\n" \
-    "    ldr r9, [sp, #8]\n" \
     "    cmp r8, r9\n" \
     "    bne 1b\n" \
     "    add sp, sp, #36\n" \
