@@ -32,7 +32,8 @@ def store_fused(gen, node, lay: GemmLayout, live, act: tuple[str, str]) -> bool:
     weights in flash, the one-multiply requantization with the per-channel table (as ec_gemm_store2k:
     the activation range [-128, 127], accumulators below 2^30), no residual add, every channel
     computed, one block, and an even number of channel pairs in every call (whole quads).  Its
-    weights and folded bias are then stored doubled (the accumulators are 2a)."""
+    weights are then stored doubled and its folded bias, doubled, in the store's table
+    (fused_store_table; the accumulators are 2a); the layer calls ec_conv2d_s8_gemm_rq."""
     if not lay.wflash or lay.nb != 1 or live is not None or node.attrs.get("residual") or act != ("-128", "127"):
         return False
     n = gen.g.tensors[node.outputs[0]].shape[3]
