@@ -908,57 +908,6 @@ static EC_NOINLINE int32_t pointwise_pairs(const ec_conv_params_t *p, const ec_g
     return row != NULL ? n_pix : n2;
 }
 
-/* ec_conv2d_s8_gemm for a layer whose block products store their own outputs (g->gemm16rq: one
- * block, every channel computed, no residual add, the weights in flash, an even number of pairs in
- * every call): its pixel pairs without the store; called by the generator instead of
- * ec_conv2d_s8_gemm, so that models without such layers do not link it. */
-void ec_conv2d_s8_gemm_rq(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int8_t *input, int8_t *output)
-{
-    const int32_t oc_n = p->out_c, pairs = oc_n >> 1, k4 = g->kbp >> 2;
-    const int32_t out_w = p->out_w, n_pix = p->out_h * out_w, in_c = p->in_c;
-    uint32_t *col = (uint32_t *)g->work;
-    int8_t *tmp = (int8_t *)(col + g->kbp);
-    int8_t *scratch = tmp + (in_c % 4 ? g->kbp : 0); /* (the accumulators' space: a lone pixel's second outputs) */
-    const int rowwise = g->row != NULL && !g->direct;
-    int8_t *row = rowwise ? g->row : NULL;
-    for (int32_t b = 0; b < p->batches; b++) {
-        const int8_t *in_b = input + b * p->in_h * p->in_w * in_c;
-        int8_t *out_b = output + b * n_pix * oc_n;
-        int32_t i = 0;
-        if (pointwise_ok(p, g, pairs, pairs, NULL, rowwise)) { /* as pointwise_pairs */
-            const int32_t run = row != NULL ? out_w : n_pix, n2 = run & ~1;
-            for (int32_t r0 = 0; r0 < n_pix; r0 += run) {
-                const int8_t *x = in_b + r0 * in_c;
-                int8_t *d = row != NULL ? row : out_b + r0 * oc_n;
-                for (int32_t j = 0; j < n2; j += 2, x += 2 * in_c, d += 2 * oc_n) {
-                    ec_gemm_expand_pair(x, col, k4 >> 1);
-                    g->gemm16rq(g->wbuf, col, d, pairs, k4, g->rq, d + oc_n);
-                }
-                if (row != NULL)
-                    memcpy(out_b + r0 * oc_n, row, (size_t)(run * oc_n));
-            }
-            i = row != NULL ? n_pix : n2;
-        }
-        for (; i < n_pix;) {
-            const int32_t oy = i / out_w, ox = i % out_w;
-            const int two = i + 1 < n_pix && (!rowwise || ox + 1 < out_w);
-            const int32_t oy1 = two ? (i + 1) / out_w : oy, ox1 = two ? (i + 1) % out_w : ox;
-            int8_t *d0 = rowwise ? row + ox * oc_n : out_b + i * oc_n;
-            int8_t *d1 = two ? d0 + oc_n : scratch;
-            col_window(p, g, in_b, oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left, 0, col, tmp);
-            col_window(p, g, in_b, oy1 * p->stride_h - p->pad_top, ox1 * p->stride_w - p->pad_left, 0, col + 2, tmp);
-            for (int32_t j0 = 0; j0 < pairs; j0 += g->chunk) {
-                const int32_t n = pairs - j0 < g->chunk ? pairs - j0 : g->chunk;
-                g->gemm16rq(g->wbuf + j0 * g->kbp, col, d0 + 2 * j0, n, k4, g->rq + 8 * j0,
-                            two ? d1 + 2 * j0 : scratch);
-            }
-            i += two ? 2 : 1;
-            if (rowwise && i % out_w == 0)
-                memcpy(out_b + (i - out_w) * oc_n, row, (size_t)(out_w * oc_n));
-        }
-    }
-}
-
 void ec_conv2d_s8_gemm(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int8_t *input, int8_t *output)
 {
     const int8_t *wpk = g->wpk;
