@@ -107,9 +107,14 @@ def emit_conv(gen, L, k) -> str:
         if lay.wflash:
             filt = "NULL"
             wide = quad_gemm_weights(widen_gemm_weights(packed), lay.kbp, lay.chunk)
+            doubled = gemm.store_fused(gen, node, lay, live, gen.act(node, out)[:2])
+            if doubled:  # (ec_gemm16_2x4_rq: 2w fits int16)
+                wide = 2 * wide
             wflash = "(const uint32_t *)" + gen.const_array(gen.ident_base, "filter_wide", wide, "int16_t",
                                                             note + ", widened to int16 in quads of channels "
-                                                            "(ec_gemm16_2x4, --optimize speed)", align=8)
+                                                            "(ec_gemm16_2x4, --optimize speed)"
+                                                            + (", doubled (ec_gemm16_2x4_rq)" if doubled else ""),
+                                                            align=8)
         else:
             filt = gen.const_array(gen.ident_base, "filter_packed", packed, "int8_t", note, align=8)
     else:
@@ -124,8 +129,11 @@ def emit_conv(gen, L, k) -> str:
         if pad_to > len(folded):
             folded = list(folded) + [0] * (pad_to - len(folded))
         name = node.inputs[2] if len(node.inputs) > 2 else "(none)"
-        bias = gen.const_array(gen.ident_base, "bias", folded, "int32_t",
-                               f"{node.name}: bias {name} + input_offset * sum(filter), for the DSP kernel")
+        if lay is not None and gemm.store_fused(gen, node, lay, live, gen.act(node, out)[:2]):
+            bias = "NULL"  # (doubled, in the store's table: gemm.doubled_bias, fused_store_table)
+        else:
+            bias = gen.const_array(gen.ident_base, "bias", folded, "int32_t",
+                                   f"{node.name}: bias {name} + input_offset * sum(filter), for the DSP kernel")
     if not helium:  # (the Helium kernels' bias is in their packed filter)
         bias = bias or gen.const(node, 2, "bias", "int32_t" if s8 else "float") or "NULL"
     res = a.get("residual")

@@ -81,6 +81,15 @@ def store_constants(q: dict, n: int, live=None) -> np.ndarray:
     return np.stack([m, s, k], axis=1).reshape(-1)
 
 
+def fused_store_table(rq: np.ndarray, bias2) -> np.ndarray:
+    """ec_gemm16_2x4_rq's table: per quad of channels their four doubled folded biases (where the
+    accumulators start), then store_constants' M, s, k of each; four zero words after the last
+    quad (the kernel reads a next quad's bias ahead)."""
+    b = np.asarray(bias2, np.int64).reshape(-1, 4)
+    t = np.concatenate([b, np.asarray(rq, np.int64).reshape(-1, 12)], axis=1).reshape(-1)
+    return np.concatenate([t, np.zeros(4, np.int64)])
+
+
 def pack_fc_weights(w: np.ndarray, wide: bool = False) -> np.ndarray:
     """(out, in) int8 -> ec_fully_connected_s8_dsp's layout: rows in quads (zero rows to a multiple
     of 4), inputs in groups of 4 (the last zero padded), per group the quad's 4 rows of 4 weights;

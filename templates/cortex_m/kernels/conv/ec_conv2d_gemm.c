@@ -370,6 +370,52 @@ static EC_HOT_LOOPS void col_pixel(const ec_conv_params_t *p, const ec_gemm_para
     int32_t kx0, kx1;
     ec_tap_range(ix0, 1, p->kernel_w, p->in_w, &kx0, &kx1);
     uint32_t *c = col;
+    const uint32_t zw = EC_SXTB16((uint32_t)(uint8_t)zp * 0x01010101u); /* two padded taps as int16 */
+    if (in_c & 3) {
+        /* a few bytes a tap (in_c 1 to 3: first layers): per row its taps inside the input into tmp,
+         * whose padded taps (the zero point) are written once for the window, then expanded; a row
+         * outside the input is zero-point words (a row's padding to whole words has zero weights:
+         * any value does) */
+        const int32_t n_in = kx1 > kx0 ? (kx1 - kx0) * in_c : 0, rowb = p->in_w * in_c;
+        if (kseg == 4 && rowb >= 4 && n_in > 0) {
+            /* a row is one word (10x4 on one channel, DS-CNN): the taps inside the input from one
+             * load within the input row, shifted into place, the padded taps' zero points around */
+            const int32_t first = (ix0 + kx0) * in_c, at = first + 4 <= rowb ? first : rowb - 4;
+            const uint32_t mask = n_in == 4 ? 0xffffffffu : (1u << (8 * n_in)) - 1u;
+            const int32_t rs = 8 * (first - at), sh = 8 * kx0 * in_c;
+            const uint32_t pad = ((uint32_t)(uint8_t)zp * 0x01010101u) & ~(mask << sh);
+            for (int32_t ky = ky0; ky < ky1; ky++, c += 4) {
+                const int32_t iy = iy0 + ky;
+                if (iy >= 0 && iy < p->in_h) {
+                    /* (rowb >= kseg: the window is clipped on one side at most, so the shifts
+                     * leave no other input byte in the word) */
+                    const uint32_t v = ((ec_load32(in_b + iy * rowb + at) >> rs) << sh) | pad;
+                    c[0] = EC_SXTB16(v);
+                    c[1] = EC_SXTB16_ROR8(v);
+                } else {
+                    c[0] = c[1] = zw;
+                }
+            }
+            return;
+        }
+        fill_bytes(tmp, zp, kseg);
+        for (int32_t ky = ky0; ky < ky1; ky++) {
+            const int32_t iy = iy0 + ky;
+            if (iy >= 0 && iy < p->in_h && n_in > 0) {
+                const int8_t *src = in_b + (iy * p->in_w + ix0 + kx0) * in_c;
+                if (n_in == kseg) { /* the whole row inside, in whole words */
+                    c = expand(src, kseg, c);
+                    continue;
+                }
+                copy_bytes(tmp + kx0 * in_c, src, n_in);
+                c = expand(tmp, kseg, c);
+            } else {
+                for (int32_t i = 0; i < kseg; i += 4, c += 4)
+                    c[0] = c[1] = zw;
+            }
+        }
+        return;
+    }
     for (int32_t ky = ky0; ky < ky1; ky++) {
         const int32_t iy = iy0 + ky;
         const int row_ok = iy >= 0 && iy < p->in_h;
@@ -377,33 +423,18 @@ static EC_HOT_LOOPS void col_pixel(const ec_conv_params_t *p, const ec_gemm_para
             c = expand(in_b + (iy * p->in_w + ix0) * in_c, seg, c);
             continue;
         }
-        if ((in_c & 3) == 0) {
-            /* whole words per tap: the padded taps are zero-point words, no gather */
-            const uint32_t zw = EC_SXTB16((uint32_t)(uint8_t)zp * 0x01010101u);
-            for (int32_t kx = 0; kx < p->kernel_w; kx++) {
-                if (row_ok && kx >= kx0 && kx < kx1) {
-                    c = expand(in_b + (iy * p->in_w + ix0 + kx) * in_c, in_c, c);
-                } else {
-                    for (int32_t i = 0; i < in_c; i += 4) {
-                        c[0] = zw;
-                        c[1] = zw;
-                        c += 4;
-                    }
+        /* whole words per tap: the padded taps are zero-point words, no gather */
+        for (int32_t kx = 0; kx < p->kernel_w; kx++) {
+            if (row_ok && kx >= kx0 && kx < kx1) {
+                c = expand(in_b + (iy * p->in_w + ix0 + kx) * in_c, in_c, c);
+            } else {
+                for (int32_t i = 0; i < in_c; i += 4) {
+                    c[0] = zw;
+                    c[1] = zw;
+                    c += 4;
                 }
             }
-            continue;
         }
-        /* a few bytes (in_c 1 to 3: first layers): byte loops into tmp, cheaper than library calls,
-         * then the row's padding to whole words (zero weights) */
-        if (!row_ok || kx1 <= kx0) {
-            fill_bytes(tmp, zp, seg);
-        } else {
-            fill_bytes(tmp, zp, kx0 * in_c);
-            copy_bytes(tmp + kx0 * in_c, in_b + (iy * p->in_w + ix0 + kx0) * in_c, (kx1 - kx0) * in_c);
-            fill_bytes(tmp + kx1 * in_c, zp, (p->kernel_w - kx1) * in_c);
-        }
-        fill_bytes(tmp + seg, 0, kseg - seg);
-        c = expand(tmp, kseg, c);
     }
 }
 

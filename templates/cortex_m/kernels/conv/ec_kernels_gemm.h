@@ -43,6 +43,10 @@ typedef void (*ec_gemm16_fn)(const uint32_t *w16, const uint32_t *col, int32_t *
 typedef void (*ec_gemm_store2k_fn)(const int32_t *acc, int8_t *d0, int8_t *d1, int32_t channel_pairs,
                                    const int32_t *rq);
 
+/* The 2x4 block product with the requantizing store fused (ec_gemm16_2x4_rq), through the params too. */
+typedef void (*ec_gemm16_rq_fn)(const uint32_t *w16, const uint32_t *col, int8_t *d0, int32_t pairs, int32_t k4,
+                                const int32_t *rq, int8_t *d1);
+
 typedef void (*ec_gemm_residual_fn)(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int32_t *acc,
                                     int8_t *d0, int8_t *d1, const int8_t *s0, int32_t oc0, int32_t oc1);
 
@@ -82,6 +86,11 @@ struct ec_gemm_params {
                                * s = -shift and (1 + 2 output_offset) << (s - 1) */
     ec_gemm_store2k_fn store2k; /* with rq: ec_gemm_store2k (activation range [-128, 127], an even
                                  * number of channels: the generator checked), else NULL */
+    ec_gemm16_rq_fn gemm16rq; /* with rq, or NULL: ec_gemm16_2x4_rq(1) computes and stores every call's
+                               * outputs (every call an even number of pairs, no residual add, all channels
+                               * computed, one block: the generator checked); wbuf then holds the weights
+                               * doubled (2a: the store's SMMLAR operand), rq the doubled folded bias too
+                               * (packing.py, fused_store_table), bias is NULL */
 };
 
 /* Bytes of `work` for a layer (n_live > 0: two pixels' computed outputs after the accumulators). */
@@ -106,6 +115,17 @@ void ec_gemm16_2x2_1(const uint32_t *w16, const uint32_t *col, int32_t *acc, int
  * blocks, 16 MACs per six loads in two chains; the layout of packing.py's quad_gemm_weights) */
 void ec_gemm16_2x4(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k4,
                    const int32_t *bias);
+/* The same for k4 <= 16 (one pass) */
+void ec_gemm16_2x4_1(const uint32_t *w16, const uint32_t *col, int32_t *acc, int32_t pairs, int32_t k4,
+                     const int32_t *bias);
+
+/* ec_gemm16_2x4 with the store fused: `pairs` (even) channel pairs of one pixel pair into d0 and d1, from
+ * doubled weights, each channel requantized as ec_gemm_store2k does; rq: per quad of channels their
+ * doubled folded biases, then per channel M, s, k; four words after the last quad (read, not used). */
+void ec_gemm16_2x4_rq(const uint32_t *w16, const uint32_t *col, int8_t *d0, int32_t pairs, int32_t k4,
+                      const int32_t *rq, int8_t *d1);
+void ec_gemm16_2x4_rq1(const uint32_t *w16, const uint32_t *col, int8_t *d0, int32_t pairs, int32_t k4,
+                       const int32_t *rq, int8_t *d1); /* k4 <= 16 */
 
 /* Requantize the accumulators of one pixel pair (2 * channel_pairs channels, laid out as
  * ec_gemm16_2x2 leaves them) into d0 and d1 with each channel's constants from rq (M, s,
@@ -122,6 +142,8 @@ void ec_gemm_store_residual_any(const ec_conv_params_t *p, const ec_gemm_params_
                                 int8_t *d0, int8_t *d1, const int8_t *s0, int32_t oc0, int32_t oc1);
 
 void ec_conv2d_s8_gemm(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int8_t *input, int8_t *output);
+/* The same for a layer with g->gemm16rq (its block products store the outputs) */
+void ec_conv2d_s8_gemm_rq(const ec_conv_params_t *p, const ec_gemm_params_t *g, const int8_t *input, int8_t *output);
 
 #ifdef __cplusplus
 }
