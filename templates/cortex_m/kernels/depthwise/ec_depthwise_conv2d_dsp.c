@@ -406,48 +406,83 @@ static void dw_chan(const dw_chan_t *blk)
 
 /* The int16 pairs of a strip (see above) of channels c, c + 1 into buf (channel c + 1 at
  * EC_DW_COLS * EC_DW_NP words): buffer columns k0..k1 - 1 from input column q (channel c, row 0)
- * on, pairs 0..np - 1 of input rows r0 + 2 i, r0 + 2 i + 1 (0 outside rows 0..in_h - 1). */
+ * on, pairs 0..np - 1 of input rows r0 + 2 i, r0 + 2 i + 1 (0 outside rows 0..in_h - 1, where the
+ * input offset is not added either: r0 >= -1, so only pair 0 can start above the input). */
 static EC_HOT void dw_pairs(uint32_t *buf, const int8_t *q, int32_t k0, int32_t k1, int32_t cn, int32_t in_row,
                             int32_t in_h, int32_t r0, int32_t np, uint32_t off2)
 {
-    /* pairs ilo..ihi - 1 have both rows inside the input */
+    /* pairs ilo..ihi - 1 have both rows inside the input; pair ihi its first row only when
+     * `half`; the pairs after it none */
     const int32_t ilo = r0 < 0 ? 1 : 0;
-    int32_t ihi = in_h - 1 - r0 >= 1 ? (in_h - 2 - r0) / 2 + 1 : 0;
+    int32_t ihi = in_h - 2 - r0 >= 0 ? (in_h - 2 - r0) / 2 + 1 : 0;
     if (ihi > np)
         ihi = np;
     if (ihi < ilo)
         ihi = ilo;
+    const int half = ihi < np && r0 + 2 * ihi == in_h - 1;
+    const int32_t n2 = (ihi - ilo) / 2, zero0 = ihi + half;
     for (int32_t k = k0; k < k1; k++) {
-        const int8_t *col = q + k * cn;
-        uint32_t *d0 = buf + k * EC_DW_NP, *d1 = d0 + EC_DW_COLS * EC_DW_NP;
+        const int8_t *const col = q + k * cn;
+        uint32_t *const d0 = buf + k * EC_DW_NP, *const d1 = d0 + EC_DW_COLS * EC_DW_NP;
+        if (ilo > 0) { /* rows -1, 0 */
+            const uint32_t t = dw_load16(col) << 16;
+            d0[0] = EC_SXTAB16(off2, t) & 0xffff0000u;
+            d1[0] = EC_SXTAB16_ROR8(off2, t) & 0xffff0000u;
+        }
         const int8_t *x = col + (r0 + 2 * ilo) * in_row;
-        int32_t i = ilo;
-        for (; i + 2 <= ihi; i += 2, x += 4 * in_row) {
+        uint32_t *d = d0 + ilo;
+#if DW_ASM
+        if (n2 > 0) {
+            /* two pairs a pass: rows x, x + 1 | x + 2, x + 3 of both channels (channel c + 1 420 bytes on) */
+            uint32_t a, b, c, e;
+            int32_t cnt = n2;
+            _Static_assert(EC_DW_COLS * EC_DW_NP * 4 == 420, "dw_pairs' assembly: channel c + 1's pairs");
+            __asm__ volatile("1:\n\t"
+                             "ldrh %[a], [%[x]]\n\t"
+                             "ldrh %[b], [%[x], %[r1]]\n\t"
+                             "ldrh %[c], [%[x], %[r2]]\n\t"
+                             "ldrh %[e], [%[x], %[r3]]\n\t"
+                             "pkhbt %[a], %[a], %[b], lsl #16\n\t"
+                             "pkhbt %[c], %[c], %[e], lsl #16\n\t"
+                             "sxtab16 %[b], %[off], %[a]\n\t"
+                             "sxtab16 %[a], %[off], %[a], ror #8\n\t"
+                             "sxtab16 %[e], %[off], %[c]\n\t"
+                             "sxtab16 %[c], %[off], %[c], ror #8\n\t"
+                             "str %[a], [%[d], #420]\n\t"
+                             "str %[c], [%[d], #424]\n\t"
+                             "str %[e], [%[d], #4]\n\t"
+                             "str %[b], [%[d]], #8\n\t"
+                             "add %[x], %[x], %[r4]\n\t"
+                             "subs %[n], %[n], #1\n\t"
+                             "bne 1b"
+                             : [x] "+r"(x), [d] "+r"(d), [n] "+r"(cnt), [a] "=&r"(a), [b] "=&r"(b), [c] "=&r"(c),
+                               [e] "=&r"(e)
+                             : [r1] "r"(in_row), [r2] "r"(2 * in_row), [r3] "r"(3 * in_row), [r4] "r"(4 * in_row),
+                               [off] "r"(off2)
+                             : "cc", "memory");
+        }
+#else
+        for (int32_t i = 0; i < n2; i++, x += 4 * in_row, d += 2) {
             const uint32_t t = ec_pkhbt(dw_load16(x), dw_load16(x + in_row));
             const uint32_t u = ec_pkhbt(dw_load16(x + 2 * in_row), dw_load16(x + 3 * in_row));
-            d0[i] = EC_SXTAB16(off2, t);
-            d1[i] = EC_SXTAB16_ROR8(off2, t);
-            d0[i + 1] = EC_SXTAB16(off2, u);
-            d1[i + 1] = EC_SXTAB16_ROR8(off2, u);
+            d[0] = EC_SXTAB16(off2, t);
+            d[EC_DW_COLS * EC_DW_NP] = EC_SXTAB16_ROR8(off2, t);
+            d[1] = EC_SXTAB16(off2, u);
+            d[EC_DW_COLS * EC_DW_NP + 1] = EC_SXTAB16_ROR8(off2, u);
         }
-        if (i < ihi) {
+#endif
+        if ((ihi - ilo) & 1) {
             const uint32_t t = ec_pkhbt(dw_load16(x), dw_load16(x + in_row));
-            d0[i] = EC_SXTAB16(off2, t);
-            d1[i] = EC_SXTAB16_ROR8(off2, t);
+            d[0] = EC_SXTAB16(off2, t);
+            d[EC_DW_COLS * EC_DW_NP] = EC_SXTAB16_ROR8(off2, t);
         }
-        /* the pairs with a row outside the input (its half 0, the offset not added either) */
-        for (i = 0; i < np; i++) {
-            if (i >= ilo && i < ihi) {
-                i = ihi - 1;
-                continue;
-            }
-            const int32_t ra = r0 + 2 * i, rb = ra + 1;
-            const int va = ra >= 0 && ra < in_h, vb = rb >= 0 && rb < in_h;
-            const uint32_t t = ec_pkhbt(va ? dw_load16(col + ra * in_row) : 0u, vb ? dw_load16(col + rb * in_row) : 0u);
-            const uint32_t mk = (va ? 0xffffu : 0u) | (vb ? 0xffff0000u : 0u);
-            d0[i] = EC_SXTAB16(off2, t) & mk;
-            d1[i] = EC_SXTAB16_ROR8(off2, t) & mk;
+        if (half) { /* rows in_h - 1, in_h */
+            const uint32_t t = dw_load16(col + (in_h - 1) * in_row);
+            d0[ihi] = EC_SXTAB16(off2, t) & 0xffffu;
+            d1[ihi] = EC_SXTAB16_ROR8(off2, t) & 0xffffu;
         }
+        for (int32_t i = zero0; i < np; i++)
+            d0[i] = d1[i] = 0;
     }
 }
 
