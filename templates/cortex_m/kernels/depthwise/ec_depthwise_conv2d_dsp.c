@@ -421,6 +421,65 @@ static EC_HOT void dw_pairs(uint32_t *buf, const int8_t *q, int32_t k0, int32_t 
         ihi = ilo;
     const int half = ihi < np && r0 + 2 * ihi == in_h - 1;
     const int32_t n2 = (ihi - ilo) / 2, zero0 = ihi + half;
+    /* the pairs with both rows inside, two at a time (rows x, x + 1 | x + 2, x + 3), all columns */
+    const int8_t *x = q + k0 * cn + (r0 + 2 * ilo) * in_row;
+    uint32_t *d = buf + k0 * EC_DW_NP + ilo;
+#if DW_ASM
+    if (n2 > 0 && k1 > k0) {
+        /* n2, from the end of a column to the next (input, pairs), columns */
+        int32_t st[4] = {n2, cn - 4 * n2 * in_row, EC_DW_CS - 8 * n2, k1 - k0};
+        const int8_t *x2 = x + 2 * in_row;
+        uint32_t a, b, c, e;
+        int32_t cnt;
+        _Static_assert(EC_DW_COLS * EC_DW_NP * 4 == 420, "dw_pairs' assembly: channel c + 1's pairs 420 bytes on");
+        __asm__ volatile("2:\n\t"
+                         "ldr %[n], [%[st]]\n\t"
+                         "1:\n\t"
+                         "ldrh %[a], [%[x]]\n\t"
+                         "ldrh %[b], [%[x], %[r1]]\n\t"
+                         "ldrh %[c], [%[x2]]\n\t"
+                         "ldrh %[e], [%[x2], %[r1]]\n\t"
+                         "pkhbt %[a], %[a], %[b], lsl #16\n\t"
+                         "pkhbt %[c], %[c], %[e], lsl #16\n\t"
+                         "sxtab16 %[b], %[off], %[a]\n\t"
+                         "sxtab16 %[a], %[off], %[a], ror #8\n\t"
+                         "sxtab16 %[e], %[off], %[c]\n\t"
+                         "sxtab16 %[c], %[off], %[c], ror #8\n\t"
+                         "str %[a], [%[d], #420]\n\t"
+                         "str %[c], [%[d], #424]\n\t"
+                         "str %[e], [%[d], #4]\n\t"
+                         "str %[b], [%[d]], #8\n\t"
+                         "add %[x], %[x], %[r4]\n\t"
+                         "add %[x2], %[x2], %[r4]\n\t"
+                         "subs %[n], %[n], #1\n\t"
+                         "bne 1b\n\t"
+                         "ldr %[a], [%[st], #4]\n\t"
+                         "ldr %[b], [%[st], #8]\n\t"
+                         "ldr %[c], [%[st], #12]\n\t"
+                         "add %[x], %[x], %[a]\n\t"
+                         "add %[x2], %[x2], %[a]\n\t"
+                         "add %[d], %[d], %[b]\n\t"
+                         "subs %[c], %[c], #1\n\t"
+                         "str %[c], [%[st], #12]\n\t"
+                         "bne 2b"
+                         : [x] "+r"(x), [x2] "+r"(x2), [d] "+r"(d), [n] "=&r"(cnt), [a] "=&r"(a), [b] "=&r"(b),
+                           [c] "=&r"(c), [e] "=&r"(e)
+                         : [r1] "r"(in_row), [r4] "r"(4 * in_row), [off] "r"(off2), [st] "r"(st)
+                         : "cc", "memory");
+    }
+#else
+    for (int32_t k = k0; k < k1; k++, x += cn, d += EC_DW_NP) {
+        for (int32_t i = 0; i < n2; i++) {
+            const int8_t *const y = x + 4 * i * in_row;
+            const uint32_t t = ec_pkhbt(dw_load16(y), dw_load16(y + in_row));
+            const uint32_t u = ec_pkhbt(dw_load16(y + 2 * in_row), dw_load16(y + 3 * in_row));
+            d[2 * i] = EC_SXTAB16(off2, t);
+            d[EC_DW_COLS * EC_DW_NP + 2 * i] = EC_SXTAB16_ROR8(off2, t);
+            d[2 * i + 1] = EC_SXTAB16(off2, u);
+            d[EC_DW_COLS * EC_DW_NP + 2 * i + 1] = EC_SXTAB16_ROR8(off2, u);
+        }
+    }
+#endif
     for (int32_t k = k0; k < k1; k++) {
         const int8_t *const col = q + k * cn;
         uint32_t *const d0 = buf + k * EC_DW_NP, *const d1 = d0 + EC_DW_COLS * EC_DW_NP;
@@ -429,52 +488,11 @@ static EC_HOT void dw_pairs(uint32_t *buf, const int8_t *q, int32_t k0, int32_t 
             d0[0] = EC_SXTAB16(off2, t) & 0xffff0000u;
             d1[0] = EC_SXTAB16_ROR8(off2, t) & 0xffff0000u;
         }
-        const int8_t *x = col + (r0 + 2 * ilo) * in_row;
-        uint32_t *d = d0 + ilo;
-#if DW_ASM
-        if (n2 > 0) {
-            /* two pairs a pass: rows x, x + 1 | x + 2, x + 3 of both channels (channel c + 1 420 bytes on) */
-            uint32_t a, b, c, e;
-            int32_t cnt = n2;
-            _Static_assert(EC_DW_COLS * EC_DW_NP * 4 == 420, "dw_pairs' assembly: channel c + 1's pairs");
-            __asm__ volatile("1:\n\t"
-                             "ldrh %[a], [%[x]]\n\t"
-                             "ldrh %[b], [%[x], %[r1]]\n\t"
-                             "ldrh %[c], [%[x], %[r2]]\n\t"
-                             "ldrh %[e], [%[x], %[r3]]\n\t"
-                             "pkhbt %[a], %[a], %[b], lsl #16\n\t"
-                             "pkhbt %[c], %[c], %[e], lsl #16\n\t"
-                             "sxtab16 %[b], %[off], %[a]\n\t"
-                             "sxtab16 %[a], %[off], %[a], ror #8\n\t"
-                             "sxtab16 %[e], %[off], %[c]\n\t"
-                             "sxtab16 %[c], %[off], %[c], ror #8\n\t"
-                             "str %[a], [%[d], #420]\n\t"
-                             "str %[c], [%[d], #424]\n\t"
-                             "str %[e], [%[d], #4]\n\t"
-                             "str %[b], [%[d]], #8\n\t"
-                             "add %[x], %[x], %[r4]\n\t"
-                             "subs %[n], %[n], #1\n\t"
-                             "bne 1b"
-                             : [x] "+r"(x), [d] "+r"(d), [n] "+r"(cnt), [a] "=&r"(a), [b] "=&r"(b), [c] "=&r"(c),
-                               [e] "=&r"(e)
-                             : [r1] "r"(in_row), [r2] "r"(2 * in_row), [r3] "r"(3 * in_row), [r4] "r"(4 * in_row),
-                               [off] "r"(off2)
-                             : "cc", "memory");
-        }
-#else
-        for (int32_t i = 0; i < n2; i++, x += 4 * in_row, d += 2) {
-            const uint32_t t = ec_pkhbt(dw_load16(x), dw_load16(x + in_row));
-            const uint32_t u = ec_pkhbt(dw_load16(x + 2 * in_row), dw_load16(x + 3 * in_row));
-            d[0] = EC_SXTAB16(off2, t);
-            d[EC_DW_COLS * EC_DW_NP] = EC_SXTAB16_ROR8(off2, t);
-            d[1] = EC_SXTAB16(off2, u);
-            d[EC_DW_COLS * EC_DW_NP + 1] = EC_SXTAB16_ROR8(off2, u);
-        }
-#endif
-        if ((ihi - ilo) & 1) {
-            const uint32_t t = ec_pkhbt(dw_load16(x), dw_load16(x + in_row));
-            d[0] = EC_SXTAB16(off2, t);
-            d[EC_DW_COLS * EC_DW_NP] = EC_SXTAB16_ROR8(off2, t);
+        if ((ihi - ilo) & 1) { /* the last pair with both rows inside */
+            const int8_t *const y = col + (r0 + 2 * ihi - 2) * in_row;
+            const uint32_t t = ec_pkhbt(dw_load16(y), dw_load16(y + in_row));
+            d0[ihi - 1] = EC_SXTAB16(off2, t);
+            d1[ihi - 1] = EC_SXTAB16_ROR8(off2, t);
         }
         if (half) { /* rows in_h - 1, in_h */
             const uint32_t t = dw_load16(col + (in_h - 1) * in_row);
@@ -521,46 +539,48 @@ static EC_HOT void dw_fast(const ec_conv_params_t *p, const int8_t *in_b, const 
             if (k < k0 || k >= k1)
                 for (int32_t i = 0; i < EC_DW_NP; i++)
                     buf[k * EC_DW_NP + i] = buf[(EC_DW_COLS + k) * EC_DW_NP + i] = 0;
-        /* two channels at a time (the last pair of an odd count overlaps the one before: only its
-         * new channel) */
-        for (int32_t c = 0; c < cn; c += 2) {
-            const int32_t cg = c + 2 <= cn ? c : cn - 2;
-            const int8_t *f = filter + cg;
-            uint32_t h[9];
-            for (int32_t i = 0; i < 9; i++, f += cn)
-                h[i] = dw_load16(f);
-            for (int32_t i = 0; i < 6; i++) {
-                /* (w0 of c, of c + 1, w1 of c, of c + 1) -> (2 w0, 2 w1) of c, of c + 1 */
-                const uint32_t t = ec_pkhbt(h[i], h[i + 3]);
-                ch[0].w[i] = EC_SXTAB16(EC_SXTB16(t), t);
-                ch[1].w[i] = EC_SXTAB16_ROR8(EC_SXTB16_ROR8(t), t);
-            }
+        for (int32_t oy0 = 0; oy0 < oh; oy0 += EC_DW_STRIP) {
+            /* the strip's geometry, the same for every channel */
+            const int32_t rows = oh - oy0 < EC_DW_STRIP ? oh - oy0 : EC_DW_STRIP;
+            const int32_t nb = (rows + 3) / 4, last = rows - 4 * (nb - 1) - 1; /* the last row of the last block */
             for (int32_t j = 0; j < 2; j++) {
-                const int32_t sh = p->shift[cg + j];
                 dw_chan_t *const b = &ch[j];
-                b->bias2 = bias != NULL ? (int32_t)((uint32_t)bias[cg + j] << 1) : 0;
-                b->m = p->multiplier[cg + j];
-                b->k = (int32_t)((uint32_t)(2 * p->output_offset + 1) << ~sh); /* zp 2^s + 2^(s-1) */
-                b->s = -sh;
-                b->off[0] = rl;
-                b->off[1] = 2 * rl;
-                b->off[2] = 3 * rl;
+                for (int32_t r = 0; r < 3; r++) {
+                    b->off[r] = (r + 1) * rl;
+                    b->toff[r] = (r + 1 < last ? r + 1 : last) * rl;
+                }
+                b->tail2 = last <= 1;
                 b->cn = cn;
                 b->n = n;
+                b->nb = nb;
                 b->ostep = 4 * rl - n * cn;
                 b->d = buf + j * EC_DW_COLS * EC_DW_NP;
             }
-            for (int32_t oy0 = 0; oy0 < oh; oy0 += EC_DW_STRIP) {
-                const int32_t rows = oh - oy0 < EC_DW_STRIP ? oh - oy0 : EC_DW_STRIP;
-                const int32_t nb = (rows + 3) / 4, last = rows - 4 * (nb - 1) - 1; /* the last row of the last block */
-                dw_pairs(buf, in_b + ix * cn + cg, k0, k1, cn, in_row, p->in_h, oy0 - pt, 2 * nb + 1, off2);
+            int8_t *const o = out_b + oy0 * rl + x0 * cn;
+            const int8_t *const q = in_b + ix * cn;
+            /* two channels at a time (the last pair of an odd count overlaps the one before: only
+             * its new channel) */
+            for (int32_t c = 0; c < cn; c += 2) {
+                const int32_t cg = c + 2 <= cn ? c : cn - 2;
+                const int8_t *f = filter + cg;
+                uint32_t h[9];
+                for (int32_t i = 0; i < 9; i++, f += cn)
+                    h[i] = dw_load16(f);
+                for (int32_t i = 0; i < 6; i++) {
+                    /* (w0 of c, of c + 1, w1 of c, of c + 1) -> (2 w0, 2 w1) of c, of c + 1 */
+                    const uint32_t t = ec_pkhbt(h[i], h[i + 3]);
+                    ch[0].w[i] = EC_SXTAB16(EC_SXTB16(t), t);
+                    ch[1].w[i] = EC_SXTAB16_ROR8(EC_SXTB16_ROR8(t), t);
+                }
+                dw_pairs(buf, q + cg, k0, k1, cn, in_row, p->in_h, oy0 - pt, 2 * nb + 1, off2);
                 for (int32_t j = c - cg; j < 2; j++) {
+                    const int32_t sh = p->shift[cg + j];
                     dw_chan_t *const b = &ch[j];
-                    b->o = out_b + oy0 * rl + x0 * cn + cg + j;
-                    b->nb = nb;
-                    for (int32_t r = 0; r < 3; r++)
-                        b->toff[r] = (r + 1 < last ? r + 1 : last) * rl;
-                    b->tail2 = last <= 1;
+                    b->bias2 = bias != NULL ? (int32_t)((uint32_t)bias[cg + j] << 1) : 0;
+                    b->m = p->multiplier[cg + j];
+                    b->k = (int32_t)((uint32_t)(2 * p->output_offset + 1) << ~sh); /* zp 2^s + 2^(s-1) */
+                    b->s = -sh;
+                    b->o = o + cg + j;
                     dw_chan(b);
                 }
             }
