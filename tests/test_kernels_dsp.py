@@ -413,11 +413,14 @@ def test_dsp_depthwise_3x3_fast_path_on_cortex_m4(tmp_path):
              _pw_dw(31, 4, 3, "relu6", 5), _dw_s2(58, 4, 3, (0, 1, 1, 1), None, -3, stride=1),
              # the general kernel (rows of 65 bytes in place 68 apart; no padding, narrower output)
              _pw_dw(10, 5, 13, "relu", 5), conv(6, 4, 4, 0, 3, 1, 0, op="depthwise_conv2d", actk=None, zp=9)]
-    for i, g in enumerate(cases):
+    # the fast path cases again with --optimize speed: in strips (the assembly of dws_chan, dw_strip_pairs)
+    runs = [(i, g, "balanced") for i, g in enumerate(cases)] + [(i, cases[i], "speed") for i in range(7)]
+    for i, g, optimize in runs:
         x = np.random.default_rng(i).integers(-128, 128, size=(2,) + g.tensors[g.inputs[0]].shape[1:], dtype=np.int8)
-        out = tmp_path / f"case{i}"
-        write_bundle(g, "cortex-m4", out, options={"kernels": "dsp"})
-        assert ("ec_depthwise_conv2d_s8_dsp3x3(" in (out / "model.c").read_text()) == (i < 7)
+        out = tmp_path / f"case{i}_{optimize}"
+        write_bundle(g, "cortex-m4", out, options={"kernels": "dsp", "optimize": optimize})
+        fn = "ec_depthwise_conv2d_s8_dsp3x3w(" if optimize == "speed" else "ec_depthwise_conv2d_s8_dsp3x3("
+        assert (fn in (out / "model.c").read_text()) == (i < 7)
         got = np.asarray(run_bundle(out, x, emulate=True, progress=False).outputs)
         want = interp.run(g, x)[g.outputs[0]]
         np.testing.assert_array_equal(got.reshape(-1), want.reshape(-1))
@@ -743,12 +746,15 @@ DW_S1_EDGE_CASES = [
 
 
 @needs_gcc
+@pytest.mark.parametrize("speed", [False, True])
 @pytest.mark.parametrize("case", DW_S1_EDGE_CASES)
-def test_dsp_depthwise_3x3_fast_path_edges(tmp_path, case):
-    """The stride-1 fast path on shapes at its edges (strips, partial last block rows, padding on
-    some sides only, narrow and odd shapes, in place), chosen by the generator: the interpreter's outputs."""
-    check_dsp(_dw_s2(**case, stride=1), tmp_path, n=3, seed=31, **({} if case.get("before") else {"inplace": False}))
-    assert "ec_depthwise_conv2d_s8_dsp3x3(" in (tmp_path / "model.c").read_text()
+def test_dsp_depthwise_3x3_fast_path_edges(tmp_path, case, speed):
+    """The stride-1 fast path (bands; with --optimize speed strips, their row pairs in a workspace)
+    on shapes at its edges (strips, partial last block rows, padding on some sides only, narrow and
+    odd shapes, in place), chosen by the generator: the interpreter's outputs."""
+    check_dsp(_dw_s2(**case, stride=1), tmp_path, n=3, seed=31, speed=speed,
+              **({} if case.get("before") else {"inplace": False}))
+    assert f"ec_depthwise_conv2d_s8_dsp3x3{'w' if speed else ''}(" in (tmp_path / "model.c").read_text()
 
 
 DW_S2_CASES = [

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && defined(__thumb2__)
-#define DW_ASM 1 /* dw_chan in assembly */
+#define DW_ASM 1 /* the inner loops of dw_band in assembly */
 #endif
 #ifndef DW_ASM
 #define DW_ASM 0
@@ -128,31 +128,29 @@ static EC_HOT void dw_pixel(const ec_conv_params_t *p, const int8_t *x, const in
 }
 
 /* Fast path: 3x3, stride 1, dilation 1, padding <= 1, no fused residual, every channel's
- * requantization a right shift (dw_requant_ok).  Per tile of EC_DW_TILE output columns, pair of
- * channels (c, c + 1) and strip of at most EC_DW_STRIP output rows from oy0, dw_pairs first turns
- * the strip's input into int16 pairs (input + input_offset; 0 in the padding) of two rows:
- * pair i = (R[2 i], R[2 i + 1]), R[r] the input row oy0 - pad_top + r, for each input column of
- * the tile and each of the two channels (a column's pairs one after the other).  Output rows
- * oy0 + 4 b .. + 3 read the pairs A = 2 b, B = 2 b + 1, C = 2 b + 2; with the weight pairs
- * P = (2 w0, 2 w1), Q = (2 w1, 2 w2) of each kernel column (w0..w2 its rows):
- *   row 4 b:     SMLAD(A, P) + B.lo * Q.hi      row 4 b + 1:  A.hi * P.lo + SMLAD(B, Q)
- *   row 4 b + 2: SMLAD(B, P) + C.lo * Q.hi      row 4 b + 3:  B.hi * P.lo + SMLAD(C, Q)
- * so 6 multiply instructions an output for the 9 taps, accumulating 2 * acc (exactly), then
- * DW_REQUANT.  dw_chan does one channel of a strip: blocks of 4 rows x 1 column along a block row,
- * then the next block row, the channel's weights and requantization loaded once a block from its
- * own frame.  A last block row of fewer than 4 rows computes 4 and stores the rows past the end
- * onto the last row (in the order 3, 2, 1, 0, so that its own value is stored last).
- * In place (output row r exactly on input row r - pad_top, one tile of columns): a pair of
- * channels has read all its input rows of a strip (into the pairs) before it writes, it writes
- * only its own channels, on input rows before oy0 + EC_DW_STRIP - pad_top, where the next strip
- * starts reading.  The scratch (the pairs) is the scratch row when it is large enough, else on the
- * stack. */
+ * requantization a right shift (dw_requant_ok).  Output rows go four at a time: rows oy .. oy + 3
+ * read input rows R0..R5 = oy - pad_top + 0..5; columns in tiles of EC_DW_TILE.  For two channels
+ * at a time, dw_band turns each input column of the tile into pairs of int16 (input +
+ * input_offset; 0 in the padding) A = (R0, R1), B = (R2, R3), C = (R4, R5) per channel; with the
+ * weight pairs P = (2 w0, 2 w1), Q = (2 w1, 2 w2) of each kernel column (w0..w2 its rows):
+ *   row oy:     SMLAD(A, P) + B.lo * Q.hi      row oy + 1:  A.hi * P.lo + SMLAD(B, Q)
+ *   row oy + 2: SMLAD(B, P) + C.lo * Q.hi      row oy + 3:  B.hi * P.lo + SMLAD(C, Q)
+ * so 6 multiply instructions an output for the 9 taps, accumulating 2 * acc (exactly).
+ * The outputs go straight to the output, also in place when output row r lies exactly on input
+ * row r - pad_top (one tile of columns): a group of channels only overwrites the channels of
+ * rows R0..R3 it has read, and later rows read R4 on.  The scratch (pairs and sums) is the
+ * scratch row when there is one, else on the stack. */
 #define EC_DW_TILE 5
 #define EC_DW_COLS (EC_DW_TILE + 2)
-#define EC_DW_STRIP 28                            /* output rows a strip at most (a multiple of 4) */
-#define EC_DW_NP (EC_DW_STRIP / 2 + 1)            /* pairs a column: 15 */
-#define EC_DW_CS (4 * EC_DW_NP)                   /* bytes from a column's pairs to the next's: 60 */
-#define EC_DW_SCRATCH (2 * EC_DW_COLS * EC_DW_NP) /* words (840 bytes) */
+#define EC_DW_SUMS (EC_DW_COLS * 6) /* the sums of an output column: 4 words this far on from its pairs */
+#define EC_DW_SCRATCH (EC_DW_SUMS + 6 * EC_DW_TILE + 4) /* words */
+#define EC_DW_WC 17 /* words a channel: dw_band_t.wc */
+
+
+EC_INLINE void dw_zero6(uint32_t *z)
+{
+    z[0] = z[1] = z[2] = z[3] = z[4] = z[5] = 0;
+}
 
 /* Two bytes from any address (LDRH) */
 EC_INLINE uint32_t dw_load16(const int8_t *p)
@@ -162,345 +160,245 @@ EC_INLINE uint32_t dw_load16(const int8_t *p)
     return v;
 }
 
-/* One channel of a strip (dw_chan); the assembly reads it at the byte offsets in the comments */
+/* One band (rows oy..oy + 3) of one tile of a pair of channels (dw_fast). */
 typedef struct {
-    uint32_t w[6];      /*  0: the weight pairs P0 P1 P2 Q0 Q1 Q2 of the kernel columns */
-    int32_t bias2;      /* 24: 2 bias */
-    int32_t m, k, s;    /* 28: the requantization (DW_REQUANT) */
-    int32_t off[3];     /* 40: rows 1, 2, 3 of a block from row 0 */
-    int32_t toff[3];    /* 52: the same in the last block row (rows past the end: the last row) */
-    int32_t cn;         /* 64: from an output column to the next */
-    const uint32_t *d;  /* 68: the pairs of the first column, pair 0 */
-    int8_t *o;          /* 72: output row oy0, the tile's first column, the channel */
-    int32_t n, nb;      /* 76: output columns, block rows */
-    int32_t ostep;      /* 84: from the end of a block row to the start of the next (4 rl - n cn) */
-    int32_t tail2;      /* 88: the last block row has 1 or 2 rows (it computes 2, else 4) */
-} dw_chan_t;
+    uint32_t *buf;       /* EC_DW_SCRATCH words: per input column, channel j: A, B, C at 3 j; the sums */
+    uint32_t *wc;        /* per channel j at EC_DW_WC j: the weight pairs P0 P1 P2 Q0 Q1 Q2, 2 bias, M, k, s,
+                          * then (assembly) the end of the pairs, the row pointers, steps, cn, the pairs */
+    int32_t j0, n, cn;   /* the first channel of the pair to compute (1: the last, overlapping pair) */
+    int32_t ncols;       /* input columns in the input (the padding columns of buf are 0) */
+    uint32_t *col;       /* where they go in buf */
+    uint32_t off2;       /* input_offset in both halves */
+    const int8_t *q;     /* R0 at the first of those columns, channel c */
+    const int32_t *so;   /* R1..R5 - R0 (a padding row: R1, its half masked off by mask) */
+    uint32_t mask[3];
+    int8_t *o0, *o1;     /* rows oy, oy + 1 at column x0, channel c */
+    int32_t rs1, rs2;    /* rows oy + 2, oy + 3 from o1 (stored in the order oy + 3, oy + 2, oy + 1, oy:
+                          * a row past the end aliases the one before it) */
+} dw_band_t;
 
-#if DW_ASM
-_Static_assert(sizeof(dw_chan_t) == 92 && EC_DW_CS == 60, "dw_chan's assembly reads these offsets");
-
-/* r0: the pairs (column x, pair 2 b); r1-r4: the sums of rows 0-3; r5, r6, r7: M, k, s; r8: the
- * output (row 4 b, column x); r9, r10: a kernel column's weight pairs P, Q (then the row offsets);
- * r11, r12, lr: the pairs A, B, C of a column.  The channel's dw_chan_t is copied to the frame
- * (sp + 0..91; the tail offsets over the others in the last block row), sp + 92: the end of the
- * block row. */
-static __attribute__((naked, noinline)) void dw_chan(const dw_chan_t *blk EC_UNUSED)
+/* A band with one row inside the output (the last of a height 4 k + 1): row oy alone, its six
+ * multiplies an output (SMLAD(A, P) + B.lo * Q.hi per kernel column) and the requantization, where
+ * dw_band would compute and store four (DS-CNN: 25 rows, the last band 1 of 4). */
+EC_INLINE void dw_row1(const uint32_t *wj, const uint32_t *d, const uint32_t *dend, int8_t *u0, int32_t cn)
 {
-    __asm__ volatile(
-        "push {r4-r11, lr}\n\t"
-        "sub sp, sp, #96\n\t"
-        "ldm r0!, {r1-r12}\n\t"
-        "stm sp, {r1-r12}\n\t"
-        "ldm r0, {r1-r11}\n\t"
-        "add r12, sp, #48\n\t"
-        "stm r12, {r1-r11}\n\t"
-        "mov r0, r6\n\t"
-        "ldr r5, [sp, #28]\n\t"
-        "ldr r6, [sp, #32]\n\t"
-        "ldr r7, [sp, #36]\n\t"
-        "ldr r8, [sp, #72]\n\t"
-        "4:\n\t" /* a block row: where it ends; the last one takes the tail offsets */
-        "ldr r2, [sp, #76]\n\t"
-        "movs r1, #60\n\t"
-        "mla r1, r2, r1, r0\n\t"
-        "str r1, [sp, #92]\n\t"
-        "ldr r1, [sp, #80]\n\t"
-        "cmp r1, #1\n\t"
-        "bne 1f\n\t"
-        "ldr r2, [sp, #52]\n\t"
-        "ldr r3, [sp, #56]\n\t"
-        "ldr r4, [sp, #60]\n\t"
-        "str r2, [sp, #40]\n\t"
-        "str r3, [sp, #44]\n\t"
-        "str r4, [sp, #48]\n\t"
-        "ldr r1, [sp, #88]\n\t"
-        "cmp r1, #0\n\t"
-        "bne 2f\n\t"
-        "1:\n\t" /* a block of 4 rows: kernel column 0's weights, column x's pairs, 2 bias */
-        "ldr r9, [sp]\n\t"
-        "ldr r10, [sp, #12]\n\t"
-        "ldr r11, [r0]\n\t"
-        "ldr r12, [r0, #4]\n\t"
-        "ldr lr, [r0, #8]\n\t"
-        "ldr r2, [sp, #24]\n\t"
-        "smlad r1, r11, r9, r2\n\t"
-        "smlad r3, r12, r9, r2\n\t"
-        "smlatb r4, r12, r9, r2\n\t"
-        "smlatb r2, r11, r9, r2\n\t"
-        "smlabt r1, r12, r10, r1\n\t"
-        "smlad r2, r12, r10, r2\n\t"
-        "smlabt r3, lr, r10, r3\n\t"
-        "smlad r4, lr, r10, r4\n\t"
-        "ldr r9, [sp, #4]\n\t" /* kernel column 1, column x + 1 */
-        "ldr r10, [sp, #16]\n\t"
-        "ldr r11, [r0, #60]\n\t"
-        "ldr r12, [r0, #64]\n\t"
-        "ldr lr, [r0, #68]\n\t"
-        "smlad r1, r11, r9, r1\n\t"
-        "smlatb r2, r11, r9, r2\n\t"
-        "smlad r3, r12, r9, r3\n\t"
-        "smlatb r4, r12, r9, r4\n\t"
-        "smlabt r1, r12, r10, r1\n\t"
-        "smlad r2, r12, r10, r2\n\t"
-        "smlabt r3, lr, r10, r3\n\t"
-        "smlad r4, lr, r10, r4\n\t"
-        "ldr r9, [sp, #8]\n\t" /* kernel column 2, column x + 2 */
-        "ldr r10, [sp, #20]\n\t"
-        "ldr r11, [r0, #120]\n\t"
-        "ldr r12, [r0, #124]\n\t"
-        "ldr lr, [r0, #128]\n\t"
-        "smlad r1, r11, r9, r1\n\t"
-        "smlatb r2, r11, r9, r2\n\t"
-        "smlad r3, r12, r9, r3\n\t"
-        "smlatb r4, r12, r9, r4\n\t"
-        "smlabt r1, r12, r10, r1\n\t"
-        "smlad r2, r12, r10, r2\n\t"
-        "smlabt r3, lr, r10, r3\n\t"
-        "smlad r4, lr, r10, r4\n\t"
-        "ldr r11, [sp, #48]\n\t" /* the row offsets, the end of the block row */
-        "ldr r10, [sp, #44]\n\t"
-        "ldr r9, [sp, #40]\n\t"
-        "ldr r12, [sp, #92]\n\t"
-        "smmlar lr, r4, r5, r6\n\t" /* rows 3, 2, 1, 0 */
-        "add lr, lr, r4, asr #31\n\t"
-        "asr lr, lr, r7\n\t"
-        "ssat lr, #8, lr\n\t"
-        "strb lr, [r8, r11]\n\t"
-        "smmlar r4, r3, r5, r6\n\t"
-        "add r4, r4, r3, asr #31\n\t"
-        "asr r4, r4, r7\n\t"
-        "ssat r4, #8, r4\n\t"
-        "strb r4, [r8, r10]\n\t"
-        "smmlar r3, r2, r5, r6\n\t"
-        "add r3, r3, r2, asr #31\n\t"
-        "asr r3, r3, r7\n\t"
-        "ssat r3, #8, r3\n\t"
-        "strb r3, [r8, r9]\n\t"
-        "smmlar r2, r1, r5, r6\n\t"
-        "add r2, r2, r1, asr #31\n\t"
-        "asr r2, r2, r7\n\t"
-        "ssat r2, #8, r2\n\t"
-        "strb r2, [r8]\n\t"
-        "ldr r11, [sp, #64]\n\t"
-        "adds r0, r0, #60\n\t"
-        "add r8, r8, r11\n\t"
-        "cmp r0, r12\n\t"
-        "bne 1b\n\t"
-        "ldr r1, [sp, #80]\n\t" /* the next block row */
-        "subs r1, r1, #1\n\t"
-        "str r1, [sp, #80]\n\t"
-        "beq 6f\n\t"
-        "ldr r2, [sp, #76]\n\t"
-        "movs r3, #60\n\t"
-        "mls r0, r2, r3, r0\n\t"
-        "adds r0, r0, #8\n\t"
-        "ldr r3, [sp, #84]\n\t"
-        "add r8, r8, r3\n\t"
-        "b 4b\n\t"
-        "2:\n\t" /* a last block row of 1 or 2 rows: rows 0 and 1 (A, B), row 1 stored first */
-        "ldr r9, [sp]\n\t"
-        "ldr r10, [sp, #12]\n\t"
-        "ldr r11, [r0]\n\t"
-        "ldr r12, [r0, #4]\n\t"
-        "ldr r2, [sp, #24]\n\t"
-        "smlad r1, r11, r9, r2\n\t"
-        "smlatb r2, r11, r9, r2\n\t"
-        "smlabt r1, r12, r10, r1\n\t"
-        "smlad r2, r12, r10, r2\n\t"
-        "ldr r9, [sp, #4]\n\t"
-        "ldr r10, [sp, #16]\n\t"
-        "ldr r11, [r0, #60]\n\t"
-        "ldr r12, [r0, #64]\n\t"
-        "smlad r1, r11, r9, r1\n\t"
-        "smlatb r2, r11, r9, r2\n\t"
-        "smlabt r1, r12, r10, r1\n\t"
-        "smlad r2, r12, r10, r2\n\t"
-        "ldr r9, [sp, #8]\n\t"
-        "ldr r10, [sp, #20]\n\t"
-        "ldr r11, [r0, #120]\n\t"
-        "ldr r12, [r0, #124]\n\t"
-        "smlad r1, r11, r9, r1\n\t"
-        "smlatb r2, r11, r9, r2\n\t"
-        "smlabt r1, r12, r10, r1\n\t"
-        "smlad r2, r12, r10, r2\n\t"
-        "ldr r9, [sp, #40]\n\t"
-        "ldr r12, [sp, #92]\n\t"
-        "smmlar lr, r2, r5, r6\n\t"
-        "add lr, lr, r2, asr #31\n\t"
-        "asr lr, lr, r7\n\t"
-        "ssat lr, #8, lr\n\t"
-        "strb lr, [r8, r9]\n\t"
-        "smmlar lr, r1, r5, r6\n\t"
-        "add lr, lr, r1, asr #31\n\t"
-        "asr lr, lr, r7\n\t"
-        "ssat lr, #8, lr\n\t"
-        "strb lr, [r8]\n\t"
-        "ldr r11, [sp, #64]\n\t"
-        "adds r0, r0, #60\n\t"
-        "add r8, r8, r11\n\t"
-        "cmp r0, r12\n\t"
-        "bne 2b\n\t"
-        "6:\n\t"
-        "add sp, sp, #96\n\t"
-        "pop {r4-r11, pc}\n\t");
+    /* (the weights read again each output: few registers, so that its frame stays small) */
+    const int32_t acc0 = (int32_t)wj[6], m = (int32_t)wj[7], k = (int32_t)wj[8], s = (int32_t)wj[9];
+    for (; d != dend; d += 6, u0 += cn) {
+        int32_t a = EC_SMLAD(d[0], wj[0], acc0);
+        a = EC_SMLABT(d[1], wj[3], a);
+        a = EC_SMLAD(d[6], wj[1], a);
+        a = EC_SMLABT(d[7], wj[4], a);
+        a = EC_SMLAD(d[12], wj[2], a);
+        a = EC_SMLABT(d[13], wj[5], a);
+        *u0 = DW_REQUANT(a);
+    }
 }
-#else
-/* What the assembly does */
-static void dw_chan(const dw_chan_t *blk)
+
+/* The int16 pairs of one band's input columns into b->buf (dw_band, dw_band1) */
+EC_INLINE void dw_pairs(const dw_band_t *b)
 {
-    const uint32_t p0 = blk->w[0], p1 = blk->w[1], p2 = blk->w[2], q0 = blk->w[3], q1 = blk->w[4], q2 = blk->w[5];
-    const int32_t m = blk->m, k = blk->k, s = blk->s, cn = blk->cn;
-    const uint32_t *e = blk->d;
-    int8_t *o = blk->o;
-    for (int32_t b = blk->nb; b > 0; b--, e += 2 - blk->n * EC_DW_NP, o += blk->ostep) {
-        const int32_t *off = b == 1 ? blk->toff : blk->off;
-        for (int32_t x = 0; x < blk->n; x++, e += EC_DW_NP, o += cn) {
-            const uint32_t *f = e + EC_DW_NP, *g = f + EC_DW_NP;
-            if (b == 1 && blk->tail2) {
-                int32_t r0 = EC_SMLAD(e[0], p0, blk->bias2), r1 = EC_SMLATB(e[0], p0, blk->bias2);
-                r0 = EC_SMLABT(e[1], q0, r0);
-                r1 = EC_SMLAD(e[1], q0, r1);
-                r0 = EC_SMLAD(f[0], p1, r0);
-                r1 = EC_SMLATB(f[0], p1, r1);
-                r0 = EC_SMLABT(f[1], q1, r0);
-                r1 = EC_SMLAD(f[1], q1, r1);
-                r0 = EC_SMLAD(g[0], p2, r0);
-                r1 = EC_SMLATB(g[0], p2, r1);
-                r0 = EC_SMLABT(g[1], q2, r0);
-                r1 = EC_SMLAD(g[1], q2, r1);
-                o[off[0]] = DW_REQUANT(r1);
-                o[0] = DW_REQUANT(r0);
-                continue;
+    const int32_t cn = b->cn;
+        const uint32_t off2 = b->off2;
+        const int8_t *q = b->q;
+        const int32_t *so = b->so;
+        const int32_t s1 = so[0], s2 = so[1], s3 = so[2], s4 = so[3], s5 = so[4];
+        uint32_t *d = b->col;
+        const uint32_t m0 = b->mask[0], m1 = b->mask[1], m2 = b->mask[2];
+        if ((m0 & m1 & m2) == 0xffffffffu)
+            for (int32_t k = b->ncols; k > 0; k--, q += cn, d += 6) {
+                /* channels c, c + 1 of two rows: bytes (c, c + 1, c', c' + 1), SXTAB16 pairs them by channel */
+                uint32_t t = ec_pkhbt(dw_load16(q), dw_load16(q + s1));
+                d[0] = EC_SXTAB16(off2, t);
+                d[3] = EC_SXTAB16_ROR8(off2, t);
+                t = ec_pkhbt(dw_load16(q + s2), dw_load16(q + s3));
+                d[1] = EC_SXTAB16(off2, t);
+                d[4] = EC_SXTAB16_ROR8(off2, t);
+                t = ec_pkhbt(dw_load16(q + s4), dw_load16(q + s5));
+                d[2] = EC_SXTAB16(off2, t);
+                d[5] = EC_SXTAB16_ROR8(off2, t);
             }
-            int32_t a0 = EC_SMLAD(e[0], p0, blk->bias2), a1 = EC_SMLATB(e[0], p0, blk->bias2);
-            int32_t a2 = EC_SMLAD(e[1], p0, blk->bias2), a3 = EC_SMLATB(e[1], p0, blk->bias2);
-            a0 = EC_SMLABT(e[1], q0, a0);
-            a1 = EC_SMLAD(e[1], q0, a1);
-            a2 = EC_SMLABT(e[2], q0, a2);
-            a3 = EC_SMLAD(e[2], q0, a3);
-            a0 = EC_SMLAD(f[0], p1, a0);
-            a1 = EC_SMLATB(f[0], p1, a1);
-            a2 = EC_SMLAD(f[1], p1, a2);
-            a3 = EC_SMLATB(f[1], p1, a3);
-            a0 = EC_SMLABT(f[1], q1, a0);
-            a1 = EC_SMLAD(f[1], q1, a1);
-            a2 = EC_SMLABT(f[2], q1, a2);
-            a3 = EC_SMLAD(f[2], q1, a3);
-            a0 = EC_SMLAD(g[0], p2, a0);
-            a1 = EC_SMLATB(g[0], p2, a1);
-            a2 = EC_SMLAD(g[1], p2, a2);
-            a3 = EC_SMLATB(g[1], p2, a3);
-            a0 = EC_SMLABT(g[1], q2, a0);
-            a1 = EC_SMLAD(g[1], q2, a1);
-            a2 = EC_SMLABT(g[2], q2, a2);
-            a3 = EC_SMLAD(g[2], q2, a3);
-            o[off[2]] = DW_REQUANT(a3);
-            o[off[1]] = DW_REQUANT(a2);
-            o[off[0]] = DW_REQUANT(a1);
-            o[0] = DW_REQUANT(a0);
+        else /* padding rows: their halves masked off */
+            for (int32_t k = b->ncols; k > 0; k--, q += cn, d += 6) {
+                uint32_t t = ec_pkhbt(dw_load16(q), dw_load16(q + s1));
+                d[0] = EC_SXTAB16(off2, t) & m0;
+                d[3] = EC_SXTAB16_ROR8(off2, t) & m0;
+                t = ec_pkhbt(dw_load16(q + s2), dw_load16(q + s3));
+                d[1] = EC_SXTAB16(off2, t) & m1;
+                d[4] = EC_SXTAB16_ROR8(off2, t) & m1;
+                t = ec_pkhbt(dw_load16(q + s4), dw_load16(q + s5));
+                d[2] = EC_SXTAB16(off2, t) & m2;
+                d[5] = EC_SXTAB16_ROR8(off2, t) & m2;
+            }
+}
+
+static EC_HOT void dw_band(const dw_band_t *b)
+{
+    uint32_t *const buf = b->buf;
+    const int32_t n = b->n;
+    dw_pairs(b);
+    for (int32_t j = b->j0; j < 2; j++) {
+        uint32_t *const wj = b->wc + EC_DW_WC * j;
+        const uint32_t *d = buf + 3 * j, *const dend = d + 6 * n;
+#if DW_ASM
+        /* the addresses of this band in the channel's block (32-bit pointers), read by the assembly */
+        wj[10] = (uint32_t)(uintptr_t)dend;
+        wj[11] = (uint32_t)(b->o0 - b->o1); /* row oy from row oy + 1 */
+        wj[12] = (uint32_t)(uintptr_t)(b->o1 + j);
+        wj[13] = (uint32_t)b->rs1;
+        wj[14] = (uint32_t)b->rs2;
+        wj[16] = (uint32_t)(uintptr_t)d;
+        {
+            /* the sums of the pairs (weights P0 P1 P2 Q0 Q1 in r0..r4), then their requantization (M, k,
+             * s in r0..r2, row oy + 1 in r4, the other rows from it in r3, a2, a3, cn in va, the end in vb) */
+            uint32_t r0, r1, r2, r3, r4, a0, a1, a2, a3, va, vb, t, e;
+            __asm__ volatile("ldrd %[r0], %[r1], [%[w]]\n\t"
+                             "ldr %[r2], [%[w], #8]\n\t"
+                             "ldrd %[r3], %[r4], [%[w], #12]\n\t"
+                             "ldr %[d], [%[w], #64]\n\t"
+                             "1:\n\t"
+                             "ldrd %[va], %[vb], [%[d]]\n\t"
+                             "ldr %[a1], [%[w], #24]\n\t"
+                             "smlad %[a0], %[va], %[r0], %[a1]\n\t"
+                             "smlad %[a2], %[vb], %[r0], %[a1]\n\t"
+                             "smlatb %[a3], %[vb], %[r0], %[a1]\n\t"
+                             "smlatb %[a1], %[va], %[r0], %[a1]\n\t"
+                             "ldr %[va], [%[d], #8]\n\t"
+                             "smlabt %[a0], %[vb], %[r3], %[a0]\n\t"
+                             "smlad %[a1], %[vb], %[r3], %[a1]\n\t"
+                             "smlabt %[a2], %[va], %[r3], %[a2]\n\t"
+                             "smlad %[a3], %[va], %[r3], %[a3]\n\t"
+                             "ldrd %[va], %[vb], [%[d], #24]\n\t"
+                             "smlad %[a0], %[va], %[r1], %[a0]\n\t"
+                             "smlatb %[a1], %[va], %[r1], %[a1]\n\t"
+                             "smlad %[a2], %[vb], %[r1], %[a2]\n\t"
+                             "smlatb %[a3], %[vb], %[r1], %[a3]\n\t"
+                             "ldr %[va], [%[d], #32]\n\t"
+                             "smlabt %[a0], %[vb], %[r4], %[a0]\n\t"
+                             "smlad %[a1], %[vb], %[r4], %[a1]\n\t"
+                             "smlabt %[a2], %[va], %[r4], %[a2]\n\t"
+                             "smlad %[a3], %[va], %[r4], %[a3]\n\t"
+                             "ldrd %[va], %[vb], [%[d], #48]\n\t"
+                             "smlad %[a0], %[va], %[r2], %[a0]\n\t"
+                             "smlatb %[a1], %[va], %[r2], %[a1]\n\t"
+                             "smlad %[a2], %[vb], %[r2], %[a2]\n\t"
+                             "smlatb %[a3], %[vb], %[r2], %[a3]\n\t"
+                             "ldr %[va], [%[d], #56]\n\t"
+                             "ldr %[t], [%[w], #20]\n\t"
+                             "smlabt %[a0], %[vb], %[t], %[a0]\n\t"
+                             "smlad %[a1], %[vb], %[t], %[a1]\n\t"
+                             "smlabt %[a2], %[va], %[t], %[a2]\n\t"
+                             "smlad %[a3], %[va], %[t], %[a3]\n\t"
+                             "strd %[a0], %[a1], [%[d], %[so]]\n\t"
+                             "strd %[a2], %[a3], [%[d], %[so8]]\n\t"
+                             "adds %[d], %[d], #24\n\t"
+                             "ldr %[t], [%[w], #40]\n\t"
+                             "cmp %[d], %[t]\n\t"
+                             "bne 1b\n\t"
+                             "ldrd %[r0], %[r1], [%[w], #28]\n\t"
+                             "ldr %[r2], [%[w], #36]\n\t"
+                             "ldr %[vb], [%[w], #40]\n\t"
+                             "ldrd %[r3], %[r4], [%[w], #44]\n\t"
+                             "ldrd %[a2], %[a3], [%[w], #52]\n\t"
+                             "ldr %[va], [%[w], #60]\n\t"
+                             "ldr %[d], [%[w], #64]\n\t"
+                             "2:\n\t"
+                             "ldrd %[a0], %[a1], [%[d], %[so8]]\n\t"
+                             "smmlar %[t], %[a1], %[r0], %[r1]\n\t"
+                             "add %[t], %[t], %[a1], asr #31\n\t"
+                             "asr %[t], %[t], %[r2]\n\t"
+                             "ssat %[t], #8, %[t]\n\t"
+                             "strb %[t], [%[r4], %[a3]]\n\t"
+                             "smmlar %[t], %[a0], %[r0], %[r1]\n\t"
+                             "add %[t], %[t], %[a0], asr #31\n\t"
+                             "asr %[t], %[t], %[r2]\n\t"
+                             "ssat %[t], #8, %[t]\n\t"
+                             "strb %[t], [%[r4], %[a2]]\n\t"
+                             "ldrd %[a0], %[a1], [%[d], %[so]]\n\t"
+                             "smmlar %[t], %[a1], %[r0], %[r1]\n\t"
+                             "add %[t], %[t], %[a1], asr #31\n\t"
+                             "asr %[t], %[t], %[r2]\n\t"
+                             "ssat %[t], #8, %[t]\n\t"
+                             "strb %[t], [%[r4]]\n\t"
+                             "smmlar %[t], %[a0], %[r0], %[r1]\n\t"
+                             "add %[t], %[t], %[a0], asr #31\n\t"
+                             "asr %[t], %[t], %[r2]\n\t"
+                             "ssat %[t], #8, %[t]\n\t"
+                             "strb %[t], [%[r4], %[r3]]\n\t"
+                             "add %[r4], %[r4], %[va]\n\t"
+                             "adds %[d], %[d], #24\n\t"
+                             "cmp %[d], %[vb]\n\t"
+                             "bne 2b"
+                             : [d] "=&r"(e), [r0] "=&r"(r0), [r1] "=&r"(r1), [r2] "=&r"(r2), [r3] "=&r"(r3),
+                               [r4] "=&r"(r4), [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3),
+                               [va] "=&r"(va), [vb] "=&r"(vb), [t] "=&r"(t)
+                             : [w] "r"(wj), [so] "i"(4 * EC_DW_SUMS), [so8] "i"(4 * EC_DW_SUMS + 8)
+                             : "cc", "memory");
         }
+#else
+        const uint32_t p0 = wj[0], p1 = wj[1], p2 = wj[2], q0 = wj[3], q1 = wj[4], q2 = wj[5];
+        const int32_t acc0 = (int32_t)wj[6], m = (int32_t)wj[7], k = (int32_t)wj[8], s = (int32_t)wj[9];
+        const int32_t rs1 = b->rs1, rs2 = b->rs2;
+        int8_t *u0 = b->o0 + j, *u1 = b->o1 + j;
+        for (const uint32_t *e = d; e != dend; e += 6) {
+            uint32_t *t = (uint32_t *)e + EC_DW_SUMS;
+            uint32_t va = e[0], vb = e[1];
+            int32_t a0 = EC_SMLAD(va, p0, acc0);
+            int32_t a1 = EC_SMLATB(va, p0, acc0);
+            int32_t a2 = EC_SMLAD(vb, p0, acc0);
+            int32_t a3 = EC_SMLATB(vb, p0, acc0);
+            a0 = EC_SMLABT(vb, q0, a0);
+            a1 = EC_SMLAD(vb, q0, a1);
+            va = e[2];
+            a2 = EC_SMLABT(va, q0, a2);
+            a3 = EC_SMLAD(va, q0, a3);
+            va = e[6];
+            vb = e[7];
+            a0 = EC_SMLAD(va, p1, a0);
+            a1 = EC_SMLATB(va, p1, a1);
+            a2 = EC_SMLAD(vb, p1, a2);
+            a3 = EC_SMLATB(vb, p1, a3);
+            a0 = EC_SMLABT(vb, q1, a0);
+            a1 = EC_SMLAD(vb, q1, a1);
+            va = e[8];
+            a2 = EC_SMLABT(va, q1, a2);
+            a3 = EC_SMLAD(va, q1, a3);
+            va = e[12];
+            vb = e[13];
+            a0 = EC_SMLAD(va, p2, a0);
+            a1 = EC_SMLATB(va, p2, a1);
+            a2 = EC_SMLAD(vb, p2, a2);
+            a3 = EC_SMLATB(vb, p2, a3);
+            a0 = EC_SMLABT(vb, q2, a0);
+            a1 = EC_SMLAD(vb, q2, a1);
+            va = e[14];
+            a2 = EC_SMLABT(va, q2, a2);
+            a3 = EC_SMLAD(va, q2, a3);
+            t[0] = (uint32_t)a0;
+            t[1] = (uint32_t)a1;
+            t[2] = (uint32_t)a2;
+            t[3] = (uint32_t)a3;
+        }
+        for (; d != dend; d += 6, u0 += b->cn, u1 += b->cn) {
+            const int32_t *t = (const int32_t *)d + EC_DW_SUMS;
+            u1[rs2] = DW_REQUANT(t[3]);
+            u1[rs1] = DW_REQUANT(t[2]);
+            u1[0] = DW_REQUANT(t[1]);
+            u0[0] = DW_REQUANT(t[0]);
+        }
+#endif
     }
 }
-#endif
 
-/* The int16 pairs of a strip (see above) of channels c, c + 1 into buf (channel c + 1 at
- * EC_DW_COLS * EC_DW_NP words): buffer columns k0..k1 - 1 from input column q (channel c, row 0)
- * on, pairs 0..np - 1 of input rows r0 + 2 i, r0 + 2 i + 1 (0 outside rows 0..in_h - 1, where the
- * input offset is not added either: r0 >= -1, so only pair 0 can start above the input). */
-static EC_HOT void dw_pairs(uint32_t *buf, const int8_t *q, int32_t k0, int32_t k1, int32_t cn, int32_t in_row,
-                            int32_t in_h, int32_t r0, int32_t np, uint32_t off2)
+/* A band with one row inside the output (dw_fast's last band of a height 4 k + 1): its pairs, then
+ * that row alone (dw_row1).  Apart from dw_band (called at its depth, not from it) so that neither
+ * the stack nor dw_band's code grows. */
+static EC_NOINLINE void dw_band1(const dw_band_t *b)
 {
-    /* pairs ilo..ihi - 1 have both rows inside the input; pair ihi its first row only when
-     * `half`; the pairs after it none */
-    const int32_t ilo = r0 < 0 ? 1 : 0;
-    int32_t ihi = in_h - 2 - r0 >= 0 ? (in_h - 2 - r0) / 2 + 1 : 0;
-    if (ihi > np)
-        ihi = np;
-    if (ihi < ilo)
-        ihi = ilo;
-    const int half = ihi < np && r0 + 2 * ihi == in_h - 1;
-    const int32_t n2 = (ihi - ilo) / 2, zero0 = ihi + half;
-    /* the pairs with both rows inside, two at a time (rows x, x + 1 | x + 2, x + 3), all columns */
-    const int8_t *x = q + k0 * cn + (r0 + 2 * ilo) * in_row;
-    uint32_t *d = buf + k0 * EC_DW_NP + ilo;
-#if DW_ASM
-    if (n2 > 0 && k1 > k0) {
-        /* n2, from the end of a column to the next (input, pairs), columns */
-        int32_t st[4] = {n2, cn - 4 * n2 * in_row, EC_DW_CS - 8 * n2, k1 - k0};
-        const int8_t *x2 = x + 2 * in_row;
-        uint32_t a, b, c, e;
-        int32_t cnt;
-        _Static_assert(EC_DW_COLS * EC_DW_NP * 4 == 420, "dw_pairs' assembly: channel c + 1's pairs 420 bytes on");
-        __asm__ volatile("2:\n\t"
-                         "ldr %[n], [%[st]]\n\t"
-                         "1:\n\t"
-                         "ldrh %[a], [%[x]]\n\t"
-                         "ldrh %[b], [%[x], %[r1]]\n\t"
-                         "ldrh %[c], [%[x2]]\n\t"
-                         "ldrh %[e], [%[x2], %[r1]]\n\t"
-                         "pkhbt %[a], %[a], %[b], lsl #16\n\t"
-                         "pkhbt %[c], %[c], %[e], lsl #16\n\t"
-                         "sxtab16 %[b], %[off], %[a]\n\t"
-                         "sxtab16 %[a], %[off], %[a], ror #8\n\t"
-                         "sxtab16 %[e], %[off], %[c]\n\t"
-                         "sxtab16 %[c], %[off], %[c], ror #8\n\t"
-                         "str %[a], [%[d], #420]\n\t"
-                         "str %[c], [%[d], #424]\n\t"
-                         "str %[e], [%[d], #4]\n\t"
-                         "str %[b], [%[d]], #8\n\t"
-                         "add %[x], %[x], %[r4]\n\t"
-                         "add %[x2], %[x2], %[r4]\n\t"
-                         "subs %[n], %[n], #1\n\t"
-                         "bne 1b\n\t"
-                         "ldr %[a], [%[st], #4]\n\t"
-                         "ldr %[b], [%[st], #8]\n\t"
-                         "ldr %[c], [%[st], #12]\n\t"
-                         "add %[x], %[x], %[a]\n\t"
-                         "add %[x2], %[x2], %[a]\n\t"
-                         "add %[d], %[d], %[b]\n\t"
-                         "subs %[c], %[c], #1\n\t"
-                         "str %[c], [%[st], #12]\n\t"
-                         "bne 2b"
-                         : [x] "+r"(x), [x2] "+r"(x2), [d] "+r"(d), [n] "=&r"(cnt), [a] "=&r"(a), [b] "=&r"(b),
-                           [c] "=&r"(c), [e] "=&r"(e)
-                         : [r1] "r"(in_row), [r4] "r"(4 * in_row), [off] "r"(off2), [st] "r"(st)
-                         : "cc", "memory");
-    }
-#else
-    for (int32_t k = k0; k < k1; k++, x += cn, d += EC_DW_NP) {
-        for (int32_t i = 0; i < n2; i++) {
-            const int8_t *const y = x + 4 * i * in_row;
-            const uint32_t t = ec_pkhbt(dw_load16(y), dw_load16(y + in_row));
-            const uint32_t u = ec_pkhbt(dw_load16(y + 2 * in_row), dw_load16(y + 3 * in_row));
-            d[2 * i] = EC_SXTAB16(off2, t);
-            d[EC_DW_COLS * EC_DW_NP + 2 * i] = EC_SXTAB16_ROR8(off2, t);
-            d[2 * i + 1] = EC_SXTAB16(off2, u);
-            d[EC_DW_COLS * EC_DW_NP + 2 * i + 1] = EC_SXTAB16_ROR8(off2, u);
-        }
-    }
-#endif
-    for (int32_t k = k0; k < k1; k++) {
-        const int8_t *const col = q + k * cn;
-        uint32_t *const d0 = buf + k * EC_DW_NP, *const d1 = d0 + EC_DW_COLS * EC_DW_NP;
-        if (ilo > 0) { /* rows -1, 0 */
-            const uint32_t t = dw_load16(col) << 16;
-            d0[0] = EC_SXTAB16(off2, t) & 0xffff0000u;
-            d1[0] = EC_SXTAB16_ROR8(off2, t) & 0xffff0000u;
-        }
-        if ((ihi - ilo) & 1) { /* the last pair with both rows inside */
-            const int8_t *const y = col + (r0 + 2 * ihi - 2) * in_row;
-            const uint32_t t = ec_pkhbt(dw_load16(y), dw_load16(y + in_row));
-            d0[ihi - 1] = EC_SXTAB16(off2, t);
-            d1[ihi - 1] = EC_SXTAB16_ROR8(off2, t);
-        }
-        if (half) { /* rows in_h - 1, in_h */
-            const uint32_t t = dw_load16(col + (in_h - 1) * in_row);
-            d0[ihi] = EC_SXTAB16(off2, t) & 0xffffu;
-            d1[ihi] = EC_SXTAB16_ROR8(off2, t) & 0xffffu;
-        }
-        for (int32_t i = zero0; i < np; i++)
-            d0[i] = d1[i] = 0;
+    dw_pairs(b);
+    for (int32_t j = b->j0; j < 2; j++) {
+        const uint32_t *d = b->buf + 3 * j;
+        dw_row1(b->wc + EC_DW_WC * j, d, d + 6 * b->n, b->o0 + j, b->cn);
     }
 }
 
@@ -521,68 +419,107 @@ static int dw_fast_ok(const ec_conv_params_t *p, const int8_t *input, const int3
            dw_requant_ok(p, bias);
 }
 
-
 /* The fast path (one batch, dw_fast_ok), see above; buf: EC_DW_SCRATCH words. */
 static EC_HOT void dw_fast(const ec_conv_params_t *p, const int8_t *in_b, const int8_t *filter, const int32_t *bias,
                            int8_t *out_b, uint32_t *buf)
 {
     const int32_t cn = p->in_c, pt = p->pad_top, oh = p->out_h;
     const int32_t rl = p->out_w * cn, in_row = p->in_w * cn;
-    const uint32_t off2 = ((uint32_t)p->input_offset & 0xffffu) | ((uint32_t)p->input_offset << 16);
-    dw_chan_t ch[2];
-    for (int32_t x0 = 0; x0 < p->out_w; x0 += EC_DW_TILE) {
-        /* the input columns ix .. ix + n + 1: at most one padding column each side (its pairs 0) */
-        const int32_t n = p->out_w - x0 < EC_DW_TILE ? p->out_w - x0 : EC_DW_TILE;
-        const int32_t ix = x0 - p->pad_left, ncol = n + 2;
-        const int32_t k0 = ix < 0 ? 1 : 0, k1 = p->in_w - ix < ncol ? p->in_w - ix : ncol;
-        for (int32_t k = 0; k < ncol; k++)
-            if (k < k0 || k >= k1)
-                for (int32_t i = 0; i < EC_DW_NP; i++)
-                    buf[k * EC_DW_NP + i] = buf[(EC_DW_COLS + k) * EC_DW_NP + i] = 0;
-        for (int32_t oy0 = 0; oy0 < oh; oy0 += EC_DW_STRIP) {
-            /* the strip's geometry, the same for every channel */
-            const int32_t rows = oh - oy0 < EC_DW_STRIP ? oh - oy0 : EC_DW_STRIP;
-            const int32_t nb = (rows + 3) / 4, last = rows - 4 * (nb - 1) - 1; /* the last row of the last block */
-            for (int32_t j = 0; j < 2; j++) {
-                dw_chan_t *const b = &ch[j];
-                for (int32_t r = 0; r < 3; r++) {
-                    b->off[r] = (r + 1) * rl;
-                    b->toff[r] = (r + 1 < last ? r + 1 : last) * rl;
-                }
-                b->tail2 = last <= 1;
-                b->cn = cn;
-                b->n = n;
-                b->nb = nb;
-                b->ostep = 4 * rl - n * cn;
-                b->d = buf + j * EC_DW_COLS * EC_DW_NP;
+    const int32_t sfull[5] = {in_row, 2 * in_row, 3 * in_row, 4 * in_row, 5 * in_row};
+    /* the bands that read padding rows (the first, the last): R0 and the offsets of R1..R5 from
+     * it, a padding row reading R1 (always valid), its half masked off */
+    struct {
+        int32_t oy;
+        const int8_t *r0;
+        int32_t so[5];
+        uint32_t mask[3];
+    } edge[2];
+    for (int32_t e = 0; e < 2; e++) {
+        const int32_t oy = e == 0 ? 0 : (oh - 1) / 4 * 4;
+        const int8_t *const r1 = in_b + (oy - pt + 1) * in_row, *r[6];
+        edge[e].oy = oy - pt < 0 || oy - pt + 6 > p->in_h ? oy : -1;
+        edge[e].mask[0] = edge[e].mask[1] = edge[e].mask[2] = 0xffffffffu;
+        for (int32_t k = 0; k < 6; k++) {
+            const int32_t iy = oy - pt + k;
+            r[k] = iy < 0 || iy >= p->in_h ? r1 : in_b + iy * in_row;
+            if (r[k] == r1 && k != 1)
+                edge[e].mask[k >> 1] &= (k & 1) != 0 ? 0xffffu : 0xffff0000u;
+        }
+        for (int32_t k = 0; k < 5; k++)
+            edge[e].so[k] = (int32_t)(r[k + 1] - r[0]);
+        edge[e].r0 = r[0];
+    }
+    /* two channels at a time, all rows (in place, a pair only overwrites what it has read) */
+    for (int32_t c = 0; c < cn; c += 2) {
+        /* the last pair overlaps the one before: only its new channel */
+        const int32_t cg = c + 2 <= cn ? c : cn - 2;
+        /* per channel c + j at EC_DW_WC j: the weight pairs P0 P1 P2 Q0 Q1 Q2, 2 bias, M, k, s, cn */
+        uint32_t wc[2 * EC_DW_WC];
+        {
+            const int8_t *f = filter + cg;
+            uint32_t h[9];
+            for (int32_t i = 0; i < 9; i++, f += cn)
+                h[i] = dw_load16(f);
+            for (int32_t i = 0; i < 6; i++) {
+                /* (w0 of c, of c + 1, w1 of c, of c + 1) -> (2 w0, 2 w1) of c, of c + 1 */
+                const uint32_t t = ec_pkhbt(h[i], h[i + 3]);
+                wc[i] = EC_SXTAB16(EC_SXTB16(t), t);
+                wc[i + EC_DW_WC] = EC_SXTAB16_ROR8(EC_SXTB16_ROR8(t), t);
             }
-            int8_t *const o = out_b + oy0 * rl + x0 * cn;
-            const int8_t *const q = in_b + ix * cn;
-            /* two channels at a time (the last pair of an odd count overlaps the one before: only
-             * its new channel) */
-            for (int32_t c = 0; c < cn; c += 2) {
-                const int32_t cg = c + 2 <= cn ? c : cn - 2;
-                const int8_t *f = filter + cg;
-                uint32_t h[9];
-                for (int32_t i = 0; i < 9; i++, f += cn)
-                    h[i] = dw_load16(f);
-                for (int32_t i = 0; i < 6; i++) {
-                    /* (w0 of c, of c + 1, w1 of c, of c + 1) -> (2 w0, 2 w1) of c, of c + 1 */
-                    const uint32_t t = ec_pkhbt(h[i], h[i + 3]);
-                    ch[0].w[i] = EC_SXTAB16(EC_SXTB16(t), t);
-                    ch[1].w[i] = EC_SXTAB16_ROR8(EC_SXTB16_ROR8(t), t);
+            for (int32_t j = 0; j < 2; j++) {
+                const int32_t sh = p->shift[cg + j];
+                uint32_t *const wj = wc + EC_DW_WC * j;
+                wj[6] = bias != NULL ? (uint32_t)bias[cg + j] << 1 : 0u;
+                wj[7] = (uint32_t)p->multiplier[cg + j];
+                /* k = zp 2^s + 2^(s-1) */
+                wj[8] = (uint32_t)(2 * p->output_offset + 1) << ~sh;
+                wj[9] = (uint32_t)-sh;
+                wj[15] = (uint32_t)cn;
+            }
+        }
+        for (int32_t x0 = 0; x0 < p->out_w; x0 += EC_DW_TILE) {
+            /* the input columns ix .. ix + n + 1: at most one padding column each side */
+            const int32_t n = p->out_w - x0 < EC_DW_TILE ? p->out_w - x0 : EC_DW_TILE;
+            const int32_t ix = x0 - p->pad_left, ncol = n + 2;
+            const int32_t k0 = ix < 0 ? 1 : 0, k1 = p->in_w - ix < ncol ? p->in_w - ix : ncol;
+            dw_band_t b;
+            b.buf = buf;
+            b.wc = wc;
+            b.j0 = c - cg;
+            b.n = n;
+            b.cn = cn;
+            b.ncols = k1 - k0;
+            b.col = buf + 6 * k0;
+            b.off2 = ((uint32_t)p->input_offset & 0xffffu) | ((uint32_t)p->input_offset << 16);
+            if (k0 > 0)
+                dw_zero6(buf);
+            if (k1 < ncol)
+                dw_zero6(buf + 6 * k1);
+            for (int32_t oy = 0; oy < oh; oy += 4) {
+                const int e = oy == edge[0].oy ? 0 : oy == edge[1].oy ? 1 : -1;
+                const int8_t *r0;
+                if (e < 0) {
+                    r0 = in_b + (oy - pt) * in_row;
+                    b.so = sfull;
+                    b.mask[0] = b.mask[1] = b.mask[2] = 0xffffffffu;
+                } else {
+                    r0 = edge[e].r0;
+                    b.so = edge[e].so;
+                    b.mask[0] = edge[e].mask[0];
+                    b.mask[1] = edge[e].mask[1];
+                    b.mask[2] = edge[e].mask[2];
                 }
-                dw_pairs(buf, q + cg, k0, k1, cn, in_row, p->in_h, oy0 - pt, 2 * nb + 1, off2);
-                for (int32_t j = c - cg; j < 2; j++) {
-                    const int32_t sh = p->shift[cg + j];
-                    dw_chan_t *const b = &ch[j];
-                    b->bias2 = bias != NULL ? (int32_t)((uint32_t)bias[cg + j] << 1) : 0;
-                    b->m = p->multiplier[cg + j];
-                    b->k = (int32_t)((uint32_t)(2 * p->output_offset + 1) << ~sh); /* zp 2^s + 2^(s-1) */
-                    b->s = -sh;
-                    b->o = o + cg + j;
-                    dw_chan(b);
-                }
+                b.q = r0 + cg + (ix + k0) * cn;
+                /* rows past the end alias the row before */
+                const int32_t nr = oh - oy < 4 ? oh - oy : 4;
+                b.o0 = out_b + oy * rl + x0 * cn + cg;
+                b.o1 = nr < 2 ? b.o0 : b.o0 + rl;
+                b.rs1 = nr < 3 ? 0 : rl;
+                b.rs2 = nr < 3 ? 0 : nr < 4 ? rl : 2 * rl;
+                if (nr == 1)
+                    dw_band1(&b);
+                else
+                    dw_band(&b);
             }
         }
     }
