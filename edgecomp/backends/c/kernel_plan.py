@@ -177,15 +177,17 @@ def _dw_dsp(g: ir.Graph, node: ir.Node) -> bool:
         and int(node.attrs.get("depth_multiplier", 1)) == 1 and int(q["filter_offset"]) == 0
 
 
-def _dw_apart(g: ir.Graph, plan: MemoryPlan, apart: set[str], trial) -> MemoryPlan:
+def _dw_apart(g: ir.Graph, plan: MemoryPlan, apart: set[str], trial, limit: int | None = None) -> MemoryPlan:
     """Depthwise 3x3 layers that miss the fast path only because they run in place (wide rows:
     the fast path takes in-place layers of one column tile only) are planned apart from their
-    input where the arena does not grow (the general depthwise code is about 4x slower)."""
+    input where the arena does not grow (the general depthwise code is about 4x slower), or stays
+    within ``limit`` (--optimize speed's allowance)."""
     for n in g.nodes:
         if not _dw_dsp(g, n) or dw_fast_ok(g, n, plan, n.attrs.get("residual")):
             continue
         t = trial(apart | {n.name})
-        if t.arena_bytes <= plan.arena_bytes and dw_fast_ok(g, n, t, n.attrs.get("residual")):
+        if t.arena_bytes <= (plan.arena_bytes if limit is None else max(plan.arena_bytes, limit)) \
+                and dw_fast_ok(g, n, t, n.attrs.get("residual")):
             apart.add(n.name)
             plan = t
     return plan
@@ -308,7 +310,9 @@ def plan_with_gemm(g: ir.Graph, opts: CodegenOptions, fusions: bool | None = Non
         if t.arena_bytes <= max(plan.arena_bytes, limit):
             lays[name], plan = tab, t
     if opts.dw_apart:
-        plan = _dw_apart(g, plan, dw_apart, lambda apart: plan_with_layouts(g, lays, fused, apart, opts))
+        # (--optimize speed: within its allowance, which the strips' workspaces share)
+        plan = _dw_apart(g, plan, dw_apart, lambda apart: plan_with_layouts(g, lays, fused, apart, opts),
+                         limit if speed else None)
     if speed:  # the weights widened in flash: no buffer in the arena, the plan stays
         for name, lay in lays.items():
             if lay.nb == 1:
