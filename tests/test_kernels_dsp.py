@@ -645,6 +645,21 @@ def test_wide_depthwise_planned_apart_for_the_fast_path(tmp_path, mlperf_dir):
     assert info.arena_bytes <= info0.arena_bytes
 
 
+def test_speed_depthwise_strips_keep_every_fast_path(tmp_path, mlperf_dir):
+    """--optimize speed: the strips' row-pair workspaces (840 bytes a layer) must not push a
+    stride-1 depthwise layer of vww back into place on the general code (the depthwise layers are
+    planned apart within the speed allowance): the eight that take the band kernel by default take the
+    strips (the two that keep the general kernel by default keep it)."""
+    from edgecomp.frontends.tflite import load_tflite
+
+    g = load_tflite(mlperf_dir / "vww_96_int8.tflite")
+    generate(g, tmp_path / "default", name="model", dsp=True)
+    generate(g, tmp_path / "speed", name="model", dsp=True, speed=True)
+    default, speed = ((tmp_path / d / "model.c").read_text() for d in ("default", "speed"))
+    assert default.count("ec_depthwise_conv2d_s8_dsp3x3(") == speed.count("ec_depthwise_conv2d_s8_dsp3x3w(") == 8
+    assert speed.count("ec_depthwise_conv2d_s8_dsp(") == default.count("ec_depthwise_conv2d_s8_dsp(")
+
+
 def _pruned(case, dead, big_bias=True):
     """conv(**case) with the output channels `dead` pruned: all their weights zero (their bias
     near 2^30 as in vww, so that their outputs saturate and the others' checks stay meaningful)."""
