@@ -13,6 +13,7 @@
 /* ---- constants -------------------------------------------------------------------- */
 
 int32_t mirror_dw_tile(void) { return EC_DW_TILE; }
+int32_t mirror_dw_scratch_bytes(void) { return 4 * EC_DWS_SCRATCH; }
 int32_t mirror_gemm_add_table_bytes(void) { return EC_GEMM_ADD_TABLE_BYTES; }
 int32_t mirror_gemm_work_bytes(int32_t kbp, int32_t in_c, int32_t chunk, int32_t n_live)
 {

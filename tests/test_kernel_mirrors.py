@@ -27,6 +27,7 @@ _PRED, _PACK, _PLAN = ("edgecomp.backends.c.kernels.predicates", "edgecomp.backe
                        "edgecomp.backends.c.kernel_plan")
 _WHERE = {
     "DW_TILE": _PRED,                 # EC_DW_TILE
+    "DW_SCRATCH_BYTES": _PRED,        # 4 * EC_DWS_SCRATCH
     "GEMM_ADD_TABLE_BYTES": _PRED,    # EC_GEMM_ADD_TABLE_BYTES
     "kernel_row_bytes": _PRED,        # kernel_row_bytes
     "gemm_work_bytes": _PRED,         # EC_GEMM_WORK_BYTES
@@ -148,6 +149,7 @@ def c_side(g, node):
 # --------------------------------------------------------------------------- constants
 def test_constants(lib):
     assert PY.DW_TILE == lib.mirror_dw_tile()
+    assert PY.DW_SCRATCH_BYTES == lib.mirror_dw_scratch_bytes()
     assert PY.GEMM_ADD_TABLE_BYTES == lib.mirror_gemm_add_table_bytes()
 
 

@@ -410,13 +410,18 @@ def test_dsp_depthwise_3x3_fast_path_on_cortex_m4(tmp_path):
     # in place with output row r on input row r - 1 (rows of a multiple of 4 bytes): the fast path
     cases = [_pw_dw(7, 4, 7, "relu6", 5), _pw_dw(25, 5, 8, "relu6", 0), _pw_dw(6, 3, 12, None, -100),
              _pw_dw(9, 5, 4, "relu", 3), _pw_dw(5, 2, 6, "relu", -7),
+             # two strips in place (28 + 3 rows); three strips apart from the input with padding below only
+             _pw_dw(31, 4, 3, "relu6", 5), _dw_s2(58, 4, 3, (0, 1, 1, 1), None, -3, stride=1),
              # the general kernel (rows of 65 bytes in place 68 apart; no padding, narrower output)
              _pw_dw(10, 5, 13, "relu", 5), conv(6, 4, 4, 0, 3, 1, 0, op="depthwise_conv2d", actk=None, zp=9)]
-    for i, g in enumerate(cases):
+    # the fast path cases again with --optimize speed: in strips (the assembly of dws_chan, dw_strip_pairs)
+    runs = [(i, g, "balanced") for i, g in enumerate(cases)] + [(i, cases[i], "speed") for i in range(7)]
+    for i, g, optimize in runs:
         x = np.random.default_rng(i).integers(-128, 128, size=(2,) + g.tensors[g.inputs[0]].shape[1:], dtype=np.int8)
-        out = tmp_path / f"case{i}"
-        write_bundle(g, "cortex-m4", out, options={"kernels": "dsp"})
-        assert ("ec_depthwise_conv2d_s8_dsp3x3(" in (out / "model.c").read_text()) == (i < 5)
+        out = tmp_path / f"case{i}_{optimize}"
+        write_bundle(g, "cortex-m4", out, options={"kernels": "dsp", "optimize": optimize})
+        fn = "ec_depthwise_conv2d_s8_dsp3x3w(" if optimize == "speed" else "ec_depthwise_conv2d_s8_dsp3x3("
+        assert (fn in (out / "model.c").read_text()) == (i < 7)
         got = np.asarray(run_bundle(out, x, emulate=True, progress=False).outputs)
         want = interp.run(g, x)[g.outputs[0]]
         np.testing.assert_array_equal(got.reshape(-1), want.reshape(-1))
@@ -641,6 +646,21 @@ def test_wide_depthwise_planned_apart_for_the_fast_path(tmp_path, mlperf_dir):
     assert info.arena_bytes <= info0.arena_bytes
 
 
+def test_speed_depthwise_strips_keep_every_fast_path(tmp_path, mlperf_dir):
+    """--optimize speed: the strips' row-pair workspaces (840 bytes a layer) must not push a
+    stride-1 depthwise layer of vww back into place on the general code (the depthwise layers are
+    planned apart within the speed allowance): the eight that take the band kernel by default take the
+    strips (the two that keep the general kernel by default keep it)."""
+    from edgecomp.frontends.tflite import load_tflite
+
+    g = load_tflite(mlperf_dir / "vww_96_int8.tflite")
+    generate(g, tmp_path / "default", name="model", dsp=True)
+    generate(g, tmp_path / "speed", name="model", dsp=True, speed=True)
+    default, speed = ((tmp_path / d / "model.c").read_text() for d in ("default", "speed"))
+    assert default.count("ec_depthwise_conv2d_s8_dsp3x3(") == speed.count("ec_depthwise_conv2d_s8_dsp3x3w(") == 8
+    assert speed.count("ec_depthwise_conv2d_s8_dsp(") == default.count("ec_depthwise_conv2d_s8_dsp(")
+
+
 def _pruned(case, dead, big_bias=True):
     """conv(**case) with the output channels `dead` pruned: all their weights zero (their bias
     near 2^30 as in vww, so that their outputs saturate and the others' checks stay meaningful)."""
@@ -702,11 +722,12 @@ def test_residual_store_choice(tmp_path, h, w, fn):
     assert f".residual_store = {fn}" in (tmp_path / "model.c").read_text()
 
 
-def _dw_s2(h, w, c, pads, actk="relu6", zp=3, before=False):
-    """A 3x3 stride-2 depthwise conv with explicit padding (top, left, bottom, right); `before`: after
-    a 1x1 conv, so that it may run in place on the conv's output (through the row scratch)."""
+def _dw_s2(h, w, c, pads, actk="relu6", zp=3, before=False, stride=2):
+    """A 3x3 stride-2 (or `stride`) depthwise conv with explicit padding (top, left, bottom, right);
+    `before`: after a 1x1 conv, so that it may run in place on the conv's output (through the row
+    scratch)."""
     pt, pl, pb, pr = pads
-    ho, wo = (h + pt + pb - 3) // 2 + 1, (w + pl + pr - 3) // 2 + 1
+    ho, wo = (h + pt + pb - 3) // stride + 1, (w + pl + pr - 3) // stride + 1
     x = act_t("x", (1, h, w, c), "int8", 0.05, zp)
     y = act_t("y", (1, ho, wo, c), "int8", 0.08, -5)
     ts, nodes, src = [x], [], "x"
@@ -718,9 +739,38 @@ def _dw_s2(h, w, c, pads, actk="relu6", zp=3, before=False):
         src = "s"
     ts += [weights("w2", (1, 3, 3, c), "int8", 3), bias("b2", c, "int8"), y]
     nodes.append(ir.Node("dw", "depthwise_conv2d", [src, "w2", "b2"], ["y"],
-                         {"depth_multiplier": 1, "stride": (2, 2), "dilation": (1, 1), "pad": pads,
+                         {"depth_multiplier": 1, "stride": (stride, stride), "dilation": (1, 1), "pad": pads,
                           "act": act(actk, y)}))
     return graph(ts, nodes, ["x"], ["y"])
+
+
+# the stride-1 fast path's edges: strips of at most 28 output rows (EC_DW_STRIP), last block rows of
+# 1..4 rows, pairs half inside (padding only at the bottom), widths 1..7, odd channel counts
+DW_S1_EDGE_CASES = [
+    dict(h=1, w=7, c=3, pads=(1, 1, 1, 1)),                     # one row: its pair 0 half padding, pair 1 all
+    dict(h=2, w=1, c=2, pads=(0, 1, 1, 1), actk=None),          # one column, padding below only
+    dict(h=3, w=3, c=5, pads=(1, 0, 1, 0), zp=-128),            # padding above and below, none at the sides
+    dict(h=5, w=3, c=7, pads=(0, 0, 1, 1)),                     # TF 'same' on odd sizes: a half pair at the bottom
+    dict(h=6, w=4, c=9, pads=(1, 1, 0, 0), actk="relu"),        # padding above and left only
+    dict(h=9, w=6, c=3, pads=(0, 1, 1, 0), zp=77),              # 8 rows: two full block rows
+    dict(h=7, w=7, c=4, pads=(0, 0, 0, 0), actk=None),          # no padding, 5 rows: a last block row of 1
+    dict(h=30, w=5, c=6, pads=(1, 1, 1, 1)),                    # two strips (28 + 2 rows)
+    dict(h=57, w=3, c=5, pads=(1, 1, 1, 1), actk=None),         # three strips (28 + 28 + 1)
+    dict(h=31, w=4, c=2, pads=(0, 0, 0, 1), zp=-9),             # 29 rows without padding rows: 28 + 1
+    dict(h=32, w=4, c=3, pads=(1, 1, 1, 1), before=True),       # in place (rows of 12 bytes), two strips
+]
+
+
+@needs_gcc
+@pytest.mark.parametrize("speed", [False, True])
+@pytest.mark.parametrize("case", DW_S1_EDGE_CASES)
+def test_dsp_depthwise_3x3_fast_path_edges(tmp_path, case, speed):
+    """The stride-1 fast path (bands; with --optimize speed strips, their row pairs in a workspace)
+    on shapes at its edges (strips, partial last block rows, padding on some sides only, narrow and
+    odd shapes, in place), chosen by the generator: the interpreter's outputs."""
+    check_dsp(_dw_s2(**case, stride=1), tmp_path, n=3, seed=31, speed=speed,
+              **({} if case.get("before") else {"inplace": False}))
+    assert f"ec_depthwise_conv2d_s8_dsp3x3{'w' if speed else ''}(" in (tmp_path / "model.c").read_text()
 
 
 DW_S2_CASES = [

@@ -23,7 +23,7 @@ import numpy as np
 from ... import ir
 from ...options import CodegenOptions
 from ...passes.memory_plan import MemoryPlan, plan_memory, reads, strided_rows
-from .kernels.predicates import (GEMM_ADD_TABLE_BYTES, dw_fast_ok, gemm_acc_ok, gemm_fast_requant,
+from .kernels.predicates import (DW_SCRATCH_BYTES, GEMM_ADD_TABLE_BYTES, dw_fast_ok, dw_fast_shape_ok, gemm_acc_ok, gemm_fast_requant,
                                  gemm_work_bytes, kernel_row_bytes, mve_ok, mve_work_bytes)
 
 DEFAULT = CodegenOptions()
@@ -145,14 +145,26 @@ def kernel_workspaces(g: ir.Graph) -> dict[str, int]:
     return out
 
 
+def dw_workspaces(g: ir.Graph, opts: CodegenOptions) -> dict[str, int]:
+    """With the DSP kernels and --optimize speed: the int16 row pairs of the depthwise 3x3 fast path
+    (DW_SCRATCH_BYTES: strips of 28 rows) in the arena for every layer whose shape it takes (in place
+    or not: the workspace does not depend on the placement).  Without one the kernel keeps them in
+    the scratch row when it holds strips of 4 rows or more (DS-CNN: 8), else on the stack."""
+    if not (opts.dsp and opts.speed):
+        return {}
+    return {n.name: DW_SCRATCH_BYTES for n in g.nodes
+            if _dw_dsp(g, n) and dw_fast_shape_ok(g, n, n.attrs.get("residual"))}
+
+
 def plan_with_layouts(g: ir.Graph, lays: dict[str, GemmLayout], fused: dict[str, int], apart=frozenset(),
                       opts: CodegenOptions = DEFAULT) -> MemoryPlan:
     """The memory plan with these matrix-product layouts (their workspaces; tiled layers apart
     from their input), row fusions, layers kept apart and the kernels' own workspaces (recurrent
-    layers' gate scratch included)."""
+    layers' gate scratch, the depthwise fast path's row pairs included)."""
     from .emit.recurrent import scratch_bytes
     work = {n.name: scratch_bytes(g, n) for n in g.nodes if scratch_bytes(g, n)}
-    return plan_memory(g, workspace={**kernel_workspaces(g), **work, **{n: x.work_bytes for n, x in lays.items()}},
+    return plan_memory(g, workspace={**kernel_workspaces(g), **dw_workspaces(g, opts), **work,
+                                     **{n: x.work_bytes for n, x in lays.items()}},
                        fused=fused, apart={n for n, x in lays.items() if _tiled(g, n, x)} | set(apart),
                        inplace=opts.inplace)
 
@@ -165,15 +177,17 @@ def _dw_dsp(g: ir.Graph, node: ir.Node) -> bool:
         and int(node.attrs.get("depth_multiplier", 1)) == 1 and int(q["filter_offset"]) == 0
 
 
-def _dw_apart(g: ir.Graph, plan: MemoryPlan, apart: set[str], trial) -> MemoryPlan:
+def _dw_apart(g: ir.Graph, plan: MemoryPlan, apart: set[str], trial, limit: int | None = None) -> MemoryPlan:
     """Depthwise 3x3 layers that miss the fast path only because they run in place (wide rows:
     the fast path takes in-place layers of one column tile only) are planned apart from their
-    input where the arena does not grow (the general depthwise code is about 4x slower)."""
+    input where the arena does not grow (the general depthwise code is about 4x slower), or stays
+    within ``limit`` (--optimize speed's allowance)."""
     for n in g.nodes:
         if not _dw_dsp(g, n) or dw_fast_ok(g, n, plan, n.attrs.get("residual")):
             continue
         t = trial(apart | {n.name})
-        if t.arena_bytes <= plan.arena_bytes and dw_fast_ok(g, n, t, n.attrs.get("residual")):
+        if t.arena_bytes <= (plan.arena_bytes if limit is None else max(plan.arena_bytes, limit)) \
+                and dw_fast_ok(g, n, t, n.attrs.get("residual")):
             apart.add(n.name)
             plan = t
     return plan
@@ -254,7 +268,7 @@ def plan_with_gemm(g: ir.Graph, opts: CodegenOptions, fusions: bool | None = Non
         return plan_memory(g, inplace=opts.inplace, workspace=kernel_workspaces(g)), {}, {}, set()
     speed = opts.speed
     fused = find_row_fusions(g, opts) if fusions else {}
-    base = plan_memory(g, fused=fused, inplace=opts.inplace, workspace=kernel_workspaces(g))
+    base = plan_memory(g, fused=fused, inplace=opts.inplace, workspace={**kernel_workspaces(g), **dw_workspaces(g, opts)})
     macs = {n.name: ir.macs(g, n) for n in g.nodes}
     cands = [(n.name, [lay for lay in (gemm_layout(g, n, False, opts=opts), gemm_layout(g, n, True, opts=opts))
                        if lay is not None]) for n in g.nodes]
@@ -296,7 +310,9 @@ def plan_with_gemm(g: ir.Graph, opts: CodegenOptions, fusions: bool | None = Non
         if t.arena_bytes <= max(plan.arena_bytes, limit):
             lays[name], plan = tab, t
     if opts.dw_apart:
-        plan = _dw_apart(g, plan, dw_apart, lambda apart: plan_with_layouts(g, lays, fused, apart, opts))
+        # (--optimize speed: within its allowance, which the strips' workspaces share)
+        plan = _dw_apart(g, plan, dw_apart, lambda apart: plan_with_layouts(g, lays, fused, apart, opts),
+                         limit if speed else None)
     if speed:  # the weights widened in flash: no buffer in the arena, the plan stays
         for name, lay in lays.items():
             if lay.nb == 1:

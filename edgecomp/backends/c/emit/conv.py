@@ -63,6 +63,9 @@ def _grouped(gen, node: ir.Node) -> bool:
 @kernel("ec_conv2d_s8_dsp", "conv2d", "int8", applies=_folds_bias, groups=("dsp",), rank=20)
 @kernel("ec_conv2d_s8", "conv2d", "int8")
 @kernel("ec_conv2d_f32", "conv2d", "float32")
+@kernel("ec_depthwise_conv2d_s8_dsp3x3w", "depthwise_conv2d", "int8", groups=("dsp",), rank=9,
+        applies=lambda gen, n: n.name in gen.plan.workspace and _dw_dsp(gen, n)
+        and dw_fast_ok(gen.g, n, gen.plan, n.attrs.get("residual")))
 @kernel("ec_depthwise_conv2d_s8_dsp3x3", "depthwise_conv2d", "int8", groups=("dsp",), rank=10,
         applies=lambda gen, n: _dw_dsp(gen, n) and dw_fast_ok(gen.g, n, gen.plan, n.attrs.get("residual")))
 @kernel("ec_depthwise_conv2d_s8_dsp3x3s2", "depthwise_conv2d", "int8", groups=("dsp",), rank=20,
@@ -192,6 +195,12 @@ def emit_conv(gen, L, k) -> str:
     elif k.name == "ec_depthwise_conv2d_s8_dsp3x3":
         head.append("  DSP kernel, 3x3 fast path (4 rows x 2 channels, SMLAD)")
         return f"{k.name}(&{L.base}, {ins});"
+    elif k.name == "ec_depthwise_conv2d_s8_dsp3x3w":
+        ws = gen.plan.workspace[node.name]
+        head.append("  DSP kernel, 3x3 fast path in strips (int16 row pairs, blocks of 4 rows, SMLAD)")
+        head.append(f"  row pairs workspace: {ws[1]} bytes at {ws[0]}")
+        return (f"{k.name}(&{L.base}, {gen.tensor(x.name)}, {filt}, {bias}, {gen.tensor(out.name)}, "
+                f"(int8_t *)(arena.bytes + {ws[0]}));")
     elif k.name == "ec_depthwise_conv2d_s8_dsp3x3s2":
         head.append("  DSP kernel, 3x3 stride-2 path (row and column pairs, SMLAD)")
         return f"{k.name}(&{L.base}, {ins});"

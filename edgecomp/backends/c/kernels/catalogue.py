@@ -10,7 +10,7 @@ an emitter and a record here (``@kernel`` on the emitter).
 
     >>> import edgecomp.backends.c.emit  # the emitters' @kernel records fill the catalogue
     >>> [k.name for k in candidates("depthwise_conv2d", "int8")]  # doctest: +NORMALIZE_WHITESPACE
-    ['ec_depthwise_conv2d_s8_mve3x3', 'ec_depthwise_conv2d_s8_mve', 'ec_depthwise_conv2d_s8_dsp3x3', 'ec_depthwise_conv2d_s8_dsp3x3s2', 'ec_depthwise_conv2d_s8_dsp',
+    ['ec_depthwise_conv2d_s8_mve3x3', 'ec_depthwise_conv2d_s8_mve', 'ec_depthwise_conv2d_s8_dsp3x3w', 'ec_depthwise_conv2d_s8_dsp3x3', 'ec_depthwise_conv2d_s8_dsp3x3s2', 'ec_depthwise_conv2d_s8_dsp',
      'ec_depthwise_conv2d_s8']
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ KERNEL_GROUPS: dict[str, tuple[str, ...]] = {
                   "elementwise/ec_elementwise.c", "pooling/ec_pooling.c", "elementwise/ec_softmax.c"),
     "s16": ("int16/ec_kernels_s16.h", "int16/ec_kernels_s16.c"),
     "dsp": ("common/ec_kernels_dsp.h", "conv/ec_conv2d_dsp.c", "depthwise/ec_depthwise_conv2d_dsp.c",
-            "pooling/ec_pooling_dsp.c", "fully_connected/ec_fully_connected_dsp.c"),
+            "depthwise/ec_depthwise_conv2d_dsp_strips.c", "pooling/ec_pooling_dsp.c", "fully_connected/ec_fully_connected_dsp.c"),
     "gemm": ("conv/ec_kernels_gemm.h", "conv/ec_conv2d_gemm.c", "conv/ec_conv2d_gemm16.c"),
     "simd": ("common/ec_simd.h",),
     "data": ("ec_kernels_data.h", "ec_kernels_data.c"),

@@ -15,6 +15,7 @@ from ....ops.pool import tflite_window
 from ....passes.memory_plan import MemoryPlan
 
 DW_TILE = 5  # EC_DW_TILE (ec_kernels_dsp): output columns per tile of the depthwise 3x3 fast path
+DW_SCRATCH_BYTES = 840  # 4 * EC_DWS_SCRATCH (ec_kernels_dsp): the strips' int16 row pairs (their workspace)
 GEMM_ADD_TABLE_BYTES = 2048  # EC_GEMM_ADD_TABLE_BYTES: two int32 tables of 256 entries
 
 
@@ -40,25 +41,38 @@ def dw_requant_ok(g: ir.Graph, node: ir.Node, c: int) -> bool:
     return bool((m > 1 << 30).all() and ((sh <= -1) & (sh >= -21)).all() and (np.abs(b) <= 1 << 29).all())
 
 
-def dw_fast_ok(g: ir.Graph, node: ir.Node, plan: MemoryPlan, res) -> bool:
-    """dw_fast_ok (ec_kernels_dsp): whether the depthwise 3x3 stride-1 fast path takes this layer
-    (decided here so that the general code is not linked when no layer needs it)."""
+def dw_fast_shape_ok(g: ir.Graph, node: ir.Node, res) -> bool:
+    """dw_fast_ok's conditions but the placement: 3x3, stride 1, dilation 1, padding <= 1, at least
+    2 channels, no fused residual, every requantization a right shift (the layers that get the fast
+    path's workspace, kernel_plan.dw_workspaces)."""
     x, y = g.tensors[node.inputs[0]], g.tensors[node.outputs[0]]
     w = g.tensors[node.inputs[1]]
     a, q = node.attrs, node.attrs.get("q")
     if res or q is None or len(x.shape) != 4 or tuple(w.shape[1:3]) != (3, 3):
         return False
     pt, pl = a.get("pad", (0, 0, 0, 0))[:2]
-    n, ih, iw, c = (int(v) for v in x.shape)
+    ih, iw, c = (int(v) for v in x.shape[1:])
     oh, ow, oc = (int(v) for v in y.shape[1:])
     if tuple(a.get("stride", (1, 1))) != (1, 1) or tuple(a.get("dilation", (1, 1))) != (1, 1) or c < 2 or oc != c \
             or not (0 <= pt <= 1 and 0 <= pl <= 1 and 0 <= oh + 2 - pt - ih <= 1 and 0 <= ow + 2 - pl - iw <= 1):
         return False
+    return dw_requant_ok(g, node, c)
+
+
+def dw_fast_ok(g: ir.Graph, node: ir.Node, plan: MemoryPlan, res) -> bool:
+    """dw_fast_ok (ec_kernels_dsp): whether the depthwise 3x3 stride-1 fast path takes this layer
+    (decided here so that the general code is not linked when no layer needs it)."""
+    if not dw_fast_shape_ok(g, node, res):
+        return False
+    x, y = g.tensors[node.inputs[0]], g.tensors[node.outputs[0]]
+    pt = node.attrs.get("pad", (0, 0, 0, 0))[0]
+    n, ih, iw, c = (int(v) for v in x.shape)
+    oh, ow = (int(v) for v in y.shape[1:3])
     ox, oy = plan.offsets[x.name], plan.offsets[y.name]
     if oy < ox + n * ih * iw * c and ox < oy + n * oh * ow * c:  # overlapping: only one row behind
         if not (n == 1 and iw * c == ow * c and ow <= DW_TILE and ox - oy == pt * iw * c):
             return False
-    return dw_requant_ok(g, node, c)
+    return True
 
 
 def dw_s2_ok(g: ir.Graph, node: ir.Node, res) -> bool:

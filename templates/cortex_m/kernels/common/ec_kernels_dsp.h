@@ -39,6 +39,11 @@ void ec_depthwise_conv2d_s8_dsp(const ec_conv_params_t *p, const int8_t *input, 
  * whose depthwise layers all take it do not link the general code. */
 void ec_depthwise_conv2d_s8_dsp3x3(const ec_conv_params_t *p, const int8_t *input, const int8_t *filter,
                                    const int32_t *bias, int8_t *output, int8_t *row);
+/* The same layers in strips of up to 28 rows (int16 row pairs built once, blocks of 4 rows x 1
+ * column requantized in registers), with --optimize speed: `work` is its workspace in the arena,
+ * 840 bytes, word-aligned (predicates.DW_SCRATCH_BYTES); without one, the fast path above. */
+void ec_depthwise_conv2d_s8_dsp3x3w(const ec_conv_params_t *p, const int8_t *input, const int8_t *filter,
+                                    const int32_t *bias, int8_t *output, int8_t *work);
 /* Only the 3x3 stride-2 path (c_codegen.dw_s2_ok), likewise. */
 void ec_depthwise_conv2d_s8_dsp3x3s2(const ec_conv_params_t *p, const int8_t *input, const int8_t *filter,
                                      const int32_t *bias, int8_t *output, int8_t *row);
