@@ -51,6 +51,22 @@ void ec_gemm16_4x_rq_1(const uint32_t *w16, const uint32_t *col, int8_t *d0, int
     "    smlad r5, r8, r11, r5\n" \
     "    smlad r6, r9, r10, r6\n" \
     "    smlad r7, r9, r11, r7\n"
+/* A pass of 16 chunks (label 3: its first, 5: its end), each 112 bytes of code so that a pass
+ * can be entered part way (the entry computed from the chunks skipped): both 2x4 loops */
+#define GM4_CHUNKS(NAME) \
+    "    .p2align 2\n" \
+    "3:\n" \
+    "    .set gm4c, 0\n" \
+    "    .rept 16\n" \
+    GM4_HALF(0, 0) \
+    GM4_HALF(4, 16) \
+    "    .set gm4c, gm4c + 1\n" \
+    "    .endr\n" \
+    "5:\n" \
+    "    .if (5b - 3b) - 16 * 112\n" \
+    "    .error \"" NAME ": a chunk is not 112 bytes\"\n" \
+    "    .endif\n"
+
 /* The quad loop of ec_gemm16_4x (PASS_START/PASS_END: the pass count, empty when one pass does). */
 #define GM4_BODY(NAME, PASS_START, PASS_END) \
     EC_ASM_FUNC(NAME) \
@@ -91,18 +107,7 @@ void ec_gemm16_4x_rq_1(const uint32_t *w16, const uint32_t *col, int8_t *d0, int
     PASS_START \
     "    ldr r8, [sp, #12]\n" \
     "    bx r8\n" \
-    "    .p2align 2\n" \
-    "3:\n" \
-    "    .set gm4c, 0\n" \
-    "    .rept 16\n" \
-    GM4_HALF(0, 0) \
-    GM4_HALF(4, 16) \
-    "    .set gm4c, gm4c + 1\n" \
-    "    .endr\n" \
-    "5:\n" \
-    "    .if (5b - 3b) - 16 * 112\n" \
-    "    .error \"" NAME ": a chunk is not 112 bytes\"\n" \
-    "    .endif\n" \
+    GM4_CHUNKS(NAME) \
     "    add r12, r12, #256\n" \
     "    add lr, lr, #512\n" \
     PASS_END /* (then lr: the next quad's weights) */ \
@@ -187,18 +192,7 @@ __asm__(GM4_BODY("ec_gemm16_4x_1", "", ""));
     "    cmp r3, #0\n" \
     "    bne.w 6f\n" \
     "    mov r3, r1\n" \
-    "    .p2align 2\n" \
-    "3:\n" \
-    "    .set gm4c, 0\n" \
-    "    .rept 16\n" \
-    GM4_HALF(0, 0) \
-    GM4_HALF(4, 16) \
-    "    .set gm4c, gm4c + 1\n" \
-    "    .endr\n" \
-    "5:\n" \
-    "    .if (5b - 3b) - 16 * 112\n" \
-    "    .error \"" NAME ": a chunk is not 112 bytes\"\n" \
-    "    .endif\n" \
+    GM4_CHUNKS(NAME) \
     PASS_END \
     "    ldr r8, [sp, #28]\n" \
     NEXT /* (then lr: the next quad's weights) */ \
